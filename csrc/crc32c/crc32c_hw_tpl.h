@@ -1,0 +1,77 @@
+/* crc32c_hw_tpl.h - CRC32C with the crc32 instruction, three interleaved streams. */
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Included by each kernel file that has the instruction (sse42, avx2, avx512,
+   armv8); each instantiates it under its own target flags. */
+#ifndef MCP_EDGE_CRC32C_HW_TPL_H
+#define MCP_EDGE_CRC32C_HW_TPL_H
+
+#include <string.h>
+
+#include "crc32c_tables.h"
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#define ME_CRC_U64(c, v) ((uint32_t)_mm_crc32_u64((c), (v)))
+#define ME_CRC_U8(c, v) _mm_crc32_u8((c), (v))
+#elif defined(__aarch64__)
+#include <arm_acle.h>
+#define ME_CRC_U64(c, v) __crc32cd((c), (v))
+#define ME_CRC_U8(c, v) __crc32cb((c), (v))
+#endif
+
+static inline uint64_t hw_load64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Multiply a raw state by x^(8*block) through a four-lane table. */
+static inline uint32_t hw_shift(const uint32_t t[4][256], uint32_t s)
+{
+    return t[0][s & 0xff] ^ t[1][(s >> 8) & 0xff] ^ t[2][(s >> 16) & 0xff] ^ t[3][s >> 24];
+}
+
+/* One stream, 8 bytes per instruction: best below a few hundred bytes. */
+static inline uint32_t hw_update_1way(uint32_t s, const unsigned char *p, size_t n)
+{
+    while (n >= 8) {
+        s = ME_CRC_U64(s, hw_load64(p));
+        p += 8;
+        n -= 8;
+    }
+    while (n--)
+        s = ME_CRC_U8(s, *p++);
+    return s;
+}
+
+#define HW_3WAY(BLOCK, TABLE)                                           \
+    while (n >= 3 * (BLOCK)) {                                          \
+        uint32_t c1 = 0, c2 = 0;                                        \
+        const unsigned char *end = p + (BLOCK);                         \
+        do {                                                            \
+            s = ME_CRC_U64(s, hw_load64(p));                            \
+            c1 = ME_CRC_U64(c1, hw_load64(p + (BLOCK)));                \
+            c2 = ME_CRC_U64(c2, hw_load64(p + 2 * (BLOCK)));            \
+            p += 8;                                                     \
+        } while (p < end);                                              \
+        s = hw_shift(TABLE, s) ^ c1;                                    \
+        s = hw_shift(TABLE, s) ^ c2;                                    \
+        p += 2 * (BLOCK);                                               \
+        n -= 3 * (BLOCK);                                               \
+    }
+
+static inline uint32_t hw_update(uint32_t s, const unsigned char *p, size_t n)
+{
+    if (n >= 3 * ME_CRC32C_SHORT_BLOCK) {
+        while (n && ((uintptr_t)p & 7)) {
+            s = ME_CRC_U8(s, *p++);
+            n--;
+        }
+        HW_3WAY(ME_CRC32C_LONG_BLOCK, me_crc32c_shift_long)
+        HW_3WAY(ME_CRC32C_SHORT_BLOCK, me_crc32c_shift_short)
+    }
+    return hw_update_1way(s, p, n);
+}
+
+#endif /* MCP_EDGE_CRC32C_HW_TPL_H */

@@ -1,0 +1,1 @@
+# _cpu has no C-level API of its own; wrappers cimport includes/me_cpu.pxd.

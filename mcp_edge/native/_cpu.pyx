@@ -1,0 +1,115 @@
+# cython: language_level=3
+"""CPU features and the ISA level every native kernel dispatches on.
+
+The level is chosen once, at import: the best this CPU runs, or the one named
+by ``MCP_EDGE_ISA`` (a cap), which must be a level this CPU can run.
+"""
+
+import os
+
+from libc.stdint cimport uint32_t
+
+from mcp_edge.errors import IsaLevelError
+from mcp_edge.native.includes.me_cpu cimport (
+    ME_CPU_FEATURE_COUNT,
+    ME_LEVEL_COUNT,
+    me_cpu_best_level,
+    me_cpu_feature_name,
+    me_cpu_features,
+    me_cpu_level_from_name,
+    me_cpu_level_name,
+    me_cpu_level_runnable,
+)
+
+ISA_ENV = "MCP_EDGE_ISA"
+
+
+def features():
+    """features() -> dict[str, bool]
+
+    uint32_t me_cpu_features(void)
+
+    The SIMD features of this CPU's architecture that mcp_edge uses, each True
+    when both the CPU and the OS enable it (xgetbv on x86-64, AT_HWCAP on aarch64).
+    """
+    cdef uint32_t bits = me_cpu_features()
+    cdef int i
+    cdef const char *name
+    result = {}
+    for i in range(ME_CPU_FEATURE_COUNT):
+        name = me_cpu_feature_name(i)
+        if name != NULL and _feature_on_this_arch(i):
+            result[name.decode()] = bool(bits & (1u << i))
+    return result
+
+
+cdef bint _feature_on_this_arch(int bit):
+    import platform
+    arm = platform.machine() in ("aarch64", "arm64")
+    return (bit >= 8) == arm
+
+
+# Probed once: cpuid traps to the hypervisor in a VM and costs tens of microseconds.
+_LEVELS = tuple(
+    me_cpu_level_name(i).decode() for i in range(ME_LEVEL_COUNT) if me_cpu_level_runnable(i)
+)
+_NUMBERS = {name: me_cpu_level_from_name(name.encode()) for name in _LEVELS}
+
+
+def levels():
+    """levels() -> list[str]
+
+    int me_cpu_level_runnable(int level)
+
+    The ISA levels this CPU can run, lowest first.
+    """
+    return list(_LEVELS)
+
+
+def level_number(str name):
+    """level_number(name) -> int
+
+    The C number of level ``name``; IsaLevelError for an unknown name or a level
+    this CPU cannot run.
+    """
+    number = _NUMBERS.get(name)
+    if number is not None:
+        return number
+    cdef int level = me_cpu_level_from_name(name.encode())
+    runnable = _LEVELS
+    if level < 0:
+        raise IsaLevelError(
+            f"unknown ISA level {name!r}: levels are scalar, sse42, avx2, avx512 (x86-64) "
+            f"and scalar, neon (aarch64); this CPU runs {', '.join(runnable)}"
+        )
+    raise IsaLevelError(f"this CPU cannot run ISA level {name!r}; it runs {', '.join(runnable)}")
+
+
+def _select():
+    forced = os.environ.get(ISA_ENV)
+    if forced is None or forced == "":
+        return me_cpu_level_name(me_cpu_best_level()).decode()
+    try:
+        level_number(forced)
+    except IsaLevelError as exc:
+        raise IsaLevelError(f"{ISA_ENV}={forced}: {exc}") from None
+    return forced
+
+
+_ACTIVE = _select()
+
+
+def active():
+    """active() -> str
+
+    The ISA level the kernels run: the best this CPU has, capped by MCP_EDGE_ISA.
+    """
+    return _ACTIVE
+
+
+def forced():
+    """forced() -> bool
+
+    True when MCP_EDGE_ISA chose the level.
+    """
+    return bool(os.environ.get(ISA_ENV))

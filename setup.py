@@ -1,0 +1,137 @@
+"""Build of mcp_edge: the C core in csrc/ and the Cython extensions over it.
+
+Knobs: MCP_EDGE_DEBUG=1 (-O0 -g, Cython line tracing), MCP_EDGE_SANITIZE=1
+(ASan + UBSan). Each ISA kernel is compiled with its own -m flags only.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ARCH = platform.machine()
+SUPPORTED_ARCHES = ("x86_64", "aarch64")
+
+# Per-ISA kernel files and the only flags each is compiled with, per architecture.
+ISA_SOURCES: dict[str, dict[str, list[str]]] = {
+    "x86_64": {
+        "csrc/crc32c/crc32c_sse42.c": ["-msse4.2"],
+        "csrc/crc32c/crc32c_avx2.c": ["-mavx2", "-mpclmul", "-msse4.2"],
+        "csrc/crc32c/crc32c_avx512.c": [
+            "-mavx512f", "-mavx512bw", "-mavx512vl", "-mvpclmulqdq", "-mpclmul", "-msse4.2",
+        ],
+    },
+    "aarch64": {
+        "csrc/crc32c/crc32c_armv8.c": ["-march=armv8-a+crc+crypto"],
+    },
+}
+
+# Extension -> (Cython module, portable C sources, ISA-kernel folder prefixes).
+EXTENSIONS: dict[str, tuple[str, list[str], list[str]]] = {
+    "mcp_edge.native._cpu": ("mcp_edge/native/_cpu.pyx", ["csrc/cpu/cpu.c"], []),
+    "mcp_edge.native._crc": (
+        "mcp_edge/native/_crc.pyx",
+        ["csrc/cpu/cpu.c", "csrc/crc32c/crc32c.c", "csrc/crc32c/crc32c_scalar.c"],
+        ["csrc/crc32c/"],
+    ),
+}
+
+# System libraries the data path links (io_uring engine, NUMA pools): found with
+# pkg-config; a miss names the Debian package that provides it.
+SYSTEM_LIBS = {"liburing": "liburing-dev", "numa": "libnuma-dev"}
+
+STRICT_CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
+
+
+def c_sources(ext_name: str, arch: str) -> list[tuple[str, list[str]]]:
+    """(source, extra flags) of the project C an extension links, for `arch`."""
+    _, portable, isa_prefixes = EXTENSIONS[ext_name]
+    out = [(src, []) for src in portable]
+    for src, flags in ISA_SOURCES.get(arch, {}).items():
+        if any(src.startswith(prefix) for prefix in isa_prefixes):
+            out.append((src, flags))
+    return out
+
+
+def opt_flags() -> list[str]:
+    flags = ["-O0", "-g"] if os.environ.get("MCP_EDGE_DEBUG") else ["-O3"]
+    if os.environ.get("MCP_EDGE_SANITIZE"):
+        flags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+    return flags
+
+
+def pkgconfig(name: str) -> tuple[list[str], list[str]]:
+    """(cflags, libs) of a system library; SystemExit naming the package if absent."""
+    package = SYSTEM_LIBS[name]
+    if shutil.which("pkg-config") is None:
+        sys.exit("mcp_edge needs pkg-config to find its system libraries: apt-get install pkg-config")
+    proc = subprocess.run(["pkg-config", "--cflags", "--libs", name], capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(
+            f"mcp_edge needs the system library '{name}', which pkg-config cannot find: "
+            f"install the Debian package {package} (apt-get install {package})"
+        )
+    flags = proc.stdout.split()
+    return [f for f in flags if not f.startswith("-l")], [f for f in flags if f.startswith("-l")]
+
+
+class BuildExt(build_ext):
+    """Compiles each extension's project C with strict flags and per-ISA -m flags."""
+
+    def build_extension(self, ext: Extension) -> None:
+        objects: list[str] = []
+        for src, flags in c_sources(ext.name, ARCH):
+            objects += self.compiler.compile(
+                [src],
+                output_dir=self.build_temp,
+                extra_postargs=STRICT_CFLAGS + opt_flags() + flags,
+            )
+        ext.extra_objects = objects
+        super().build_extension(ext)
+
+
+def extensions() -> list[Extension]:
+    from Cython.Build import cythonize
+
+    if sys.platform != "linux" or ARCH not in SUPPORTED_ARCHES:
+        sys.exit(
+            f"mcp_edge runs on Linux on x86-64 or aarch64 (io_uring, its SIMD kernels); "
+            f"this is {sys.platform}/{ARCH}"
+        )
+    for lib in SYSTEM_LIBS:
+        pkgconfig(lib)
+    debug = bool(os.environ.get("MCP_EDGE_DEBUG"))
+    link = ["-fsanitize=address,undefined"] if os.environ.get("MCP_EDGE_SANITIZE") else []
+    exts = [
+        Extension(
+            name,
+            [pyx],
+            include_dirs=["csrc"],
+            extra_compile_args=opt_flags(),
+            extra_link_args=link,
+            define_macros=[("CYTHON_TRACE_NOGIL", "1")] if debug else [],
+        )
+        for name, (pyx, _, _) in EXTENSIONS.items()
+    ]
+    return cythonize(
+        exts,
+        compiler_directives={"language_level": "3", "linetrace": debug, "embedsignature": False},
+        quiet=True,
+    )
+
+
+if __name__ == "__main__":
+    setup(
+        ext_modules=extensions(),
+        cmdclass={"build_ext": BuildExt},
+        data_files=[
+            ("share/mcp-edge/boards", sorted(f"boards/{f}" for f in os.listdir("boards") if f.endswith(".toml"))),
+            ("share/mcp-edge/perf", sorted(f"perf/{f}" for f in os.listdir("perf") if f.endswith(".py"))),
+        ],
+    )
