@@ -6,6 +6,7 @@ Knobs: MCP_EDGE_DEBUG=1 (-O0 -g, Cython line tracing), MCP_EDGE_SANITIZE=1
 
 from __future__ import annotations
 
+import glob
 import os
 import platform
 import shutil
@@ -85,6 +86,11 @@ class BuildExt(build_ext):
     """Compiles each extension's project C with strict flags and per-ISA -m flags."""
 
     def build_extension(self, ext: Extension) -> None:
+        from setuptools.modified import newer_group
+
+        target = self.get_ext_fullpath(ext.name)
+        if not (self.force or newer_group(ext.sources + ext.depends, target, "newer")):
+            return  # up to date: skip compiling the C core again
         objects: list[str] = []
         for src, flags in c_sources(ext.name, ARCH):
             objects += self.compiler.compile(
@@ -113,6 +119,7 @@ def extensions() -> list[Extension]:
             name,
             [pyx],
             include_dirs=["csrc"],
+            depends=sorted(glob.glob("csrc/**/*.[ch]", recursive=True)),
             extra_compile_args=opt_flags(),
             extra_link_args=link,
             define_macros=[("CYTHON_TRACE_NOGIL", "1")] if debug else [],

@@ -131,7 +131,7 @@ def render() -> str:
         "/* x^(2^(k+3)) mod P, reflected: the operator of 2^k zero bytes (combine). */",
         "static const uint32_t me_crc32c_x2n_bytes[64] = {",
     ]
-    vals = [xpow_reflected(8 << k) if k < 61 else xpow_reflected(8 << k) for k in range(64)]
+    vals = [xpow_reflected(8 << k) for k in range(64)]
     for i in range(0, 64, 6):
         parts.append("    " + ", ".join(f"0x{v:08x}" for v in vals[i : i + 6]) + ",")
     parts.append("};")

@@ -1,0 +1,53 @@
+# mcp_edge: `make run` and `make test` set up everything they need on a fresh machine.
+# SPDX-License-Identifier: Apache-2.0
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.mcp-edge-installed
+# Debian packages the build and the test suite need (liburing/libnuma: the data
+# path; libisal2: the ISA-L peer of the CRC32C bench).
+DEBS := gcc make pkg-config python3-venv liburing-dev libnuma-dev libisal2
+
+.PHONY: all setup deps build run test lint pytest bench test-aarch64 clean
+
+all: setup
+
+deps:
+	@bash tools/deps.sh $(DEBS)
+
+$(STAMP): pyproject.toml setup.py
+	@$(MAKE) --no-print-directory deps
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mcp_edge needs Python >= 3.11; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel "Cython>=3.0.10"
+	$(PY) -m pip install -q --no-build-isolation -e '.[test,perf]'
+	touch $(STAMP)
+
+build: $(STAMP)
+	@$(PY) setup.py -q build_ext --inplace
+
+setup: deps build
+
+run: setup
+	$(VENV)/bin/mcp-edge doctor
+
+lint: setup
+	$(VENV)/bin/ruff check mcp_edge tests perf tools setup.py
+	$(VENV)/bin/mypy --strict mcp_edge
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/cython-lint mcp_edge/native
+
+pytest: setup
+	$(PY) -m pytest
+
+test: lint pytest
+
+bench: setup
+	@mkdir -p perf-results
+	$(VENV)/bin/mcp-edge perf run --json perf-results/latest.json
+
+test-aarch64: setup
+	PYTHON=$(PY) bash tools/aarch64/test.sh
+
+clean:
+	rm -rf build .cross mcp_edge/native/*.so mcp_edge/native/_*.c *.egg-info

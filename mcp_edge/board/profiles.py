@@ -1,0 +1,138 @@
+"""Loading and matching of board profiles.
+
+A profile is a TOML file::
+
+    [board]
+    id = "generic-x86_64"
+    description = "..."
+    [match]
+    arch = "x86_64"            # platform.machine() of the box
+    model = ["Raspberry Pi 5"]  # optional: substrings of the device-tree model or DMI product name
+    priority = 0               # the highest-priority match wins
+    [paths]
+    data_dir = "/var/lib/mcp-edge"
+
+Profiles are searched in ``$MCP_EDGE_BOARDS_DIR``, the checkout's ``boards/``,
+``<prefix>/share/mcp-edge/boards`` and ``/etc/mcp-edge/boards``; a later file
+with the same id does not replace an earlier one. ``MCP_EDGE_BOARD=<id>`` picks
+a board by id instead of matching.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcp_edge.errors import ConfigError
+
+__all__ = ["BOARD_ENV", "Board", "boards_dirs", "detect", "load", "load_all"]
+
+BOARD_ENV = "MCP_EDGE_BOARD"
+_MODEL_FILES = ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model", "/sys/class/dmi/id/product_name")
+
+
+@dataclass(frozen=True)
+class Board:
+    """One board profile."""
+
+    id: str
+    description: str
+    arch: str
+    models: tuple[str, ...]
+    priority: int
+    data_dir: Path
+    path: Path
+
+    def matches(self, arch: str, model: str) -> bool:
+        """True when this profile fits a box of ``arch`` whose model string is ``model``."""
+        if self.arch != arch:
+            return False
+        return not self.models or any(m in model for m in self.models)
+
+
+def boards_dirs() -> list[Path]:
+    """The folders searched for profiles, in order, those that exist."""
+    candidates: list[Path] = []
+    env = os.environ.get("MCP_EDGE_BOARDS_DIR")
+    if env:
+        candidates.append(Path(env))
+    candidates.append(Path(__file__).resolve().parents[2] / "boards")
+    candidates.append(Path(sys.prefix) / "share" / "mcp-edge" / "boards")
+    candidates.append(Path("/etc/mcp-edge/boards"))
+    return [p for p in candidates if p.is_dir()]
+
+
+def _field(table: dict[str, object], key: str, kind: type, path: Path, default: object = None) -> object:
+    value = table.get(key, default)
+    if value is None or not isinstance(value, kind):
+        raise ConfigError(f"{path}: '{key}' must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def load(path: Path) -> Board:
+    """Parse one profile; ConfigError naming the file and the field on bad input."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read board profile: {exc}") from None
+    board = data.get("board", {})
+    match = data.get("match", {})
+    paths = data.get("paths", {})
+    if not all(isinstance(t, dict) for t in (board, match, paths)):
+        raise ConfigError(f"{path}: [board], [match] and [paths] must be tables")
+    models = match.get("model", [])
+    if isinstance(models, str):
+        models = [models]
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise ConfigError(f"{path}: 'model' must be a string or a list of strings")
+    return Board(
+        id=str(_field(board, "id", str, path)),
+        description=str(_field(board, "description", str, path, "")),
+        arch=str(_field(match, "arch", str, path)),
+        models=tuple(models),
+        priority=int(_field(match, "priority", int, path, 0)),  # type: ignore[call-overload]
+        data_dir=Path(str(_field(paths, "data_dir", str, path, "/var/lib/mcp-edge"))),
+        path=path,
+    )
+
+
+def load_all() -> list[Board]:
+    """Every profile found, first of each id."""
+    seen: dict[str, Board] = {}
+    for folder in boards_dirs():
+        for file in sorted(folder.glob("*.toml")):
+            b = load(file)
+            seen.setdefault(b.id, b)
+    return list(seen.values())
+
+
+def _model_string() -> str:
+    for name in _MODEL_FILES:
+        try:
+            return Path(name).read_text(errors="replace").strip("\x00\n ")
+        except OSError:
+            continue
+    return ""
+
+
+def detect(arch: str | None = None, model: str | None = None) -> Board:
+    """The profile of this box: ``$MCP_EDGE_BOARD`` if set, else the best match."""
+    boards = load_all()
+    forced = os.environ.get(BOARD_ENV)
+    if forced:
+        for b in boards:
+            if b.id == forced:
+                return b
+        known = ", ".join(sorted(b.id for b in boards)) or "none"
+        raise ConfigError(f"{BOARD_ENV}={forced}: no such board profile (known: {known})")
+    arch = arch or platform.machine()
+    model = _model_string() if model is None else model
+    fits = [b for b in boards if b.matches(arch, model)]
+    if not fits:
+        where = ", ".join(str(d) for d in boards_dirs()) or "no board folder found"
+        raise ConfigError(f"no board profile matches this {arch} box (searched {where}); set {BOARD_ENV}")
+    return max(fits, key=lambda b: (b.priority, len(b.models)))

@@ -1,0 +1,182 @@
+"""``mcp-edge doctor``: what this box offers the runtime, and what the runtime picked.
+
+Each probe returns plain data (for ``--json``) and never raises for a missing
+capability: a fallback is reported, not hidden.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import mmap
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DATA_DIR_ENV", "collect", "probe_hugepages", "probe_io_uring", "probe_numa", "probe_odirect", "render"]
+
+DATA_DIR_ENV = "MCP_EDGE_DATA_DIR"
+_NR_IO_URING_SETUP = {"x86_64": 425, "aarch64": 425}
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name, or the best the kernel tells."""
+    info = _read("/proc/cpuinfo") or ""
+    for key in ("model name", "Model", "Hardware", "CPU part"):
+        for line in info.splitlines():
+            if line.startswith(key) and ":" in line:
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def probe_io_uring() -> dict[str, Any]:
+    """Whether io_uring_setup() works here, and why not when it does not."""
+    disabled = _read("/proc/sys/kernel/io_uring_disabled")
+    nr = _NR_IO_URING_SETUP.get(platform.machine())
+    if nr is None:
+        return {"available": False, "reason": f"unknown syscall number on {platform.machine()}"}
+    libc = ctypes.CDLL(None, use_errno=True)
+    params = ctypes.create_string_buffer(120)  # struct io_uring_params
+    fd = libc.syscall(ctypes.c_long(nr), ctypes.c_uint(4), params)
+    if fd >= 0:
+        os.close(fd)
+        return {"available": True, "reason": "io_uring_setup works", "io_uring_disabled": disabled}
+    err = ctypes.get_errno()
+    why = {
+        errno.ENOSYS: "the kernel has no io_uring (ENOSYS)",
+        errno.EPERM: "io_uring is forbidden here (EPERM: kernel.io_uring_disabled or a seccomp filter)",
+    }.get(err, f"io_uring_setup failed: {os.strerror(err)}")
+    return {"available": False, "reason": why, "io_uring_disabled": disabled}
+
+
+def _fs_type(path: Path) -> str:
+    best, fstype = "", "unknown"
+    for line in (_read("/proc/self/mountinfo") or "").splitlines():
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        if len(fields) < 5 or not right:
+            continue
+        mount = fields[4].replace("\\040", " ")
+        if (str(path) == mount or str(path).startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best):
+            best, fstype = mount, right.split()[0]
+    return fstype
+
+
+def probe_odirect(data_dir: Path) -> dict[str, Any]:
+    """Whether O_DIRECT works on the data dir's filesystem (probed on its nearest existing folder)."""
+    probe_dir = data_dir
+    while not probe_dir.is_dir() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    result: dict[str, Any] = {"data_dir": str(data_dir), "probed": str(probe_dir), "fs": _fs_type(probe_dir.resolve())}
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_DIRECT", 0)
+    try:
+        fd_tmp, name = tempfile.mkstemp(prefix=".mcp-edge-odirect-", dir=probe_dir)
+    except OSError as exc:
+        result.update(supported=False, reason=f"cannot create a file there: {exc.strerror}")
+        return result
+    os.close(fd_tmp)
+    os.unlink(name)
+    buf = mmap.mmap(-1, 4096)  # page-aligned
+    try:
+        fd = os.open(name, flags, 0o600)
+    except OSError as exc:
+        result.update(supported=False, reason=f"open(O_DIRECT) refused: {exc.strerror}")
+        return result
+    try:
+        os.write(fd, buf)
+        result.update(supported=True, reason="aligned 4 KiB O_DIRECT write works")
+    except OSError as exc:
+        result.update(supported=False, reason=f"O_DIRECT write refused: {exc.strerror}")
+    finally:
+        os.close(fd)
+        os.unlink(name)
+        buf.close()
+    return result
+
+
+def probe_hugepages() -> dict[str, Any]:
+    """Reserved hugepages and the transparent-hugepage mode."""
+    meminfo: dict[str, str] = {}
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        key, _, value = line.partition(":")
+        meminfo[key] = value.strip()
+    thp = _read("/sys/kernel/mm/transparent_hugepage/enabled") or ""
+    mode = thp[thp.find("[") + 1 : thp.find("]")] if "[" in thp else "unavailable"
+    return {
+        "total": int(meminfo.get("HugePages_Total", "0") or 0),
+        "free": int(meminfo.get("HugePages_Free", "0") or 0),
+        "size_kib": int((meminfo.get("Hugepagesize", "0 kB").split() or ["0"])[0]),
+        "thp": mode,
+    }
+
+
+def probe_numa() -> dict[str, Any]:
+    """NUMA nodes and their CPUs, from sysfs."""
+    base = Path("/sys/devices/system/node")
+    nodes = {}
+    for node in sorted(base.glob("node[0-9]*"), key=lambda p: int(p.name[4:])):
+        nodes[node.name] = _read(str(node / "cpulist")) or ""
+    return {"nodes": len(nodes) or 1, "cpus": nodes}
+
+
+def collect(data_dir: Path | None = None) -> dict[str, Any]:
+    """Every probe, as one JSON-able dict."""
+    from mcp_edge.board import detect
+    from mcp_edge.native import cpu
+    from mcp_edge.native._crc import kernel_level
+
+    board = detect()
+    data_dir = data_dir or Path(os.environ.get(DATA_DIR_ENV) or board.data_dir)
+    return {
+        "arch": platform.machine(),
+        "kernel": platform.release(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count() or 1,
+        "board": {"id": board.id, "description": board.description, "profile": str(board.path)},
+        "isa": {
+            "features": cpu.features(),
+            "levels": cpu.levels(),
+            "active": cpu.active(),
+            "forced": cpu.forced(),
+            "crc32c_kernel": kernel_level(),
+        },
+        "io_uring": probe_io_uring(),
+        "odirect": probe_odirect(data_dir),
+        "hugepages": probe_hugepages(),
+        "numa": probe_numa(),
+    }
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def render(report: dict[str, Any]) -> str:
+    """The report as text for a person."""
+    isa = report["isa"]
+    feats = " ".join(f"{k}{'' if v else '(no)'}" for k, v in isa["features"].items()) or "none"
+    uring, odirect, huge, numa = report["io_uring"], report["odirect"], report["hugepages"], report["numa"]
+    lines = [
+        "mcp-edge doctor",
+        f"  board        {report['board']['id']} ({report['board']['profile']})",
+        f"  arch         {report['arch']}, kernel {report['kernel']}, {report['cores']} cores",
+        f"  cpu          {report['cpu']}",
+        f"  isa features {feats}",
+        f"  isa levels   {', '.join(isa['levels'])}",
+        f"  isa active   {isa['active']}{' (forced by MCP_EDGE_ISA)' if isa['forced'] else ''}; "
+        f"crc32c kernel {isa['crc32c_kernel']}",
+        f"  io_uring     {_yes(uring['available'])}: {uring['reason']}",
+        f"  O_DIRECT     {_yes(odirect['supported'])} on {odirect['probed']} ({odirect['fs']}): {odirect['reason']}",
+        f"  hugepages    {huge['total']} x {huge['size_kib']} KiB reserved, {huge['free']} free; THP {huge['thp']}",
+        f"  NUMA nodes   {numa['nodes']}",
+    ]
+    return "\n".join(lines)

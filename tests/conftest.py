@@ -1,0 +1,29 @@
+"""Shared pytest set-up: capability markers and the seed of randomized tests."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requires_isa(level): skip unless this CPU runs the ISA level")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("requires_isa"):
+        from mcp_edge.native import cpu
+
+        level = mark.args[0]
+        if level not in cpu.levels():
+            pytest.skip(f"this CPU cannot run ISA level {level} (it runs {', '.join(cpu.levels())})")
+
+
+@pytest.fixture
+def rng(request: pytest.FixtureRequest) -> random.Random:
+    """A seeded RNG; the seed is printed, and MCP_EDGE_TEST_SEED replays a run."""
+    seed = int(os.environ.get("MCP_EDGE_TEST_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"{request.node.nodeid}: seed {seed} (replay with MCP_EDGE_TEST_SEED={seed})")
+    return random.Random(seed)

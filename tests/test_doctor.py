@@ -1,0 +1,90 @@
+"""mcp-edge doctor: the probes and the command, text and JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mcp_edge.doctor import probe_hugepages, probe_io_uring, probe_numa, probe_odirect
+from mcp_edge.native import cpu
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mcp_edge(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mcp_edge.cli", *args],
+        capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT,
+    )
+
+
+def test_odirect_on_the_work_tree(tmp_path: Path) -> None:
+    # The work tree is on ext4 (O_DIRECT works there); the probe leaves nothing behind.
+    target = ROOT / "build"
+    target.mkdir(exist_ok=True)
+    before = set(os.listdir(target))
+    result = probe_odirect(target)
+    assert result["probed"] == str(target)
+    if result["fs"] in ("ext4", "xfs", "btrfs"):
+        assert result["supported"] is True, result
+    assert set(os.listdir(target)) == before
+
+
+def test_odirect_probes_nearest_existing_parent(tmp_path: Path) -> None:
+    result = probe_odirect(tmp_path / "not" / "there")
+    assert result["probed"] == str(tmp_path)
+    assert result["data_dir"] == str(tmp_path / "not" / "there")
+
+
+def test_odirect_where_no_file_can_be_created() -> None:
+    result = probe_odirect(Path("/proc/sys"))
+    assert result["supported"] is False
+    assert "cannot create a file there" in result["reason"]
+
+
+def test_other_probes_shape() -> None:
+    uring = probe_io_uring()
+    assert isinstance(uring["available"], bool) and uring["reason"]
+    huge = probe_hugepages()
+    assert huge["size_kib"] >= 0 and huge["thp"]
+    assert probe_numa()["nodes"] >= 1
+
+
+def test_doctor_text_report() -> None:
+    out = mcp_edge("doctor")
+    assert out.returncode == 0, out.stderr
+    for label in ("board", "isa levels", "isa active", "io_uring", "O_DIRECT", "hugepages", "NUMA nodes"):
+        assert label in out.stdout
+    assert f"isa active   {cpu.active()}" in out.stdout
+
+
+def test_doctor_json_report() -> None:
+    out = mcp_edge("doctor", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["isa"]["levels"] == cpu.levels()
+    assert report["isa"]["active"] == report["isa"]["crc32c_kernel"]
+    assert set(report) >= {"arch", "kernel", "board", "io_uring", "odirect", "hugepages", "numa"}
+
+
+def test_doctor_shows_forced_level() -> None:
+    out = mcp_edge("doctor", "--json", MCP_EDGE_ISA="scalar")
+    report = json.loads(out.stdout)
+    assert (report["isa"]["active"], report["isa"]["forced"], report["isa"]["crc32c_kernel"]) == (
+        "scalar", True, "scalar")
+
+
+def test_bad_isa_is_exit_2_with_message() -> None:
+    out = mcp_edge("doctor", MCP_EDGE_ISA="avx9")
+    assert out.returncode == 2
+    assert out.stderr.startswith("mcp-edge: MCP_EDGE_ISA=avx9: unknown ISA level")
+    assert "Traceback" not in out.stderr
+
+
+def test_unknown_board_is_exit_2() -> None:
+    out = mcp_edge("doctor", MCP_EDGE_BOARD="no-such-board")
+    assert out.returncode == 2
+    assert "no such board profile" in out.stderr
