@@ -33,14 +33,17 @@ ISA_SOURCES: dict[str, dict[str, list[str]]] = {
     },
 }
 
-# Extension -> (Cython module, portable C sources, ISA-kernel folder prefixes).
-EXTENSIONS: dict[str, tuple[str, list[str], list[str]]] = {
-    "mcp_edge.native._cpu": ("mcp_edge/native/_cpu.pyx", ["csrc/cpu/cpu.c"], []),
+# Extension -> (Cython module, portable C sources, ISA-kernel folder prefixes, system libraries).
+EXTENSIONS: dict[str, tuple[str, list[str], list[str], list[str]]] = {
+    "mcp_edge.native._cpu": ("mcp_edge/native/_cpu.pyx", ["csrc/cpu/cpu.c"], [], []),
     "mcp_edge.native._crc": (
         "mcp_edge/native/_crc.pyx",
         ["csrc/cpu/cpu.c", "csrc/crc32c/crc32c.c", "csrc/crc32c/crc32c_scalar.c"],
         ["csrc/crc32c/"],
+        [],
     ),
+    "mcp_edge.native._dio": ("mcp_edge/native/_dio.pyx", ["csrc/dio/dio.c"], [], []),
+    "mcp_edge.native._uring": ("mcp_edge/native/_uring.pyx", ["csrc/uring/uring.c"], [], ["liburing"]),
 }
 
 # System libraries the data path links (io_uring engine, NUMA pools): found with
@@ -52,7 +55,7 @@ STRICT_CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden
 
 def c_sources(ext_name: str, arch: str) -> list[tuple[str, list[str]]]:
     """(source, extra flags) of the project C an extension links, for `arch`."""
-    _, portable, isa_prefixes = EXTENSIONS[ext_name]
+    _, portable, isa_prefixes, _ = EXTENSIONS[ext_name]
     out = [(src, []) for src in portable]
     for src, flags in ISA_SOURCES.get(arch, {}).items():
         if any(src.startswith(prefix) for prefix in isa_prefixes):
@@ -82,6 +85,17 @@ def pkgconfig(name: str) -> tuple[list[str], list[str]]:
     return [f for f in flags if not f.startswith("-l")], [f for f in flags if f.startswith("-l")]
 
 
+def system_lib_flags(ext_name: str) -> tuple[list[str], list[str]]:
+    """(cflags, libs) of the system libraries an extension links."""
+    cflags: list[str] = []
+    libs: list[str] = []
+    for lib in EXTENSIONS[ext_name][3]:
+        c, link = pkgconfig(lib)
+        cflags += c
+        libs += link
+    return cflags, libs
+
+
 class BuildExt(build_ext):
     """Compiles each extension's project C with strict flags and per-ISA -m flags."""
 
@@ -96,7 +110,7 @@ class BuildExt(build_ext):
             objects += self.compiler.compile(
                 [src],
                 output_dir=self.build_temp,
-                extra_postargs=STRICT_CFLAGS + opt_flags() + flags,
+                extra_postargs=STRICT_CFLAGS + opt_flags() + flags + system_lib_flags(ext.name)[0],
             )
         ext.extra_objects = objects
         super().build_extension(ext)
@@ -120,11 +134,11 @@ def extensions() -> list[Extension]:
             [pyx],
             include_dirs=["csrc"],
             depends=sorted(glob.glob("csrc/**/*.[ch]", recursive=True)),
-            extra_compile_args=opt_flags(),
-            extra_link_args=link,
+            extra_compile_args=opt_flags() + system_lib_flags(name)[0],
+            extra_link_args=link + system_lib_flags(name)[1],
             define_macros=[("CYTHON_TRACE_NOGIL", "1")] if debug else [],
         )
-        for name, (pyx, _, _) in EXTENSIONS.items()
+        for name, (pyx, _, _, _) in EXTENSIONS.items()
     ]
     return cythonize(
         exts,
