@@ -6,8 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mcp-edge-installed
 # Debian packages the build and the test suite need (liburing/libnuma: the data
-# path; libisal2: the ISA-L peer of the CRC32C bench).
-DEBS := gcc make pkg-config python3-venv liburing-dev libnuma-dev libisal2
+# path; libisal2 and fio: peers of the CRC32C and I/O benches).
+DEBS := gcc make pkg-config python3-venv liburing-dev libnuma-dev libisal2 fio
 
 .PHONY: all setup deps build run test lint pytest bench test-aarch64 clean
 

@@ -23,7 +23,7 @@ SUPPORTED_ARCHES = ("x86_64", "aarch64")
 ISA_SOURCES: dict[str, dict[str, list[str]]] = {
     "x86_64": {
         "csrc/crc32c/crc32c_sse42.c": ["-msse4.2"],
-        "csrc/crc32c/crc32c_avx2.c": ["-mavx2", "-mpclmul", "-msse4.2"],
+        "csrc/crc32c/crc32c_avx2.c": ["-mavx2", "-msse4.2"],
         "csrc/crc32c/crc32c_avx512.c": [
             "-mavx512f", "-mavx512bw", "-mavx512vl", "-mvpclmulqdq", "-mpclmul", "-msse4.2",
         ],

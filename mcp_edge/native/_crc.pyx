@@ -18,6 +18,9 @@ from mcp_edge.native.includes.me_crc32c cimport (
 # Inputs at least this long are checksummed with the GIL released.
 DEF NOGIL_MIN = 16384
 
+# Level name -> C level number, filled on first use of each name.
+cdef dict _variant_numbers = {}
+
 
 cdef int _get(object data, Py_buffer *view) except -1:
     try:
@@ -75,13 +78,19 @@ def crc32c_variant(str level, data, uint32_t value=0):
     ``avx2``, ``avx512``, ``neon``), whatever level is active. IsaLevelError
     when this CPU cannot run it.
     """
-    cdef int number = _level_number(level)
+    found = _variant_numbers.get(level)
+    if found is None:
+        found = _variant_numbers[level] = _level_number(level)  # IsaLevelError if not runnable
+    cdef int number = found
     cdef Py_buffer view
     cdef uint32_t out = 0
     cdef int rc
     _get(data, &view)
     try:
-        with nogil:
+        if view.len >= NOGIL_MIN:
+            with nogil:
+                rc = me_crc32c_variant(number, value, view.buf, <size_t>view.len, &out)
+        else:
             rc = me_crc32c_variant(number, value, view.buf, <size_t>view.len, &out)
     finally:
         PyBuffer_Release(&view)

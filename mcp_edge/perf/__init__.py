@@ -1,0 +1,43 @@
+"""Perf suite harness behind ``mcp-edge perf``; the benchmarks themselves live in ``perf/bench_*.py``.
+
+See :mod:`mcp_edge.perf.harness` for the bench protocol and the result format.
+"""
+
+from mcp_edge.perf.harness import (
+    BENCH_DIR_ENV,
+    BenchContext,
+    BenchError,
+    Machine,
+    PerfResult,
+    ResultRow,
+    Row,
+    discover,
+    find_bench_dir,
+    machine_info,
+    run,
+    select,
+    write_json,
+)
+from mcp_edge.perf.report import format_table
+from mcp_edge.perf.timing import Call, Timing, compare, measure
+
+__all__ = [
+    "BENCH_DIR_ENV",
+    "BenchContext",
+    "BenchError",
+    "Call",
+    "Machine",
+    "PerfResult",
+    "ResultRow",
+    "Row",
+    "Timing",
+    "compare",
+    "discover",
+    "find_bench_dir",
+    "format_table",
+    "machine_info",
+    "measure",
+    "run",
+    "select",
+    "write_json",
+]
