@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Aligned buffers and hugepage-backed buffer pools for O_DIRECT I/O."""
 
-from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_FillInfo
+from cpython.buffer cimport PyBuffer_FillInfo
 from libc.stdint cimport uint32_t
 from posix.uio cimport iovec
 
