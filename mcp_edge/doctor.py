@@ -131,6 +131,7 @@ def probe_numa() -> dict[str, Any]:
 def collect(data_dir: Path | None = None) -> dict[str, Any]:
     """Every probe, as one JSON-able dict."""
     from mcp_edge.board import detect
+    from mcp_edge.io.engines import probe_storage
     from mcp_edge.native import cpu
     from mcp_edge.native._crc import kernel_level
 
@@ -153,11 +154,34 @@ def collect(data_dir: Path | None = None) -> dict[str, Any]:
         "odirect": probe_odirect(data_dir),
         "hugepages": probe_hugepages(),
         "numa": probe_numa(),
+        "io": probe_storage(data_dir),
     }
 
 
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
+
+
+def _render_io(io: dict[str, Any]) -> list[str]:
+    engine, align, pool = io["engine"], io["alignment"], io["pool"]
+    if engine.get("name") is None:
+        eng = f"none: {engine['error']}"
+    elif engine["name"] == "uring":
+        eng = (f"uring ({engine['reason']}): ring {engine['entries']} SQ / {engine['cq_entries']} CQ entries, "
+               f"{' '.join(engine['setup_flags']) or 'no setup flags'}")
+    else:
+        eng = f"threads ({engine['reason']}): {engine['workers']} workers"
+    if "error" in align:
+        dio = f"unknown on {align['probed']}: {align['error']}"
+    else:
+        dio = (f"memory {align['mem']} B, offset {align['offset']} B ({align['source']}) on {align['probed']} "
+               f"({align['fs']}), {'O_DIRECT' if align['direct'] else 'buffered: O_DIRECT refused'}")
+    if "error" in pool:
+        pages = f"unknown: {pool['error']}"
+    else:
+        pages = (f"{pool['pages']} pages for {pool['count']} x {pool['buffer_size'] // 1024} KiB "
+                 f"(hugepage {pool['hugepage_kib']} KiB)")
+    return [f"  io engine    {eng}", f"  dio align    {dio}", f"  buffer pool  {pages}"]
 
 
 def render(report: dict[str, Any]) -> str:
@@ -179,4 +203,6 @@ def render(report: dict[str, Any]) -> str:
         f"  hugepages    {huge['total']} x {huge['size_kib']} KiB reserved, {huge['free']} free; THP {huge['thp']}",
         f"  NUMA nodes   {numa['nodes']}",
     ]
+    if "io" in report:
+        lines += _render_io(report["io"])
     return "\n".join(lines)

@@ -56,7 +56,8 @@ def test_other_probes_shape() -> None:
 def test_doctor_text_report() -> None:
     out = mcp_edge("doctor")
     assert out.returncode == 0, out.stderr
-    for label in ("board", "isa levels", "isa active", "io_uring", "O_DIRECT", "hugepages", "NUMA nodes"):
+    for label in ("board", "isa levels", "isa active", "io_uring", "O_DIRECT", "hugepages", "NUMA nodes",
+                  "io engine", "dio align", "buffer pool"):
         assert label in out.stdout
     assert f"isa active   {cpu.active()}" in out.stdout
 
@@ -67,7 +68,33 @@ def test_doctor_json_report() -> None:
     report = json.loads(out.stdout)
     assert report["isa"]["levels"] == cpu.levels()
     assert report["isa"]["active"] == report["isa"]["crc32c_kernel"]
-    assert set(report) >= {"arch", "kernel", "board", "io_uring", "odirect", "hugepages", "numa"}
+    assert set(report) >= {"arch", "kernel", "board", "io_uring", "odirect", "hugepages", "numa", "io"}
+    io = report["io"]
+    assert io["engine"]["name"] == ("uring" if report["io_uring"]["available"] else "threads")
+    assert io["engine"]["requested"] == "auto"
+    assert io["alignment"]["offset"] >= 1 and io["alignment"]["source"] in ("statx", "blockdev", "default")
+    assert io["pool"]["pages"] in ("4k", "thp", "hugetlb")
+
+
+def test_doctor_shows_the_storage_engine_alignment_and_pages() -> None:
+    (ROOT / "build").mkdir(exist_ok=True)
+    out = mcp_edge("doctor", "--data-dir", str(ROOT / "build"), MCP_EDGE_IO="threads")
+    assert out.returncode == 0, out.stderr
+    assert "io engine    threads (MCP_EDGE_IO=threads asks for it): 32 workers" in out.stdout
+    report = json.loads(mcp_edge("doctor", "--json", "--data-dir", str(ROOT / "build"), MCP_EDGE_IO="threads").stdout)
+    align = report["io"]["alignment"]
+    assert align["probed"] == str(ROOT / "build")
+    line = next(x for x in out.stdout.splitlines() if x.startswith("  dio align"))
+    assert f"memory {align['mem']} B, offset {align['offset']} B ({align['source']})" in line
+    pages = next(x for x in out.stdout.splitlines() if x.startswith("  buffer pool"))
+    assert pages.split()[2] == report["io"]["pool"]["pages"]
+
+
+def test_doctor_bad_io_engine_is_exit_2() -> None:
+    out = mcp_edge("doctor", MCP_EDGE_IO="spdk")
+    assert out.returncode == 2
+    assert out.stderr.startswith("mcp-edge: MCP_EDGE_IO=spdk: unknown I/O engine")
+    assert "Traceback" not in out.stderr
 
 
 def test_doctor_shows_forced_level() -> None:

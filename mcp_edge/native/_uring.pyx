@@ -141,8 +141,15 @@ cdef class Ring:
         self._open = True
 
     def __dealloc__(self):
+        cdef me_cqe cqes[REAP_MAX]
+        cdef unsigned got = 0
         if self._open:
             self._open = False
+            # The pins are released right after this: let what is in flight finish first, so the
+            # kernel never writes into freed memory.
+            while self._r.in_flight:
+                if me_ring_drain(&self._r, cqes, REAP_MAX, &got) < 0 or (got == 0 and self._r.in_flight == 0):
+                    break
             me_ring_exit(&self._r)
 
     cdef int _ensure_open(self) except -1:
@@ -463,7 +470,10 @@ cdef class Ring:
                 pin = self._pins.pop(cqes[i].user_data, None)
                 op = (<_Pin>pin).op if isinstance(pin, _Pin) else (pin if pin is not None else -1)
                 out.append((cqes[i].user_data, cqes[i].res, op, None))
-            if rc < 0:
+            if rc < 0 or (got == 0 and self._r.in_flight == 0):
+                # Nothing in flight and the queued entries could not be submitted (another thread of a
+                # single-issuer ring, or the kernel refused): they never reached the kernel, so their
+                # buffers are safe to release with the ring.
                 break
         self._open = False
         me_ring_exit(&self._r)
