@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "BenchError",
     "ConfigError",
     "DirectIOAlignmentError",
     "EngineClosedError",
@@ -59,3 +60,7 @@ class DirectIOAlignmentError(McpEdgeError, OSError):
     problems: tuple[str, ...] = ()
     mem_align: int = 0
     offset_align: int = 0
+
+
+class BenchError(McpEdgeError, RuntimeError):
+    """A benchmark failed: it raised, yielded a malformed row, or its implementations disagreed."""

@@ -61,7 +61,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TextIO, TypedDict
 
-from mcp_edge.errors import ConfigError, McpEdgeError
+from mcp_edge.errors import BenchError, ConfigError, McpEdgeError
 from mcp_edge.perf.timing import Call, Timing, compare
 
 if TYPE_CHECKING:
@@ -91,10 +91,6 @@ BENCH_DIR_ENV = "MCP_EDGE_PERF_DIR"
 """Environment variable naming the bench directory (after an explicit argument)."""
 
 _BENCH_FILE = re.compile(r"bench_([a-z0-9][a-z0-9_]*)\.py")
-
-
-class BenchError(McpEdgeError, RuntimeError):
-    """A benchmark failed: it raised, yielded a malformed row, or its implementations disagreed."""
 
 
 @dataclass(frozen=True, slots=True)
