@@ -1,0 +1,327 @@
+"""Sans-I/O MCP server connection: bytes in, events and bytes out.
+
+Transports feed it what they read (``receive_data`` for newline-delimited
+streams, ``receive_message`` for one HTTP body) and get back events: requests
+for the router, cancellations, and ``Reply`` bytes the core produced itself
+(protocol errors, initialize, ping, logging/setLevel). It imports no socket,
+asyncio or os; a test checks that.
+
+Lifecycle (handshake era), one table — state, what arrives, next state:
+
+    IDLE          initialize request               -> INITIALIZING (answered here)
+    IDLE          request with stateless _meta     -> IDLE         (dispatched, era 2026-07-28)
+    IDLE          ping                             -> IDLE         (answered here)
+    IDLE          any other request                -> IDLE         (error: not initialized)
+    INITIALIZING  notifications/initialized        -> READY
+    INITIALIZING  request                          -> INITIALIZING (dispatched: clients may race)
+    READY         initialize request               -> READY        (error: already initialized)
+    READY         request                          -> READY        (dispatched)
+    any           malformed / oversized message    -> same state   (error reply; the connection lives on)
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+
+from mcp_edge.mcp import jsonrpc
+from mcp_edge.mcp.jsonrpc import RequestId
+from mcp_edge.mcp.versions import HANDSHAKE_VERSIONS, STATELESS_VERSIONS, negotiate
+
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "LOG_LEVELS",
+    "CancelRequest",
+    "ClientResult",
+    "ConnState",
+    "Event",
+    "Notification",
+    "Reply",
+    "Request",
+    "ServerConnection",
+    "ServerInfo",
+    "stateless_version",
+]
+
+DEFAULT_MAX_FRAME: Final = 4 * 1024 * 1024
+LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+# Where a 2026-07-28 request carries its protocol version and capabilities.
+META_PROTOCOL_VERSION: Final = "io.modelcontextprotocol/protocolVersion"
+META_CLIENT_CAPABILITIES: Final = "io.modelcontextprotocol/clientCapabilities"
+META_CLIENT_INFO: Final = "io.modelcontextprotocol/clientInfo"
+META_LOG_LEVEL: Final = "io.modelcontextprotocol/logLevel"
+UNSUPPORTED_VERSION: Final = -32000
+
+
+class ConnState(enum.Enum):
+    IDLE = "idle"
+    INITIALIZING = "initializing"
+    READY = "ready"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """Who this server is and what it offers, for initialize and server/discover."""
+
+    name: str
+    version: str
+    capabilities: dict[str, Any]
+    title: str | None = None
+    instructions: str | None = None
+
+    def implementation(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"name": self.name, "version": self.version}
+        if self.title:
+            info["title"] = self.title
+        return info
+
+
+class Event:
+    """Something the connection tells its transport."""
+
+    __slots__ = ()
+
+
+@dataclass(slots=True)
+class Request(Event):
+    """A request for the router. ``version`` is the revision it is served under."""
+
+    id: RequestId
+    method: str
+    params: dict[str, Any]
+    version: str
+    stateless: bool
+    meta: dict[str, Any] | None = None
+
+    @property
+    def progress_token(self) -> str | int | None:
+        token = self.meta.get("progressToken") if self.meta else None
+        return token if isinstance(token, (str, int)) and not isinstance(token, bool) else None
+
+
+@dataclass(slots=True)
+class Notification(Event):
+    method: str
+    params: dict[str, Any]
+
+
+@dataclass(slots=True)
+class CancelRequest(Event):
+    """notifications/cancelled: stop request ``request_id`` and send no response for it."""
+
+    request_id: RequestId
+    reason: str | None
+
+
+@dataclass(slots=True)
+class ClientResult(Event):
+    """A response to a request this server sent the client."""
+
+    id: RequestId
+    result: Any = None
+    error: Any = None
+
+
+@dataclass(slots=True)
+class Reply(Event):
+    """Bytes to send as they are (one JSON-RPC message, no trailing newline)."""
+
+    data: bytes
+    request_id: RequestId | None = None
+    is_error: bool = False
+
+
+def _valid_id(value: object) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
+def stateless_version(params: object) -> str | None:
+    """The protocol version a 2026-07-28-style request carries in its _meta, if any."""
+    if not isinstance(params, dict):
+        return None
+    meta = params.get("_meta")
+    if not isinstance(meta, dict):
+        return None
+    version = meta.get(META_PROTOCOL_VERSION)
+    return version if isinstance(version, str) else None
+
+
+@dataclass
+class ServerConnection:
+    """One client conversation (a stdio pipe, a socket, or one HTTP session)."""
+
+    info: ServerInfo
+    max_frame: int = DEFAULT_MAX_FRAME
+    state: ConnState = ConnState.IDLE
+    version: str | None = None
+    client_info: dict[str, Any] = field(default_factory=dict)
+    client_capabilities: dict[str, Any] = field(default_factory=dict)
+    log_level: str = "info"
+    _buffer: bytearray = field(default_factory=bytearray)
+    _discarding: bool = False
+
+    # -- input ----------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Newline-delimited framing: every complete line is one message."""
+        events: list[Event] = []
+        buf = self._buffer
+        buf += data
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            if self._discarding:
+                self._discarding = False
+            else:
+                line = bytes(buf[start:nl])
+                if len(line) > self.max_frame:
+                    events.append(self._too_large(len(line)))
+                elif line.strip():
+                    events.extend(self.receive_message(line))
+            start = nl + 1
+        del buf[:start]
+        if len(buf) > self.max_frame:
+            if not self._discarding:
+                events.append(self._too_large(len(buf)))
+            self._discarding = True
+            buf.clear()
+        return events
+
+    def _too_large(self, size: int) -> Reply:
+        return self._error(
+            None, jsonrpc.INVALID_REQUEST, f"message of {size}+ bytes exceeds the {self.max_frame}-byte frame limit"
+        )
+
+    def receive_message(self, raw: bytes) -> list[Event]:
+        """One complete JSON-RPC message (an HTTP body, or one line)."""
+        if len(raw) > self.max_frame:
+            return [self._too_large(len(raw))]
+        try:
+            msg = jsonrpc.decode(raw)
+        except msgspec.DecodeError as exc:
+            return [self._error(None, jsonrpc.PARSE_ERROR, f"parse error: {exc}")]
+        return self.receive_object(msg)
+
+    def receive_object(self, msg: Any) -> list[Event]:
+        """A decoded message."""
+        if isinstance(msg, list):
+            return [self._error(None, jsonrpc.INVALID_REQUEST, "JSON-RPC batches are not supported")]
+        if not isinstance(msg, dict):
+            return [self._error(None, jsonrpc.INVALID_REQUEST, "a JSON-RPC message must be an object")]
+        raw_id = msg.get("id")
+        msg_id: RequestId | None = raw_id if _valid_id(raw_id) else None
+        if msg.get("jsonrpc") != "2.0":
+            return [self._error(msg_id, jsonrpc.INVALID_REQUEST, 'the "jsonrpc" member must be "2.0"')]
+        method = msg.get("method")
+        if method is None:
+            if msg_id is not None and ("result" in msg or "error" in msg):
+                return [ClientResult(msg_id, msg.get("result"), msg.get("error"))]
+            return [self._error(msg_id, jsonrpc.INVALID_REQUEST, "a message needs a method, or a result or error")]
+        if not isinstance(method, str):
+            return [self._error(msg_id, jsonrpc.INVALID_REQUEST, "method must be a string")]
+        params = msg.get("params", {})
+        if params is None:
+            params = {}
+        if "id" in msg:
+            if msg_id is None:
+                return [self._error(None, jsonrpc.INVALID_REQUEST, "request id must be a string or an integer")]
+            if not isinstance(params, dict):
+                return [self._error(msg_id, jsonrpc.INVALID_PARAMS, "params must be an object")]
+            return self._request(msg_id, method, params)
+        if not isinstance(params, dict):
+            return []  # a malformed notification gets no reply
+        return self._notification(method, params)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def _request(self, rid: RequestId, method: str, params: dict[str, Any]) -> list[Event]:
+        meta = params.get("_meta")
+        meta = meta if isinstance(meta, dict) else None
+        if method == "ping":
+            return [Reply(jsonrpc.result(rid, {}), rid)]
+        stateless = stateless_version(params)
+        if stateless is not None:
+            if stateless not in STATELESS_VERSIONS:
+                return [self._error(rid, UNSUPPORTED_VERSION, f"unsupported protocol version {stateless!r}",
+                                    {"supported": list(STATELESS_VERSIONS + HANDSHAKE_VERSIONS)})]
+            return [Request(rid, method, params, stateless, True, meta)]
+        if method == "initialize":
+            return [self._initialize(rid, params)]
+        if self.state is ConnState.IDLE or self.version is None:
+            return [self._error(rid, jsonrpc.INVALID_REQUEST,
+                                f"{method} before initialize: send initialize first, or use protocol "
+                                f"{STATELESS_VERSIONS[0]} with its version in params._meta")]
+        if method == "logging/setLevel":
+            level = params.get("level")
+            if level not in LOG_LEVELS:
+                return [self._error(rid, jsonrpc.INVALID_PARAMS,
+                                    f"level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")]
+            self.log_level = str(level)
+            return [Reply(jsonrpc.result(rid, {}), rid)]
+        return [Request(rid, method, params, self.version, False, meta)]
+
+    def _initialize(self, rid: RequestId, params: dict[str, Any]) -> Reply:
+        if self.state is not ConnState.IDLE:
+            return self._error(rid, jsonrpc.INVALID_REQUEST, "already initialized: initialize is sent once")
+        requested = params.get("protocolVersion")
+        caps = params.get("capabilities", {})
+        client = params.get("clientInfo", {})
+        if not isinstance(requested, str):
+            return self._error(rid, jsonrpc.INVALID_PARAMS, "initialize needs params.protocolVersion (a string)")
+        if not isinstance(caps, dict) or not isinstance(client, dict):
+            return self._error(rid, jsonrpc.INVALID_PARAMS, "capabilities and clientInfo must be objects")
+        self.version = negotiate(requested)
+        self.client_capabilities = caps
+        self.client_info = client
+        self.state = ConnState.INITIALIZING
+        result: dict[str, Any] = {
+            "protocolVersion": self.version,
+            "capabilities": self.info.capabilities,
+            "serverInfo": self.info.implementation(),
+        }
+        if self.info.instructions:
+            result["instructions"] = self.info.instructions
+        return Reply(jsonrpc.result(rid, result), rid)
+
+    def _notification(self, method: str, params: dict[str, Any]) -> list[Event]:
+        if method == "notifications/initialized":
+            if self.state is ConnState.INITIALIZING:
+                self.state = ConnState.READY
+            return []
+        if method == "notifications/cancelled":
+            rid = params.get("requestId")
+            if isinstance(rid, (str, int)) and not isinstance(rid, bool):
+                reason = params.get("reason")
+                return [CancelRequest(rid, reason if isinstance(reason, str) else None)]
+            return []
+        return [Notification(method, params)]
+
+    # -- output ------------------------------------------------------------------
+
+    def _error(self, rid: RequestId | None, code: int, message: str, data: Any = None) -> Reply:
+        return Reply(jsonrpc.error(rid, code, message, data), rid, True)
+
+    def respond(self, rid: RequestId, result: Any) -> bytes:
+        """The response to request ``rid``."""
+        return jsonrpc.result(rid, result)
+
+    def respond_error(self, rid: RequestId | None, code: int, message: str, data: Any = None) -> bytes:
+        return jsonrpc.error(rid, code, message, data)
+
+    def notify(self, method: str, params: Any = None) -> bytes:
+        """A notification to the client."""
+        return jsonrpc.notification(method, params)
+
+    def wants_log(self, level: str, request_level: str | None = None) -> bool:
+        """Whether a log message at ``level`` goes out (per-request level wins, 2026-07-28)."""
+        threshold = request_level or self.log_level
+        try:
+            return LOG_LEVELS.index(level) >= LOG_LEVELS.index(threshold)
+        except ValueError:
+            return False

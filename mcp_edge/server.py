@@ -1,0 +1,213 @@
+"""The typed lifecycle API for embedding: Server -> ConfiguredServer -> RunningServer -> StoppedServer.
+
+Each state is its own class with only the methods valid in it, so misuse (calling
+a tool on a server that is not running, starting one twice) is a ``mypy --strict``
+error, not a run-time surprise::
+
+    configured = Server.configure(Settings.load())
+    running = await configured.start()
+    result = await running.call_tool("sysinfo_summary", {})
+    await running.serve_stdio()
+    stopped = await running.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, final
+
+from mcp_edge import __version__
+from mcp_edge.errors import McpEdgeError
+from mcp_edge.mcp.connection import Request, ServerConnection, ServerInfo
+from mcp_edge.runtime.router import Router, Session
+from mcp_edge.runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from mcp_edge.board import Board
+    from mcp_edge.io import Engine
+    from mcp_edge.plugin import Registry
+    from mcp_edge.plugin.types import ToolResult
+
+__all__ = ["ConfiguredServer", "RunningServer", "Server", "ServerStateError", "StoppedServer"]
+
+log = logging.getLogger("mcp_edge.server")
+
+
+class ServerStateError(McpEdgeError, RuntimeError):
+    """A server object was used after it moved on to its next state."""
+
+
+@final
+class Server:
+    """Entry point: ``Server.configure(settings)`` gives a ConfiguredServer."""
+
+    def __init__(self) -> None:
+        raise TypeError("use Server.configure(settings)")
+
+    @staticmethod
+    def configure(settings: Settings | None = None) -> ConfiguredServer:
+        return ConfiguredServer(settings or Settings.load())
+
+
+class _Context:
+    """PluginContext given to each plugin at initialize."""
+
+    def __init__(self, plugin_id: str, settings: Settings, router_ref: list[Router]) -> None:
+        self._id = plugin_id
+        self._settings = settings
+        self._router_ref = router_ref
+        self._logger = logging.getLogger(f"mcp_edge.plugin.{plugin_id}")
+
+    @property
+    def plugin_id(self) -> str:
+        return self._id
+
+    @property
+    def board(self) -> Board:
+        return self._settings.board
+
+    @property
+    def data_dir(self) -> Path:
+        path = self._settings.data_dir / "plugins" / self._id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def logger(self) -> logging.Logger:
+        return self._logger
+
+    def engine(self) -> Engine:
+        from mcp_edge.io import get_engine
+
+        return get_engine()
+
+    async def notify_resource_updated(self, uri: str) -> None:
+        if self._router_ref:
+            await self._router_ref[0].resource_updated(uri)
+
+    async def notify_list_changed(self, kind: str) -> None:
+        if self._router_ref:
+            await self._router_ref[0].list_changed(kind)
+
+
+@final
+class ConfiguredServer:
+    """Configured, not started: plugins are discovered but not loaded."""
+
+    def __init__(self, settings: Settings) -> None:
+        settings.validate()
+        self._settings = settings
+        self._used = False
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    async def start(self) -> RunningServer:
+        """Load and initialize the plugins (in dependency order) and return the running server."""
+        if self._used:
+            raise ServerStateError("this ConfiguredServer was already started")
+        self._used = True
+        from mcp_edge.plugin import Registry
+
+        s = self._settings
+        router_ref: list[Router] = []
+        registry = Registry(
+            list(s.plugin_dirs),
+            entry_points=s.entry_points,
+            config=s.plugin_config,
+            enabled=s.enabled_plugins,
+            disabled=s.disabled_plugins,
+            context_factory=lambda pid: _Context(pid, s, router_ref),
+        )
+        registry.discover()
+        await registry.start()
+        info = ServerInfo(
+            name=s.server_name,
+            version=__version__,
+            capabilities=Router.capabilities(registry),
+            title="mcp_edge",
+            instructions=s.instructions,
+        )
+        router = Router(registry, info, s.page_size)
+        router_ref.append(router)
+        return RunningServer(s, registry, router)
+
+
+@final
+class RunningServer:
+    """Plugins active: serves clients and calls tools."""
+
+    def __init__(self, settings: Settings, registry: Registry, router: Router) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._router = router
+        self._stopped = False
+        self._session = Session(ServerConnection(router.info))
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    @property
+    def router(self) -> Router:
+        return self._router
+
+    def _check(self) -> None:
+        if self._stopped:
+            raise ServerStateError("this server was stopped")
+
+    async def call_tool(self, name: str, arguments: Mapping[str, Any] | None = None) -> ToolResult:
+        """Call a tool in-process, as a client would through tools/call."""
+        self._check()
+        from mcp_edge.runtime.router import RequestContextImpl
+
+        req = Request(0, "tools/call", {"name": name, "arguments": dict(arguments or {})}, "embedded", True)
+        return await self._registry.call_tool(name, dict(arguments or {}), RequestContextImpl(req, self._session, None))
+
+    async def serve_stdio(self) -> None:
+        """Serve one client over stdin/stdout until EOF, a signal, or the parent's death."""
+        self._check()
+        from mcp_edge.transport.stdio import serve_stdio
+
+        await serve_stdio(self._router, self._settings)
+
+    async def serve_http(self, host: str | None = None, port: int | None = None) -> None:
+        """Serve Streamable HTTP at /mcp until cancelled or signalled."""
+        self._check()
+        from mcp_edge.transport.http import serve_http
+
+        await serve_http(self._router, self._settings, host=host, port=port)
+
+    async def serve_unix(self, path: Path) -> None:
+        """Serve newline-delimited JSON-RPC on a unix socket, one session per connection."""
+        self._check()
+        from mcp_edge.transport.unix import serve_unix
+
+        await serve_unix(self._router, self._settings, path)
+
+    async def stop(self) -> StoppedServer:
+        """Shut the plugins down in reverse dependency order."""
+        self._check()
+        self._stopped = True
+        await self._registry.stop()
+        return StoppedServer(self._registry)
+
+
+@final
+class StoppedServer:
+    """Stopped: only its final plugin states remain to look at."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def status(self) -> list[dict[str, Any]]:
+        return list(self._registry.status())
+
+

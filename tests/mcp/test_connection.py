@@ -1,0 +1,187 @@
+"""The sans-I/O protocol core: framing, lifecycle table, both eras, errors that keep the connection alive."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from mcp_edge.mcp import (
+    CancelRequest,
+    ClientResult,
+    ConnState,
+    Notification,
+    Reply,
+    Request,
+    ServerConnection,
+    ServerInfo,
+    jsonrpc,
+)
+from mcp_edge.mcp.connection import META_LOG_LEVEL, META_PROTOCOL_VERSION, UNSUPPORTED_VERSION
+
+INFO = ServerInfo(name="test", version="1.0", capabilities={"tools": {"listChanged": True}}, instructions="be nice")
+
+
+def conn(max_frame: int = 4096) -> ServerConnection:
+    return ServerConnection(INFO, max_frame=max_frame)
+
+
+def line(obj: Any) -> bytes:
+    return json.dumps(obj).encode() + b"\n"
+
+
+def initialize(c: ServerConnection, version: str = "2025-11-25") -> dict[str, Any]:
+    [reply] = c.receive_data(line({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": version, "capabilities": {"sampling": {}}, "clientInfo": {"name": "t", "version": "0"}}}))
+    assert isinstance(reply, Reply)
+    result: dict[str, Any] = json.loads(reply.data)["result"]
+    c.receive_data(line({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+    return result
+
+
+def error_of(ev: object) -> dict[str, Any]:
+    assert isinstance(ev, Reply) and ev.is_error
+    err: dict[str, Any] = json.loads(ev.data)["error"]
+    return err
+
+
+def test_core_imports_no_io() -> None:
+    code = (
+        "import sys; import mcp_edge.mcp; "
+        "bad = {'socket', 'asyncio', 'selectors', 'ssl'} & set(sys.modules); "
+        "own = [m for m in sys.modules if m.startswith('mcp_edge.mcp')]; "
+        "print(sorted(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    for name in ("connection", "jsonrpc", "versions"):
+        src = (__import__("pathlib").Path(__file__).parents[2] / "mcp_edge" / "mcp" / f"{name}.py").read_text()
+        for mod in ("socket", "asyncio", "os"):
+            assert f"import {mod}\n" not in src and f"from {mod} " not in src
+
+
+def test_initialize_negotiates_and_moves_through_states() -> None:
+    c = conn()
+    assert c.state is ConnState.IDLE
+    result = initialize(c, "2025-06-18")
+    assert result["protocolVersion"] == "2025-06-18"
+    assert result["serverInfo"]["name"] == "test"
+    assert result["capabilities"] == INFO.capabilities
+    assert result["instructions"] == "be nice"
+    assert c.state is ConnState.READY
+    assert c.client_capabilities == {"sampling": {}}
+
+
+@pytest.mark.parametrize("asked", ["2024-11-05", "1999-01-01", "2026-07-28"])
+def test_unknown_version_gets_our_latest(asked: str) -> None:
+    assert initialize(conn(), asked)["protocolVersion"] == "2025-11-25"
+
+
+def test_request_before_initialize_is_an_error_and_connection_lives() -> None:
+    c = conn()
+    [ev] = c.receive_data(line({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}))
+    err = error_of(ev)
+    assert err["code"] == jsonrpc.INVALID_REQUEST and "before initialize" in err["message"]
+    initialize(c)
+    [ev] = c.receive_data(line({"jsonrpc": "2.0", "id": 6, "method": "tools/list"}))
+    assert isinstance(ev, Request) and ev.method == "tools/list" and ev.version == "2025-11-25"
+
+
+def test_second_initialize_refused() -> None:
+    c = conn()
+    initialize(c)
+    [ev] = c.receive_data(line({"jsonrpc": "2.0", "id": 9, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}))
+    assert "already initialized" in error_of(ev)["message"]
+
+
+def test_ping_in_any_state() -> None:
+    [ev] = conn().receive_data(line({"jsonrpc": "2.0", "id": "p", "method": "ping"}))
+    assert isinstance(ev, Reply) and json.loads(ev.data) == {"jsonrpc": "2.0", "id": "p", "result": {}}
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"{not json", jsonrpc.PARSE_ERROR),
+        (b"[1, 2]", jsonrpc.INVALID_REQUEST),
+        (b'"text"', jsonrpc.INVALID_REQUEST),
+        (b'{"jsonrpc": "1.0", "id": 1, "method": "ping"}', jsonrpc.INVALID_REQUEST),
+        (b'{"jsonrpc": "2.0", "id": null, "method": "ping"}', jsonrpc.INVALID_REQUEST),
+        (b'{"jsonrpc": "2.0", "id": true, "method": "ping"}', jsonrpc.INVALID_REQUEST),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": 5}', jsonrpc.INVALID_REQUEST),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": [1]}', jsonrpc.INVALID_PARAMS),
+        (b'{"jsonrpc": "2.0", "id": 1}', jsonrpc.INVALID_REQUEST),
+    ],
+)
+def test_malformed_messages_get_errors_and_connection_lives(raw: bytes, code: int) -> None:
+    c = conn()
+    initialize(c)
+    [ev] = c.receive_data(raw + b"\n")
+    assert error_of(ev)["code"] == code
+    [ev] = c.receive_data(line({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+    assert isinstance(ev, Request)
+
+
+def test_oversized_frame_is_refused_then_next_served() -> None:
+    c = conn(max_frame=2048)
+    initialize(c)
+    big = b'{"jsonrpc": "2.0", "id": 3, "method": "x", "params": {"a": "' + b"x" * 5000 + b'"}}'
+    events = c.receive_data(big[:3000])  # the limit is hit before the newline arrives
+    assert "frame limit" in error_of(events[0])["message"]
+    assert c.receive_data(big[3000:] + b"\n") == []  # the rest of that frame is dropped
+    [ev] = c.receive_data(line({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}))
+    assert isinstance(ev, Request) and ev.id == 4
+
+
+def test_split_and_coalesced_frames() -> None:
+    c = conn()
+    initialize(c)
+    data = line({"jsonrpc": "2.0", "id": 1, "method": "a"}) + line({"jsonrpc": "2.0", "id": 2, "method": "b"})
+    events = []
+    for i in range(0, len(data), 7):
+        events += c.receive_data(data[i : i + 7])
+    assert [e.method for e in events if isinstance(e, Request)] == ["a", "b"]
+    assert c.receive_data(b"\r\n\n") == []
+
+
+def test_notifications_and_cancel_and_client_results() -> None:
+    c = conn()
+    initialize(c)
+    [ev] = c.receive_data(line({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                "params": {"requestId": 7, "reason": "user"}}))
+    assert ev == CancelRequest(7, "user")
+    [ev] = c.receive_data(line({"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}))
+    assert isinstance(ev, Notification)
+    [ev] = c.receive_data(line({"jsonrpc": "2.0", "id": 99, "result": {"ok": 1}}))
+    assert ev == ClientResult(99, {"ok": 1}, None)
+
+
+def test_set_level_and_wants_log() -> None:
+    c = conn()
+    initialize(c)
+    [ev] = c.receive_data(line({"jsonrpc": "2.0", "id": 1, "method": "logging/setLevel", "params": {"level": "error"}}))
+    assert isinstance(ev, Reply) and not ev.is_error
+    assert not c.wants_log("warning") and c.wants_log("critical")
+    assert c.wants_log("debug", request_level="debug")
+    [ev] = c.receive_data(line({"jsonrpc": "2.0", "id": 2, "method": "logging/setLevel", "params": {"level": "loud"}}))
+    assert error_of(ev)["code"] == jsonrpc.INVALID_PARAMS
+
+
+def test_stateless_request_needs_no_handshake() -> None:
+    c = conn()
+    meta = {META_PROTOCOL_VERSION: "2026-07-28", META_LOG_LEVEL: "debug", "progressToken": "t1"}
+    [ev] = c.receive_data(line({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}}))
+    assert isinstance(ev, Request) and ev.stateless and ev.version == "2026-07-28"
+    assert ev.progress_token == "t1"
+    assert c.state is ConnState.IDLE
+
+
+def test_stateless_unsupported_version() -> None:
+    meta = {META_PROTOCOL_VERSION: "2030-01-01"}
+    [ev] = conn().receive_data(line({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}}))
+    err = error_of(ev)
+    assert err["code"] == UNSUPPORTED_VERSION and "2026-07-28" in err["data"]["supported"]

@@ -1,0 +1,8 @@
+# expect: "ConfiguredServer" has no attribute "call_tool"
+from mcp_edge.runtime.settings import Settings
+from mcp_edge.server import Server
+
+
+async def main(settings: Settings) -> None:
+    configured = Server.configure(settings)
+    await configured.call_tool("echo", {})
