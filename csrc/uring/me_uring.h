@@ -82,9 +82,11 @@ unsigned me_ring_reap(me_ring *r, me_cqe *out, unsigned max);
 /* Synchronous batch: `n` reads of `len` bytes at offsets[i] into bufs[i]
    (registered buffer buf_index[i] when buf_index is not NULL and >= 0), with at
    most `depth` in flight; results[i] gets each read's byte count or -errno.
-   0, or -errno when the ring itself fails. Runs without the GIL. */
+   Reads are submitted `submit_batch` at a time as they are queued (0: all that
+   fit, one io_uring_enter per wait). 0, or -errno when the ring itself fails.
+   Runs without the GIL. */
 int me_ring_read_batch(me_ring *r, int fd, int fixed_file, void *const *bufs, const int *buf_index, unsigned len,
-                       const uint64_t *offsets, unsigned n, unsigned depth, int32_t *results);
+                       const uint64_t *offsets, unsigned n, unsigned depth, unsigned submit_batch, int32_t *results);
 
 /* Cancel everything in flight and reap until nothing is; 0 or -errno. */
 int me_ring_drain(me_ring *r, me_cqe *out, unsigned max, unsigned *reaped);

@@ -14,7 +14,7 @@ import fcntl
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,11 +32,13 @@ __all__ = [
     "alignment_problems",
     "buffer_address",
     "check_direct",
+    "check_direct_batch",
     "direct_fallbacks",
     "file_alignment",
     "is_direct",
     "mount_of",
     "open_direct",
+    "surely_aligned",
 ]
 
 log = logging.getLogger("mcp_edge.io")
@@ -64,6 +66,7 @@ class Alignment:
 
 _by_dev: dict[int, Alignment] = {}
 _lock = threading.Lock()
+_strictest = DEFAULT_ALIGNMENT  # the largest alignment any filesystem probed so far asked for (4096 at least)
 
 
 def _logical_block_size(dev: int) -> int | None:
@@ -97,9 +100,29 @@ def file_alignment(fd: int) -> Alignment:
     hit = _by_dev.get(dev)
     if hit is None:
         hit = _probe(fd, dev)
+        global _strictest
         with _lock:
             _by_dev[dev] = hit
+            _strictest = max(_strictest, hit.mem, hit.offset)
     return hit
+
+
+def surely_aligned(buffers: Sequence[Buffer], offset: int) -> bool:
+    """True when ``buffers`` (AlignedBuffer or PoolBuffer only) and ``offset`` meet every O_DIRECT alignment
+    seen so far and 4096: no system call, no formatting. False means "check properly", not "misaligned".
+
+    A filesystem never probed that wants more than that would refuse the operation with EINVAL, which the
+    engines turn into the same DirectIOAlignmentError (marked as the kernel's verdict).
+    """
+    align = _strictest
+    if offset % align:
+        return False
+    for buf in buffers:
+        if type(buf) is not PoolBuffer and type(buf) is not AlignedBuffer:
+            return False
+        if buf.address % align or buf.size % align:
+            return False
+    return True
 
 
 def is_direct(fd: int) -> bool:
@@ -198,6 +221,33 @@ def check_direct(what: str, fd: int, buffers: Sequence[Buffer], offset: int) -> 
     problems = alignment_problems(align, buffers, offset)
     if problems:
         raise alignment_error(what, align, problems)
+
+
+def check_direct_batch(fd: int, buffers: Sequence[Buffer], offsets: Sequence[int],
+                       what: Callable[[int], str]) -> bool:
+    """check_direct for a batch of reads or writes: one fcntl and one fstat, each distinct buffer checked once,
+    the offsets in a plain loop; ``what(i)`` names operation i, built only when it is the one misaligned.
+
+    Returns whether ``fd`` is O_DIRECT (so the caller need not ask again).
+    """
+    if not is_direct(fd):
+        return False
+    try:
+        align = file_alignment(fd)
+    except OSError:
+        return True
+    bad = next((i for i, off in enumerate(offsets) if off % align.offset), None)
+    if bad is None:
+        seen: set[int] = set()
+        for i, buf in enumerate(buffers):
+            if id(buf) not in seen:  # the list holds the buffers, so ids are not reused meanwhile
+                seen.add(id(buf))
+                if alignment_problems(align, (buf,), 0):
+                    bad = i
+                    break
+    if bad is not None:
+        raise alignment_error(what(bad), align, alignment_problems(align, (buffers[bad],), offsets[bad]))
+    return True
 
 
 # -- open_direct and its fallback -----------------------------------------------------------------------------

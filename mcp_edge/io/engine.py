@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from mcp_edge.errors import EngineClosedError
-from mcp_edge.io.alignment import alignment_error, alignment_problems, check_direct, file_alignment, is_direct
+from mcp_edge.io.alignment import (
+    alignment_error,
+    alignment_problems,
+    check_direct,
+    file_alignment,
+    is_direct,
+    surely_aligned,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -235,6 +242,8 @@ class Engine(abc.ABC):
 
     def _precheck(self, op: IoOp) -> None:
         self._ensure_open()
+        if op.kind in _RW and surely_aligned(op.buffers, op.offset):
+            return  # pool or aligned buffers (always writable) at an aligned offset: nothing to check
         if op.kind in _RW:
             if op.kind in _INTO:
                 for b in op.buffers:

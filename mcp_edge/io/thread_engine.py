@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from mcp_edge.io.alignment import check_direct, is_direct
+from mcp_edge.io.alignment import check_direct_batch
 from mcp_edge.io.engine import Engine, IoOp
 from mcp_edge.native._dio import BufferPool, dio_alignment
 
@@ -172,9 +172,7 @@ class ThreadEngine(Engine):
         sizes = {memoryview(b).nbytes for b in bufs}
         if len(sizes) != 1:
             raise ValueError(f"read_batch buffers must all have one size; got sizes {sorted(sizes)}")
-        if is_direct(fd):
-            for b, o in zip(bufs, offs, strict=True):
-                check_direct(IoOp.read(fd, b, o).describe(), fd, (b,), o)
+        check_direct_batch(fd, bufs, offs, lambda i: IoOp.read(fd, bufs[i], offs[i]).describe())
         lanes = max(1, min(depth, n))
         results: list[int] = [0] * n
         errors: list[int] = [0] * n

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mcp_edge.errors import EngineThreadError
-from mcp_edge.io.alignment import alignment_error, check_direct, file_alignment, is_direct
+from mcp_edge.io.alignment import alignment_error, check_direct_batch, file_alignment, is_direct
 from mcp_edge.io.engine import Engine, IoOp
 from mcp_edge.native._dio import BufferPool, PoolBuffer
 from mcp_edge.native._uring import STATX_BASIC_STATS, STATX_DIOALIGN, Ring
@@ -48,6 +48,7 @@ __all__ = ["UringEngine"]
 
 log = logging.getLogger("mcp_edge.io")
 _REAP = 256
+_DIRECT_KINDS = frozenset({"read", "write", "readv", "writev"})
 
 
 class _Pending:
@@ -156,7 +157,12 @@ class UringEngine(Engine):
             else:
                 self._backlog.append(p)
             futs.append(fut)
-        if not self._flush_scheduled:
+        if any(op.kind in _DIRECT_KINDS and is_direct(op.fd) for op in ops):
+            # O_DIRECT: into the kernel now, so the device starts at once. Batching a loop iteration's reads
+            # into one io_uring_enter costs 15-20% of random 4 KiB IOPS on virtio-blk here; page-cache reads
+            # complete inside the enter, so they stay batched (one enter per iteration is 20% faster there).
+            self._flush()
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
         return futs
@@ -169,6 +175,15 @@ class UringEngine(Engine):
             if i < len(bufs) and bufs[i] is buf:
                 return i
         return -1
+
+    def _all_fixed(self, bufs: Sequence[Buffer]) -> bool:
+        seen: set[int] = set()
+        for b in bufs:
+            if id(b) not in seen:
+                seen.add(id(b))
+                if self._fixed_index(b) < 0:
+                    return False
+        return True
 
     def _prep(self, p: _Pending) -> None:
         op, ring, ud = p.op, self._ring, p.ud
@@ -258,16 +273,18 @@ class UringEngine(Engine):
             raise ValueError(f"{len(bufs)} buffers but {len(offs)} offsets")
         if not bufs:
             return []
-        if is_direct(fd):
-            for b, o in zip(bufs, offs, strict=True):
-                check_direct(IoOp.read(fd, b, o).describe(), fd, (b,), o)
+        direct = check_direct_batch(fd, bufs, offs, lambda i: IoOp.read(fd, bufs[i], offs[i]).describe())
+        # O_DIRECT reads go to the kernel one by one as they are queued (the device starts on each at
+        # once); page-cache reads complete inline, so they go all together, one io_uring_enter per wait.
+        submit_batch = 1 if direct else 0
         own = threading.get_ident() == self._owner and not self._ops and not self._ring.queued
-        registered = own and all(self._fixed_index(b) >= 0 for b in bufs)
+        registered = own and self._all_fixed(bufs)
         try:
             if own:
-                return self._ring.read_batch(fd, bufs, offs, max(depth, 1), registered=registered)
+                return self._ring.read_batch(fd, bufs, offs, max(depth, 1), registered=registered,
+                                             submit_batch=submit_batch)
             with Ring(max(min(depth, 4096), 1)) as ring:
-                return ring.read_batch(fd, bufs, offs, max(depth, 1))
+                return ring.read_batch(fd, bufs, offs, max(depth, 1), submit_batch=submit_batch)
         except OSError as exc:
             if exc.errno == errno.EINVAL and is_direct(fd):
                 raise alignment_error(f"batch read on fd {fd}", file_alignment(fd), [], certain=False) from exc

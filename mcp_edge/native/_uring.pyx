@@ -397,14 +397,20 @@ cdef class Ring:
             out.append((cqes[i].user_data, cqes[i].res, op, payload))
         return out
 
-    def read_batch(self, int fd, buffers, offsets, unsigned depth=32, bint fixed_file=False, bint registered=False):
-        """read_batch(fd, buffers, offsets, depth=32, fixed_file=False, registered=False) -> list[int]
+    def read_batch(self, int fd, buffers, offsets, unsigned depth=32, bint fixed_file=False, bint registered=False,
+                   unsigned submit_batch=0):
+        """read_batch(fd, buffers, offsets, depth=32, fixed_file=False, registered=False, submit_batch=0) -> list[int]
 
         int me_ring_read_batch(me_ring *r, int fd, int fixed_file, void *const *bufs, const int *buf_index,
-                               unsigned len, const uint64_t *offsets, unsigned n, unsigned depth, int32_t *results)
+                               unsigned len, const uint64_t *offsets, unsigned n, unsigned depth,
+                               unsigned submit_batch, int32_t *results)
 
         Read len(buffers[i]) bytes at offsets[i] into each buffer, keeping
-        ``depth`` reads in flight, in C with the GIL released. All buffers have
+        ``depth`` reads in flight, in C with the GIL released. Reads go to the
+        kernel ``submit_batch`` at a time as they are queued; 0 submits all
+        that fit with each wait (one io_uring_enter per wait: best for page
+        cache hits), 1 each as soon as it is queued (best for O_DIRECT: the
+        device starts on it at once, as fio does). All buffers have
         one size. With ``registered`` the buffers are a registered pool's
         (PoolBuffer, whose index is used). Returns the byte counts; the first
         failed read raises OSError naming its offset.
@@ -438,7 +444,8 @@ cdef class Ring:
                 if registered:
                     idx[i] = bufs[i].index
             with nogil:
-                rc = me_ring_read_batch(&self._r, fd, fixed_file, ptrs, idx, length, coffs, n, depth, res)
+                rc = me_ring_read_batch(&self._r, fd, fixed_file, ptrs, idx, length, coffs, n, depth, submit_batch,
+                                        res)
             check(rc, "io_uring read batch")
             out = [res[i] for i in range(n)]
         finally:

@@ -19,9 +19,10 @@ def is_mcp_edge(impl: str) -> bool:
 def format_value(value: float) -> str:
     """Three significant figures, with k/M/G for large values: 0.512, 41.2, 1.53M."""
     magnitude = abs(value)
-    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
+    # (from this magnitude on, divide by, suffix): 12,345 -> 12.3k, not 1.23k
+    for limit, scale, suffix in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
         if magnitude >= limit:
-            return f"{value / limit:.3g}{suffix}"
+            return f"{value / scale:.3g}{suffix}"
     if magnitude >= 100:
         return f"{value:.0f}"
     return f"{value:.3g}"

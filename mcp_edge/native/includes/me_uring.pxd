@@ -74,5 +74,6 @@ cdef extern from "uring/me_uring.h" nogil:
     int me_ring_submit(me_ring *r, unsigned wait)
     unsigned me_ring_reap(me_ring *r, me_cqe *out, unsigned max)
     int me_ring_read_batch(me_ring *r, int fd, int fixed_file, void *const *bufs, const int *buf_index,
-                           unsigned len, const uint64_t *offsets, unsigned n, unsigned depth, int32_t *results)
+                           unsigned len, const uint64_t *offsets, unsigned n, unsigned depth, unsigned submit_batch,
+                           int32_t *results)
     int me_ring_drain(me_ring *r, me_cqe *out, unsigned max, unsigned *reaped)

@@ -1,0 +1,192 @@
+"""The pure helpers of perf/bench_io.py: fio's JSON, fio's command line, offsets, short reads, mounts.
+
+No I/O and no timing here: the bench itself runs under ``mcp-edge perf``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import mcp_edge
+from mcp_edge.perf.harness import load_bench
+
+BENCH = Path(mcp_edge.__file__).resolve().parents[1] / "perf" / "bench_io.py"
+
+pytestmark = pytest.mark.skipif(not BENCH.is_file(), reason="perf/bench_io.py is not in this checkout")
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    return load_bench("io", BENCH)
+
+
+def _case(bench: ModuleType, name: str) -> Any:
+    return next(c for c in bench.CASES if c.name == name)
+
+
+def _fio_job(name: str = "mcp-edge-io", *, ios: int = 1000, runtime_ms: int = 500, iops: float = 2000.0,
+             bw: float = 8.192e6, error: int = 0) -> dict[str, Any]:
+    return {"jobname": name, "error": error,
+            "read": {"total_ios": ios, "runtime": runtime_ms, "iops": iops, "bw_bytes": bw, "io_bytes": ios * 4096},
+            "write": {"total_ios": 0, "runtime": 0, "iops": 0.0, "bw_bytes": 0}}
+
+
+def _fio_output(*jobs: dict[str, Any]) -> str:
+    return json.dumps({"fio version": "fio-3.33", "jobs": list(jobs)}, indent=2)
+
+
+# -- cases ------------------------------------------------------------------------------------------------
+
+
+def test_cases_are_the_issue_s_five(bench: ModuleType) -> None:
+    assert [c.name for c in bench.CASES] == [
+        "rand4k-qd1-direct", "rand4k-qd32-direct", "seq128k-qd32-direct", "rand4k-qd32-buffered",
+        "seq128k-qd32-buffered"]
+    for c in bench.CASES:
+        assert c.name.startswith("seq128k" if c.sequential else "rand4k")
+        assert c.block == (128 << 10 if c.sequential else 4 << 10)
+        assert f"-qd{c.depth}-" in c.name
+        assert c.name.endswith("-direct" if c.direct else "-buffered")
+        assert c.slots >= 2 * c.depth
+        assert c.batch >= 64 * c.depth
+
+
+def test_impl_names(bench: ModuleType) -> None:
+    assert bench.IMPLS == ("mcp_edge[uring]", "mcp_edge[uring-async]", "mcp_edge[threads]", "os.preadv", "liburing",
+                           "fio[io_uring]", "fio[psync]")
+
+
+# -- offsets ----------------------------------------------------------------------------------------------
+
+
+def test_random_offsets_are_aligned_in_range_and_seeded(bench: ModuleType) -> None:
+    case = _case(bench, "rand4k-qd32-direct")
+    offs = bench.case_offsets(case, file_size=1 << 24, count=5000)
+    assert len(offs) == 5000
+    assert all(o % 4096 == 0 and 0 <= o <= (1 << 24) - 4096 for o in offs)
+    assert offs == bench.case_offsets(case, file_size=1 << 24, count=5000)
+    assert offs != bench.case_offsets(case, file_size=1 << 24, count=5000, seed=1)
+    assert len(set(offs)) > 1000  # spread over the file, not stuck
+    assert min(offs) < (1 << 22) and max(offs) > (3 << 22)
+
+
+def test_sequential_offsets_walk_the_whole_file(bench: ModuleType) -> None:
+    case = _case(bench, "seq128k-qd32-direct")
+    offs = bench.case_offsets(case, file_size=1 << 20)
+    assert offs == [i * (128 << 10) for i in range(8)]
+
+
+def test_offsets_need_a_block(bench: ModuleType) -> None:
+    with pytest.raises(ValueError, match="holds no"):
+        bench.case_offsets(_case(bench, "seq128k-qd32-direct"), file_size=4096)
+
+
+def test_check_offsets_spread(bench: ModuleType) -> None:
+    offs = list(range(0, 1000 * 4096, 4096))
+    picked = bench.check_offsets(offs, 10)
+    assert picked == [offs[i * 100] for i in range(10)]
+    assert bench.check_offsets(offs[:5], 10) == offs[:5]
+
+
+def test_cursor_wraps_and_continues(bench: ModuleType) -> None:
+    cur = bench.OffsetCursor([0, 1, 2, 3, 4])
+    assert cur.take(3) == [0, 1, 2]
+    assert cur.take(4) == [3, 4, 0, 1]
+    assert cur.take(11) == [2, 3, 4, 0, 1, 2, 3, 4, 0, 1, 2]
+    it = bench.OffsetCursor([7, 8]).cycle()
+    assert [next(it) for _ in range(5)] == [7, 8, 7, 8, 7]
+    with pytest.raises(ValueError):
+        bench.OffsetCursor([])
+
+
+# -- short reads ------------------------------------------------------------------------------------------
+
+
+def test_short_reads(bench: ModuleType) -> None:
+    assert bench.short_reads([4096, 4096], 4096, [0, 4096]) is None
+    assert bench.short_reads([4096, 100], 4096, [0, 8192]) == "read of 4096 bytes at offset 8192 gave 100 bytes"
+    assert "error 22" in bench.short_reads([-22], 4096, [4096])
+    assert bench.short_reads([4096], 4096, [0, 4096]) == "1 results for 2 reads"
+
+
+# -- fio ---------------------------------------------------------------------------------------------------
+
+
+def test_parse_fio_json(bench: ModuleType) -> None:
+    res = bench.parse_fio_json(_fio_output(_fio_job()))
+    assert (res.ios, res.runtime_s, res.iops, res.bw_bytes, res.version) == (1000, 0.5, 2000.0, 8.192e6, "fio-3.33")
+
+
+def test_parse_fio_json_skips_warnings_and_sums_jobs(bench: ModuleType) -> None:
+    text = "fio: file hash not empty on exit\nnote: both iodepth >= 1 and synchronous I/O engine are selected\n"
+    text += _fio_output(_fio_job("a"), _fio_job("b", ios=500, runtime_ms=600, iops=1000.0, bw=4.096e6))
+    text += "\n<trailing junk>"
+    res = bench.parse_fio_json(text)
+    assert res.ios == 1500
+    assert res.runtime_s == 0.6
+    assert res.iops == 3000.0
+    assert res.bw_bytes == pytest.approx(12.288e6)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("fio: engine io_uring not loadable\n", "no JSON"),
+        ('{"jobs": [', "malformed"),
+        (json.dumps({"jobs": []}), "no jobs"),
+        (_fio_output(_fio_job(error=5)), "error 5"),
+        (_fio_output(_fio_job(ios=0)), "no reads"),
+    ],
+)
+def test_parse_fio_json_errors(bench: ModuleType, text: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        bench.parse_fio_json(text)
+
+
+def test_fio_command(bench: ModuleType) -> None:
+    path = Path("/data/io-1GiB.bin")
+    cmd = bench.fio_command("fio", path, _case(bench, "rand4k-qd32-direct"), "io_uring", 1.2)
+    assert cmd[0] == "fio"
+    for arg in ("--filename=/data/io-1GiB.bin", "--rw=randread", "--bs=4096", "--ioengine=io_uring", "--iodepth=32",
+                "--direct=1", "--invalidate=0", "--norandommap", "--time_based", "--runtime=1200ms",
+                "--output-format=json", "--readonly", "--numjobs=1"):
+        assert arg in cmd
+    seq = bench.fio_command("fio", path, _case(bench, "seq128k-qd32-buffered"), "psync", 0.5)
+    for arg in ("--rw=read", "--bs=131072", "--ioengine=psync", "--iodepth=1", "--direct=0", "--runtime=500ms"):
+        assert arg in seq
+    assert not any(a.startswith("--sqthread_poll") for a in cmd + seq)
+
+
+# -- mounts -----------------------------------------------------------------------------------------------
+
+MOUNTINFO = """\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+23 22 0:21 / /proc rw,nosuid shared:2 - proc proc rw
+24 22 0:22 / /tmp rw,nosuid shared:3 - tmpfs tmpfs rw
+25 22 254:16 / /srv/my\\040data rw,relatime shared:4 - xfs /dev/vdb rw
+26 24 0:23 / /tmp/disk rw shared:5 - ext4 /dev/vdc rw
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/work/main/build/perf/io-1GiB.bin", ("/", "ext4", "/dev/vda")),
+        ("/tmp/io-1GiB.bin", ("/tmp", "tmpfs", "tmpfs")),
+        ("/tmpfoo/x", ("/", "ext4", "/dev/vda")),
+        ("/tmp/disk/x", ("/tmp/disk", "ext4", "/dev/vdc")),
+        ("/srv/my data/x", ("/srv/my data", "xfs", "/dev/vdb")),
+    ],
+)
+def test_mount_of(bench: ModuleType, path: str, expected: tuple[str, str, str]) -> None:
+    assert bench.mount_of(Path(path), MOUNTINFO) == expected
+
+
+def test_memory_filesystems_are_refused(bench: ModuleType) -> None:
+    assert {"tmpfs", "ramfs"} <= bench.MEMORY_FILESYSTEMS
+    assert "ext4" not in bench.MEMORY_FILESYSTEMS
