@@ -33,8 +33,9 @@ run: setup
 	$(VENV)/bin/mcp-edge doctor
 
 lint: setup
-	$(VENV)/bin/ruff check mcp_edge tests perf tools setup.py
+	$(VENV)/bin/ruff check mcp_edge tests perf tools plugins setup.py
 	$(VENV)/bin/mypy --strict mcp_edge
+	for p in plugins/*/plugin.py; do $(VENV)/bin/mypy --strict $$p || exit 1; done
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/cython-lint mcp_edge/native
 
 pytest: setup
@@ -50,4 +51,4 @@ test-aarch64: setup
 	PYTHON=$(PY) bash tools/aarch64/test.sh
 
 clean:
-	rm -rf build .cross mcp_edge/native/*.so mcp_edge/native/_*.c *.egg-info
+	rm -rf build .cross mcp_edge/native/*.so mcp_edge/native/_*.c plugins/*/*.so *.egg-info

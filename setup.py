@@ -52,6 +52,12 @@ SYSTEM_LIBS = {"liburing": "liburing-dev", "numa": "libnuma-dev"}
 
 STRICT_CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
 
+# Native plugins built in place (shared object -> C sources): plain shared objects
+# implementing plugins/include/mcp_edge_plugin.h, loaded with cffi at run time.
+NATIVE_PLUGINS: dict[str, list[str]] = {
+    "plugins/native_hello/native_hello.so": ["plugins/native_hello/native_hello.c"],
+}
+
 
 def c_sources(ext_name: str, arch: str) -> list[tuple[str, list[str]]]:
     """(source, extra flags) of the project C an extension links, for `arch`."""
@@ -97,7 +103,24 @@ def system_lib_flags(ext_name: str) -> tuple[list[str], list[str]]:
 
 
 class BuildExt(build_ext):
-    """Compiles each extension's project C with strict flags and per-ISA -m flags."""
+    """Compiles each extension's project C with strict flags and per-ISA -m flags, then the native plugins."""
+
+    def run(self) -> None:
+        super().run()
+        self.build_native_plugins()
+
+    def build_native_plugins(self) -> None:
+        from setuptools.modified import newer_group
+
+        link = ["-fsanitize=address,undefined"] if os.environ.get("MCP_EDGE_SANITIZE") else []
+        for target, sources in NATIVE_PLUGINS.items():
+            if not (self.force or newer_group([*sources, "plugins/include/mcp_edge_plugin.h"], target, "newer")):
+                continue
+            objects = self.compiler.compile(
+                sources, output_dir=self.build_temp, include_dirs=["plugins/include"],
+                extra_postargs=[*STRICT_CFLAGS, *opt_flags(), "-fPIC"],
+            )
+            self.compiler.link_shared_object(objects, target, extra_postargs=link)
 
     def build_extension(self, ext: Extension) -> None:
         from setuptools.modified import newer_group

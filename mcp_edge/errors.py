@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 __all__ = [
+    "INVALID_PARAMS",
+    "RESOURCE_NOT_FOUND",
+    "AbiMismatchError",
     "BenchError",
     "ConfigError",
+    "DependencyError",
     "DirectIOAlignmentError",
     "EngineClosedError",
     "EngineThreadError",
     "EngineUnavailable",
+    "InvalidArgumentsError",
     "IsaLevelError",
     "McpEdgeError",
+    "PluginConfigError",
+    "PluginError",
+    "PluginLoadError",
+    "PromptNotFoundError",
+    "ResourceNotFoundError",
+    "ToolNotFoundError",
 ]
 
 
@@ -64,3 +75,64 @@ class DirectIOAlignmentError(McpEdgeError, OSError):
 
 class BenchError(McpEdgeError, RuntimeError):
     """A benchmark failed: it raised, yielded a malformed row, or its implementations disagreed."""
+
+
+# --- plugins -----------------------------------------------------------------------------------
+# ``code`` is the JSON-RPC error code the runtime answers with when the error reaches a request.
+
+INVALID_PARAMS = -32602
+RESOURCE_NOT_FOUND = -32002  # MCP: "Resource not found"
+
+
+class PluginError(McpEdgeError):
+    """A plugin could not be loaded, configured or started, or a request to one was invalid."""
+
+    code: int = -32603  # JSON-RPC "Internal error"
+
+
+class PluginLoadError(PluginError):
+    """A plugin's folder, ``plugin.toml``, module, class or library cannot be used; the message says which."""
+
+
+class AbiMismatchError(PluginLoadError):
+    """A plugin speaks another plugin ABI/API version than this runtime; the message names both versions."""
+
+    def __init__(self, message: str, *, plugin_abi: int | None = None, runtime_abi: int | None = None) -> None:
+        super().__init__(message)
+        self.plugin_abi = plugin_abi
+        self.runtime_abi = runtime_abi
+
+
+class PluginConfigError(PluginError, ConfigError):
+    """A plugin's configuration (defaults, board/user config, ``MCP_EDGE_<PLUGIN>_<KEY>``) is invalid.
+
+    The message names the plugin, the key and the problem.
+    """
+
+
+class DependencyError(PluginError):
+    """A plugin's ``requires`` cannot be met: a missing plugin, a version outside the range, a cycle."""
+
+
+class InvalidArgumentsError(PluginError, ValueError):
+    """The arguments of a tool, prompt or resource template do not match its schema (JSON-RPC -32602)."""
+
+    code = INVALID_PARAMS
+
+
+class ToolNotFoundError(PluginError, LookupError):
+    """No active plugin provides a tool of that name (JSON-RPC -32602, as MCP says for unknown tools)."""
+
+    code = INVALID_PARAMS
+
+
+class ResourceNotFoundError(PluginError, LookupError):
+    """No active plugin provides a resource at that URI (MCP's -32002)."""
+
+    code = RESOURCE_NOT_FOUND
+
+
+class PromptNotFoundError(PluginError, LookupError):
+    """No active plugin provides a prompt of that name (JSON-RPC -32602)."""
+
+    code = INVALID_PARAMS

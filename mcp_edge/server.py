@@ -14,7 +14,7 @@ error, not a run-time surprise::
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
 
@@ -70,7 +70,7 @@ class _Context:
 
     @property
     def data_dir(self) -> Path:
-        path = self._settings.data_dir / "plugins" / self._id
+        path = self._settings.data_dir / "plugin-data" / self._id
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -178,19 +178,20 @@ class RunningServer:
 
         await serve_stdio(self._router, self._settings)
 
-    async def serve_http(self, host: str | None = None, port: int | None = None) -> None:
-        """Serve Streamable HTTP at /mcp until cancelled or signalled."""
+    async def serve_http(self, host: str | None = None, port: int | None = None, *,
+                         on_ready: Callable[[str], None] | None = None) -> None:
+        """Serve Streamable HTTP at /mcp until cancelled or signalled; ``on_ready`` gets the URL once listening."""
         self._check()
         from mcp_edge.transport.http import serve_http
 
-        await serve_http(self._router, self._settings, host=host, port=port)
+        await serve_http(self._router, self._settings, host=host, port=port, on_ready=on_ready)
 
-    async def serve_unix(self, path: Path) -> None:
+    async def serve_unix(self, path: Path, *, on_ready: Callable[[str], None] | None = None) -> None:
         """Serve newline-delimited JSON-RPC on a unix socket, one session per connection."""
         self._check()
         from mcp_edge.transport.unix import serve_unix
 
-        await serve_unix(self._router, self._settings, path)
+        await serve_unix(self._router, self._settings, path, on_ready=on_ready)
 
     async def stop(self) -> StoppedServer:
         """Shut the plugins down in reverse dependency order."""

@@ -11,6 +11,14 @@ A profile is a TOML file::
     priority = 0               # the highest-priority match wins
     [paths]
     data_dir = "/var/lib/mcp-edge"
+    plugin_dirs = ["{checkout}/plugins", "{prefix}/share/mcp-edge/plugins", "/etc/mcp-edge/plugins"]
+
+``plugin_dirs`` are the folders searched for plugins, in order; ``{checkout}``
+(the source checkout holding this package), ``{prefix}`` (``sys.prefix``) and
+``{data_dir}`` are expanded, and so is ``~``. Left out, it is
+``DEFAULT_PLUGIN_DIRS``: the checkout's ``plugins/``,
+``<prefix>/share/mcp-edge/plugins``, ``/etc/mcp-edge/plugins`` and
+``{data_dir}/plugins``.
 
 Profiles are searched in ``$MCP_EDGE_BOARDS_DIR``, the checkout's ``boards/``,
 ``<prefix>/share/mcp-edge/boards`` and ``/etc/mcp-edge/boards``; a later file
@@ -29,9 +37,16 @@ from pathlib import Path
 
 from mcp_edge.errors import ConfigError
 
-__all__ = ["BOARD_ENV", "Board", "boards_dirs", "detect", "load", "load_all"]
+__all__ = ["BOARD_ENV", "DEFAULT_PLUGIN_DIRS", "Board", "boards_dirs", "detect", "load", "load_all"]
 
 BOARD_ENV = "MCP_EDGE_BOARD"
+DEFAULT_PLUGIN_DIRS = (
+    "{checkout}/plugins",
+    "{prefix}/share/mcp-edge/plugins",
+    "/etc/mcp-edge/plugins",
+    "{data_dir}/plugins",
+)
+_CHECKOUT = Path(__file__).resolve().parents[2]
 _MODEL_FILES = ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model", "/sys/class/dmi/id/product_name")
 
 
@@ -46,6 +61,7 @@ class Board:
     priority: int
     data_dir: Path
     path: Path
+    plugin_dirs: tuple[Path, ...] = ()
 
     def matches(self, arch: str, model: str) -> bool:
         """True when this profile fits a box of ``arch`` whose model string is ``model``."""
@@ -60,7 +76,7 @@ def boards_dirs() -> list[Path]:
     env = os.environ.get("MCP_EDGE_BOARDS_DIR")
     if env:
         candidates.append(Path(env))
-    candidates.append(Path(__file__).resolve().parents[2] / "boards")
+    candidates.append(_CHECKOUT / "boards")
     candidates.append(Path(sys.prefix) / "share" / "mcp-edge" / "boards")
     candidates.append(Path("/etc/mcp-edge/boards"))
     return [p for p in candidates if p.is_dir()]
@@ -89,15 +105,32 @@ def load(path: Path) -> Board:
         models = [models]
     if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
         raise ConfigError(f"{path}: 'model' must be a string or a list of strings")
+    data_dir = Path(str(_field(paths, "data_dir", str, path, "/var/lib/mcp-edge")))
+    dirs = paths.get("plugin_dirs", list(DEFAULT_PLUGIN_DIRS))
+    if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
+        raise ConfigError(f"{path}: 'plugin_dirs' must be a list of strings, got {dirs!r}")
     return Board(
         id=str(_field(board, "id", str, path)),
         description=str(_field(board, "description", str, path, "")),
         arch=str(_field(match, "arch", str, path)),
         models=tuple(models),
         priority=int(_field(match, "priority", int, path, 0)),  # type: ignore[call-overload]
-        data_dir=Path(str(_field(paths, "data_dir", str, path, "/var/lib/mcp-edge"))),
+        data_dir=data_dir,
         path=path,
+        plugin_dirs=tuple(_expand_dir(d, data_dir, path) for d in dirs),
     )
+
+
+def _expand_dir(template: str, data_dir: Path, path: Path) -> Path:
+    """One ``plugin_dirs`` entry with ``{checkout}``, ``{prefix}``, ``{data_dir}`` and ``~`` expanded."""
+    try:
+        text = template.format(checkout=_CHECKOUT, prefix=sys.prefix, data_dir=data_dir)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"{path}: plugin_dirs entry {template!r}: unknown placeholder {exc} "
+            "(known: {checkout}, {prefix}, {data_dir})"
+        ) from None
+    return Path(text).expanduser()
 
 
 def load_all() -> list[Board]:

@@ -8,9 +8,11 @@ asyncio or os; a test checks that.
 
 Lifecycle (handshake era), one table — state, what arrives, next state:
 
+    any           request with 2026-07-28 _meta    -> same state   (validated, dispatched statelessly;
+                                                                    initialize/ping/setLevel/subscribe: -32601)
     IDLE          initialize request               -> INITIALIZING (answered here)
-    IDLE          request with stateless _meta     -> IDLE         (dispatched, era 2026-07-28)
     IDLE          ping                             -> IDLE         (answered here)
+    IDLE          server/discover                  -> IDLE         (dispatched: dual-era clients probe first)
     IDLE          any other request                -> IDLE         (error: not initialized)
     INITIALIZING  notifications/initialized        -> READY
     INITIALIZING  request                          -> INITIALIZING (dispatched: clients may race)
@@ -54,7 +56,16 @@ META_PROTOCOL_VERSION: Final = "io.modelcontextprotocol/protocolVersion"
 META_CLIENT_CAPABILITIES: Final = "io.modelcontextprotocol/clientCapabilities"
 META_CLIENT_INFO: Final = "io.modelcontextprotocol/clientInfo"
 META_LOG_LEVEL: Final = "io.modelcontextprotocol/logLevel"
-UNSUPPORTED_VERSION: Final = -32000
+META_SERVER_INFO: Final = "io.modelcontextprotocol/serverInfo"
+META_SUBSCRIPTION_ID: Final = "io.modelcontextprotocol/subscriptionId"
+# Error codes of the 2026-07-28 revision.
+HEADER_MISMATCH: Final = -32020
+MISSING_CAPABILITY: Final = -32021
+UNSUPPORTED_VERSION: Final = -32022
+# Methods of the handshake era that the 2026-07-28 revision removed.
+REMOVED_IN_STATELESS: Final = frozenset(
+    {"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
+)
 
 
 class ConnState(enum.Enum):
@@ -198,7 +209,7 @@ class ServerConnection:
             None, jsonrpc.INVALID_REQUEST, f"message of {size}+ bytes exceeds the {self.max_frame}-byte frame limit"
         )
 
-    def receive_message(self, raw: bytes) -> list[Event]:
+    def receive_message(self, raw: bytes, modern: bool = False) -> list[Event]:
         """One complete JSON-RPC message (an HTTP body, or one line)."""
         if len(raw) > self.max_frame:
             return [self._too_large(len(raw))]
@@ -206,10 +217,10 @@ class ServerConnection:
             msg = jsonrpc.decode(raw)
         except msgspec.DecodeError as exc:
             return [self._error(None, jsonrpc.PARSE_ERROR, f"parse error: {exc}")]
-        return self.receive_object(msg)
+        return self.receive_object(msg, modern)
 
-    def receive_object(self, msg: Any) -> list[Event]:
-        """A decoded message."""
+    def receive_object(self, msg: Any, modern: bool = False) -> list[Event]:
+        """A decoded message; ``modern``: the transport already knows it is a 2026-07-28 message."""
         if isinstance(msg, list):
             return [self._error(None, jsonrpc.INVALID_REQUEST, "JSON-RPC batches are not supported")]
         if not isinstance(msg, dict):
@@ -233,26 +244,44 @@ class ServerConnection:
                 return [self._error(None, jsonrpc.INVALID_REQUEST, "request id must be a string or an integer")]
             if not isinstance(params, dict):
                 return [self._error(msg_id, jsonrpc.INVALID_PARAMS, "params must be an object")]
-            return self._request(msg_id, method, params)
+            return self._request(msg_id, method, params, modern)
         if not isinstance(params, dict):
             return []  # a malformed notification gets no reply
         return self._notification(method, params)
 
     # -- lifecycle --------------------------------------------------------------
 
-    def _request(self, rid: RequestId, method: str, params: dict[str, Any]) -> list[Event]:
+    def _stateless(self, rid: RequestId, method: str, params: dict[str, Any]) -> Event:
+        """Validate a 2026-07-28 request in the order the revision gives: _meta, version, method."""
+        meta = params.get("_meta")
+        if (
+            not isinstance(meta, dict)
+            or not isinstance(meta.get(META_PROTOCOL_VERSION), str)
+            or not isinstance(meta.get(META_CLIENT_CAPABILITIES), dict)
+        ):
+            return self._error(rid, jsonrpc.INVALID_PARAMS,
+                               f"params._meta needs {META_PROTOCOL_VERSION} (a string) and "
+                               f"{META_CLIENT_CAPABILITIES} (an object)")
+        version = meta[META_PROTOCOL_VERSION]
+        if version not in STATELESS_VERSIONS:
+            return self._error(rid, UNSUPPORTED_VERSION, f"unsupported protocol version {version!r}",
+                               {"supported": list(STATELESS_VERSIONS), "requested": version})
+        if method in REMOVED_IN_STATELESS:
+            return self._error(rid, jsonrpc.METHOD_NOT_FOUND,
+                               f"method not found: {method} is not part of protocol {version}")
+        return Request(rid, method, params, version, True, meta)
+
+    def _request(self, rid: RequestId, method: str, params: dict[str, Any], modern: bool = False) -> list[Event]:
+        if modern or META_PROTOCOL_VERSION in (params.get("_meta") or {}):
+            return [self._stateless(rid, method, params)]
         meta = params.get("_meta")
         meta = meta if isinstance(meta, dict) else None
         if method == "ping":
             return [Reply(jsonrpc.result(rid, {}), rid)]
-        stateless = stateless_version(params)
-        if stateless is not None:
-            if stateless not in STATELESS_VERSIONS:
-                return [self._error(rid, UNSUPPORTED_VERSION, f"unsupported protocol version {stateless!r}",
-                                    {"supported": list(STATELESS_VERSIONS + HANDSHAKE_VERSIONS)})]
-            return [Request(rid, method, params, stateless, True, meta)]
         if method == "initialize":
             return [self._initialize(rid, params)]
+        if method == "server/discover" and self.version is None:
+            return [Request(rid, method, params, STATELESS_VERSIONS[0], True, meta)]
         if self.state is ConnState.IDLE or self.version is None:
             return [self._error(rid, jsonrpc.INVALID_REQUEST,
                                 f"{method} before initialize: send initialize first, or use protocol "

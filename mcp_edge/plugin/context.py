@@ -52,6 +52,33 @@ class RequestContext(Protocol):
     def request_id(self) -> str | int | None: ...
     @property
     def cancelled(self) -> bool: ...
+    @property
+    def protocol_version(self) -> str:
+        """The revision this request is served under (``2026-07-28`` or a handshake-era version)."""
+        ...
+    @property
+    def stateless(self) -> bool:
+        """True for a 2026-07-28 request: no server-to-client requests; ask with InputRequired instead."""
+        ...
+    @property
+    def client_capabilities(self) -> dict[str, Any]:
+        """What the client declared: per request (2026-07-28) or at initialize."""
+        ...
+    @property
+    def input_responses(self) -> dict[str, Any] | None:
+        """The client's answers to this handler's InputRequired, on a retry (2026-07-28)."""
+        ...
+    @property
+    def request_state(self) -> str | None:
+        """The requestState this handler returned with its InputRequired, verified untampered."""
+        ...
+    def require_capability(self, name: str) -> None:
+        """Raise the protocol's missing-capability error unless the client declared ``name``."""
+        ...
+    async def send_request(self, method: str, params: dict[str, Any]) -> Any:
+        """Ask the client (handshake era only: sampling/createMessage, elicitation/create, roots/list)
+        and wait for its result; the protocol error it answered with is raised."""
+        ...
     async def report_progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         """Send notifications/progress if the client asked for it (a progress token); else nothing."""
         ...

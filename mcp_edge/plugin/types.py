@@ -20,6 +20,7 @@ __all__ = [
     "EmbeddedResource",
     "GetPromptResult",
     "ImageContent",
+    "InputRequired",
     "LogLevel",
     "PromptArgument",
     "PromptDef",
@@ -169,3 +170,17 @@ class Completion(_Wire):
     values: list[str]
     total: int | None = None
     hasMore: bool | None = None
+
+
+class InputRequired(_Wire):
+    """Returned by a tool, prompt or resource handler (protocol 2026-07-28) that needs input from the client.
+
+    ``inputRequests`` maps keys of the handler's choosing to ``{"method": "elicitation/create" |
+    "sampling/createMessage" | "roots/list", "params": {...}}``; the client retries the request with
+    ``inputResponses`` under the same keys, and the handler sees them as ``ctx.input_responses``.
+    ``requestState`` comes back verbatim as ``ctx.request_state``: the runtime signs it on the way out
+    and refuses a retry whose state was tampered with.
+    """
+
+    inputRequests: dict[str, dict[str, Any]] | None = None
+    requestState: str | None = None

@@ -14,12 +14,13 @@ import ctypes
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from mcp_edge.runtime.router import Router
 from mcp_edge.runtime.settings import Settings
 from mcp_edge.transport.stream import StreamSession
 
-__all__ = ["serve_stdio"]
+__all__ = ["claim_stdout", "serve_stdio"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -38,18 +39,50 @@ async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
         await asyncio.sleep(1.0)
 
 
+async def _feed_from_file(fd: int, reader: asyncio.StreamReader) -> None:
+    """stdin redirected from a regular file, which the event loop cannot poll: read it in a thread."""
+    loop = asyncio.get_running_loop()
+    while data := await loop.run_in_executor(None, os.read, fd, 1 << 16):
+        reader.feed_data(data)
+    reader.feed_eof()
+
+
+_protocol_fd: list[int] = []
+
+
+def claim_stdout() -> int:
+    """Keep the real stdout for the protocol and point fd 1 and ``sys.stdout`` at stderr; idempotent.
+
+    Call it before plugins load, so that nothing they print reaches the protocol stream.
+    """
+    if not _protocol_fd:
+        _protocol_fd.append(os.dup(1))
+        os.dup2(2, 1)  # fd 1 now goes to stderr; the protocol keeps its own copy of the pipe
+        sys.stdout = sys.stderr
+    return _protocol_fd[0]
+
+
 async def serve_stdio(router: Router, settings: Settings) -> None:
     """Serve one client on this process's stdin and stdout."""
     loop = asyncio.get_running_loop()
-    out_fd = os.dup(1)
-    os.dup2(2, 1)  # fd 1 now goes to stderr; the protocol keeps its own copy of the pipe
-    sys.stdout = sys.stderr
+    out_fd = claim_stdout()
+    _protocol_fd.clear()  # the pipe below owns the descriptor now
     out = os.fdopen(out_fd, "wb", buffering=0)
-    w_transport, _ = await loop.connect_write_pipe(asyncio.Protocol, out)
+    w_transport: asyncio.WriteTransport | None = None
+    write: Callable[[bytes], None]
+    try:
+        w_transport, _ = await loop.connect_write_pipe(asyncio.Protocol, out)
+        write = w_transport.write
+    except (ValueError, OSError):  # a regular file (or /dev/null): the event loop cannot poll it
+        write = out.write
     reader = asyncio.StreamReader(limit=settings.max_frame + 2)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    feeding: asyncio.Task[None] | None = None
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    except (ValueError, OSError):
+        feeding = asyncio.create_task(_feed_from_file(sys.stdin.fileno(), reader))
 
-    stream = StreamSession(router, w_transport.write, settings.max_frame)
+    stream = StreamSession(router, write, settings.max_frame)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -60,9 +93,13 @@ async def serve_stdio(router: Router, settings: Settings) -> None:
     try:
         await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (reading, stopping, watching):
-            task.cancel()
+        for task in (reading, stopping, watching, feeding):
+            if task is not None:
+                task.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         stream.close()
-        w_transport.close()
+        if w_transport is not None:
+            w_transport.close()
+        else:
+            out.close()

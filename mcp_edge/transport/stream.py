@@ -35,7 +35,8 @@ class StreamSession:
         for ev in self.conn.receive_data(data):
             if isinstance(ev, Request):
                 if ev.id in running:
-                    self._write(self.conn.respond_error(ev.id, -32600, f"request id {ev.id!r} is already in use") + b"\n")
+                    error = self.conn.respond_error(ev.id, -32600, f"request id {ev.id!r} is already in use")
+                    self._write(error + b"\n")
                     continue
                 running[ev.id] = asyncio.create_task(self._run(ev))
             elif isinstance(ev, Reply):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import platform
+import sys
 from pathlib import Path
 
 import pytest
 
-from mcp_edge.board import Board, detect, load, load_all
+from mcp_edge.board import DEFAULT_PLUGIN_DIRS, Board, detect, load, load_all
 from mcp_edge.errors import ConfigError
 
 PI5 = """
@@ -84,3 +85,42 @@ def test_bad_profile_names_file_and_field(tmp_path: Path, text: str, message: st
     with pytest.raises(ConfigError, match=message) as info:
         load(path)
     assert str(path) in str(info.value)
+
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def test_plugin_dirs_default(boards: Path) -> None:
+    b = load(boards / "rpi5.toml")
+    assert len(DEFAULT_PLUGIN_DIRS) == 4
+    assert b.plugin_dirs == (
+        CHECKOUT / "plugins",
+        Path(sys.prefix) / "share/mcp-edge/plugins",
+        Path("/etc/mcp-edge/plugins"),
+        Path("/srv/mcp/plugins"),
+    )
+
+
+def test_shipped_profiles_list_plugin_dirs() -> None:
+    for b in load_all():
+        if b.id.startswith("generic-"):
+            assert b.plugin_dirs[0] == CHECKOUT / "plugins"
+            assert Path("/var/lib/mcp-edge/plugins") in b.plugin_dirs
+
+
+def test_plugin_dirs_placeholders(tmp_path: Path) -> None:
+    path = tmp_path / "b.toml"
+    path.write_text('[board]\nid = "b"\n[match]\narch = "x86_64"\n[paths]\ndata_dir = "/d"\n'
+                    'plugin_dirs = ["{data_dir}/p", "~/p", "{prefix}/x", "/abs"]\n')
+    assert load(path).plugin_dirs == (Path("/d/p"), Path("~/p").expanduser(), Path(sys.prefix) / "x", Path("/abs"))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [('"plugins"', "'plugin_dirs' must be a list of strings"), ('["{nope}/x"]', "unknown placeholder 'nope'")],
+)
+def test_bad_plugin_dirs(tmp_path: Path, value: str, message: str) -> None:
+    path = tmp_path / "b.toml"
+    path.write_text(f'[board]\nid = "b"\n[match]\narch = "x86_64"\n[paths]\nplugin_dirs = {value}\n')
+    with pytest.raises(ConfigError, match=message):
+        load(path)

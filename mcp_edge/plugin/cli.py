@@ -1,0 +1,65 @@
+"""What ``mcp-edge plugins list`` does: start a registry, snapshot its status, stop it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from mcp_edge.errors import ConfigError
+
+__all__ = ["list_plugins", "render_plugins"]
+
+
+def list_plugins(
+    plugin_dirs: list[Path] | None = None, *, entry_points: bool = True, init: bool = True
+) -> list[dict[str, Any]]:
+    """Each plugin's status once started (or only loaded, without ``init``); ConfigError for a bad folder."""
+    from mcp_edge.plugin.registry import Registry, default_plugin_dirs
+
+    if plugin_dirs is None:
+        dirs = default_plugin_dirs()
+    else:
+        for d in plugin_dirs:
+            if not d.is_dir():
+                raise ConfigError(f"--plugin-dir {d}: not a folder")
+        dirs = plugin_dirs
+    registry = Registry(dirs, entry_points=entry_points)
+    if not init:
+        registry.load()
+        return registry.status()
+
+    async def run() -> list[dict[str, Any]]:
+        await registry.start()
+        try:
+            return registry.status()
+        finally:
+            await registry.stop()
+
+    return asyncio.run(run())
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def render_plugins(rows: list[dict[str, Any]]) -> str:
+    """A table: id, version, kind, state, load and init ms, source; the reason under a plugin that has one."""
+    header = ("ID", "VERSION", "KIND", "STATE", "LOAD ms", "INIT ms", "SOURCE")
+    table = [header] + [
+        (r["id"], r["version"] or "-", r["kind"], r["state"], _ms(r["load_ms"]), _ms(r["init_ms"]), r["source"])
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    lines: list[str] = []
+    for n, row in enumerate(table):
+        cells = [cell.rjust(w) if i in (4, 5) else cell.ljust(w)
+                 for i, (cell, w) in enumerate(zip(row, widths, strict=False))]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+        reason = rows[n - 1]["reason"] if n else None
+        if reason:
+            lines.append(f"    reason: {reason}")
+    active = sum(1 for r in rows if r["state"] == "active")
+    failed = sum(1 for r in rows if r["state"] == "failed")
+    lines.append(f"{len(rows)} plugins: {active} active, {failed} failed")
+    return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""Plain implementations of the contexts, for a registry used without a runtime (CLI, tests, embedding).
+
+The runtime passes its own ``context_factory`` to the Registry; these are what a
+Registry uses when none is given, and what tests hand to ``call_tool``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mcp_edge.plugin.types import LogLevel
+
+if TYPE_CHECKING:
+    from mcp_edge.board import Board
+    from mcp_edge.io import Engine
+
+__all__ = ["DefaultPluginContext", "Notifier", "NullRequestContext"]
+
+Notifier = Callable[[str], Awaitable[None]]
+
+
+class DefaultPluginContext:
+    """A PluginContext: the detected board, ``<data_dir>/plugins/<id>``, logger ``mcp_edge.plugin.<id>``.
+
+    ``notify_*`` call the given callbacks, or do nothing without them.
+    """
+
+    def __init__(
+        self,
+        plugin_id: str,
+        *,
+        board: Board | None = None,
+        data_root: Path | None = None,
+        on_resource_updated: Notifier | None = None,
+        on_list_changed: Notifier | None = None,
+    ) -> None:
+        self._id = plugin_id
+        self._board = board
+        self._data_root = data_root
+        self._data_dir: Path | None = None
+        self._logger = logging.getLogger(f"mcp_edge.plugin.{plugin_id}")
+        self._on_resource_updated = on_resource_updated
+        self._on_list_changed = on_list_changed
+
+    @property
+    def plugin_id(self) -> str:
+        return self._id
+
+    @property
+    def board(self) -> Board:
+        if self._board is None:
+            from mcp_edge.board import detect
+
+            self._board = detect()
+        return self._board
+
+    @property
+    def data_dir(self) -> Path:
+        if self._data_dir is None:
+            root = self._data_root
+            if root is None:
+                env = os.environ.get("MCP_EDGE_DATA_DIR")
+                root = Path(env) if env else self.board.data_dir
+            path = root / "plugin-data" / self._id
+            path.mkdir(parents=True, exist_ok=True)
+            self._data_dir = path
+        return self._data_dir
+
+    @property
+    def logger(self) -> logging.Logger:
+        return self._logger
+
+    def engine(self) -> Engine:
+        from mcp_edge.io import get_engine
+
+        return get_engine()
+
+    async def notify_resource_updated(self, uri: str) -> None:
+        if self._on_resource_updated is not None:
+            await self._on_resource_updated(uri)
+
+    async def notify_list_changed(self, kind: str) -> None:
+        if self._on_list_changed is not None:
+            await self._on_list_changed(kind)
+
+
+class NullRequestContext:
+    """A RequestContext for calls made outside a client request: no progress, logs to Python logging."""
+
+    def __init__(self, request_id: str | int | None = None) -> None:
+        self._request_id = request_id
+        self.cancel_requested = False
+
+    @property
+    def request_id(self) -> str | int | None:
+        return self._request_id
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_requested
+
+    async def report_progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        return None
+
+    async def log(self, level: LogLevel, data: Any, logger: str | None = None) -> None:
+        levels = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO, "warning": logging.WARNING}
+        logging.getLogger(logger or "mcp_edge.plugin").log(levels.get(level, logging.ERROR), "%s", data)
+
+    def engine(self) -> Engine:
+        from mcp_edge.io import get_engine
+
+        return get_engine()

@@ -1,0 +1,565 @@
+"""Streamable HTTP transport: the MCP endpoint ``/mcp`` (POST, GET, DELETE).
+
+Both protocol eras on one endpoint:
+
+* handshake era (2025-03-26 .. 2025-11-25): an ``initialize`` POST without a
+  session opens one and answers with ``Mcp-Session-Id``; later messages carry
+  it (missing: 400, unknown or expired: 404). ``GET`` opens the session's
+  stream of server-initiated notifications, ``DELETE`` ends the session.
+* stateless era (2026-07-28): a request whose ``params._meta`` names the
+  protocol version needs no session; it is served on a connection of its own.
+  ``Mcp-Method`` / ``Mcp-Name`` headers, when sent, must match the body.
+
+A request is answered with ``application/json``, unless its handler emits a
+notification (progress, log) before the result: then the response turns into
+``text/event-stream`` at that moment and the result is its last event. So the
+common case costs no SSE framing and no up-front guess.
+
+Security: the ``Host`` header must name this server (loopback names, the bound
+host, or a host of ``Settings.allowed_origins``) and an ``Origin``, when sent,
+must be allowed: else 403 (DNS rebinding). Bodies over ``Settings.max_body``
+get 413 without being read. Sessions idle for ``Settings.session_idle_s`` are
+reaped by a periodic sweep, and at most ``Settings.max_sessions`` live at once.
+
+The HTTP stack (httptools, ``http_wire``) is imported by ``serve_http`` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from mcp_edge.mcp import jsonrpc
+from mcp_edge.mcp.connection import (
+    CancelRequest,
+    Event,
+    Reply,
+    Request,
+    ServerConnection,
+    stateless_version,
+)
+from mcp_edge.mcp.versions import STATELESS_VERSIONS, SUPPORTED_VERSIONS
+from mcp_edge.runtime.router import Router, Session
+from mcp_edge.runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from mcp_edge.transport.http_wire import Early, Exchange, HttpConnection, HttpRequest
+
+__all__ = ["ENDPOINT", "serve_http"]
+
+log = logging.getLogger("mcp_edge.transport.http")
+
+ENDPOINT: Final = "/mcp"
+ALLOW: Final = "GET, POST, DELETE, OPTIONS"
+KEEP_ALIVE_S: Final = 75.0  # an idle keep-alive connection is closed after this
+STREAM_PING_S: Final = 15.0  # a quiet GET stream gets an SSE comment this often (finds dead peers)
+NOTIFY_BACKLOG: Final = 4 * 1024 * 1024  # a GET stream whose client lets this much pile up is dropped
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+SESSION_NOT_FOUND: Final = -32001  # as the reference SDKs answer an unknown session
+BAD_REQUEST: Final = -32000  # a transport-level refusal, in a JSON-RPC error body
+HEADER_MISMATCH: Final = -32001  # Mcp-Method / Mcp-Name disagree with the body (2026-07-28)
+
+_JSON: Final = ("content-type", "application/json")
+_SSE_HEADERS: Final = (("content-type", "text/event-stream"), ("cache-control", "no-cache"))
+# params member that Mcp-Name mirrors, per method (2026-07-28)
+_NAME_PARAM: Final = {
+    "tools/call": "name",
+    "prompts/get": "name",
+    "resources/read": "uri",
+    "resources/subscribe": "uri",
+    "resources/unsubscribe": "uri",
+}
+
+
+def _split_host(value: str) -> str:
+    """The host part of a Host header or URL authority, lower case, IPv6 with its brackets."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        return value[: end + 1] if end > 0 else value
+    host, sep, port = value.rpartition(":")
+    return host if sep and port.isdigit() else value
+
+
+def _origin_host(origin: str) -> str | None:
+    scheme, sep, rest = origin.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        return None
+    return _split_host(rest.split("/", 1)[0])
+
+
+def _accepts(accept: str, wanted: str) -> bool:
+    """Whether an Accept header admits media type ``wanted`` (wildcards count)."""
+    major = wanted.split("/", 1)[0]
+    for item in accept.split(","):
+        media = item.split(";", 1)[0].strip().lower()
+        if media in (wanted, f"{major}/*", "*/*"):
+            return True
+    return False
+
+
+def _succeeded(events: list[Event]) -> bool:
+    return len(events) == 1 and isinstance(events[0], Reply) and not events[0].is_error
+
+
+def _error_body(code: int, message: str, rid: Any = None) -> bytes:
+    return jsonrpc.error(rid, code, message)
+
+
+class HttpSession:
+    """A handshake-era session: its protocol connection, runtime session and GET stream."""
+
+    __slots__ = ("conn", "id", "last_seen", "session", "stream")
+
+    def __init__(self, sid: str, conn: ServerConnection, now: float) -> None:
+        self.id = sid
+        self.conn = conn
+        self.session = Session(conn, notify=self._notify)
+        self.stream: Exchange | None = None
+        self.last_seen = now
+
+    async def _notify(self, data: bytes) -> None:
+        stream = self.stream
+        if stream is None or stream.closed:
+            return  # no GET stream open: server-initiated notifications have nowhere to go
+        if stream.buffered() > NOTIFY_BACKLOG:
+            log.warning("session %s: client is not reading its stream; dropping it", self.id[:8])
+            stream.abort()
+            return
+        stream.send(b"event: message\ndata: " + data + b"\n\n")
+
+    def busy(self) -> bool:
+        return bool(self.session.running) or (self.stream is not None and not self.stream.closed)
+
+    def close_stream(self) -> None:
+        if self.stream is not None:
+            self.stream.end()
+            self.stream = None
+
+
+class _Response:
+    """One POST request's answer: JSON, or SSE from the first notification the handler emits."""
+
+    __slots__ = ("exchange", "headers")
+
+    def __init__(self, exchange: Exchange, headers: list[tuple[str, str]]) -> None:
+        self.exchange = exchange
+        self.headers = headers
+
+    async def emit(self, data: bytes) -> None:
+        ex = self.exchange
+        if not ex.started:
+            ex.start(200, [*_SSE_HEADERS, *self.headers])
+        ex.send(b"event: message\ndata: " + data + b"\n\n")
+        await ex.drain()
+
+    def finish(self, data: bytes | None) -> None:
+        """The final message (None: the request was cancelled and gets no response)."""
+        ex = self.exchange
+        if ex.started:
+            if data is not None:
+                ex.send(b"event: message\ndata: " + data + b"\n\n")
+            ex.end()
+        elif data is None:
+            ex.start(200, [*_SSE_HEADERS, *self.headers])  # a stream that ends without a response
+            ex.end()
+        else:
+            ex.respond(200, [_JSON, *self.headers], data)
+
+
+class McpHttpApp:
+    """The MCP endpoint behind the HTTP connections (``http_wire.WireServer``)."""
+
+    def __init__(self, router: Router, settings: Settings, host: str, port: int) -> None:
+        self.router = router
+        self.settings = settings
+        self.max_body = settings.max_body
+        self.sessions: dict[str, HttpSession] = {}
+        self.connections: set[HttpConnection] = set()
+        self._loop = asyncio.get_running_loop()
+        self._closing = False
+        origins = tuple(o.rstrip("/").lower() for o in settings.allowed_origins)
+        self._any_origin = "*" in origins
+        self._origins = frozenset(origins)
+        hosts = set(LOOPBACK_HOSTS)
+        bound = _split_host(host)
+        if bound not in ("0.0.0.0", "::", "[::]", ""):
+            hosts.add(bound if ":" not in bound or bound.startswith("[") else f"[{bound}]")
+        for origin in origins:
+            oh = _origin_host(origin)
+            if oh:
+                hosts.add(oh)
+        self._hosts = frozenset(hosts)
+        self.port = port
+
+    # -- connections -----------------------------------------------------------------
+
+    def connection_made(self, conn: HttpConnection) -> None:
+        self.connections.add(conn)
+
+    def connection_closed(self, conn: HttpConnection) -> None:
+        self.connections.discard(conn)
+
+    # -- checks on the request head ---------------------------------------------------
+
+    def _early(self, status: int, message: str, headers: list[tuple[str, str]] | None = None,
+               code: int = BAD_REQUEST) -> Early:
+        from mcp_edge.transport.http_wire import Early
+
+        return Early(status, [_JSON, *(headers or [])], _error_body(code, message))
+
+    def _host_ok(self, host: str | None) -> bool:
+        if host is None:
+            return False
+        return self._any_origin or _split_host(host) in self._hosts
+
+    def _origin_ok(self, origin: str, host: str) -> bool:
+        if self._any_origin or origin.rstrip("/").lower() in self._origins:
+            return True
+        oh = _origin_host(origin)
+        return oh is not None and (oh in LOOPBACK_HOSTS or oh == _split_host(host))
+
+    def check(self, req: HttpRequest) -> Early | None:
+        h = req.headers
+        if req.path != ENDPOINT:
+            return self._early(404, f"not found: the MCP endpoint is {ENDPOINT}")
+        host = h.get("host")
+        if not self._host_ok(host):
+            return self._early(403, f"forbidden: Host {host!r} is not this server's")
+        origin = h.get("origin")
+        if origin is not None and not self._origin_ok(origin, host or ""):
+            return self._early(403, f"forbidden: Origin {origin!r} is not allowed")
+        method = req.method
+        if method == "POST":
+            accept = h.get("accept", "")
+            if not (_accepts(accept, "application/json") and _accepts(accept, "text/event-stream")):
+                return self._early(406, "Accept must list application/json and text/event-stream")
+            ctype = h.get("content-type", "").split(";", 1)[0].strip().lower()
+            if ctype != "application/json":
+                return self._early(415, "Content-Type must be application/json")
+        elif method == "GET":
+            if not _accepts(h.get("accept", ""), "text/event-stream"):
+                return self._early(406, "Accept must list text/event-stream")
+        elif method == "OPTIONS":
+            return self._preflight(origin)
+        elif method != "DELETE":
+            return self._early(405, f"method {method} not allowed on {ENDPOINT}", [("allow", ALLOW)])
+        version = h.get("mcp-protocol-version")
+        if version is not None and version not in SUPPORTED_VERSIONS:
+            return self._early(400, f"unsupported MCP-Protocol-Version {version!r}; "
+                                    f"supported: {', '.join(SUPPORTED_VERSIONS)}")
+        return None
+
+    def _preflight(self, origin: str | None) -> Early:
+        from mcp_edge.transport.http_wire import Early
+
+        headers = [("allow", ALLOW)]
+        if origin is not None:
+            headers += [
+                ("access-control-allow-origin", origin),
+                ("access-control-allow-methods", ALLOW),
+                ("access-control-allow-headers",
+                 "content-type, accept, authorization, mcp-session-id, mcp-protocol-version, "
+                 "mcp-method, mcp-name, last-event-id"),
+                ("access-control-expose-headers", "mcp-session-id"),
+                ("access-control-max-age", "600"),
+                ("vary", "origin"),
+            ]
+        return Early(204, headers)
+
+    @staticmethod
+    def _cors(req: HttpRequest, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        origin = req.headers.get("origin")
+        if origin is not None:  # check() already let it in
+            headers.append(("access-control-allow-origin", origin))
+            headers.append(("access-control-expose-headers", "mcp-session-id"))
+            headers.append(("vary", "origin"))
+        return headers
+
+    # -- requests -------------------------------------------------------------------------
+
+    async def handle(self, req: HttpRequest, ex: Exchange) -> None:
+        if req.method == "POST":
+            await self._post(req, ex)
+        elif req.method == "GET":
+            await self._get(req, ex)
+        else:
+            self._delete(req, ex)
+
+    def _fail(self, ex: Exchange, status: int, message: str, code: int = BAD_REQUEST, rid: Any = None,
+              headers: list[tuple[str, str]] | None = None) -> None:
+        ex.respond(status, self._cors(ex.request, [_JSON, *(headers or [])]), _error_body(code, message, rid))
+
+    def _session(self, req: HttpRequest, ex: Exchange) -> HttpSession | None:
+        """The session the request names (answering 400/404 when there is none)."""
+        sid = req.headers.get("mcp-session-id")
+        if sid is None:
+            self._fail(ex, 400, "Mcp-Session-Id header is required: initialize first")
+            return None
+        hs = self.sessions.get(sid)
+        if hs is None:
+            self._fail(ex, 404, "session not found (expired or deleted): initialize a new one",
+                       SESSION_NOT_FOUND)
+            return None
+        hs.last_seen = self._loop.time()
+        return hs
+
+    async def _post(self, req: HttpRequest, ex: Exchange) -> None:
+        try:
+            msg = jsonrpc.decode(req.body)
+        except Exception as exc:  # msgspec.DecodeError; the body is the client's, anything goes
+            self._fail(ex, 400, f"parse error: {exc}", jsonrpc.PARSE_ERROR)
+            return
+        if not isinstance(msg, dict):
+            what = "JSON-RPC batches are not supported" if isinstance(msg, list) else "a message must be an object"
+            self._fail(ex, 400, what, jsonrpc.INVALID_REQUEST)
+            return
+        if not self._headers_match(req, ex, msg):
+            return
+        headers: list[tuple[str, str]] = self._cors(req, [])
+        hs: HttpSession | None = None
+        if "mcp-session-id" in req.headers:
+            hs = self._session(req, ex)
+            if hs is None:
+                return
+            conn = hs.conn
+            session = hs.session
+        elif msg.get("method") == "initialize" and "id" in msg:
+            conn = ServerConnection(self.router.info, max_frame=self.settings.max_frame)
+            session = Session(conn)
+        elif stateless_version(msg.get("params")) is not None:
+            conn = ServerConnection(self.router.info, max_frame=self.settings.max_frame)
+            session = Session(conn)  # one request's worth: no notifications outside its response
+        else:
+            self._fail(ex, 400, "Mcp-Session-Id header is required: initialize first, or send protocol "
+                                f"{STATELESS_VERSIONS[0]} with its version in params._meta")
+            return
+        events = conn.receive_object(msg)
+        if hs is None and msg.get("method") == "initialize" and _succeeded(events):
+            hs = self._open_session(conn, ex)
+            if hs is None:
+                return
+            session = hs.session
+            headers.append(("mcp-session-id", hs.id))
+        await self._answer(events, session, ex, headers, hs)
+
+    def _headers_match(self, req: HttpRequest, ex: Exchange, msg: dict[str, Any]) -> bool:
+        """Mcp-Method / Mcp-Name, when sent, must say what the body says (2026-07-28)."""
+        h = req.headers
+        want_method = h.get("mcp-method")
+        method = msg.get("method")
+        rid = msg.get("id")
+        rid = rid if isinstance(rid, (str, int)) and not isinstance(rid, bool) else None
+        if want_method is not None and want_method != method:
+            self._fail(ex, 400, f"Mcp-Method header {want_method!r} does not match the body's method {method!r}",
+                       HEADER_MISMATCH, rid)
+            return False
+        want_name = h.get("mcp-name")
+        if want_name is not None:
+            params = msg.get("params")
+            key = _NAME_PARAM.get(method) if isinstance(method, str) else None
+            actual = params.get(key) if key and isinstance(params, dict) else None
+            if actual != want_name:
+                self._fail(ex, 400, f"Mcp-Name header {want_name!r} does not match the body's "
+                                    f"{key or 'name'} {actual!r}", HEADER_MISMATCH, rid)
+                return False
+        return True
+
+    def _open_session(self, conn: ServerConnection, ex: Exchange) -> HttpSession | None:
+        """Register a session for a successful initialize (None: too many, answered 503 here)."""
+        if len(self.sessions) >= self.settings.max_sessions and not self._make_room():
+            self._fail(ex, 503, f"too many sessions ({self.settings.max_sessions}): try again later",
+                       headers=[("retry-after", "5")])
+            return None
+        sid = base64.urlsafe_b64encode(os.urandom(24)).decode()  # 32 visible ASCII chars, 192 bits
+        hs = HttpSession(sid, conn, self._loop.time())
+        self.sessions[sid] = hs
+        self.router.attach(hs.session)
+        return hs
+
+    def _make_room(self) -> bool:
+        """Reap expired sessions, else evict the least recently used idle one."""
+        self.reap(self._loop.time())
+        if len(self.sessions) < self.settings.max_sessions:
+            return True
+        idle = [hs for hs in self.sessions.values() if not hs.busy()]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda hs: hs.last_seen)
+        log.info("session limit reached: evicting the least recently used session %s", oldest.id[:8])
+        self._drop(oldest)
+        return True
+
+    async def _answer(self, events: list[Event], session: Session, ex: Exchange,
+                      headers: list[tuple[str, str]], hs: HttpSession | None) -> None:
+        if not events:  # a notification the core consumed (initialized), or a malformed one
+            ex.respond(202, headers)
+            return
+        ev = events[0]
+        if isinstance(ev, Request):
+            await self._run(ev, session, ex, headers, hs)
+        elif isinstance(ev, Reply):
+            status = 400 if ev.is_error and ev.request_id is None else 200
+            ex.respond(status, [_JSON, *headers], ev.data)
+        elif isinstance(ev, CancelRequest):
+            session.cancel(ev.request_id)
+            ex.respond(202, headers)
+        else:  # Notification, ClientResult: nothing to answer
+            ex.respond(202, headers)
+
+    async def _run(self, req: Request, session: Session, ex: Exchange, headers: list[tuple[str, str]],
+                   hs: HttpSession | None) -> None:
+        running = session.running
+        if req.id in running:
+            ex.respond(200, [_JSON, *headers],
+                       jsonrpc.error(req.id, jsonrpc.INVALID_REQUEST, f"request id {req.id!r} is already in use"))
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        response = _Response(ex, headers)
+        running[req.id] = task
+        if hs is None:
+            ex.on_lost = task.cancel  # stateless: nobody is left to read the answer
+        try:
+            data: bytes | None = await self.router.handle(req, session, response.emit)
+        except asyncio.CancelledError:
+            task.uncancel()  # notifications/cancelled, DELETE or reaping: answer nothing, keep the connection
+            data = None
+        finally:
+            running.pop(req.id, None)
+            if hs is not None:
+                hs.last_seen = self._loop.time()
+        response.finish(data)
+
+    async def _get(self, req: HttpRequest, ex: Exchange) -> None:
+        if req.headers.get("mcp-protocol-version") in STATELESS_VERSIONS:
+            self._fail(ex, 405, f"protocol {STATELESS_VERSIONS[0]} has no GET stream", headers=[("allow", "POST")])
+            return
+        hs = self._session(req, ex)
+        if hs is None:
+            return
+        if hs.stream is not None:
+            log.info("session %s: a new GET stream replaces the open one", hs.id[:8])
+            hs.close_stream()
+        ex.start(200, self._cors(req, [*_SSE_HEADERS, ("mcp-session-id", hs.id)]))
+        ex.send(b": stream open\n\n")
+        hs.stream = ex
+        try:
+            await ex.wait_ended()
+        finally:
+            if hs.stream is ex:
+                hs.stream = None
+            hs.last_seen = self._loop.time()
+
+    def _delete(self, req: HttpRequest, ex: Exchange) -> None:
+        hs = self._session(req, ex)
+        if hs is None:
+            return
+        self._drop(hs)
+        ex.respond(204, self._cors(req, []))
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def _drop(self, hs: HttpSession) -> None:
+        self.sessions.pop(hs.id, None)
+        hs.close_stream()
+        self.router.detach(hs.session)
+
+    def reap(self, now: float) -> int:
+        """Drop sessions idle longer than session_idle_s; how many went."""
+        limit = self.settings.session_idle_s
+        dead = [hs for hs in self.sessions.values() if now - hs.last_seen > limit and not hs.busy()]
+        for hs in dead:
+            self._drop(hs)
+        if dead:
+            log.info("reaped %d idle session(s); %d left", len(dead), len(self.sessions))
+        return len(dead)
+
+    def sweep(self) -> None:
+        """Periodic housekeeping: reap sessions, ping quiet streams, close idle connections."""
+        now = self._loop.time()
+        self.reap(now)
+        for hs in self.sessions.values():
+            st = hs.stream
+            if st is not None and not st.closed and now - st.last_write > STREAM_PING_S:
+                st.send(b": ping\n\n")
+        for conn in list(self.connections):
+            conn.sweep(now, KEEP_ALIVE_S)
+
+    def shutdown(self) -> None:
+        self._closing = True
+        for hs in list(self.sessions.values()):
+            self._drop(hs)
+        for conn in list(self.connections):
+            conn.shutdown()
+
+
+def _sweep_interval(settings: Settings) -> float:
+    return max(0.05, min(1.0, settings.session_idle_s / 4))
+
+
+async def serve_http(
+    router: Router,
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+    handle_signals: bool = True,
+) -> None:
+    """Serve Streamable HTTP at ``/mcp`` until cancelled, or SIGINT/SIGTERM when ``handle_signals``.
+
+    ``on_ready`` gets the endpoint URL once the socket listens (with the real port when ``port`` is 0).
+    """
+    from mcp_edge.transport.http_wire import HttpConnection
+
+    loop = asyncio.get_running_loop()
+    host = settings.http_host if host is None else host
+    port = settings.http_port if port is None else port
+    app = McpHttpApp(router, settings, host, port)
+    server = await loop.create_server(lambda: HttpConnection(app, loop), host, port, reuse_address=True)
+    sock = server.sockets[0].getsockname()
+    app.port = int(sock[1])
+    shown = f"[{sock[0]}]" if ":" in str(sock[0]) else str(sock[0])
+    url = f"http://{shown}:{app.port}{ENDPOINT}"
+    log.debug("listening on %s", url)
+    if on_ready is not None:
+        on_ready(url)
+
+    stop = asyncio.Event()
+    signals: list[signal.Signals] = []
+    if handle_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+                signals.append(sig)
+
+    async def sweeper() -> None:
+        interval = _sweep_interval(settings)
+        while True:
+            await asyncio.sleep(interval)
+            app.sweep()
+
+    sweeping = asyncio.create_task(sweeper())
+    try:
+        await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        sweeping.cancel()
+        server.close()
+        app.shutdown()
+        # In-flight responses get a moment to go out; then every connection is cut.
+        deadline = loop.time() + 1.0
+        while any(c.busy for c in app.connections) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(app.connections):
+            conn.abort()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeping

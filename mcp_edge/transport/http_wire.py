@@ -1,0 +1,508 @@
+"""HTTP/1.1 on asyncio for the MCP endpoint: httptools (llhttp) parses, this module frames.
+
+One ``HttpConnection`` per TCP connection. Requests are answered in the order
+they arrived (HTTP/1.1 pipelining), one at a time; the application sees each as
+an ``HttpRequest`` with its whole body and answers through an ``Exchange``:
+either one response with a ``Content-Length`` body, or a streamed one (chunked
+on HTTP/1.1), which is how Server-Sent Events go out.
+
+Limits: the request line and headers together are bounded (``MAX_HEAD``), the
+body by ``max_body``: a declared ``Content-Length`` over it is refused with 413
+before any of the body is read, a chunked body the moment it passes the limit;
+the body is never held beyond the limit. After a 413 the connection stops
+answering, sends FIN, and drains what the client still sends for a moment so
+that the client reads the 413 instead of a reset.
+
+Imported only when HTTP is served: the stdio path never loads httptools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+import httptools
+
+__all__ = ["MAX_HEAD", "Early", "Exchange", "HttpConnection", "HttpRequest", "WireServer", "reason"]
+
+log = logging.getLogger("mcp_edge.transport.http")
+
+MAX_HEAD: Final = 64 * 1024  # request line + headers
+MAX_HEADERS: Final = 100
+LINGER_S: Final = 2.0  # how long a refused connection drains the client's bytes before closing
+WRITE_HIGH: Final = 256 * 1024
+WRITE_LOW: Final = 64 * 1024
+
+_REASONS: Final = {
+    100: "Continue", 200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable", 408: "Request Timeout",
+    409: "Conflict", 413: "Content Too Large", 415: "Unsupported Media Type", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
+}
+
+
+def reason(status: int) -> str:
+    return _REASONS.get(status, "Unknown")
+
+
+class _DateHeader:
+    """The Date header line, formatted once a second."""
+
+    second = -1
+    line = b""
+
+    @classmethod
+    def get(cls) -> bytes:
+        now = int(time.time())
+        if now != cls.second:
+            cls.second = now
+            cls.line = time.strftime("date: %a, %d %b %Y %H:%M:%S GMT\r\n", time.gmtime(now)).encode()
+        return cls.line
+
+
+class HttpRequest:
+    """One parsed request. Header names are lower case; repeated headers are joined with ", "."""
+
+    __slots__ = ("body", "headers", "http_version", "keep_alive", "method", "path", "query")
+
+    def __init__(self, method: str, path: str, query: str, headers: dict[str, str], http_version: str,
+                 keep_alive: bool) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.http_version = http_version
+        self.keep_alive = keep_alive
+        self.body = b""
+
+
+@dataclass(slots=True)
+class Early:
+    """A response decided from the request head alone; ``close`` ends the connection after it."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    close: bool = False
+
+
+class Exchange:
+    """The response side of one request: ``respond`` once, or ``start`` / ``send``... / ``end``."""
+
+    __slots__ = ("_chunked", "_conn", "_ended_waiter", "_keep_alive", "finished", "last_write", "on_lost", "request",
+                 "started")
+
+    def __init__(self, conn: HttpConnection, request: HttpRequest) -> None:
+        self._conn = conn
+        self.request = request
+        self.started = False
+        self.finished = False
+        self._chunked = request.http_version != "1.0"
+        self._keep_alive = request.keep_alive
+        self._ended_waiter: asyncio.Future[None] | None = None
+        self.last_write = 0.0
+        self.on_lost: Callable[[], object] | None = None  # called if the connection drops mid-request
+
+    @property
+    def closed(self) -> bool:
+        """The connection is gone (or this response is over): writes are dropped."""
+        return self.finished or self._conn.lost
+
+    def _head(self, status: int, headers: Iterable[tuple[str, str]], framing: bytes) -> bytes:
+        parts = [f"HTTP/1.1 {status} {reason(status)}\r\n".encode(), _DateHeader.get()]
+        parts.extend(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers)
+        parts.append(framing)
+        if not self._keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def respond(self, status: int, headers: Iterable[tuple[str, str]], body: bytes = b"") -> None:
+        """The whole response at once."""
+        if self.started:
+            raise RuntimeError("response already started")
+        self.started = True
+        self.finished = True
+        framing = b"" if status in (204, 304) or status < 200 else f"content-length: {len(body)}\r\n".encode()
+        self._conn.write(self._head(status, headers, framing) + body)
+        self._conn.exchange_done(self, self._keep_alive)
+
+    def start(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
+        """Send the head of a streamed response (chunked on HTTP/1.1, close-delimited on 1.0)."""
+        if self.started:
+            raise RuntimeError("response already started")
+        self.started = True
+        if not self._chunked:
+            self._keep_alive = False
+        framing = b"transfer-encoding: chunked\r\n" if self._chunked else b""
+        self._conn.write(self._head(status, headers, framing))
+        self.last_write = self._conn.now()
+
+    def send(self, data: bytes) -> None:
+        """One piece of a streamed body; dropped once the connection is gone."""
+        if not self.started or self.finished or self._conn.lost or not data:
+            return
+        if self._chunked:
+            self._conn.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self._conn.write(data)
+        self.last_write = self._conn.now()
+
+    def end(self) -> None:
+        """Finish a streamed response."""
+        if self.finished:
+            return
+        self.finished = True
+        if self._chunked and not self._conn.lost:
+            self._conn.write(b"0\r\n\r\n")
+        if self._ended_waiter is not None and not self._ended_waiter.done():
+            self._ended_waiter.set_result(None)
+        self._conn.exchange_done(self, self._keep_alive)
+
+    def abort(self) -> None:
+        """Drop the connection under this response (a client too slow to read its stream)."""
+        self.finished = True
+        if self._ended_waiter is not None and not self._ended_waiter.done():
+            self._ended_waiter.set_result(None)
+        self._conn.abort()
+
+    def buffered(self) -> int:
+        return self._conn.buffered()
+
+    async def drain(self) -> None:
+        """Wait while the client is slow to read what was written."""
+        await self._conn.drain()
+
+    async def wait_ended(self) -> None:
+        """Until the response is ended here or the connection is lost."""
+        if self.closed:
+            return
+        if self._ended_waiter is None:
+            self._ended_waiter = asyncio.get_running_loop().create_future()
+        await self._ended_waiter
+
+    def connection_lost(self) -> None:
+        if self.on_lost is not None and not self.finished:
+            self.on_lost()
+        if self._ended_waiter is not None and not self._ended_waiter.done():
+            self._ended_waiter.set_result(None)
+
+
+class WireServer(Protocol):
+    """What a connection needs from the application behind it."""
+
+    max_body: int
+
+    def check(self, request: HttpRequest) -> Early | None:
+        """A response decided on the head alone, or None to read the body and ``handle`` it."""
+        ...
+
+    async def handle(self, request: HttpRequest, exchange: Exchange) -> None: ...
+
+    def connection_made(self, conn: HttpConnection) -> None: ...
+
+    def connection_closed(self, conn: HttpConnection) -> None: ...
+
+
+class _Entry:
+    __slots__ = ("body", "early", "request", "size")
+
+    def __init__(self, request: HttpRequest) -> None:
+        self.request = request
+        self.early: Early | None = None
+        self.body: list[bytes] = []
+        self.size = 0
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client TCP connection: parse, queue, answer in order."""
+
+    def __init__(self, app: WireServer, loop: asyncio.AbstractEventLoop) -> None:
+        self._app = app
+        self._loop = loop
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = bytearray()
+        self._headers: dict[str, str] = {}
+        self._head_size = 0
+        self._head_error: int = 0
+        self._entry: _Entry | None = None
+        self._queue: deque[_Entry] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._current: Exchange | None = None
+        self._paused_reading = False
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._linger_until = 0.0  # > 0: refusing; only draining the client's bytes until then
+        self._closing = False
+        self.lost = False
+        self.last_active = loop.time()
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        self._app.connection_made(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._wake_drainers()
+        if self._current is not None:
+            self._current.connection_lost()
+        self._app.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_drainers()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self._loop.time()
+        if self._linger_until or self._closing:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._refuse(400, "protocol upgrades are not supported here")
+        except httptools.HttpParserError as exc:
+            status = self._head_error or 400
+            message = "request head too large" if status == 431 else f"malformed HTTP request: {exc}"
+            self._refuse(status, message)
+
+    def eof_received(self) -> bool | None:
+        # The client finished sending; answer what was asked, then close.
+        self._closing = True
+        if self._linger_until or (self._task is None and not self._queue):
+            self.close()
+        return True
+
+    # -- httptools callbacks ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url.clear()
+        self._headers = {}
+        self._head_size = 0
+        self._entry = None
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_size += len(url)
+        if self._head_size > MAX_HEAD:
+            self._head_error = 431
+            raise httptools.HttpParserError("request head too large")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > MAX_HEAD or len(self._headers) >= MAX_HEADERS:
+            self._head_error = 431
+            raise httptools.HttpParserError("request head too large")
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        old = self._headers.get(key)
+        self._headers[key] = text if old is None else f"{old}, {text}"
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        url = bytes(self._url)
+        qpos = url.find(b"?")
+        path, query = (url, b"") if qpos < 0 else (url[:qpos], url[qpos + 1:])
+        request = HttpRequest(
+            parser.get_method().decode("latin-1"),
+            path.decode("latin-1"),
+            query.decode("latin-1"),
+            self._headers,
+            parser.get_http_version(),
+            parser.should_keep_alive(),
+        )
+        entry = _Entry(request)
+        self._entry = entry
+        early = self._app.check(request)
+        if early is None:
+            length = request.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > self._app.max_body:
+                early = self._too_large()
+        if early is not None:
+            entry.early = early
+            if early.close:
+                self._enqueue(entry)  # answered now (in turn); the body is never read
+                return
+        if request.headers.get("expect", "").lower() == "100-continue" and self._task is None and not self._queue:
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        entry = self._entry
+        if entry is None or entry.early is not None:
+            return
+        entry.size += len(body)
+        if entry.size > self._app.max_body:
+            entry.body.clear()
+            entry.early = self._too_large()
+            self._enqueue(entry)
+            return
+        entry.body.append(body)
+
+    def on_message_complete(self) -> None:
+        entry = self._entry
+        self._entry = None
+        if entry is None or (entry.early is not None and entry.early.close):
+            return
+        entry.request.body = entry.body[0] if len(entry.body) == 1 else b"".join(entry.body)
+        entry.body = []
+        self._enqueue(entry)
+
+    def _too_large(self) -> Early:
+        from mcp_edge.mcp import jsonrpc
+
+        body = jsonrpc.error(None, jsonrpc.INVALID_REQUEST,
+                             f"request body exceeds the {self._app.max_body}-byte limit")
+        return Early(413, [("content-type", "application/json")], body, close=True)
+
+    # -- queue -----------------------------------------------------------------------------
+
+    def _enqueue(self, entry: _Entry) -> None:
+        self._queue.append(entry)
+        if self._task is None:
+            self._task = self._loop.create_task(self._process())
+        elif not self._paused_reading and self._transport is not None:
+            self._paused_reading = True  # one request ahead is enough: pipelining stays bounded
+            self._transport.pause_reading()
+
+    async def _process(self) -> None:
+        try:
+            while self._queue and not self.lost:
+                entry = self._queue.popleft()
+                request = entry.request
+                exchange = Exchange(self, request)
+                self._current = exchange
+                early = entry.early
+                if early is not None:
+                    if early.close:
+                        request.keep_alive = False
+                        exchange._keep_alive = False
+                        self._linger_until = self._loop.time() + LINGER_S
+                    exchange.respond(early.status, early.headers, early.body)
+                    if early.close:
+                        self._half_close()
+                        return
+                    continue
+                try:
+                    await self._app.handle(request, exchange)
+                except Exception:
+                    log.exception("HTTP handler failed on %s %s", request.method, request.path)
+                if not exchange.started:
+                    exchange.respond(500, [("content-type", "text/plain")], b"internal error\n")
+                elif not exchange.finished:
+                    exchange.end()
+                if not request.keep_alive or self._linger_until:
+                    return
+                if self._paused_reading and self._transport is not None and not self._closing:
+                    self._paused_reading = False
+                    self._transport.resume_reading()
+        finally:
+            self._current = None
+            self._task = None
+            if self._closing and not self._queue and not self._linger_until:
+                self.close()
+
+    def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None:
+        self.last_active = self._loop.time()
+        if not keep_alive and not self._linger_until:
+            exchange.request.keep_alive = False
+            self._closing = True
+            self.close()
+
+    # -- output ------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self._transport is not None and not self.lost:
+            self._transport.write(data)
+
+    def buffered(self) -> int:
+        return self._transport.get_write_buffer_size() if self._transport is not None and not self.lost else 0
+
+    async def drain(self) -> None:
+        if not self._write_paused or self.lost:
+            return
+        waiter = self._loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    def _wake_drainers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    # -- closing -------------------------------------------------------------------------------
+
+    def _refuse(self, status: int, message: str) -> None:
+        """A request that cannot be parsed: answer it (after what is ahead) and close."""
+        from mcp_edge.mcp import jsonrpc
+
+        body = jsonrpc.error(None, jsonrpc.INVALID_REQUEST, message)
+        request = HttpRequest("GET", "", "", {}, "1.1", False)
+        entry = _Entry(request)
+        entry.early = Early(status, [("content-type", "application/json")], body, close=True)
+        self._closing = True
+        self._entry = None
+        self._enqueue(entry)
+
+    def _half_close(self) -> None:
+        """Send FIN and drain the client's bytes for a moment (LINGER_S), so it reads our answer, not a reset."""
+        transport = self._transport
+        if transport is None or self.lost:
+            return
+        if self._paused_reading:
+            self._paused_reading = False
+            transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.close()
+
+    def idle_for(self, now: float) -> float:
+        """Seconds with nothing in progress (0 while a request is being served)."""
+        if self._task is not None or self._queue:
+            return 0.0
+        return now - self.last_active
+
+    def sweep(self, now: float, keep_alive_s: float) -> None:
+        """Close a connection that has lingered long enough or sat idle past ``keep_alive_s``."""
+        if self._linger_until:
+            if now >= self._linger_until:
+                self.abort()
+        elif self.idle_for(now) > keep_alive_s:
+            self.close()
+
+    def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def shutdown(self) -> None:
+        """Server stopping: end a stream in progress, close once the current response is out."""
+        self._closing = True
+        if self._current is not None and self._current.started and not self._current.finished:
+            self._current.end()
+        if self._task is None:
+            self.close()
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None
+

@@ -1,0 +1,36 @@
+"""Fixtures of the built-in plugins' suite: each I/O engine, and folders on the work tree's filesystem."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from plugin_host import BUILD, KINDS, uring_unavailable
+
+from mcp_edge.io import Engine, open_engine
+
+
+@pytest.fixture(params=KINDS)
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """Each engine kind (io_uring skipped, with the reason, where it cannot start)."""
+    if request.param == "uring" and (why := uring_unavailable()):
+        pytest.skip(f"io_uring engine not testable here: {why}")
+    eng = open_engine(request.param, entries=32)
+    try:
+        yield eng
+    finally:
+        eng.close()
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A fresh folder under the repository's build/ (the work tree's filesystem)."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="test-plugins-", dir=BUILD))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,167 @@
+"""Helpers of the transport tests: a real ``mcp-edge serve`` in a subprocess, driven over real pipes and sockets.
+
+The server runs ``mcp_edge.cli`` through ``serve_probe.py``, which adds Settings
+overrides (``MCP_EDGE_TEST_SETTINGS``, JSON) that the environment has no
+variable for. The only plugin is ``tests/transport/plugins/probe``:
+
+    echo(text)               -> text
+    progress(steps)          -> reports progress ``steps`` times, then "done"
+    slow(seconds)            -> sleeps (cancellable), then "slept"
+    shout(text)              -> print()s to stdout, logs at info, then text
+    touch(uri)               -> notifies subscribers that ``uri`` changed
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PROBE = HERE / "serve_probe.py"
+PROBE_PLUGINS = HERE / "plugins"
+ROOT = HERE.parents[1]
+
+# How long a test waits for something that should happen at once: only to avoid hangs, never a timing assertion.
+WAIT = 20.0
+
+
+# --- a server process ------------------------------------------------------------------------------------
+
+
+def server_env(tmp_path: Path, settings: Mapping[str, Any] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_EDGE_")}
+    env["MCP_EDGE_DATA_DIR"] = str(tmp_path / "data")
+    env["MCP_EDGE_PLUGIN_DIRS"] = str(PROBE_PLUGINS)
+    # Only the probe plugin: not the checkout's plugins/ nor installed entry points.
+    overrides = {"plugin_dirs": [str(PROBE_PLUGINS)], "entry_points": False, **(settings or {})}
+    env["MCP_EDGE_TEST_SETTINGS"] = json.dumps(overrides)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def probe_command(*args: str) -> list[str]:
+    return [sys.executable, str(PROBE), "serve", *args]
+
+
+@dataclass
+class ServerProcess:
+    """A running server; its stderr is collected in the background."""
+
+    proc: subprocess.Popen[bytes]
+    where: str = ""
+    stderr_lines: list[str] = field(default_factory=list)
+    _reader: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.where.rsplit(":", 1)[1].split("/", 1)[0])
+
+    def wait_ready(self, marker: str) -> str:
+        """Read stderr until the 'serving MCP over ...' line; return where it listens."""
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + WAIT
+        fd = self.proc.stderr.fileno()
+        buf = b""
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if not ready:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                text = line.decode(errors="replace")
+                self.stderr_lines.append(text)
+                if marker in text:
+                    self.where = text.split(" at ", 1)[1].strip() if " at " in text else ""
+                    self._drain_in_background()
+                    return self.where
+        raise AssertionError(f"server never said {marker!r}; stderr:\n" + "\n".join(self.stderr_lines)
+                             + buf.decode(errors="replace"))
+
+    def _drain_in_background(self) -> None:
+        def drain() -> None:
+            assert self.proc.stderr is not None
+            for line in self.proc.stderr:
+                self.stderr_lines.append(line.decode(errors="replace").rstrip("\n"))
+
+        self._reader = threading.Thread(target=drain, daemon=True)
+        self._reader.start()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(WAIT)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            if self._reader is not None:
+                self._reader.join(WAIT)
+
+    def stderr(self) -> str:
+        return "\n".join(self.stderr_lines)
+
+
+@contextlib.contextmanager
+def running_server(tmp_path: Path, *args: str, settings: Mapping[str, Any] | None = None,
+                   marker: str = "serving MCP over") -> Iterator[ServerProcess]:
+    proc = subprocess.Popen(probe_command(*args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=server_env(tmp_path, settings), cwd=tmp_path)
+    server = ServerProcess(proc)
+    try:
+        server.wait_ready(marker)
+        yield server
+    finally:
+        server.stop()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+# --- JSON-RPC helpers --------------------------------------------------------------------------------------
+
+HANDSHAKE = "2025-11-25"
+STATELESS = "2026-07-28"
+
+
+def initialize(rid: int | str = 1, version: str = HANDSHAKE) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "method": "initialize",
+            "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+
+
+def request(rid: int | str, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
+    if params is not None:
+        msg["params"] = params
+    return msg
+
+
+def notification(method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        msg["params"] = params
+    return msg
+
+
+def stateless_meta() -> dict[str, Any]:
+    return {"io.modelcontextprotocol/protocolVersion": STATELESS,
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"}}
