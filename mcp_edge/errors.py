@@ -20,6 +20,7 @@ __all__ = [
     "PluginError",
     "PluginLoadError",
     "PromptNotFoundError",
+    "ProtocolError",
     "ResourceNotFoundError",
     "ToolNotFoundError",
 ]
@@ -136,3 +137,13 @@ class PromptNotFoundError(PluginError, LookupError):
     """No active plugin provides a prompt of that name (JSON-RPC -32602)."""
 
     code = INVALID_PARAMS
+
+
+class ProtocolError(McpEdgeError):
+    """A JSON-RPC error to answer the current request with (code, message, data), raised through plugins as is."""
+
+    def __init__(self, code: int, message: str, data: object = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data

@@ -26,6 +26,7 @@ from mcp_edge.errors import (
     PluginError,
     PluginLoadError,
     PromptNotFoundError,
+    ProtocolError,
     ResourceNotFoundError,
     ToolNotFoundError,
 )
@@ -39,6 +40,7 @@ from mcp_edge.plugin.types import (
     EmbeddedResource,
     GetPromptResult,
     ImageContent,
+    InputRequired,
     PromptArgument,
     PromptDef,
     PromptMessage,
@@ -73,7 +75,7 @@ _TABLE_ATTR = "__mcp_edge_handlers__"
 _CONTENT = (TextContent, ImageContent, AudioContent, ResourceLink, EmbeddedResource)
 _RESOURCE_CONTENTS = (TextResourceContents, BlobResourceContents)
 # Errors a handler raises on purpose for the runtime to answer as JSON-RPC errors.
-_PASS_THROUGH = (InvalidArgumentsError, ToolNotFoundError, ResourceNotFoundError, PromptNotFoundError)
+_PASS_THROUGH = (InvalidArgumentsError, ToolNotFoundError, ResourceNotFoundError, PromptNotFoundError, ProtocolError)
 # Names a plugin may leave unimported at run time (under TYPE_CHECKING) in its hints.
 _LOCALNS = {"RequestContext": RequestContext, "PluginContext": PluginContext}
 _MAX_COMPLETIONS = 100
@@ -87,7 +89,7 @@ _to_builtins = msgspec.to_builtins
 # --- results ---------------------------------------------------------------------------------
 
 
-def to_tool_result(value: Any, tool_name: str, structured: bool = True) -> ToolResult:
+def to_tool_result(value: Any, tool_name: str, structured: bool = True) -> ToolResult | InputRequired:
     """What a tool method returned, as a ToolResult.
 
     ``str`` is one text block; a ToolResult is kept; content blocks (one or a
@@ -99,7 +101,7 @@ def to_tool_result(value: Any, tool_name: str, structured: bool = True) -> ToolR
     tp = type(value)
     if tp is str:
         return ToolResult(content=[TextContent(text=value)])
-    if tp is ToolResult:
+    if tp is ToolResult or tp is InputRequired:
         return value  # type: ignore[no-any-return]
     if value is None:
         return ToolResult()
@@ -126,7 +128,7 @@ def error_result(exc: BaseException) -> ToolResult:
     return ToolResult(content=[TextContent(text=f"{type(exc).__name__}: {exc}")], isError=True)
 
 
-def to_resource_contents(value: Any, uri: str, mime_type: str | None) -> list[ResourceContents]:
+def to_resource_contents(value: Any, uri: str, mime_type: str | None) -> list[ResourceContents] | InputRequired:
     """What a resource method returned, as resource contents of ``uri``.
 
     ``str``: text (``text/plain`` unless the resource says); bytes: a base64 blob
@@ -135,6 +137,8 @@ def to_resource_contents(value: Any, uri: str, mime_type: str | None) -> list[Re
     """
     if isinstance(value, str):
         return [TextResourceContents(uri=uri, text=value, mimeType=mime_type or "text/plain")]
+    if isinstance(value, InputRequired):
+        return value
     if isinstance(value, bytes | bytearray | memoryview):
         return [BlobResourceContents(uri=uri, blob=base64.b64encode(value).decode("ascii"),
                                      mimeType=mime_type or "application/octet-stream")]
@@ -145,9 +149,9 @@ def to_resource_contents(value: Any, uri: str, mime_type: str | None) -> list[Re
     return [TextResourceContents(uri=uri, text=_encode(value).decode(), mimeType=mime_type or "application/json")]
 
 
-def to_prompt_result(value: Any, description: str | None) -> GetPromptResult:
+def to_prompt_result(value: Any, description: str | None) -> GetPromptResult | InputRequired:
     """What a prompt method returned, as a GetPromptResult (a ``str`` is one user message)."""
-    if isinstance(value, GetPromptResult):
+    if isinstance(value, GetPromptResult | InputRequired):
         return value
     items = value if isinstance(value, list | tuple) else [value]
     messages: list[PromptMessage] = []
@@ -321,7 +325,9 @@ class ToolHandler:
         """The ToolDef of ``tools/list`` (built when the class was loaded)."""
         return self._def
 
-    async def call(self, instance: Any, arguments: Mapping[str, Any] | None, rctx: RequestContext | None) -> ToolResult:
+    async def call(
+        self, instance: Any, arguments: Mapping[str, Any] | None, rctx: RequestContext | None
+    ) -> ToolResult | InputRequired:
         try:
             args = _convert({} if arguments is None else arguments, self.args_type)
         except msgspec.ValidationError as exc:
@@ -366,7 +372,9 @@ class ResourceHandler:
             size=spec.size,
         )
 
-    async def read(self, instance: Any, uri: str, rctx: RequestContext | None) -> list[ResourceContents]:
+    async def read(
+        self, instance: Any, uri: str, rctx: RequestContext | None
+    ) -> list[ResourceContents] | InputRequired:
         kwargs: dict[str, Any] = {} if self.ctx_param is None else {self.ctx_param: rctx}
         value = await self.fn(instance, **kwargs) if self.is_async else self.fn(instance, **kwargs)
         return to_resource_contents(value, uri, self.mime_type)
@@ -418,7 +426,7 @@ class TemplateHandler:
 
     async def read(
         self, instance: Any, uri: str, variables: Mapping[str, str], rctx: RequestContext | None
-    ) -> list[ResourceContents]:
+    ) -> list[ResourceContents] | InputRequired:
         try:
             kwargs = _asdict(_convert(variables, self.args_type, strict=False))
         except msgspec.ValidationError as exc:
@@ -458,7 +466,7 @@ class PromptHandler:
 
     async def get(
         self, instance: Any, arguments: Mapping[str, Any] | None, rctx: RequestContext | None
-    ) -> GetPromptResult:
+    ) -> GetPromptResult | InputRequired:
         try:
             kwargs = _asdict(_convert({} if arguments is None else arguments, self.args_type, strict=False))
         except msgspec.ValidationError as exc:

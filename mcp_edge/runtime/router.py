@@ -15,11 +15,24 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 
-from mcp_edge.errors import McpEdgeError
+from mcp_edge.errors import McpEdgeError, ProtocolError, ResourceNotFoundError
 from mcp_edge.mcp import jsonrpc
-from mcp_edge.mcp.connection import LOG_LEVELS, META_LOG_LEVEL, Request, ServerConnection, ServerInfo
-from mcp_edge.mcp.versions import HANDSHAKE_VERSIONS, STATELESS_VERSIONS
+from mcp_edge.mcp.connection import (
+    LOG_LEVELS,
+    META_CLIENT_CAPABILITIES,
+    META_LOG_LEVEL,
+    META_SERVER_INFO,
+    META_SUBSCRIPTION_ID,
+    MISSING_CAPABILITY,
+    ClientResult,
+    Request,
+    ServerConnection,
+    ServerInfo,
+)
+from mcp_edge.mcp.versions import STATELESS_VERSIONS
+from mcp_edge.plugin.types import InputRequired
 
 if TYPE_CHECKING:
     from mcp_edge.io import Engine
@@ -33,14 +46,13 @@ log = logging.getLogger("mcp_edge.runtime")
 Emit = Callable[[bytes], Awaitable[None]]
 
 
-class McpError(McpEdgeError):
-    """A JSON-RPC error to answer a request with."""
+McpError = ProtocolError
 
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
+# Results of the 2026-07-28 revision that carry cache hints (ttlMs, cacheScope).
+_CACHEABLE = frozenset(
+    {"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read", "server/discover"}
+)
+_MRTR_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 
 
 @dataclass(eq=False)
@@ -51,6 +63,25 @@ class Session:
     notify: Emit | None = None  # where notifications unrelated to a request go (None: dropped)
     subscriptions: set[str] = field(default_factory=set)
     running: dict[Any, asyncio.Task[Any]] = field(default_factory=dict)
+    pending: dict[Any, asyncio.Future[Any]] = field(default_factory=dict)  # our requests to the client
+    _next_id: int = 0
+
+    def next_request_id(self) -> str:
+        self._next_id += 1
+        return f"mcp-edge-{self._next_id}"
+
+    def resolve(self, reply: ClientResult) -> bool:
+        """Deliver the client's answer to a request we sent; False if nobody waits for it."""
+        fut = self.pending.pop(reply.id, None)
+        if fut is None or fut.done():
+            return False
+        if reply.error is not None:
+            err = reply.error if isinstance(reply.error, dict) else {}
+            fut.set_exception(ProtocolError(int(err.get("code", -32603)), str(err.get("message", "client error")),
+                                             err.get("data")))
+        else:
+            fut.set_result(reply.result)
+        return True
 
     def cancel(self, request_id: Any) -> bool:
         task = self.running.get(request_id)
@@ -62,12 +93,27 @@ class Session:
     def cancel_all(self) -> None:
         for task in list(self.running.values()):
             task.cancel()
+        for fut in list(self.pending.values()):
+            fut.cancel()
+        self.pending.clear()
+
+
+@dataclass(eq=False)
+class _Listener:
+    """One subscriptions/listen stream (2026-07-28)."""
+
+    sub_id: Any
+    emit: Emit
+    tools: bool
+    prompts: bool
+    resources: bool
+    uris: frozenset[str]
 
 
 class RequestContextImpl:
     """What a tool, resource or prompt handler sees of its request (mcp_edge.plugin.RequestContext)."""
 
-    __slots__ = ("_cancelled", "_emit", "_level", "_req", "_session")
+    __slots__ = ("_cancelled", "_emit", "_level", "_req", "_session", "input_responses", "request_state")
 
     def __init__(self, req: Request, session: Session, emit: Emit | None) -> None:
         self._req = req
@@ -76,6 +122,42 @@ class RequestContextImpl:
         level = req.meta.get(META_LOG_LEVEL) if req.meta else None
         self._level = level if isinstance(level, str) and level in LOG_LEVELS else None
         self._cancelled = False
+        self.input_responses: dict[str, Any] | None = None
+        self.request_state: str | None = None
+
+    @property
+    def protocol_version(self) -> str:
+        return self._req.version
+
+    @property
+    def stateless(self) -> bool:
+        return self._req.stateless
+
+    @property
+    def client_capabilities(self) -> dict[str, Any]:
+        if self._req.stateless:
+            caps = self._req.meta.get(META_CLIENT_CAPABILITIES) if self._req.meta else None
+            return caps if isinstance(caps, dict) else {}
+        return self._session.conn.client_capabilities
+
+    def require_capability(self, name: str) -> None:
+        if name not in self.client_capabilities:
+            raise ProtocolError(MISSING_CAPABILITY, f"this request needs the client capability {name!r}",
+                                {"requiredCapabilities": {name: {}}})
+
+    async def send_request(self, method: str, params: dict[str, Any]) -> Any:
+        if self._req.stateless or self._emit is None:
+            raise ProtocolError(jsonrpc.INVALID_REQUEST,
+                                f"{method}: a server cannot send requests under protocol {self._req.version}; "
+                                "return InputRequired instead")
+        rid = self._session.next_request_id()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._session.pending[rid] = fut
+        try:
+            await self._emit(jsonrpc.request(rid, method, params))
+            return await fut
+        finally:
+            self._session.pending.pop(rid, None)
 
     @property
     def request_id(self) -> str | int | None:
@@ -98,7 +180,11 @@ class RequestContextImpl:
         await self._emit(jsonrpc.notification("notifications/progress", params))
 
     async def log(self, level: LogLevel, data: Any, logger: str | None = None) -> None:
-        if self._emit is None or not self._session.conn.wants_log(level, self._level):
+        if self._emit is None:
+            return
+        if self._req.stateless and self._level is None:
+            return  # 2026-07-28: no logLevel in _meta, no notifications/message
+        if not self._session.conn.wants_log(level, self._level):
             return
         params: dict[str, Any] = {"level": level, "data": data}
         if logger:
@@ -130,11 +216,15 @@ def _page(items: Sequence[Any], cursor: object, size: int) -> tuple[list[Any], s
 class Router:
     """Serves the MCP methods of a running server from its plugin registry."""
 
-    def __init__(self, registry: Registry, info: ServerInfo, page_size: int = 100) -> None:
+    def __init__(self, registry: Registry, info: ServerInfo, page_size: int = 100, ttl_ms: int = 0) -> None:
         self.registry = registry
         self.info = info
         self.page_size = page_size
+        self.ttl_ms = ttl_ms
         self._sessions: set[Session] = set()
+        self._listeners: set[_Listener] = set()
+        self._secret: bytes | None = None
+        self._server_meta = {META_SERVER_INFO: info.implementation()}
         self._methods: dict[str, Callable[[Request, Session, RequestContextImpl], Awaitable[Any]]] = {
             "tools/list": self._tools_list,
             "tools/call": self._tools_call,
@@ -147,6 +237,7 @@ class Router:
             "prompts/get": self._prompts_get,
             "completion/complete": self._complete,
             "server/discover": self._discover,
+            "subscriptions/listen": self._listen,
         }
 
     @staticmethod
@@ -158,7 +249,7 @@ class Router:
         caps["prompts"] = {"listChanged": True}
         return caps
 
-    # -- sessions ------------------------------------------------------------------
+    # -- sessions and notifications ----------------------------------------------------
 
     def attach(self, session: Session) -> None:
         self._sessions.add(session)
@@ -167,20 +258,65 @@ class Router:
         session.cancel_all()
         self._sessions.discard(session)
 
+    async def _to_listeners(self, method: str, params: dict[str, Any], want: Callable[[_Listener], bool]) -> None:
+        for lis in list(self._listeners):
+            if want(lis):
+                body = {**params, "_meta": {META_SUBSCRIPTION_ID: lis.sub_id}}
+                await lis.emit(jsonrpc.notification(method, body))
+
     async def resource_updated(self, uri: str) -> None:
-        """Send notifications/resources/updated to every session subscribed to ``uri``."""
+        """Send notifications/resources/updated to every session and listen stream subscribed to ``uri``."""
         msg = jsonrpc.notification("notifications/resources/updated", {"uri": uri})
         for s in list(self._sessions):
             if uri in s.subscriptions and s.notify is not None:
                 await s.notify(msg)
+        await self._to_listeners("notifications/resources/updated", {"uri": uri}, lambda lis: uri in lis.uris)
 
     async def list_changed(self, kind: str) -> None:
-        msg = jsonrpc.notification(f"notifications/{kind}/list_changed")
+        """Tell sessions and listen streams that the list of ``tools``, ``resources`` or ``prompts`` changed."""
+        method = f"notifications/{kind}/list_changed"
+        msg = jsonrpc.notification(method)
         for s in list(self._sessions):
             if s.notify is not None:
                 await s.notify(msg)
+        await self._to_listeners(method, {}, lambda lis: bool(getattr(lis, kind, False)))
 
-    # -- dispatch --------------------------------------------------------------------
+    # -- requestState integrity (2026-07-28 input-required round trips) -------------------
+
+    def _mac(self, method: str, name: str, state: str) -> str:
+        import hashlib
+        import hmac
+        import os
+
+        if self._secret is None:
+            self._secret = os.urandom(32)
+        msg = f"{method}\0{name}\0{state}".encode()
+        digest = hmac.new(self._secret, msg, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:18]).decode()
+
+    def _sign_state(self, req: Request, state: str) -> str:
+        name = str(req.params.get("name") or req.params.get("uri") or "")
+        payload = base64.urlsafe_b64encode(state.encode()).decode()
+        return f"{payload}.{self._mac(req.method, name, payload)}"
+
+    def _open_state(self, req: Request) -> str | None:
+        raw = req.params.get("requestState")
+        if raw is None:
+            return None
+        name = str(req.params.get("name") or req.params.get("uri") or "")
+        import hmac
+
+        if isinstance(raw, str) and raw.count(".") == 1:
+            payload, mac = raw.split(".")
+            if hmac.compare_digest(mac, self._mac(req.method, name, payload)):
+                try:
+                    return base64.urlsafe_b64decode(payload.encode()).decode()
+                except (ValueError, binascii.Error, UnicodeDecodeError):
+                    pass
+        raise ProtocolError(jsonrpc.INVALID_PARAMS, "requestState failed its integrity check: retry the request "
+                                                    "from the start, without requestState")
+
+    # -- dispatch ------------------------------------------------------------------------
 
     async def handle(self, req: Request, session: Session, emit: Emit | None) -> bytes:
         """The response to ``req`` (result or error); CancelledError if it was cancelled."""
@@ -189,18 +325,52 @@ class Router:
             return jsonrpc.error(req.id, jsonrpc.METHOD_NOT_FOUND, f"method not found: {req.method}")
         rctx = RequestContextImpl(req, session, emit)
         try:
+            if req.stateless and req.method in _MRTR_METHODS:
+                responses = req.params.get("inputResponses", None)
+                if "inputResponses" in req.params and not isinstance(responses, dict):
+                    raise ProtocolError(jsonrpc.INVALID_PARAMS, "inputResponses must be an object")
+                rctx.input_responses = responses
+                rctx.request_state = self._open_state(req)
             result = await method(req, session, rctx)
-        except McpError as exc:
+        except ProtocolError as exc:
             return jsonrpc.error(req.id, exc.code, exc.message, exc.data)
+        except ResourceNotFoundError as exc:
+            if req.stateless:  # 2026-07-28 reports a missing resource as invalid params, naming the uri
+                return jsonrpc.error(req.id, jsonrpc.INVALID_PARAMS, str(exc), {"uri": req.params.get("uri")})
+            return jsonrpc.error(req.id, exc.code, str(exc))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a bug in a plugin or here: the connection lives on
-            code = getattr(exc, "jsonrpc_code", None)
+        except McpEdgeError as exc:
+            code = getattr(exc, "code", None)
             if isinstance(code, int):
                 return jsonrpc.error(req.id, code, str(exc))
+            log.exception("error serving %s", req.method)
+            return jsonrpc.error(req.id, jsonrpc.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug in a plugin or here: the connection lives on
             log.exception("internal error serving %s", req.method)
             return jsonrpc.error(req.id, jsonrpc.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
+        if req.stateless:
+            result = self._decorate(req, result)
         return jsonrpc.result(req.id, result)
+
+    def _decorate(self, req: Request, result: Any) -> dict[str, Any]:
+        """A 2026-07-28 result: resultType, cache hints where required, serverInfo in _meta."""
+        if isinstance(result, InputRequired):
+            out: dict[str, Any] = {"resultType": "input_required"}
+            if result.inputRequests is not None:
+                out["inputRequests"] = result.inputRequests
+            if result.requestState is not None:
+                out["requestState"] = self._sign_state(req, result.requestState)
+        else:
+            built = result if isinstance(result, dict) else msgspec.to_builtins(result)
+            out = dict(built) if isinstance(built, dict) else {"value": built}
+            out["resultType"] = "complete"
+        if req.method in _CACHEABLE:
+            out.setdefault("ttlMs", self.ttl_ms)
+            out.setdefault("cacheScope", "public")
+        meta = out.get("_meta")
+        out["_meta"] = {**meta, **self._server_meta} if isinstance(meta, dict) else self._server_meta
+        return out
 
     # -- methods ---------------------------------------------------------------------
 
@@ -237,7 +407,10 @@ class Router:
         return uri
 
     async def _resources_read(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
-        return {"contents": await self.registry.read_resource(self._uri(req), rctx)}
+        contents = await self.registry.read_resource(self._uri(req), rctx)
+        if isinstance(contents, InputRequired):
+            return contents
+        return {"contents": contents}
 
     async def _subscribe(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
         session.subscriptions.add(self._uri(req))
@@ -269,12 +442,39 @@ class Router:
 
     async def _discover(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
         out: dict[str, Any] = {
-            "supportedVersions": list(STATELESS_VERSIONS + HANDSHAKE_VERSIONS),
+            "supportedVersions": list(STATELESS_VERSIONS),
             "capabilities": self.info.capabilities,
-            "serverInfo": self.info.implementation(),
         }
         if self.info.instructions:
             out["instructions"] = self.info.instructions
         return out
+
+    async def _listen(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
+        """subscriptions/listen: acknowledge, then stream the opted-in notifications until cancelled."""
+        if not req.stateless or rctx._emit is None:
+            raise ProtocolError(jsonrpc.METHOD_NOT_FOUND, f"method not found: {req.method}")
+        wanted = req.params.get("notifications")
+        if not isinstance(wanted, dict):
+            raise ProtocolError(jsonrpc.INVALID_PARAMS, "subscriptions/listen needs params.notifications (an object)")
+        uris = wanted.get("resourceSubscriptions") or []
+        if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
+            raise ProtocolError(jsonrpc.INVALID_PARAMS, "resourceSubscriptions must be a list of URIs")
+        honored: dict[str, Any] = {}
+        for key in ("toolsListChanged", "promptsListChanged", "resourcesListChanged"):
+            if wanted.get(key) is True:
+                honored[key] = True
+        if uris:
+            honored["resourceSubscriptions"] = list(uris)
+        lis = _Listener(req.id, rctx._emit, bool(honored.get("toolsListChanged")),
+                        bool(honored.get("promptsListChanged")), bool(honored.get("resourcesListChanged")),
+                        frozenset(uris))
+        await lis.emit(jsonrpc.notification("notifications/subscriptions/acknowledged",
+                                            {"_meta": {META_SUBSCRIPTION_ID: req.id}, "notifications": honored}))
+        self._listeners.add(lis)
+        try:
+            await asyncio.Event().wait()  # until the stream is closed or the request cancelled
+        finally:
+            self._listeners.discard(lis)
+        return {}
 
 

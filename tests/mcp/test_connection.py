@@ -20,7 +20,12 @@ from mcp_edge.mcp import (
     ServerInfo,
     jsonrpc,
 )
-from mcp_edge.mcp.connection import META_LOG_LEVEL, META_PROTOCOL_VERSION, UNSUPPORTED_VERSION
+from mcp_edge.mcp.connection import (
+    META_CLIENT_CAPABILITIES,
+    META_LOG_LEVEL,
+    META_PROTOCOL_VERSION,
+    UNSUPPORTED_VERSION,
+)
 
 INFO = ServerInfo(name="test", version="1.0", capabilities={"tools": {"listChanged": True}}, instructions="be nice")
 
@@ -171,9 +176,12 @@ def test_set_level_and_wants_log() -> None:
     assert error_of(ev)["code"] == jsonrpc.INVALID_PARAMS
 
 
+MODERN = {META_PROTOCOL_VERSION: "2026-07-28", META_CLIENT_CAPABILITIES: {}}
+
+
 def test_stateless_request_needs_no_handshake() -> None:
     c = conn()
-    meta = {META_PROTOCOL_VERSION: "2026-07-28", META_LOG_LEVEL: "debug", "progressToken": "t1"}
+    meta = {**MODERN, META_LOG_LEVEL: "debug", "progressToken": "t1"}
     [ev] = c.receive_data(line({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}}))
     assert isinstance(ev, Request) and ev.stateless and ev.version == "2026-07-28"
     assert ev.progress_token == "t1"
@@ -181,7 +189,31 @@ def test_stateless_request_needs_no_handshake() -> None:
 
 
 def test_stateless_unsupported_version() -> None:
-    meta = {META_PROTOCOL_VERSION: "2030-01-01"}
+    meta = {**MODERN, META_PROTOCOL_VERSION: "2030-01-01"}
     [ev] = conn().receive_data(line({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}}))
     err = error_of(ev)
-    assert err["code"] == UNSUPPORTED_VERSION and "2026-07-28" in err["data"]["supported"]
+    assert err["code"] == UNSUPPORTED_VERSION
+    assert err["data"] == {"supported": ["2026-07-28"], "requested": "2030-01-01"}
+
+
+@pytest.mark.parametrize("meta", [
+    {META_PROTOCOL_VERSION: "2026-07-28"},  # no clientCapabilities
+    {META_PROTOCOL_VERSION: 2026, META_CLIENT_CAPABILITIES: {}},
+    {META_PROTOCOL_VERSION: "2026-07-28", META_CLIENT_CAPABILITIES: []},
+])
+def test_stateless_meta_must_be_complete(meta: dict[str, Any]) -> None:
+    [ev] = conn().receive_object({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}},
+                                 modern=True)
+    assert error_of(ev)["code"] == jsonrpc.INVALID_PARAMS
+
+
+@pytest.mark.parametrize("method", ["initialize", "ping", "logging/setLevel", "resources/subscribe"])
+def test_methods_removed_in_2026_are_not_found(method: str) -> None:
+    [ev] = conn().receive_data(line({"jsonrpc": "2.0", "id": 8, "method": method, "params": {"_meta": MODERN}}))
+    assert isinstance(ev, Reply) and json.loads(ev.data)["id"] == 8
+    assert error_of(ev)["code"] == jsonrpc.METHOD_NOT_FOUND
+
+
+def test_discover_before_handshake() -> None:
+    [ev] = conn().receive_data(line({"jsonrpc": "2.0", "id": 1, "method": "server/discover"}))
+    assert isinstance(ev, Request) and ev.method == "server/discover"
