@@ -175,7 +175,14 @@ if __name__ == "__main__":
         ext_modules=extensions(),
         cmdclass={"build_ext": BuildExt},
         data_files=[
-            ("share/mcp-edge/boards", sorted(f"boards/{f}" for f in os.listdir("boards") if f.endswith(".toml"))),
-            ("share/mcp-edge/perf", sorted(f"perf/{f}" for f in os.listdir("perf") if f.endswith(".py"))),
+            ("share/mcp-edge/boards", sorted(glob.glob("boards/*.toml"))),
+            ("share/mcp-edge/perf", sorted(glob.glob("perf/*.py"))),
+            ("share/mcp-edge/plugins/include", sorted(glob.glob("plugins/include/*.h"))),
+            # The Python built-in plugins; native ones are built in the checkout (their .so is not in the wheel).
+            *(
+                (f"share/mcp-edge/{folder}", sorted(glob.glob(f"{folder}/*.py") + glob.glob(f"{folder}/*.toml")))
+                for folder in sorted(glob.glob("plugins/*"))
+                if os.path.isfile(f"{folder}/plugin.py")
+            ),
         ],
     )
