@@ -27,7 +27,6 @@ import asyncio
 import base64
 import binascii
 import bisect
-import ctypes
 import errno
 import fcntl
 import logging
@@ -46,6 +45,7 @@ import msgspec
 from mcp_edge.errors import InvalidArgumentsError, ResourceNotFoundError
 from mcp_edge.io import Engine, IoOp, file_alignment, write_file
 from mcp_edge.io.alignment import O_DIRECT
+from mcp_edge.io.beneath import RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, openat2
 from mcp_edge.native import crc32c
 from mcp_edge.native._dio import AlignedBuffer
 from mcp_edge.plugin import (
@@ -78,9 +78,6 @@ LIST_MAX = 1000  # the most entries one fs_list page (or an fs:// folder listing
 
 # -- containment: openat2(RESOLVE_BENEATH), or a component-by-component walk --------------------------------
 
-SYS_OPENAT2 = 437  # the same number on every architecture with the unified syscall table (x86-64, aarch64, ...)
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_BENEATH = 0x08
 _MAX_LINKS = 40  # as the kernel's MAXSYMLINKS
 _ARCHES = {"x86_64", "aarch64", "arm64", "armv7l", "armv8l", "riscv64", "ppc64le", "s390x"}
 
@@ -92,29 +89,6 @@ class FsError(Exception):
     def __init__(self, msg: str, err: int | None = None) -> None:
         super().__init__(msg)
         self.errno = err
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
-
-
-def openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
-    """openat2(2) through ``syscall``: a new fd (O_CLOEXEC added), or OSError with the kernel's errno."""
-    how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
-    raw = os.fsencode(path)
-    while True:
-        fd = _syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dirfd), ctypes.c_char_p(raw), ctypes.byref(how),
-                      ctypes.c_size_t(ctypes.sizeof(how)))
-        if fd >= 0:
-            return int(fd)
-        err = ctypes.get_errno()
-        if err != errno.EINTR:
-            raise OSError(err, os.strerror(err), path)
 
 
 def _explain(exc: OSError, shown: str) -> FsError | None:

@@ -22,7 +22,6 @@ import base64
 import binascii
 import bisect
 import contextlib
-import ctypes
 import errno
 import fcntl
 import logging
@@ -38,6 +37,7 @@ from typing import Annotated, Any
 import msgspec
 
 from mcp_edge.io import Engine
+from mcp_edge.io.beneath import openat2
 from mcp_edge.plugin import PluginBase, PluginContext, RequestContext, tool
 from mcp_edge.plugin.types import ToolAnnotations
 
@@ -45,9 +45,6 @@ __all__ = ["Logs", "LogsError"]
 
 log = logging.getLogger("mcp_edge.plugins.logs")
 
-SYS_OPENAT2 = 437  # the unified syscall table's number (x86-64, aarch64, ...)
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_BENEATH = 0x08
 PAGE_CAP = 8 << 20  # the most bytes one tail page reads; a longer line is cut there
 MAX_LINES = 1000
 MAX_MATCHES = 1000
@@ -60,27 +57,7 @@ class LogsError(Exception):
     what to do. It becomes a tool result with ``isError``."""
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
 _openat2_works: list[bool] = []
-
-
-def _openat2(dirfd: int, path: str, flags: int) -> int:
-    how = _OpenHow(flags | os.O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
-    raw = os.fsencode(path)
-    while True:
-        fd = _syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dirfd), ctypes.c_char_p(raw), ctypes.byref(how),
-                      ctypes.c_size_t(ctypes.sizeof(how)))
-        if fd >= 0:
-            return int(fd)
-        err = ctypes.get_errno()
-        if err != errno.EINTR:
-            raise OSError(err, os.strerror(err), path)
 
 
 def open_beneath(folder: str, rel: str, flags: int) -> int:
@@ -88,7 +65,7 @@ def open_beneath(folder: str, rel: str, flags: int) -> int:
     if not _openat2_works or _openat2_works[0]:
         dfd = os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            fd = _openat2(dfd, rel, flags)
+            fd = openat2(dfd, rel, flags)
             if not _openat2_works:
                 _openat2_works.append(True)
             return fd

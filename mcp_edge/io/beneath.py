@@ -1,0 +1,40 @@
+"""openat2(2) with RESOLVE_BENEATH: open a path that the kernel keeps inside a folder.
+
+Python has no binding for openat2, so this goes through ``syscall``; plugins that
+confine clients to a folder (fs, logs) share it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+
+__all__ = ["RESOLVE_BENEATH", "RESOLVE_NO_MAGICLINKS", "SYS_OPENAT2", "openat2"]
+
+SYS_OPENAT2 = 437  # the same number on every architecture with the unified syscall table (x86-64, aarch64, ...)
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_BENEATH = 0x08
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) -> int:
+    """openat2(2): a new fd (O_CLOEXEC added), or OSError with the kernel's errno (ENOSYS where it has none)."""
+    how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
+    raw = os.fsencode(path)
+    while True:
+        fd = _syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dirfd), ctypes.c_char_p(raw), ctypes.byref(how),
+                      ctypes.c_size_t(ctypes.sizeof(how)))
+        if fd >= 0:
+            return int(fd)
+        err = ctypes.get_errno()
+        if err != errno.EINTR:
+            raise OSError(err, os.strerror(err), path)
