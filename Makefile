@@ -30,7 +30,7 @@ build: $(STAMP)
 setup: deps build
 
 run: setup
-	$(VENV)/bin/mcp-edge doctor
+	$(VENV)/bin/mcp-edge serve
 
 lint: setup
 	$(VENV)/bin/ruff check mcp_edge tests perf tools plugins setup.py

@@ -6,9 +6,15 @@ Both protocol eras on one endpoint:
   session opens one and answers with ``Mcp-Session-Id``; later messages carry
   it (missing: 400, unknown or expired: 404). ``GET`` opens the session's
   stream of server-initiated notifications, ``DELETE`` ends the session.
-* stateless era (2026-07-28): a request whose ``params._meta`` names the
-  protocol version needs no session; it is served on a connection of its own.
-  ``Mcp-Method`` / ``Mcp-Name`` headers, when sent, must match the body.
+* stateless era (2026-07-28): a POST whose ``MCP-Protocol-Version`` header is
+  not a handshake-era version, or whose ``params._meta`` names the protocol
+  version, is served on a connection of its own, with no session (an
+  ``Mcp-Session-Id`` is ignored). Its ``MCP-Protocol-Version``, ``Mcp-Method``
+  and (tools/call, prompts/get, resources/read) ``Mcp-Name`` headers are
+  required and must match the body: else 400 with -32020. Errors map to HTTP
+  statuses as the revision says (400 for -32700/-32600/-32602/-32020..-32022,
+  404 for -32601). Closing the response stream cancels the request. GET and
+  DELETE get 405.
 
 A request is answered with ``application/json``, unless its handler emits a
 notification (progress, log) before the result: then the response turns into
@@ -37,14 +43,20 @@ from typing import TYPE_CHECKING, Any, Final
 
 from mcp_edge.mcp import jsonrpc
 from mcp_edge.mcp.connection import (
+    HEADER_MISMATCH,
+    META_CLIENT_CAPABILITIES,
+    META_PROTOCOL_VERSION,
+    MISSING_CAPABILITY,
+    UNSUPPORTED_VERSION,
     CancelRequest,
+    ClientResult,
     Event,
     Reply,
     Request,
     ServerConnection,
     stateless_version,
 )
-from mcp_edge.mcp.versions import STATELESS_VERSIONS, SUPPORTED_VERSIONS
+from mcp_edge.mcp.versions import HANDSHAKE_VERSIONS, STATELESS_VERSIONS
 from mcp_edge.runtime.router import Router, Session
 from mcp_edge.runtime.settings import Settings
 
@@ -63,18 +75,30 @@ NOTIFY_BACKLOG: Final = 4 * 1024 * 1024  # a GET stream whose client lets this m
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 SESSION_NOT_FOUND: Final = -32001  # as the reference SDKs answer an unknown session
 BAD_REQUEST: Final = -32000  # a transport-level refusal, in a JSON-RPC error body
-HEADER_MISMATCH: Final = -32001  # Mcp-Method / Mcp-Name disagree with the body (2026-07-28)
+# MCP-Protocol-Version values that mean the handshake era; any other value routes a POST to 2026-07-28.
+LEGACY_HEADER_VERSIONS: Final = frozenset({"2024-11-05", *HANDSHAKE_VERSIONS})
+# JSON-RPC error code -> HTTP status, for 2026-07-28 requests (anything else: 200).
+_MODERN_STATUS: Final = {
+    jsonrpc.PARSE_ERROR: 400, jsonrpc.INVALID_REQUEST: 400, jsonrpc.INVALID_PARAMS: 400, HEADER_MISMATCH: 400,
+    MISSING_CAPABILITY: 400, UNSUPPORTED_VERSION: 400, jsonrpc.METHOD_NOT_FOUND: 404,
+}
 
 _JSON: Final = ("content-type", "application/json")
-_SSE_HEADERS: Final = (("content-type", "text/event-stream"), ("cache-control", "no-cache"))
-# params member that Mcp-Name mirrors, per method (2026-07-28)
+_SSE_HEADERS: Final = (
+    ("content-type", "text/event-stream"), ("cache-control", "no-cache"), ("x-accel-buffering", "no"),
+)
+# The params member that Mcp-Name mirrors, per method (2026-07-28; tasks/* from the tasks extension).
 _NAME_PARAM: Final = {
     "tools/call": "name",
     "prompts/get": "name",
     "resources/read": "uri",
     "resources/subscribe": "uri",
     "resources/unsubscribe": "uri",
+    "tasks/get": "taskId",
+    "tasks/update": "taskId",
+    "tasks/cancel": "taskId",
 }
+_B64_SENTINEL: Final = ("=?base64?", "?=")
 
 
 def _split_host(value: str) -> str:
@@ -102,6 +126,41 @@ def _accepts(accept: str, wanted: str) -> bool:
         if media in (wanted, f"{major}/*", "*/*"):
             return True
     return False
+
+
+def _header_value(raw: str) -> str:
+    """A routing header's value: surrounding whitespace trimmed, the =?base64?...?= form decoded."""
+    value = raw.strip(" \t")
+    head, tail = _B64_SENTINEL
+    if value.startswith(head) and value.endswith(tail) and len(value) >= len(head) + len(tail):
+        try:
+            return base64.b64decode(value[len(head):-len(tail)], validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return value
+    return value
+
+
+def _error_code(data: bytes) -> int | None:
+    """The error code of an encoded JSON-RPC response, None for a result (its envelope comes first)."""
+    err = data.find(b',"error":{"code":')
+    if err < 0:
+        return None
+    res = data.find(b',"result":', 0, err)
+    if res >= 0:
+        return None
+    start = err + 17
+    end = start
+    while end < len(data) and data[end:end + 1] in b"-0123456789":
+        end += 1
+    try:
+        return int(data[start:end])
+    except ValueError:
+        return None
+
+
+def _modern_status(data: bytes) -> int:
+    code = _error_code(data)
+    return 200 if code is None else _MODERN_STATUS.get(code, 200)
 
 
 def _succeeded(events: list[Event]) -> bool:
@@ -159,7 +218,7 @@ class _Response:
         ex.send(b"event: message\ndata: " + data + b"\n\n")
         await ex.drain()
 
-    def finish(self, data: bytes | None) -> None:
+    def finish(self, data: bytes | None, status: int = 200) -> None:
         """The final message (None: the request was cancelled and gets no response)."""
         ex = self.exchange
         if ex.started:
@@ -170,7 +229,7 @@ class _Response:
             ex.start(200, [*_SSE_HEADERS, *self.headers])  # a stream that ends without a response
             ex.end()
         else:
-            ex.respond(200, [_JSON, *self.headers], data)
+            ex.respond(status, [_JSON, *self.headers], data)
 
 
 class McpHttpApp:
@@ -214,9 +273,7 @@ class McpHttpApp:
 
         return Early(status, [_JSON, *(headers or [])], _error_body(code, message))
 
-    def _host_ok(self, host: str | None) -> bool:
-        if host is None:
-            return False
+    def _host_ok(self, host: str) -> bool:
         return self._any_origin or _split_host(host) in self._hosts
 
     def _origin_ok(self, origin: str, host: str) -> bool:
@@ -230,6 +287,8 @@ class McpHttpApp:
         if req.path != ENDPOINT:
             return self._early(404, f"not found: the MCP endpoint is {ENDPOINT}")
         host = h.get("host")
+        if host is None:
+            return self._early(400, "a Host header is required")
         if not self._host_ok(host):
             return self._early(403, f"forbidden: Host {host!r} is not this server's")
         origin = h.get("origin")
@@ -239,21 +298,22 @@ class McpHttpApp:
         if method == "POST":
             accept = h.get("accept", "")
             if not (_accepts(accept, "application/json") and _accepts(accept, "text/event-stream")):
-                return self._early(406, "Accept must list application/json and text/event-stream")
+                return self._early(406, "Accept must list application/json and text/event-stream",
+                                   code=jsonrpc.INVALID_REQUEST)
             ctype = h.get("content-type", "").split(";", 1)[0].strip().lower()
             if ctype != "application/json":
-                return self._early(415, "Content-Type must be application/json")
-        elif method == "GET":
-            if not _accepts(h.get("accept", ""), "text/event-stream"):
-                return self._early(406, "Accept must list text/event-stream")
-        elif method == "OPTIONS":
+                return self._early(415, "Content-Type must be application/json", code=jsonrpc.INVALID_REQUEST)
+            return None
+        if method == "OPTIONS":
             return self._preflight(origin)
-        elif method != "DELETE":
+        if method not in ("GET", "DELETE"):
             return self._early(405, f"method {method} not allowed on {ENDPOINT}", [("allow", ALLOW)])
         version = h.get("mcp-protocol-version")
-        if version is not None and version not in SUPPORTED_VERSIONS:
-            return self._early(400, f"unsupported MCP-Protocol-Version {version!r}; "
-                                    f"supported: {', '.join(SUPPORTED_VERSIONS)}")
+        if version is not None and version.strip() not in LEGACY_HEADER_VERSIONS:
+            return self._early(405, f"protocol {version} has no {method} on {ENDPOINT}: POST only",
+                               [("allow", "POST")])
+        if method == "GET" and not _accepts(h.get("accept", ""), "text/event-stream"):
+            return self._early(406, "Accept must list text/event-stream", code=jsonrpc.INVALID_REQUEST)
         return None
 
     def _preflight(self, origin: str | None) -> Early:
@@ -320,9 +380,15 @@ class McpHttpApp:
             what = "JSON-RPC batches are not supported" if isinstance(msg, list) else "a message must be an object"
             self._fail(ex, 400, what, jsonrpc.INVALID_REQUEST)
             return
-        if not self._headers_match(req, ex, msg):
-            return
         headers: list[tuple[str, str]] = self._cors(req, [])
+        version = req.headers.get("mcp-protocol-version")
+        params = msg.get("params")
+        if (version is not None and version.strip() not in LEGACY_HEADER_VERSIONS) or \
+                stateless_version(params) is not None:
+            await self._post_stateless(req, ex, msg, headers)
+            return
+        if not self._headers_match(req, ex, msg, required=False):
+            return
         hs: HttpSession | None = None
         if "mcp-session-id" in req.headers:
             hs = self._session(req, ex)
@@ -333,42 +399,66 @@ class McpHttpApp:
         elif msg.get("method") == "initialize" and "id" in msg:
             conn = ServerConnection(self.router.info, max_frame=self.settings.max_frame)
             session = Session(conn)
-        elif stateless_version(msg.get("params")) is not None:
-            conn = ServerConnection(self.router.info, max_frame=self.settings.max_frame)
-            session = Session(conn)  # one request's worth: no notifications outside its response
         else:
             self._fail(ex, 400, "Mcp-Session-Id header is required: initialize first, or send protocol "
                                 f"{STATELESS_VERSIONS[0]} with its version in params._meta")
             return
         events = conn.receive_object(msg)
-        if hs is None and msg.get("method") == "initialize" and _succeeded(events):
+        if hs is None and _succeeded(events):  # an initialize that worked opens a session
             hs = self._open_session(conn, ex)
             if hs is None:
                 return
             session = hs.session
             headers.append(("mcp-session-id", hs.id))
-        await self._answer(events, session, ex, headers, hs)
+        await self._answer(events, session, ex, headers, hs, modern=False)
 
-    def _headers_match(self, req: HttpRequest, ex: Exchange, msg: dict[str, Any]) -> bool:
-        """Mcp-Method / Mcp-Name, when sent, must say what the body says (2026-07-28)."""
+    async def _post_stateless(self, req: HttpRequest, ex: Exchange, msg: dict[str, Any],
+                              headers: list[tuple[str, str]]) -> None:
+        """A 2026-07-28 message: headers checked against the body, then served with no session."""
+        params = msg.get("params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        if (
+            "id" in msg
+            and isinstance(meta, dict)
+            and isinstance(meta.get(META_PROTOCOL_VERSION), str)
+            and isinstance(meta.get(META_CLIENT_CAPABILITIES), dict)
+            and not self._headers_match(req, ex, msg, required=True, version=meta[META_PROTOCOL_VERSION])
+        ):
+            return  # (a malformed _meta is the core's -32602, which comes before header checks)
+        conn = ServerConnection(self.router.info, max_frame=self.settings.max_frame)
+        events = conn.receive_object(msg, modern=True)
+        await self._answer(events, Session(conn), ex, headers, None, modern=True)
+
+    def _headers_match(self, req: HttpRequest, ex: Exchange, msg: dict[str, Any], *, required: bool,
+                       version: str | None = None) -> bool:
+        """MCP-Protocol-Version, Mcp-Method and Mcp-Name must say what the body says (else 400, -32020).
+
+        ``required`` (2026-07-28 requests): a missing header is a mismatch too; otherwise only headers
+        that were sent are checked.
+        """
         h = req.headers
-        want_method = h.get("mcp-method")
         method = msg.get("method")
-        rid = msg.get("id")
-        rid = rid if isinstance(rid, (str, int)) and not isinstance(rid, bool) else None
-        if want_method is not None and want_method != method:
-            self._fail(ex, 400, f"Mcp-Method header {want_method!r} does not match the body's method {method!r}",
-                       HEADER_MISMATCH, rid)
+        raw_id = msg.get("id")
+        rid = raw_id if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool) else None
+        key = _NAME_PARAM.get(method) if isinstance(method, str) else None
+        params = msg.get("params")
+        actual = params.get(key) if key is not None and isinstance(params, dict) else None
+        checks: list[tuple[str, str | None, object]] = [("Mcp-Method", h.get("mcp-method"), method)]
+        if version is not None:
+            checks.insert(0, ("MCP-Protocol-Version", h.get("mcp-protocol-version"), version))
+        if key is not None and (actual is not None or "mcp-name" in h):
+            checks.append(("Mcp-Name", h.get("mcp-name"), actual))
+        for name, sent, body in checks:
+            if sent is None:
+                if not required:
+                    continue
+                problem = f"the {name} header is required and must be {body!r}"
+            elif _header_value(sent) != body:
+                problem = f"the {name} header {sent!r} does not match the body's {body!r}"
+            else:
+                continue
+            self._fail(ex, 400, problem, HEADER_MISMATCH, rid)
             return False
-        want_name = h.get("mcp-name")
-        if want_name is not None:
-            params = msg.get("params")
-            key = _NAME_PARAM.get(method) if isinstance(method, str) else None
-            actual = params.get(key) if key and isinstance(params, dict) else None
-            if actual != want_name:
-                self._fail(ex, 400, f"Mcp-Name header {want_name!r} does not match the body's "
-                                    f"{key or 'name'} {actual!r}", HEADER_MISMATCH, rid)
-                return False
         return True
 
     def _open_session(self, conn: ServerConnection, ex: Exchange) -> HttpSession | None:
@@ -397,24 +487,30 @@ class McpHttpApp:
         return True
 
     async def _answer(self, events: list[Event], session: Session, ex: Exchange,
-                      headers: list[tuple[str, str]], hs: HttpSession | None) -> None:
+                      headers: list[tuple[str, str]], hs: HttpSession | None, *, modern: bool) -> None:
         if not events:  # a notification the core consumed (initialized), or a malformed one
             ex.respond(202, headers)
             return
         ev = events[0]
         if isinstance(ev, Request):
-            await self._run(ev, session, ex, headers, hs)
+            await self._run(ev, session, ex, headers, hs, modern)
         elif isinstance(ev, Reply):
-            status = 400 if ev.is_error and ev.request_id is None else 200
+            if modern:
+                status = _modern_status(ev.data) if ev.is_error else 200
+            else:
+                status = 400 if ev.is_error and ev.request_id is None else 200
             ex.respond(status, [_JSON, *headers], ev.data)
         elif isinstance(ev, CancelRequest):
             session.cancel(ev.request_id)
             ex.respond(202, headers)
-        else:  # Notification, ClientResult: nothing to answer
+        elif isinstance(ev, ClientResult):
+            session.resolve(ev)  # the answer to a request we sent on some response stream
+            ex.respond(202, headers)
+        else:  # a Notification: nothing to answer
             ex.respond(202, headers)
 
     async def _run(self, req: Request, session: Session, ex: Exchange, headers: list[tuple[str, str]],
-                   hs: HttpSession | None) -> None:
+                   hs: HttpSession | None, modern: bool) -> None:
         running = session.running
         if req.id in running:
             ex.respond(200, [_JSON, *headers],
@@ -425,22 +521,20 @@ class McpHttpApp:
         response = _Response(ex, headers)
         running[req.id] = task
         if hs is None:
-            ex.on_lost = task.cancel  # stateless: nobody is left to read the answer
+            ex.on_lost = task.cancel  # no session: closing the response stream is the cancellation
         try:
             data: bytes | None = await self.router.handle(req, session, response.emit)
         except asyncio.CancelledError:
-            task.uncancel()  # notifications/cancelled, DELETE or reaping: answer nothing, keep the connection
+            task.uncancel()  # notifications/cancelled, DELETE, reaping, a closed stream: answer nothing
             data = None
         finally:
             running.pop(req.id, None)
+            ex.on_lost = None
             if hs is not None:
                 hs.last_seen = self._loop.time()
-        response.finish(data)
+        response.finish(data, _modern_status(data) if modern and data is not None else 200)
 
     async def _get(self, req: HttpRequest, ex: Exchange) -> None:
-        if req.headers.get("mcp-protocol-version") in STATELESS_VERSIONS:
-            self._fail(ex, 405, f"protocol {STATELESS_VERSIONS[0]} has no GET stream", headers=[("allow", "POST")])
-            return
         hs = self._session(req, ex)
         if hs is None:
             return
@@ -485,12 +579,8 @@ class McpHttpApp:
         """Periodic housekeeping: reap sessions, ping quiet streams, close idle connections."""
         now = self._loop.time()
         self.reap(now)
-        for hs in self.sessions.values():
-            st = hs.stream
-            if st is not None and not st.closed and now - st.last_write > STREAM_PING_S:
-                st.send(b": ping\n\n")
         for conn in list(self.connections):
-            conn.sweep(now, KEEP_ALIVE_S)
+            conn.sweep(now, KEEP_ALIVE_S, STREAM_PING_S)
 
     def shutdown(self) -> None:
         self._closing = True
@@ -528,7 +618,9 @@ async def serve_http(
     app.port = int(sock[1])
     shown = f"[{sock[0]}]" if ":" in str(sock[0]) else str(sock[0])
     url = f"http://{shown}:{app.port}{ENDPOINT}"
-    log.debug("listening on %s", url)
+    if _split_host(host) in ("0.0.0.0", "::", "[::]", ""):
+        log.warning("listening on every address: requests must name this box in Host as one of "
+                    "Settings.allowed_origins (or localhost); others get 403")
     if on_ready is not None:
         on_ready(url)
 

@@ -272,16 +272,24 @@ class HttpConnection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._refuse(400, "protocol upgrades are not supported here")
+            # llhttp ends an Upgrade request at its head (the rest belongs to the new protocol), so
+            # its body is lost: refuse it instead of serving it truncated.
+            if self._queue and self._queue[-1].early is None:
+                self._queue.pop()
+            self._refuse(400, "protocol upgrades (Upgrade header) are not supported: send the request without one")
         except httptools.HttpParserError as exc:
             status = self._head_error or 400
             message = "request head too large" if status == 431 else f"malformed HTTP request: {exc}"
             self._refuse(status, message)
 
     def eof_received(self) -> bool | None:
-        # The client finished sending; answer what was asked, then close.
+        # The client finished sending. A stream in progress, or a request whose answer nobody else
+        # waits for, ends with the connection; otherwise answer what was asked, then close.
         self._closing = True
-        if self._linger_until or (self._task is None and not self._queue):
+        current = self._current
+        idle = self._task is None and not self._queue
+        gone = current is not None and not current.finished and (current.started or current.on_lost is not None)
+        if self._linger_until or idle or gone:
             self.close()
         return True
 
@@ -478,11 +486,17 @@ class HttpConnection(asyncio.Protocol):
             return 0.0
         return now - self.last_active
 
-    def sweep(self, now: float, keep_alive_s: float) -> None:
-        """Close a connection that has lingered long enough or sat idle past ``keep_alive_s``."""
+    def sweep(self, now: float, keep_alive_s: float, ping_s: float) -> None:
+        """Close a connection that has lingered long enough or sat idle past ``keep_alive_s``;
+        send an SSE comment down a stream that has been quiet for ``ping_s`` (it finds dead peers)."""
         if self._linger_until:
             if now >= self._linger_until:
                 self.abort()
+            return
+        current = self._current
+        if current is not None and current.started and not current.finished:
+            if now - current.last_write > ping_s:
+                current.send(b": ping\n\n")
         elif self.idle_for(now) > keep_alive_s:
             self.close()
 
@@ -495,10 +509,14 @@ class HttpConnection(asyncio.Protocol):
             self._transport.abort()
 
     def shutdown(self) -> None:
-        """Server stopping: end a stream in progress, close once the current response is out."""
+        """Server stopping: cancel a session-less request in progress, end a stream, close once idle."""
         self._closing = True
-        if self._current is not None and self._current.started and not self._current.finished:
-            self._current.end()
+        current = self._current
+        if current is not None:
+            if current.on_lost is not None and not current.finished:
+                current.on_lost()
+            if current.started and not current.finished:
+                current.end()
         if self._task is None:
             self.close()
 

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import stat
 import sys
 from collections.abc import Callable
 
@@ -37,6 +38,12 @@ async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
             stop.set()
             return
         await asyncio.sleep(1.0)
+
+
+def _pollable(fd: int) -> bool:
+    """Whether epoll can watch ``fd``: pipes, sockets and terminals, not regular files or /dev/null."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd))
 
 
 async def _feed_from_file(fd: int, reader: asyncio.StreamReader) -> None:
@@ -70,16 +77,19 @@ async def serve_stdio(router: Router, settings: Settings) -> None:
     out = os.fdopen(out_fd, "wb", buffering=0)
     w_transport: asyncio.WriteTransport | None = None
     write: Callable[[bytes], None]
-    try:
+    if _pollable(out_fd):
         w_transport, _ = await loop.connect_write_pipe(asyncio.Protocol, out)
         write = w_transport.write
-    except (ValueError, OSError):  # a regular file (or /dev/null): the event loop cannot poll it
-        write = out.write
+    else:  # a regular file (or /dev/null): the event loop cannot poll it, and writes to it never wait
+
+        def write(data: bytes) -> None:
+            out.write(data)
+
     reader = asyncio.StreamReader(limit=settings.max_frame + 2)
     feeding: asyncio.Task[None] | None = None
-    try:
+    if _pollable(sys.stdin.fileno()):
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-    except (ValueError, OSError):
+    else:
         feeding = asyncio.create_task(_feed_from_file(sys.stdin.fileno(), reader))
 
     stream = StreamSession(router, write, settings.max_frame)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from mcp_edge.mcp.connection import CancelRequest, Reply, Request, ServerConnection
+from mcp_edge.mcp.connection import CancelRequest, ClientResult, Reply, Request, ServerConnection
 from mcp_edge.runtime.router import Router, Session
 
 __all__ = ["StreamSession"]
@@ -43,6 +43,8 @@ class StreamSession:
                 self._write(ev.data + b"\n")
             elif isinstance(ev, CancelRequest):
                 self.session.cancel(ev.request_id)
+            elif isinstance(ev, ClientResult):
+                self.session.resolve(ev)  # the client's answer to a request we sent
 
     async def _run(self, req: Request) -> None:
         try:

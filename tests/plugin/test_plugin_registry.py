@@ -383,7 +383,8 @@ class P(PluginBase):
 ''')
     reg = started([tmp_path / "p"], context_factory=factory)
     assert made == ["runtime", "ctxuser"]
-    assert run(reg.call_tool("where", {}, RCTX)).content == [TextContent(text=str(tmp_path / "data/plugin-data/ctxuser"))]
+    where = str(tmp_path / "data/plugin-data/ctxuser")
+    assert run(reg.call_tool("where", {}, RCTX)).content == [TextContent(text=where)]
     assert (tmp_path / "data/plugin-data/ctxuser").is_dir()
 
     # without a factory: notifications go to the registry's callbacks

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from transport_helpers import WAIT, initialize, notification, probe_command, request, server_env
 
 
@@ -54,8 +53,11 @@ class StdioClient:
         return msg
 
     def call(self, rid: int, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The response to a request (notifications that come first are skipped)."""
         self.send(request(rid, method, params))
-        return self.recv()
+        while "id" not in (msg := self.recv()):
+            pass
+        return msg
 
     def handshake(self) -> dict[str, Any]:
         reply = self.call(1, "initialize", initialize()["params"])
@@ -80,7 +82,10 @@ def client(tmp_path: Path) -> Iterator[StdioClient]:
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.communicate(timeout=WAIT)
+        proc.wait(WAIT)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def test_handshake_ping_and_tools(client: StdioClient) -> None:
@@ -199,3 +204,19 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"  # a zombie has exited; only its (dead) parent could reap it
+
+
+def test_stdin_and_stdout_may_be_regular_files(tmp_path: Path) -> None:
+    requests = tmp_path / "in.jsonl"
+    answers = tmp_path / "out.jsonl"
+    msgs = [initialize(), notification("notifications/initialized"), request(2, "ping")]
+    requests.write_text("".join(json.dumps(m) + "\n" for m in msgs))
+    with requests.open("rb") as stdin, answers.open("wb") as stdout:
+        proc = subprocess.run(probe_command("--stdio"), stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+                              env=server_env(tmp_path), cwd=tmp_path, timeout=WAIT)
+    assert proc.returncode == 0, proc.stderr
+    replies = [json.loads(line) for line in answers.read_text().splitlines()]
+    assert [r["id"] for r in replies] == [1, 2]
+    with subprocess.Popen(probe_command("--stdio"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, env=server_env(tmp_path), cwd=tmp_path) as empty:
+        assert empty.wait(WAIT) == 0  # /dev/null: EOF at once

@@ -165,3 +165,99 @@ def stateless_meta() -> dict[str, Any]:
     return {"io.modelcontextprotocol/protocolVersion": STATELESS,
             "io.modelcontextprotocol/clientCapabilities": {},
             "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"}}
+
+
+# --- an HTTP client on http.client ------------------------------------------------------------------------
+
+ACCEPT_BOTH = "application/json, text/event-stream"
+
+
+@dataclass
+class HttpReply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def events(self) -> list[dict[str, Any]]:
+        """The JSON-RPC messages of an SSE body."""
+        assert self.headers.get("content-type", "").startswith("text/event-stream"), self.headers
+        return sse_messages(self.body)
+
+
+def sse_messages(body: bytes) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for block in body.replace(b"\r\n", b"\n").split(b"\n\n"):
+        data = [line[5:].strip() for line in block.split(b"\n") if line.startswith(b"data:")]
+        if data:
+            out.append(json.loads(b"\n".join(data)))
+    return out
+
+
+class HttpClient:
+    """One keep-alive connection to the server's /mcp."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        import http.client
+
+        self.port = port
+        self.conn = http.client.HTTPConnection(host, port, timeout=WAIT)
+        self.session: str | None = None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def request(self, method: str, body: bytes | None = None, headers: Mapping[str, str] | None = None,
+                path: str = "/mcp") -> HttpReply:
+        hdrs = dict(headers or {})
+        self.conn.request(method, path, body=body, headers=hdrs)
+        resp = self.conn.getresponse()
+        data = resp.read()
+        return HttpReply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+
+    def post(self, msg: Any, headers: Mapping[str, str] | None = None, *, session: bool = True) -> HttpReply:
+        hdrs = {"Accept": ACCEPT_BOTH, "Content-Type": "application/json"}
+        if session and self.session:
+            hdrs["Mcp-Session-Id"] = self.session
+        hdrs.update(headers or {})
+        return self.request("POST", json.dumps(msg).encode(), hdrs)
+
+    def handshake(self) -> HttpReply:
+        reply = self.post(initialize(), session=False)
+        assert reply.status == 200, reply
+        self.session = reply.headers["mcp-session-id"]
+        assert self.post(notification("notifications/initialized")).status == 202
+        return reply
+
+    def stateless(self, rid: int | str, method: str, params: dict[str, Any] | None = None,
+                  headers: Mapping[str, str] | None = None, name: str | None = None) -> HttpReply:
+        """A 2026-07-28 request with its _meta and routing headers."""
+        p = dict(params or {})
+        p["_meta"] = {**stateless_meta(), **p.get("_meta", {})}
+        hdrs = {"MCP-Protocol-Version": STATELESS, "Mcp-Method": method}
+        if name is not None:
+            hdrs["Mcp-Name"] = name
+        hdrs.update(headers or {})
+        return self.post(request(rid, method, p), hdrs, session=False)
+
+
+def raw_exchange(port: int, data: bytes, *, read_until_close: bool = True) -> bytes:
+    """Send raw bytes on a fresh connection and return what comes back (until the server closes)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if not read_until_close:
+                break
+        return b"".join(chunks)
