@@ -58,12 +58,18 @@ class Settings:
         extra = os.environ.get("MCP_EDGE_PLUGIN_DIRS")
         if extra:
             dirs = tuple(Path(p) for p in extra.split(os.pathsep) if p) + dirs
+        origins = os.environ.get("MCP_EDGE_ALLOWED_ORIGINS", "")
         base = cls(
             board=board,
             data_dir=data_dir,
             plugin_dirs=dirs,
             http_host=os.environ.get("MCP_EDGE_HTTP_HOST", "127.0.0.1"),
             http_port=_env_int("MCP_EDGE_HTTP_PORT", DEFAULT_HTTP_PORT),
+            allowed_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+            max_frame=_env_int("MCP_EDGE_MAX_FRAME", DEFAULT_MAX_FRAME),
+            max_body=_env_int("MCP_EDGE_MAX_BODY", DEFAULT_MAX_FRAME),
+            session_idle_s=float(_env_int("MCP_EDGE_SESSION_IDLE_S", 600)),
+            max_sessions=_env_int("MCP_EDGE_MAX_SESSIONS", 1024),
         )
         settings = replace(base, **overrides)
         settings.validate()
@@ -75,5 +81,7 @@ class Settings:
             raise ConfigError(f"http_port must be 0..65535, got {self.http_port}")
         if self.max_frame < 1024 or self.max_body < 1024:
             raise ConfigError("max_frame and max_body must be at least 1024 bytes")
+        if self.session_idle_s <= 0 or self.max_sessions < 1:
+            raise ConfigError("session_idle_s and max_sessions must be positive")
         if self.page_size < 1:
             raise ConfigError(f"page_size must be positive, got {self.page_size}")
