@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml setup.py
 	@$(MAKE) --no-print-directory deps
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mcp_edge needs Python >= 3.11; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel "Cython>=3.0.10"
+	$(PY) -m pip install -q --upgrade pip "setuptools>=77" wheel "Cython>=3.0.10"
 	$(PY) -m pip install -q --no-build-isolation -e '.[test,perf]'
 	touch $(STAMP)
 
