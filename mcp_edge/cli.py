@@ -1,95 +1,93 @@
-"""The ``mcp-edge`` command line."""
+"""The ``mcp-edge`` command line.
+
+``mcp-edge serve`` is what MCP clients spawn, so it starts without click: its few options are parsed here
+(click, with the inspect/uuid/datetime it imports, costs about 20 ms and 1.2 MiB at every start). Anything
+else, and a ``serve`` command line this parser does not accept (``--help``, a typo), goes to the click
+commands in :mod:`mcp_edge.commands`, which give the help and the error messages.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import click
 
 from mcp_edge.errors import McpEdgeError
 
 if TYPE_CHECKING:
     from mcp_edge.runtime.settings import Settings
 
-__all__ = ["main"]
+__all__ = ["main", "parse_serve", "run_serve"]
+
+_FLAGS = {"--stdio": "stdio", "--http": "http", "-q": "quiet", "--quiet": "quiet"}
+_VALUES = {"--unix": "unix_path", "--host": "host", "--port": "port"}
+
+
+def parse_serve(args: list[str]) -> dict[str, Any] | None:
+    """The options of ``serve ARGS``, or None when click should handle them (help, unknown or repeated options)."""
+    out: dict[str, Any] = {"stdio": False, "http": False, "unix_path": None, "host": None, "port": None,
+                           "quiet": False}
+    seen: set[str] = set()
+    it = iter(args)
+    for arg in it:
+        name, eq, value = arg.partition("=")
+        if name in _FLAGS and not eq:
+            key = _FLAGS[name]
+            out[key] = True
+        elif name in _VALUES:
+            key = _VALUES[name]
+            if not eq:
+                given = next(it, None)
+                if given is None or given.startswith("-"):
+                    return None
+                value = given
+            out[key] = Path(value) if key == "unix_path" else value
+        else:
+            return None
+        if key in seen:
+            return None
+        seen.add(key)
+    return out
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(f"mcp-edge: {line}\n")
+    sys.stderr.flush()
 
 
 def _fail(exc: Exception) -> None:
-    click.echo(f"mcp-edge: {exc}", err=True)
+    _say(str(exc))
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="mcp-edge", prog_name="mcp-edge")
-def cli() -> None:
-    """mcp_edge: an MCP runtime for edge appliances."""
+def _without_ssl() -> None:
+    """Import asyncio without ``ssl``: it loads OpenSSL (about 4.5 MiB of RSS and 6 ms) that a server without
+    TLS never uses. asyncio keeps ``ssl = None`` (no TLS transports); ``ssl`` itself stays importable for plugins.
+    ``MCP_EDGE_ASYNCIO_TLS=1`` keeps asyncio's TLS, for plugins that open TLS connections through it.
+    """
+    import os
 
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder whose filesystem is probed for O_DIRECT (default: $MCP_EDGE_DATA_DIR or the board's).",
-)
-def doctor(as_json: bool, data_dir: Path | None) -> None:
-    """Report the CPU features, ISA level, io_uring, O_DIRECT, hugepages and NUMA of this box."""
+    if "asyncio" in sys.modules or "ssl" in sys.modules or os.environ.get("MCP_EDGE_ASYNCIO_TLS") == "1":
+        return
+    sys.modules["ssl"] = None  # type: ignore[assignment]
     try:
-        from mcp_edge.doctor import collect, render
-
-        report = collect(data_dir)
-    except McpEdgeError as exc:
-        _fail(exc)
-    click.echo(json.dumps(report, indent=2) if as_json else render(report))
+        import asyncio  # noqa: F401
+    finally:
+        del sys.modules["ssl"]
 
 
-@cli.group()
-def perf() -> None:
-    """Benchmarks against peers, in one run, as ratios."""
-
-
-@perf.command("run")
-@click.option("--only", default=None, help="Comma-separated bench names (default: all).")
-@click.option("--quick", is_flag=True, help="Shorter runs: for smoke tests, not for figures.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="Where to write the results (DESIGN.md format).")
-@click.option("--bench-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Folder of bench_*.py files (default: ./perf, the checkout's, or the installed one).")
-def perf_run(only: str | None, quick: bool, json_path: Path, bench_dir: Path | None) -> None:
-    """Run the benchmarks and write their results as JSON."""
-    try:
-        from mcp_edge.perf import format_table, run
-
-        names = [n.strip() for n in only.split(",") if n.strip()] if only else None
-        result = run(only=names, quick=quick, json_path=json_path, bench_dir=bench_dir, progress=True)
-    except McpEdgeError as exc:
-        _fail(exc)
-    click.echo(format_table(result))
-    click.echo(f"results written to {json_path}")
-
-
-@cli.command()
-@click.option("--stdio", is_flag=True, help="Serve one client on stdin/stdout (what desktop MCP clients spawn).")
-@click.option("--http", "http_", is_flag=True, help="Serve Streamable HTTP at /mcp (the default).")
-@click.option("--unix", "unix_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Serve newline-delimited JSON-RPC on a unix socket at PATH (mode 0600).")
-@click.option("--host", default=None, help="HTTP address to bind (default: $MCP_EDGE_HTTP_HOST or 127.0.0.1).")
-@click.option("--port", default=None, help="HTTP port, 0 for any free one (default: $MCP_EDGE_HTTP_PORT or 8765).")
-@click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
-def serve(stdio: bool, http_: bool, unix_path: Path | None, host: str | None, port: str | None, quiet: bool) -> None:
-    """Load the plugins and serve MCP: Streamable HTTP on 127.0.0.1 unless told otherwise."""
+def run_serve(*, stdio: bool, http: bool, unix_path: Path | None, host: str | None, port: str | None,
+              quiet: bool) -> None:
+    """``mcp-edge serve``: load the plugins and serve MCP (Streamable HTTP on 127.0.0.1 unless told otherwise)."""
     import logging
 
-    modes = [name for name, on in (("--stdio", stdio), ("--http", http_), ("--unix", unix_path is not None)) if on]
+    modes = [name for name, on in (("--stdio", stdio), ("--http", http), ("--unix", unix_path is not None)) if on]
     if len(modes) > 1:
         _fail(ValueError(f"choose one of --stdio, --http, --unix (got {' and '.join(modes)})"))
     mode = modes[0][2:] if modes else "http"
     if mode != "http" and (host is not None or port is not None):
         _fail(ValueError("--host and --port apply to --http only"))
+    _without_ssl()
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
                         format="mcp-edge: %(levelname)s %(name)s: %(message)s")
     overrides: dict[str, Any] = {}
@@ -107,9 +105,11 @@ def serve(stdio: bool, http_: bool, unix_path: Path | None, host: str | None, po
         import asyncio
 
         from mcp_edge.runtime.settings import Settings
+        from mcp_edge.transport.spin import loop_factory
 
         settings = Settings.load(**overrides)
-        asyncio.run(_serve(settings, mode, unix_path, quiet))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(_serve(settings, mode, unix_path, quiet))
     except McpEdgeError as exc:
         _fail(exc)
     except OSError as exc:
@@ -123,9 +123,7 @@ async def _serve(settings: Settings, mode: str, unix_path: Path | None, quiet: b
 
     running = await Server.configure(settings).start()
 
-    def say(line: str) -> None:
-        click.echo(f"mcp-edge: {line}", err=True)
-
+    say = _say
     def ready(where: str) -> None:
         what = {"http": "Streamable HTTP", "unix": "a unix socket"}[mode]
         say(f"serving MCP over {what} at {where}")
@@ -163,30 +161,16 @@ def _plugins_line(status: object) -> str:
     return ", ".join(parts) or "none"
 
 
-@cli.group()
-def plugins() -> None:
-    """The plugins this box would run."""
-
-
-@plugins.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the plugins as JSON.")
-@click.option("--plugin-dir", "plugin_dirs", multiple=True, type=click.Path(path_type=Path),
-              help="Search this folder instead of $MCP_EDGE_PLUGIN_DIRS and the board's (repeatable).")
-@click.option("--no-entry-points", is_flag=True, help="Leave out plugins installed as distributions.")
-@click.option("--no-init", is_flag=True, help="Load the plugins but do not initialize them.")
-def plugins_list(as_json: bool, plugin_dirs: tuple[Path, ...], no_entry_points: bool, no_init: bool) -> None:
-    """Discover, load and start the plugins, then show each one's state, reason and times."""
-    try:
-        from mcp_edge.plugin.cli import list_plugins, render_plugins
-
-        rows = list_plugins(list(plugin_dirs) or None, entry_points=not no_entry_points, init=not no_init)
-    except McpEdgeError as exc:
-        _fail(exc)
-    click.echo(json.dumps(rows, indent=2) if as_json else render_plugins(rows))
-
-
 def main() -> None:
     """Entry point of the ``mcp-edge`` console script."""
+    args = sys.argv[1:]
+    if args[:1] == ["serve"]:
+        options = parse_serve(args[1:])
+        if options is not None:
+            run_serve(**options)
+            return
+    from mcp_edge.commands import cli
+
     cli()
 
 

@@ -12,7 +12,6 @@ import atexit
 import errno
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -183,6 +182,8 @@ def probe_storage(data_dir: Path) -> dict[str, Any]:
         probe_dir = probe_dir.parent
     align: dict[str, Any] = {"probed": str(probe_dir)}
     try:
+        import tempfile  # here: it imports shutil, random, bz2 and lzma (3 ms) for this one probe
+
         fd_tmp, name = tempfile.mkstemp(prefix=".mcp-edge-align-", dir=probe_dir)
         os.close(fd_tmp)
         os.unlink(name)

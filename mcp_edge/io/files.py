@@ -20,7 +20,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import secrets
 import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -179,7 +178,7 @@ async def write_file(
         keep: int | None = stat.S_IMODE(os.stat(name).st_mode)
     except FileNotFoundError:
         keep = None
-    tmp = os.path.join(folder, f".{base[:200]}.{secrets.token_hex(6)}.tmp")
+    tmp = os.path.join(folder, f".{base[:200]}.{os.urandom(6).hex()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     create_mode = keep if keep is not None else (0o644 if mode is None else mode)
     if direct:

@@ -14,13 +14,17 @@ every time.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import NamedTuple
+
+try:  # CPython's own BLAKE2: hashlib would load OpenSSL's libcrypto (about 3.5 MiB of RSS) for one digest
+    from _blake2 import blake2b as _digest
+except ImportError:  # pragma: no cover - a Python built without it
+    from hashlib import blake2b as _digest
 
 __all__ = ["GROUP", "EntryPointInfo", "cache_dir", "cache_file", "fingerprint", "forget", "scan", "scan_count"]
 
@@ -60,13 +64,13 @@ def cache_dir() -> Path:
 
 def cache_file() -> Path:
     """This interpreter's cache file."""
-    key = hashlib.sha256(f"{sys.executable}\0{sys.prefix}".encode()).hexdigest()[:16]
+    key = _digest(f"{sys.executable}\0{sys.prefix}".encode(), digest_size=8).hexdigest()
     return cache_dir() / f"entry-points-{key}.json"
 
 
 def fingerprint() -> str:
     """A digest of the Python version, ``sys.path`` and each of its entries' mtime."""
-    h = hashlib.sha256(f"{_FORMAT}\0{sys.version}\0{sys.executable}".encode())
+    h = _digest(f"{_FORMAT}\0{sys.version}\0{sys.executable}".encode())
     for entry in sys.path:
         path = entry or os.getcwd()
         try:

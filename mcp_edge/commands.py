@@ -1,0 +1,105 @@
+"""The click commands of ``mcp-edge`` (all but a well-formed ``serve``, which :mod:`mcp_edge.cli` parses itself)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from mcp_edge.errors import McpEdgeError
+
+__all__ = ["cli"]
+
+
+def _fail(exc: Exception) -> None:
+    click.echo(f"mcp-edge: {exc}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mcp-edge", prog_name="mcp-edge")
+def cli() -> None:
+    """mcp_edge: an MCP runtime for edge appliances."""
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder whose filesystem is probed for O_DIRECT (default: $MCP_EDGE_DATA_DIR or the board's).",
+)
+def doctor(as_json: bool, data_dir: Path | None) -> None:
+    """Report the CPU features, ISA level, io_uring, O_DIRECT, hugepages and NUMA of this box."""
+    try:
+        from mcp_edge.doctor import collect, render
+
+        report = collect(data_dir)
+    except McpEdgeError as exc:
+        _fail(exc)
+    click.echo(json.dumps(report, indent=2) if as_json else render(report))
+
+
+@cli.group()
+def perf() -> None:
+    """Benchmarks against peers, in one run, as ratios."""
+
+
+@perf.command("run")
+@click.option("--only", default=None, help="Comma-separated bench names (default: all).")
+@click.option("--quick", is_flag=True, help="Shorter runs: for smoke tests, not for figures.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Where to write the results (DESIGN.md format).")
+@click.option("--bench-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder of bench_*.py files (default: ./perf, the checkout's, or the installed one).")
+def perf_run(only: str | None, quick: bool, json_path: Path, bench_dir: Path | None) -> None:
+    """Run the benchmarks and write their results as JSON."""
+    try:
+        from mcp_edge.perf import format_table, run
+
+        names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+        result = run(only=names, quick=quick, json_path=json_path, bench_dir=bench_dir, progress=True)
+    except McpEdgeError as exc:
+        _fail(exc)
+    click.echo(format_table(result))
+    click.echo(f"results written to {json_path}")
+
+
+@cli.command()
+@click.option("--stdio", is_flag=True, help="Serve one client on stdin/stdout (what desktop MCP clients spawn).")
+@click.option("--http", "http_", is_flag=True, help="Serve Streamable HTTP at /mcp (the default).")
+@click.option("--unix", "unix_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Serve newline-delimited JSON-RPC on a unix socket at PATH (mode 0600).")
+@click.option("--host", default=None, help="HTTP address to bind (default: $MCP_EDGE_HTTP_HOST or 127.0.0.1).")
+@click.option("--port", default=None, help="HTTP port, 0 for any free one (default: $MCP_EDGE_HTTP_PORT or 8765).")
+@click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
+def serve(stdio: bool, http_: bool, unix_path: Path | None, host: str | None, port: str | None, quiet: bool) -> None:
+    """Load the plugins and serve MCP: Streamable HTTP on 127.0.0.1 unless told otherwise."""
+    from mcp_edge.cli import run_serve
+
+    run_serve(stdio=stdio, http=http_, unix_path=unix_path, host=host, port=port, quiet=quiet)
+
+
+@cli.group()
+def plugins() -> None:
+    """The plugins this box would run."""
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the plugins as JSON.")
+@click.option("--plugin-dir", "plugin_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="Search this folder instead of $MCP_EDGE_PLUGIN_DIRS and the board's (repeatable).")
+@click.option("--no-entry-points", is_flag=True, help="Leave out plugins installed as distributions.")
+@click.option("--no-init", is_flag=True, help="Load the plugins but do not initialize them.")
+def plugins_list(as_json: bool, plugin_dirs: tuple[Path, ...], no_entry_points: bool, no_init: bool) -> None:
+    """Discover, load and start the plugins, then show each one's state, reason and times."""
+    try:
+        from mcp_edge.plugin.cli import list_plugins, render_plugins
+
+        rows = list_plugins(list(plugin_dirs) or None, entry_points=not no_entry_points, init=not no_init)
+    except McpEdgeError as exc:
+        _fail(exc)
+    click.echo(json.dumps(rows, indent=2) if as_json else render_plugins(rows))

@@ -1,0 +1,34 @@
+"""``mcp-edge serve`` options parsed without click, and what falls back to click."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mcp_edge.cli import parse_serve
+
+
+def test_defaults() -> None:
+    assert parse_serve([]) == {"stdio": False, "http": False, "unix_path": None, "host": None, "port": None,
+                               "quiet": False}
+
+
+@pytest.mark.parametrize(("args", "want"), [
+    (["--stdio"], {"stdio": True}),
+    (["--stdio", "-q"], {"stdio": True, "quiet": True}),
+    (["--http", "--host", "0.0.0.0", "--port=0", "--quiet"], {"http": True, "host": "0.0.0.0", "port": "0",
+                                                              "quiet": True}),
+    (["--unix", "/run/x.sock"], {"unix_path": Path("/run/x.sock")}),
+    (["--stdio", "--http"], {"stdio": True, "http": True}),  # run_serve refuses the pair, with its message
+])
+def test_parsed(args: list[str], want: dict[str, object]) -> None:
+    got = parse_serve(args)
+    assert got is not None
+    assert {k: v for k, v in got.items() if v not in (None, False)} == want
+
+
+@pytest.mark.parametrize("args", [["--help"], ["-h"], ["--stdoi"], ["--port"], ["--port", "--stdio"],
+                                  ["--stdio", "--stdio"], ["--stdio=1"], ["extra"]])
+def test_left_to_click(args: list[str]) -> None:
+    assert parse_serve(args) is None
