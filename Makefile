@@ -9,7 +9,7 @@ STAMP := $(VENV)/.mcp-edge-installed
 # path; libisal2 and fio: peers of the CRC32C and I/O benches).
 DEBS := gcc make pkg-config python3-venv liburing-dev libnuma-dev libisal2 fio
 
-.PHONY: all setup deps build run test lint pytest bench test-aarch64 clean
+.PHONY: all setup deps build run test lint pytest bench test-aarch64 conformance clean
 
 all: setup
 
@@ -46,6 +46,9 @@ test: lint pytest
 bench: setup
 	@mkdir -p perf-results
 	$(VENV)/bin/mcp-edge perf run --json perf-results/latest.json
+
+conformance: setup
+	bash tools/conformance.sh
 
 test-aarch64: setup
 	PYTHON=$(PY) bash tools/aarch64/test.sh

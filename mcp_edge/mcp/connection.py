@@ -31,7 +31,7 @@ import msgspec
 
 from mcp_edge.mcp import jsonrpc
 from mcp_edge.mcp.jsonrpc import RequestId
-from mcp_edge.mcp.versions import HANDSHAKE_VERSIONS, STATELESS_VERSIONS, negotiate
+from mcp_edge.mcp.versions import STATELESS_VERSIONS, negotiate
 
 __all__ = [
     "DEFAULT_MAX_FRAME",

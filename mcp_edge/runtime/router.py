@@ -329,6 +329,10 @@ class Router:
                 responses = req.params.get("inputResponses", None)
                 if "inputResponses" in req.params and not isinstance(responses, dict):
                     raise ProtocolError(jsonrpc.INVALID_PARAMS, "inputResponses must be an object")
+                bad = [key for key, value in (responses or {}).items() if not isinstance(value, dict)]
+                if bad:  # each answer is an ElicitResult, CreateMessageResult or ListRootsResult object
+                    raise ProtocolError(jsonrpc.INVALID_PARAMS,
+                                        f"inputResponses.{bad[0]} must be an object (the client's result)")
                 rctx.input_responses = responses
                 rctx.request_state = self._open_state(req)
             result = await method(req, session, rctx)
