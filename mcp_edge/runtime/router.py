@@ -53,6 +53,7 @@ _CACHEABLE = frozenset(
     {"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read", "server/discover"}
 )
 _MRTR_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
+_MAX_INPUT_ROUNDS = 8
 
 
 @dataclass(eq=False)
@@ -336,6 +337,20 @@ class Router:
                 rctx.input_responses = responses
                 rctx.request_state = self._open_state(req)
             result = await method(req, session, rctx)
+            rounds = 0
+            while isinstance(result, InputRequired) and not req.stateless:
+                # Handshake era: ask the client with server-to-client requests, then run the handler again
+                # with the answers, so a plugin written for input-required rounds works in both eras.
+                rounds += 1
+                if rounds > _MAX_INPUT_ROUNDS:
+                    raise ProtocolError(jsonrpc.INTERNAL_ERROR, f"{req.method}: still asking for input after "
+                                                                f"{_MAX_INPUT_ROUNDS} rounds")
+                answers = {}
+                for key, ask in (result.inputRequests or {}).items():
+                    answers[key] = await rctx.send_request(str(ask.get("method")), dict(ask.get("params") or {}))
+                rctx.input_responses = answers
+                rctx.request_state = result.requestState
+                result = await method(req, session, rctx)
         except ProtocolError as exc:
             return jsonrpc.error(req.id, exc.code, exc.message, exc.data)
         except ResourceNotFoundError as exc:
