@@ -25,8 +25,6 @@ from mcp_edge.runtime.router import Router, Session
 from mcp_edge.runtime.settings import Settings
 
 if TYPE_CHECKING:
-    from mcp_edge.board import Board
-    from mcp_edge.io import Engine
     from mcp_edge.plugin import Registry
     from mcp_edge.plugin.types import ToolResult
 
@@ -51,47 +49,6 @@ class Server:
         return ConfiguredServer(settings or Settings.load())
 
 
-class _Context:
-    """PluginContext given to each plugin at initialize."""
-
-    def __init__(self, plugin_id: str, settings: Settings, router_ref: list[Router]) -> None:
-        self._id = plugin_id
-        self._settings = settings
-        self._router_ref = router_ref
-        self._logger = logging.getLogger(f"mcp_edge.plugin.{plugin_id}")
-
-    @property
-    def plugin_id(self) -> str:
-        return self._id
-
-    @property
-    def board(self) -> Board:
-        return self._settings.board
-
-    @property
-    def data_dir(self) -> Path:
-        path = self._settings.data_dir / "plugin-data" / self._id
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    @property
-    def logger(self) -> logging.Logger:
-        return self._logger
-
-    def engine(self) -> Engine:
-        from mcp_edge.io import get_engine
-
-        return get_engine()
-
-    async def notify_resource_updated(self, uri: str) -> None:
-        if self._router_ref:
-            await self._router_ref[0].resource_updated(uri)
-
-    async def notify_list_changed(self, kind: str) -> None:
-        if self._router_ref:
-            await self._router_ref[0].list_changed(kind)
-
-
 @final
 class ConfiguredServer:
     """Configured, not started: plugins are discovered but not loaded."""
@@ -110,17 +67,30 @@ class ConfiguredServer:
         if self._used:
             raise ServerStateError("this ConfiguredServer was already started")
         self._used = True
-        from mcp_edge.plugin import Registry
+        from mcp_edge.plugin import DefaultPluginContext, Registry
 
         s = self._settings
         router_ref: list[Router] = []
+
+        async def resource_updated(uri: str) -> None:
+            if router_ref:
+                await router_ref[0].resource_updated(uri)
+
+        async def list_changed(kind: str) -> None:
+            if router_ref:
+                await router_ref[0].list_changed(kind)
+
+        def context(plugin_id: str) -> DefaultPluginContext:
+            return DefaultPluginContext(plugin_id, board=s.board, data_root=s.data_dir,
+                                        on_resource_updated=resource_updated, on_list_changed=list_changed)
+
         registry = Registry(
             list(s.plugin_dirs),
             entry_points=s.entry_points,
             config=s.plugin_config,
             enabled=s.enabled_plugins,
             disabled=s.disabled_plugins,
-            context_factory=lambda pid: _Context(pid, s, router_ref),
+            context_factory=context,
         )
         registry.discover()
         await registry.start()
