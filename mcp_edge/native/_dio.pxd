@@ -2,11 +2,15 @@
 from posix.uio cimport iovec
 
 
-cdef class AlignedBuffer:
+cdef class _Memory:
     cdef void *_ptr
     cdef Py_ssize_t _size
-    cdef size_t _align
     cdef int _exports
+    cdef int _usable(self) except -1
+
+
+cdef class AlignedBuffer(_Memory):
+    cdef size_t _align
 
 
 cdef class BufferPool:
@@ -21,9 +25,6 @@ cdef class BufferPool:
     cdef int fill_iovecs(self, iovec *out) except -1
 
 
-cdef class PoolBuffer:
+cdef class PoolBuffer(_Memory):
     cdef BufferPool _pool
     cdef Py_ssize_t _index
-    cdef void *_ptr
-    cdef Py_ssize_t _size
-    cdef int _exports

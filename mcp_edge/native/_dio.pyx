@@ -31,7 +31,33 @@ cdef size_t _checked_align(object align) except 0:
     return a
 
 
-cdef class AlignedBuffer:
+cdef class _Memory:
+    """Memory exposed through the writable buffer protocol; subclasses say whether it is still there."""
+
+    cdef int _usable(self) except -1:
+        return 0
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        self._usable()
+        PyBuffer_FillInfo(view, self, self._ptr, self._size, 0, flags)
+        self._exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self._exports -= 1
+
+    def __len__(self):
+        return self._size
+
+    @property
+    def size(self):
+        return self._size
+
+    @property
+    def address(self):
+        return <size_t>self._ptr
+
+
+cdef class AlignedBuffer(_Memory):
     """AlignedBuffer(size, align=None)
 
     int me_dio_alloc(void **out, size_t size, size_t align)
@@ -53,29 +79,14 @@ cdef class AlignedBuffer:
             me_dio_free(self._ptr)
             self._ptr = NULL
 
-    def __getbuffer__(self, Py_buffer *view, int flags):
+    cdef int _usable(self) except -1:
         if self._ptr == NULL:
             raise ValueError("buffer is closed")
-        PyBuffer_FillInfo(view, self, self._ptr, self._size, 0, flags)
-        self._exports += 1
-
-    def __releasebuffer__(self, Py_buffer *view):
-        self._exports -= 1
-
-    def __len__(self):
-        return self._size
-
-    @property
-    def size(self):
-        return self._size
+        return 0
 
     @property
     def align(self):
         return self._align
-
-    @property
-    def address(self):
-        return <size_t>self._ptr
 
     def close(self):
         """Free the memory now; BufferError while a memoryview of it is alive."""
@@ -86,32 +97,17 @@ cdef class AlignedBuffer:
             self._ptr = NULL
 
 
-cdef class PoolBuffer:
+cdef class PoolBuffer(_Memory):
     """One fixed-size buffer of a BufferPool; ``index`` is its registered-buffer index."""
 
-    def __getbuffer__(self, Py_buffer *view, int flags):
+    cdef int _usable(self) except -1:
         if self._pool is None or self._pool._base == NULL:
             raise ValueError("the pool of this buffer is closed")
-        PyBuffer_FillInfo(view, self, self._ptr, self._size, 0, flags)
-        self._exports += 1
-
-    def __releasebuffer__(self, Py_buffer *view):
-        self._exports -= 1
-
-    def __len__(self):
-        return self._size
+        return 0
 
     @property
     def index(self):
         return self._index
-
-    @property
-    def size(self):
-        return self._size
-
-    @property
-    def address(self):
-        return <size_t>self._ptr
 
     def release(self):
         """Give the buffer back to its pool."""
