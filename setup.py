@@ -43,6 +43,7 @@ EXTENSIONS: dict[str, tuple[str, list[str], list[str], list[str]]] = {
         [],
     ),
     "mcp_edge.native._dio": ("mcp_edge/native/_dio.pyx", ["csrc/dio/dio.c"], [], []),
+    "mcp_edge.native._sys": ("mcp_edge/native/_sys.pyx", ["csrc/sys/sys.c"], [], []),
     "mcp_edge.native._uring": ("mcp_edge/native/_uring.pyx", ["csrc/uring/uring.c"], [], ["liburing"]),
 }
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
 import stat
@@ -23,13 +22,11 @@ from mcp_edge.transport.stream import StreamSession
 
 __all__ = ["claim_stdout", "serve_stdio"]
 
-_PR_SET_PDEATHSIG = 1
-
-
 def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    from mcp_edge.native._sys import set_parent_death_signal
+
+    with contextlib.suppress(OSError):
+        set_parent_death_signal(signal.SIGTERM)
 
 
 async def _watch_parent(parent: int, stop: asyncio.Event) -> None:

@@ -85,3 +85,4 @@ def test_level_this_cpu_lacks_is_an_import_error() -> None:
     out = run_with_isa(lacking, "import mcp_edge.native")
     assert out.returncode != 0
     assert f"cannot run ISA level '{lacking}'; it runs " + ", ".join(cpu.levels()) in out.stderr
+

@@ -1,0 +1,1 @@
+# _sys has no C-level API of its own; wrappers cimport includes/me_sys.pxd.
