@@ -37,7 +37,6 @@ import base64
 import contextlib
 import logging
 import os
-import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -59,6 +58,7 @@ from mcp_edge.mcp.connection import (
 from mcp_edge.mcp.versions import HANDSHAKE_VERSIONS, STATELESS_VERSIONS
 from mcp_edge.runtime.router import Router, Session
 from mcp_edge.runtime.settings import Settings
+from mcp_edge.transport.signals import stop_on_signals
 
 if TYPE_CHECKING:
     from mcp_edge.transport.http_wire import Early, Exchange, HttpConnection, HttpRequest
@@ -625,12 +625,6 @@ async def serve_http(
         on_ready(url)
 
     stop = asyncio.Event()
-    signals: list[signal.Signals] = []
-    if handle_signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-                signals.append(sig)
 
     async def sweeper() -> None:
         interval = _sweep_interval(settings)
@@ -640,10 +634,9 @@ async def serve_http(
 
     sweeping = asyncio.create_task(sweeper())
     try:
-        await stop.wait()
+        with stop_on_signals(stop, handle_signals):
+            await stop.wait()
     finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
         sweeping.cancel()
         server.close()
         app.shutdown()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from mcp_edge.runtime.router import Router
 from mcp_edge.runtime.settings import Settings
+from mcp_edge.transport.signals import stop_on_signals
 from mcp_edge.transport.stream import StreamSession
 
 __all__ = ["claim_stdout", "serve_stdio"]
@@ -91,20 +92,17 @@ async def serve_stdio(router: Router, settings: Settings) -> None:
 
     stream = StreamSession(router, write, settings.max_frame)
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     _die_with_parent()
     reading = asyncio.create_task(stream.run(reader))
     stopping = asyncio.create_task(stop.wait())
     watching = asyncio.create_task(_watch_parent(os.getppid(), stop))
     try:
-        await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        with stop_on_signals(stop):
+            await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in (reading, stopping, watching, feeding):
             if task is not None:
                 task.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         stream.close()
         if w_transport is not None:
             w_transport.close()

@@ -14,7 +14,6 @@ import contextlib
 import errno
 import logging
 import os
-import signal
 import socket
 import stat
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import Final
 from mcp_edge.errors import ConfigError
 from mcp_edge.runtime.router import Router
 from mcp_edge.runtime.settings import Settings
+from mcp_edge.transport.signals import stop_on_signals
 from mcp_edge.transport.stream import StreamSession
 
 __all__ = ["serve_unix"]
@@ -81,7 +81,6 @@ async def serve_unix(
     handle_signals: bool = True,
 ) -> None:
     """Serve newline-delimited JSON-RPC on a unix socket at ``path`` until cancelled or signalled."""
-    loop = asyncio.get_running_loop()
     path = Path(path)
     _claim(path)
     sessions: set[StreamSession] = set()
@@ -114,17 +113,10 @@ async def serve_unix(
         on_ready(str(path))
 
     stop = asyncio.Event()
-    signals: list[signal.Signals] = []
-    if handle_signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-                signals.append(sig)
     try:
-        await stop.wait()
+        with stop_on_signals(stop, handle_signals):
+            await stop.wait()
     finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
         server.close()
         for task in list(tasks):
             task.cancel()
