@@ -403,13 +403,19 @@ class Router:
     async def _tools_list(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
         return self._list(req, "tools", self.registry.tools())
 
-    async def _tools_call(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
+    @staticmethod
+    def _named_call(req: Request) -> tuple[str, dict[str, Any] | None]:
+        """params.name and params.arguments of tools/call and prompts/get, checked."""
         name = req.params.get("name")
         if not isinstance(name, str):
-            raise McpError(jsonrpc.INVALID_PARAMS, "tools/call needs params.name (a string)")
+            raise McpError(jsonrpc.INVALID_PARAMS, f"{req.method} needs params.name (a string)")
         args = req.params.get("arguments")
         if args is not None and not isinstance(args, dict):
             raise McpError(jsonrpc.INVALID_PARAMS, "params.arguments must be an object")
+        return name, args
+
+    async def _tools_call(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
+        name, args = self._named_call(req)
         return await self.registry.call_tool(name, args, rctx)
 
     async def _resources_list(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
@@ -443,12 +449,7 @@ class Router:
         return self._list(req, "prompts", self.registry.prompts())
 
     async def _prompts_get(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
-        name = req.params.get("name")
-        if not isinstance(name, str):
-            raise McpError(jsonrpc.INVALID_PARAMS, "prompts/get needs params.name (a string)")
-        args = req.params.get("arguments")
-        if args is not None and not isinstance(args, dict):
-            raise McpError(jsonrpc.INVALID_PARAMS, "params.arguments must be an object")
+        name, args = self._named_call(req)
         return await self.registry.get_prompt(name, args, rctx)
 
     async def _complete(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
