@@ -6,8 +6,6 @@ capability: a fallback is reported, not hidden.
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import mmap
 import os
 import platform
@@ -18,7 +16,6 @@ from typing import Any
 __all__ = ["DATA_DIR_ENV", "collect", "probe_hugepages", "probe_io_uring", "probe_numa", "probe_odirect", "render"]
 
 DATA_DIR_ENV = "MCP_EDGE_DATA_DIR"
-_NR_IO_URING_SETUP = {"x86_64": 425, "aarch64": 425}
 
 
 def _read(path: str) -> str | None:
@@ -39,36 +36,17 @@ def cpu_model() -> str:
 
 
 def probe_io_uring() -> dict[str, Any]:
-    """Whether io_uring_setup() works here, and why not when it does not."""
+    """Whether an io_uring ring can be set up here, and why not when it cannot."""
+    from mcp_edge.io.engines import uring_unavailable_reason
+
     disabled = _read("/proc/sys/kernel/io_uring_disabled")
-    nr = _NR_IO_URING_SETUP.get(platform.machine())
-    if nr is None:
-        return {"available": False, "reason": f"unknown syscall number on {platform.machine()}"}
-    libc = ctypes.CDLL(None, use_errno=True)
-    params = ctypes.create_string_buffer(120)  # struct io_uring_params
-    fd = libc.syscall(ctypes.c_long(nr), ctypes.c_uint(4), params)
-    if fd >= 0:
-        os.close(fd)
-        return {"available": True, "reason": "io_uring_setup works", "io_uring_disabled": disabled}
-    err = ctypes.get_errno()
-    why = {
-        errno.ENOSYS: "the kernel has no io_uring (ENOSYS)",
-        errno.EPERM: "io_uring is forbidden here (EPERM: kernel.io_uring_disabled or a seccomp filter)",
-    }.get(err, f"io_uring_setup failed: {os.strerror(err)}")
-    return {"available": False, "reason": why, "io_uring_disabled": disabled}
+    try:
+        from mcp_edge.native._uring import Ring
 
-
-def _fs_type(path: Path) -> str:
-    best, fstype = "", "unknown"
-    for line in (_read("/proc/self/mountinfo") or "").splitlines():
-        left, _, right = line.partition(" - ")
-        fields = left.split()
-        if len(fields) < 5 or not right:
-            continue
-        mount = fields[4].replace("\\040", " ")
-        if (str(path) == mount or str(path).startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best):
-            best, fstype = mount, right.split()[0]
-    return fstype
+        Ring(4).close()
+    except (OSError, ImportError) as exc:
+        return {"available": False, "reason": uring_unavailable_reason(exc), "io_uring_disabled": disabled}
+    return {"available": True, "reason": "io_uring_setup works", "io_uring_disabled": disabled}
 
 
 def probe_odirect(data_dir: Path) -> dict[str, Any]:
@@ -76,7 +54,10 @@ def probe_odirect(data_dir: Path) -> dict[str, Any]:
     probe_dir = data_dir
     while not probe_dir.is_dir() and probe_dir != probe_dir.parent:
         probe_dir = probe_dir.parent
-    result: dict[str, Any] = {"data_dir": str(data_dir), "probed": str(probe_dir), "fs": _fs_type(probe_dir.resolve())}
+    from mcp_edge.io.alignment import mount_of
+
+    fs = mount_of(os.stat(probe_dir).st_dev)[1]
+    result: dict[str, Any] = {"data_dir": str(data_dir), "probed": str(probe_dir), "fs": fs}
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_DIRECT", 0)
     try:
         fd_tmp, name = tempfile.mkstemp(prefix=".mcp-edge-odirect-", dir=probe_dir)
