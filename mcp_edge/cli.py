@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mcp_edge.errors import McpEdgeError
 
 if TYPE_CHECKING:
-    from mcp_edge.runtime.settings import Settings
+    from mcp_edge.board.settings import Settings
 
 __all__ = ["main", "parse_serve", "run_serve"]
 
@@ -26,11 +26,17 @@ _VALUES = {"--unix": "unix_path", "--host": "host", "--port": "port"}
 def parse_serve(args: list[str]) -> dict[str, Any] | None:
     """The options of ``serve ARGS``, or None when click should handle them (help, unknown or repeated options)."""
     out: dict[str, Any] = {"stdio": False, "http": False, "unix_path": None, "host": None, "port": None,
-                           "quiet": False}
+                           "quiet": False, "sets": []}
     seen: set[str] = set()
     it = iter(args)
     for arg in it:
         name, eq, value = arg.partition("=")
+        if name == "--set":
+            given = value if eq else next(it, None)
+            if given is None or "=" not in given:
+                return None
+            out["sets"].append(given)
+            continue
         if name in _FLAGS and not eq:
             key = _FLAGS[name]
             out[key] = True
@@ -60,14 +66,13 @@ def _fail(exc: Exception) -> None:
     sys.exit(2)
 
 
-def _without_ssl() -> None:
+def _without_ssl(keep_tls: bool) -> None:
     """Import asyncio without ``ssl``: it loads OpenSSL (about 4.5 MiB of RSS and 6 ms) that a server without
     TLS never uses. asyncio keeps ``ssl = None`` (no TLS transports); ``ssl`` itself stays importable for plugins.
-    ``MCP_EDGE_ASYNCIO_TLS=1`` keeps asyncio's TLS, for plugins that open TLS connections through it.
+    ``Settings.asyncio_tls`` (``MCP_EDGE_ASYNCIO_TLS=1``) keeps asyncio's TLS, for plugins that open TLS
+    connections through it.
     """
-    import os
-
-    if "asyncio" in sys.modules or "ssl" in sys.modules or os.environ.get("MCP_EDGE_ASYNCIO_TLS") == "1":
+    if "asyncio" in sys.modules or "ssl" in sys.modules or keep_tls:
         return
     sys.modules["ssl"] = None  # type: ignore[assignment]
     try:
@@ -77,7 +82,7 @@ def _without_ssl() -> None:
 
 
 def run_serve(*, stdio: bool, http: bool, unix_path: Path | None, host: str | None, port: str | None,
-              quiet: bool) -> None:
+              quiet: bool, sets: list[str] | None = None) -> None:
     """``mcp-edge serve``: load the plugins and serve MCP (Streamable HTTP on 127.0.0.1 unless told otherwise)."""
     import logging
 
@@ -87,10 +92,17 @@ def run_serve(*, stdio: bool, http: bool, unix_path: Path | None, host: str | No
     mode = modes[0][2:] if modes else "http"
     if mode != "http" and (host is not None or port is not None):
         _fail(ValueError("--host and --port apply to --http only"))
-    _without_ssl()
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
                         format="mcp-edge: %(levelname)s %(name)s: %(message)s")
+    from mcp_edge.board.settings import parse_value
+
     overrides: dict[str, Any] = {}
+    try:
+        for item in sets or ():
+            key, _, value = item.partition("=")
+            overrides[key.strip()] = parse_value(key.strip(), value, f"--set {item}")
+    except McpEdgeError as exc:
+        _fail(exc)
     if host is not None:
         overrides["http_host"] = host
     if port is not None:
@@ -102,13 +114,15 @@ def run_serve(*, stdio: bool, http: bool, unix_path: Path | None, host: str | No
 
         claim_stdout()  # before any plugin loads: nothing but protocol reaches stdout
     try:
-        import asyncio
-
-        from mcp_edge.runtime.settings import Settings
-        from mcp_edge.transport.spin import loop_factory
+        from mcp_edge.board.settings import Settings
 
         settings = Settings.load(**overrides)
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        _without_ssl(settings.asyncio_tls)
+        import asyncio
+
+        from mcp_edge.transport.spin import loop_factory
+
+        with asyncio.Runner(loop_factory=loop_factory(settings.spin_us)) as runner:
             runner.run(_serve(settings, mode, unix_path, quiet))
     except McpEdgeError as exc:
         _fail(exc)
@@ -156,7 +170,7 @@ def _plugins_line(status: object) -> str:
         state = entry.get("state")
         text = f"{name} {version}" if version else name
         if state not in (None, "active", "running", "started"):
-            text += f" ({state}{': ' + str(entry['error']) if entry.get('error') else ''})"
+            text += f" ({state}{': ' + str(entry['reason']) if entry.get('reason') else ''})"
         parts.append(text)
     return ", ".join(parts) or "none"
 

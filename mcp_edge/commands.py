@@ -76,11 +76,14 @@ def perf_run(only: str | None, quick: bool, json_path: Path, bench_dir: Path | N
 @click.option("--host", default=None, help="HTTP address to bind (default: $MCP_EDGE_HTTP_HOST or 127.0.0.1).")
 @click.option("--port", default=None, help="HTTP port, 0 for any free one (default: $MCP_EDGE_HTTP_PORT or 8765).")
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
-def serve(stdio: bool, http_: bool, unix_path: Path | None, host: str | None, port: str | None, quiet: bool) -> None:
+@click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
+              help="Override one setting (repeatable); `mcp-edge doctor` lists them all.")
+def serve(stdio: bool, http_: bool, unix_path: Path | None, host: str | None, port: str | None, quiet: bool,
+          sets: tuple[str, ...]) -> None:
     """Load the plugins and serve MCP: Streamable HTTP on 127.0.0.1 unless told otherwise."""
     from mcp_edge.cli import run_serve
 
-    run_serve(stdio=stdio, http=http_, unix_path=unix_path, host=host, port=port, quiet=quiet)
+    run_serve(stdio=stdio, http=http_, unix_path=unix_path, host=host, port=port, quiet=quiet, sets=list(sets))
 
 
 @cli.group()

@@ -6,6 +6,7 @@ capability: a fallback is reported, not hidden.
 
 from __future__ import annotations
 
+import dataclasses
 import mmap
 import os
 import platform
@@ -13,9 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DATA_DIR_ENV", "collect", "probe_hugepages", "probe_io_uring", "probe_numa", "probe_odirect", "render"]
-
-DATA_DIR_ENV = "MCP_EDGE_DATA_DIR"
+__all__ = ["collect", "probe_hugepages", "probe_io_uring", "probe_numa", "probe_odirect", "render"]
 
 
 def _read(path: str) -> str | None:
@@ -111,13 +110,14 @@ def probe_numa() -> dict[str, Any]:
 
 def collect(data_dir: Path | None = None) -> dict[str, Any]:
     """Every probe, as one JSON-able dict."""
-    from mcp_edge.board import detect
+    from mcp_edge.board import Settings
     from mcp_edge.io.engines import probe_storage
     from mcp_edge.native import cpu
     from mcp_edge.native._crc import kernel_level
 
-    board = detect()
-    data_dir = data_dir or Path(os.environ.get(DATA_DIR_ENV) or board.data_dir)
+    settings = Settings.load()
+    board = settings.board
+    data_dir = data_dir or settings.data_dir
     return {
         "arch": platform.machine(),
         "kernel": platform.release(),
@@ -136,7 +136,27 @@ def collect(data_dir: Path | None = None) -> dict[str, Any]:
         "hugepages": probe_hugepages(),
         "numa": probe_numa(),
         "io": probe_storage(data_dir),
+        "settings": _settings_report(settings),
     }
+
+
+def _settings_report(settings: Any) -> list[dict[str, Any]]:
+    """Every setting with its value, default, section, environment variable and meaning."""
+    from mcp_edge.board.settings import Settings
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    out = []
+    for info, value in settings.limits():
+        if info.name == "environ":
+            continue
+        shown = sorted(value) if isinstance(value, frozenset) else value
+        shown = [str(v) for v in shown] if isinstance(shown, (tuple, list)) else shown
+        default = defaults.get(info.name)
+        out.append({"name": info.name, "section": info.section, "value": str(shown) if isinstance(shown, Path)
+                    else shown, "default": None if default is dataclasses.MISSING else str(default)
+                    if isinstance(default, Path) else default if not isinstance(default, (tuple, frozenset))
+                    else sorted(str(d) for d in default), "env": info.env, "doc": info.doc})
+    return out
 
 
 def _yes(flag: bool) -> str:
@@ -186,4 +206,13 @@ def render(report: dict[str, Any]) -> str:
     ]
     if "io" in report:
         lines += _render_io(report["io"])
+    if "settings" in report:
+        lines.append("  settings     (profile [settings], then MCP_EDGE_<NAME>, then serve --set NAME=VALUE)")
+        section = None
+        for row in report["settings"]:
+            if row["section"] != section:
+                section = row["section"]
+                lines.append(f"    [{section}]")
+            mark = "" if row["value"] == row["default"] else "  (changed)"
+            lines.append(f"      {row['name']:<20} {row['value']!s:<24}{mark}")
     return "\n".join(lines)

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
 
 from mcp_edge import __version__
+from mcp_edge.board.settings import Settings
 from mcp_edge.errors import McpEdgeError
 from mcp_edge.mcp.connection import Request, ServerConnection, ServerInfo
 from mcp_edge.runtime.router import Router, Session
-from mcp_edge.runtime.settings import Settings
 
 if TYPE_CHECKING:
     from mcp_edge.plugin import Registry
@@ -81,7 +81,7 @@ class ConfiguredServer:
                 await router_ref[0].list_changed(kind)
 
         def context(plugin_id: str) -> DefaultPluginContext:
-            return DefaultPluginContext(plugin_id, board=s.board, data_root=s.data_dir,
+            return DefaultPluginContext(plugin_id, settings=s,
                                         on_resource_updated=resource_updated, on_list_changed=list_changed)
 
         registry = Registry(
@@ -91,6 +91,7 @@ class ConfiguredServer:
             enabled=s.enabled_plugins,
             disabled=s.disabled_plugins,
             context_factory=context,
+            environ=s.environ,
         )
         registry.discover()
         await registry.start()
@@ -101,7 +102,7 @@ class ConfiguredServer:
             title="mcp_edge",
             instructions=s.instructions,
         )
-        router = Router(registry, info, s.page_size)
+        router = Router(registry, info, s)
         router_ref.append(router)
         return RunningServer(s, registry, router)
 

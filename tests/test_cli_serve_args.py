@@ -11,7 +11,7 @@ from mcp_edge.cli import parse_serve
 
 def test_defaults() -> None:
     assert parse_serve([]) == {"stdio": False, "http": False, "unix_path": None, "host": None, "port": None,
-                               "quiet": False}
+                               "quiet": False, "sets": []}
 
 
 @pytest.mark.parametrize(("args", "want"), [
@@ -25,7 +25,13 @@ def test_defaults() -> None:
 def test_parsed(args: list[str], want: dict[str, object]) -> None:
     got = parse_serve(args)
     assert got is not None
-    assert {k: v for k, v in got.items() if v not in (None, False)} == want
+    assert {k: v for k, v in got.items() if v not in (None, False, [])} == want
+
+
+def test_set_is_repeatable() -> None:
+    got = parse_serve(["--stdio", "--set", "max_inflight=8", "--set=drain_timeout_s=0.5"])
+    assert got is not None and got["sets"] == ["max_inflight=8", "drain_timeout_s=0.5"]
+    assert parse_serve(["--set", "novalue"]) is None  # click explains FIELD=VALUE
 
 
 @pytest.mark.parametrize("args", [["--help"], ["-h"], ["--stdoi"], ["--port"], ["--port", "--stdio"],

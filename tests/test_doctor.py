@@ -93,7 +93,7 @@ def test_doctor_shows_the_storage_engine_alignment_and_pages() -> None:
 def test_doctor_bad_io_engine_is_exit_2() -> None:
     out = mcp_edge("doctor", MCP_EDGE_IO="spdk")
     assert out.returncode == 2
-    assert out.stderr.startswith("mcp-edge: MCP_EDGE_IO=spdk: unknown I/O engine")
+    assert out.stderr.startswith("mcp-edge: MCP_EDGE_IO: setting io_engine must be one of uring, threads, auto")
     assert "Traceback" not in out.stderr
 
 

@@ -32,8 +32,10 @@ import os
 import platform
 import sys
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mcp_edge.errors import ConfigError
 
@@ -47,6 +49,14 @@ DEFAULT_PLUGIN_DIRS = (
     "{data_dir}/plugins",
 )
 _CHECKOUT = Path(__file__).resolve().parents[2]
+# The tables of a profile and the keys each may hold ([settings] and [plugins] are checked by board.settings).
+_KEYS: dict[str, tuple[str, ...]] = {
+    "board": ("id", "description"),
+    "match": ("arch", "model", "priority"),
+    "paths": ("data_dir", "plugin_dirs"),
+    "settings": (),
+    "plugins": (),
+}
 _MODEL_FILES = ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model", "/sys/class/dmi/id/product_name")
 
 
@@ -62,6 +72,8 @@ class Board:
     data_dir: Path
     path: Path
     plugin_dirs: tuple[Path, ...] = ()
+    settings: Mapping[str, Any] = field(default_factory=dict)  # the [settings] table, checked by board.settings
+    plugins: Mapping[str, Any] = field(default_factory=dict)  # the [plugins] table
 
     def matches(self, arch: str, model: str) -> bool:
         """True when this profile fits a box of ``arch`` whose model string is ``model``."""
@@ -95,11 +107,20 @@ def load(path: Path) -> Board:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read board profile: {exc}") from None
+    unknown = sorted(set(data) - set(_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown table [{unknown[0]}] (known: {', '.join(f'[{k}]' for k in _KEYS)})")
     board = data.get("board", {})
     match = data.get("match", {})
     paths = data.get("paths", {})
-    if not all(isinstance(t, dict) for t in (board, match, paths)):
-        raise ConfigError(f"{path}: [board], [match] and [paths] must be tables")
+    settings = data.get("settings", {})
+    plugins = data.get("plugins", {})
+    if not all(isinstance(t, dict) for t in (board, match, paths, settings, plugins)):
+        raise ConfigError(f"{path}: [board], [match], [paths], [settings] and [plugins] must be tables")
+    for name, table in (("board", board), ("match", match), ("paths", paths)):
+        extra = sorted(set(table) - set(_KEYS[name]))
+        if extra:
+            raise ConfigError(f"{path}: unknown key '{extra[0]}' in [{name}] (known: {', '.join(_KEYS[name])})")
     models = match.get("model", [])
     if isinstance(models, str):
         models = [models]
@@ -118,6 +139,8 @@ def load(path: Path) -> Board:
         data_dir=data_dir,
         path=path,
         plugin_dirs=tuple(_expand_dir(d, data_dir, path) for d in dirs),
+        settings=settings,
+        plugins=plugins,
     )
 
 

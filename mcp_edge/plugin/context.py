@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from mcp_edge.plugin.types import LogLevel
 
 if TYPE_CHECKING:
-    from mcp_edge.board import Board
+    from mcp_edge.board import Board, Settings
     from mcp_edge.io import Engine
 
 __all__ = ["PluginContext", "RequestContext"]
@@ -21,6 +21,10 @@ class PluginContext(Protocol):
 
     @property
     def plugin_id(self) -> str: ...
+    @property
+    def settings(self) -> Settings:
+        """The runtime's settings: the limits a plugin should honour (max_read, max_regex, ...)."""
+        ...
     @property
     def board(self) -> Board: ...
     @property

@@ -7,7 +7,6 @@ Registry uses when none is given, and what tests hand to ``call_tool``.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mcp_edge.plugin.types import LogLevel
 
 if TYPE_CHECKING:
-    from mcp_edge.board import Board
+    from mcp_edge.board import Board, Settings
     from mcp_edge.io import Engine
 
 __all__ = ["DefaultPluginContext", "Notifier", "NullRequestContext"]
@@ -24,7 +23,8 @@ Notifier = Callable[[str], Awaitable[None]]
 
 
 class DefaultPluginContext:
-    """A PluginContext: the detected board, ``<data_dir>/plugins/<id>``, logger ``mcp_edge.plugin.<id>``.
+    """A PluginContext: the runtime's settings (``Settings.load()`` when none are given), the folder
+    ``<data_dir>/plugin-data/<id>``, logger ``mcp_edge.plugin.<id>``.
 
     ``notify_*`` call the given callbacks, or do nothing without them.
     """
@@ -33,13 +33,13 @@ class DefaultPluginContext:
         self,
         plugin_id: str,
         *,
-        board: Board | None = None,
+        settings: Settings | None = None,
         data_root: Path | None = None,
         on_resource_updated: Notifier | None = None,
         on_list_changed: Notifier | None = None,
     ) -> None:
         self._id = plugin_id
-        self._board = board
+        self._settings = settings
         self._data_root = data_root
         self._data_dir: Path | None = None
         self._logger = logging.getLogger(f"mcp_edge.plugin.{plugin_id}")
@@ -51,20 +51,21 @@ class DefaultPluginContext:
         return self._id
 
     @property
-    def board(self) -> Board:
-        if self._board is None:
-            from mcp_edge.board import detect
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from mcp_edge.board import Settings
 
-            self._board = detect()
-        return self._board
+            self._settings = Settings.load()
+        return self._settings
+
+    @property
+    def board(self) -> Board:
+        return self.settings.board
 
     @property
     def data_dir(self) -> Path:
         if self._data_dir is None:
-            root = self._data_root
-            if root is None:
-                env = os.environ.get("MCP_EDGE_DATA_DIR")
-                root = Path(env) if env else self.board.data_dir
+            root = self._data_root if self._data_root is not None else self.settings.data_dir
             path = root / "plugin-data" / self._id
             path.mkdir(parents=True, exist_ok=True)
             self._data_dir = path

@@ -21,7 +21,6 @@ import enum
 import importlib
 import importlib.util
 import logging
-import os
 import sys
 import time
 import tomllib
@@ -57,7 +56,7 @@ from mcp_edge.plugin.types import (
 )
 
 if TYPE_CHECKING:
-    from mcp_edge.board import Board
+    from mcp_edge.board import Settings
     from mcp_edge.plugin.context import PluginContext, RequestContext
     from mcp_edge.plugin.defaults import Notifier
     from mcp_edge.plugin.entrypoints import EntryPointInfo
@@ -182,21 +181,20 @@ class PluginRecord:
         }
 
 
-def default_plugin_dirs(board: Board | None = None) -> list[Path]:
-    """``$MCP_EDGE_PLUGIN_DIRS`` (``:``-separated) then the board profile's ``plugin_dirs``.
+def default_plugin_dirs(settings: Settings | None = None) -> list[Path]:
+    """The settings' ``plugin_dirs``: ``$MCP_EDGE_PLUGIN_DIRS`` (``:``-separated) then the board profile's.
 
     A folder named in the variable must exist (ConfigError otherwise); the
     board's are searched when they exist.
     """
-    dirs = [Path(p).expanduser() for p in os.environ.get(PLUGIN_DIRS_ENV, "").split(os.pathsep) if p]
-    for d in dirs:
-        if not d.is_dir():
-            raise ConfigError(f"{PLUGIN_DIRS_ENV}: {d} is not a folder")
-    if board is None:
-        from mcp_edge.board import detect
+    if settings is None:
+        from mcp_edge.board import Settings
 
-        board = detect()
-    return dirs + list(board.plugin_dirs)
+        settings = Settings.load()
+    for d in settings.plugin_dirs:
+        if d not in settings.board.plugin_dirs and not d.is_dir():
+            raise ConfigError(f"{PLUGIN_DIRS_ENV}: {d} is not a folder")
+    return list(settings.plugin_dirs)
 
 
 class _RuntimePlugin(PluginBase):

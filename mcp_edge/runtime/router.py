@@ -35,6 +35,7 @@ from mcp_edge.mcp.versions import STATELESS_VERSIONS
 from mcp_edge.plugin.types import InputRequired
 
 if TYPE_CHECKING:
+    from mcp_edge.board import Settings
     from mcp_edge.io import Engine
     from mcp_edge.plugin import Registry
     from mcp_edge.plugin.types import LogLevel
@@ -217,10 +218,16 @@ def _page(items: Sequence[Any], cursor: object, size: int) -> tuple[list[Any], s
 class Router:
     """Serves the MCP methods of a running server from its plugin registry."""
 
-    def __init__(self, registry: Registry, info: ServerInfo, page_size: int = 100, ttl_ms: int = 0) -> None:
+    def __init__(self, registry: Registry, info: ServerInfo, settings: Settings | None = None,
+                 ttl_ms: int = 0) -> None:
+        if settings is None:
+            from mcp_edge.board import Settings
+
+            settings = Settings.load()
         self.registry = registry
         self.info = info
-        self.page_size = page_size
+        self.settings = settings
+        self.page_size = settings.page_size
         self.ttl_ms = ttl_ms
         self._sessions: set[Session] = set()
         self._listeners: set[_Listener] = set()

@@ -40,6 +40,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from mcp_edge.board.settings import Settings
 from mcp_edge.mcp import jsonrpc
 from mcp_edge.mcp.connection import (
     HEADER_MISMATCH,
@@ -57,7 +58,6 @@ from mcp_edge.mcp.connection import (
 )
 from mcp_edge.mcp.versions import HANDSHAKE_VERSIONS, STATELESS_VERSIONS
 from mcp_edge.runtime.router import Router, Session
-from mcp_edge.runtime.settings import Settings
 from mcp_edge.transport.signals import stop_on_signals
 
 if TYPE_CHECKING:

@@ -3,8 +3,8 @@
 A sequential client waits for each answer and sends the next request tens of microseconds later. If the
 server's loop is asleep in ``epoll_wait`` by then, the request has to wake its CPU, which in a VM costs
 tens of microseconds each way (an idle vCPU halts). So after any activity the selector keeps polling with
-a zero timeout for up to ``MCP_EDGE_SPIN_US`` microseconds (default 100 on a machine with more than one
-CPU, 0 on one CPU, where spinning only delays the client) before it blocks.
+a zero timeout for up to ``Settings.spin_us`` microseconds (default 100 when the process may run on more
+than one CPU, 0 when it is confined to one, where spinning only delays the client) before it blocks.
 """
 
 from __future__ import annotations
@@ -17,15 +17,21 @@ from collections.abc import Callable
 
 __all__ = ["SpinSelector", "loop_factory", "spin_us"]
 
-SPIN_ENV = "MCP_EDGE_SPIN_US"
 
 
-def spin_us() -> int:
-    """Microseconds to poll before sleeping: ``$MCP_EDGE_SPIN_US``, else 100 with several CPUs, else 0."""
-    raw = os.environ.get(SPIN_ENV, "")
-    if raw.isdigit():
-        return int(raw)
-    return 100 if (os.cpu_count() or 1) > 1 else 0
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def spin_us(configured: int = -1) -> int:
+    """Microseconds to poll before sleeping: ``configured`` when >= 0, else 100 with several usable CPUs, else 0."""
+    if configured >= 0:
+        return configured
+    return 100 if _usable_cpus() > 1 else 0
 
 
 class SpinSelector(selectors.EpollSelector):
@@ -48,9 +54,9 @@ class SpinSelector(selectors.EpollSelector):
         return super().select(timeout)
 
 
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def loop_factory(configured: int = -1) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """A factory for ``asyncio.Runner``: a spinning selector loop, or None (asyncio's default) when not spinning."""
-    us = spin_us()
+    us = spin_us(configured)
     if us <= 0:
         return None
 

@@ -16,8 +16,8 @@ import stat
 import sys
 from collections.abc import Callable
 
+from mcp_edge.board.settings import Settings
 from mcp_edge.runtime.router import Router
-from mcp_edge.runtime.settings import Settings
 from mcp_edge.transport.signals import stop_on_signals
 from mcp_edge.transport.stream import StreamSession
 

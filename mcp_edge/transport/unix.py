@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from mcp_edge.board.settings import Settings
 from mcp_edge.errors import ConfigError
 from mcp_edge.runtime.router import Router
-from mcp_edge.runtime.settings import Settings
 from mcp_edge.transport.signals import stop_on_signals
 from mcp_edge.transport.stream import StreamSession
 

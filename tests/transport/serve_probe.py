@@ -18,7 +18,7 @@ def _install_hooks() -> None:
     if "plugin_dirs" in overrides:
         overrides["plugin_dirs"] = tuple(Path(p) for p in overrides["plugin_dirs"])
     if overrides:
-        from mcp_edge.runtime.settings import Settings
+        from mcp_edge.board.settings import Settings
 
         original = Settings.load.__func__  # type: ignore[attr-defined]
 

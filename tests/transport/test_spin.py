@@ -1,4 +1,4 @@
-"""The polling selector behind ``MCP_EDGE_SPIN_US``."""
+"""The polling selector behind ``Settings.spin_us``."""
 
 from __future__ import annotations
 
@@ -11,16 +11,26 @@ import pytest
 from mcp_edge.transport import spin
 
 
-def test_spin_us_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(spin.SPIN_ENV, "0")
-    assert spin.spin_us() == 0 and spin.loop_factory() is None
-    monkeypatch.setenv(spin.SPIN_ENV, "250")
-    assert spin.spin_us() == 250
-    monkeypatch.delenv(spin.SPIN_ENV)
+def test_spin_us_configured_or_by_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert spin.spin_us(0) == 0 and spin.loop_factory(0) is None
+    assert spin.spin_us(250) == 250
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert spin.spin_us() == 0  # the machine has 8 CPUs, but this process may use one
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3})
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
-    assert spin.spin_us() == 0
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
     assert spin.spin_us() > 0
+
+
+def test_pinned_to_one_cpu_does_not_spin() -> None:
+    """A real process pinned to one CPU (taskset-like) picks no spin, whatever the machine's CPU count."""
+    import subprocess
+    import sys
+
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from mcp_edge.transport import spin; print(spin.spin_us(), spin.loop_factory() is None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0", "True"]
 
 
 def test_selector_returns_ready_fds_and_still_blocks() -> None:
@@ -40,9 +50,8 @@ def test_selector_returns_ready_fds_and_still_blocks() -> None:
         os.close(w)
 
 
-def test_loop_runs_coroutines(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(spin.SPIN_ENV, "50")
-    factory = spin.loop_factory()
+def test_loop_runs_coroutines() -> None:
+    factory = spin.loop_factory(50)
     assert factory is not None
 
     async def main() -> int:

@@ -1,5 +1,5 @@
 # expect: "ConfiguredServer" has no attribute "serve_stdio"
-from mcp_edge.runtime.settings import Settings
+from mcp_edge.board.settings import Settings
 from mcp_edge.server import Server
 
 

@@ -1,5 +1,5 @@
 # expect: "RunningServer" has no attribute "start"
-from mcp_edge.runtime.settings import Settings
+from mcp_edge.board.settings import Settings
 from mcp_edge.server import Server
 
 

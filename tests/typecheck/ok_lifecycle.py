@@ -1,5 +1,5 @@
 # mypy accepts: the lifecycle used in order.
-from mcp_edge.runtime.settings import Settings
+from mcp_edge.board.settings import Settings
 from mcp_edge.server import Server
 
 

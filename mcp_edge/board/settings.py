@@ -1,0 +1,296 @@
+"""One typed ``Settings`` for the whole runtime: the board profile, then ``MCP_EDGE_*`` variables, then the caller.
+
+This module is the only place that reads the environment for the runtime (the CPU level, picked by the native
+extension at import, and the board choice, made before any profile is read, are the two knobs that come first).
+Every limit the runtime enforces is a field here with its default, a section and a sentence; ``mcp-edge doctor``
+and the README list them from :data:`FIELDS`.
+
+Layers, each overriding the one before:
+
+1. the field's default;
+2. the board profile: its ``[paths]`` and ``[settings]`` tables (unknown keys are refused, naming the file and
+   the key) and ``[plugins]`` (``enabled``/``disabled`` lists, ``entry_points``, and one ``[plugins.<id>]``
+   table of config per plugin);
+3. the environment: ``MCP_EDGE_<FIELD>`` for each field (``MCP_EDGE_MAX_FRAME=8388608``), parsed by the
+   field's kind (lists are comma-separated, paths ``:``-separated; booleans ``1/0/true/false/yes/no/on/off``);
+4. the caller: ``Settings.load(**overrides)`` and ``mcp-edge serve --set FIELD=VALUE``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Final
+
+from mcp_edge.board.profiles import Board, detect
+from mcp_edge.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "FIELDS", "FieldInfo", "Settings", "parse_value"]
+
+ENV_PREFIX: Final = "MCP_EDGE_"
+KiB: Final = 1024
+MiB: Final = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """What doctor and the README say about one setting."""
+
+    name: str
+    section: str
+    kind: str  # int, float, str, bool, strs, path, paths, opt_int, mapping
+    doc: str
+    minimum: float | None = None
+    env: str = ""
+    choices: tuple[str, ...] = ()
+
+
+def _s(default: Any, section: str, kind: str, doc: str, minimum: float | None = None, env: str = "",
+       choices: tuple[str, ...] = ()) -> Any:
+    meta = {"section": section, "kind": kind, "doc": doc, "minimum": minimum, "env": env, "choices": choices}
+    if isinstance(default, (dict, list, set)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the runtime is configured with; immutable, so a running server's view cannot drift."""
+
+    board: Board
+    data_dir: Path = _s(Path("/var/lib/mcp-edge"), "paths", "path",
+                        "Where the runtime and its plugins keep their data (plugin-data/<id>, keys, logs).")
+    plugin_dirs: tuple[Path, ...] = _s((), "paths", "paths",
+                                       "Folders searched for plugins, in order; the environment's are put first.")
+    # -- plugins ---------------------------------------------------------------------------------------
+    plugin_config: Mapping[str, Mapping[str, Any]] = _s({}, "plugins", "mapping",
+                                                        "Config per plugin id (the profile's [plugins.<id>] tables).")
+    enabled_plugins: frozenset[str] | None = _s(None, "plugins", "strs", "Only these plugin ids load (unset: all).")
+    disabled_plugins: frozenset[str] = _s(frozenset(), "plugins", "strs", "Plugin ids that never load.")
+    entry_points: bool = _s(True, "plugins", "bool", "Discover plugins installed as Python entry points.")
+    entry_point_cache: bool = _s(True, "plugins", "bool", "Cache the entry-point scan on disk.")
+    cache_dir: Path = _s(Path("~/.cache/mcp-edge"), "plugins", "path",
+                         "Where the entry-point scan is cached ($XDG_CACHE_HOME/mcp-edge when that is set).")
+    native_drain_s: float = _s(5.0, "plugins", "float",
+                               "At shutdown, how long running native calls may finish before the plugin stops.",
+                               0.0)
+    server_name: str = _s("mcp-edge", "protocol", "str", "serverInfo.name sent to clients.")
+    instructions: str | None = _s(None, "protocol", "str", "Instructions sent to clients at initialize.")
+    environ: Mapping[str, str] = _s({}, "plugins", "mapping",
+                                    "The MCP_EDGE_* variables seen at load (plugin config overrides come from it).")
+    # -- protocol ----------------------------------------------------------------------------------------
+    page_size: int = _s(100, "protocol", "int", "Items per page of tools/list, resources/list and prompts/list.", 1)
+    max_input_rounds: int = _s(8, "protocol", "int",
+                               "Input-required rounds one request may take before it fails.", 1)
+    request_state_ttl_s: float = _s(600.0, "protocol", "float",
+                                    "How long a requestState handed to a client stays valid.", 1.0)
+    max_inflight: int = _s(256, "protocol", "int",
+                           "Requests one session may have running at once; past it a retryable busy error.", 1)
+    max_listeners: int = _s(64, "protocol", "int",
+                            "subscriptions/listen streams open at once on the whole server.", 1)
+    retry_after_s: float = _s(1.0, "protocol", "float",
+                              "The wait suggested by a busy refusal (Retry-After, data.retryAfterMs).", 0.0)
+    # -- transports ----------------------------------------------------------------------------------------
+    max_frame: int = _s(4 * MiB, "transport", "int",
+                        "Largest message a client may send: one stdio/unix line or one HTTP body.", 1024)
+    max_out_frame: int = _s(8 * MiB, "transport", "int",
+                            "Largest message the server sends; a bigger response becomes an error naming the limit.",
+                            1024)
+    output_backlog: int = _s(16 * MiB, "transport", "int",
+                             "Unsent output one stdio/unix client may have pending before reading pauses.", 64 * KiB)
+    drain_timeout_s: float = _s(5.0, "transport", "float",
+                                "At EOF or shutdown, how long in-flight requests may finish and be answered.", 0.0)
+    spin_us: int = _s(-1, "transport", "int",
+                      "Microseconds the event loop polls before sleeping (-1: 100 when the process may run on "
+                      "several CPUs, else 0).", -1)
+    asyncio_tls: bool = _s(False, "transport", "bool",
+                           "Keep asyncio's TLS support loaded (costs about 4.5 MiB of RSS); for plugins that need it.")
+    # -- http ----------------------------------------------------------------------------------------------
+    http_host: str = _s("127.0.0.1", "http", "str", "Address the HTTP transport binds.")
+    http_port: int = _s(8765, "http", "int", "Port the HTTP transport binds (0: any free port).", 0)
+    allowed_origins: tuple[str, ...] = _s((), "http", "strs",
+                                          "Origins (and their hosts) allowed besides loopback; '*' allows any "
+                                          "Origin but never turns the Host check off.")
+    max_body: int = _s(4 * MiB, "http", "int", "Largest HTTP request body; past it 413.", 1024)
+    max_head: int = _s(32 * KiB, "http", "int", "Largest HTTP request head (request line and headers); past it 431.",
+                       1024)
+    head_timeout_s: float = _s(10.0, "http", "float", "Time a client has to send a whole request head; then 408.",
+                               0.1)
+    body_timeout_s: float = _s(30.0, "http", "float", "Time a client has to send a whole request body; then 408.",
+                               0.1)
+    keepalive_s: float = _s(75.0, "http", "float", "An idle keep-alive connection is closed after this.", 0.1)
+    max_connections: int = _s(256, "http", "int", "Open HTTP connections at once; past it 503 with Retry-After.", 1)
+    accept_backoff_s: float = _s(0.5, "http", "float",
+                                 "Pause in accepting when the process is out of file descriptors.", 0.01)
+    max_sessions: int = _s(1024, "http", "int", "Handshake-era HTTP sessions at once.", 1)
+    session_idle_s: float = _s(600.0, "http", "float", "A session idle this long is reaped.", 0.01)
+    session_min_idle_s: float = _s(60.0, "http", "float",
+                                   "A session must be idle at least this long before a newcomer may evict it; "
+                                   "when none is, the newcomer gets 503 with Retry-After.", 0.0)
+    stream_ping_s: float = _s(15.0, "http", "float", "A quiet SSE stream gets a comment this often.", 0.1)
+    stream_backlog: int = _s(4 * MiB, "http", "int", "A GET stream whose client lets this much pile up is dropped.",
+                             64 * KiB)
+    # -- io --------------------------------------------------------------------------------------------------
+    io_engine: str = _s("auto", "io", "str", "I/O engine: uring, threads or auto (uring, else threads).",
+                        env="MCP_EDGE_IO", choices=("uring", "threads", "auto"))
+    # -- built-in plugins -------------------------------------------------------------------------------------
+    max_read: int = _s(4 * MiB, "plugins", "int",
+                       "Most bytes one fs read returns in one response; larger files are read in ranges.", 1)
+    max_large_reads: int = _s(2, "plugins", "int",
+                              "Reads of max_read/4 bytes or more that may run at once; others wait.", 1)
+    max_regex: int = _s(1024, "plugins", "int", "Longest regular expression a client may send to a search.", 1)
+
+    # -----------------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, board: Board | None = None, environ: Mapping[str, str] | None = None,
+             **overrides: Any) -> Settings:
+        """Settings for this box: defaults, the board profile, ``MCP_EDGE_*`` variables, then ``overrides``."""
+        env = os.environ if environ is None else environ
+        board = board or detect()
+        values: dict[str, Any] = {"board": board, "data_dir": board.data_dir}
+        values.update(_profile_layer(board))
+        values.update(_env_layer(env))
+        extra_dirs = env.get("MCP_EDGE_PLUGIN_DIRS")
+        profile_dirs = tuple(values.get("plugin_dirs", board.plugin_dirs))
+        if extra_dirs:
+            values["plugin_dirs"] = tuple(Path(p).expanduser() for p in extra_dirs.split(os.pathsep) if p) \
+                + profile_dirs
+        else:
+            values["plugin_dirs"] = profile_dirs
+        if "cache_dir" not in values and env.get("XDG_CACHE_HOME"):
+            values["cache_dir"] = Path(env["XDG_CACHE_HOME"]) / "mcp-edge"
+        if env.get("MCP_EDGE_NO_EP_CACHE"):
+            values["entry_point_cache"] = False
+        values["environ"] = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+        unknown = sorted(set(overrides) - _NAMES)
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(_NAMES))})")
+        values.update(overrides)
+        settings = cls(**values)
+        settings = replace(settings, cache_dir=settings.cache_dir.expanduser())
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """ConfigError naming the first bad value."""
+        for info in FIELDS:
+            value = getattr(self, info.name)
+            if info.minimum is not None and isinstance(value, (int, float)) and value < info.minimum:
+                raise ConfigError(f"setting {info.name} must be at least {info.minimum:g}, got {value}")
+        if not 0 <= self.http_port <= 65535:
+            raise ConfigError(f"setting http_port must be 0..65535, got {self.http_port}")
+        for info in FIELDS:
+            if info.choices and getattr(self, info.name) not in info.choices:
+                raise ConfigError(f"setting {info.name} must be one of {', '.join(info.choices)}, "
+                                  f"got {getattr(self, info.name)!r}")
+
+    def limits(self) -> list[tuple[FieldInfo, Any]]:
+        """Every setting but the board and the plugin tables, with its value, for doctor."""
+        return [(info, getattr(self, info.name)) for info in FIELDS if info.kind != "mapping"]
+
+
+FIELDS: Final[tuple[FieldInfo, ...]] = tuple(
+    FieldInfo(f.name, f.metadata["section"], f.metadata["kind"], f.metadata["doc"], f.metadata["minimum"],
+              f.metadata["env"] or ENV_PREFIX + f.name.upper(), f.metadata["choices"])
+    for f in fields(Settings) if f.metadata
+)
+_BY_NAME: Final = {info.name: info for info in FIELDS}
+_NAMES: Final = frozenset(_BY_NAME)
+# Settings the environment layer does not set by their plain MCP_EDGE_<NAME> (handled in load, or not at all).
+_NOT_FROM_ENV: Final = frozenset({"plugin_config", "environ", "plugin_dirs"})
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+
+
+def parse_value(name: str, raw: Any, where: str) -> Any:
+    """A setting's value from text (environment, command line) or a TOML value, checked for its kind."""
+    info = _BY_NAME.get(name)
+    if info is None:
+        raise ConfigError(f"{where}: unknown setting {name!r} (known: {', '.join(sorted(_NAMES))})")
+    kind = info.kind
+    text = raw if isinstance(raw, str) else None
+    try:
+        if kind == "int":
+            if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+                raise ValueError
+            return int(raw)
+        if kind == "float":
+            if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+                raise ValueError
+            return float(raw)
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if text is not None and text.strip().lower() in _TRUE | _FALSE:
+                return text.strip().lower() in _TRUE
+            raise ValueError
+        if kind == "str":
+            if text is None:
+                raise ValueError
+            if not info.choices:
+                return text
+            if text.strip().lower() in info.choices:
+                return text.strip().lower()
+        if kind == "path":
+            if text is None:
+                raise ValueError
+            return Path(text).expanduser()
+        if kind in ("strs", "paths"):
+            if text is not None:
+                sep = os.pathsep if kind == "paths" else ","
+                items = [p.strip() for p in text.split(sep) if p.strip()]
+            elif isinstance(raw, list) and all(isinstance(p, str) for p in raw):
+                items = list(raw)
+            else:
+                raise ValueError
+            if kind == "paths":
+                return tuple(Path(p).expanduser() for p in items)
+            return frozenset(items) if name.endswith("_plugins") else tuple(items)
+    except ValueError:
+        pass
+    if info.choices:
+        raise ConfigError(f"{where}: setting {name} must be one of {', '.join(info.choices)}, got {raw!r}")
+    shown = {"int": "an integer", "float": "a number", "bool": "a boolean", "str": "a string", "path": "a path",
+             "strs": "a list of strings", "paths": "a list of paths"}.get(kind, kind)
+    raise ConfigError(f"{where}: setting {name} must be {shown}, got {raw!r}")
+
+
+def _profile_layer(board: Board) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, raw in board.settings.items():
+        where = f"{board.path}: [settings] {key}"
+        if key in ("board", "environ", "plugin_config", "enabled_plugins", "disabled_plugins", "entry_points",
+                   "data_dir", "plugin_dirs"):
+            raise ConfigError(f"{where}: set this in [paths] or [plugins], not in [settings]")
+        out[key] = parse_value(key, raw, where)
+    plugins = dict(board.plugins)
+    config: dict[str, Mapping[str, Any]] = {}
+    for key, raw in plugins.items():
+        where = f"{board.path}: [plugins] {key}"
+        if key in ("enabled", "disabled"):
+            out[f"{key}_plugins"] = parse_value(f"{key}_plugins", raw, where)
+        elif key == "entry_points":
+            out["entry_points"] = parse_value("entry_points", raw, where)
+        elif isinstance(raw, dict):
+            config[key] = raw
+        else:
+            raise ConfigError(f"{where}: expected enabled, disabled, entry_points or a [plugins.{key}] table of "
+                              "that plugin's config")
+    if config:
+        out["plugin_config"] = config
+    return out
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for info in FIELDS:
+        if info.name in _NOT_FROM_ENV or info.kind == "mapping":
+            continue
+        raw = env.get(info.env)
+        if raw is None or (raw == "" and info.kind not in ("str", "bool")):
+            continue
+        out[info.name] = parse_value(info.name, raw, info.env)
+    return out
