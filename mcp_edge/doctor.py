@@ -209,7 +209,8 @@ def render(report: dict[str, Any]) -> str:
     if "settings" in report:
         lines.append("  settings     (profile [settings], then MCP_EDGE_<NAME>, then serve --set NAME=VALUE)")
         section = None
-        for row in report["settings"]:
+        order = [row["section"] for row in report["settings"]]
+        for row in sorted(report["settings"], key=lambda r: order.index(r["section"])):
             if row["section"] != section:
                 section = row["section"]
                 lines.append(f"    [{section}]")

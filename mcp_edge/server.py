@@ -67,9 +67,11 @@ class ConfiguredServer:
         if self._used:
             raise ServerStateError("this ConfiguredServer was already started")
         self._used = True
+        from mcp_edge.io.engines import configure_default
         from mcp_edge.plugin import DefaultPluginContext, Registry
 
         s = self._settings
+        configure_default(s.io_engine)
         router_ref: list[Router] = []
 
         async def resource_updated(uri: str) -> None:

@@ -27,7 +27,7 @@ from typing import Any, Final
 from mcp_edge.board.profiles import Board, detect
 from mcp_edge.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "FIELDS", "FieldInfo", "Settings", "parse_value"]
+__all__ = ["ENV_PREFIX", "FIELDS", "FieldInfo", "Settings", "env_setting", "parse_value"]
 
 ENV_PREFIX: Final = "MCP_EDGE_"
 KiB: Final = 1024
@@ -256,6 +256,18 @@ def parse_value(name: str, raw: Any, where: str) -> Any:
     shown = {"int": "an integer", "float": "a number", "bool": "a boolean", "str": "a string", "path": "a path",
              "strs": "a list of strings", "paths": "a list of paths"}.get(kind, kind)
     raise ConfigError(f"{where}: setting {name} must be {shown}, got {raw!r}")
+
+
+def env_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting from the environment alone (its default when unset), for code that runs before or without
+    a ``Settings`` (the process-wide I/O engine opened on first use)."""
+    info = _BY_NAME[name]
+    env = os.environ if environ is None else environ
+    raw = env.get(info.env)
+    if raw is None or raw.strip() == "":
+        default = {f.name: f.default for f in fields(Settings)}[name]
+        return default
+    return parse_value(name, raw, info.env)
 
 
 def _profile_layer(board: Board) -> dict[str, Any]:

@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_POOL",
     "ENGINE_ENV",
     "KINDS",
+    "configure_default",
     "get_engine",
     "open_engine",
     "probe_storage",
@@ -42,6 +43,7 @@ _MAX_WORKERS = 32
 _logged: set[str] = set()
 _log_lock = threading.Lock()
 _default: Engine | None = None
+_configured: str | None = None
 _default_lock = threading.Lock()
 _atexit_registered = False
 
@@ -55,11 +57,24 @@ def _log_once(level: int, msg: str, *args: object) -> None:
     log.log(level, msg, *args)
 
 
+def configure_default(kind: str) -> None:
+    """The engine kind the process-wide default engine gets (the runtime passes ``Settings.io_engine``)."""
+    global _configured
+    requested_kind(kind)
+    _configured = kind
+
+
 def requested_kind(kind: str | None = None) -> str:
-    """``kind``, else ``MCP_EDGE_IO``, else "auto"; ConfigError for a name that is not an engine."""
+    """``kind``, else the configured ``Settings.io_engine``, else ``MCP_EDGE_IO``, else "auto";
+    ConfigError for a name that is not an engine."""
     source = "kind"
+    if kind is None and _configured is not None:
+        return _configured
     if kind is None:
-        kind, source = os.environ.get(ENGINE_ENV, "").strip().lower() or "auto", ENGINE_ENV
+        from mcp_edge.board.settings import env_setting
+
+        kind = str(env_setting("io_engine"))
+        source = ENGINE_ENV
     if kind not in KINDS:
         raise ConfigError(f"{source}={kind}: unknown I/O engine; use one of {', '.join(KINDS)}")
     return kind

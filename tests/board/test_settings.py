@@ -1,0 +1,189 @@
+"""The one typed Settings: defaults, board profile, environment, command line; errors name file and key."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mcp_edge.board import FIELDS, Settings, load
+from mcp_edge.board.settings import env_setting, parse_value
+from mcp_edge.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROFILE = """
+[board]
+id = "testbox"
+[match]
+arch = "x86_64"
+[paths]
+data_dir = "{data}"
+plugin_dirs = []
+[settings]
+max_inflight = 7
+head_timeout_s = 2.5
+allowed_origins = ["https://ops.example"]
+[plugins]
+disabled = ["logs"]
+entry_points = false
+[plugins.fs]
+read_only = true
+"""
+
+
+def _board(tmp_path: Path, text: str = PROFILE) -> Path:
+    path = tmp_path / "testbox.toml"
+    path.write_text(text.format(data=tmp_path / "data"))
+    return path
+
+
+def test_defaults_and_every_limit_documented(tmp_path: Path) -> None:
+    s = Settings.load(load(_board(tmp_path, PROFILE.split("[settings]")[0])), environ={})
+    assert s.max_frame == 4 * 1024 * 1024 and s.max_inflight == 256 and s.io_engine == "auto"
+    for info in FIELDS:
+        assert info.doc and info.env.startswith("MCP_EDGE_") and info.section
+
+
+def test_profile_layer(tmp_path: Path) -> None:
+    s = Settings.load(load(_board(tmp_path)), environ={})
+    assert (s.max_inflight, s.head_timeout_s, s.allowed_origins) == (7, 2.5, ("https://ops.example",))
+    assert s.disabled_plugins == frozenset({"logs"}) and s.entry_points is False
+    assert s.plugin_config == {"fs": {"read_only": True}}
+    assert s.data_dir == tmp_path / "data"
+
+
+def test_environment_beats_profile_and_caller_beats_both(tmp_path: Path) -> None:
+    board = load(_board(tmp_path))
+    env = {"MCP_EDGE_MAX_INFLIGHT": "9", "MCP_EDGE_ALLOWED_ORIGINS": "a.example, b.example",
+           "MCP_EDGE_ENTRY_POINTS": "yes", "MCP_EDGE_PLUGIN_DIRS": f"{tmp_path}:{tmp_path / 'x'}",
+           "MCP_EDGE_FS_READ_ONLY": "0", "OTHER": "ignored"}
+    s = Settings.load(board, environ=env)
+    assert s.max_inflight == 9 and s.allowed_origins == ("a.example", "b.example") and s.entry_points is True
+    assert s.plugin_dirs[:2] == (tmp_path, tmp_path / "x")
+    assert s.environ == {k: v for k, v in env.items() if k.startswith("MCP_EDGE_")}  # plugin overrides come from it
+    assert Settings.load(board, environ=env, max_inflight=3).max_inflight == 3
+
+
+@pytest.mark.parametrize(("table", "needle"), [
+    ("[settings]\nmax_inflightt = 3\n", "unknown setting 'max_inflightt'"),
+    ("[settings]\nmax_inflight = \"lots\"\n", "[settings] max_inflight: setting max_inflight must be an integer"),
+    ("[settings]\nmax_inflight = 0\n", "max_inflight must be at least 1"),
+    ("[settings]\nio_engine = \"spdk\"\n", "io_engine must be one of uring, threads, auto"),
+    ("[settings]\ndata_dir = \"/x\"\n", "set this in [paths] or [plugins]"),
+    ("[limits]\nx = 1\n", "unknown table [limits]"),
+    ("[plugins]\nfs = 3\n", "[plugins] fs: expected enabled, disabled, entry_points or a [plugins.fs] table"),
+])
+def test_profile_errors_name_file_and_key(tmp_path: Path, table: str, needle: str) -> None:
+    text = PROFILE.split("[settings]")[0] + table
+    path = _board(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        Settings.load(load(path), environ={})
+    assert needle in str(exc.value)
+    assert str(path) in str(exc.value) or "at least" in needle or "must be at least" in str(exc.value)
+
+
+def test_unknown_key_in_paths_is_refused(tmp_path: Path) -> None:
+    path = _board(tmp_path, PROFILE.replace("plugin_dirs = []", "plugin_dir = []"))
+    with pytest.raises(ConfigError, match=r"unknown key 'plugin_dir' in \[paths\]"):
+        load(path)
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"MCP_EDGE_MAX_FRAME": "4M"}, "MCP_EDGE_MAX_FRAME: setting max_frame must be an integer, got '4M'"),
+    ({"MCP_EDGE_ASYNCIO_TLS": "maybe"}, "MCP_EDGE_ASYNCIO_TLS: setting asyncio_tls must be a boolean"),
+    ({"MCP_EDGE_HTTP_PORT": "70000"}, "http_port must be 0..65535"),
+])
+def test_environment_errors_name_the_variable(tmp_path: Path, env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        Settings.load(load(_board(tmp_path)), environ=env)
+    assert needle in str(exc.value)
+
+
+def test_caller_overrides_are_checked(tmp_path: Path) -> None:
+    board = load(_board(tmp_path))
+    with pytest.raises(ConfigError, match="unknown setting 'max_inflite'"):
+        Settings.load(board, environ={}, max_inflite=3)
+    assert parse_value("max_inflight", "12", "--set") == 12
+    with pytest.raises(ConfigError, match="--set x: unknown setting 'nope'"):
+        parse_value("nope", "1", "--set x")
+    assert env_setting("io_engine", {"MCP_EDGE_IO": " Threads "}) == "threads"
+    assert env_setting("io_engine", {}) == "auto"
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    s = Settings.load(load(_board(tmp_path)), environ={})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.max_frame = 1  # type: ignore[misc]
+
+
+def test_profile_plugin_config_reaches_the_plugin(tmp_path: Path) -> None:
+    """[plugins.fs] read_only = true in the profile makes the real fs plugin refuse writes."""
+    import asyncio
+
+    from mcp_edge.server import Server
+
+    board = load(_board(tmp_path, PROFILE.replace("plugin_dirs = []", f"plugin_dirs = [\"{ROOT / 'plugins'}\"]")))
+    settings = Settings.load(board, environ={}, enabled_plugins=frozenset({"fs"}))
+
+    async def main() -> str:
+        running = await Server.configure(settings).start()
+        try:
+            result = await running.call_tool("fs_write", {"path": "a.txt", "content": "x"})
+            return json.dumps(dataclasses.asdict(result) if dataclasses.is_dataclass(result) else
+                              __import__("msgspec").to_builtins(result))
+        finally:
+            await running.stop()
+
+    out = asyncio.run(main())
+    assert "read" in out.lower() and "only" in out.lower()
+    assert not (tmp_path / "data" / "plugin-data" / "fs" / "files" / "a.txt").exists()
+
+
+def test_serve_set_flag_reaches_settings(tmp_path: Path) -> None:
+    """`serve --set` with a bad value stops the start with exit 2 and one line naming the flag."""
+    out = subprocess.run([sys.executable, "-m", "mcp_edge.cli", "serve", "--stdio", "--set", "max_inflight=zero"],
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2
+    assert "--set max_inflight=zero: setting max_inflight must be an integer" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_doctor_lists_every_setting() -> None:
+    out = subprocess.run([sys.executable, "-m", "mcp_edge.cli", "doctor", "--json"], capture_output=True, text=True,
+                         timeout=120, env={**__import__("os").environ, "MCP_EDGE_MAX_INFLIGHT": "5"})
+    rows = {row["name"]: row for row in json.loads(out.stdout)["settings"]}
+    assert {i.name for i in FIELDS} - {"environ", "plugin_config"} <= set(rows)
+    assert rows["max_inflight"]["value"] == 5 and rows["max_inflight"]["default"] == 256
+    assert rows["max_inflight"]["env"] == "MCP_EDGE_MAX_INFLIGHT"
+
+
+def test_readme_settings_table_is_current() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- settings-table:[^\n]*-->\n(.*?)\n<!-- end settings-table -->", readme, re.S)
+    assert block is not None
+    want = subprocess.run([sys.executable, str(ROOT / "tools" / "settings_table.py")], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert block.group(1).strip() == want, "README settings table is stale: run python tools/settings_table.py"
+
+
+def test_nothing_else_reads_the_environment() -> None:
+    """The runtime reads os.environ in board/ only (the settings loader and the board choice)."""
+    allowed = {"mcp_edge/board/settings.py", "mcp_edge/board/profiles.py"}
+    offenders = []
+    for path in sorted((ROOT / "mcp_edge").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in allowed or rel.startswith("mcp_edge/perf/"):  # the bench harness is a tool, not the runtime
+            continue
+        text = path.read_text()
+        if re.search(r"os\.environ|os\.getenv|environ\.get\(", text):
+            offenders.append(rel)
+    for path in sorted((ROOT / "plugins").rglob("plugin.py")):
+        if re.search(r"os\.environ|os\.getenv", path.read_text()):
+            offenders.append(path.relative_to(ROOT).as_posix())
+    assert offenders == []
