@@ -152,6 +152,8 @@ def _settings_report(settings: Any) -> list[dict[str, Any]]:
         shown = sorted(value) if isinstance(value, frozenset) else value
         shown = [str(v) for v in shown] if isinstance(shown, (tuple, list)) else shown
         default = defaults.get(info.name)
+        if info.name in ("data_dir", "plugin_dirs"):
+            default = None  # taken from the board profile
         out.append({"name": info.name, "section": info.section, "value": str(shown) if isinstance(shown, Path)
                     else shown, "default": None if default is dataclasses.MISSING else str(default)
                     if isinstance(default, Path) else default if not isinstance(default, (tuple, frozenset))
@@ -214,6 +216,6 @@ def render(report: dict[str, Any]) -> str:
             if row["section"] != section:
                 section = row["section"]
                 lines.append(f"    [{section}]")
-            mark = "" if row["value"] == row["default"] else "  (changed)"
+            mark = "" if row["default"] is None or row["value"] == row["default"] else "  (changed)"
             lines.append(f"      {row['name']:<20} {row['value']!s:<24}{mark}")
     return "\n".join(lines)

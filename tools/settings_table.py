@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mcp_edge.board.settings import FIELDS, Settings  # noqa: E402
+from mcp_edge.board.settings import FIELDS, Settings
 
 _SKIP = frozenset({"environ", "plugin_config"})
 _BYTES = frozenset({"max_frame", "max_out_frame", "output_backlog", "max_body", "max_head", "stream_backlog",
