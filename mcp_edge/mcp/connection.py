@@ -19,13 +19,25 @@ Lifecycle (handshake era), one table — state, what arrives, next state:
     READY         initialize request               -> READY        (error: already initialized)
     READY         request                          -> READY        (dispatched)
     any           malformed / oversized message    -> same state   (error reply; the connection lives on)
+    any           response (result/error, no method) -> same state (ClientResult, or dropped and logged:
+                                                                    a response is never answered)
+
+Nothing fed to ``receive_data``, ``receive_message``, ``receive_object`` or
+``receive_eof`` raises: a message that cannot be decoded is -32700, one whose
+handling fails unexpectedly is -32603 for it (none for a notification or a
+response) and one log line. A request id stays in ``inflight`` from the
+Request event until the transport calls ``finished``; a request reusing it
+meanwhile is refused with id null, so no id is ever answered twice.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 import msgspec
 
@@ -48,7 +60,12 @@ __all__ = [
     "stateless_version",
 ]
 
+log = logging.getLogger("mcp_edge.mcp")
+
 DEFAULT_MAX_FRAME: Final = 4 * 1024 * 1024
+# Lines logged at WARNING per connection for dropped client messages and internal errors; after that
+# at DEBUG, so one client cannot flood the log (every drop is still logged, only quieter).
+LOG_BUDGET: Final = 16
 LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 # Where a 2026-07-28 request carries its protocol version and capabilities.
@@ -150,6 +167,47 @@ def _valid_id(value: object) -> bool:
     return isinstance(value, (str, int)) and not isinstance(value, bool)
 
 
+def _show(value: object, limit: int = 80) -> str:
+    """A short repr of a client's value for a message or log line; never raises (huge or deep values)."""
+    try:
+        text = repr(value)
+    except Exception:  # too deep to repr, or an int past Python's digit limit
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+_Handler = TypeVar("_Handler", bound=Callable[..., list["Event"]])
+
+
+def _never_raises(handle: _Handler) -> _Handler:
+    """Wrap ``receive_object``: an unexpected exception while handling one message becomes -32603 for
+    that message (none for a notification or a response) and one log line, never an exception.
+
+    Request ids registered as in flight during the failed call are released again: their events are
+    lost, so no transport would ever call ``finished`` for them. Calls may nest (a batch handles each
+    of its messages through ``receive_object``), hence the mark and the depth.
+    """
+
+    @functools.wraps(handle)
+    def guarded(self: ServerConnection, msg: Any, modern: bool = False) -> list[Event]:
+        mark = len(self._fresh)
+        self._depth += 1
+        try:
+            events: list[Event] = handle(self, msg, modern)
+        except Exception as exc:
+            for rid in self._fresh[mark:]:
+                self.inflight.discard(rid)
+            del self._fresh[mark:]
+            return self._internal_error(msg, exc)
+        finally:
+            self._depth -= 1
+        if self._depth == 0:
+            self._fresh.clear()
+        return events
+
+    return cast(_Handler, guarded)
+
+
 def stateless_version(params: object) -> str | None:
     """The protocol version a 2026-07-28-style request carries in its _meta, if any."""
     if not isinstance(params, dict):
@@ -172,8 +230,25 @@ class ServerConnection:
     client_info: dict[str, Any] = field(default_factory=dict)
     client_capabilities: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
+    # Ids of the Request events emitted and not yet ``finished`` by the transport.
+    inflight: set[RequestId] = field(default_factory=set)
     _buffer: bytearray = field(default_factory=bytearray)
     _discarding: bool = False
+    _fresh: list[RequestId] = field(default_factory=list)  # ids registered by the receive_object call(s) running
+    _depth: int = 0
+    _log_left: int = LOG_BUDGET
+
+    # -- in-flight requests -------------------------------------------------------
+
+    def finished(self, rid: RequestId) -> None:
+        """The transport wrote the response to request ``rid``, or dropped it (cancelled): the id is free."""
+        self.inflight.discard(rid)
+
+    def _emit(self, request: Request) -> Request:
+        """Register a Request event's id as in flight (every Request event goes through here)."""
+        self.inflight.add(request.id)
+        self._fresh.append(request.id)
+        return request
 
     # -- input ----------------------------------------------------------------
 
@@ -204,6 +279,16 @@ class ServerConnection:
             buf.clear()
         return events
 
+    def receive_eof(self) -> list[Event]:
+        """The stream ended: the events of a last line that had no newline; the buffer is empty after."""
+        line = bytes(self._buffer)
+        discarding = self._discarding
+        self._buffer.clear()
+        self._discarding = False
+        if discarding or not line.strip():  # the tail of an oversized frame (already refused), or blank
+            return []
+        return self.receive_message(line)
+
     def _too_large(self, size: int) -> Reply:
         return self._error(
             None, jsonrpc.INVALID_REQUEST, f"message of {size}+ bytes exceeds the {self.max_frame}-byte frame limit"
@@ -217,8 +302,13 @@ class ServerConnection:
             msg = jsonrpc.decode(raw)
         except msgspec.DecodeError as exc:
             return [self._error(None, jsonrpc.PARSE_ERROR, f"parse error: {exc}")]
+        except RecursionError:  # msgspec nests on the C stack and gives up past the recursion limit
+            return [self._error(None, jsonrpc.PARSE_ERROR, "parse error: the message is nested too deeply")]
+        except Exception as exc:  # whatever else decoding can raise (MemoryError included) is still a parse error
+            return [self._error(None, jsonrpc.PARSE_ERROR, f"parse error: {type(exc).__name__}")]
         return self.receive_object(msg, modern)
 
+    @_never_raises
     def receive_object(self, msg: Any, modern: bool = False) -> list[Event]:
         """A decoded message; ``modern``: the transport already knows it is a 2026-07-28 message."""
         if isinstance(msg, list):
@@ -227,12 +317,16 @@ class ServerConnection:
             return [self._error(None, jsonrpc.INVALID_REQUEST, "a JSON-RPC message must be an object")]
         raw_id = msg.get("id")
         msg_id: RequestId | None = raw_id if _valid_id(raw_id) else None
+        method = msg.get("method")
+        if method is None and ("result" in msg or "error" in msg):
+            return self._response(msg, msg_id)  # never answered, whatever it holds
+        if msg_id is not None and msg_id in self.inflight:
+            # Answering with that id would give the client two responses for it: refuse with id null.
+            return [self._error(None, jsonrpc.INVALID_REQUEST,
+                                f"request id {_show(msg_id)} is already in use by a request in flight")]
         if msg.get("jsonrpc") != "2.0":
             return [self._error(msg_id, jsonrpc.INVALID_REQUEST, 'the "jsonrpc" member must be "2.0"')]
-        method = msg.get("method")
         if method is None:
-            if msg_id is not None and ("result" in msg or "error" in msg):
-                return [ClientResult(msg_id, msg.get("result"), msg.get("error"))]
             return [self._error(msg_id, jsonrpc.INVALID_REQUEST, "a message needs a method, or a result or error")]
         if not isinstance(method, str):
             return [self._error(msg_id, jsonrpc.INVALID_REQUEST, "method must be a string")]
@@ -245,9 +339,25 @@ class ServerConnection:
             if not isinstance(params, dict):
                 return [self._error(msg_id, jsonrpc.INVALID_PARAMS, "params must be an object")]
             return self._request(msg_id, method, params, modern)
-        if not isinstance(params, dict):
+        if not isinstance(params, dict) or not isinstance(params.get("_meta", {}), (dict, type(None))):
+            self._note("dropped notification %s: params and params._meta must be objects", _show(method))
             return []  # a malformed notification gets no reply
         return self._notification(method, params)
+
+    def _response(self, msg: dict[str, Any], msg_id: RequestId | None) -> list[Event]:
+        """A response from the client: a ClientResult for the router, or dropped with a log line.
+
+        Replying to a response would let two peers bounce errors forever, so nothing here is answered.
+        A malformed one with a usable id still reaches the router, which fails the request it answers.
+        """
+        if msg_id is None:
+            self._note("dropped a response with id %s: not a request id of ours", _show(msg.get("id")))
+            return []
+        if msg.get("jsonrpc") != "2.0" or ("result" not in msg and msg.get("error") is None):
+            problem = 'its "jsonrpc" member must be "2.0"' if msg.get("jsonrpc") != "2.0" else "it has no result"
+            return [ClientResult(msg_id, None, {"code": jsonrpc.INVALID_REQUEST,
+                                                "message": f"malformed response from the client: {problem}"})]
+        return [ClientResult(msg_id, msg.get("result"), msg.get("error"))]
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -269,19 +379,20 @@ class ServerConnection:
         if method in REMOVED_IN_STATELESS:
             return self._error(rid, jsonrpc.METHOD_NOT_FOUND,
                                f"method not found: {method} is not part of protocol {version}")
-        return Request(rid, method, params, version, True, meta)
+        return self._emit(Request(rid, method, params, version, True, meta))
 
     def _request(self, rid: RequestId, method: str, params: dict[str, Any], modern: bool = False) -> list[Event]:
-        if modern or META_PROTOCOL_VERSION in (params.get("_meta") or {}):
-            return [self._stateless(rid, method, params)]
         meta = params.get("_meta")
-        meta = meta if isinstance(meta, dict) else None
+        if meta is not None and not isinstance(meta, dict):
+            return [self._error(rid, jsonrpc.INVALID_PARAMS, f"params._meta must be an object, got {_show(meta)}")]
+        if modern or (meta is not None and META_PROTOCOL_VERSION in meta):
+            return [self._stateless(rid, method, params)]
         if method == "ping":
             return [Reply(jsonrpc.result(rid, {}), rid)]
         if method == "initialize":
             return [self._initialize(rid, params)]
         if method == "server/discover" and self.version is None:
-            return [Request(rid, method, params, STATELESS_VERSIONS[0], True, meta)]
+            return [self._emit(Request(rid, method, params, STATELESS_VERSIONS[0], True, meta))]
         if self.state is ConnState.IDLE or self.version is None:
             return [self._error(rid, jsonrpc.INVALID_REQUEST,
                                 f"{method} before initialize: send initialize first, or use protocol "
@@ -290,10 +401,10 @@ class ServerConnection:
             level = params.get("level")
             if level not in LOG_LEVELS:
                 return [self._error(rid, jsonrpc.INVALID_PARAMS,
-                                    f"level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")]
+                                    f"level must be one of {', '.join(LOG_LEVELS)}, got {_show(level)}")]
             self.log_level = str(level)
             return [Reply(jsonrpc.result(rid, {}), rid)]
-        return [Request(rid, method, params, self.version, False, meta)]
+        return [self._emit(Request(rid, method, params, self.version, False, meta))]
 
     def _initialize(self, rid: RequestId, params: dict[str, Any]) -> Reply:
         if self.state is not ConnState.IDLE:
@@ -334,7 +445,40 @@ class ServerConnection:
     # -- output ------------------------------------------------------------------
 
     def _error(self, rid: RequestId | None, code: int, message: str, data: Any = None) -> Reply:
-        return Reply(jsonrpc.error(rid, code, message, data), rid, True)
+        try:
+            return Reply(jsonrpc.error(rid, code, message, data), rid, True)
+        except Exception:  # only objects handed to receive_object directly (a lone surrogate) get here
+            return Reply(jsonrpc.error(None, code, "the error for this message could not be encoded"), None, True)
+
+    def _internal_error(self, msg: Any, exc: Exception) -> list[Event]:
+        """-32603 for the message whose handling raised ``exc`` (id null where unknown), and one log line."""
+        rid: RequestId | None = None
+        answer = True
+        if isinstance(msg, dict):
+            raw_id = msg.get("id")
+            if msg.get("method") is None and ("result" in msg or "error" in msg):
+                answer = False  # a response is never answered
+            elif msg.get("method") is not None and "id" not in msg:
+                answer = False  # nor is a notification
+            elif _valid_id(raw_id) and raw_id not in self.inflight:
+                rid = raw_id
+        self._note("internal error handling a client message (%s): %s: %s",
+                   "answered -32603" if answer else "not answered", type(exc).__name__, _show(str(exc), 200),
+                   level=logging.ERROR)
+        log.debug("traceback of that internal error", exc_info=exc)
+        if not answer:
+            return []
+        return [self._error(rid, jsonrpc.INTERNAL_ERROR, "internal error while handling this message")]
+
+    def _note(self, fmt: str, *args: object, level: int = logging.WARNING) -> None:
+        """One log line about what a client sent; past LOG_BUDGET lines per connection, at DEBUG level."""
+        if self._log_left > 0:
+            self._log_left -= 1
+            if self._log_left == 0:
+                fmt += " (more such lines from this client are logged at DEBUG level)"
+            log.log(level, fmt, *args)
+        else:
+            log.debug(fmt, *args)
 
     def respond(self, rid: RequestId, result: Any) -> bytes:
         """The response to request ``rid``."""
