@@ -15,6 +15,10 @@ message saying to start again.
 ``logs_search`` reads the file in chunks through the engine, reports progress
 (bytes scanned of the bytes to scan) after each chunk when the client asked
 for progress, and stops at its next chunk when the request is cancelled.
+Patterns are RE2 expressions (linear time in the text, whatever the pattern:
+no backtracking blow-up), at most ``settings.max_regex`` characters, and each
+chunk is matched in a worker thread, so a search never holds the event loop:
+other requests, cancellation and signals are served while it runs.
 """
 
 import asyncio
@@ -35,7 +39,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
+import re2  # type: ignore[import-untyped]  # google-re2: no type information shipped
 
+from mcp_edge.errors import InvalidArgumentsError
 from mcp_edge.io import Engine
 from mcp_edge.io.beneath import openat2
 from mcp_edge.plugin import PluginBase, PluginContext, RequestContext, tool
@@ -49,6 +55,7 @@ PAGE_CAP = 8 << 20  # the most bytes one tail page reads; a longer line is cut t
 MAX_LINES = 1000
 MAX_MATCHES = 1000
 MAX_CARRY = 1 << 20  # a line longer than this is searched in pieces
+RE2_MEM = 8 << 20  # RE2's memory budget per pattern (program and DFA cache); past it RE2 falls back, still linear
 _READONLY = ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=False)
 
 
@@ -201,11 +208,11 @@ class Logs(PluginBase):
         await super().initialize(config, ctx)
         paths = [str(p) for p in (config.get("paths") or [])]
         if not paths:  # the system's logs and the runtime's own
-            data = os.environ.get("MCP_EDGE_DATA_DIR") or str(ctx.board.data_dir)
-            paths = ["/var/log", str(Path(data) / "logs")]
+            paths = ["/var/log", str(Path(ctx.settings.data_dir) / "logs")]
         self.paths = [os.path.abspath(os.path.expanduser(p)) for p in paths]
         self.chunk_size = int(config.get("chunk_size", 1 << 20))
         self.max_line = int(config.get("max_line", 4096))
+        self.max_regex = ctx.settings.max_regex
         ctx.logger.info("logs: allowed paths %s", ", ".join(self.paths))
 
     # -- access ----------------------------------------------------------------------------------------------
@@ -450,7 +457,8 @@ class Logs(PluginBase):
 
         Args:
             file: an absolute path under an allowed path, or a path relative to an allowed folder.
-            pattern: the text to find, or a Python regular expression with regex=true (matched per line).
+            pattern: the text to find, or with regex=true an RE2 regular expression (Python-like syntax without
+                backreferences or look-around; matched per line, ^ and $ at line ends).
             regex: treat pattern as a regular expression.
             ignore_case: match letters in either case.
             max_matches: matches per call (1 to 1000).
@@ -460,13 +468,10 @@ class Logs(PluginBase):
             raise LogsError("pattern is empty: give the text to find (logs_tail reads lines without one)")
         if not 1 <= max_matches <= MAX_MATCHES:
             raise LogsError(f"max_matches must be between 1 and {MAX_MATCHES}, got {max_matches}")
-        flags = re.MULTILINE | (re.IGNORECASE if ignore_case else 0)
-        try:
-            rx = re.compile(pattern if regex else re.escape(pattern), flags)
-        except re.error as exc:
-            where = f" at position {exc.pos}" if exc.pos is not None else ""
-            raise LogsError(f"invalid regular expression {pattern!r}: {exc.msg}{where}; fix it, or pass "
-                            f"regex=false to search for the text as it is") from None
+        if len(pattern) > self.max_regex:
+            raise InvalidArgumentsError(f"pattern is {len(pattern)} characters, more than max_regex "
+                                        f"({self.max_regex}): search for a shorter pattern")
+        rx = await asyncio.to_thread(_compile, pattern, regex, ignore_case)
         fd, shown, st = self._open(file)
         try:
             start, line = 0, 1
@@ -476,7 +481,7 @@ class Logs(PluginBase):
         finally:
             os.close(fd)
 
-    async def _scan(self, fd: int, shown: str, st: os.stat_result, rx: re.Pattern[str], start: int, line: int,
+    async def _scan(self, fd: int, shown: str, st: os.stat_result, rx: Any, start: int, line: int,
                     max_matches: int, ctx: RequestContext | None) -> SearchResult:
         engine = self.ctx.engine()
         end = st.st_size
@@ -504,7 +509,12 @@ class Logs(PluginBase):
             if forced:
                 cut = len(block)  # a huge line: searched in pieces, reported once, at its start
             region, carry = block[:cut], block[cut:]
-            stop, tail_matched = self._find(region, base, line, rx, matches, max_matches, cont, cont_matched)
+            # Matched in a worker thread: the loop stays free for other requests and signals. A cancelled request
+            # stops awaiting at once; the worker ends this chunk (linear time, bounded by the chunk) and no next
+            # chunk is started.
+            found, stop, tail_matched = await asyncio.to_thread(self._find, region, base, line, rx,
+                                                                max_matches - len(matches), cont, cont_matched)
+            matches += found
             if stop is not None:
                 off, nline = stop
                 if forced and off == base + len(region):  # stopped inside a line that goes on: resume after it
@@ -540,42 +550,62 @@ class Logs(PluginBase):
             pos += len(chunk)
         return None
 
-    def _find(self, region: bytes, base: int, line: int, rx: re.Pattern[str], matches: list[Match],
-              max_matches: int, first_start: int | None, first_matched: bool) -> tuple[tuple[int, int] | None, bool]:
-        """Add the matching lines of ``region`` (lines at file offset ``base``, the first numbered ``line``) to
-        ``matches``. ``first_start``: the region begins inside a line that began there (a long line cut into
-        pieces); ``first_matched``: that line is already reported. Returns (the (offset, line) to resume at
-        once there are ``max_matches``, or None; whether the region's last line, if unterminated, matched)."""
-        text = region.decode("utf-8", "surrogateescape")
-        ascii_only = text.isascii()
-
-        def nbytes(a: int, b: int) -> int:
-            return b - a if ascii_only else len(text[a:b].encode("utf-8", "surrogateescape"))
-
-        idx, cur_line, cur_off = 0, line, base  # where the counters stand
+    def _find(self, region: bytes, base: int, line: int, rx: Any, room: int, first_start: int | None,
+              first_matched: bool) -> tuple[list[Match], tuple[int, int] | None, bool]:
+        """The matching lines of ``region`` (lines at file offset ``base``, the first numbered ``line``), at most
+        ``room`` of them. ``first_start``: the region begins inside a line that began there (a long line cut into
+        pieces); ``first_matched``: that line is already reported. Returns (the matches; the (offset, line) to
+        resume at once ``room`` matches were found, or None; whether the region's last line, if unterminated,
+        matched). Runs in a worker thread; ``rx`` never matches a newline, so each match lies within one line."""
+        found: list[Match] = []
+        end = len(region)
+        cur_line, idx = line, 0  # line number of the line starting at region[idx]
         tail_matched = False
         i = 0
-        while i <= len(text):
-            m = rx.search(text, i)
+        while i <= end:
+            m = rx.search(region, i)
             if m is None:
                 break
-            ls = text.rfind("\n", 0, m.start()) + 1
-            le = text.find("\n", m.start())
+            ls = region.rfind(b"\n", 0, m.start()) + 1
+            le = region.find(b"\n", m.start())
             if le < 0:
-                le = len(text)
-            if not (ls == 0 and first_matched) and rx.search(text, ls, le) is not None:  # within one line
-                cur_line += text.count("\n", idx, ls)
-                cur_off += nbytes(idx, ls)
+                le = end
+            if not (ls == 0 and first_matched):
+                cur_line += region.count(b"\n", idx, ls)
                 idx = ls
-                offset = first_start if ls == 0 and first_start is not None else cur_off
-                matches.append(Match(line=cur_line, offset=offset, text=self._line(
-                    text[ls:le].encode("utf-8", "surrogateescape"))))
-                tail_matched = le == len(text)
-                if len(matches) >= max_matches:
-                    nxt = min(le + 1, len(text))
-                    return (cur_off + nbytes(ls, nxt), cur_line + (1 if le < len(text) else 0)), tail_matched
+                offset = first_start if ls == 0 and first_start is not None else base + ls
+                found.append(Match(line=cur_line, offset=offset, text=self._line(region[ls:le])))
+                tail_matched = le == end
+                if len(found) >= room:
+                    nxt = min(le + 1, end)
+                    return found, (base + nxt, cur_line + (1 if le < end else 0)), tail_matched
             i = le + 1
-        return None, tail_matched
+        return found, None, tail_matched
+
+
+def _compile(pattern: str, regex: bool, ignore_case: bool) -> Any:
+    """The RE2 matcher of a search (LogsError for a pattern RE2 refuses).
+
+    ``never_nl``: no match spans a newline, so a hit is always within one line and the next search starts
+    after that line: the scan of a region is linear however many lines it has.
+    """
+    options = re2.Options()
+    options.never_nl = True
+    options.case_sensitive = not ignore_case
+    options.literal = not regex
+    options.log_errors = False  # RE2 would print refused patterns to stderr
+    options.max_mem = RE2_MEM
+    try:
+        rx = re2.compile(f"(?m){pattern}" if regex else pattern, options)
+    except re2.error as exc:
+        why = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise LogsError(f"invalid regular expression {pattern!r}: {why} (RE2 syntax: no backreferences or "
+                        f"look-around); fix it, or pass regex=false to search for the text as it is") from None
+    finally:
+        # re2.compile keeps the last 128 patterns with their DFA caches (up to max_mem each): drop them, so that
+        # clients cannot pin memory with many patterns; this search holds its own reference.
+        re2.purge()
+    return rx
 
 
 def _newlines(data: bytes) -> list[int]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcp_edge.board import Board, detect
+from mcp_edge.board import Board, Settings, detect
 from mcp_edge.errors import ConfigError
 from mcp_edge.io import Engine, open_engine
 from mcp_edge.plugin import PluginState, Registry
@@ -76,6 +76,13 @@ class FakePluginContext:
     board: Board = field(default_factory=_board)
     updated: list[str] = field(default_factory=list)
     list_changed: list[str] = field(default_factory=list)
+    # The runtime's settings: defaults for this board (the environment left out), data_dir this test's folder,
+    # and ``settings`` overrides (max_read, max_regex...).
+    overrides: dict[str, Any] = field(default_factory=dict)
+    settings: Settings = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.settings = Settings.load(board=self.board, environ={}, **{"data_dir": self.data_dir, **self.overrides})
 
     @property
     def logger(self) -> logging.Logger:
