@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,10 +34,13 @@ from mcp_edge.mcp.connection import (
     ServerConnection,
     ServerInfo,
 )
+from mcp_edge.mcp.refusals import Refusal, refusal_error
 from mcp_edge.mcp.versions import STATELESS_VERSIONS
 from mcp_edge.plugin.types import InputRequired
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mcp_edge.board import Settings
     from mcp_edge.io import Engine
     from mcp_edge.plugin import Registry
@@ -54,7 +60,6 @@ _CACHEABLE = frozenset(
     {"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read", "server/discover"}
 )
 _MRTR_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
-_MAX_INPUT_ROUNDS = 8
 
 
 @dataclass(eq=False)
@@ -63,6 +68,7 @@ class Session:
 
     conn: ServerConnection
     notify: Emit | None = None  # where notifications unrelated to a request go (None: dropped)
+    principal: str | None = None  # who the client is, once authentication tells (requestState is bound to it)
     subscriptions: set[str] = field(default_factory=set)
     running: dict[Any, asyncio.Task[Any]] = field(default_factory=dict)
     pending: dict[Any, asyncio.Future[Any]] = field(default_factory=dict)  # our requests to the client
@@ -73,17 +79,23 @@ class Session:
         return f"mcp-edge-{self._next_id}"
 
     def resolve(self, reply: ClientResult) -> bool:
-        """Deliver the client's answer to a request we sent; False if nobody waits for it."""
+        """Deliver the client's answer to a request we sent; False if nobody waits for it.
+
+        Never raises: a malformed error response (``error`` not an object, ``code`` not an integer,
+        ``message`` not a string) fails the request it answers with -32603 saying so, and nothing else.
+        """
         fut = self.pending.pop(reply.id, None)
         if fut is None or fut.done():
             return False
         if reply.error is not None:
-            err = reply.error if isinstance(reply.error, dict) else {}
-            fut.set_exception(ProtocolError(int(err.get("code", -32603)), str(err.get("message", "client error")),
-                                             err.get("data")))
+            fut.set_exception(_client_error(reply))
         else:
             fut.set_result(reply.result)
         return True
+
+    def at_capacity(self, limit: int) -> bool:
+        """Whether this session already runs ``limit`` requests (the in-flight cap: refuse the next as busy)."""
+        return len(self.running) >= limit
 
     def cancel(self, request_id: Any) -> bool:
         task = self.running.get(request_id)
@@ -98,6 +110,63 @@ class Session:
         for fut in list(self.pending.values()):
             fut.cancel()
         self.pending.clear()
+
+
+def _client_error(reply: ClientResult) -> ProtocolError:
+    """The error a client answered one of our requests with, or -32603 when its error object is malformed."""
+    err = reply.error
+    why = ""
+    if not isinstance(err, dict):
+        why = f"error must be an object, got {type(err).__name__}"
+    elif not isinstance(err.get("code"), int) or isinstance(err.get("code"), bool):
+        why = f"error.code must be an integer, got {err.get('code')!r:.40}"
+    elif not isinstance(err.get("message"), str):
+        why = "error.message must be a string"
+    if why:
+        log.warning("malformed error response from the client to request %r: %s", reply.id, why)
+        return ProtocolError(jsonrpc.INTERNAL_ERROR,
+                             f"the client's error response to request {reply.id!r} was malformed ({why})")
+    return ProtocolError(err["code"], err["message"], err.get("data"))
+
+
+_UNSIGNED_PARAMS = frozenset({"_meta", "inputResponses", "requestState"})
+STATE_KEY_FILE = "request-state.key"
+_KEY_BYTES = 32
+
+
+def _state_key(data_dir: Path) -> bytes:
+    """The requestState key in ``data_dir/request-state.key`` (0600), made on first use.
+
+    Stable across restarts and worker processes: a new key is written to a temporary file, synced, then linked
+    into place, so concurrent starters all end up with whichever key was linked first. When the data dir cannot
+    hold the key, a per-process key is used (a requestState then dies with the process) and one warning says so.
+    """
+    path = data_dir / STATE_KEY_FILE
+    try:
+        try:
+            key = path.read_bytes()
+        except FileNotFoundError:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = data_dir / f".{STATE_KEY_FILE}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                try:
+                    os.write(fd, os.urandom(_KEY_BYTES))
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+                    os.link(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            key = path.read_bytes()
+        if len(key) != _KEY_BYTES:
+            raise OSError(f"{path} holds {len(key)} bytes, not a {_KEY_BYTES}-byte key: remove it")
+        return key
+    except OSError as exc:
+        log.warning("cannot keep the requestState key in %s (%s): using a key for this process only, so an "
+                    "input-required round trip cannot outlive it", data_dir, exc)
+        return os.urandom(_KEY_BYTES)
 
 
 @dataclass(eq=False)
@@ -115,10 +184,12 @@ class _Listener:
 class RequestContextImpl:
     """What a tool, resource or prompt handler sees of its request (mcp_edge.plugin.RequestContext)."""
 
-    __slots__ = ("_cancelled", "_emit", "_level", "_req", "_session", "input_responses", "request_state")
+    __slots__ = ("_cancelled", "_emit", "_level", "_max_out", "_req", "_session", "input_responses",
+                 "request_state")
 
-    def __init__(self, req: Request, session: Session, emit: Emit | None) -> None:
+    def __init__(self, req: Request, session: Session, emit: Emit | None, max_out_frame: int | None = None) -> None:
         self._req = req
+        self._max_out = max_out_frame
         self._session = session
         self._emit = emit
         level = req.meta.get(META_LOG_LEVEL) if req.meta else None
@@ -153,10 +224,14 @@ class RequestContextImpl:
                                 f"{method}: a server cannot send requests under protocol {self._req.version}; "
                                 "return InputRequired instead")
         rid = self._session.next_request_id()
+        data = jsonrpc.request(rid, method, params)
+        if self._max_out is not None and len(data) > self._max_out:
+            raise ProtocolError(jsonrpc.INTERNAL_ERROR, f"{method}: the request to the client would be {len(data)} "
+                                                        f"bytes, over max_out_frame ({self._max_out})")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._session.pending[rid] = fut
         try:
-            await self._emit(jsonrpc.request(rid, method, params))
+            await self._emit(data)
             return await fut
         finally:
             self._session.pending.pop(rid, None)
@@ -231,7 +306,8 @@ class Router:
         self.ttl_ms = ttl_ms
         self._sessions: set[Session] = set()
         self._listeners: set[_Listener] = set()
-        self._secret: bytes | None = None
+        self._secret: bytes | None = None  # the requestState key, loaded on first use
+        self._now = time.time  # requestState expiry is wall-clock time: it holds across restarts and workers
         self._server_meta = {META_SERVER_INFO: info.implementation()}
         self._methods: dict[str, Callable[[Request, Session, RequestContextImpl], Awaitable[Any]]] = {
             "tools/list": self._tools_list,
@@ -290,48 +366,106 @@ class Router:
         await self._to_listeners(method, {}, lambda lis: bool(getattr(lis, kind, False)))
 
     # -- requestState integrity (2026-07-28 input-required round trips) -------------------
+    #
+    # The client gets ``v1.<payload>.<mac>``: the payload is base64url JSON of the handler's state and the expiry,
+    # readable by the client (it is signed, not encrypted: a handler must not put secrets in its state). The MAC
+    # (HMAC-SHA256 with the key of _state_key) covers the payload, the method, the tool/prompt name or uri, a
+    # digest of the other params (the arguments: canonical JSON, without _meta, inputResponses and requestState)
+    # and the session's principal. Stateless requests have no session: until authentication gives a principal,
+    # the state is bound to no client, and anyone who holds it may replay that same call until it expires.
 
-    def _mac(self, method: str, name: str, state: str) -> str:
+    def _mac(self, req: Request, session: Session, payload: str) -> str:
         import hashlib
         import hmac
-        import os
 
         if self._secret is None:
-            self._secret = os.urandom(32)
-        msg = f"{method}\0{name}\0{state}".encode()
-        digest = hmac.new(self._secret, msg, hashlib.sha256).digest()
+            self._secret = _state_key(self.settings.data_dir)
+        name = str(req.params.get("name") or req.params.get("uri") or "")
+        rest = {k: v for k, v in req.params.items() if k not in _UNSIGNED_PARAMS}
+        args = hashlib.sha256(msgspec.json.encode(rest, order="sorted")).hexdigest()
+        msg = "\0".join(("mcp-edge requestState v1", req.method, name, args, session.principal or "", payload))
+        digest = hmac.new(self._secret, msg.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest[:18]).decode()
 
-    def _sign_state(self, req: Request, state: str) -> str:
-        name = str(req.params.get("name") or req.params.get("uri") or "")
-        payload = base64.urlsafe_b64encode(state.encode()).decode()
-        return f"{payload}.{self._mac(req.method, name, payload)}"
+    def _sign_state(self, req: Request, session: Session, state: str) -> str:
+        expires = int((self._now() + self.settings.request_state_ttl_s) * 1000)
+        body = msgspec.json.encode({"state": state, "expiresMs": expires})
+        payload = base64.urlsafe_b64encode(body).decode().rstrip("=")
+        return f"v1.{payload}.{self._mac(req, session, payload)}"
 
-    def _open_state(self, req: Request) -> str | None:
+    def _open_state(self, req: Request, session: Session) -> str | None:
         raw = req.params.get("requestState")
         if raw is None:
             return None
-        name = str(req.params.get("name") or req.params.get("uri") or "")
         import hmac
 
-        if isinstance(raw, str) and raw.count(".") == 1:
-            payload, mac = raw.split(".")
-            if hmac.compare_digest(mac, self._mac(req.method, name, payload)):
-                try:
-                    return base64.urlsafe_b64decode(payload.encode()).decode()
-                except (ValueError, binascii.Error, UnicodeDecodeError):
-                    pass
-        raise ProtocolError(jsonrpc.INVALID_PARAMS, "requestState failed its integrity check: retry the request "
+        parts = raw.split(".") if isinstance(raw, str) else []
+        if len(parts) == 3 and parts[0] == "v1" and hmac.compare_digest(parts[2], self._mac(req, session, parts[1])):
+            try:
+                body = msgspec.json.decode(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+            except (ValueError, binascii.Error, msgspec.DecodeError):
+                body = None
+            if isinstance(body, dict) and isinstance(body.get("state"), str) and \
+                    isinstance(body.get("expiresMs"), int):
+                if body["expiresMs"] < self._now() * 1000:
+                    raise ProtocolError(jsonrpc.INVALID_PARAMS, "requestState has expired: retry the request "
+                                                                "from the start, without requestState")
+                return str(body["state"])
+        raise ProtocolError(jsonrpc.INVALID_PARAMS, "requestState failed its integrity check (it belongs to another "
+                                                    "call, arguments or client, or was altered): retry the request "
                                                     "from the start, without requestState")
 
     # -- dispatch ------------------------------------------------------------------------
 
+    def over_capacity(self, req: Request, session: Session) -> bytes | None:
+        """The busy refusal for ``req`` when its session already runs ``settings.max_inflight`` requests, else
+        None. Transports ask before they start a request (stdio, unix and HTTP alike)."""
+        if not session.at_capacity(self.settings.max_inflight):
+            return None
+        return refusal_error(Refusal.BUSY, req.id,
+                             f"this session already has {self.settings.max_inflight} requests running "
+                             "(max_inflight): retry when one has finished", self.settings.retry_after_s)
+
     async def handle(self, req: Request, session: Session, emit: Emit | None) -> bytes:
-        """The response to ``req`` (result or error); CancelledError if it was cancelled."""
+        """The response to ``req`` (result or error); CancelledError if it was cancelled.
+
+        Nothing bigger than ``settings.max_out_frame`` leaves here: a larger response becomes an error naming
+        the limit, and a larger notification emitted for the request is dropped with a log line.
+        """
+        if req.stateless and req.method == "subscriptions/listen" and \
+                len(self._listeners) >= self.settings.max_listeners:
+            return refusal_error(Refusal.BUSY, req.id,
+                                 f"the server already has {self.settings.max_listeners} subscriptions/listen streams "
+                                 "open (max_listeners): retry later", self.settings.retry_after_s)
+        data = await self._serve(req, session, None if emit is None else self._bounded(emit))
+        limit = self.settings.max_out_frame
+        if len(data) <= limit:
+            return data
+        log.warning("the response to %s is %d bytes, over max_out_frame (%d): answered with an error instead",
+                    req.method, len(data), limit)
+        return refusal_error(Refusal.TOO_LARGE, req.id,
+                             f"the response to {req.method} would be {len(data)} bytes, over this server's "
+                             f"{limit}-byte limit on outgoing messages (max_out_frame): ask for less at a time, "
+                             "e.g. read large content in ranges")
+
+    def _bounded(self, emit: Emit) -> Emit:
+        """``emit`` that drops (and logs) a notification over ``settings.max_out_frame``."""
+        limit = self.settings.max_out_frame
+
+        async def bounded(data: bytes) -> None:
+            if len(data) > limit:
+                log.warning("dropped a %d-byte notification, over max_out_frame (%d)", len(data), limit)
+                return
+            await emit(data)
+
+        return bounded
+
+    async def _serve(self, req: Request, session: Session, emit: Emit | None) -> bytes:
+        """The response to ``req``, unbounded (``handle`` applies the limits)."""
         method = self._methods.get(req.method)
         if method is None:
             return jsonrpc.error(req.id, jsonrpc.METHOD_NOT_FOUND, f"method not found: {req.method}")
-        rctx = RequestContextImpl(req, session, emit)
+        rctx = RequestContextImpl(req, session, emit, self.settings.max_out_frame)
         try:
             if req.stateless and req.method in _MRTR_METHODS:
                 responses = req.params.get("inputResponses", None)
@@ -342,16 +476,16 @@ class Router:
                     raise ProtocolError(jsonrpc.INVALID_PARAMS,
                                         f"inputResponses.{bad[0]} must be an object (the client's result)")
                 rctx.input_responses = responses
-                rctx.request_state = self._open_state(req)
+                rctx.request_state = self._open_state(req, session)
             result = await method(req, session, rctx)
             rounds = 0
             while isinstance(result, InputRequired) and not req.stateless:
                 # Handshake era: ask the client with server-to-client requests, then run the handler again
                 # with the answers, so a plugin written for input-required rounds works in both eras.
                 rounds += 1
-                if rounds > _MAX_INPUT_ROUNDS:
+                if rounds > self.settings.max_input_rounds:
                     raise ProtocolError(jsonrpc.INTERNAL_ERROR, f"{req.method}: still asking for input after "
-                                                                f"{_MAX_INPUT_ROUNDS} rounds")
+                                                                f"{self.settings.max_input_rounds} rounds")
                 answers = {}
                 for key, ask in (result.inputRequests or {}).items():
                     answers[key] = await rctx.send_request(str(ask.get("method")), dict(ask.get("params") or {}))
@@ -376,17 +510,17 @@ class Router:
             log.exception("internal error serving %s", req.method)
             return jsonrpc.error(req.id, jsonrpc.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
         if req.stateless:
-            result = self._decorate(req, result)
+            result = self._decorate(req, result, session)
         return jsonrpc.result(req.id, result)
 
-    def _decorate(self, req: Request, result: Any) -> dict[str, Any]:
+    def _decorate(self, req: Request, result: Any, session: Session) -> dict[str, Any]:
         """A 2026-07-28 result: resultType, cache hints where required, serverInfo in _meta."""
         if isinstance(result, InputRequired):
             out: dict[str, Any] = {"resultType": "input_required"}
             if result.inputRequests is not None:
                 out["inputRequests"] = result.inputRequests
             if result.requestState is not None:
-                out["requestState"] = self._sign_state(req, result.requestState)
+                out["requestState"] = self._sign_state(req, session, result.requestState)
         else:
             built = result if isinstance(result, dict) else msgspec.to_builtins(result)
             out = dict(built) if isinstance(built, dict) else {"value": built}
@@ -495,10 +629,10 @@ class Router:
         lis = _Listener(req.id, rctx._emit, bool(honored.get("toolsListChanged")),
                         bool(honored.get("promptsListChanged")), bool(honored.get("resourcesListChanged")),
                         frozenset(uris))
-        await lis.emit(jsonrpc.notification("notifications/subscriptions/acknowledged",
-                                            {"_meta": {META_SUBSCRIPTION_ID: req.id}, "notifications": honored}))
-        self._listeners.add(lis)
+        self._listeners.add(lis)  # counted at once: handle() checks max_listeners before it gets here
         try:
+            await lis.emit(jsonrpc.notification("notifications/subscriptions/acknowledged",
+                                                {"_meta": {META_SUBSCRIPTION_ID: req.id}, "notifications": honored}))
             await asyncio.Event().wait()  # until the stream is closed or the request cancelled
         finally:
             self._listeners.discard(lis)
