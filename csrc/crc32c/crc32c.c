@@ -20,15 +20,16 @@ static const me_crc32c_kernel kernels[ME_LEVEL_COUNT] = {
 #endif
 };
 
-/* The dispatch table: set once at import by me_crc32c_set_level(), which also
-   records the kernels this CPU runs (cpuid traps to the hypervisor in a VM:
-   it must not run per call). */
+/* The dispatch: the kernel me_crc32c() calls, set once at import by
+   me_crc32c_set_level(), which also records the kernels this CPU runs (cpuid
+   traps to the hypervisor in a VM: it must not run per call). The level is
+   not stored: me_crc32c_level() finds the level of the kernel in `update`, so
+   what it reports is what runs. */
 static struct {
     me_crc32c_kernel update;
-    int level;
     int probed;
     me_crc32c_kernel runnable[ME_LEVEL_COUNT];
-} active = {me_crc32c_update_scalar, ME_LEVEL_SCALAR, 0, {me_crc32c_update_scalar}};
+} active = {me_crc32c_update_scalar, 0, {me_crc32c_update_scalar}};
 
 static void probe(void)
 {
@@ -57,13 +58,28 @@ int me_crc32c_set_level(int level)
     if (rc < 0)
         return rc;
     active.update = k;
-    active.level = level;
     return 0;
 }
 
 int me_crc32c_level(void)
 {
-    return active.level;
+    me_crc32c_kernel now = active.update;
+    for (int i = 0; i < ME_LEVEL_COUNT; i++)
+        if (kernels[i] && kernels[i] == now)
+            return i;
+    return -1; /* unreachable: `update` is always one of the kernels */
+}
+
+uintptr_t me_crc32c_active_kernel(void)
+{
+    return (uintptr_t)active.update;
+}
+
+uintptr_t me_crc32c_level_kernel(int level)
+{
+    if (level < 0 || level >= ME_LEVEL_COUNT)
+        return 0;
+    return (uintptr_t)kernels[level];
 }
 
 uint32_t me_crc32c(uint32_t crc, const void *buf, size_t len)

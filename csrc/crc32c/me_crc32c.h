@@ -14,8 +14,15 @@ uint32_t me_crc32c(uint32_t crc, const void *buf, size_t len);
    -ENOTSUP when this build or this CPU cannot run it. Called once at import. */
 int me_crc32c_set_level(int level);
 
-/* The level me_crc32c() runs. */
+/* The level of the kernel me_crc32c() calls now (found from the kernel in
+   use, never from a recorded level). */
 int me_crc32c_level(void);
+
+/* Test hooks, for checking the dispatch: the address of the kernel
+   me_crc32c() calls now, and of the kernel of `level` in this build (0 where
+   this build has none: then the level has no kernel). */
+uintptr_t me_crc32c_active_kernel(void);
+uintptr_t me_crc32c_level_kernel(int level);
 
 /* me_crc32c() through the kernel of `level`; the result goes to *out.
    Returns 0, -EINVAL or -ENOTSUP as me_crc32c_set_level(). */

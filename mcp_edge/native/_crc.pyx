@@ -2,15 +2,18 @@
 """CRC32C (Castagnoli) over any contiguous buffer, through the dispatched kernel."""
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport uint32_t, uint64_t, uintptr_t
 
 from mcp_edge.errors import IsaLevelError
 from mcp_edge.native._cpu import active as _active_level
 from mcp_edge.native._cpu import level_number as _level_number
+from mcp_edge.native.includes.me_cpu cimport ME_LEVEL_COUNT, me_cpu_level_name
 from mcp_edge.native.includes.me_crc32c cimport (
     me_crc32c,
+    me_crc32c_active_kernel,
     me_crc32c_combine,
     me_crc32c_level,
+    me_crc32c_level_kernel,
     me_crc32c_set_level,
     me_crc32c_variant,
 )
@@ -102,14 +105,48 @@ def crc32c_variant(str level, data, uint32_t value=0):
 def kernel_level():
     """kernel_level() -> str
 
-    The ISA level of the kernel that crc32c() runs.
+    int me_crc32c_level(void)
+
+    The ISA level of the kernel that crc32c() runs, found from the kernel in
+    use (so it cannot disagree with what runs).
     """
-    from mcp_edge.native._cpu import levels
     cdef int n = me_crc32c_level()
-    for name in levels():
-        if _level_number(name) == n:
-            return name
-    raise RuntimeError(f"CRC32C dispatch is at unknown level {n}")
+    cdef const char *name = me_cpu_level_name(n) if n >= 0 else NULL
+    if name == NULL:
+        raise RuntimeError(f"CRC32C dispatch runs a kernel of no known level ({n})")
+    return name.decode()
+
+
+def kernels():
+    """kernels() -> list[str]
+
+    uintptr_t me_crc32c_level_kernel(int level)
+
+    The ISA levels this build has a CRC32C kernel for, lowest first, whether or
+    not this CPU runs them (``cpu.levels()`` says which it runs).
+    """
+    cdef int i
+    return [me_cpu_level_name(i).decode() for i in range(ME_LEVEL_COUNT) if me_crc32c_level_kernel(i)]
+
+
+def _kernel_addresses():
+    """_kernel_addresses() -> dict[str, int]
+
+    Test hook: the address of each level's kernel in this build.
+    """
+    cdef int i
+    return {me_cpu_level_name(i).decode(): me_crc32c_level_kernel(i)
+            for i in range(ME_LEVEL_COUNT) if me_crc32c_level_kernel(i)}
+
+
+def _active_kernel():
+    """_active_kernel() -> int
+
+    uintptr_t me_crc32c_active_kernel(void)
+
+    Test hook: the address of the kernel crc32c() calls now.
+    """
+    return me_crc32c_active_kernel()
 
 
 cdef int _rc = me_crc32c_set_level(_level_number(_active_level()))

@@ -1,4 +1,10 @@
-"""CRC32C: test vectors, every ISA level against an independent implementation, API contract."""
+"""CRC32C: test vectors, every ISA level against an independent implementation, the dispatch, API contract.
+
+Per-kernel tests run once for every kernel of this build; a kernel this CPU
+cannot run is skipped with a reason naming it and the features missing (see
+``pytest -rs``), and the run ends with a line listing the kernels that ran and
+those skipped (tests/native/conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +17,37 @@ import sys
 import textwrap
 
 import crc32c as reference
+import msgspec
 import pytest
 
 from mcp_edge.errors import IsaLevelError
 from mcp_edge.native import cpu, crc32c, crc32c_combine, crc32c_variant
-from mcp_edge.native._crc import kernel_level
+from mcp_edge.native._crc import _active_kernel, _kernel_addresses, kernel_level, kernels
 
-LEVELS = cpu.levels()
+LEVELS = cpu.levels()  # the levels this CPU runs
+KERNELS = kernels()  # the levels this build has a kernel for (this architecture's)
+
+# The CPU features each kernel needs (csrc/cpu/cpu.c, NEED_*), to name what a skipped kernel lacks.
+NEEDS = {
+    "scalar": (),
+    "sse42": ("sse42",),
+    "avx2": ("sse42", "pclmulqdq", "avx2"),
+    "avx512": ("sse42", "pclmulqdq", "avx2", "avx512f", "avx512bw", "avx512vl", "vpclmulqdq"),
+    "neon": ("asimd", "crc32", "pmull"),
+}
+
+
+@pytest.fixture(params=KERNELS)
+def level(request: pytest.FixtureRequest) -> str:
+    """Each kernel of this build; one this CPU cannot run is skipped, the skip naming the kernel."""
+    name: str = request.param
+    request.node.user_properties.append(("crc32c_kernel", name))
+    if name not in LEVELS:
+        feats = cpu.features()
+        missing = [f for f in NEEDS.get(name, ()) if not feats.get(f)]
+        lacks = f"lacks {', '.join(missing)}" if missing else "or its OS does not enable what it needs"
+        pytest.skip(f"{name} kernel built but this CPU {lacks} (it runs {', '.join(LEVELS)})")
+    return name
 
 # RFC 3720 (iSCSI), appendix B.4, plus the common check value.
 ISCSI_READ_PDU = bytes.fromhex(
@@ -40,7 +70,6 @@ def test_rfc3720_vectors_dispatched() -> None:
         assert crc32c(data) == expected, data
 
 
-@pytest.mark.parametrize("level", LEVELS)
 def test_rfc3720_vectors_each_level(level: str) -> None:
     for data, expected in VECTORS:
         assert crc32c_variant(level, data) == expected, (level, data)
@@ -51,7 +80,6 @@ def pool() -> bytes:
     return random.Random(20261121).randbytes(70_000 + 64 + 16)
 
 
-@pytest.mark.parametrize("level", LEVELS)
 def test_random_lengths_every_offset(level: str, pool: bytes, rng: random.Random) -> None:
     view = memoryview(pool)
     for offset in range(64):
@@ -62,7 +90,6 @@ def test_random_lengths_every_offset(level: str, pool: bytes, rng: random.Random
             assert crc32c_variant(level, data, value) == reference.crc32c(data, value), (level, offset, n)
 
 
-@pytest.mark.parametrize("level", LEVELS)
 def test_every_short_length(level: str, pool: bytes) -> None:
     """Lengths 0..1200 at a few offsets: every head/tail and threshold path of each kernel."""
     view = memoryview(pool)
@@ -72,7 +99,6 @@ def test_every_short_length(level: str, pool: bytes) -> None:
             assert crc32c_variant(level, data, 0x5A5A5A5A) == reference.crc32c(data, 0x5A5A5A5A), (offset, n)
 
 
-@pytest.mark.parametrize("level", LEVELS)
 def test_block_boundaries(level: str, pool: bytes) -> None:
     view = memoryview(pool)
     sizes = {k * b + d for b in (16, 64, 128, 256, 768, 12288) for k in (1, 2, 3, 4, 5) for d in (-1, 0, 1)}
@@ -82,7 +108,6 @@ def test_block_boundaries(level: str, pool: bytes) -> None:
             assert crc32c_variant(level, data) == reference.crc32c(data), (offset, n)
 
 
-@pytest.mark.parametrize("level", LEVELS)
 def test_streaming_matches_one_shot(level: str, pool: bytes, rng: random.Random) -> None:
     for _ in range(200):
         n = rng.randrange(0, 20_000)
@@ -96,6 +121,41 @@ def test_dispatched_matches_active_level(pool: bytes) -> None:
     assert kernel_level() == cpu.active()
     for n in (0, 63, 64, 4096, 70_000):
         assert crc32c(pool[:n]) == crc32c_variant(cpu.active(), pool[:n])
+
+
+def test_each_level_has_its_own_kernel() -> None:
+    """The dispatch test below tells kernels apart by address: they must all differ."""
+    addresses = _kernel_addresses()
+    assert list(addresses) == KERNELS
+    assert "scalar" in KERNELS and set(LEVELS) <= set(KERNELS)
+    assert len(set(addresses.values())) == len(addresses), addresses
+
+
+def test_reported_level_is_the_kernel_in_use() -> None:
+    assert _active_kernel() == _kernel_addresses()[kernel_level()]
+
+
+_DISPATCH_PROBE = (
+    "import msgspec, sys\n"
+    "from mcp_edge.native import _crc, cpu, crc32c\n"
+    "crc32c(b'x')\n"
+    "sys.stdout.write(msgspec.json.encode({'active': cpu.active(), 'reported': _crc.kernel_level(),\n"
+    "    'in_use': _crc._active_kernel(), 'kernels': _crc._kernel_addresses()}).decode())\n"
+)
+
+
+def test_forcing_a_level_switches_the_kernel(level: str) -> None:
+    """MCP_EDGE_ISA=<level>: crc32c() then calls that level's kernel (its address, not a recorded level
+    number: results are identical on every kernel, so only the pointer shows which one runs)."""
+    env = dict(os.environ, MCP_EDGE_ISA=level)
+    out = subprocess.run([sys.executable, "-c", _DISPATCH_PROBE], env=env, capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    got = msgspec.json.decode(out.stdout)
+    names = {addr: name for name, addr in got["kernels"].items()}
+    assert got["active"] == level
+    assert names.get(got["in_use"]) == level, f"MCP_EDGE_ISA={level} runs the {names.get(got['in_use'])} kernel"
+    assert got["reported"] == level
 
 
 def test_combine_identities(pool: bytes, rng: random.Random) -> None:
