@@ -2,7 +2,7 @@
 """CRC32C (Castagnoli) over any contiguous buffer, through the dispatched kernel."""
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from libc.stdint cimport uint32_t, uint64_t, uintptr_t
+from libc.stdint cimport uint32_t, uint64_t
 
 from mcp_edge.errors import IsaLevelError
 from mcp_edge.native._cpu import active as _active_level
