@@ -4,6 +4,7 @@ from mcp_edge.mcp import jsonrpc
 from mcp_edge.mcp.connection import (
     DEFAULT_MAX_FRAME,
     LOG_LEVELS,
+    Batch,
     CancelRequest,
     ClientResult,
     ConnState,
@@ -24,6 +25,7 @@ __all__ = [
     "LOG_LEVELS",
     "STATELESS_VERSIONS",
     "SUPPORTED_VERSIONS",
+    "Batch",
     "CancelRequest",
     "ClientResult",
     "ConnState",

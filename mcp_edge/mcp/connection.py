@@ -43,11 +43,13 @@ import msgspec
 
 from mcp_edge.mcp import jsonrpc
 from mcp_edge.mcp.jsonrpc import RequestId
-from mcp_edge.mcp.versions import STATELESS_VERSIONS, negotiate
+from mcp_edge.mcp.revisions import shape
+from mcp_edge.mcp.versions import STATELESS_VERSIONS, has_batches, negotiate
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
     "LOG_LEVELS",
+    "Batch",
     "CancelRequest",
     "ClientResult",
     "ConnState",
@@ -161,6 +163,36 @@ class Reply(Event):
     data: bytes
     request_id: RequestId | None = None
     is_error: bool = False
+
+
+@dataclass(slots=True)
+class Batch(Event):
+    """A JSON-RPC batch (2025-03-26), answered as one JSON array.
+
+    ``events`` are its messages' events for the transport to act on as it would
+    for single messages (Request, CancelRequest, ClientResult, Notification);
+    ``answers`` already holds the core's own answers (errors, ping). The
+    transport hands each Request's response to ``settle`` (None: cancelled, no
+    entry); once ``done``, ``encode`` gives the array, or None when there is
+    nothing to send (a batch of notifications and responses gets no answer).
+    """
+
+    events: list[Event] = field(default_factory=list)
+    answers: list[bytes] = field(default_factory=list)
+    waiting: set[RequestId] = field(default_factory=set)  # ids of its Requests not yet settled
+
+    @property
+    def done(self) -> bool:
+        return not self.waiting
+
+    def settle(self, rid: RequestId, data: bytes | None) -> None:
+        """Request ``rid`` of this batch was answered with ``data`` (None: it was cancelled)."""
+        self.waiting.discard(rid)
+        if data is not None:
+            self.answers.append(data)
+
+    def encode(self) -> bytes | None:
+        return b"[" + b",".join(self.answers) + b"]" if self.answers else None
 
 
 def _valid_id(value: object) -> bool:
@@ -312,7 +344,7 @@ class ServerConnection:
     def receive_object(self, msg: Any, modern: bool = False) -> list[Event]:
         """A decoded message; ``modern``: the transport already knows it is a 2026-07-28 message."""
         if isinstance(msg, list):
-            return [self._error(None, jsonrpc.INVALID_REQUEST, "JSON-RPC batches are not supported")]
+            return self._batch(msg, modern)
         if not isinstance(msg, dict):
             return [self._error(None, jsonrpc.INVALID_REQUEST, "a JSON-RPC message must be an object")]
         raw_id = msg.get("id")
@@ -358,6 +390,36 @@ class ServerConnection:
             return [ClientResult(msg_id, None, {"code": jsonrpc.INVALID_REQUEST,
                                                 "message": f"malformed response from the client: {problem}"})]
         return [ClientResult(msg_id, msg.get("result"), msg.get("error"))]
+
+    def _batch(self, msgs: list[Any], modern: bool) -> list[Event]:
+        """A JSON-RPC batch: only in a session whose revision has batches (2025-03-26), never empty.
+
+        Before initialize no revision has been negotiated, so a batch is refused (initialize must not be
+        part of one); each message of an accepted batch is handled as a single one would be.
+        """
+        if modern or not has_batches(self.version):
+            when = f"in protocol {STATELESS_VERSIONS[0] if modern else self.version}" if modern or self.version \
+                else "before initialize (and initialize must not be part of a batch)"
+            return [self._error(None, jsonrpc.INVALID_REQUEST, f"JSON-RPC batches are not supported {when}")]
+        if not msgs:
+            return [self._error(None, jsonrpc.INVALID_REQUEST, "a JSON-RPC batch must not be empty")]
+        batch = Batch()
+        for item in msgs:
+            if isinstance(item, list):
+                events: list[Event] = [self._error(None, jsonrpc.INVALID_REQUEST, "a batch cannot hold a batch")]
+            elif (isinstance(item, dict) and item.get("method") == "initialize" and _valid_id(item.get("id"))
+                  and item["id"] not in self.inflight):
+                events = [self._error(item["id"], jsonrpc.INVALID_REQUEST, "initialize must not be part of a batch")]
+            else:
+                events = self.receive_object(item)
+            for ev in events:
+                if isinstance(ev, Reply):
+                    batch.answers.append(ev.data)
+                    continue
+                if isinstance(ev, Request):
+                    batch.waiting.add(ev.id)
+                batch.events.append(ev)
+        return [batch]
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -427,7 +489,7 @@ class ServerConnection:
         }
         if self.info.instructions:
             result["instructions"] = self.info.instructions
-        return Reply(jsonrpc.result(rid, result), rid)
+        return Reply(jsonrpc.result(rid, shape("initialize", result, self.version)), rid)
 
     def _notification(self, method: str, params: dict[str, Any]) -> list[Event]:
         if method == "notifications/initialized":

@@ -35,7 +35,8 @@ from mcp_edge.mcp.connection import (
     ServerInfo,
 )
 from mcp_edge.mcp.refusals import Refusal, refusal_error
-from mcp_edge.mcp.versions import STATELESS_VERSIONS
+from mcp_edge.mcp.revisions import shape
+from mcp_edge.mcp.versions import LATEST_HANDSHAKE, STATELESS_VERSIONS
 from mcp_edge.plugin.types import InputRequired
 
 if TYPE_CHECKING:
@@ -511,6 +512,8 @@ class Router:
             return jsonrpc.error(req.id, jsonrpc.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
         if req.stateless:
             result = self._decorate(req, result, session)
+        elif req.version != LATEST_HANDSHAKE:  # a client of an older revision gets only what that revision has
+            result = shape(req.method, result, req.version)
         return jsonrpc.result(req.id, result)
 
     def _decorate(self, req: Request, result: Any, session: Session) -> dict[str, Any]:
