@@ -11,13 +11,15 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import mcp_edge.io.alignment as alignment_mod
-from mcp_edge.io import Engine, FileData, read_file, write_file
+from mcp_edge.io import Engine, FileData, IoOp, read_file, write_file
 from mcp_edge.io.alignment import O_DIRECT
 from mcp_edge.io.files import CHUNK
 from mcp_edge.native import crc32c
@@ -116,6 +118,73 @@ def test_failures_leave_the_target_and_no_temp(engine: Engine, workdir: Path, mo
 
     asyncio.run(main())
     assert path.read_bytes() == b"precious"
+    assert temps(workdir) == []
+
+
+class SyncLog:
+    """What write_file did, in order: each sync (through the engine, or a direct os.fsync/os.fdatasync on the
+    loop thread) as ("sync", "file"|"dir", inode), and each rename as ("rename", target)."""
+
+    def __init__(self, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.events: list[tuple[str, str, int | str]] = []
+        submit = engine._submit
+
+        def recording_submit(ops: Sequence[IoOp]) -> list[asyncio.Future[Any]]:
+            for op in ops:
+                if op.kind == "fsync":
+                    self._sync(op.fd)
+            return submit(ops)
+
+        monkeypatch.setattr(engine, "_submit", recording_submit)
+        for name in ("fsync", "fdatasync"):
+            real_sync = getattr(os, name)
+
+            def direct_sync(fd: int, real_sync: Callable[[int], None] = real_sync) -> None:
+                if threading.current_thread() is threading.main_thread():  # not the threads engine's worker
+                    self._sync(fd)
+                real_sync(fd)
+
+            monkeypatch.setattr(os, name, direct_sync)
+        for name in ("replace", "rename"):
+            real_move = getattr(os, name)
+
+            def move(src: Any, dst: Any, *args: Any, real_move: Callable[..., None] = real_move, **kw: Any) -> None:
+                real_move(src, dst, *args, **kw)
+                self.events.append(("rename", "", os.fspath(dst)))
+
+            monkeypatch.setattr(os, name, move)
+
+    def _sync(self, fd: int) -> None:
+        st = os.fstat(fd)
+        self.events.append(("sync", "dir" if stat.S_ISDIR(st.st_mode) else "file", st.st_ino))
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "buffered"])
+def test_durable_write_syncs_data_then_renames_then_syncs_the_folder(
+        engine: Engine, workdir: Path, monkeypatch: pytest.MonkeyPatch, direct: bool) -> None:
+    """Power-loss safety needs this exact order: the new content on disk before the rename makes it the target,
+    and the folder (the rename itself) on disk before write_file returns. Without durable, no sync at all."""
+    path = workdir / "target"
+    path.write_bytes(b"old")
+    log = SyncLog(engine, monkeypatch)
+
+    async def main() -> None:
+        await write_file(path, b"n" * 10_000, direct=direct, engine=engine)
+        durable, new_inode = list(log.events), path.stat().st_ino  # the synced temp file became the target
+        log.events.clear()
+        await write_file(workdir / "fresh", b"f" * 5000, direct=direct, durable=False, engine=engine)
+        assert log.events == [("rename", "", str(workdir / "fresh"))], "durable=False must not sync"
+        log.events.clear()
+        await write_file(path, b"", direct=direct, engine=engine)  # empty content: still both syncs
+        assert [e[:2] for e in log.events] == [("sync", "file"), ("rename", ""), ("sync", "dir")]
+        assert durable == [
+            ("sync", "file", new_inode),
+            ("rename", "", str(path)),
+            ("sync", "dir", workdir.stat().st_ino),
+        ], durable
+
+    asyncio.run(main())
+    assert path.read_bytes() == b""
     assert temps(workdir) == []
 
 
