@@ -177,6 +177,50 @@ def test_direct_io_on_tmpfs(engine: Engine, shmdir: Path) -> None:
         os.close(fd)
 
 
+def test_short_aligned_buffer_on_tmpfs_is_refused_before_submitting(engine: Engine, shmdir: Path) -> None:
+    """An AlignedBuffer has an aligned address but any length: 1000 bytes breaks the 4096 the engine holds
+    every O_DIRECT file to. tmpfs would take it, so only the engine's own check can refuse it (on a disk the
+    kernel's EINVAL would hide a check that let it through); the refusal must be the check's, not the kernel's."""
+    path = shmdir / "short"
+    path.write_bytes(b"k" * 8192)
+    fd, direct = open_direct(path, os.O_RDWR)
+    if not direct:
+        os.close(fd)
+        pytest.skip("tmpfs refuses O_DIRECT on this kernel (it takes it from Linux 6.6 on)")
+    short, good = AlignedBuffer(1000, 4096), AlignedBuffer(4096, 4096)
+    memoryview(short)[:] = b"s" * 1000
+    ops = [
+        IoOp.read(fd, short, 0),
+        IoOp.write(fd, short, 0),
+        IoOp.readv(fd, [good, short], 0),
+        IoOp.writev(fd, [short], 4096),
+    ]
+
+    async def one(op: IoOp) -> int:
+        if op.kind == "read":
+            return await engine.read(op.fd, op.buffers[0], op.offset)
+        if op.kind == "write":
+            return await engine.write(op.fd, op.buffers[0], op.offset)
+        if op.kind == "readv":
+            return await engine.readv(op.fd, op.buffers, op.offset)
+        return await engine.writev(op.fd, op.buffers, op.offset)
+
+    async def main() -> None:
+        for op in ops:
+            for batched in (False, True):
+                with pytest.raises(DirectIOAlignmentError, match="length 1000 is not a multiple of 4096") as exc:
+                    await (engine.gather([op]) if batched else one(op))
+                assert "the kernel said EINVAL" not in str(exc.value), "refused by the kernel, not the check"
+        with pytest.raises(DirectIOAlignmentError, match="length 1000 is not a multiple of 4096"):
+            engine.read_batch(fd, [short, AlignedBuffer(1000, 4096)], [0, 4096])
+
+    try:
+        asyncio.run(main())
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"k" * 8192  # nothing was written
+
+
 # -- open_direct ----------------------------------------------------------------------------------------------
 
 def test_open_direct_on_disk_and_tmpfs(workdir: Path, shmdir: Path) -> None:
