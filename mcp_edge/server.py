@@ -94,6 +94,8 @@ class ConfiguredServer:
             disabled=s.disabled_plugins,
             context_factory=context,
             environ=s.environ,
+            cache_dir=s.cache_dir,
+            use_cache=s.entry_point_cache,
         )
         registry.discover()
         await registry.start()

@@ -1,30 +1,55 @@
-"""What ``mcp-edge plugins list`` does: start a registry, snapshot its status, stop it."""
+"""What ``mcp-edge plugins list`` does: start a registry as the server would, snapshot its status, stop it."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_edge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mcp_edge.board import Settings
 
 __all__ = ["list_plugins", "render_plugins"]
 
 
 def list_plugins(
-    plugin_dirs: list[Path] | None = None, *, entry_points: bool = True, init: bool = True
+    plugin_dirs: list[Path] | None = None, *, entry_points: bool = True, init: bool = True,
+    settings: Settings | None = None,
 ) -> list[dict[str, Any]]:
-    """Each plugin's status once started (or only loaded, without ``init``); ConfigError for a bad folder."""
+    """Each plugin's status once started (or only loaded, without ``init``); ConfigError for a bad folder.
+
+    The registry is the server's: ``settings`` (``Settings.load()`` when not given) give the folders, the
+    plugins' config and environment overrides, which are enabled, and the entry-point cache;
+    ``plugin_dirs`` replaces the folders and ``entry_points=False`` leaves installed plugins out.
+    """
+    from mcp_edge.plugin.defaults import DefaultPluginContext
     from mcp_edge.plugin.registry import Registry, default_plugin_dirs
 
+    if settings is None:
+        from mcp_edge.board import Settings
+
+        settings = Settings.load()
     if plugin_dirs is None:
-        dirs = default_plugin_dirs()
+        dirs = default_plugin_dirs(settings)
     else:
         for d in plugin_dirs:
             if not d.is_dir():
                 raise ConfigError(f"--plugin-dir {d}: not a folder")
         dirs = plugin_dirs
-    registry = Registry(dirs, entry_points=entry_points)
+    s = settings
+    registry = Registry(
+        dirs,
+        entry_points=entry_points and s.entry_points,
+        config=s.plugin_config,
+        enabled=s.enabled_plugins,
+        disabled=s.disabled_plugins,
+        context_factory=lambda plugin_id: DefaultPluginContext(plugin_id, settings=s),
+        environ=s.environ,
+        cache_dir=s.cache_dir,
+        use_cache=s.entry_point_cache,
+    )
     if not init:
         registry.load()
         return registry.status()

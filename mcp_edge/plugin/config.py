@@ -144,10 +144,10 @@ def validate(value: Any, schema: Mapping[str, Any], path: str = "") -> tuple[str
         listed = [types] if isinstance(types, str) else types
         if not any(_type_ok(value, t) for t in listed):
             return path, f"expected {' or '.join(listed)}, got {_json_type(value)} {value!r}"
-    if "const" in schema and value != schema["const"]:
+    if "const" in schema and not _json_equal(value, schema["const"]):
         return path, f"must be {schema['const']!r}, got {value!r}"
     enum = schema.get("enum")
-    if enum is not None and value not in enum:
+    if enum is not None and not any(_json_equal(value, e) for e in enum):
         return path, f"must be one of {', '.join(repr(e) for e in enum)}, got {value!r}"
     if isinstance(value, int | float) and not isinstance(value, bool):
         for key, words in _BOUNDS:
@@ -199,6 +199,19 @@ def validate(value: Any, schema: Mapping[str, Any], path: str = "") -> tuple[str
                 if problem:
                     return problem
     return None
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: ``true`` is not ``1`` (Python's ``True == 1`` is), numbers compare by value (``1 == 1.0``)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and bool(a == b)
 
 
 def _join(path: str, key: str) -> str:
@@ -287,19 +300,17 @@ def _parse_as(text: str, name: str, schema: Mapping[str, Any]) -> Any:
 def resolve_config(
     plugin_id: str,
     schema: Mapping[str, Any] | None,
-    supplied: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
+    supplied: Mapping[str, Any] | None,
+    environ: Mapping[str, str],
 ) -> dict[str, Any]:
-    """A plugin's config: schema defaults <- ``supplied`` (board/user) <- environment; validated.
+    """A plugin's config: schema defaults <- ``supplied`` (board/user) <- ``environ``; validated.
 
+    ``environ`` is the runtime's (``settings.environ``), never read here from the process.
     PluginConfigError naming the plugin, the key, the problem and where the value came from.
     """
-    import os
-
     supplied = dict(supplied or {})
     if schema is None:
         return supplied
-    environ = os.environ if environ is None else environ
     sources = dict.fromkeys(supplied, "config")
     props: Mapping[str, Any] = schema.get("properties", {})
     prefix = env_prefix(plugin_id)

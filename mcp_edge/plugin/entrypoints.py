@@ -2,13 +2,15 @@
 
 Scanning entry points (``importlib.metadata``) costs tens of milliseconds at
 start: it imports email, zipfile and csv and reads every distribution's
-metadata. The result is kept in ``$XDG_CACHE_HOME/mcp-edge/`` (default
+metadata. The result is kept in the folder the caller names (the runtime
+passes ``settings.cache_dir``: ``$XDG_CACHE_HOME/mcp-edge/``, default
 ``~/.cache/mcp-edge/``), one JSON file per interpreter, with a fingerprint of
 ``sys.path``: each entry and its modification time. Installing or removing a
 distribution changes the mtime of the folder it lives in, so the next start
 scans again; otherwise the cache is read (well under a millisecond) and
-``importlib.metadata`` is never imported. ``MCP_EDGE_NO_EP_CACHE=1`` scans
-every time.
+``importlib.metadata`` is never imported. Without a folder, or with
+``use_cache=False`` (``settings.entry_point_cache``, ``MCP_EDGE_NO_EP_CACHE=1``),
+every call scans.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ try:  # CPython's own BLAKE2: hashlib would load OpenSSL's libcrypto (about 3.5 
 except ImportError:  # pragma: no cover - a Python built without it
     from hashlib import blake2b as _digest
 
-__all__ = ["GROUP", "EntryPointInfo", "cache_dir", "cache_file", "fingerprint", "forget", "scan", "scan_count"]
+__all__ = ["GROUP", "EntryPointInfo", "cache_file", "fingerprint", "forget", "scan", "scan_count"]
 
 GROUP = "mcp_edge.plugins"
 _FORMAT = 1
@@ -57,15 +59,10 @@ def scan_count() -> int:
     return _scans
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "mcp-edge"
-
-
-def cache_file() -> Path:
-    """This interpreter's cache file."""
+def cache_file(cache_dir: Path) -> Path:
+    """This interpreter's cache file in ``cache_dir``."""
     key = _digest(f"{sys.executable}\0{sys.prefix}".encode(), digest_size=8).hexdigest()
-    return cache_dir() / f"entry-points-{key}.json"
+    return cache_dir / f"entry-points-{key}.json"
 
 
 def fingerprint() -> str:
@@ -120,14 +117,16 @@ def _write_cache(path: Path, fp: str, eps: list[EntryPointInfo]) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def scan(use_cache: bool = True) -> list[EntryPointInfo]:
-    """The entry points of ``mcp_edge.plugins``: from this process's memo, the cache file, or a scan."""
+def scan(cache_dir: Path | None, use_cache: bool = True) -> list[EntryPointInfo]:
+    """The entry points of ``mcp_edge.plugins``: from this process's memo, the cache file in ``cache_dir``, or a scan.
+
+    ``cache_dir`` None or ``use_cache`` false: a scan, every call.
+    """
     global _memo
-    use_cache = use_cache and not os.environ.get("MCP_EDGE_NO_EP_CACHE")
-    if not use_cache:
+    if cache_dir is None or not use_cache:
         return _scan()
     fp = fingerprint()
-    path = cache_file()
+    path = cache_file(cache_dir)
     if _memo is not None and _memo[0] == fp and _memo[1] == str(path):
         return list(_memo[2])
     eps = _read_cache(path, fp)

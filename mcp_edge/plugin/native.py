@@ -11,13 +11,25 @@ and returns a CallToolResult JSON, and for tools like these a thread hop
 (``asyncio.to_thread``, 50-100 µs) would cost far more than the call. A tool
 whose definition says ``"x-blocking": true`` runs in a worker thread instead;
 cffi releases the GIL around the C call, so it does not stall other requests.
+
+C is handed only arguments that conform to the tool's ``inputSchema``, checked
+here with the config validator (``mcp_edge.plugin.config``; a schema using a
+keyword it does not check is refused when the plugin loads): a bad argument is
+a -32602 error and ``call_tool`` never runs.
+
+Shutdown never runs under a call: it first stops accepting calls (a new one is
+refused with a PluginError), then waits for the running ones, for at most
+``settings.native_drain_s``. Past that it skips ``shutdown(state)`` and says so:
+a leaked state is better than one freed under a running call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
+import threading
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from pathlib import Path
@@ -32,6 +44,7 @@ from mcp_edge.errors import (
     PluginLoadError,
     ToolNotFoundError,
 )
+from mcp_edge.plugin.config import check_schema, validate
 from mcp_edge.plugin.manifest import NATIVE_ABI_VERSION
 from mcp_edge.plugin.types import (
     Annotations,
@@ -56,6 +69,7 @@ if TYPE_CHECKING:
 __all__ = ["ENTRY_SYMBOL", "NATIVE_ABI_VERSION", "NativePlugin", "NativeToolHandler", "load_native"]
 
 ENTRY_SYMBOL = f"mcp_edge_plugin_v{NATIVE_ABI_VERSION}"
+log = logging.getLogger("mcp_edge.plugin")
 
 
 class _ToolSpec(msgspec.Struct, rename={"blocking": "x-blocking"}):
@@ -108,12 +122,13 @@ def _decode_result(data: bytes) -> ToolResult:
 class NativeToolHandler:
     """One tool of a native plugin, with the same ``call`` as a Python tool handler."""
 
-    __slots__ = ("_def", "blocking", "c_name", "name")
+    __slots__ = ("_def", "blocking", "c_name", "name", "schema")
 
     def __init__(self, spec: _ToolSpec) -> None:
         self.name = spec.name
         self.c_name = spec.name.encode()
         self.blocking = spec.blocking
+        self.schema = spec.inputSchema
         self._def = ToolDef(
             name=spec.name,
             inputSchema=spec.inputSchema,
@@ -129,7 +144,13 @@ class NativeToolHandler:
     async def call(
         self, instance: NativePlugin, arguments: Mapping[str, Any] | None, rctx: RequestContext | None
     ) -> ToolResult:
-        args = _encode({} if arguments is None else arguments)
+        arguments = {} if arguments is None else arguments
+        problem = validate(arguments, self.schema)
+        if problem is not None:
+            where, message = problem
+            where = where or "(arguments)"
+            raise InvalidArgumentsError(f"invalid arguments for tool '{self.name}': {where}: {message}")
+        args = _encode(arguments)
         if self.blocking:
             rc, out = await asyncio.to_thread(instance.call_raw, self.c_name, args)
         else:
@@ -168,6 +189,11 @@ class NativePlugin:
         self._state: Any = ffi.NULL
         self._free = table.free_result
         self._call = table.call_tool
+        self._ctx: PluginContext | None = None
+        # Calls running in C now, and whether shutdown has begun; the condition is notified as calls end.
+        self._calls = threading.Condition()
+        self._running = 0
+        self._closing = False
         self.tools: dict[str, NativeToolHandler] = {}
         if table.tools_json:
             raw = ffi.string(table.tools_json)
@@ -178,11 +204,15 @@ class NativePlugin:
             for spec in specs:
                 if spec.name in self.tools:
                     raise PluginLoadError(f"native plugin {self.id}: tool {spec.name!r} is declared twice")
+                check_schema(spec.inputSchema, f"native plugin {self.id}: inputSchema of tool {spec.name!r}")
                 self.tools[spec.name] = NativeToolHandler(spec)
         if self.tools and (table.call_tool == ffi.NULL or table.free_result == ffi.NULL):
             raise PluginLoadError(f"native plugin {self.id}: declares tools but call_tool or free_result is NULL")
 
     async def initialize(self, config: Mapping[str, Any], ctx: PluginContext) -> None:
+        if self._table.init == self._ffi.NULL:
+            return
+        self._ctx = ctx
         if self._table.init == self._ffi.NULL:
             return
         rc = self._table.init(_encode(dict(config)), self._state_box)
@@ -191,23 +221,61 @@ class NativePlugin:
         self._state = self._state_box[0]
 
     async def shutdown(self) -> None:
+        """Refuse new calls, wait for the running ones (``native_drain_s``), then ``shutdown(state)``.
+
+        PluginError, and the state left alone, when calls are still running after the drain time.
+        """
+        with self._calls:
+            self._closing = True
+            busy = self._running
+        if busy:
+            drain_s = self._ctx.settings.native_drain_s if self._ctx is not None else 0.0
+            # Waited for in a thread: a blocking call ends in its own thread, and the loop must keep running.
+            left = await asyncio.to_thread(self._wait_idle, drain_s)
+            if left:
+                log.warning("native plugin %s: %d call(s) still running after %g s; shutdown(state) skipped",
+                            self.id, left, drain_s)
+                raise PluginError(
+                    f"native plugin {self.id}: {left} call(s) still running after {drain_s:g} s (native_drain_s); "
+                    "shutdown skipped, its state left allocated rather than freed under a running call"
+                )
         if self._table.shutdown != self._ffi.NULL:
             self._table.shutdown(self._state)
         self._state = self._ffi.NULL
 
+    def _wait_idle(self, timeout: float) -> int:
+        """Wait until no call runs, at most ``timeout`` seconds: how many still run."""
+        with self._calls:
+            self._calls.wait_for(lambda: self._running == 0, timeout)
+            return self._running
+
     def call_raw(self, name: bytes, args: bytes) -> tuple[int, bytes]:
-        """Calls ``call_tool``: (return code, output bytes); the output is freed here."""
-        ffi = self._ffi
-        out = ffi.new("char **")
-        out_len = ffi.new("size_t *")
-        rc = self._call(self._state, name, args, len(args), out, out_len)
-        ptr = out[0]
-        if ptr == ffi.NULL:
-            return rc, b""
+        """Calls ``call_tool``: (return code, output bytes); the output is freed here.
+
+        Counted in the thread that runs it, so a call whose request was cancelled still holds shutdown off
+        until C returns. PluginError once shutdown has begun.
+        """
+        with self._calls:
+            if self._closing:
+                raise PluginError(f"native plugin {self.id} is shutting down: tool {name.decode()} not called")
+            self._running += 1
         try:
-            return rc, ffi.buffer(ptr, out_len[0])[:]
+            ffi = self._ffi
+            out = ffi.new("char **")
+            out_len = ffi.new("size_t *")
+            rc = self._call(self._state, name, args, len(args), out, out_len)
+            ptr = out[0]
+            if ptr == ffi.NULL:
+                return rc, b""
+            try:
+                return rc, ffi.buffer(ptr, out_len[0])[:]
+            finally:
+                self._free(ptr)
         finally:
-            self._free(ptr)
+            with self._calls:
+                self._running -= 1
+                if not self._running:
+                    self._calls.notify_all()
 
 
 def _other_abi(path: Path) -> int | None:

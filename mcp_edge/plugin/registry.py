@@ -18,15 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import importlib
-import importlib.util
 import logging
-import sys
 import time
 import tomllib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from mcp_edge.errors import (
@@ -43,6 +39,7 @@ from mcp_edge.errors import (
 )
 from mcp_edge.plugin.api import PLUGIN_API_VERSION, Plugin, PluginBase, resource
 from mcp_edge.plugin.handlers import HandlerTable, handlers_of, to_completion, wrap_handler_error
+from mcp_edge.plugin.loader import class_from_entry_point, class_from_folder, manifest_folders, purge
 from mcp_edge.plugin.manifest import MANIFEST, Manifest, check_capabilities, check_id, check_requires, read_manifest
 from mcp_edge.plugin.types import (
     Completion,
@@ -120,8 +117,8 @@ class PluginRecord:
     """
 
     __slots__ = ("capabilities", "config_schema", "description", "disabled", "entry_point", "error", "handlers",
-                 "id", "init_ms", "kind", "load_ms", "manifest", "plugin", "reason", "requires", "source", "state",
-                 "version")
+                 "id", "init_ms", "kind", "load_ms", "manifest", "package", "plugin", "reason", "requires", "source",
+                 "state", "version")
 
     def __init__(
         self,
@@ -153,6 +150,7 @@ class PluginRecord:
         self.manifest = manifest
         self.entry_point = entry_point
         self.plugin: Any = None
+        self.package: str | None = None  # a folder plugin's package in sys.modules (loader.purge forgets it)
         self.config_schema = config_schema
         self.handlers: HandlerTable | None = None
 
@@ -233,6 +231,8 @@ class Registry:
         disabled: Collection[str] = (),
         context_factory: Callable[[str], PluginContext] | None = None,
         environ: Mapping[str, str] | None = None,
+        cache_dir: Path | None = None,
+        use_cache: bool = True,
         init_timeout: float = 30.0,
         shutdown_timeout: float = 10.0,
     ) -> None:
@@ -242,7 +242,11 @@ class Registry:
         self.enabled = None if enabled is None else frozenset(enabled)
         self.disabled = frozenset(disabled)
         self.context_factory = context_factory
-        self.environ = environ
+        # The MCP_EDGE_<PLUGIN>_<KEY> overrides: the server passes settings.environ; none without it.
+        self.environ: Mapping[str, str] = {} if environ is None else environ
+        # The entry-point scan's cache (settings.cache_dir, settings.entry_point_cache); no cache without a folder.
+        self.cache_dir = cache_dir
+        self.use_cache = use_cache and cache_dir is not None
         self.init_timeout = init_timeout
         self.shutdown_timeout = shutdown_timeout
         self.on_resource_updated: Notifier | None = None
@@ -282,28 +286,14 @@ class Registry:
             id=RUNTIME_PLUGIN_ID, version="", kind="builtin", source="mcp_edge",
             description=_RuntimePlugin.description, capabilities=_RuntimePlugin.capabilities,
         ))
-        for folder in self._manifest_folders():
+        for folder in manifest_folders(self.plugin_dirs):
             self._add(self._record_from_folder(folder))
         if self.use_entry_points:
             from mcp_edge.plugin.entrypoints import scan
 
-            for ep in scan():
+            for ep in scan(self.cache_dir, use_cache=self.use_cache):
                 self._add(self._record_from_entry_point(ep))
         return self.records
-
-    def _manifest_folders(self) -> list[Path]:
-        out: list[Path] = []
-        for root in self.plugin_dirs:
-            if (root / MANIFEST).is_file():
-                out.append(root)
-                continue
-            try:
-                children = sorted(root.iterdir())
-            except OSError:
-                log.debug("plugin folder %s: not readable or absent", root)
-                continue
-            out += [child for child in children if (child / MANIFEST).is_file()]
-        return out
 
     def _record_from_folder(self, folder: Path) -> PluginRecord:
         try:
@@ -398,6 +388,9 @@ class Registry:
         for rec in self._records:
             if rec.state is PluginState.LOADED:
                 self._move(rec, PluginState.STOPPED)
+            if rec.package is not None:  # nothing runs its code any more: the import system may forget it
+                purge(rec.package)
+                rec.package = None
 
     # --- loading -----------------------------------------------------------------------------
 
@@ -414,10 +407,11 @@ class Registry:
                 plugin = load_native(rec.manifest)
             elif rec.kind == "python":
                 assert rec.manifest is not None
-                plugin = self._instantiate(_class_from_folder(rec.manifest), rec.id)
+                cls, rec.package = class_from_folder(rec.manifest)
+                plugin = self._instantiate(cls, rec.id)
             else:
                 assert rec.entry_point is not None
-                cls = _class_from_entry_point(rec.entry_point)
+                cls = class_from_entry_point(rec.entry_point)
                 self._adopt_class_metadata(rec, cls)
                 plugin = self._instantiate(cls, rec.id)
             if rec.kind == "native":
@@ -427,6 +421,9 @@ class Registry:
                 table = handlers_of(type(plugin))
         except Exception as exc:
             rec.load_ms = (time.perf_counter() - t0) * 1e3
+            if rec.package is not None:
+                purge(rec.package)
+                rec.package = None
             self._set_failed(rec, exc if isinstance(exc, McpEdgeError) else PluginLoadError(
                 f"plugin {rec.id}: loading failed: {type(exc).__name__}: {exc}"))
             if not isinstance(exc, McpEdgeError):
@@ -767,83 +764,6 @@ def _fallback_record(folder: Path) -> PluginRecord:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
         pass
     return PluginRecord(id=plugin_id, version=version, kind=kind, source=folder)  # type: ignore[arg-type]
-
-
-def _import_module_file(manifest: Manifest) -> ModuleType:
-    """Import the manifest's module by file path, as ``mcp_edge_plugins.<id>``.
-
-    The plugin folder is on ``sys.path`` only while the module runs its body, so
-    it may import helpers beside it; a package plugin should import them relatively.
-    """
-    assert manifest.module is not None
-    folder, name = manifest.folder, manifest.module
-    package = folder / name / "__init__.py"
-    single = folder / f"{name}.py"
-    if package.is_file():
-        location, search = package, [str(package.parent)]
-    elif single.is_file():
-        location, search = single, None
-    else:
-        raise PluginLoadError(
-            f"plugin {manifest.id}: no module {name!r} in {folder} (no {name}.py, no {name}/__init__.py)"
-        )
-    modname = "mcp_edge_plugins." + manifest.id.replace("-", "_")
-    spec = importlib.util.spec_from_file_location(modname, location, submodule_search_locations=search)
-    if spec is None or spec.loader is None:
-        raise PluginLoadError(f"plugin {manifest.id}: cannot import {location}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = module
-    entry = str(folder)
-    sys.path.insert(0, entry)
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(modname, None)
-        raise
-    finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(entry)
-    return module
-
-
-def _looks_like_plugin(obj: object, module: str) -> bool:
-    return (
-        isinstance(obj, type)
-        and obj.__module__ == module
-        and obj is not PluginBase
-        and callable(getattr(obj, "initialize", None))
-        and callable(getattr(obj, "shutdown", None))
-        and hasattr(obj, "capabilities")
-    )
-
-
-def _class_from_folder(manifest: Manifest) -> type:
-    module = _import_module_file(manifest)
-    if manifest.class_name is not None:
-        cls = getattr(module, manifest.class_name, None)
-        if not isinstance(cls, type):
-            raise PluginLoadError(f"plugin {manifest.id}: module {manifest.module} has no class {manifest.class_name}")
-        return cls
-    found: list[type] = [obj for obj in vars(module).values() if _looks_like_plugin(obj, module.__name__)]
-    if len(found) != 1:
-        names = ", ".join(c.__name__ for c in found) or "none"
-        raise PluginLoadError(
-            f"plugin {manifest.id}: set 'class' in {manifest.path}: module {manifest.module} defines "
-            f"{len(found)} plugin classes ({names})"
-        )
-    return found[0]
-
-
-def _class_from_entry_point(ep: EntryPointInfo) -> type:
-    module_name, _, attr = ep.value.partition(":")
-    module = importlib.import_module(module_name.strip())
-    obj: Any = module
-    for part in attr.strip().split(".") if attr.strip() else []:
-        obj = getattr(obj, part)
-    if not isinstance(obj, type):
-        raise PluginLoadError(f"entry point {ep.name} = {ep.value} of {ep.dist}: not a class but {obj!r}")
-    cls: type = obj
-    return cls
 
 
 def _version_problem(version: str, spec: str) -> str | None:

@@ -63,54 +63,70 @@ def ids(eps: list[entrypoints.EntryPointInfo]) -> list[str]:
     return sorted(e.name for e in eps if e.name.startswith("ep"))
 
 
-def test_scan_is_cached_and_invalidated(site: Path) -> None:
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache" / "mcp-edge"
+
+
+def test_scan_is_cached_and_invalidated(site: Path, cache_dir: Path) -> None:
     fake_dist(site, "weather", "epweather")
     count = entrypoints.scan_count()
-    first = entrypoints.scan()
+    first = entrypoints.scan(cache_dir)
     assert ids(first) == ["epweather"]
     assert entrypoints.scan_count() == count + 1
-    cache = entrypoints.cache_file()
-    assert cache.is_file() and cache.parent == Path(os.environ["XDG_CACHE_HOME"]) / "mcp-edge"
+    cache = entrypoints.cache_file(cache_dir)
+    assert cache.is_file() and cache.parent == cache_dir
     data = json.loads(cache.read_text())
     assert data["fingerprint"] == entrypoints.fingerprint()
     ep = next(e for e in data["entry_points"] if e["name"] == "epweather")
     assert ep == {"name": "epweather", "value": "weather_mod:EpPlugin", "dist": "weather", "version": "2.0.0"}
 
     # same process: the memo; a new process (memo dropped): the file; no new scan either way
-    assert ids(entrypoints.scan()) == ["epweather"]
+    assert ids(entrypoints.scan(cache_dir)) == ["epweather"]
     entrypoints.forget()
-    assert ids(entrypoints.scan()) == ["epweather"]
+    assert ids(entrypoints.scan(cache_dir)) == ["epweather"]
     assert entrypoints.scan_count() == count + 1
 
     # installing another distribution changes the folder's mtime: scanned again
     fake_dist(site, "tides", "eptides")
     bump_mtime(site)
     entrypoints.forget()
-    assert ids(entrypoints.scan()) == ["eptides", "epweather"]
+    assert ids(entrypoints.scan(cache_dir)) == ["eptides", "epweather"]
     assert entrypoints.scan_count() == count + 2
 
     # a stale or corrupt file is rescanned, never trusted
     cache.write_text("{not json")
     entrypoints.forget()
-    assert ids(entrypoints.scan()) == ["eptides", "epweather"]
+    assert ids(entrypoints.scan(cache_dir)) == ["eptides", "epweather"]
     assert entrypoints.scan_count() == count + 3
 
 
-def test_cache_off_scans_every_time(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_off_scans_every_time(site: Path, cache_dir: Path) -> None:
     fake_dist(site, "weather", "epweather")
-    monkeypatch.setenv("MCP_EDGE_NO_EP_CACHE", "1")
     count = entrypoints.scan_count()
-    entrypoints.scan()
-    entrypoints.scan()
-    assert entrypoints.scan_count() == count + 2
+    entrypoints.scan(cache_dir, use_cache=False)
+    entrypoints.scan(cache_dir, use_cache=False)
+    entrypoints.scan(None)
+    assert entrypoints.scan_count() == count + 3
+    assert not cache_dir.exists()
 
 
-def test_unwritable_cache_still_scans(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_settings_come_from_settings(tmp_path: Path) -> None:
+    from mcp_edge.board import Settings
+
+    s = Settings.load(environ={"XDG_CACHE_HOME": str(tmp_path), "MCP_EDGE_NO_EP_CACHE": "1"})
+    assert (s.cache_dir, s.entry_point_cache) == (tmp_path / "mcp-edge", False)
+    reg = Registry([FIXTURES], entry_points=True, cache_dir=s.cache_dir, use_cache=s.entry_point_cache)
+    count = entrypoints.scan_count()
+    reg.discover()
+    assert entrypoints.scan_count() == count + 1 and not (tmp_path / "mcp-edge").exists()
+
+
+def test_unwritable_cache_still_scans(site: Path, tmp_path: Path) -> None:
     fake_dist(site, "weather", "epweather")
     blocker = tmp_path / "file"
     blocker.write_text("")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # a file: mcp-edge/ cannot be made under it
-    assert ids(entrypoints.scan()) == ["epweather"]
+    assert ids(entrypoints.scan(blocker / "mcp-edge")) == ["epweather"]  # a file: mcp-edge/ cannot be made under it
 
 
 def test_entry_point_plugin_runs_with_class_metadata(site: Path) -> None:

@@ -407,21 +407,16 @@ class P(PluginBase):
     assert got == ["tools"]
 
 
-def test_call_overhead_is_small(tmp_path: Path) -> None:
-    """Not a benchmark: a guard that a call stays in the microseconds (generous bound for noisy CI)."""
-    import time
-
+def test_many_calls_in_a_row(tmp_path: Path) -> None:
+    """Calls in a row keep answering the same (their cost is measured by perf/bench_mcp.py, plugin-call)."""
     reg = started([FIXTURES])
     args: Mapping[str, Any] = {"text": "hi"}
 
-    async def many(n: int) -> float:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            await reg.call_tool("echo", args, RCTX)
-        return (time.perf_counter() - t0) / n
+    async def many(n: int) -> list[Any]:
+        return [await reg.call_tool("echo", args, RCTX) for _ in range(n)]
 
-    per_call = min(run(many(2000)) for _ in range(3))
-    assert per_call < 100e-6, f"{per_call * 1e6:.1f} µs per call"
+    results = run(many(200))
+    assert all(r == results[0] and not r.isError for r in results)
 
 
 def test_context_factory_failure_fails_only_that_plugin(tmp_path: Path) -> None:
