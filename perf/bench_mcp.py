@@ -63,6 +63,9 @@ Cases (bench ``mcp``):
 - ``plugin-load-<id>`` and ``plugin-init-<id>`` (``ms``, impl ``mcp_edge``, best of N): ``load_ms`` and
   ``init_ms`` from ``mcp-edge plugins list --json --no-entry-points`` run with one plugin at a time
   (``fs``, ``sysinfo``, ``logs``, ``native_hello`` and the bench's ``echo``).
+- ``plugin-call`` (``us``, impl ``mcp_edge``, best of N rounds of ``PLUGIN_CALLS``): one ``Registry.call_tool``
+  of the bench's ``echo`` in process, without a transport: the plugin system's own cost per call (argument
+  decoding, the handler, the result), in a child ``python -c`` with the same interpreter and environment.
 """
 
 from __future__ import annotations
@@ -102,6 +105,25 @@ ROUND_S = {True: 0.25, False: 0.6}  # seconds per round of one server in one thr
 SPAWNS = {True: 3, False: 7}  # spawns per server for spawn-to-first-answer, idle-rss, exit-after-eof
 IMPORT_RUNS = {True: 3, False: 10}
 PLUGIN_RUNS = {True: 3, False: 7}
+PLUGIN_CALLS = 2000
+# plugin-call: argv[1] the plugin folder, argv[2] rounds, argv[3] calls per round; prints the best us per call.
+PLUGIN_CALL_CODE = """
+import asyncio, sys, time
+from pathlib import Path
+from mcp_edge.plugin import NullRequestContext, Registry
+async def main():
+    reg = Registry([Path(sys.argv[1])], entry_points=False)
+    await reg.start()
+    rctx, args, n, best = NullRequestContext(), {"text": "hi"}, int(sys.argv[3]), float("inf")
+    for _ in range(int(sys.argv[2]) + 1):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await reg.call_tool("echo", args, rctx)
+        best = min(best, (time.perf_counter() - t0) / n)
+    await reg.stop()
+    print(best * 1e6)
+asyncio.run(main())
+"""
 RSS_CALLS = {True: 5_000, False: 20_000}
 WARMUP_CALLS = 300
 IDLE_S = 0.5
@@ -1391,6 +1413,16 @@ class Bench:
         for pid, values in times.items():
             yield Row(f"plugin-load-{pid}", "mcp_edge", "ms", min(v[0] for v in values), higher_is_better=False)
             yield Row(f"plugin-init-{pid}", "mcp_edge", "ms", min(v[1] for v in values), higher_is_better=False)
+        if BENCH_PLUGIN in solo:
+            cmd = [ours.python, "-c", PLUGIN_CALL_CODE, str(solo[BENCH_PLUGIN]), str(runs), str(PLUGIN_CALLS)]
+            done = subprocess.run(cmd, env=ours.env, cwd=CHECKOUT, capture_output=True, text=True, timeout=120)
+            try:
+                if done.returncode != 0:
+                    raise ValueError(f"exit status {done.returncode}: {done.stderr.strip()[-400:]}")
+                per_call = float(done.stdout.strip().splitlines()[-1])
+            except (ValueError, IndexError) as exc:
+                raise BenchError(f"plugin-call: {exc}") from exc
+            yield Row("plugin-call", "mcp_edge", "us", per_call, higher_is_better=False)
 
 
 def run(ctx: BenchContext) -> Iterator[Row]:

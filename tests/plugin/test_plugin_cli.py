@@ -76,3 +76,25 @@ def test_bad_board_plugin_dirs_exits_2(tmp_path: Path) -> None:
     proc = mcp_edge("plugins", "list", env={"MCP_EDGE_BOARDS_DIR": str(tmp_path), "MCP_EDGE_BOARD": "weird"})
     assert proc.returncode == 2
     assert "'plugin_dirs' must be a list of strings" in proc.stderr
+
+
+def test_list_uses_the_profile_plugin_layer(tmp_path: Path) -> None:
+    """The board profile's [plugins] tables reach `plugins list` as they reach the server (settings, not env)."""
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    machine = os.uname().machine
+    (boards / "cfgtest.toml").write_text(
+        f'[board]\nid = "cfgtest"\n[match]\narch = "{machine}"\n'
+        f'[paths]\ndata_dir = "{tmp_path / "data"}"\nplugin_dirs = ["{FIXTURES}"]\n'
+        '[plugins]\ndisabled = ["native_hello"]\n[plugins.hello]\ntimes = 99\n')
+    proc = mcp_edge("plugins", "list", "--json", "--no-entry-points",
+                    env={"MCP_EDGE_BOARDS_DIR": str(boards), "MCP_EDGE_BOARD": "cfgtest"})
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["id"]: r for r in json.loads(proc.stdout)}
+    assert rows["hello"]["state"] == "failed"
+    assert rows["hello"]["reason"] == "plugin hello: config key 'times' must be at most 10, got 99 (from config)"
+    proc = mcp_edge("plugins", "list", "--json", "--no-entry-points",
+                    env={"MCP_EDGE_BOARDS_DIR": str(boards), "MCP_EDGE_BOARD": "cfgtest",
+                         "MCP_EDGE_HELLO_TIMES": "3"})
+    rows = {r["id"]: r for r in json.loads(proc.stdout)}
+    assert rows["hello"]["state"] == "active", rows["hello"]["reason"]
