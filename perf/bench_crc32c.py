@@ -1,14 +1,17 @@
 """CRC32C throughput: mcp_edge (dispatched and every ISA level) against the PyPI packages and ISA-L.
 
-Cases are buffer sizes (64B, 4KiB, 1MiB, 64MiB) of seeded random bytes; the
-metric is decimal GB/s, plus calls/s at 64B where call overhead dominates.
+Cases are buffer sizes (64B, 4KiB, 1MiB, 1MiB+7, 64MiB) of seeded random
+bytes; the metric is decimal GB/s, plus calls/s at 64B where call overhead
+dominates. 1MiB+7 ends in a 7-byte tail (the other sizes are multiples of 64,
+all 16 mod 24), so a kernel that mishandles tails cannot pass the cross-check.
 Impls: ``mcp_edge`` (dispatched), ``mcp_edge[<level>]`` for each level this CPU
 runs, the peers ``crc32c`` and ``google-crc32c`` (PyPI) and ``isa-l``
 (libisal ``crc32_iscsi`` through ctypes, so its per-call cost includes ctypes'
 argument conversion), and ``memcpy`` (numpy copy of the same bytes into a
 preallocated array) as the memory-bandwidth yardstick. A peer that is not
-installed is skipped with a note. Every impl must give the same CRC before it
-is timed; the impls are timed interleaved, best round kept.
+installed is skipped with a note. Before anything is timed, every impl must
+give the CRC-32C check value and the same CRC as every other on every case
+(``cross_check``); the impls are timed interleaved, best round kept.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from mcp_edge.perf import BenchContext, BenchError, Call, Row
@@ -24,7 +27,7 @@ from mcp_edge.perf import BenchContext, BenchError, Call, Row
 NAME = "crc32c"
 
 SEED = 0x5EED_C2C
-SIZES = {"64B": 64, "4KiB": 4 << 10, "1MiB": 1 << 20, "64MiB": 64 << 20}
+SIZES = {"64B": 64, "4KiB": 4 << 10, "1MiB": 1 << 20, "1MiB+7": (1 << 20) + 7, "64MiB": 64 << 20}
 CALLS_CASE = "64B"
 CHECK_VALUE = (b"123456789", 0xE3069283)  # the CRC-32C check value (RFC 3720, B.4)
 
@@ -124,14 +127,14 @@ def _cases(ctx: BenchContext) -> Iterator[tuple[str, bytes]]:
         yield case, data if size == len(data) else data[:size]
 
 
-def run(ctx: BenchContext) -> Iterator[Row]:
-    impls = _impls(ctx)
-    memcpy = _memcpy(ctx, max(SIZES.values()))
-    ctx.plan(len(SIZES) * (len(impls) + (memcpy is not None)))
+def cross_check(impls: dict[str, Impl], cases: Iterable[tuple[str, bytes]]) -> None:
+    """BenchError unless every impl gives the CRC-32C check value and, on every case, the CRC of ``mcp_edge``;
+    the first impl to differ is named. A wrong CRC, however fast, is never timed."""
     for impl, spec in impls.items():
-        if spec.crc(CHECK_VALUE[0]) != CHECK_VALUE[1]:
-            raise BenchError(f"{impl} fails the CRC-32C check value: {spec.crc(CHECK_VALUE[0]):#010x}")
-    for case, buf in _cases(ctx):
+        got = spec.crc(CHECK_VALUE[0])
+        if got != CHECK_VALUE[1]:
+            raise BenchError(f"{impl} fails the CRC-32C check value: {got:#010x}, not {CHECK_VALUE[1]:#010x}")
+    for case, buf in cases:
         expected = impls["mcp_edge"].crc(buf)
         for impl, spec in impls.items():
             got = spec.crc(buf)
@@ -139,6 +142,14 @@ def run(ctx: BenchContext) -> Iterator[Row]:
                 raise BenchError(
                     f"CRC32C mismatch at {case}: {impl} gives {got:#010x}, mcp_edge gives {expected:#010x}"
                 )
+
+
+def run(ctx: BenchContext) -> Iterator[Row]:
+    impls = _impls(ctx)
+    cross_check(impls, _cases(ctx))
+    memcpy = _memcpy(ctx, max(SIZES.values()))
+    ctx.plan(len(SIZES) * (len(impls) + (memcpy is not None)))
+    for case, buf in _cases(ctx):
         calls = {impl: spec.call(buf) for impl, spec in impls.items()}
         if memcpy is not None:
             calls["memcpy"] = memcpy(buf)
