@@ -105,6 +105,13 @@ class Session:
         task.cancel()
         return True
 
+    def fail_pending(self, message: str) -> None:
+        """Fail every request we sent the client and still wait on: it can no longer answer them."""
+        for fut in list(self.pending.values()):
+            if not fut.done():
+                fut.set_exception(ProtocolError(jsonrpc.INTERNAL_ERROR, message))
+        self.pending.clear()
+
     def cancel_all(self) -> None:
         for task in list(self.running.values()):
             task.cancel()

@@ -2,8 +2,12 @@
 
 stdout carries protocol messages only: Python's ``sys.stdout`` is pointed at
 stderr while serving, so a stray print in a plugin cannot corrupt the stream.
-The server exits promptly on stdin EOF, on the first SIGINT or SIGTERM, and
-when its parent process dies (PR_SET_PDEATHSIG, plus a parent-pid check).
+The server stops reading on stdin EOF, on the first SIGINT or SIGTERM, when
+its parent process dies (PR_SET_PDEATHSIG, plus a parent-pid check) and when
+the client closes stdout; then it answers the requests in flight (within
+``Settings.drain_timeout_s``; the last line is served even without its
+newline), flushes stdout and exits. Back-pressure, the in-flight cap and the
+handling of failures are ``StreamSession``'s (stream.py).
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import BinaryIO
 
 from mcp_edge.board.settings import Settings
 from mcp_edge.runtime.router import Router
 from mcp_edge.transport.signals import stop_on_signals
-from mcp_edge.transport.stream import StreamSession
+from mcp_edge.transport.stream import READ_CHUNK, Output, StreamSession, log
 
 __all__ = ["claim_stdout", "serve_stdio"]
 
@@ -44,12 +49,72 @@ def _pollable(fd: int) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd))
 
 
-async def _feed_from_file(fd: int, reader: asyncio.StreamReader) -> None:
-    """stdin redirected from a regular file, which the event loop cannot poll: read it in a thread."""
-    loop = asyncio.get_running_loop()
-    while data := await loop.run_in_executor(None, os.read, fd, 1 << 16):
-        reader.feed_data(data)
-    reader.feed_eof()
+class _PipeProtocol(asyncio.Protocol):
+    """Flow control of the stdout pipe: paused above the high-water mark, resumed below the low one."""
+
+    def __init__(self) -> None:
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.closed = asyncio.Event()
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.writable.set()  # nothing will drain any more: never leave a writer waiting
+        self.closed.set()
+
+
+class _PipeOutput(Output):
+    """stdout as a pipe (or socket, or terminal): asyncio writes it; its backlog is the transport's buffer."""
+
+    def __init__(self, transport: asyncio.WriteTransport, protocol: _PipeProtocol, bound: int) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        transport.set_write_buffer_limits(high=bound, low=bound // 2)
+
+    @property
+    def lost(self) -> asyncio.Event:
+        return self._protocol.closed
+
+    def write(self, data: bytes) -> None:
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def backlog(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    async def writable(self) -> None:
+        await self._protocol.writable.wait()
+
+    async def close(self, timeout: float) -> None:
+        if self._transport.is_closing():
+            return
+        self._transport.close()  # closes the pipe once the buffer is written
+        if self.backlog():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._protocol.closed.wait(), timeout)
+        if not self._protocol.closed.is_set() and self.backlog():
+            log.warning("the client did not read the last %d bytes of output in time: dropped", self.backlog())
+            self._transport.abort()
+
+
+class _FileOutput(Output):
+    """stdout redirected to a regular file or /dev/null: the loop cannot poll it, and writing it never waits."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self._out.write(view) or 0:]
+
+    async def close(self, timeout: float) -> None:
+        self._out.close()
 
 
 _protocol_fd: list[int] = []
@@ -71,40 +136,42 @@ async def serve_stdio(router: Router, settings: Settings) -> None:
     """Serve one client on this process's stdin and stdout."""
     loop = asyncio.get_running_loop()
     out_fd = claim_stdout()
-    _protocol_fd.clear()  # the pipe below owns the descriptor now
+    _protocol_fd.clear()  # the output below owns the descriptor now
     out = os.fdopen(out_fd, "wb", buffering=0)
-    w_transport: asyncio.WriteTransport | None = None
-    write: Callable[[bytes], None]
-    if _pollable(out_fd):
-        w_transport, _ = await loop.connect_write_pipe(asyncio.Protocol, out)
-        write = w_transport.write
-    else:  # a regular file (or /dev/null): the event loop cannot poll it, and writes to it never wait
-
-        def write(data: bytes) -> None:
-            out.write(data)
-
-    reader = asyncio.StreamReader(limit=settings.max_frame + 2)
-    feeding: asyncio.Task[None] | None = None
-    if _pollable(sys.stdin.fileno()):
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-    else:
-        feeding = asyncio.create_task(_feed_from_file(sys.stdin.fileno(), reader))
-
-    stream = StreamSession(router, write, settings.max_frame)
     stop = asyncio.Event()
+    output: Output
+    if _pollable(out_fd):
+        transport, protocol = await loop.connect_write_pipe(_PipeProtocol, out)
+        output = _PipeOutput(transport, protocol, settings.output_backlog)
+    else:
+        output = _FileOutput(out)
+
+    read: Callable[[int], Awaitable[bytes]]
+    if _pollable(sys.stdin.fileno()):
+        # The reader pauses the pipe by itself once it holds 2 * limit bytes that nobody read.
+        reader = asyncio.StreamReader(limit=READ_CHUNK)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+        read = reader.read
+    else:  # a regular file, which the event loop cannot poll: read it in a thread, a chunk when asked
+        fd = sys.stdin.fileno()
+
+        async def read(size: int) -> bytes:
+            return await loop.run_in_executor(None, os.read, fd, size)
+
+    stream = StreamSession(router, output, settings)
     _die_with_parent()
-    reading = asyncio.create_task(stream.run(reader))
-    stopping = asyncio.create_task(stop.wait())
-    watching = asyncio.create_task(_watch_parent(os.getppid(), stop))
+    watchers = [asyncio.create_task(_watch_parent(os.getppid(), stop))]
+    if isinstance(output, _PipeOutput):
+        watchers.append(asyncio.create_task(_stop_when(output.lost, stop)))  # the client stopped reading us
     try:
         with stop_on_signals(stop):
-            await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await stream.run(read, stop)
     finally:
-        for task in (reading, stopping, watching, feeding):
-            if task is not None:
-                task.cancel()
-        stream.close()
-        if w_transport is not None:
-            w_transport.close()
-        else:
-            out.close()
+        for task in watchers:
+            task.cancel()
+        await output.close(0.0)
+
+
+async def _stop_when(event: asyncio.Event, stop: asyncio.Event) -> None:
+    await event.wait()
+    stop.set()

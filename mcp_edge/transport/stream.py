@@ -1,70 +1,229 @@
-"""Newline-delimited JSON-RPC over a byte stream (stdio, unix socket): one session per stream."""
+"""Newline-delimited JSON-RPC over a byte stream (stdio, unix socket): one session per stream.
+
+What stdio and the unix socket share, all of it here:
+
+- **Requests run as tasks** and are answered in completion order. Once a response is written (or the request
+  was cancelled and gets none), the protocol core hears ``finished(id)``, which frees the id; the core refuses
+  a request that reuses an id in flight.
+- **In-flight cap**: a session already running ``settings.max_inflight`` requests answers the next with the
+  retryable busy error (``Router.over_capacity``).
+- **Back-pressure**: when the output's unsent backlog passes ``settings.output_backlog``, nothing new is read or
+  started until it drains below half (the transport's high and low water marks). The pipe or socket then fills
+  and the client's writes wait: memory stays bounded by the backlog, one read chunk, the reader's buffer and
+  the responses of requests already running. Notifications a request emits (progress, log) make its handler
+  wait the same way. Notifications sent to every session (list_changed, resources/updated) never wait, so one
+  slow client cannot hold up the others: past four times the bound they are dropped for that client, with a log
+  line. The connection itself is never dropped for being slow; a client that reads nothing only stops being read.
+- **EOF and stop** (a signal, the parent's death, server shutdown): the last line without a newline is still
+  served; requests in flight get ``settings.drain_timeout_s`` to finish and be answered, then are cancelled;
+  requests we sent the client fail at once (it can no longer answer); the output is flushed (within what is
+  left of the same timeout) and the stream closes.
+- **Failures**: an exception while handling one chunk or one message is logged (a traceback the first time per
+  exception type in this process, then a count) and the session goes on; a request whose dispatch failed gets
+  -32603. Nothing read from a client ends a session silently.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final
 
-from mcp_edge.mcp.connection import CancelRequest, ClientResult, Reply, Request, ServerConnection
+from mcp_edge.mcp import jsonrpc
+from mcp_edge.mcp.connection import Batch, CancelRequest, ClientResult, Event, Reply, Request, ServerConnection
 from mcp_edge.runtime.router import Router, Session
 
-__all__ = ["StreamSession"]
+if TYPE_CHECKING:
+    from mcp_edge.board.settings import Settings
+
+__all__ = ["READ_CHUNK", "Output", "StreamSession"]
 
 log = logging.getLogger("mcp_edge.transport")
 
-READ_CHUNK = 1 << 16
+READ_CHUNK: Final = 1 << 16
+# A client whose backlog passes this many times output_backlog loses broadcast notifications (see above).
+BROADCAST_SLACK: Final = 4
+
+_failures: dict[str, int] = {}  # exception type -> how often, process-wide: one traceback per kind
+
+
+def _log_failure(what: str, exc: BaseException) -> None:
+    kind = type(exc).__name__
+    count = _failures[kind] = _failures.get(kind, 0) + 1
+    if count == 1:
+        log.error("%s failed (%s); the session goes on", what, kind, exc_info=exc)
+    elif count & (count - 1) == 0:  # 2, 4, 8...: a count, not a flood
+        log.error("%s failed (%s: %s); %d times so far", what, kind, exc, count)
+
+
+class Output:
+    """Where a stream's messages go: writes never block; ``writable`` waits while the backlog is over the bound.
+
+    This base writes nowhere and has no backlog; the transports subclass it.
+    """
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` (already framed)."""
+
+    def backlog(self) -> int:
+        """Bytes written but not yet taken by the peer."""
+        return 0
+
+    async def writable(self) -> None:
+        """Return once the backlog is below the low-water mark (at once when it never passed the high one)."""
+
+    async def close(self, timeout: float) -> None:
+        """Flush what is queued, waiting at most ``timeout`` seconds, then close (dropping what is left)."""
 
 
 class StreamSession:
     """Drives one stream: reads frames, runs each request as a task, writes responses in completion order."""
 
-    def __init__(self, router: Router, write: Callable[[bytes], None], max_frame: int) -> None:
+    def __init__(self, router: Router, output: Output, settings: Settings) -> None:
         self._router = router
-        self._write = write
-        self.conn = ServerConnection(router.info, max_frame=max_frame)
-        self.session = Session(self.conn, notify=self._emit)
+        self._output = output
+        self._settings = settings
+        self._bound = settings.output_backlog
+        self._dropped = 0  # broadcast notifications dropped for this client
+        self.conn = ServerConnection(router.info, max_frame=settings.max_frame)
+        self.session = Session(self.conn, notify=self._broadcast)
         router.attach(self.session)
 
+    # -- output ---------------------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        self._output.write(data + b"\n")
+
     async def _emit(self, data: bytes) -> None:
-        self._write(data + b"\n")
+        """A message that belongs to a running request (progress, log, a request to the client)."""
+        await self._output.writable()  # the handler waits for a slow client, rather than memory growing
+        self._send(data)
 
-    def feed(self, data: bytes) -> None:
-        """Bytes read from the stream."""
-        running = self.session.running
-        for ev in self.conn.receive_data(data):
-            if isinstance(ev, Request):
-                if ev.id in running:
-                    error = self.conn.respond_error(ev.id, -32600, f"request id {ev.id!r} is already in use")
-                    self._write(error + b"\n")
-                    continue
-                running[ev.id] = asyncio.create_task(self._run(ev))
-            elif isinstance(ev, Reply):
-                self._write(ev.data + b"\n")
-            elif isinstance(ev, CancelRequest):
-                self.session.cancel(ev.request_id)
-            elif isinstance(ev, ClientResult):
-                self.session.resolve(ev)  # the client's answer to a request we sent
+    async def _broadcast(self, data: bytes) -> None:
+        """A notification every session gets: never waits; dropped for a client far behind."""
+        if self._output.backlog() > BROADCAST_SLACK * self._bound:
+            self._dropped += 1
+            if self._dropped & (self._dropped - 1) == 0:
+                log.warning("a client is not reading its output (%d bytes pending): dropped %d notification(s) "
+                            "for it", self._output.backlog(), self._dropped)
+            return
+        self._send(data)
 
-    async def _run(self, req: Request) -> None:
+    # -- input ----------------------------------------------------------------------------------
+
+    async def _dispatch(self, events: list[Event]) -> None:
+        for ev in events:
+            if isinstance(ev, (Request, Batch)):
+                await self._output.writable()  # back-pressure: start nothing new while the client is behind
+            try:
+                self._handle(ev)
+            except Exception as exc:
+                _log_failure(f"handling a {type(ev).__name__}", exc)
+                if isinstance(ev, Request) and ev.id not in self.session.running:
+                    self._send(jsonrpc.error(ev.id, jsonrpc.INTERNAL_ERROR, f"internal error: {type(exc).__name__}"))
+                    self.conn.finished(ev.id)
+
+    def _handle(self, ev: Event, batch: Batch | None = None) -> None:
+        if isinstance(ev, Request):
+            self._start(ev, batch)
+        elif isinstance(ev, Reply):
+            self._send(ev.data)
+        elif isinstance(ev, CancelRequest):
+            self.session.cancel(ev.request_id)
+        elif isinstance(ev, ClientResult):
+            self.session.resolve(ev)  # the client's answer to a request we sent
+        elif isinstance(ev, Batch):
+            for inner in ev.events:
+                self._handle(inner, ev)
+            self._settled(ev)
+        # a Notification: nothing to do
+
+    def _start(self, req: Request, batch: Batch | None) -> None:
+        busy = self._router.over_capacity(req, self.session)
+        if busy is not None:
+            self._answer(req, busy, batch)
+            return
+        self.session.running[req.id] = asyncio.create_task(self._run(req, batch))
+
+    def _answer(self, req: Request, data: bytes | None, batch: Batch | None) -> None:
+        """Write the response to ``req`` (None: cancelled, nothing), then free its id in the core."""
+        if batch is None:
+            if data is not None:
+                self._send(data)
+        else:
+            batch.settle(req.id, data)
+            self._settled(batch)
+        self.conn.finished(req.id)
+
+    def _settled(self, batch: Batch) -> None:
+        if batch.done:
+            data = batch.encode()
+            if data is not None:
+                self._send(data)
+
+    async def _run(self, req: Request, batch: Batch | None) -> None:
+        data: bytes | None = None
         try:
             data = await self._router.handle(req, self.session, self._emit)
         except asyncio.CancelledError:
-            return  # a cancelled request gets no response
+            pass  # a cancelled request gets no response
+        except Exception as exc:  # the router answers its own failures; this is a backstop
+            _log_failure(f"serving {req.method}", exc)
+            data = jsonrpc.error(req.id, jsonrpc.INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
         finally:
             self.session.running.pop(req.id, None)
-        self._write(data + b"\n")
+        self._answer(req, data, batch)
 
-    async def run(self, reader: asyncio.StreamReader) -> None:
-        """Read until EOF; then cancel what is still running and detach."""
+    async def _read(self, read: Callable[[int], Awaitable[bytes]]) -> None:
+        while True:
+            await self._output.writable()  # back-pressure: read nothing new while the client is behind
+            data = await read(READ_CHUNK)
+            try:
+                events = self.conn.receive_eof() if not data else self.conn.receive_data(data)
+            except Exception as exc:  # the core promises not to raise; should it, the session still lives
+                _log_failure("reading a message", exc)
+                events = []
+            await self._dispatch(events)
+            if not data:
+                return
+
+    # -- the session's life ---------------------------------------------------------------------------
+
+    async def run(self, read: Callable[[int], Awaitable[bytes]], stop: asyncio.Event | None = None) -> None:
+        """Serve what ``read`` gives until it returns b"" (EOF) or ``stop`` is set; then drain and close."""
+        reading = asyncio.create_task(self._read(read))
+        stopping = asyncio.create_task(stop.wait()) if stop is not None else None
         try:
-            while True:
-                data = await reader.read(READ_CHUNK)
-                if not data:
-                    break
-                self.feed(data)
+            await asyncio.wait([t for t in (reading, stopping) if t is not None],
+                               return_when=asyncio.FIRST_COMPLETED)
+            if not reading.done():  # stopped: read no more
+                reading.cancel()
+                await asyncio.wait([reading])
+            if not reading.cancelled() and reading.exception() is not None:
+                log.info("the client's stream failed: %s", reading.exception())
+            await self.drain(self._settings.drain_timeout_s)
         finally:
+            reading.cancel()
+            if stopping is not None:
+                stopping.cancel()
             self.close()
+
+    async def drain(self, timeout: float) -> None:
+        """Nothing more will be read: answer what runs (within ``timeout``), cancel the rest, flush, close."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self.session.fail_pending("the client's input ended before it answered")
+        tasks = list(self.session.running.values())
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            if late:
+                log.warning("%d request(s) still running after %.1f s (drain_timeout_s): cancelled", len(late),
+                            timeout)
+                for task in late:
+                    task.cancel()
+                await asyncio.wait(late, timeout=1.0)  # let them unwind; a handler ignoring cancellation is left
+        await self._output.close(max(0.0, deadline - loop.time()))
 
     def close(self) -> None:
         self._router.detach(self.session)

@@ -5,6 +5,11 @@ socket file is created with mode 0600, so only this user (and root) may
 connect, and removed on exit. A path that exists is reused only when it is a
 stale socket (nobody answers on it); a live socket or any other file stops
 the start with a ``ConfigError``.
+
+A client that stops reading is not dropped: once its unsent output passes
+``Settings.output_backlog`` the server stops reading from it (stream.py), so
+what it costs stays bounded, and it is served again as soon as it reads. At
+shutdown every session gets ``Settings.drain_timeout_s`` to answer what it runs.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from mcp_edge.board.settings import Settings
 from mcp_edge.errors import ConfigError
 from mcp_edge.runtime.router import Router
 from mcp_edge.transport.signals import stop_on_signals
-from mcp_edge.transport.stream import StreamSession
+from mcp_edge.transport.stream import READ_CHUNK, Output, StreamSession
 
 __all__ = ["serve_unix"]
 
@@ -57,19 +62,32 @@ def _claim(path: Path) -> None:
     raise ConfigError(f"{path} is in use by a running server: stop it or choose another --unix path")
 
 
-def _guarded_write(transport: asyncio.WriteTransport, limit: int) -> Callable[[bytes], None]:
-    """A write that drops the client when it lets more than ``limit`` bytes pile up unread."""
+class _SocketOutput(Output):
+    """One client connection's output, with the socket transport's flow control as the back-pressure."""
 
-    def write(data: bytes) -> None:
-        if transport.is_closing():
-            return
-        if transport.get_write_buffer_size() > limit:
-            log.warning("unix socket client is not reading its responses; closing its connection")
-            transport.abort()
-            return
-        transport.write(data)
+    def __init__(self, writer: asyncio.StreamWriter, bound: int) -> None:
+        self._writer = writer
+        writer.transport.set_write_buffer_limits(high=bound, low=bound // 2)
 
-    return write
+    def write(self, data: bytes) -> None:
+        if not self._writer.transport.is_closing():
+            self._writer.write(data)
+
+    def backlog(self) -> int:
+        return self._writer.transport.get_write_buffer_size()
+
+    async def writable(self) -> None:
+        with contextlib.suppress(ConnectionError):  # a lost connection never drains: reading ends anyway
+            await self._writer.drain()
+
+    async def close(self, timeout: float) -> None:
+        self._writer.close()  # closes the socket once the buffer is written
+        try:
+            await asyncio.wait_for(self._writer.wait_closed(), timeout)
+        except (TimeoutError, ConnectionError):
+            if self.backlog():
+                log.warning("a unix socket client did not read its last %d bytes in time: dropped", self.backlog())
+            self._writer.transport.abort()
 
 
 async def serve_unix(
@@ -83,28 +101,26 @@ async def serve_unix(
     """Serve newline-delimited JSON-RPC on a unix socket at ``path`` until cancelled or signalled."""
     path = Path(path)
     _claim(path)
-    sessions: set[StreamSession] = set()
     tasks: set[asyncio.Task[None]] = set()
-    backlog = max(4 * settings.max_frame, 16 * 1024 * 1024)
+    stop = asyncio.Event()  # set on a signal or when serve_unix ends: every session drains and closes
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         tasks.add(task)
-        stream = StreamSession(router, _guarded_write(writer.transport, backlog), settings.max_frame)
-        sessions.add(stream)
+        stream = StreamSession(router, _SocketOutput(writer, settings.output_backlog), settings)
         try:
-            await stream.run(reader)
+            await stream.run(reader.read, stop)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
-            sessions.discard(stream)
             tasks.discard(task)
             writer.close()
 
     old_umask = os.umask(0o177)  # the socket is born 0600: no window where others could connect
     try:
-        server = await asyncio.start_unix_server(client, str(path), limit=settings.max_frame + 2)
+        # The reader pauses the socket by itself once it holds 2 * limit bytes that nobody read.
+        server = await asyncio.start_unix_server(client, str(path), limit=READ_CHUNK)
     finally:
         os.umask(old_umask)
     ino = path.stat().st_ino
@@ -112,12 +128,14 @@ async def serve_unix(
     if on_ready is not None:
         on_ready(str(path))
 
-    stop = asyncio.Event()
     try:
         with stop_on_signals(stop, handle_signals):
             await stop.wait()
     finally:
         server.close()
+        stop.set()  # each session answers what it runs (drain_timeout_s), flushes and closes
+        if tasks:
+            await asyncio.wait(list(tasks), timeout=settings.drain_timeout_s + 1.0)
         for task in list(tasks):
             task.cancel()
         if tasks:

@@ -76,7 +76,7 @@ def _spawn(tmp_path: Path, settings: dict[str, Any] | None = None) -> subprocess
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[StdioClient]:
-    proc = _spawn(tmp_path, {"max_frame": 4096})
+    proc = _spawn(tmp_path, {"max_frame": 4096, "drain_timeout_s": 1.0})
     try:
         yield StdioClient(proc)
     finally:
