@@ -217,3 +217,87 @@ def test_methods_removed_in_2026_are_not_found(method: str) -> None:
 def test_discover_before_handshake() -> None:
     [ev] = conn().receive_data(line({"jsonrpc": "2.0", "id": 1, "method": "server/discover"}))
     assert isinstance(ev, Request) and ev.method == "server/discover"
+
+
+# -- odd but decodable input the core has always survived (guards; issue 7 review) ---------------------
+
+def ready() -> ServerConnection:
+    c = conn(max_frame=1 << 16)
+    initialize(c)
+    return c
+
+
+def test_null_meta_is_no_meta() -> None:
+    [ev] = ready().receive_data(line({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"_meta": None}}))
+    assert isinstance(ev, Request) and ev.meta is None and not ev.stateless
+
+
+@pytest.mark.parametrize("rid", [2 ** 63, 2 ** 64, -(2 ** 64) - 1, 10 ** 40, -(10 ** 40), int("9" * 4300), ""])
+def test_ids_past_64_bits_round_trip(rid: int | str) -> None:
+    c = ready()
+    raw = b'{"jsonrpc": "2.0", "id": ' + json.dumps(rid).encode() + b', "method": "ping"}\n'
+    [ev] = c.receive_data(raw)
+    assert isinstance(ev, Reply) and json.loads(ev.data)["id"] == rid
+    [req] = c.receive_data(raw.replace(b"ping", b"tools/list"))
+    assert isinstance(req, Request) and req.id == rid and c.inflight == {rid}
+    assert jsonrpc.decode(c.respond(req.id, {}))["id"] == rid
+
+
+def test_id_with_too_many_digits_is_a_parse_error() -> None:
+    c = ready()
+    [ev] = c.receive_data(b'{"jsonrpc": "2.0", "id": ' + b"9" * 5000 + b', "method": "ping"}\n')
+    assert isinstance(ev, Reply) and json.loads(ev.data)["id"] is None
+    assert error_of(ev)["code"] == jsonrpc.PARSE_ERROR
+
+
+@pytest.mark.parametrize("level", [None, 5, [], {}, ["debug"], {"debug": 1}, True, "DEBUG", "", "x" * 10_000])
+def test_set_level_with_odd_levels(level: Any) -> None:
+    c = ready()
+    [ev] = c.receive_data(line({"jsonrpc": "2.0", "id": 1, "method": "logging/setLevel", "params": {"level": level}}))
+    err = error_of(ev)
+    assert err["code"] == jsonrpc.INVALID_PARAMS and len(err["message"]) < 300  # a long value is cut short
+    assert c.log_level == "info"
+
+
+@pytest.mark.parametrize("params", [
+    {"protocolVersion": "2025-06-18", "clientInfo": 5},
+    {"protocolVersion": "2025-06-18", "clientInfo": {"name": ["x"], "version": {}}},
+    {"protocolVersion": "2025-06-18", "capabilities": None},
+    {"protocolVersion": ["2025-06-18"]},
+    {"protocolVersion": "2025-06-18", "clientInfo": {"name": "\u0000" * 5}, "capabilities": {"x": [1] * 1000}},
+    {},
+])
+def test_initialize_with_odd_params(params: dict[str, Any]) -> None:
+    [ev] = conn().receive_data(line({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}))
+    assert isinstance(ev, Reply) and json.loads(ev.data)["id"] == 1
+
+
+@pytest.mark.parametrize("params", [
+    {"requestId": None}, {"requestId": True}, {"requestId": 1.5}, {"requestId": []}, {"requestId": {}},
+    {"requestId": 1, "reason": 5}, {"requestId": 2 ** 90}, {}, {"reason": "why"}, {"_meta": 5, "requestId": 1},
+])
+def test_cancelled_with_odd_ids_never_answers(params: dict[str, Any]) -> None:
+    c = ready()
+    events = c.receive_data(line({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params}))
+    assert not any(isinstance(e, Reply) for e in events)
+    [ev] = c.receive_data(line({"jsonrpc": "2.0", "id": "p", "method": "ping"}))
+    assert isinstance(ev, Reply) and not ev.is_error
+
+
+@pytest.mark.parametrize("ending", [
+    {"result": {}}, {"result": None}, {"error": {"code": -1, "message": "m"}}, {"error": 5}, {"error": "text"},
+    {"error": {"code": "x", "message": 5}}, {"error": {}}, {"result": 1, "error": {"code": 1, "message": "both"}},
+], ids=repr)
+@pytest.mark.parametrize("rid", ["mcp-edge-1", 7, 0, -3, 2 ** 80, ""], ids=repr)
+def test_response_is_delivered_as_it_came(rid: Any, ending: dict[str, Any]) -> None:
+    """The router judges a response's contents (a malformed error fails the request it answers)."""
+    [ev] = ready().receive_data(line({"jsonrpc": "2.0", "id": rid, **ending}))
+    assert ev == ClientResult(rid, ending.get("result"), ending.get("error"))
+
+
+@pytest.mark.parametrize("starter", [{"jsonrpc": "2.0", "id": 1}, {"jsonrpc": "2.0", "id": 1, "method": 5}])
+def test_error_reply_to_a_peer_like_us_ends_there(starter: dict[str, Any]) -> None:
+    a, b = ready(), ready()
+    [ev] = a.receive_data(line(starter))
+    assert isinstance(ev, Reply) and ev.is_error
+    assert [type(e) for e in b.receive_data(ev.data + b"\n")] == [ClientResult]
