@@ -9,6 +9,7 @@ those skipped (tests/native/conftest.py).
 from __future__ import annotations
 
 import array
+import json
 import mmap
 import os
 import random
@@ -17,7 +18,6 @@ import sys
 import textwrap
 
 import crc32c as reference
-import msgspec
 import pytest
 
 from mcp_edge.errors import IsaLevelError
@@ -136,11 +136,11 @@ def test_reported_level_is_the_kernel_in_use() -> None:
 
 
 _DISPATCH_PROBE = (
-    "import msgspec, sys\n"
+    "import json, sys\n"
     "from mcp_edge.native import _crc, cpu, crc32c\n"
     "crc32c(b'x')\n"
-    "sys.stdout.write(msgspec.json.encode({'active': cpu.active(), 'reported': _crc.kernel_level(),\n"
-    "    'in_use': _crc._active_kernel(), 'kernels': _crc._kernel_addresses()}).decode())\n"
+    "json.dump({'active': cpu.active(), 'reported': _crc.kernel_level(),\n"
+    "    'in_use': _crc._active_kernel(), 'kernels': _crc._kernel_addresses()}, sys.stdout)\n"
 )
 
 
@@ -151,7 +151,7 @@ def test_forcing_a_level_switches_the_kernel(level: str) -> None:
     out = subprocess.run([sys.executable, "-c", _DISPATCH_PROBE], env=env, capture_output=True, text=True,
                          timeout=120, check=False)
     assert out.returncode == 0, out.stderr
-    got = msgspec.json.decode(out.stdout)
+    got = json.loads(out.stdout)
     names = {addr: name for name, addr in got["kernels"].items()}
     assert got["active"] == level
     assert names.get(got["in_use"]) == level, f"MCP_EDGE_ISA={level} runs the {names.get(got['in_use'])} kernel"
