@@ -320,6 +320,15 @@ def test_stdio_batch_in_a_2025_03_26_session(stdio: Stdio) -> None:
     assert isinstance(empty, dict) and empty["error"]["code"] == jsonrpc.INVALID_REQUEST
 
 
+def test_stdio_batch_cancelling_its_own_request(stdio: Stdio) -> None:
+    """A request cancelled in the same batch, before its task ever ran: no entry, the rest still answered."""
+    stdio.handshake(BATCHES)
+    stdio.send([request(2, "tools/call", {"name": "nap", "arguments": {"seconds": 5}}), request(3, "ping"),
+                notification("notifications/cancelled", {"requestId": 2})])
+    assert stdio.recv() == [{"jsonrpc": "2.0", "id": 3, "result": {}}]
+    assert stdio.call(2, "ping")["result"] == {}  # id 2 is free again
+
+
 @pytest.mark.parametrize("version", ["2025-06-18", "2025-11-25"])
 def test_stdio_batch_refused_in_later_sessions(stdio: Stdio, version: str) -> None:
     stdio.handshake(version)
