@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import builtins
 import importlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import itertools
@@ -79,7 +78,7 @@ class _FolderPackage:
         self.builtins["__import__"] = self._import
 
     def _import(self, name: str, globals: Mapping[str, Any] | None = None, locals: Mapping[str, Any] | None = None,
-                fromlist: Sequence[str] = (), level: int = 0) -> ModuleType:
+                fromlist: Sequence[str] | None = (), level: int = 0) -> ModuleType:
         """``__import__`` for this package's modules: a sibling's absolute name becomes the package's own."""
         real = builtins.__import__
         top = name.partition(".")[0]
@@ -121,8 +120,12 @@ class _PluginSourceLoader(importlib.machinery.SourceFileLoader):
         super().exec_module(module)
 
 
-class _PluginFinder(importlib.abc.MetaPathFinder):
-    """Finds the modules of loaded plugin packages in their folders, with ``_PluginSourceLoader``."""
+class _PluginFinder:
+    """Finds the modules of loaded plugin packages in their folders, with ``_PluginSourceLoader``.
+
+    (A meta path finder by its ``find_spec``; not derived from ``importlib.abc.MetaPathFinder``, whose module
+    imports ``importlib.resources``: milliseconds on every start.)
+    """
 
     def __init__(self) -> None:
         self.packages: dict[str, _FolderPackage] = {}

@@ -2,7 +2,8 @@
 
 Discovery reads every ``plugin.toml`` under the plugin folders (the folder
 itself, or its subfolders) and the cached ``mcp_edge.plugins`` entry points;
-nothing is imported until ``start``. ``start`` loads every enabled plugin
+nothing is imported until ``start`` (``loader`` finds the folders and imports
+each as a package of its own; ``stop`` purges those packages). ``start`` loads every enabled plugin
 (imports it, or dlopens it), resolves ``requires`` (missing plugins, version
 ranges, cycles), then initializes and activates the plugins in topological
 order. A plugin that fails at any step is ``failed`` with its reason, and so

@@ -93,6 +93,32 @@ def test_plugins_with_same_helper_name_get_their_own(tmp_path: Path) -> None:
         run(reg.stop())
 
 
+def test_package_plugin_imports_relatively_and_absolutely(tmp_path: Path) -> None:
+    folder = tmp_path / "pkgplug"
+    (folder / "plugin").mkdir(parents=True)
+    (folder / "plugin.toml").write_text('[plugin]\nid = "pkgplug"\nversion = "1.0.0"\nabi = 1\nmodule = "plugin"\n')
+    (folder / "helpers.py").write_text("VALUE = 'folder helper'\n")
+    (folder / "plugin" / "inner.py").write_text("VALUE = 'inner'\n")
+    (folder / "plugin" / "__init__.py").write_text(textwrap.dedent('''
+        import helpers
+        from . import inner
+        from mcp_edge.plugin import PluginBase, tool
+
+        class P(PluginBase):
+            @tool
+            async def pkg_value(self) -> str:
+                return helpers.VALUE + "+" + inner.VALUE
+    '''))
+    reg = Registry([tmp_path], entry_points=False)
+    run(reg.start())
+    try:
+        rec = reg.get("pkgplug")
+        assert rec is not None and rec.state is PluginState.ACTIVE, rec and rec.reason
+        assert run(reg.call_tool("pkg_value", {}, RCTX)).content == [TextContent(text="folder helper+inner")]
+    finally:
+        run(reg.stop())
+
+
 def test_two_generations_side_by_side_then_purged(tmp_path: Path) -> None:
     from mcp_edge.plugin.loader import class_from_folder, purge
 
