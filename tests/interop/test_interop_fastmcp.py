@@ -9,9 +9,10 @@ from typing import Any
 
 import anyio
 import pytest
+from ci_honesty import importorskip
 from interop_helpers import MODERN, ROOT, WAIT, Target
 
-fastmcp = pytest.importorskip("fastmcp", reason="the interop tests need fastmcp (pip install -e '.[test]')")
+fastmcp = importorskip("fastmcp", "interop", "the interop tests need fastmcp (pip install -e '.[test]')")
 
 from fastmcp import Client  # noqa: E402
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport  # noqa: E402

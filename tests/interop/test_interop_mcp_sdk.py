@@ -16,10 +16,11 @@ from typing import Any
 
 import anyio
 import pytest
+from ci_honesty import importorskip
 from interop_helpers import MODERN, ROOT, WAIT, Target
 
-mcp = pytest.importorskip("mcp", reason="the interop tests need the mcp SDK (pip install -e '.[test]')")
-types = pytest.importorskip("mcp.types")
+mcp = importorskip("mcp", "interop", "the interop tests need the mcp SDK (pip install -e '.[test]')")
+types = importorskip("mcp.types", "interop", "the interop tests need the mcp SDK's mcp.types")
 
 from mcp import Client, MCPError, StdioServerParameters  # noqa: E402
 

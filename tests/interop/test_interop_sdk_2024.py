@@ -14,9 +14,10 @@ from typing import Any
 
 import anyio
 import pytest
+from ci_honesty import importorskip
 from interop_helpers import ROOT, WAIT, Target
 
-mcp = pytest.importorskip("mcp", reason="the interop tests need the mcp SDK (pip install -e '.[test]')")
+mcp = importorskip("mcp", "interop", "the interop tests need the mcp SDK (pip install -e '.[test]')")
 
 from mcp import Client, StdioServerParameters  # noqa: E402
 

@@ -1,7 +1,8 @@
 """Fixtures of the storage-engine suite: each engine, and folders on ext4 (the work tree) and tmpfs.
 
 Every engine test runs once per engine (uvloop-style: one suite, both sides);
-the io_uring run is skipped, with the reason, only where io_uring cannot start.
+the io_uring run is skipped, with the reason, only where io_uring cannot start,
+and fails there instead under CI=true (tests/ci_honesty.py).
 Files live under the repository's build/ folder (ext4 here, where O_DIRECT
 enforces alignment) and /dev/shm (tmpfs, which accepts O_DIRECT at any
 alignment on this kernel), never in /tmp, which may be tmpfs.
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ci_honesty import require_or_skip
 
 from mcp_edge.io import Engine, open_engine
 from mcp_edge.io.alignment import O_DIRECT, mount_of
@@ -45,10 +47,10 @@ def uring_unavailable() -> str | None:
 
 @pytest.fixture(params=KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
-    """Each engine kind; "uring" is skipped with the reason where io_uring cannot start."""
+    """Each engine kind; "uring" is skipped with the reason where io_uring cannot start (fails under CI=true)."""
     k: str = request.param
     if k == "uring" and (why := uring_unavailable()):
-        pytest.skip(f"io_uring engine not testable here: {why}")
+        require_or_skip("io_uring", f"io_uring engine not testable here: {why}")
     return k
 
 

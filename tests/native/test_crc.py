@@ -19,6 +19,7 @@ import textwrap
 
 import crc32c as reference
 import pytest
+from ci_honesty import importorskip
 
 from mcp_edge.errors import IsaLevelError
 from mcp_edge.native import cpu, crc32c, crc32c_combine, crc32c_variant
@@ -185,7 +186,7 @@ def test_buffer_types_read_in_place() -> None:
 
 
 def test_numpy_arrays() -> None:
-    np = pytest.importorskip("numpy")
+    np = importorskip("numpy", "numpy", "numpy is a test dependency (pip install -e '.[test]')")
     arr = np.arange(10_000, dtype=np.float64)
     assert crc32c(arr) == reference.crc32c(arr.tobytes())
     with pytest.raises(BufferError, match="contiguous"):
