@@ -48,6 +48,7 @@ from mcp_edge.mcp.connection import (
     META_PROTOCOL_VERSION,
     MISSING_CAPABILITY,
     UNSUPPORTED_VERSION,
+    Batch,
     CancelRequest,
     ClientResult,
     Event,
@@ -376,6 +377,9 @@ class McpHttpApp:
         except Exception as exc:  # msgspec.DecodeError; the body is the client's, anything goes
             self._fail(ex, 400, f"parse error: {exc}", jsonrpc.PARSE_ERROR)
             return
+        if isinstance(msg, list) and "mcp-session-id" in req.headers:
+            await self._post_batch(req, ex, msg)  # the session's revision decides: batches are 2025-03-26's
+            return
         if not isinstance(msg, dict):
             what = "JSON-RPC batches are not supported" if isinstance(msg, list) else "a message must be an object"
             self._fail(ex, 400, what, jsonrpc.INVALID_REQUEST)
@@ -411,6 +415,73 @@ class McpHttpApp:
             session = hs.session
             headers.append(("mcp-session-id", hs.id))
         await self._answer(events, session, ex, headers, hs, modern=False)
+
+    async def _post_batch(self, req: HttpRequest, ex: Exchange, msgs: list[Any]) -> None:
+        """A JSON-RPC batch on a session: served when the session's revision has batches (2025-03-26), else
+        the core's refusal (400, -32600 with id null).
+
+        Its requests run concurrently, each under the in-flight cap as a single one would be; the answers
+        go back as one JSON array, or, once a handler emits a notification, the response turns into SSE and
+        the array is its last event. A batch of only notifications and responses gets 202, no body.
+        """
+        hs = self._session(req, ex)
+        if hs is None:
+            return
+        headers = self._cors(req, [])
+        session, conn = hs.session, hs.conn
+        events = conn.receive_object(msgs)
+        batch = events[0] if len(events) == 1 else None
+        if not isinstance(batch, Batch):
+            await self._answer(events, session, ex, headers, hs, modern=False)
+            return
+        response = _Response(ex, headers)
+        tasks: list[asyncio.Task[bytes]] = []
+
+        def settler(rid: jsonrpc.RequestId) -> Callable[[asyncio.Task[bytes]], None]:
+            # A done callback, not a finally: a member cancelled before its first step never runs its code.
+            def settle(task: asyncio.Task[bytes]) -> None:
+                session.running.pop(rid, None)
+                data: bytes | None = None
+                if not task.cancelled():  # cancelled (notifications/cancelled, DELETE, reaping): no entry
+                    exc = task.exception()
+                    if exc is None:
+                        data = task.result()
+                    else:  # the router answers its own failures; this is a backstop
+                        log.error("serving a batch member failed: %s: %s", type(exc).__name__, exc)
+                        data = jsonrpc.error(rid, jsonrpc.INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
+                batch.settle(rid, data)
+                conn.finished(rid)
+
+            return settle
+
+        for ev in batch.events:
+            if isinstance(ev, Request):
+                busy = self.router.over_capacity(ev, session)
+                if busy is not None:
+                    batch.settle(ev.id, busy)
+                    conn.finished(ev.id)
+                    continue
+                task = session.running[ev.id] = asyncio.create_task(self.router.handle(ev, session, response.emit))
+                task.add_done_callback(settler(ev.id))
+                tasks.append(task)
+            elif isinstance(ev, CancelRequest):
+                session.cancel(ev.request_id)
+            elif isinstance(ev, ClientResult):
+                session.resolve(ev)
+        try:
+            if tasks:
+                await asyncio.wait(tasks)
+        except asyncio.CancelledError:  # the server is stopping: so do the members
+            for task in tasks:
+                task.cancel()
+            raise
+        finally:
+            hs.last_seen = self._loop.time()
+        data = batch.encode()
+        if data is None and not tasks and not ex.started:
+            ex.respond(202, headers)
+        else:
+            response.finish(data)
 
     async def _post_stateless(self, req: HttpRequest, ex: Exchange, msg: dict[str, Any],
                               headers: list[tuple[str, str]]) -> None:
