@@ -398,6 +398,26 @@ def test_http_batch_in_a_2025_03_26_session(http: HttpClient) -> None:
     assert empty.status == 400 and empty.json()["error"]["code"] == jsonrpc.INVALID_REQUEST
 
 
+def test_http_batch_with_notifications_turns_into_sse(http: HttpClient) -> None:
+    _http_session(http, BATCHES)
+    hdr = {"MCP-Protocol-Version": BATCHES}
+    reply = http.post([request(2, "tools/call", {"name": "steps", "_meta": {"progressToken": "p"}}),
+                       request(3, "ping")], hdr)
+    assert reply.status == 200
+    *progress, answer = reply.events()
+    assert [m["method"] for m in progress] == ["notifications/progress"] * 2
+    assert isinstance(answer, list) and sorted(m["id"] for m in answer) == [2, 3]
+
+
+def test_http_batch_cancelling_its_own_request(http: HttpClient) -> None:
+    _http_session(http, BATCHES)
+    hdr = {"MCP-Protocol-Version": BATCHES}
+    reply = http.post([request(2, "tools/call", {"name": "nap", "arguments": {"seconds": 5}}), request(3, "ping"),
+                       notification("notifications/cancelled", {"requestId": 2})], hdr)
+    assert reply.status == 200 and reply.json() == [{"jsonrpc": "2.0", "id": 3, "result": {}}]
+    assert http.post(request(2, "ping"), hdr).json()["result"] == {}  # id 2 is free again
+
+
 @pytest.mark.parametrize("version", ["2025-06-18", "2025-11-25"])
 def test_http_batch_refused_in_later_sessions(http: HttpClient, version: str) -> None:
     _http_session(http, version)

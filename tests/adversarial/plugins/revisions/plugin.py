@@ -4,7 +4,7 @@ import asyncio
 
 import msgspec
 
-from mcp_edge.plugin import PluginBase, prompt, resource, tool
+from mcp_edge.plugin import PluginBase, RequestContext, prompt, resource, tool
 from mcp_edge.plugin.types import AudioContent, ResourceLink, TextContent, ToolAnnotations
 
 WAV = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
@@ -40,6 +40,13 @@ class Revisions(PluginBase):
         """Sleep a little, then answer: batch members that finish in another order than they came."""
         await asyncio.sleep(seconds)
         return "rested"
+
+    @tool
+    async def steps(self, ctx: RequestContext) -> str:
+        """Report progress twice, then answer: notifications emitted by a batch member."""
+        for i in (1, 2):
+            await ctx.report_progress(i, 2)
+        return "walked"
 
     @resource("rev://log", name="log", title="The log")
     async def log_text(self) -> str:
