@@ -43,7 +43,7 @@ import msgspec
 
 from mcp_edge.mcp import jsonrpc
 from mcp_edge.mcp.jsonrpc import RequestId
-from mcp_edge.mcp.revisions import shape
+from mcp_edge.mcp.revisions import client_capabilities, shape
 from mcp_edge.mcp.versions import STATELESS_VERSIONS, has_batches, negotiate
 
 __all__ = [
@@ -479,7 +479,7 @@ class ServerConnection:
         if not isinstance(caps, dict) or not isinstance(client, dict):
             return self._error(rid, jsonrpc.INVALID_PARAMS, "capabilities and clientInfo must be objects")
         self.version = negotiate(requested)
-        self.client_capabilities = caps
+        self.client_capabilities = client_capabilities(caps, self.version)
         self.client_info = client
         self.state = ConnState.INITIALIZING
         result: dict[str, Any] = {

@@ -24,7 +24,7 @@ import msgspec
 from mcp_edge.mcp import jsonrpc
 from mcp_edge.mcp.versions import HANDSHAKE_VERSIONS
 
-__all__ = ["shape", "shaped_versions"]
+__all__ = ["client_capabilities", "shape", "shaped_versions"]
 
 # What each revision added, per kind of object the server sends (from the revisions' schema.ts):
 #
@@ -40,6 +40,7 @@ __all__ = ["shape", "shaped_versions"]
 #   block           content blocks, resource contents         _meta 06-18
 #   annotations     Annotations                               lastModified 06-18
 #   content         content block types                       audio 03-26; resource_link 06-18
+#   client          ClientCapabilities (what the client offers) elicitation 06-18; tasks 11-25
 #
 # 2024-11-05 already has Result._meta, Resource.annotations (Annotated), resources/templates/list,
 # completion/complete (without the capability) and embedded resources, so those pass to every client.
@@ -57,11 +58,13 @@ _ADDED: Final[tuple[tuple[str, str, frozenset[str]], ...]] = (
     ("2025-06-18", "block", frozenset({"_meta"})),
     ("2025-06-18", "annotations", frozenset({"lastModified"})),
     ("2025-06-18", "content", frozenset({"resource_link"})),
+    ("2025-06-18", "client", frozenset({"elicitation"})),
     ("2025-11-25", "tool", frozenset({"icons", "execution"})),
     ("2025-11-25", "resource", frozenset({"icons"})),
     ("2025-11-25", "prompt", frozenset({"icons"})),
     ("2025-11-25", "implementation", frozenset({"icons", "description", "websiteUrl"})),
     ("2025-11-25", "capabilities", frozenset({"tasks"})),
+    ("2025-11-25", "client", frozenset({"tasks"})),
 )
 
 
@@ -258,3 +261,14 @@ def shape(method: str, result: Any, version: str) -> Any:
     if not isinstance(built, dict):
         return result
     return shaper(built, rules)
+
+
+def client_capabilities(caps: dict[str, Any], version: str) -> dict[str, Any]:
+    """The capabilities a client of ``version`` declared, less those its revision does not have.
+
+    A 2024-11-05 or 2025-03-26 client has no elicitation, whatever it sends: a handler that requires it
+    gets the missing-capability error instead of sending the client a request it cannot know.
+    """
+    rules = _RULES.get(version)
+    out: dict[str, Any] = caps if rules is None else _without(caps, rules.keys("client"))
+    return out

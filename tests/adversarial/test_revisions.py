@@ -164,6 +164,18 @@ def test_initialize_2024_11_05_is_answered_in_that_revision() -> None:
     assert "completions" not in result["capabilities"] and "title" not in result["serverInfo"]
 
 
+@pytest.mark.parametrize(("version", "kept"), [
+    ("2024-11-05", {"sampling"}), ("2025-03-26", {"sampling"}), ("2025-06-18", {"sampling", "elicitation"}),
+    ("2025-11-25", {"sampling", "elicitation", "tasks"}),
+])
+def test_a_client_offers_only_what_its_revision_has(version: str, kept: set[str]) -> None:
+    c = ServerConnection(INFO)
+    msg = initialize(1, version)
+    msg["params"]["capabilities"] = {"sampling": {}, "elicitation": {}, "tasks": {}}
+    c.receive_object(msg)
+    assert set(c.client_capabilities) == kept  # so a handler requiring elicitation refuses a 2024-11-05 client
+
+
 def test_a_batch_in_a_2025_03_26_session() -> None:
     c = _open(BATCHES)
     [batch] = c.receive_object([
