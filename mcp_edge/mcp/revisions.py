@@ -26,7 +26,7 @@ from mcp_edge.mcp.versions import HANDSHAKE_VERSIONS
 
 __all__ = ["client_capabilities", "shape", "shaped_versions"]
 
-# What each revision added, per kind of object the server sends (from the revisions' schema.ts):
+# What each revision added, per kind of object (from the revisions' schema.ts):
 #
 #   kind            object(s)                                 members (or content types)
 #   tool            Tool (tools/list)                         annotations 03-26; title, outputSchema, _meta 06-18;
@@ -40,7 +40,7 @@ __all__ = ["client_capabilities", "shape", "shaped_versions"]
 #   block           content blocks, resource contents         _meta 06-18
 #   annotations     Annotations                               lastModified 06-18
 #   content         content block types                       audio 03-26; resource_link 06-18
-#   client          ClientCapabilities (what the client offers) elicitation 06-18; tasks 11-25
+#   client          ClientCapabilities (the client's offer)   elicitation 06-18; tasks 11-25
 #
 # 2024-11-05 already has Result._meta, Resource.annotations (Annotated), resources/templates/list,
 # completion/complete (without the capability) and embedded resources, so those pass to every client.
