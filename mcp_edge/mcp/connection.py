@@ -25,7 +25,8 @@ Lifecycle (handshake era), one table — state, what arrives, next state:
 Nothing fed to ``receive_data``, ``receive_message``, ``receive_object`` or
 ``receive_eof`` raises: a message that cannot be decoded is -32700, one whose
 handling fails unexpectedly is -32603 for it (none for a notification or a
-response) and one log line. A request id stays in ``inflight`` from the
+response) and one log line; one nested deeper than ``max_depth`` is refused
+(-32600) before anyone walks it recursively. A request id stays in ``inflight`` from the
 Request event until the transport calls ``finished``; a request reusing it
 meanwhile is refused with id null, so no id is ever answered twice.
 """
@@ -47,6 +48,7 @@ from mcp_edge.mcp.revisions import client_capabilities, shape
 from mcp_edge.mcp.versions import STATELESS_VERSIONS, has_batches, negotiate
 
 __all__ = [
+    "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_FRAME",
     "LOG_LEVELS",
     "Batch",
@@ -65,6 +67,11 @@ __all__ = [
 log = logging.getLogger("mcp_edge.mcp")
 
 DEFAULT_MAX_FRAME: Final = 4 * 1024 * 1024
+# Deepest nesting of arrays and objects in one message (the envelope counts). msgspec itself stops at the
+# interpreter's recursion limit (about 1,000 levels less the caller's stack), so anything that decoded
+# could still make a recursive validator, a signer or the encoder deeper in the stack fail; no MCP message
+# comes near this.
+DEFAULT_MAX_DEPTH: Final = 64
 # Lines logged at WARNING per connection for dropped client messages and internal errors; after that
 # at DEBUG, so one client cannot flood the log (every drop is still logged, only quieter).
 LOG_BUDGET: Final = 16
@@ -208,6 +215,34 @@ def _show(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def _deeper_than(obj: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` levels in ``obj`` (iterative: never recurses)."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        children = item.values() if kind is dict else item if kind is list else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
+    return False
+
+
+def _classify(msg: Any) -> tuple[str, RequestId | None]:
+    """("response" | "notification" | "request" | "invalid", the usable id) of a decoded message."""
+    if not isinstance(msg, dict):
+        return "invalid", None
+    raw_id = msg.get("id")
+    rid = raw_id if _valid_id(raw_id) else None
+    if msg.get("method") is None:
+        return ("response" if "result" in msg or "error" in msg else "invalid"), rid
+    return ("request" if "id" in msg else "notification"), rid
+
+
 _Handler = TypeVar("_Handler", bound=Callable[..., list["Event"]])
 
 
@@ -257,6 +292,7 @@ class ServerConnection:
 
     info: ServerInfo
     max_frame: int = DEFAULT_MAX_FRAME
+    max_depth: int = DEFAULT_MAX_DEPTH
     state: ConnState = ConnState.IDLE
     version: str | None = None
     client_info: dict[str, Any] = field(default_factory=dict)
@@ -266,6 +302,8 @@ class ServerConnection:
     inflight: set[RequestId] = field(default_factory=set)
     _buffer: bytearray = field(default_factory=bytearray)
     _discarding: bool = False
+    _scanned: int = 0  # bytes at the start of _buffer known to hold no newline
+    _shallow: bool = False  # receive_message counted fewer openers than max_depth: no walk needed
     _fresh: list[RequestId] = field(default_factory=list)  # ids registered by the receive_object call(s) running
     _depth: int = 0
     _log_left: int = LOG_BUDGET
@@ -290,8 +328,11 @@ class ServerConnection:
         buf = self._buffer
         buf += data
         start = 0
+        # The buffered bytes were searched for a newline before: search only what just arrived, or a line
+        # trickled in small chunks would be scanned again on every chunk (quadratic in the frame limit).
+        search = self._scanned
         while True:
-            nl = buf.find(b"\n", start)
+            nl = buf.find(b"\n", search)
             if nl < 0:
                 break
             if self._discarding:
@@ -302,13 +343,14 @@ class ServerConnection:
                     events.append(self._too_large(len(line)))
                 elif line.strip():
                     events.extend(self.receive_message(line))
-            start = nl + 1
+            start = search = nl + 1
         del buf[:start]
         if len(buf) > self.max_frame:
             if not self._discarding:
                 events.append(self._too_large(len(buf)))
             self._discarding = True
             buf.clear()
+        self._scanned = len(buf)
         return events
 
     def receive_eof(self) -> list[Event]:
@@ -317,6 +359,7 @@ class ServerConnection:
         discarding = self._discarding
         self._buffer.clear()
         self._discarding = False
+        self._scanned = 0
         if discarding or not line.strip():  # the tail of an oversized frame (already refused), or blank
             return []
         return self.receive_message(line)
@@ -338,11 +381,18 @@ class ServerConnection:
             return [self._error(None, jsonrpc.PARSE_ERROR, "parse error: the message is nested too deeply")]
         except Exception as exc:  # whatever else decoding can raise (MemoryError included) is still a parse error
             return [self._error(None, jsonrpc.PARSE_ERROR, f"parse error: {type(exc).__name__}")]
-        return self.receive_object(msg, modern)
+        # Fewer "[" and "{" bytes than levels allowed (strings included): it cannot nest too deeply.
+        self._shallow = raw.count(b"[") + raw.count(b"{") <= self.max_depth
+        try:
+            return self.receive_object(msg, modern)
+        finally:
+            self._shallow = False
 
     @_never_raises
     def receive_object(self, msg: Any, modern: bool = False) -> list[Event]:
         """A decoded message; ``modern``: the transport already knows it is a 2026-07-28 message."""
+        if self._depth == 1 and not self._shallow and _deeper_than(msg, self.max_depth):
+            return self._too_deep(msg)  # (a batch is walked once, as a whole)
         if isinstance(msg, list):
             return self._batch(msg, modern)
         if not isinstance(msg, dict):
@@ -512,18 +562,27 @@ class ServerConnection:
         except Exception:  # only objects handed to receive_object directly (a lone surrogate) get here
             return Reply(jsonrpc.error(None, code, "the error for this message could not be encoded"), None, True)
 
+    def _too_deep(self, msg: Any) -> list[Event]:
+        """A message nested deeper than ``max_depth``: refused like any invalid one, responses never answered."""
+        what = f"the message nests deeper than {self.max_depth} levels of arrays and objects"
+        kind, rid = _classify(msg)
+        if kind == "response":
+            if rid is not None:  # the request it answers fails; the client is not answered
+                return [ClientResult(rid, None, {"code": jsonrpc.INVALID_REQUEST,
+                                                 "message": f"malformed response from the client: {what}"})]
+            self._note("dropped a response: %s", what)
+            return []
+        if kind == "notification":
+            self._note("dropped a notification: %s", what)
+            return []
+        return [self._error(rid if rid not in self.inflight else None, jsonrpc.INVALID_REQUEST, what)]
+
     def _internal_error(self, msg: Any, exc: Exception) -> list[Event]:
         """-32603 for the message whose handling raised ``exc`` (id null where unknown), and one log line."""
-        rid: RequestId | None = None
-        answer = True
-        if isinstance(msg, dict):
-            raw_id = msg.get("id")
-            if msg.get("method") is None and ("result" in msg or "error" in msg):
-                answer = False  # a response is never answered
-            elif msg.get("method") is not None and "id" not in msg:
-                answer = False  # nor is a notification
-            elif _valid_id(raw_id) and raw_id not in self.inflight:
-                rid = raw_id
+        kind, rid = _classify(msg)
+        answer = kind not in ("response", "notification")  # neither is ever answered
+        if rid in self.inflight:
+            rid = None
         self._note("internal error handling a client message (%s): %s: %s",
                    "answered -32603" if answer else "not answered", type(exc).__name__, _show(str(exc), 200),
                    level=logging.ERROR)

@@ -90,6 +90,80 @@ def test_deep_python_object_given_to_receive_object() -> None:
     assert_alive(c)
 
 
+def nested(depth: int, *, key: str = "params", rid: Any = 1, method: str | None = "tools/call") -> dict[str, Any]:
+    """A message whose arrays and objects nest exactly ``depth`` levels (the envelope is level 1)."""
+    inner: Any = 0
+    for _ in range(depth - 2 if key == "params" else depth - 1):
+        inner = [inner]
+    msg: dict[str, Any] = {"jsonrpc": "2.0", key: {"arguments": inner} if key == "params" else inner}
+    if rid is not None:
+        msg["id"] = rid
+    if method is not None:
+        msg["method"] = method
+    return msg
+
+
+@pytest.mark.parametrize("limit", [8, 64])
+def test_nesting_past_the_limit_is_refused_with_its_id(limit: int) -> None:
+    c = ready(max_frame=1 << 20)
+    c.max_depth = limit
+    for feed in (lambda m: c.receive_data(line(m)), c.receive_object):
+        [ok] = feed(nested(limit))
+        assert isinstance(ok, Request)
+        c.finished(1)
+        [ev] = feed(nested(limit + 1))
+        rid, code, message = error_of(ev)
+        assert (rid, code) == (1, jsonrpc.INVALID_REQUEST) and f"{limit} levels" in message
+        assert not c.inflight
+    assert_alive(c)
+
+
+def test_decodable_but_deep_message_is_refused_before_the_router() -> None:
+    """900 levels decode (msgspec stops near 1,000), but a recursive validator or encoder deeper in the
+    stack would not survive them: the core refuses the message before it reaches anyone."""
+    c = ready(max_frame=1 << 20)
+    raw = b'{"jsonrpc":"2.0","id":"deep","method":"tools/call","params":{"arguments":' + b"[" * 900 + b"]" * 900 + b"}}"
+    [ev] = c.receive_data(raw + b"\n")
+    assert error_of(ev)[:2] == ("deep", jsonrpc.INVALID_REQUEST)
+    assert not c.inflight
+
+
+def test_deep_response_fails_its_request_and_deep_notification_is_dropped() -> None:
+    c = ready(max_frame=1 << 20)
+    [ev] = c.receive_data(line(nested(200, key="result", rid="mcp-edge-1", method=None)))
+    assert isinstance(ev, ClientResult) and ev.id == "mcp-edge-1" and ev.result is None
+    assert isinstance(ev.error, dict) and isinstance(ev.error["code"], int)
+    assert c.receive_data(line(nested(200, key="result", rid=None, method=None))) == []
+    assert c.receive_data(line(nested(200, rid=None, method="notifications/x"))) == []
+    assert_alive(c)
+
+
+# -- framing: a line trickled in small chunks is searched once ----------------------------------------------
+
+class CountingBuffer(bytearray):
+    """A bytearray that counts the bytes its ``find`` calls search."""
+
+    searched = 0
+
+    def find(self, sub: Any, start: Any = 0, *args: Any) -> int:
+        CountingBuffer.searched += len(self) - (start or 0)
+        return super().find(sub, start, *args)
+
+
+def test_trickled_line_is_searched_once() -> None:
+    """A 256 KiB line in 16-byte chunks: searching the whole buffer again for every chunk is quadratic
+    (about 2 GB of memchr here, a frozen event loop at the 4 MiB limit)."""
+    c = ready(max_frame=1 << 20)
+    c._buffer = CountingBuffer()
+    CountingBuffer.searched = 0
+    data = line({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"pad": "x" * (256 * 1024)}})
+    events: list[Event] = []
+    for i in range(0, len(data), 16):
+        events += c.receive_data(data[i : i + 16])
+    assert [type(e) for e in events] == [Request]
+    assert CountingBuffer.searched <= 2 * len(data)
+
+
 # -- 2: params._meta that is not an object ------------------------------------------------------------
 
 BAD_META = [5, True, "x", [], [META_PROTOCOL_VERSION], 1.5, False, META_PROTOCOL_VERSION]

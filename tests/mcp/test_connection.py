@@ -301,3 +301,30 @@ def test_error_reply_to_a_peer_like_us_ends_there(starter: dict[str, Any]) -> No
     [ev] = a.receive_data(line(starter))
     assert isinstance(ev, Reply) and ev.is_error
     assert [type(e) for e in b.receive_data(ev.data + b"\n")] == [ClientResult]
+
+
+def test_wide_shallow_messages_and_brackets_in_strings_pass() -> None:
+    c = conn(max_frame=1 << 22)
+    initialize(c)
+    wide = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"arguments": {"rows": [{"a": [1, 2], "b": {"c": 3}} for _ in range(20_000)]}}}
+    [ev] = c.receive_data(line(wide))
+    assert isinstance(ev, Request)
+    brackets = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"text": "[{" * 50_000}}
+    [ev] = c.receive_data(line(brackets))
+    assert isinstance(ev, Request)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64])
+def test_every_chunking_frames_the_same(chunk: int) -> None:
+    stream = (b'{"jsonrpc":"2.0","id":1,"method":"a"}\r\n\n  \n{"jsonrpc":"2.0","id":2,"method":"b"}\n'
+              + b'{"jsonrpc":"2.0","id":3,"method":"c","params":{"pad":"' + b"x" * 300 + b'"}}\n'
+              + b'{"jsonrpc":"2.0","id":4,"method":"d"}\n{"jsonrpc":"2.0","id":5,"method":"e"}')
+    c = conn(max_frame=200)
+    initialize(c)
+    events: list[Any] = []
+    for i in range(0, len(stream), chunk):
+        events += c.receive_data(stream[i : i + chunk])
+    events += c.receive_eof()
+    summary = [e.method if isinstance(e, Request) else error_of(e)["code"] for e in events]
+    assert summary == ["a", "b", jsonrpc.INVALID_REQUEST, "d", "e"]
