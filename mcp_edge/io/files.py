@@ -11,7 +11,10 @@ temporary file in the same folder (``.<name>.<random>.tmp``), which is
 fdatasync'ed, renamed over the target, and the folder is fsync'ed. A crash at
 any moment (power loss included, with ``durable=True``) leaves the target with
 either its old or its new content, never a mix. A process killed mid-write can
-leave its temporary file behind; it is never the target.
+leave its temporary file behind; it is never the target. The writer holds an
+exclusive ``flock`` on its temporary file until the rename, so a cleaner can
+tell a live writer's file (locked) from one left by a dead process (see
+``is_temp_name`` and ``stale_temp``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import errno
 import fcntl
 import os
 import stat
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,11 +37,13 @@ from mcp_edge.native._dio import AlignedBuffer
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-__all__ = ["CHUNK", "FileData", "read_file", "write_file"]
+__all__ = ["CHUNK", "FileData", "is_temp_name", "read_file", "stale_temp", "temp_name", "write_file"]
 
 CHUNK = 1 << 20  # bytes per operation; a multiple of every O_DIRECT alignment
 _WINDOW = 8  # staging buffers in flight when the caller's data is not aligned in memory
 _BUF_ALIGN = 4096
+_NAME_MAX = 255  # bytes in one file name (Linux, every filesystem the runtime supports)
+_TEMP_TAIL = 1 + 12 + 4  # "." + 12 hex digits + ".tmp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,46 @@ class FileData:
     size: int
     direct: bool
     path: str
+
+
+def temp_name(base: str) -> str:
+    """The name of a temporary file for ``base``: ``.<base>.<12 hex>.tmp``, ``base`` cut (by bytes, at a UTF-8
+    character boundary) so that the whole name fits NAME_MAX bytes."""
+    raw = os.fsencode(base)
+    cut = _NAME_MAX - 1 - _TEMP_TAIL
+    if len(raw) > cut:
+        while cut > 0 and raw[cut] & 0xC0 == 0x80:  # do not split a UTF-8 character
+            cut -= 1
+        raw = raw[:cut]
+    return f".{os.fsdecode(raw)}.{os.urandom(6).hex()}.tmp"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` has the form of ``temp_name``'s names."""
+    if not (name.startswith(".") and name.endswith(".tmp") and len(name) > 1 + _TEMP_TAIL):
+        return False
+    tag = name[-_TEMP_TAIL:-4]
+    return tag[0] == "." and all(c in "0123456789abcdef" for c in tag[1:])
+
+
+def stale_temp(name: str, dir_fd: int, min_age_s: float) -> bool:
+    """Whether the temporary file ``name`` in ``dir_fd`` was left by a dead writer: no process holds its lock
+    and it is at least ``min_age_s`` old (a writer takes the lock just after creating it)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY, dir_fd=dir_fd)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_mtime_ns / 1e9 > time.time() - min_age_s:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live writer holds it
+        return True
+    finally:
+        os.close(fd)
 
 
 def _set_direct(fd: int, on: bool) -> None:
@@ -178,7 +224,7 @@ async def write_file(
         keep: int | None = stat.S_IMODE(os.stat(name).st_mode)
     except FileNotFoundError:
         keep = None
-    tmp = os.path.join(folder, f".{base[:200]}.{os.urandom(6).hex()}.tmp")
+    tmp = os.path.join(folder, temp_name(base))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     create_mode = keep if keep is not None else (0o644 if mode is None else mode)
     if direct:
@@ -187,6 +233,7 @@ async def write_file(
         fd, used = os.open(tmp, flags | os.O_CLOEXEC, create_mode), False
     try:
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held until close: a cleaner leaves a live writer's file alone
             if keep is not None:
                 os.fchmod(fd, keep)
             pos = 0

@@ -17,10 +17,23 @@ fdatasync, rename, fsync of the folder, so a crash leaves the old or the new
 content, never a torn file, and a refused write (bad base64, a CRC32C that does
 not match ``expected_crc32c``, ``read_only``) touches nothing.
 
+No response is larger than the runtime's ``max_out_frame``: ``fs_read`` returns
+at most ``settings.max_read`` bytes inline (its base64 must fit a frame, which
+is checked at start); a larger range comes as ``resource_link`` items, one per
+piece of at most ``max_read`` bytes (``fs://<path>?offset=N&length=M``), that
+``resources/read`` serves one at a time. Reads of ``max_read/4`` bytes or more
+wait for one of ``settings.max_large_reads`` slots, so concurrent clients
+cannot make the server hold many large buffers at once.
+
 Errors the model can fix (a path outside the root, a missing file, a folder
-where a file was expected, a bad cursor) are tool results with ``isError``
-and a message saying what to do; reading a missing ``fs://`` resource is a
-JSON-RPC error.
+where a file was expected, a bad cursor, a full disk) are tool results with
+``isError`` and a message saying what to do, naming the client's path, never an
+internal one; reading a missing ``fs://`` resource is a JSON-RPC error. Both
+resolvers give the same answer and the same error for every path.
+
+Temporary files of interrupted writes (``.<name>.<hex>.tmp``, see
+``mcp_edge.io.files``) never show in listings, and those left by a dead
+process are removed when the plugin starts.
 """
 
 import asyncio
@@ -42,10 +55,11 @@ from urllib.parse import quote
 
 import msgspec
 
-from mcp_edge.errors import InvalidArgumentsError, ResourceNotFoundError
+from mcp_edge.errors import ConfigError, InvalidArgumentsError, ResourceNotFoundError
 from mcp_edge.io import Engine, IoOp, file_alignment, write_file
 from mcp_edge.io.alignment import O_DIRECT
 from mcp_edge.io.beneath import RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, openat2
+from mcp_edge.io.files import is_temp_name, stale_temp
 from mcp_edge.native import crc32c
 from mcp_edge.native._dio import AlignedBuffer
 from mcp_edge.plugin import (
@@ -62,6 +76,7 @@ from mcp_edge.plugin.types import (
     BlobResourceContents,
     EmbeddedResource,
     ResourceContents,
+    ResourceLink,
     TextContent,
     TextResourceContents,
     ToolAnnotations,
@@ -75,6 +90,9 @@ log = logging.getLogger("mcp_edge.plugins.fs")
 CHUNK = 1 << 20  # bytes per read; a multiple of every O_DIRECT alignment
 WINDOW = 4  # chunks in flight at once
 LIST_MAX = 1000  # the most entries one fs_list page (or an fs:// folder listing) returns
+LINKS_MAX = 256  # resource links in one fs_read result; a longer range goes on from next_offset
+ENVELOPE = 64 << 10  # bytes of JSON allowed around one base64 blob (ids, uri, structured result)
+STALE_TEMP_S = 60.0  # a temporary file unlocked and this old was left by a dead writer: removed at start
 
 # -- containment: openat2(RESOLVE_BENEATH), or a component-by-component walk --------------------------------
 
@@ -91,8 +109,9 @@ class FsError(Exception):
         self.errno = err
 
 
-def _explain(exc: OSError, shown: str) -> FsError | None:
-    """The FsError for an open that failed with ``exc`` on the client's path ``shown``; None if not its fault."""
+def _explain(exc: OSError, shown: str) -> FsError:
+    """The FsError for an open that failed with ``exc`` on the client's path ``shown`` (both resolvers, every
+    errno: one error type, and the client's path rather than any internal one)."""
     msg = {
         errno.EXDEV: "the path escapes the data root (through '..', an absolute path or a symbolic link that "
                      "points outside); use a path relative to the data root",
@@ -103,8 +122,12 @@ def _explain(exc: OSError, shown: str) -> FsError | None:
         errno.EPERM: "permission denied",
         errno.ENAMETOOLONG: "the path or a name in it is too long",
         errno.EISDIR: "is a directory",
+        errno.EAGAIN: "the path kept changing while it was opened (files renamed or replaced at that moment); "
+                      "try again",
     }.get(exc.errno or 0)
-    return FsError(f"{shown}: {msg}", exc.errno) if msg else None
+    if msg is None:
+        msg = os.strerror(exc.errno) if exc.errno else str(exc)
+    return FsError(f"{shown}: {msg}", exc.errno)
 
 
 class DataRoot:
@@ -154,7 +177,8 @@ class DataRoot:
             if not path.startswith(root + "/"):
                 raise FsError(f"{path}: the path escapes the data root: paths are relative to the data root "
                               f"(an absolute path must lie under {root})")
-            path = path[len(root) + 1:]
+            # ROOT//sub/x is ROOT/sub/x: a relative path never starts with '/' (openat2 would call it an escape)
+            path = path[len(root):].lstrip("/")
         return path or "."
 
     def open(self, rel: str, flags: int, shown: str | None = None) -> int:
@@ -167,19 +191,23 @@ class DataRoot:
                 return openat2(self.fd, rel, flags, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
             return self._walk(rel, flags)
         except OSError as exc:
-            err = _explain(exc, shown if shown is not None else rel)
-            if err is None:
-                raise
-            raise err from None
+            raise _explain(exc, shown if shown is not None else rel) from None
 
     def _walk(self, rel: str, flags: int) -> int:
-        """RESOLVE_BENEATH by hand: one component at a time, O_NOFOLLOW, links followed here and never out."""
-        parts = [p for p in rel.split("/") if p not in ("", ".")]
+        """RESOLVE_BENEATH by hand: one component at a time, O_NOFOLLOW, links followed here and never out.
+
+        It answers as openat2 does: '.' and a trailing '/' demand a folder (``file/`` is ENOTDIR, and a link
+        before them is followed), a doubled '/' is one, and a link is read through the descriptor it was
+        found by, so a swap in between gives an error of the same kind, never a raw EINVAL.
+        """
+        parts = _components(rel)
         stack = [os.dup(self.fd)]  # O_PATH fds of the folders walked through, the root first
         links = 0
         try:
             while parts:
                 name = parts.pop(0)
+                if name == ".":
+                    continue
                 if name == "..":
                     if len(stack) == 1:
                         raise OSError(errno.EXDEV, "escapes", rel)
@@ -187,16 +215,20 @@ class DataRoot:
                     continue
                 last = not parts
                 fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stack[-1])
-                st = os.fstat(fd)
-                if stat.S_ISLNK(st.st_mode) and not (last and flags & os.O_NOFOLLOW):
+                try:
+                    st = os.fstat(fd)
+                    target = os.readlink("", dir_fd=fd) if stat.S_ISLNK(st.st_mode) else None
+                except BaseException:
+                    os.close(fd)
+                    raise
+                if target is not None and not (last and flags & os.O_NOFOLLOW):
                     os.close(fd)
                     links += 1
                     if links > _MAX_LINKS:
                         raise OSError(errno.ELOOP, "too many links", rel)
-                    target = os.readlink(name, dir_fd=stack[-1])
                     if target.startswith("/"):
                         raise OSError(errno.EXDEV, "absolute link", rel)
-                    parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+                    parts = _components(target) + parts
                     continue
                 if last:
                     if flags & os.O_PATH:
@@ -215,7 +247,7 @@ class DataRoot:
                     os.close(fd)
                     raise OSError(errno.ENOTDIR, "not a directory", rel)
                 stack.append(fd)
-            # the path named a folder reached by '..' or the root itself
+            # the path named a folder: the root, or one reached by '..', '.' or a trailing '/'
             if flags & os.O_PATH:
                 return os.dup(stack[-1])
             return os.open(".", flags | os.O_CLOEXEC, dir_fd=stack[-1])
@@ -224,23 +256,34 @@ class DataRoot:
                 os.close(fd)
 
 
+def _components(path: str) -> list[str]:
+    """The names of ``path`` for the walk: empty ones (a doubled '/') dropped, a trailing '/' kept as '.'."""
+    parts = [p for p in path.split("/") if p]
+    if path.endswith("/") and parts:
+        parts.append(".")
+    return parts
+
+
 # -- structured results ------------------------------------------------------------------------------------
 
 Kind = Literal["file", "directory", "symlink", "fifo", "socket", "char-device", "block-device", "other"]
 
 
 class ReadInfo(msgspec.Struct, kw_only=True):
-    """What fs_read read: the bytes are in the content (text, or a base64 blob resource)."""
+    """What fs_read read: the bytes are in the content (text, or a base64 blob resource), or, for a range larger
+    than max_read, behind resource links (``encoding`` "links"), each read with resources/read."""
 
     path: str
     offset: int
-    size: int  # bytes returned
+    size: int  # bytes returned (or covered by the links)
     file_size: int
-    eof: bool  # the read reached the end of the file
-    crc32c: int  # of the bytes returned
-    encoding: Literal["text", "base64"]
+    eof: bool  # the read (or the last link) reaches the end of the file
+    crc32c: int | None  # of the bytes returned; None for links (fs_checksum gives a whole file's)
+    encoding: Literal["text", "base64", "links"]
     mimeType: str
     direct: bool  # read with O_DIRECT
+    links: int = 0  # resource links in the content, each at most max_read bytes
+    next_offset: int | None = None  # the links stop short of the range (LINKS_MAX): fs_read again from here
 
 
 class WriteInfo(msgspec.Struct, kw_only=True):
@@ -328,6 +371,40 @@ def _schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
     return schema
 
 
+def _write_error(exc: OSError, shown: str) -> FsError:
+    """What a failed write means for the client, with what to do; the target keeps its old content (the
+    temporary file is removed by write_file)."""
+    kept = "the file was left unchanged" if exc.errno != errno.ENOENT else "nothing was written"
+    msg = {
+        errno.ENOSPC: "the disk holding the data root is full: free space on it (or write less), then try again",
+        errno.EDQUOT: "the disk quota of the runtime's user is used up: free space or raise the quota, then try "
+                      "again",
+        errno.EFBIG: "the file would be larger than this filesystem (or the process's file size limit) allows",
+        errno.EROFS: "the data root is on a read-only filesystem",
+        errno.EIO: "the disk reported an I/O error: check the disk (dmesg), then try again",
+        errno.ENAMETOOLONG: "the name is too long for this filesystem",
+        errno.EACCES: "permission denied (the runtime's user cannot write this folder)",
+        errno.EPERM: "permission denied (the runtime's user cannot write this folder)",
+        errno.ENOENT: "the folder was removed while the file was written",
+    }.get(exc.errno or 0) or (os.strerror(exc.errno) if exc.errno else "the write failed")
+    return FsError(f"{shown}: {msg}; {kept}", exc.errno)
+
+
+def _clean_temps(root_fd: int) -> list[str]:
+    """Remove the temporary files that dead writers left under the root (no lock held, STALE_TEMP_S old); the
+    paths removed, relative to the root. Symbolic links are not followed."""
+    removed = []
+    for top, _dirs, files, dfd in os.fwalk(".", dir_fd=root_fd):
+        for name in files:
+            if is_temp_name(name) and stale_temp(name, dfd, STALE_TEMP_S):
+                try:
+                    os.unlink(name, dir_fd=dfd)
+                except OSError:
+                    continue
+                removed.append(_shown(os.path.normpath(os.path.join(top, name))))
+    return removed
+
+
 def _blocking(fd: int) -> None:
     """Clear O_NONBLOCK: io_uring on older kernels answers EAGAIN for reads of O_NONBLOCK files not in cache."""
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
@@ -388,9 +465,10 @@ class Fs(PluginBase):
     root: DataRoot | None = None
     direct_min = 1 << 20
     max_inline = 256 << 10
-    max_read = 64 << 20
+    max_read = 4 << 20
     max_write = 64 << 20
     read_only = False
+    large_reads: asyncio.Semaphore | None = None
 
     async def initialize(self, config: Mapping[str, Any], ctx: PluginContext) -> None:
         await super().initialize(config, ctx)
@@ -404,9 +482,23 @@ class Fs(PluginBase):
         self.root = DataRoot(root, None if resolve == "auto" else resolve == "openat2")
         self.direct_min = int(config.get("direct_min", self.direct_min))
         self.max_inline = int(config.get("max_inline", self.max_inline))
-        self.max_read = int(config.get("max_read", self.max_read))
         self.max_write = int(config.get("max_write", self.max_write))
         self.read_only = bool(config.get("read_only", False))
+        settings = ctx.settings
+        self.max_read = settings.max_read
+        # one fs_read or fs:// range answers with up to max_read bytes as base64 inside a JSON frame
+        encoded = -(-self.max_read // 3) * 4 + ENVELOPE
+        if encoded > settings.max_out_frame:
+            self.root.close()
+            self.root = None
+            raise ConfigError(f"fs: setting max_read ({self.max_read}) becomes {encoded} bytes of base64 and JSON, "
+                              f"more than max_out_frame ({settings.max_out_frame}): lower max_read to at most "
+                              f"{(settings.max_out_frame - ENVELOPE) // 4 * 3} or raise max_out_frame")
+        self.large_reads = asyncio.Semaphore(settings.max_large_reads)
+        removed = await asyncio.to_thread(_clean_temps, self.root.fd)
+        if removed:
+            ctx.logger.info("fs: removed %d temporary file(s) left by interrupted writes: %s", len(removed),
+                            ", ".join(removed[:10]) + (" ..." if len(removed) > 10 else ""))
         ctx.logger.info("fs: data root %s (%s)%s", self.root.path,
                         "openat2" if self.root.uses_openat2 else "component walk",
                         ", read-only" if self.read_only else "")
@@ -457,8 +549,13 @@ class Fs(PluginBase):
         _blocking(fd)
         return fd, rel, st2
 
-    async def _read(self, path: str, offset: int, length: int | None) -> tuple[str, memoryview, int, bool]:
-        """(rel, data, file size, direct) of a ranged read of ``path``."""
+    async def _read(self, path: str, offset: int, length: int | None,
+                    links: bool = False) -> tuple[str, memoryview | None, int, int, bool]:
+        """(rel, data, bytes wanted, file size, direct) of a ranged read of ``path``, at most max_read bytes.
+
+        A larger range is refused, or with ``links`` nothing is read (data None) and the caller links to it.
+        Reads of max_read/4 bytes or more wait for a large-read slot.
+        """
         if offset < 0:
             raise FsError(f"offset must be 0 or more, got {offset}")
         if length is not None and length < 0:
@@ -468,13 +565,38 @@ class Fs(PluginBase):
             size = st.st_size
             want = max(0, size - offset) if length is None else max(0, min(length, size - offset))
             if want > self.max_read:
+                if links:
+                    return rel, None, want, size, False
                 raise FsError(f"{path}: reading {want} bytes is more than max_read ({self.max_read}); read it in "
-                              f"ranges with offset and length")
+                              f"ranges of at most max_read bytes (fs://{quote(self._clean(rel), safe='/')}"
+                              f"?offset={offset}&length={self.max_read}, or fs_read with offset and length)")
             direct = want >= self.direct_min and want > 0 and _set_direct(fd)
-            data = await _read_range(self._engine(), fd, offset, want, direct)
-            return rel, data, size, direct
+            if want >= self.max_read // 4 and self.large_reads is not None:
+                async with self.large_reads:
+                    data = await _read_range(self._engine(), fd, offset, want, direct)
+            else:
+                data = await _read_range(self._engine(), fd, offset, want, direct)
+            return rel, data, want, size, direct
         finally:
             os.close(fd)
+
+    def _links(self, rel: str, offset: int, want: int, size: int, mime: str) -> ToolResult:
+        """fs_read's answer for a range larger than max_read: one resource link per max_read bytes."""
+        name = os.path.basename(self._clean(rel))
+        base = self.uri(rel)
+        items: list[ResourceLink | TextContent] = []
+        pos, end = offset, offset + want
+        while pos < end and len(items) < LINKS_MAX:
+            n = min(self.max_read, end - pos)
+            items.append(ResourceLink(uri=f"{base}?offset={pos}&length={n}", name=f"{name} [{pos}, {pos + n})",
+                                      mimeType=mime, size=n,
+                                      description=f"bytes {pos} to {pos + n - 1} of {self._clean(rel)}"))
+            pos += n
+        info = ReadInfo(path=self._clean(rel), offset=offset, size=pos - offset, file_size=size, eof=pos >= size,
+                        crc32c=None, encoding="links", mimeType=mime, direct=False, links=len(items),
+                        next_offset=pos if pos < end else None)
+        items.append(TextContent(text=msgspec.json.encode(info).decode()))
+        return ToolResult(content=list(items), structuredContent=msgspec.to_builtins(info))
 
     def _open_parent(self, path: str, create_dirs: bool) -> tuple[int, str, str]:
         """(O_PATH fd of the folder, the file's name, rel) for writing ``path``; folders made if asked."""
@@ -513,16 +635,20 @@ class Fs(PluginBase):
     async def read(self, path: str, offset: Annotated[int, msgspec.Meta(ge=0)] = 0,
                    length: Annotated[int, msgspec.Meta(ge=0)] | None = None) -> ToolResult:
         """Read a file under the data root, whole or a byte range. UTF-8 text up to max_inline bytes comes as
-        text; larger or binary content as a base64 blob resource. The structured result gives the bytes
-        returned, the file's size, whether the end was reached and the CRC32C of the bytes returned.
+        text; larger or binary content as a base64 blob resource; a range larger than the server's max_read
+        as resource links (fs://<path>?offset=N&length=M), each read with resources/read. The structured
+        result gives the bytes returned, the file's size, whether the end was reached and the CRC32C of the
+        bytes returned.
 
         Args:
             path: relative to the data root ('.' is the root).
             offset: the first byte to read.
             length: how many bytes to read (default: to the end of the file).
         """
-        rel, data, size, direct = await self._read(path, offset, length)
+        rel, data, want, size, direct = await self._read(path, offset, length, links=True)
         name = os.path.basename(self._clean(rel))
+        if data is None:
+            return self._links(rel, offset, want, size, _mime(name, False))
         try:
             text: str | None = str(data, "utf-8")
         except UnicodeDecodeError:
@@ -530,6 +656,8 @@ class Fs(PluginBase):
         mime = _mime(name, text is not None)
         if data.nbytes > self.max_inline:
             text = None  # too big to inline: a blob resource, its mimeType saying what it is
+        elif text is not None and len(msgspec.json.encode(text)) > -(-self.max_read // 3) * 4:
+            text = None  # escaped (control characters: 6 bytes each) it would not fit a frame: a blob
         info = ReadInfo(path=self._clean(rel), offset=offset, size=data.nbytes, file_size=size,
                         eof=offset + data.nbytes >= size, crc32c=crc32c(data),
                         encoding="text" if text is not None else "base64", mimeType=mime, direct=direct)
@@ -597,8 +725,11 @@ class Fs(PluginBase):
                 raise FsError(f"{path}: is a directory", errno.EISDIR)
             if st is not None and not stat.S_ISREG(st.st_mode):
                 raise FsError(f"{path}: not a regular file (it is a {_kind(st.st_mode)})")
-            got = await write_file(f"/proc/self/fd/{dfd}/{name}", raw, direct=len(raw) >= self.direct_min,
-                                   durable=True, engine=self._engine())
+            try:
+                got = await write_file(f"/proc/self/fd/{dfd}/{name}", raw, direct=len(raw) >= self.direct_min,
+                                       durable=True, engine=self._engine())
+            except OSError as exc:  # the message names the client's path, never /proc/self/fd/...
+                raise _write_error(exc, path) from None
         finally:
             os.close(dfd)
         await self.ctx.notify_resource_updated(self.uri(rel))
@@ -642,7 +773,7 @@ class Fs(PluginBase):
         rel = root.relative(path)
         dfd = root.open(rel, os.O_RDONLY | os.O_DIRECTORY, path)
         try:
-            names = sorted(os.listdir(dfd))
+            names = sorted(n for n in os.listdir(dfd) if not is_temp_name(n))  # no half-written files
             first = bisect.bisect_right(names, after) if after is not None else 0
             page = names[first:first + limit]
             entries = []
@@ -717,7 +848,8 @@ class Fs(PluginBase):
 
     # -- resources -------------------------------------------------------------------------------------------
 
-    async def _resource(self, path: str) -> list[ResourceContents]:
+    async def _resource(self, path: str, offset: int = 0, length: int | None = None) -> list[ResourceContents]:
+        """A file's content (whole, or ``length`` bytes from ``offset``: always a blob), or a folder's listing."""
         try:
             root = self._root()
             rel = root.relative(path)
@@ -728,26 +860,44 @@ class Fs(PluginBase):
                 os.close(pfd)
             uri = self.uri(rel)
             if is_dir:
+                if length is not None:
+                    raise FsError(f"{path}: is a directory: a range needs a file", errno.EISDIR)
                 listing = self._listing(path, None, LIST_MAX)
                 return [TextResourceContents(uri=uri, text=msgspec.json.encode(listing).decode(),
                                              mimeType="application/json")]
-            _, data, _, _ = await self._read(path, 0, None)
+            _, data, _, _, _ = await self._read(path, offset, length)
+            assert data is not None
         except FsError as exc:
             if exc.errno == errno.ENOENT:
                 raise ResourceNotFoundError(f"fs://{path}: {exc}") from None
             raise InvalidArgumentsError(f"fs://{path}: {exc}") from None
         name = os.path.basename(self._clean(rel))
+        if length is not None:  # a piece of a file: bytes, whatever they hold (UTF-8 may be cut mid-character)
+            return [BlobResourceContents(uri=f"{uri}?offset={offset}&length={length}",
+                                         blob=base64.b64encode(data).decode("ascii"), mimeType=_mime(name, False))]
         try:
-            text = str(data, "utf-8")
+            text: str | None = str(data, "utf-8")
         except UnicodeDecodeError:
+            text = None
+        if text is None or len(msgspec.json.encode(text)) > -(-self.max_read // 3) * 4:
             return [BlobResourceContents(uri=uri, blob=base64.b64encode(data).decode("ascii"),
-                                         mimeType=_mime(name, False))]
+                                         mimeType=_mime(name, text is not None))]
         return [TextResourceContents(uri=uri, text=text, mimeType=_mime(name, True))]
 
     @resource("fs://", name="root", title="Data root", mime_type="application/json",
               description="The top folder of the fs data root as JSON: entries with type, size and mtime")
     async def root_listing(self) -> list[ResourceContents]:
         return await self._resource(".")
+
+    # Declared before fs://{+path}: templates with the same literal prefix are tried in declaration order, and
+    # this one is the more specific (a '?' in a file name is percent-encoded in its URI, so it never matches).
+    @resource_template("fs://{+path}?offset={offset}&length={length}", name="file_range",
+                       title="Byte range of a file under the data root",
+                       description="length bytes of a file from offset, as a base64 blob; at most the server's "
+                                   "max_read bytes (the links fs_read returns for large files)")
+    async def file_range(self, path: str, offset: Annotated[int, msgspec.Meta(ge=0)],
+                         length: Annotated[int, msgspec.Meta(ge=0)]) -> list[ResourceContents]:
+        return await self._resource(path, offset, length)
 
     @resource_template("fs://{+path}", name="file", title="File under the data root",
                        description="A file under the fs data root (text, or a base64 blob for binary content); a "
@@ -767,7 +917,7 @@ class Fs(PluginBase):
         try:
             out = []
             for name in sorted(os.listdir(dfd)):
-                if not name.startswith(prefix):
+                if not name.startswith(prefix) or is_temp_name(name):
                     continue
                 try:
                     is_dir = stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode)

@@ -14,10 +14,17 @@ import msgspec
 import pytest
 from plugin_host import CountingEngine, FakePluginContext, FakeRequest, Host, run
 
-from mcp_edge.errors import InvalidArgumentsError, ResourceNotFoundError
+from mcp_edge.errors import ConfigError, InvalidArgumentsError, ResourceNotFoundError
 from mcp_edge.io.alignment import O_DIRECT
 from mcp_edge.native import crc32c
-from mcp_edge.plugin.types import BlobResourceContents, EmbeddedResource, TextContent, TextResourceContents, ToolResult
+from mcp_edge.plugin.types import (
+    BlobResourceContents,
+    EmbeddedResource,
+    ResourceLink,
+    TextContent,
+    TextResourceContents,
+    ToolResult,
+)
 
 MiB = 1 << 20
 
@@ -49,8 +56,8 @@ def fs_env(workdir: Path, engine: Any) -> Iterator[tuple[Path, Path, CountingEng
     yield root, outside, CountingEngine(engine)
 
 
-def host(root: Path, io: Any, resolve: str = "auto", **config: Any) -> Host:
-    ctx = FakePluginContext("fs", root.parent, io)
+def host(root: Path, io: Any, resolve: str = "auto", settings: dict[str, Any] | None = None, **config: Any) -> Host:
+    ctx = FakePluginContext("fs", root.parent, io, overrides=dict(settings or {}))
     return Host("fs", {"root": str(root), "resolve": resolve, **config}, ctx)
 
 
@@ -195,17 +202,39 @@ def test_large_file_direct_and_blob(fs_env: tuple[Path, Path, CountingEngine], r
     run(main())
 
 
-def test_max_read_refused(fs_env: tuple[Path, Path, CountingEngine]) -> None:
+def test_max_read_links(fs_env: tuple[Path, Path, CountingEngine], rng: random.Random) -> None:
+    """More than the max_read setting comes as resource links, read back in pieces; the whole-file resource is
+    refused with the way to read it; a max_read whose base64 cannot fit max_out_frame is refused at start."""
     root, _, io = fs_env
     root.mkdir(parents=True)
-    (root / "f").write_bytes(b"x" * 5000)
+    data = rng.randbytes(5000)
+    (root / "f b").write_bytes(data)
 
     async def main() -> None:
-        h = await host(root, io, max_read=4096).start()
-        msg = error_of(await h.call("fs_read", {"path": "f"}))
-        assert "max_read" in msg and "offset and length" in msg
-        assert (await h.call("fs_read", {"path": "f", "offset": 1000})).isError is False
+        h = await host(root, io, settings={"max_read": 2048}).start()
+        r = await h.call("fs_read", {"path": "f b"})
+        assert not r.isError and r.structuredContent is not None
+        assert r.structuredContent["encoding"] == "links" and r.structuredContent["links"] == 3
+        assert r.structuredContent["size"] == 5000 and r.structuredContent["eof"] is True
+        links = [c for c in r.content if isinstance(c, ResourceLink)]
+        assert [c.size for c in links] == [2048, 2048, 904]
+        assert links[0].uri == "fs://f%20b?offset=0&length=2048"
+        got = b""
+        for link in links:
+            (piece,) = await h.read(link.uri)
+            assert isinstance(piece, BlobResourceContents) and piece.uri == link.uri
+            got += base64.b64decode(piece.blob)
+        assert got == data
+        part = await h.call("fs_read", {"path": "f b", "offset": 1000, "length": 3000})
+        assert part.structuredContent is not None and part.structuredContent["links"] == 2
+        assert blob_of(await h.call("fs_read", {"path": "f b", "offset": 3000}))[0] == data[3000:]
+        with pytest.raises(InvalidArgumentsError, match=r"max_read .*offset=0&length=2048"):
+            await h.read("fs://f%20b")
+        with pytest.raises(InvalidArgumentsError, match="max_read"):
+            await h.read("fs://f%20b?offset=0&length=2049")
         await h.stop()
+        with pytest.raises(ConfigError, match="max_out_frame"):
+            await host(root, io, settings={"max_read": 7 << 20}).start()
 
     run(main())
 
@@ -545,8 +574,8 @@ def test_environment_overrides(fs_env: tuple[Path, Path, CountingEngine]) -> Non
         h = await Host("fs", {"root": str(root)}, ctx, environ={"MCP_EDGE_FS_READ_ONLY": "yes"}).start()
         assert "read-only" in error_of(await h.call("fs_write", {"path": "x", "content": "x"}))
         await h.stop()
-        bad = Host("fs", {"root": str(root)}, ctx, environ={"MCP_EDGE_FS_MAX_READ": "lots"})
-        with pytest.raises(Exception, match="MCP_EDGE_FS_MAX_READ"):
+        bad = Host("fs", {"root": str(root)}, ctx, environ={"MCP_EDGE_FS_MAX_WRITE": "lots"})
+        with pytest.raises(Exception, match="MCP_EDGE_FS_MAX_WRITE"):
             await bad.start()
 
     run(main())
