@@ -21,11 +21,22 @@ notification (progress, log) before the result: then the response turns into
 ``text/event-stream`` at that moment and the result is its last event. So the
 common case costs no SSE framing and no up-front guess.
 
-Security: the ``Host`` header must name this server (loopback names, the bound
-host, or a host of ``Settings.allowed_origins``) and an ``Origin``, when sent,
-must be allowed: else 403 (DNS rebinding). Bodies over ``Settings.max_body``
-get 413 without being read. Sessions idle for ``Settings.session_idle_s`` are
-reaped by a periodic sweep, and at most ``Settings.max_sessions`` live at once.
+Security: the ``Host`` header (or an absolute-form target's authority) must
+name this server (loopback names, the bound host, or a host of
+``Settings.allowed_origins``) and an ``Origin``, when sent, must be allowed:
+else 403 (DNS rebinding). Allowing any Origin (``*``) never turns the Host
+check off. Bodies over ``Settings.max_body`` get 413 without being read.
+
+Limits (all ``Settings``; refusals from ``mcp_edge.mcp.refusals``):
+``max_connections`` open connections (past it 503 + ``Retry-After``, before
+the request is read); ``max_sessions`` sessions, of which a newcomer may evict
+only one idle for ``session_min_idle_s`` (else 503 + ``Retry-After``), and
+sessions idle for ``session_idle_s`` are reaped by a periodic sweep;
+``max_inflight`` requests running per session (past it the busy JSON-RPC error
+-32010 with ``data.retryAfterMs``, in a 200 as the handshake era answers
+errors). A stateless request has a connection of its own for its whole life,
+so ``max_connections`` is what bounds stateless work on the server. Head and
+body deadlines, keep-alive and the head limit are ``http_wire``'s.
 
 The HTTP stack (httptools, ``http_wire``) is imported by ``serve_http`` only.
 """
@@ -37,8 +48,11 @@ import base64
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
 
 from mcp_edge.board.settings import Settings
 from mcp_edge.mcp import jsonrpc
@@ -57,6 +71,7 @@ from mcp_edge.mcp.connection import (
     ServerConnection,
     stateless_version,
 )
+from mcp_edge.mcp.refusals import BUSY, Refusal, http_refusal
 from mcp_edge.mcp.versions import HANDSHAKE_VERSIONS, STATELESS_VERSIONS
 from mcp_edge.runtime.router import Router, Session
 from mcp_edge.transport.signals import stop_on_signals
@@ -70,9 +85,6 @@ log = logging.getLogger("mcp_edge.transport.http")
 
 ENDPOINT: Final = "/mcp"
 ALLOW: Final = "GET, POST, DELETE, OPTIONS"
-KEEP_ALIVE_S: Final = 75.0  # an idle keep-alive connection is closed after this
-STREAM_PING_S: Final = 15.0  # a quiet GET stream gets an SSE comment this often (finds dead peers)
-NOTIFY_BACKLOG: Final = 4 * 1024 * 1024  # a GET stream whose client lets this much pile up is dropped
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 SESSION_NOT_FOUND: Final = -32001  # as the reference SDKs answer an unknown session
 BAD_REQUEST: Final = -32000  # a transport-level refusal, in a JSON-RPC error body
@@ -81,7 +93,7 @@ LEGACY_HEADER_VERSIONS: Final = frozenset({"2024-11-05", *HANDSHAKE_VERSIONS})
 # JSON-RPC error code -> HTTP status, for 2026-07-28 requests (anything else: 200).
 _MODERN_STATUS: Final = {
     jsonrpc.PARSE_ERROR: 400, jsonrpc.INVALID_REQUEST: 400, jsonrpc.INVALID_PARAMS: 400, HEADER_MISMATCH: 400,
-    MISSING_CAPABILITY: 400, UNSUPPORTED_VERSION: 400, jsonrpc.METHOD_NOT_FOUND: 404,
+    MISSING_CAPABILITY: 400, UNSUPPORTED_VERSION: 400, jsonrpc.METHOD_NOT_FOUND: 404, BUSY: 503,
 }
 
 _JSON: Final = ("content-type", "application/json")
@@ -102,31 +114,49 @@ _NAME_PARAM: Final = {
 _B64_SENTINEL: Final = ("=?base64?", "?=")
 
 
-def _split_host(value: str) -> str:
-    """The host part of a Host header or URL authority, lower case, IPv6 with its brackets."""
-    value = value.strip().lower()
-    if value.startswith("["):
-        end = value.find("]")
-        return value[: end + 1] if end > 0 else value
-    host, sep, port = value.rpartition(":")
-    return host if sep and port.isdigit() else value
+# A Host header or URL authority: an IP literal in brackets, or a name / IPv4 address; then an optional port.
+_AUTHORITY: Final = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9_~!$&'()*+,;=.%-]+)(?::([0-9]{1,5}))?")
+
+
+def _host_of(value: str) -> str | None:
+    """The host part of a Host header or URL authority, lower case, IPv6 with its brackets; None when it is
+    not one (``[::1]evil.com``, a space, a port that is not a number)."""
+    m = _AUTHORITY.fullmatch(value.strip().lower())
+    return m.group(1) if m else None
+
+
+def _bound_host(host: str) -> str:
+    """The address the server binds, as a Host header would name it (a bare IPv6 address gets brackets)."""
+    host = host.strip().lower()
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def _origin_host(origin: str) -> str | None:
     scheme, sep, rest = origin.partition("://")
     if not sep or scheme not in ("http", "https"):
         return None
-    return _split_host(rest.split("/", 1)[0])
+    return _host_of(rest.split("/", 1)[0])
 
 
 def _accepts(accept: str, wanted: str) -> bool:
-    """Whether an Accept header admits media type ``wanted`` (wildcards count)."""
+    """Whether an Accept header admits media type ``wanted``: the most specific range that matches it
+    (``wanted``, then ``major/*``, then ``*/*``) decides, and ``q=0`` means "not acceptable" (RFC 9110 12.4.2)."""
     major = wanted.split("/", 1)[0]
+    ranks = {wanted: 2, f"{major}/*": 1, "*/*": 0}
+    best, quality = -1, 0.0
     for item in accept.split(","):
-        media = item.split(";", 1)[0].strip().lower()
-        if media in (wanted, f"{major}/*", "*/*"):
-            return True
-    return False
+        media, *params = item.split(";")
+        rank = ranks.get(media.strip().lower(), -1)
+        if rank <= best:
+            continue
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                with contextlib.suppress(ValueError):  # a malformed weight is ignored
+                    q = float(value.strip())
+        best, quality = rank, q
+    return best >= 0 and quality > 0
 
 
 def _header_value(raw: str) -> str:
@@ -141,27 +171,38 @@ def _header_value(raw: str) -> str:
     return value
 
 
-def _error_code(data: bytes) -> int | None:
-    """The error code of an encoded JSON-RPC response, None for a result (its envelope comes first)."""
-    err = data.find(b',"error":{"code":')
-    if err < 0:
-        return None
-    res = data.find(b',"result":', 0, err)
-    if res >= 0:
-        return None
-    start = err + 17
-    end = start
-    while end < len(data) and data[end:end + 1] in b"-0123456789":
-        end += 1
+class _ErrorBody(msgspec.Struct):
+    code: int
+    data: Any = None
+
+
+class _Envelope(msgspec.Struct):
+    """What the transport needs of an encoded JSON-RPC response: its error, if any (the rest is skipped)."""
+
+    error: _ErrorBody | None = None
+
+
+_ENVELOPE: Final = msgspec.json.Decoder(_Envelope)
+
+
+def _error_of(data: bytes) -> _ErrorBody | None:
+    """The error of an encoded JSON-RPC response (the router's own output), None for a result."""
     try:
-        return int(data[start:end])
-    except ValueError:
+        return _ENVELOPE.decode(data).error
+    except msgspec.DecodeError:
         return None
 
 
-def _modern_status(data: bytes) -> int:
-    code = _error_code(data)
-    return 200 if code is None else _MODERN_STATUS.get(code, 200)
+def _modern_answer(data: bytes) -> tuple[int, list[tuple[str, str]]]:
+    """HTTP status and extra headers for a 2026-07-28 response: the revision's status per error code, and
+    ``Retry-After`` with a busy refusal."""
+    err = _error_of(data)
+    if err is None:
+        return 200, []
+    status = _MODERN_STATUS.get(err.code, 200)
+    if err.code == BUSY and isinstance(err.data, dict) and isinstance(err.data.get("retryAfterMs"), int):
+        return status, [("retry-after", str(max(1, -(-err.data["retryAfterMs"] // 1000))))]
+    return status, []
 
 
 def _succeeded(events: list[Event]) -> bool:
@@ -175,20 +216,21 @@ def _error_body(code: int, message: str, rid: Any = None) -> bytes:
 class HttpSession:
     """A handshake-era session: its protocol connection, runtime session and GET stream."""
 
-    __slots__ = ("conn", "id", "last_seen", "session", "stream")
+    __slots__ = ("backlog", "conn", "id", "last_seen", "session", "stream")
 
-    def __init__(self, sid: str, conn: ServerConnection, now: float) -> None:
+    def __init__(self, sid: str, conn: ServerConnection, now: float, backlog: int) -> None:
         self.id = sid
         self.conn = conn
         self.session = Session(conn, notify=self._notify)
         self.stream: Exchange | None = None
         self.last_seen = now
+        self.backlog = backlog  # Settings.stream_backlog: a GET stream whose client lets more pile up is dropped
 
     async def _notify(self, data: bytes) -> None:
         stream = self.stream
         if stream is None or stream.closed:
             return  # no GET stream open: server-initiated notifications have nowhere to go
-        if stream.buffered() > NOTIFY_BACKLOG:
+        if stream.buffered() > self.backlog:
             log.warning("session %s: client is not reading its stream; dropping it", self.id[:8])
             stream.abort()
             return
@@ -241,16 +283,17 @@ class McpHttpApp:
         self.settings = settings
         self.max_body = settings.max_body
         self.sessions: dict[str, HttpSession] = {}
-        self.connections: set[HttpConnection] = set()
+        self.connections: set[HttpConnection] = set()  # admitted: they count against max_connections
+        self.rejected: set[HttpConnection] = set()  # refused with 503, lingering until the client reads it
         self._loop = asyncio.get_running_loop()
         self._closing = False
         origins = tuple(o.rstrip("/").lower() for o in settings.allowed_origins)
         self._any_origin = "*" in origins
         self._origins = frozenset(origins)
         hosts = set(LOOPBACK_HOSTS)
-        bound = _split_host(host)
-        if bound not in ("0.0.0.0", "::", "[::]", ""):
-            hosts.add(bound if ":" not in bound or bound.startswith("[") else f"[{bound}]")
+        bound = _bound_host(host)
+        if bound not in ("0.0.0.0", "[::]", ""):
+            hosts.add(bound)
         for origin in origins:
             oh = _origin_host(origin)
             if oh:
@@ -261,10 +304,17 @@ class McpHttpApp:
     # -- connections -----------------------------------------------------------------
 
     def connection_made(self, conn: HttpConnection) -> None:
+        limit = self.settings.max_connections
+        if len(self.connections) >= limit:
+            self.rejected.add(conn)
+            conn.reject(*http_refusal(Refusal.BUSY, f"the server has {limit} connections open (max_connections): "
+                                                    "retry later", self.settings.retry_after_s))
+            return
         self.connections.add(conn)
 
     def connection_closed(self, conn: HttpConnection) -> None:
         self.connections.discard(conn)
+        self.rejected.discard(conn)
 
     # -- checks on the request head ---------------------------------------------------
 
@@ -275,13 +325,14 @@ class McpHttpApp:
         return Early(status, [_JSON, *(headers or [])], _error_body(code, message))
 
     def _host_ok(self, host: str) -> bool:
-        return self._any_origin or _split_host(host) in self._hosts
+        # DNS rebinding protection: whatever the Origin policy (even '*'), Host must name this server.
+        return _host_of(host) in self._hosts
 
     def _origin_ok(self, origin: str, host: str) -> bool:
         if self._any_origin or origin.rstrip("/").lower() in self._origins:
             return True
         oh = _origin_host(origin)
-        return oh is not None and (oh in LOOPBACK_HOSTS or oh == _split_host(host))
+        return oh is not None and (oh in LOOPBACK_HOSTS or oh == _host_of(host))
 
     def check(self, req: HttpRequest) -> Early | None:
         h = req.headers
@@ -409,7 +460,7 @@ class McpHttpApp:
             return
         events = conn.receive_object(msg)
         if hs is None and _succeeded(events):  # an initialize that worked opens a session
-            hs = self._open_session(conn, ex)
+            hs = self._open_session(conn, ex, events[0])
             if hs is None:
                 return
             session = hs.session
@@ -532,30 +583,40 @@ class McpHttpApp:
             return False
         return True
 
-    def _open_session(self, conn: ServerConnection, ex: Exchange) -> HttpSession | None:
+    def _open_session(self, conn: ServerConnection, ex: Exchange, answer: Event) -> HttpSession | None:
         """Register a session for a successful initialize (None: too many, answered 503 here)."""
-        if len(self.sessions) >= self.settings.max_sessions and not self._make_room():
-            self._fail(ex, 503, f"too many sessions ({self.settings.max_sessions}): try again later",
-                       headers=[("retry-after", "5")])
+        wait = self._make_room()
+        if wait is not None:
+            limit = self.settings.max_sessions
+            rid = answer.request_id if isinstance(answer, Reply) else None
+            status, headers, body = http_refusal(
+                Refusal.BUSY, f"the server has {limit} sessions (max_sessions) and none has been idle for "
+                              f"{self.settings.session_min_idle_s:g} s (session_min_idle_s): retry later", wait, rid)
+            ex.respond(status, self._cors(ex.request, headers), body)
             return None
         sid = base64.urlsafe_b64encode(os.urandom(24)).decode()  # 32 visible ASCII chars, 192 bits
-        hs = HttpSession(sid, conn, self._loop.time())
+        hs = HttpSession(sid, conn, self._loop.time(), self.settings.stream_backlog)
         self.sessions[sid] = hs
         self.router.attach(hs.session)
         return hs
 
-    def _make_room(self) -> bool:
-        """Reap expired sessions, else evict the least recently used idle one."""
-        self.reap(self._loop.time())
+    def _make_room(self) -> float | None:
+        """Room for one more session: None when there is (after reaping expired ones, or evicting the least
+        recently used session idle for at least session_min_idle_s), else the seconds to wait before asking
+        again. A flood of newcomers can thus never evict a session that is in use."""
+        now = self._loop.time()
+        self.reap(now)
         if len(self.sessions) < self.settings.max_sessions:
-            return True
+            return None
+        min_idle = self.settings.session_min_idle_s
         idle = [hs for hs in self.sessions.values() if not hs.busy()]
-        if not idle:
-            return False
-        oldest = min(idle, key=lambda hs: hs.last_seen)
-        log.info("session limit reached: evicting the least recently used session %s", oldest.id[:8])
+        oldest = min(idle, key=lambda hs: hs.last_seen) if idle else None
+        if oldest is None or now - oldest.last_seen < min_idle:
+            soonest = min_idle - (now - oldest.last_seen) if oldest is not None else 0.0
+            return max(self.settings.retry_after_s, soonest)
+        log.info("session limit reached: evicting session %s, idle for %.0f s", oldest.id[:8], now - oldest.last_seen)
         self._drop(oldest)
-        return True
+        return None
 
     async def _answer(self, events: list[Event], session: Session, ex: Exchange,
                       headers: list[tuple[str, str]], hs: HttpSession | None, *, modern: bool) -> None:
@@ -566,11 +627,12 @@ class McpHttpApp:
         if isinstance(ev, Request):
             await self._run(ev, session, ex, headers, hs, modern)
         elif isinstance(ev, Reply):
+            extra: list[tuple[str, str]] = []
             if modern:
-                status = _modern_status(ev.data) if ev.is_error else 200
+                status, extra = _modern_answer(ev.data) if ev.is_error else (200, [])
             else:
                 status = 400 if ev.is_error and ev.request_id is None else 200
-            ex.respond(status, [_JSON, *headers], ev.data)
+            ex.respond(status, [_JSON, *headers, *extra], ev.data)
         elif isinstance(ev, CancelRequest):
             session.cancel(ev.request_id)
             ex.respond(202, headers)
@@ -582,11 +644,15 @@ class McpHttpApp:
 
     async def _run(self, req: Request, session: Session, ex: Exchange, headers: list[tuple[str, str]],
                    hs: HttpSession | None, modern: bool) -> None:
-        running = session.running
-        if req.id in running:
-            ex.respond(200, [_JSON, *headers],
-                       jsonrpc.error(req.id, jsonrpc.INVALID_REQUEST, f"request id {req.id!r} is already in use"))
+        # (A duplicate in-flight id never gets here: the protocol core refuses it, with id null.)
+        conn = session.conn
+        busy = self.router.over_capacity(req, session)  # max_inflight requests already run on this session
+        if busy is not None:
+            status, extra = _modern_answer(busy) if modern else (200, [])
+            ex.respond(status, [_JSON, *headers, *extra], busy)
+            conn.finished(req.id)
             return
+        running = session.running
         task = asyncio.current_task()
         assert task is not None
         response = _Response(ex, headers)
@@ -603,7 +669,14 @@ class McpHttpApp:
             ex.on_lost = None
             if hs is not None:
                 hs.last_seen = self._loop.time()
-        response.finish(data, _modern_status(data) if modern and data is not None else 200)
+        status = 200
+        if modern and data is not None:
+            status, extra = _modern_answer(data)
+            response.headers = [*response.headers, *extra]
+        try:
+            response.finish(data, status)
+        finally:
+            conn.finished(req.id)  # answered (or dropped): the id may be used again
 
     async def _get(self, req: HttpRequest, ex: Exchange) -> None:
         hs = self._session(req, ex)
@@ -647,22 +720,26 @@ class McpHttpApp:
         return len(dead)
 
     def sweep(self) -> None:
-        """Periodic housekeeping: reap sessions, ping quiet streams, close idle connections."""
+        """Periodic housekeeping: reap sessions, ping quiet streams, enforce head/body deadlines (408), close
+        idle connections, cut refused ones once they lingered."""
         now = self._loop.time()
         self.reap(now)
-        for conn in list(self.connections):
-            conn.sweep(now, KEEP_ALIVE_S, STREAM_PING_S)
+        settings = self.settings
+        for conn in [*self.connections, *self.rejected]:
+            conn.sweep(now, settings.keepalive_s, settings.stream_ping_s)
 
     def shutdown(self) -> None:
         self._closing = True
         for hs in list(self.sessions.values()):
             self._drop(hs)
-        for conn in list(self.connections):
+        for conn in [*self.connections, *self.rejected]:
             conn.shutdown()
 
 
 def _sweep_interval(settings: Settings) -> float:
-    return max(0.05, min(1.0, settings.session_idle_s / 4))
+    """Often enough that reaping, deadlines and keep-alive act within a quarter of their time, at most 1 s."""
+    shortest = min(settings.session_idle_s, settings.head_timeout_s, settings.body_timeout_s, settings.keepalive_s)
+    return max(0.05, min(1.0, shortest / 4))
 
 
 async def serve_http(
@@ -678,18 +755,20 @@ async def serve_http(
 
     ``on_ready`` gets the endpoint URL once the socket listens (with the real port when ``port`` is 0).
     """
-    from mcp_edge.transport.http_wire import HttpConnection
+    from mcp_edge.transport.http_wire import HttpConnection, Listener, WireLimits, bind
 
     loop = asyncio.get_running_loop()
     host = settings.http_host if host is None else host
     port = settings.http_port if port is None else port
     app = McpHttpApp(router, settings, host, port)
-    server = await loop.create_server(lambda: HttpConnection(app, loop), host, port, reuse_address=True)
+    limits = WireLimits.from_settings(settings)
+    server = Listener(loop, bind(host, port), lambda: HttpConnection(app, loop, limits), settings.accept_backoff_s)
+    server.start()
     sock = server.sockets[0].getsockname()
     app.port = int(sock[1])
     shown = f"[{sock[0]}]" if ":" in str(sock[0]) else str(sock[0])
     url = f"http://{shown}:{app.port}{ENDPOINT}"
-    if _split_host(host) in ("0.0.0.0", "::", "[::]", ""):
+    if _bound_host(host) in ("0.0.0.0", "[::]", ""):
         log.warning("listening on every address: requests must name this box in Host as one of "
                     "Settings.allowed_origins (or localhost); others get 403")
     if on_ready is not None:

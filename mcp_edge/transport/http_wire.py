@@ -6,12 +6,29 @@ an ``HttpRequest`` with its whole body and answers through an ``Exchange``:
 either one response with a ``Content-Length`` body, or a streamed one (chunked
 on HTTP/1.1), which is how Server-Sent Events go out.
 
-Limits: the request line and headers together are bounded (``MAX_HEAD``), the
-body by ``max_body``: a declared ``Content-Length`` over it is refused with 413
-before any of the body is read, a chunked body the moment it passes the limit;
-the body is never held beyond the limit. After a 413 the connection stops
-answering, sends FIN, and drains what the client still sends for a moment so
-that the client reads the 413 instead of a reset.
+Limits (``WireLimits``, from ``Settings``), each refused through the one table
+of ``mcp_edge.mcp.refusals``:
+
+* the request head (request line and headers) is bounded by ``max_head`` while
+  its bytes arrive, not only once a header line ends (llhttp reports a header
+  only when its line is complete, so an endless header value would otherwise
+  be buffered whole): past it 431;
+* the body by ``max_body``: a declared ``Content-Length`` over it is refused
+  with 413 before any of the body is read (and before ``100 Continue``), a
+  chunked body the moment it passes the limit; the body is never held beyond
+  the limit;
+* deadlines measured from a request's first byte, never reset by later bytes:
+  its head must be complete within ``head_timeout_s`` and its body within
+  ``body_timeout_s``, else 408 (a fresh connection must start its first
+  request within ``head_timeout_s`` or is closed); between requests an idle
+  connection is closed after ``keepalive_s``;
+* only HTTP/1.x: any other version gets 505; ``Upgrade`` and ``CONNECT`` get
+  one 400.
+
+A refused connection answers, sends FIN, and drains what the client still
+sends for a moment (``LINGER_S``) so that the client reads the answer instead
+of a reset. ``Listener`` accepts connections and backs off (one log line a
+minute) when the process runs out of file descriptors.
 
 Imported only when HTTP is served: the stdio path never loads httptools.
 """
@@ -19,20 +36,28 @@ Imported only when HTTP is served: the stdio path never loads httptools.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Final, Protocol
+from dataclasses import dataclass, fields
+from typing import Any, Final, Protocol
 
 import httptools
 
-__all__ = ["MAX_HEAD", "Early", "Exchange", "HttpConnection", "HttpRequest", "WireServer", "reason"]
+from mcp_edge.board.settings import Settings
+from mcp_edge.mcp import jsonrpc
+from mcp_edge.mcp.refusals import Refusal, http_refusal
+
+__all__ = ["MAX_HEAD", "Early", "Exchange", "HttpConnection", "HttpRequest", "Listener", "WireLimits", "WireServer",
+           "reason"]
 
 log = logging.getLogger("mcp_edge.transport.http")
 
-MAX_HEAD: Final = 64 * 1024  # request line + headers
+_DEFAULTS: Final[dict[str, Any]] = {f.name: f.default for f in fields(Settings)}
+MAX_HEAD: Final[int] = _DEFAULTS["max_head"]  # request line + headers (Settings.max_head's default)
 MAX_HEADERS: Final = 100
 LINGER_S: Final = 2.0  # how long a refused connection drains the client's bytes before closing
 WRITE_HIGH: Final = 256 * 1024
@@ -48,6 +73,20 @@ _REASONS: Final = {
 
 def reason(status: int) -> str:
     return _REASONS.get(status, "Unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class WireLimits:
+    """What one connection enforces; the defaults are ``Settings``' own."""
+
+    max_head: int = _DEFAULTS["max_head"]
+    head_timeout_s: float = _DEFAULTS["head_timeout_s"]
+    body_timeout_s: float = _DEFAULTS["body_timeout_s"]
+    keepalive_s: float = _DEFAULTS["keepalive_s"]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WireLimits:
+        return cls(settings.max_head, settings.head_timeout_s, settings.body_timeout_s, settings.keepalive_s)
 
 
 class _DateHeader:
@@ -222,9 +261,10 @@ class _Entry:
 class HttpConnection(asyncio.Protocol):
     """One client TCP connection: parse, queue, answer in order."""
 
-    def __init__(self, app: WireServer, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, app: WireServer, loop: asyncio.AbstractEventLoop, limits: WireLimits | None = None) -> None:
         self._app = app
         self._loop = loop
+        self._limits = limits or WireLimits()
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._url = bytearray()
@@ -242,6 +282,14 @@ class HttpConnection(asyncio.Protocol):
         self._closing = False
         self.lost = False
         self.last_active = loop.time()
+        # The request being received: when its first byte came (0.0: between requests, where keep-alive
+        # applies), whether its head is complete, and how many head bytes came so far (counted as they
+        # arrive, before llhttp buffers an unfinished header line).
+        self._msg_start = loop.time()  # a fresh connection owes its first request head within head_timeout_s
+        self._in_body = False
+        self._head_bytes = 0
+        self._heads_done = 0
+        self._received = 0
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -249,6 +297,9 @@ class HttpConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._app.connection_made(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -266,21 +317,44 @@ class HttpConnection(asyncio.Protocol):
         self._wake_drainers()
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = self._loop.time()
-        if self._linger_until or self._closing:
-            return
+        self._received += len(data)
+        max_head = self._limits.max_head
+        while data and not (self._linger_until or self._closing):
+            if self._in_body:
+                self._feed(data)
+                return
+            room = max_head - self._head_bytes
+            if len(data) <= room:
+                self._head_bytes += len(data)
+                self._feed(data)
+                return
+            # More than the head may still take: feed what fits; a head that has not ended within it is
+            # too large. What follows a head that did end is the body or the next request.
+            done = self._heads_done
+            first, data = data[:max(room, 0)], data[max(room, 0):]
+            self._head_bytes += len(first)
+            self._feed(first)
+            if self._heads_done == done and not (self._linger_until or self._closing):
+                self._refuse_as(Refusal.HEAD_TOO_LARGE, f"request head exceeds the {max_head}-byte limit")
+                return
+
+    def _feed(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            # llhttp ends an Upgrade request at its head (the rest belongs to the new protocol), so
-            # its body is lost: refuse it instead of serving it truncated.
-            if self._queue and self._queue[-1].early is None:
-                self._queue.pop()
-            self._refuse(400, "protocol upgrades (Upgrade header) are not supported: send the request without one")
+            # llhttp ends an Upgrade or CONNECT request at its head; on_headers_complete has refused it.
+            if not self._closing:
+                self._refuse(400, "protocol upgrades (Upgrade, CONNECT) are not supported")
         except httptools.HttpParserError as exc:
-            status = self._head_error or 400
-            message = "request head too large" if status == 431 else f"malformed HTTP request: {exc}"
-            self._refuse(status, message)
+            if self._closing:
+                return
+            text = str(exc)
+            if self._head_error == 431:
+                self._refuse_as(Refusal.HEAD_TOO_LARGE, "request head too large")
+            elif "HTTP version" in text or "PRI" in text:  # HTTP/3.1, or the HTTP/2 connection preface
+                self._refuse(505, "only HTTP/1.x is served here")
+            else:
+                self._refuse(400, f"malformed HTTP request: {text}")
 
     def eof_received(self) -> bool | None:
         # The client finished sending. A stream in progress, or a request whose answer nobody else
@@ -300,17 +374,19 @@ class HttpConnection(asyncio.Protocol):
         self._headers = {}
         self._head_size = 0
         self._entry = None
+        if not self._msg_start:
+            self._msg_start = self._loop.time()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_size += len(url)
-        if self._head_size > MAX_HEAD:
+        if self._head_size > self._limits.max_head:
             self._head_error = 431
             raise httptools.HttpParserError("request head too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value) + 4
-        if self._head_size > MAX_HEAD or len(self._headers) >= MAX_HEADERS:
+        if self._head_size > self._limits.max_head or len(self._headers) >= MAX_HEADERS:
             self._head_error = 431
             raise httptools.HttpParserError("request head too large")
         key = name.decode("latin-1").lower()
@@ -319,31 +395,48 @@ class HttpConnection(asyncio.Protocol):
         self._headers[key] = text if old is None else f"{old}, {text}"
 
     def on_headers_complete(self) -> None:
+        self._heads_done += 1
+        self._in_body = True
+        self._head_bytes = 0
         parser = self._parser
         url = bytes(self._url)
+        headers = self._headers
+        authority = _absolute_authority(url)
+        if authority is not None:
+            # absolute-form (RFC 9112 3.2.2): the target's authority replaces any Host header
+            host, url = authority
+            headers["host"] = host.decode("latin-1")
         qpos = url.find(b"?")
         path, query = (url, b"") if qpos < 0 else (url[:qpos], url[qpos + 1:])
         request = HttpRequest(
             parser.get_method().decode("latin-1"),
             path.decode("latin-1"),
             query.decode("latin-1"),
-            self._headers,
+            headers,
             parser.get_http_version(),
             parser.should_keep_alive(),
         )
         entry = _Entry(request)
         self._entry = entry
-        early = self._app.check(request)
+        early: Early | None
+        if not request.http_version.startswith("1."):
+            early = _refusal_early(505, f"HTTP/{request.http_version} is not served here: use HTTP/1.1")
+        elif parser.should_upgrade():
+            # One answer, and the connection ends: llhttp stops parsing after an upgrade's head.
+            early = _refusal_early(400, "protocol upgrades (Upgrade, CONNECT) are not supported")
+        else:
+            early = self._app.check(request)
         if early is None:
-            length = request.headers.get("content-length")
+            length = headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > self._app.max_body:
                 early = self._too_large()
         if early is not None:
             entry.early = early
             if early.close:
+                self._closing = True  # nothing more is read from this connection
                 self._enqueue(entry)  # answered now (in turn); the body is never read
-                return
-        if request.headers.get("expect", "").lower() == "100-continue" and self._task is None and not self._queue:
+            return
+        if headers.get("expect", "").lower() == "100-continue" and self._task is None and not self._queue:
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -354,6 +447,7 @@ class HttpConnection(asyncio.Protocol):
         if entry.size > self._app.max_body:
             entry.body.clear()
             entry.early = self._too_large()
+            self._closing = True
             self._enqueue(entry)
             return
         entry.body.append(body)
@@ -361,6 +455,9 @@ class HttpConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         entry = self._entry
         self._entry = None
+        self._in_body = False
+        self._head_bytes = 0
+        self._msg_start = 0.0
         if entry is None or (entry.early is not None and entry.early.close):
             return
         entry.request.body = entry.body[0] if len(entry.body) == 1 else b"".join(entry.body)
@@ -368,11 +465,9 @@ class HttpConnection(asyncio.Protocol):
         self._enqueue(entry)
 
     def _too_large(self) -> Early:
-        from mcp_edge.mcp import jsonrpc
-
-        body = jsonrpc.error(None, jsonrpc.INVALID_REQUEST,
-                             f"request body exceeds the {self._app.max_body}-byte limit")
-        return Early(413, [("content-type", "application/json")], body, close=True)
+        status, headers, body = http_refusal(Refusal.TOO_LARGE,
+                                             f"request body exceeds the {self._app.max_body}-byte limit")
+        return Early(status, headers, body, close=True)
 
     # -- queue -----------------------------------------------------------------------------
 
@@ -414,6 +509,8 @@ class HttpConnection(asyncio.Protocol):
                     return
                 if self._paused_reading and self._transport is not None and not self._closing:
                     self._paused_reading = False
+                    if self._msg_start:  # the request under way was not read meanwhile: its clock restarts
+                        self._msg_start = self._loop.time()
                     self._transport.resume_reading()
         finally:
             self._current = None
@@ -456,16 +553,29 @@ class HttpConnection(asyncio.Protocol):
     # -- closing -------------------------------------------------------------------------------
 
     def _refuse(self, status: int, message: str) -> None:
-        """A request that cannot be parsed: answer it (after what is ahead) and close."""
-        from mcp_edge.mcp import jsonrpc
+        """A request that cannot be served: answer it (after what is ahead) and close."""
+        self._refuse_with(_refusal_early(status, message))
 
-        body = jsonrpc.error(None, jsonrpc.INVALID_REQUEST, message)
+    def _refuse_as(self, kind: Refusal, message: str) -> None:
+        status, headers, body = http_refusal(kind, message)
+        self._refuse_with(Early(status, headers, body, close=True))
+
+    def _refuse_with(self, early: Early) -> None:
         request = HttpRequest("GET", "", "", {}, "1.1", False)
         entry = _Entry(request)
-        entry.early = Early(status, [("content-type", "application/json")], body, close=True)
+        entry.early = early
         self._closing = True
         self._entry = None
         self._enqueue(entry)
+
+    def reject(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        """Refuse the whole connection before reading anything (a cap is reached): answer now and close."""
+        self._closing = True
+        self._linger_until = self._loop.time() + LINGER_S
+        self._current = None
+        exchange = Exchange(self, HttpRequest("GET", "", "", {}, "1.1", False))
+        exchange.respond(status, headers, body)
+        self._half_close()
 
     def _half_close(self) -> None:
         """Send FIN and drain the client's bytes for a moment (LINGER_S), so it reads our answer, not a reset."""
@@ -481,23 +591,38 @@ class HttpConnection(asyncio.Protocol):
             transport.close()
 
     def idle_for(self, now: float) -> float:
-        """Seconds with nothing in progress (0 while a request is being served)."""
-        if self._task is not None or self._queue:
+        """Seconds with nothing in progress (0 while a request is being received or served)."""
+        if self._task is not None or self._queue or self._msg_start:
             return 0.0
         return now - self.last_active
 
-    def sweep(self, now: float, keep_alive_s: float, ping_s: float) -> None:
-        """Close a connection that has lingered long enough or sat idle past ``keep_alive_s``;
-        send an SSE comment down a stream that has been quiet for ``ping_s`` (it finds dead peers)."""
+    def sweep(self, now: float, keep_alive_s: float | None = None, ping_s: float = 15.0) -> None:
+        """Periodic checks: a lingering connection is cut once LINGER_S has passed; a request being received
+        past its head or body deadline gets 408; a connection idle between requests past ``keep_alive_s``
+        (default: the limits') is closed; a stream quiet for ``ping_s`` gets an SSE comment (finds dead peers)."""
         if self._linger_until:
             if now >= self._linger_until:
                 self.abort()
+            return
+        if self._closing:
+            return
+        limits = self._limits
+        start = self._msg_start
+        if start and not self._paused_reading:
+            if self._in_body and now - start > limits.body_timeout_s:
+                self._refuse_as(Refusal.TIMEOUT, f"request body not received within {limits.body_timeout_s:g} s")
+            elif not self._in_body and now - start > limits.head_timeout_s:
+                if self._received == 0:
+                    self.close()  # a connection that never sent a byte: nothing to answer
+                else:
+                    self._refuse_as(Refusal.TIMEOUT,
+                                    f"request head not received within {limits.head_timeout_s:g} s")
             return
         current = self._current
         if current is not None and current.started and not current.finished:
             if now - current.last_write > ping_s:
                 current.send(b": ping\n\n")
-        elif self.idle_for(now) > keep_alive_s:
+        elif self.idle_for(now) > (limits.keepalive_s if keep_alive_s is None else keep_alive_s):
             self.close()
 
     def close(self) -> None:
@@ -524,3 +649,141 @@ class HttpConnection(asyncio.Protocol):
     def busy(self) -> bool:
         return self._task is not None
 
+
+def _refusal_early(status: int, message: str) -> Early:
+    return Early(status, [("content-type", "application/json")],
+                 jsonrpc.error(None, jsonrpc.INVALID_REQUEST, message), close=True)
+
+
+def _absolute_authority(url: bytes) -> tuple[bytes, bytes] | None:
+    """(authority, origin-form target) of an absolute-form target ``http://host[:port]/path?q``, else None."""
+    scheme, sep, rest = url.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        return None
+    end = len(rest)
+    for stop in (b"/", b"?", b"#"):
+        pos = rest.find(stop)
+        if 0 <= pos < end:
+            end = pos
+    target = rest[end:].split(b"#", 1)[0]
+    if not target.startswith(b"/"):
+        target = b"/" + target
+    return rest[:end], target
+
+
+# -- accepting connections -------------------------------------------------------------------------------------
+
+_OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_BURST: Final = 64  # connections accepted per wake-up before other work gets a turn
+_LOG_EVERY_S: Final = 60.0
+
+
+def bind(host: str, port: int, backlog: int = 128) -> list[socket.socket]:
+    """Listening sockets for ``host`` (every address it resolves to; '' or None: all) and ``port`` (0: a free one,
+    the same on each address)."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    socks: list[socket.socket] = []
+    seen: set[tuple[int, object]] = set()
+    try:
+        for family, kind, proto, _, addr in infos:
+            if (family, addr) in seen:
+                continue
+            seen.add((family, addr))
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(socks) > 1:
+                addr = (addr[0], socks[0].getsockname()[1], *addr[2:])
+            try:
+                sock.bind(addr)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot listen on {host or '*'} port {port}: {exc.strerror}") from None
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+class Listener:
+    """Accepts connections on listening sockets. When the process runs out of file descriptors, accepting pauses
+    for ``backoff_s`` (the pending connection waits in the kernel's backlog) and one line a minute says so;
+    asyncio's own accept loop logs a traceback for each failure and always waits one second."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, socks: list[socket.socket],
+                 factory: Callable[[], asyncio.Protocol], backoff_s: float) -> None:
+        self._loop = loop
+        self.sockets = socks
+        self._factory = factory
+        self._backoff_s = backoff_s
+        self._resume: asyncio.TimerHandle | None = None
+        self._next_log = 0.0
+        self._missed = 0
+        self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        for sock in self.sockets:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _stop_reading(self) -> None:
+        for sock in self.sockets:
+            self._loop.remove_reader(sock.fileno())
+
+    def _accept(self, sock: socket.socket) -> None:
+        for _ in range(_ACCEPT_BURST):
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno in _OUT_OF_RESOURCES:
+                    self._back_off(exc)
+                else:
+                    log.warning("accept failed: %s", exc)
+                return
+            conn.setblocking(False)
+            task = self._loop.create_task(self._connect(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, conn: socket.socket) -> None:
+        try:
+            await self._loop.connect_accepted_socket(self._factory, conn)
+        except OSError as exc:  # the client left already, or no descriptor for the loop's own needs
+            log.debug("connection dropped at accept: %s", exc)
+            conn.close()
+
+    def _back_off(self, exc: OSError) -> None:
+        self._stop_reading()
+        self._resume = self._loop.call_later(self._backoff_s, self._restart)
+        now = self._loop.time()
+        if now < self._next_log:
+            self._missed += 1
+            return
+        more = f" ({self._missed} more times since the last such line)" if self._missed else ""
+        log.warning("out of file descriptors (%s): new connections wait, accepting pauses %g s at a time%s; "
+                    "raise the open-files limit (ulimit -n) or lower Settings.max_connections",
+                    exc.strerror, self._backoff_s, more)
+        self._next_log = now + _LOG_EVERY_S
+        self._missed = 0
+
+    def _restart(self) -> None:
+        self._resume = None
+        if not self._closed:
+            self.start()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._resume is not None:
+            self._resume.cancel()
+        else:
+            self._stop_reading()
+        for sock in self.sockets:
+            sock.close()

@@ -363,7 +363,8 @@ def test_idle_sessions_are_reaped(tmp_path: Path) -> None:
 
 
 def test_session_count_is_bounded(tmp_path: Path) -> None:
-    with running_server(tmp_path, "--port", "0", settings={"max_sessions": 3}) as srv:
+    # session_min_idle_s 0: any idle session may be evicted (tests/adversarial/test_http.py covers the minimum age)
+    with running_server(tmp_path, "--port", "0", settings={"max_sessions": 3, "session_min_idle_s": 0}) as srv:
         c = HttpClient(srv.port)
         sessions = [c.post(initialize(i), session=False).headers["mcp-session-id"] for i in range(5)]
         alive = [c.post(request(1, "ping"), {"Mcp-Session-Id": sid}).status for sid in sessions]
