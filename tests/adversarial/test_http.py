@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "transport"))
 
-from transport_helpers import (  # noqa: E402
+from transport_helpers import (
     ACCEPT_BOTH,
     PROBE,
     WAIT,
