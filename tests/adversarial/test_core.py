@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mcp_edge.mcp import ClientResult, Event, Notification, Reply, Request, ServerConnection, ServerInfo, jsonrpc
+from mcp_edge.mcp import Batch, ClientResult, Event, Notification, Reply, Request, ServerConnection, ServerInfo, jsonrpc
 from mcp_edge.mcp.connection import META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION
 
 INFO = ServerInfo(name="adversarial", version="1.0", capabilities={"tools": {}})
@@ -399,6 +399,27 @@ def test_duplicate_id_in_one_read_and_in_stateless_and_discover() -> None:
     first, second = c.receive_data(line(m) * 2)
     assert isinstance(first, Request) and first.id == 2 ** 70 and error_of(second)[0] is None
     assert c.inflight == {2 ** 70}
+
+
+def test_duplicate_ids_inside_a_batch() -> None:
+    """2025-03-26 batches: each message goes through the same checks, so a repeated id is refused with id
+    null there too, and a batch of responses gets no answer at all."""
+    c = ServerConnection(INFO)
+    c.receive_data(line({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}))
+    c.receive_data(line({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+    [batch] = c.receive_data(line([{"jsonrpc": "2.0", "id": 7, "method": "tools/list"},
+                                   {"jsonrpc": "2.0", "id": 7, "method": "tools/list"},
+                                   {"jsonrpc": "2.0", "id": 7, "method": "ping"},
+                                   {"jsonrpc": "2.0", "id": None, "error": {"code": 1, "message": "m"}}]))
+    assert isinstance(batch, Batch)
+    assert [type(e) for e in batch.events] == [Request] and c.inflight == {7}
+    assert [json.loads(a)["id"] for a in batch.answers] == [None, None]
+    [quiet] = c.receive_data(line([{"jsonrpc": "2.0", "id": None, "error": {"code": 1, "message": "m"}},
+                                   {"jsonrpc": "2.0", "id": "mcp-edge-1", "result": {}}]))
+    assert isinstance(quiet, Batch) and quiet.encode() is None
+    [deep] = c.receive_data(b"[" + b"[" * 100 + b"]" * 100 + b"]\n")  # too deep as a whole: one error
+    assert error_of(deep)[:2] == (None, jsonrpc.INVALID_REQUEST)
 
 
 def test_every_request_event_is_in_flight_and_only_those() -> None:
