@@ -12,6 +12,7 @@ import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "transport"))
 from transport_helpers import (
     PROBE_PLUGINS,
     WAIT,
+    ServerProcess,
     initialize,
     notification,
     probe_command,
@@ -30,7 +32,23 @@ from transport_helpers import (
 
 STREAM_PLUGINS = Path(__file__).resolve().parent / "stream_plugins"
 
-__all__ = ["WAIT", "LineClient", "initialize", "notification", "request", "rss_kib", "spawn_stdio", "stream_env"]
+__all__ = [
+    "PROBE_PLUGINS",
+    "WAIT",
+    "LineClient",
+    "MiB",
+    "ServerProcess",
+    "check_flood_answers",
+    "flood",
+    "initialize",
+    "notification",
+    "probe_command",
+    "request",
+    "rss_kib",
+    "spawn_stdio",
+    "stream_env",
+    "wait_until_stalled",
+]
 
 
 def stream_env(tmp_path: Path, settings: dict[str, Any] | None = None) -> dict[str, str]:
@@ -134,3 +152,48 @@ class LineClient:
         while (line := self.line(wait)) is not None:
             out.append(json.loads(line))
         return out
+
+
+# -- a client that floods the server with requests and does not read -----------------------------------------
+
+MiB = 1024 * 1024
+
+
+def flood(send: Any, count: int, size: int, sent: list[int], failed: list[BaseException]) -> threading.Thread:
+    """Send ``count`` echo requests of ``size`` bytes (ids 100...) from a thread; ``sent[0]`` counts them."""
+    def run() -> None:
+        text = "x" * size
+        try:
+            for i in range(count):
+                send(json.dumps(request(100 + i, "tools/call", {"name": "echo", "arguments": {"text": text}}))
+                     .encode() + b"\n")
+                sent[0] += 1
+        except OSError as exc:  # the server dropped us
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_until_stalled(thread: threading.Thread, sent: list[int], quiet: float = 1.5, limit: float = 60.0) -> None:
+    """Until the sender is done, or has sent nothing for ``quiet`` seconds (bounded by ``limit``)."""
+    deadline = time.monotonic() + limit
+    last, since = -1, time.monotonic()
+    while thread.is_alive() and time.monotonic() < deadline:
+        if sent[0] != last:
+            last, since = sent[0], time.monotonic()
+        elif time.monotonic() - since > quiet:
+            return
+        time.sleep(0.1)
+
+
+def check_flood_answers(client: LineClient, count: int, size: int) -> None:
+    """Every flood request answered, well-formed, with its own text back."""
+    seen = set()
+    while len(seen) < count:
+        msg = client.recv()
+        assert msg["jsonrpc"] == "2.0" and "result" in msg, str(msg)[:200]
+        assert len(msg["result"]["content"][0]["text"]) == size
+        seen.add(msg["id"])
+    assert seen == set(range(100, 100 + count))

@@ -12,8 +12,6 @@ import json
 import logging
 import signal
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +19,18 @@ from typing import Any
 
 import pytest
 
-from .stream_helpers import WAIT, LineClient, notification, request, rss_kib, spawn_stdio
+from .stream_helpers import (
+    WAIT,
+    LineClient,
+    MiB,
+    check_flood_answers,
+    flood,
+    notification,
+    request,
+    rss_kib,
+    spawn_stdio,
+    wait_until_stalled,
+)
 
 
 @contextmanager
@@ -244,54 +253,11 @@ def test_in_flight_cap_answers_busy_and_frees_up(tmp_path: Path) -> None:
 
 # -- case 14: a client that stops reading stops being read; memory stays bounded ---------------------------------
 
-_MiB = 1024 * 1024
-
-
-def _flood(send: Any, count: int, size: int, sent: list[int], failed: list[BaseException]) -> threading.Thread:
-    """Send ``count`` echo requests of ``size`` bytes (ids 100...) from a thread; ``sent[0]`` counts them."""
-    def run() -> None:
-        text = "x" * size
-        try:
-            for i in range(count):
-                send(json.dumps(request(100 + i, "tools/call", {"name": "echo", "arguments": {"text": text}}))
-                     .encode() + b"\n")
-                sent[0] += 1
-        except OSError as exc:  # the server dropped us
-            failed.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
-def wait_until_stalled(thread: threading.Thread, sent: list[int], quiet: float = 1.5, limit: float = 60.0) -> None:
-    """Until the sender is done, or has sent nothing for ``quiet`` seconds (bounded by ``limit``)."""
-    deadline = time.monotonic() + limit
-    last, since = -1, time.monotonic()
-    while thread.is_alive() and time.monotonic() < deadline:
-        if sent[0] != last:
-            last, since = sent[0], time.monotonic()
-        elif time.monotonic() - since > quiet:
-            return
-        time.sleep(0.1)
-
-
-def check_flood_answers(client: LineClient, count: int, size: int) -> None:
-    """Every flood request answered, well-formed, with its own text back."""
-    seen = set()
-    while len(seen) < count:
-        msg = client.recv()
-        assert msg["jsonrpc"] == "2.0" and "result" in msg, str(msg)[:200]
-        assert len(msg["result"]["content"][0]["text"]) == size
-        seen.add(msg["id"])
-    assert seen == set(range(100, 100 + count))
-
-
-COUNT, SIZE = 300, _MiB  # 300 MiB of responses asked for
+COUNT, SIZE = 300, MiB  # 300 MiB of responses asked for
 
 
 def test_stdio_pauses_reading_while_the_client_does_not_read(tmp_path: Path) -> None:
-    settings = {"max_frame": 2 * _MiB, "output_backlog": _MiB}
+    settings = {"max_frame": 2 * MiB, "output_backlog": MiB}
     with stdio_server(tmp_path, settings) as (proc, client):
         client.handshake()
         before = rss_kib(proc.pid)
@@ -304,7 +270,7 @@ def test_stdio_pauses_reading_while_the_client_does_not_read(tmp_path: Path) -> 
             stdin.write(data)
             stdin.flush()
 
-        thread = _flood(send, COUNT, SIZE, sent, failed)
+        thread = flood(send, COUNT, SIZE, sent, failed)
         wait_until_stalled(thread, sent)
         during = rss_kib(proc.pid)
         print(f"server RSS {before} KiB before, {during} KiB with the client not reading; {sent[0]} sent")
