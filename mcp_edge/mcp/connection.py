@@ -243,6 +243,7 @@ def _classify(msg: Any) -> tuple[str, RequestId | None]:
     return ("request" if "id" in msg else "notification"), rid
 
 
+_LAST_RESORT: Final = jsonrpc.error(None, jsonrpc.INTERNAL_ERROR, "internal error while handling this message")
 _Handler = TypeVar("_Handler", bound=Callable[..., list["Event"]])
 
 
@@ -265,7 +266,10 @@ def _never_raises(handle: _Handler) -> _Handler:
             for rid in self._fresh[mark:]:
                 self.inflight.discard(rid)
             del self._fresh[mark:]
-            return self._internal_error(msg, exc)
+            try:
+                return self._internal_error(msg, exc)
+            except Exception:  # only a Python object built to break even that (a dict whose get raises)
+                return [Reply(_LAST_RESORT, None, True)]
         finally:
             self._depth -= 1
         if self._depth == 0:
@@ -369,7 +373,7 @@ class ServerConnection:
             None, jsonrpc.INVALID_REQUEST, f"message of {size}+ bytes exceeds the {self.max_frame}-byte frame limit"
         )
 
-    def receive_message(self, raw: bytes, modern: bool = False) -> list[Event]:
+    def receive_message(self, raw: bytes | bytearray | memoryview, modern: bool = False) -> list[Event]:
         """One complete JSON-RPC message (an HTTP body, or one line)."""
         if len(raw) > self.max_frame:
             return [self._too_large(len(raw))]
@@ -382,7 +386,7 @@ class ServerConnection:
         except Exception as exc:  # whatever else decoding can raise (MemoryError included) is still a parse error
             return [self._error(None, jsonrpc.PARSE_ERROR, f"parse error: {type(exc).__name__}")]
         # Fewer "[" and "{" bytes than levels allowed (strings included): it cannot nest too deeply.
-        self._shallow = raw.count(b"[") + raw.count(b"{") <= self.max_depth
+        self._shallow = isinstance(raw, (bytes, bytearray)) and raw.count(b"[") + raw.count(b"{") <= self.max_depth
         try:
             return self.receive_object(msg, modern)
         finally:
@@ -583,9 +587,8 @@ class ServerConnection:
         answer = kind not in ("response", "notification")  # neither is ever answered
         if rid in self.inflight:
             rid = None
-        self._note("internal error handling a client message (%s): %s: %s",
-                   "answered -32603" if answer else "not answered", type(exc).__name__, _show(str(exc), 200),
-                   level=logging.ERROR)
+        self._note("internal error handling a client message (%s): %s",
+                   "answered -32603" if answer else "not answered", _show(exc, 200), level=logging.ERROR)
         log.debug("traceback of that internal error", exc_info=exc)
         if not answer:
             return []

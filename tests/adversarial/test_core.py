@@ -107,7 +107,10 @@ def nested(depth: int, *, key: str = "params", rid: Any = 1, method: str | None 
 def test_nesting_past_the_limit_is_refused_with_its_id(limit: int) -> None:
     c = ready(max_frame=1 << 20)
     c.max_depth = limit
-    for feed in (lambda m: c.receive_data(line(m)), c.receive_object):
+    def as_line(msg: Any) -> list[Event]:
+        return c.receive_data(line(msg))
+
+    for feed in (as_line, c.receive_object):
         [ok] = feed(nested(limit))
         assert isinstance(ok, Request)
         c.finished(1)
@@ -273,6 +276,36 @@ def test_python_objects_that_cannot_be_encoded_do_not_raise(obj: dict[str, Any])
             body(ev)  # valid JSON-RPC bytes
         elif isinstance(ev, Request):
             c.finished(ev.id)
+    assert_alive(c)
+
+
+class HostileDict(dict[str, Any]):
+    def get(self, *_args: Any) -> Any:
+        raise RuntimeError("get")
+
+
+class BadStr(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+
+def test_hostile_python_objects_do_not_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    c = ready()
+    [ev] = c.receive_object(HostileDict(jsonrpc="2.0", id=1, method="ping"))
+    assert error_of(ev)[:2] == (None, jsonrpc.INTERNAL_ERROR)
+
+    def raise_bad(*_args: Any) -> Any:
+        raise BadStr()
+
+    monkeypatch.setattr(ServerConnection, "_request", raise_bad)
+    [ev] = c.receive_object({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+    assert error_of(ev)[:2] == (2, jsonrpc.INTERNAL_ERROR)
+    monkeypatch.undo()
+    [ev] = c.receive_message(memoryview(b'{"jsonrpc": "2.0", "id": 3, "method": "ping"}'))
+    assert body(ev)["id"] == 3
     assert_alive(c)
 
 
