@@ -74,7 +74,8 @@ def test_round_trip_permissions_and_cleanup(tmp_path: Path) -> None:
 
 def test_two_clients_are_two_sessions(tmp_path: Path) -> None:
     path = _short_path(tmp_path)
-    with running_server(tmp_path, "--unix", str(path)):
+    # One request in flight per session: a's next call is served only once its slow call is really cancelled.
+    with running_server(tmp_path, "--unix", str(path), settings={"max_inflight": 1}):
         a, b = UnixClient(path), UnixClient(path)
         a.handshake()
         # b has not initialized: its own session, whatever a did
@@ -90,8 +91,13 @@ def test_two_clients_are_two_sessions(tmp_path: Path) -> None:
         t.start()
         t.join(WAIT)
         assert results["b"]["result"]["content"][0]["text"] == "b"  # a's slow call does not hold b up
+        busy = a.call(8, "tools/call", {"name": "echo", "arguments": {"text": "too soon"}})
+        assert busy["error"]["code"] == -32010  # the slow call holds a's only slot
         a.send(notification("notifications/cancelled", {"requestId": 5}))
         assert a.call(7, "ping")["id"] == 7  # the cancelled call sent nothing
+        # The slot is free again: the handler was cancelled (left running for its 60 s, it would hold the slot).
+        reply = a.call(9, "tools/call", {"name": "echo", "arguments": {"text": "after"}})
+        assert reply["result"]["content"][0]["text"] == "after"
         a.close()
         b.close()
 
