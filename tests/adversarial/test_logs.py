@@ -8,7 +8,6 @@ import asyncio
 import errno
 import os
 import random
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from mcp_edge.io import Engine, open_engine
 from mcp_edge.plugin.types import TextContent, ToolResult
 
 from .builtin_stdio import builtin_server
+from .races import RenameLoop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))  # the built-in plugins' test host
 from plugin_host import FakePluginContext, Host, run
@@ -197,39 +197,6 @@ def test_folder_swapped_between_resolve_and_open_is_refused(tmp_path: Path, engi
 
 
 # -- case 20: openat2 and EAGAIN ---------------------------------------------------------------------------------
-
-_RENAMER = """
-import os, sys
-a, b, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
-open(a, "w").close()
-print("ready", flush=True)
-for _ in range(limit):
-    os.rename(a, b)
-    os.rename(b, a)
-"""
-
-
-class RenameLoop:
-    """Another process renaming a file back and forth (bounded), as any busy machine does: the kernel makes
-    every RESOLVE_BENEATH lookup through '..' that overlaps a rename anywhere answer EAGAIN."""
-
-    def __init__(self, folder: Path, limit: int = 2_000_000) -> None:
-        self.args = [sys.executable, "-c", _RENAMER, str(folder / "r1"), str(folder / "r2"), str(limit)]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> RenameLoop:
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE)
-        assert self.proc.stdout is not None and self.proc.stdout.readline() == b"ready\n"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.proc is not None
-        self.running = self.proc.poll() is None
-        self.proc.kill()
-        self.proc.wait(30)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
-
 
 def test_open_beneath_retries_eagain_under_renames(tmp_path: Path, engine: Engine) -> None:
     logs = tmp_path / "logs"
