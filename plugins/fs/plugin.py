@@ -237,7 +237,13 @@ class DataRoot:
                             raise OSError(errno.ENOTDIR, "not a directory", rel)
                         return fd
                     os.close(fd)
-                    real = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stack[-1])
+                    try:
+                        real = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stack[-1])
+                    except OSError as exc:
+                        if exc.errno != errno.ELOOP:
+                            raise
+                        # it was no link a moment ago: it was swapped for one (which O_NOFOLLOW refuses)
+                        raise OSError(errno.EAGAIN, "the file changed while it was opened", rel) from None
                     st2 = os.fstat(real)
                     if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino):  # swapped meanwhile: say so
                         os.close(real)
