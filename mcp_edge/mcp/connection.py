@@ -253,13 +253,13 @@ def _never_raises(handle: _Handler) -> _Handler:
 
     Request ids registered as in flight during the failed call are released again: their events are
     lost, so no transport would ever call ``finished`` for them. Calls may nest (a batch handles each
-    of its messages through ``receive_object``), hence the mark and the depth.
+    of its messages through ``receive_object``), hence the mark and the call count.
     """
 
     @functools.wraps(handle)
     def guarded(self: ServerConnection, msg: Any, modern: bool = False) -> list[Event]:
         mark = len(self._fresh)
-        self._depth += 1
+        self._calls += 1
         try:
             events: list[Event] = handle(self, msg, modern)
         except Exception as exc:
@@ -271,8 +271,8 @@ def _never_raises(handle: _Handler) -> _Handler:
             except Exception:  # only a Python object built to break even that (a dict whose get raises)
                 return [Reply(_LAST_RESORT, None, True)]
         finally:
-            self._depth -= 1
-        if self._depth == 0:
+            self._calls -= 1
+        if self._calls == 0:
             self._fresh.clear()
         return events
 
@@ -307,9 +307,9 @@ class ServerConnection:
     _buffer: bytearray = field(default_factory=bytearray)
     _discarding: bool = False
     _scanned: int = 0  # bytes at the start of _buffer known to hold no newline
-    _shallow: bool = False  # receive_message counted fewer openers than max_depth: no walk needed
+    _shallow: bool = False  # receive_message counted at most max_depth openers: no walk needed
     _fresh: list[RequestId] = field(default_factory=list)  # ids registered by the receive_object call(s) running
-    _depth: int = 0
+    _calls: int = 0  # receive_object calls running (a batch nests them)
     _log_left: int = LOG_BUDGET
 
     # -- in-flight requests -------------------------------------------------------
@@ -395,7 +395,7 @@ class ServerConnection:
     @_never_raises
     def receive_object(self, msg: Any, modern: bool = False) -> list[Event]:
         """A decoded message; ``modern``: the transport already knows it is a 2026-07-28 message."""
-        if self._depth == 1 and not self._shallow and _deeper_than(msg, self.max_depth):
+        if self._calls == 1 and not self._shallow and _deeper_than(msg, self.max_depth):
             return self._too_deep(msg)  # (a batch is walked once, as a whole)
         if isinstance(msg, list):
             return self._batch(msg, modern)
