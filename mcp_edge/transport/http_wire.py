@@ -604,11 +604,9 @@ class HttpConnection(asyncio.Protocol):
             if now >= self._linger_until:
                 self.abort()
             return
-        if self._closing:
-            return
         limits = self._limits
         start = self._msg_start
-        if start and not self._paused_reading:
+        if start and not self._paused_reading and not self._closing:
             if self._in_body and now - start > limits.body_timeout_s:
                 self._refuse_as(Refusal.TIMEOUT, f"request body not received within {limits.body_timeout_s:g} s")
             elif not self._in_body and now - start > limits.head_timeout_s:
@@ -617,7 +615,6 @@ class HttpConnection(asyncio.Protocol):
                 else:
                     self._refuse_as(Refusal.TIMEOUT,
                                     f"request head not received within {limits.head_timeout_s:g} s")
-            return
         current = self._current
         if current is not None and current.started and not current.finished:
             if now - current.last_write > ping_s:

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "transport"))
 from transport_helpers import (
     ACCEPT_BOTH,
     PROBE,
+    STATELESS,
     WAIT,
     HttpClient,
     ServerProcess,
@@ -36,6 +37,7 @@ from transport_helpers import (
     request,
     running_server,
     server_env,
+    stateless_meta,
 )
 
 MiB = 1024 * 1024
@@ -451,6 +453,28 @@ def test_inflight_cap_per_session_gives_a_busy_error(tmp_path: Path) -> None:
         assert busy.json()["id"] == 12 and err["code"] == -32010 and err["data"]["retryAfterMs"] >= 0
         assert all(results[rid].json()["result"]["content"][0]["text"] == "slept" for rid in (10, 11))
         assert c.post(request(13, "tools/list")).json()["result"]["tools"]  # served again once they ended
+        c.close()
+
+
+def test_listener_cap_answers_a_stateless_request_503_with_retry_after(tmp_path: Path) -> None:
+    body = json.dumps(request("sub", "subscriptions/listen",
+                              {"notifications": {"toolsListChanged": True}, "_meta": stateless_meta()})).encode()
+    headers = {"Accept": ACCEPT_BOTH, "Content-Type": "application/json", "MCP-Protocol-Version": STATELESS,
+               "Mcp-Method": "subscriptions/listen"}
+    with running_server(tmp_path, "--http", "--port", "0", settings={"max_listeners": 1}) as srv, \
+            socket.create_connection(("127.0.0.1", srv.port), timeout=WAIT) as first:
+        first.sendall(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\n" +
+                      b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) +
+                      b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        seen = b""
+        while b"subscriptions/acknowledged" not in seen:
+            chunk = first.recv(65536)
+            assert chunk, seen
+            seen += chunk
+        c = HttpClient(srv.port)
+        second = c.request("POST", body, headers)
+        assert second.status == 503 and int(second.headers["retry-after"]) >= 1
+        assert second.json()["error"]["code"] == -32010 and second.json()["id"] == "sub"
         c.close()
 
 
