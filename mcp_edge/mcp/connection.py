@@ -53,6 +53,7 @@ __all__ = [
     "LOG_LEVELS",
     "Batch",
     "CancelRequest",
+    "ClientLog",
     "ClientResult",
     "ConnState",
     "Event",
@@ -72,8 +73,8 @@ DEFAULT_MAX_FRAME: Final = 4 * 1024 * 1024
 # could still make a recursive validator, a signer or the encoder deeper in the stack fail; no MCP message
 # comes near this.
 DEFAULT_MAX_DEPTH: Final = 64
-# Lines logged at WARNING per connection for dropped client messages and internal errors; after that
-# at DEBUG, so one client cannot flood the log (every drop is still logged, only quieter).
+# Lines logged at their level per ClientLog (dropped client messages, internal errors); past it only the
+# 2**k-th, the others at DEBUG, so one client cannot flood the log and a long-lived one is still seen.
 LOG_BUDGET: Final = 16
 LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
@@ -202,6 +203,26 @@ class Batch(Event):
         return b"[" + b",".join(self.answers) + b"]" if self.answers else None
 
 
+@dataclass(slots=True)
+class ClientLog:
+    """The log lines about what one client sent (a connection's own by default; a transport may share
+    one among connections that belong together, such as stateless HTTP requests)."""
+
+    count: int = 0
+
+    def note(self, level: int, fmt: str, *args: object) -> None:
+        self.count += 1
+        n = self.count
+        if n <= LOG_BUDGET or n & (n - 1) == 0:
+            if n == LOG_BUDGET:
+                fmt += " (further such lines at DEBUG level, only every 2**k-th here)"
+            elif n > LOG_BUDGET:
+                fmt += f" ({n} such lines so far)"
+            log.log(level, fmt, *args)
+        else:
+            log.debug(fmt, *args)
+
+
 def _valid_id(value: object) -> bool:
     return isinstance(value, (str, int)) and not isinstance(value, bool)
 
@@ -304,13 +325,13 @@ class ServerConnection:
     log_level: str = "info"
     # Ids of the Request events emitted and not yet ``finished`` by the transport.
     inflight: set[RequestId] = field(default_factory=set)
+    client_log: ClientLog = field(default_factory=ClientLog)
     _buffer: bytearray = field(default_factory=bytearray)
     _discarding: bool = False
     _scanned: int = 0  # bytes at the start of _buffer known to hold no newline
     _shallow: bool = False  # receive_message counted at most max_depth openers: no walk needed
     _fresh: list[RequestId] = field(default_factory=list)  # ids registered by the receive_object call(s) running
     _calls: int = 0  # receive_object calls running (a batch nests them)
-    _log_left: int = LOG_BUDGET
 
     # -- in-flight requests -------------------------------------------------------
 
@@ -595,14 +616,8 @@ class ServerConnection:
         return [self._error(rid, jsonrpc.INTERNAL_ERROR, "internal error while handling this message")]
 
     def _note(self, fmt: str, *args: object, level: int = logging.WARNING) -> None:
-        """One log line about what a client sent; past LOG_BUDGET lines per connection, at DEBUG level."""
-        if self._log_left > 0:
-            self._log_left -= 1
-            if self._log_left == 0:
-                fmt += " (more such lines from this client are logged at DEBUG level)"
-            log.log(level, fmt, *args)
-        else:
-            log.debug(fmt, *args)
+        """One log line about what a client sent (thinned by ``client_log`` past LOG_BUDGET lines)."""
+        self.client_log.note(level, fmt, *args)
 
     def respond(self, rid: RequestId, result: Any) -> bytes:
         """The response to request ``rid``."""

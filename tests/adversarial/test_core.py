@@ -12,7 +12,18 @@ from typing import Any
 
 import pytest
 
-from mcp_edge.mcp import Batch, ClientResult, Event, Notification, Reply, Request, ServerConnection, ServerInfo, jsonrpc
+from mcp_edge.mcp import (
+    Batch,
+    ClientLog,
+    ClientResult,
+    Event,
+    Notification,
+    Reply,
+    Request,
+    ServerConnection,
+    ServerInfo,
+    jsonrpc,
+)
 from mcp_edge.mcp.connection import META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION
 
 INFO = ServerInfo(name="adversarial", version="1.0", capabilities={"tools": {}})
@@ -331,6 +342,23 @@ def test_response_with_unusable_id_is_dropped_and_logged(rid: Any, ending: dict[
         assert c.receive_object(msg) == []
     assert len(_core_lines(caplog)) == 2  # one line per dropped response
     assert_alive(c)
+
+
+def test_a_flood_of_dropped_responses_is_thinned_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    c = ready()
+    with caplog.at_level(logging.DEBUG, logger=CORE_LOG):
+        for _ in range(1000):
+            assert c.receive_data(b'{"jsonrpc": "2.0", "id": null, "error": {"code": 1, "message": "m"}}\n') == []
+    loud = _core_lines(caplog)
+    # the first 16, then the 32nd, 64th ... 512th: every one still at DEBUG
+    assert len(loud) == 16 + 5 and "512 such lines" in loud[-1].getMessage()
+    assert len([r for r in caplog.records if r.name == CORE_LOG]) == 1000
+    shared = ClientLog()  # shared by connections that belong together (stateless HTTP requests)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=CORE_LOG):
+        for _ in range(100):
+            ServerConnection(INFO, client_log=shared).receive_object({"jsonrpc": "2.0", "id": None, "result": 1})
+    assert len(_core_lines(caplog)) == 16 + 2
 
 
 def test_response_without_id_member_is_dropped() -> None:
