@@ -280,6 +280,8 @@ class Logs(PluginBase):
                 raise LogsError(f"{file}: is a symbolic link or has too many levels of them") from None
             if exc.errno == errno.ENOTDIR:
                 raise LogsError(f"{file}: a component of the path is not a folder") from None
+            if exc.errno == errno.EAGAIN:  # openat2 retried; renames went on all the while
+                raise LogsError(f"{file}: files kept being renamed while the path was resolved; try again") from None
             raise
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
