@@ -182,6 +182,11 @@ class Settings:
                 raise ConfigError(f"setting {info.name} must be at least {info.minimum:g}, got {value}")
         if not 0 <= self.http_port <= 65535:
             raise ConfigError(f"setting http_port must be 0..65535, got {self.http_port}")
+        encoded = 4 * -(-self.max_read // 3) + 64 * KiB  # base64 of one read plus its JSON envelope
+        if encoded > self.max_out_frame:
+            raise ConfigError(f"setting max_read ({self.max_read}) does not fit max_out_frame "
+                              f"({self.max_out_frame}) once base64-encoded: raise max_out_frame to at least "
+                              f"{encoded} or lower max_read")
         for info in FIELDS:
             if info.choices and getattr(self, info.name) not in info.choices:
                 raise ConfigError(f"setting {info.name} must be one of {', '.join(info.choices)}, "

@@ -187,3 +187,10 @@ def test_nothing_else_reads_the_environment() -> None:
         if re.search(r"os\.environ|os\.getenv", path.read_text()):
             offenders.append(path.relative_to(ROOT).as_posix())
     assert offenders == []
+
+
+def test_max_read_must_fit_the_outgoing_frame(tmp_path: Path) -> None:
+    board = load(_board(tmp_path))
+    with pytest.raises(ConfigError, match="max_read .* does not fit max_out_frame"):
+        Settings.load(board, environ={}, max_read=8 * 1024 * 1024)
+    assert Settings.load(board, environ={}, max_read=8 * 1024 * 1024, max_out_frame=12 * 1024 * 1024).max_read
