@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import examples
+from fuzzing import examples
 from harness import FRAME_LIMITS, JsonRpcInput, check_jsonrpc_parts, check_object
 from hypothesis import given, settings
 from hypothesis import strategies as st

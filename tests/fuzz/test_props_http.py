@@ -12,14 +12,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import examples
+from fuzzing import examples
 from harness import check_http_parts, parse_http_responses
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from strategies import http_requests, http_streams
 from transport_helpers import HttpClient, ServerProcess, running_server
 
-ANSWER_S = 10.0  # a bounded wait, not a timing assertion
+ANSWER_S = 5.0  # a bounded wait, not a timing assertion
 
 
 @settings(max_examples=examples(2.0))
@@ -60,8 +60,10 @@ def _exchange(port: int, data: bytes) -> bytes:
             chunks.append(chunk)
         return b"".join(chunks)
 
+NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate]
 
-@settings(max_examples=examples(0.5))
+
+@settings(max_examples=examples(0.5), phases=NO_SHRINK)  # a real process: no minutes of shrinking
 @given(data=st.one_of(http_requests(), st.binary(max_size=400),
                       st.lists(http_requests(), min_size=2, max_size=3).map(b"".join)))
 def test_real_http_server(http_server: ServerProcess, data: bytes) -> None:

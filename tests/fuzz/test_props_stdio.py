@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import json
 
-from conftest import examples
-from hypothesis import given, settings
+from fuzzing import examples
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from stdio_server import ANSWER_S, MAX_FRAME, StdioServer, replay
 from strategies import byte_streams, deep_nesting
 
 payloads = st.one_of(byte_streams, deep_nesting(), st.binary(min_size=MAX_FRAME - 8, max_size=2 * MAX_FRAME))
 
+NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate]
 
-@settings(max_examples=examples(0.5))
+
+@settings(max_examples=examples(0.5), phases=NO_SHRINK)  # a real process: no minutes of shrinking
 @given(payload=payloads)
 def test_stdio_survives_any_bytes(stdio_server: StdioServer, payload: bytes) -> None:
     replay(stdio_server, payload)

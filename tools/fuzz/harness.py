@@ -64,6 +64,7 @@ __all__ = [
     "check_manifest_parts",
     "check_response_message",
     "parse_http_responses",
+    "preload",
 ]
 
 
@@ -74,6 +75,20 @@ class FuzzFinding(AssertionError):
 INFO = ServerInfo(name="fuzz", version="0", capabilities={"tools": {}, "logging": {}})
 FRAME_LIMITS = (64, 1024, 4096, DEFAULT_MAX_FRAME)
 _decoder = msgspec.json.Decoder()
+
+
+def preload(target: str) -> None:
+    """Import what ``check_<target>`` uses lazily (for the atheris targets, inside their instrumentation block)."""
+    if target == "http":
+        import mcp_edge.plugin
+        import mcp_edge.runtime.router
+        import mcp_edge.transport.http
+        import mcp_edge.transport.http_wire
+    elif target == "manifest":
+        import tomllib  # noqa: F401 - its pure-Python parser, instrumented too
+
+        import mcp_edge.plugin.config
+        import mcp_edge.plugin.manifest  # noqa: F401
 
 
 # --- JSON-RPC -------------------------------------------------------------------------------------------
@@ -220,11 +235,11 @@ class _Model:
         """Check the events one message (``kind``; None: unknown, e.g. at EOF) produced."""
         if not isinstance(events, list):
             raise FuzzFinding(f"events are a {type(events).__name__}, not a list")
-        replies = 0
+        replies = batch_replies = 0
         for ev in events:
             _check_event(ev)
             if Batch is not None and isinstance(ev, Batch):
-                replies += self._batch(kind, ev)
+                batch_replies += self._batch(kind, ev)
             elif isinstance(ev, Reply):
                 replies += 1
                 for msg in _reply_messages(ev):
@@ -237,7 +252,9 @@ class _Model:
             raise FuzzFinding(f"the core answered a response: {kind.value!r:.200} -> {events!r:.300}")
         if kind.is_notification and replies:
             raise FuzzFinding(f"the core answered a notification: {kind.value!r:.200} -> {events!r:.300}")
-        if (isinstance(kind.value, list) and kind.value and replies
+        # Where batches are refused the array gets one error; where they are taken, it is a batch, and a
+        # batch of responses and notifications gets no answer.
+        if (isinstance(kind.value, list) and batch_replies
                 and all(_Kind(True, v).is_response or _Kind(True, v).is_notification for v in kind.value)):
             raise FuzzFinding(f"the core answered a batch of responses and notifications: {kind.value!r:.200}")
 
@@ -595,7 +612,8 @@ class _HttpWorld:
         self.loop.set_exception_handler(lambda _loop, ctx: self.errors.append(ctx))
         self.trap = _Trap()
         logging.getLogger("mcp_edge").addHandler(self.trap)
-        self.settings = Settings.load(environ={}, plugin_dirs=(), entry_points=False, max_body=4096)
+        # Small limits, so that short inputs reach the 413 and 431 paths.
+        self.settings = Settings.load(environ={}, plugin_dirs=(), entry_points=False, max_body=2048, max_head=2048)
         registry = Registry([], entry_points=False)
         registry.discover()
         self.loop.run_until_complete(registry.start())
@@ -607,9 +625,11 @@ class _HttpWorld:
         self.app = self.loop.run_until_complete(make())
 
     def connection(self) -> tuple[Any, _FakeTransport]:
-        from mcp_edge.transport.http_wire import HttpConnection
+        from mcp_edge.transport import http_wire
 
-        conn = HttpConnection(self.app, self.loop)
+        limits = getattr(http_wire, "WireLimits", None)  # the connection's own limits, where it takes them
+        extra = (limits.from_settings(self.settings),) if limits is not None else ()
+        conn = http_wire.HttpConnection(self.app, self.loop, *extra)
         transport = _FakeTransport(self.loop, conn)
         conn.connection_made(transport)
         return conn, transport

@@ -1,0 +1,30 @@
+"""atheris target: JSON-RPC framing of the protocol core: ``ServerConnection.receive_data`` / ``receive_message``.
+
+    python tools/fuzz/fuzz_jsonrpc.py [libFuzzer flags: -runs=N -max_total_time=S ...] [corpus dirs]
+
+Seeds and the crashes kept as regression inputs are in tests/data/fuzz/jsonrpc/ (what each byte means:
+``check_jsonrpc`` in tools/fuzz/harness.py). tools/fuzz/run.py runs it with the flags ``make test`` and
+``make fuzz`` use. x86_64 only: atheris has no aarch64 wheel.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import atheris
+
+with atheris.instrument_imports(include=["harness", "mcp_edge.mcp"]):
+    import harness
+
+    harness.preload("jsonrpc")
+
+
+def main() -> None:
+    logging.getLogger().addHandler(logging.NullHandler())  # the runtime's log lines would drown the fuzzer's
+    atheris.Setup(sys.argv, harness.check_jsonrpc)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
