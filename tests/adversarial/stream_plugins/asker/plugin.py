@@ -18,3 +18,8 @@ class Asker(PluginBase):
         if "who" not in answers:
             return InputRequired(inputRequests={"who": ASK}, requestState="asked")  # type: ignore[return-value]
         return f"Hello, {answers['who']['content']['name']}{punctuation} ({ctx.request_state})"
+
+    @tool(description="Asks again whatever the client answers")
+    async def nag(self, ctx: RequestContext) -> str:
+        rounds = int(ctx.request_state or 0) + 1
+        return InputRequired(inputRequests={"who": ASK}, requestState=str(rounds))  # type: ignore[return-value]
