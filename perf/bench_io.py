@@ -25,6 +25,18 @@ Impls, all reading the same file with the same block size, depth and flag:
   1)``, reap every ready CQE, refill. Its ``io_uring_prep_read`` takes only a
   ``bytearray`` (never aligned for O_DIRECT), so each slot is a one-element
   ``Iovec`` over an aligned buffer and reads go through ``io_uring_prep_readv``.
+  It runs in a child process (:mod:`mcp_edge.perf.isolation`), since it loads
+  foreign native code: the 2026.3.30 wheel's ``liburing.Ring()`` executes an
+  instruction some CPUs lack and used to kill the whole run with SIGILL. A
+  crash, a hang or an exception there is noted (``liburing failed: killed by
+  SIGILL while starting``) and its rows are left out; the other rows are
+  unaffected. The child opens the same file with the same flags and walks the
+  same offsets (sent by the parent); it times its rounds itself, so the pipe
+  round trip is outside the timed region. The other impls run in this
+  process: the ``mcp_edge`` rows measure the engine where plugins use it (the
+  asyncio loop of the runtime's process), ``os.preadv`` is plain Python, and
+  fio is a process of its own (bounded by a timeout too; a failing fio is a
+  note, not the end of the run).
 - ``fio[io_uring]`` and ``fio[psync]``: fio (Debian package ``fio``) as the
   reference for what the device and kernel give: same file, ``--bs``,
   ``--iodepth``, ``--direct``; ``--norandommap`` (uniform offsets with
@@ -46,7 +58,8 @@ short read or an error aborts the bench).
 Checks before timing: each of our impls and liburing read a spread of 64
 blocks and must return the bytes that a plain buffered ``os.pread`` gives;
 fio must report no error. An impl that cannot run here (no io_uring, liburing
-or fio not installed) is skipped with a note.
+or fio not installed) is skipped with a note; a peer that fails is noted and
+its rows left out.
 
 Timing. Each impl gets ``ctx.rounds`` rounds per case (about 2 s in all with
 ``--quick``, 6 s otherwise); rounds are interleaved across impls (one round of
@@ -83,13 +96,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from mcp_edge.errors import ConfigError
-from mcp_edge.perf import BenchContext, BenchError, Row
+from mcp_edge.perf import BenchContext, BenchError, Child, PeerFailed, PeerSkipped, Row
+from mcp_edge.perf.isolation import signal_name
 
 NAME = "io"
 
@@ -652,17 +666,89 @@ class LiburingRunner:
         self._lib.io_uring_queue_exit(self._ring)
 
 
+class LiburingHost:
+    """What the liburing child runs: the PyPI package, probed once, then one :class:`LiburingRunner` per case."""
+
+    def __init__(self) -> None:
+        try:
+            import liburing
+        except ImportError:
+            raise PeerSkipped("not installed (pip install liburing)") from None
+        ring = liburing.Ring()
+        try:
+            liburing.io_uring_queue_init(8, ring)
+        except OSError as exc:
+            raise PeerSkipped(f"cannot set up a ring here ({exc})") from None
+        liburing.io_uring_queue_exit(ring)
+        from mcp_edge.native._dio import AlignedBuffer
+
+        self._lib = liburing
+        self._arena = memoryview(AlignedBuffer(max(c.slots for c in CASES) * max(c.block for c in CASES)))
+        self._runner: LiburingRunner | None = None
+        self._fd = -1
+
+    def version(self) -> str:
+        return str(getattr(self._lib, "__version__", "?"))
+
+    def open(self, path: str, case: tuple[Any, ...], offsets: list[int]) -> int:
+        """Open ``path`` as ``case`` says and set up a ring for it; the buffers per read batch (slots)."""
+        self.close()
+        c = Case(*case)
+        self._fd = _open(Path(path), c)
+        self._runner = LiburingRunner(self._lib, self._fd, c, offsets, self._arena)
+        return self._runner.slots
+
+    def read(self, offsets: list[int]) -> list[bytes]:
+        assert self._runner is not None
+        return self._runner.read(offsets)
+
+    def timed(self, seconds: float) -> tuple[int, float]:
+        assert self._runner is not None
+        return self._runner.timed(seconds)
+
+    def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class RemoteRunner:
+    """A :class:`Runner` whose reads happen in a child process (a :class:`LiburingHost` there)."""
+
+    def __init__(self, impl: str, child: Child, path: Path, case: Case, offsets: Sequence[int]) -> None:
+        self.impl = impl
+        self._child = child
+        self.slots = int(child.call("open", str(path), astuple(case), list(offsets)))
+
+    def read(self, offsets: Sequence[int]) -> list[bytes]:
+        got = self._child.call("read", list(offsets))
+        assert isinstance(got, list)
+        return got
+
+    def timed(self, seconds: float) -> tuple[int, float]:
+        done, elapsed = self._child.call("timed", seconds, timeout=seconds + self._child.timeout)
+        return int(done), float(elapsed)
+
+    def close(self) -> None:
+        with suppress(PeerFailed):  # a child that died already said why, where it died
+            self._child.call("close")
+
+
 class FioRunner:
     """One fio process per round; its own figures (reads and run time) are taken."""
 
     slots = 0
 
-    def __init__(self, fio: str, engine: str, path: Path, case: Case) -> None:
+    def __init__(self, fio: str, engine: str, path: Path, case: Case, timeout: float) -> None:
         self.impl = f"fio[{engine}]"
         self._fio = fio
         self._engine = engine
         self._path = path
         self._case = case
+        self._timeout = timeout
         self.version = ""
 
     def read(self, offsets: Sequence[int]) -> list[bytes]:
@@ -670,14 +756,20 @@ class FioRunner:
 
     def timed(self, seconds: float) -> tuple[int, float]:
         cmd = fio_command(self._fio, self._path, self._case, self._engine, seconds)
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        limit = seconds + self._timeout
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=limit)
+        except subprocess.TimeoutExpired:
+            raise PeerFailed(self.impl, f"timed out after {limit:g} s (command: {' '.join(cmd)})") from None
+        if proc.returncode < 0:
+            raise PeerFailed(self.impl, f"killed by {signal_name(-proc.returncode)} (command: {' '.join(cmd)})")
         if proc.returncode != 0:
-            raise BenchError(f"{self.impl} failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}\n"
-                             f"command: {' '.join(cmd)}")
+            raise PeerFailed(self.impl, f"exited with status {proc.returncode}: {proc.stderr.strip()[-500:]} "
+                             f"(command: {' '.join(cmd)})")
         try:
             res = parse_fio_json(proc.stdout)
         except ValueError as exc:
-            raise BenchError(f"{self.impl}: {exc}\ncommand: {' '.join(cmd)}") from exc
+            raise PeerFailed(self.impl, f"{exc} (command: {' '.join(cmd)})") from exc
         self.version = res.version
         return res.ios, res.runtime_s
 
@@ -695,9 +787,9 @@ class Available:
     impls: list[str]
     open_engine: Callable[..., Any] | None = None
     io_op: Any = None
-    liburing: Any = None
-    liburing_arena: memoryview | None = None
+    liburing: Child | None = None
     fio: str | None = None
+    peer_timeout: float = 0.0
 
 
 def _available(ctx: BenchContext) -> Available:
@@ -717,23 +809,15 @@ def _available(ctx: BenchContext) -> Available:
             av.impls += ["mcp_edge[uring]", "mcp_edge[uring-async]"]
         av.impls.append("mcp_edge[threads]")
     av.impls.append("os.preadv")
-    try:
-        import liburing
-    except ImportError:
-        ctx.note("peer liburing is not installed (pip install liburing); skipped")
-    else:
-        from mcp_edge.native._dio import AlignedBuffer
-
-        ring = liburing.Ring()
+    av.peer_timeout = ctx.peer_timeout
+    av.liburing = ctx.child("liburing", liburing_factory())
+    if av.liburing is not None:
         try:
-            liburing.io_uring_queue_init(8, ring)
-        except OSError as exc:
-            ctx.note(f"peer liburing cannot set up a ring here ({exc}); skipped")
+            ctx.note(f"peer liburing {av.liburing.call('version')} (PyPI), in a child process", "liburing")
+        except PeerFailed as exc:
+            ctx.peer_failed("liburing", exc)
+            av.liburing = None
         else:
-            liburing.io_uring_queue_exit(ring)
-            ctx.note(f"peer liburing {getattr(liburing, '__version__', '?')} (PyPI)")
-            av.liburing = liburing
-            av.liburing_arena = memoryview(AlignedBuffer(max(c.slots for c in CASES) * max(c.block for c in CASES)))
             av.impls.append("liburing")
     av.fio = shutil.which("fio")
     if av.fio is None:
@@ -743,6 +827,11 @@ def _available(ctx: BenchContext) -> Available:
         ctx.note("fio[psync] runs one job at depth 1 in every case (psync has no queue)")
     av.impls = [impl for impl in IMPLS if impl in av.impls]
     return av
+
+
+def liburing_factory() -> str:
+    """Where the liburing child finds what it runs (this file's :class:`LiburingHost`)."""
+    return f"{Path(__file__).resolve()}:LiburingHost"
 
 
 def _pool(case: Case) -> Any:
@@ -766,17 +855,23 @@ def _runner(impl: str, av: Available, path: Path, fd: int, case: Case, offsets: 
     if impl == "os.preadv":
         return PreadvRunner(fd, case, offsets, _pool(case))
     if impl == "liburing":
-        assert av.liburing_arena is not None
-        return LiburingRunner(av.liburing, fd, case, offsets, av.liburing_arena)
+        assert av.liburing is not None
+        return RemoteRunner(impl, av.liburing, path, case, offsets)
     assert av.fio is not None
-    return FioRunner(av.fio, impl.removeprefix("fio[").removesuffix("]"), path, case)
+    return FioRunner(av.fio, impl.removeprefix("fio[").removesuffix("]"), path, case, av.peer_timeout)
 
 
-def _runners(av: Available, path: Path, fd: int, case: Case, offsets: list[int]) -> dict[str, Runner]:
+def _runners(ctx: BenchContext, av: Available, path: Path, fd: int, case: Case,
+             offsets: list[int]) -> dict[str, Runner]:
     runners: dict[str, Runner] = {}
     try:
         for impl in av.impls:
-            runners[impl] = _runner(impl, av, path, fd, case, offsets)
+            if impl in ctx.failed:
+                continue
+            try:
+                runners[impl] = _runner(impl, av, path, fd, case, offsets)
+            except PeerFailed as exc:
+                ctx.peer_failed(impl, exc)
     except BaseException:
         for runner in runners.values():
             runner.close()
@@ -784,16 +879,24 @@ def _runners(av: Available, path: Path, fd: int, case: Case, offsets: list[int])
     return runners
 
 
-def _verify(runners: dict[str, Runner], ref_fd: int, case: Case, offsets: list[int]) -> None:
-    """Every impl but fio reads a spread of blocks and must return what a buffered os.pread returns."""
+def _verify(ctx: BenchContext, runners: dict[str, Runner], ref_fd: int, case: Case, offsets: list[int]) -> None:
+    """Every impl but fio reads a spread of blocks and must return what a buffered os.pread returns.
+
+    An impl whose child fails here is noted (:meth:`BenchContext.peer_failed`) and removed from ``runners``.
+    """
     offs = check_offsets(offsets)
     expected = [os.pread(ref_fd, case.block, off) for off in offs]
-    for impl, runner in runners.items():
+    for impl, runner in list(runners.items()):
         if runner.slots == 0:
             continue
         for start in range(0, len(offs), runner.slots):
             group = offs[start : start + runner.slots]
-            got = runner.read(group)
+            try:
+                got = runner.read(group)
+            except PeerFailed as exc:
+                ctx.peer_failed(impl, exc)
+                runners.pop(impl).close()
+                break
             for off, data, want in zip(group, got, expected[start : start + len(group)], strict=True):
                 if data != want:
                     raise BenchError(f"{impl} at {case.name}: the {case.block} bytes read at offset {off} differ "
@@ -829,15 +932,22 @@ def _run_case(ctx: BenchContext, av: Available, path: Path, case: Case, round_s:
     fd = _open(path, case)
     ref_fd = os.open(path, os.O_RDONLY)
     runners: dict[str, Runner] = {}
+    rates: dict[str, list[float]] = {}
     try:
-        runners = _runners(av, path, fd, case, offsets)
-        _verify(runners, ref_fd, case, offsets)
-        rates: dict[str, list[float]] = {impl: [] for impl in runners}
+        runners = _runners(ctx, av, path, fd, case, offsets)
+        _verify(ctx, runners, ref_fd, case, offsets)
+        rates = {impl: [] for impl in runners}
         names = list(runners)
         with _gc_off():
             for r in range(ctx.rounds):
                 for impl in names[r % len(names) :] + names[: r % len(names)]:
-                    done, seconds = runners[impl].timed(round_s)
+                    if impl in ctx.failed:
+                        continue
+                    try:
+                        done, seconds = runners[impl].timed(round_s)
+                    except PeerFailed as exc:
+                        ctx.peer_failed(impl, exc)  # an mcp_edge impl's failure raises BenchError here
+                        continue
                     rates[impl].append(done / seconds)
                     ctx.advance(1, f"{case.name} {impl}")
     finally:
@@ -846,6 +956,8 @@ def _run_case(ctx: BenchContext, av: Available, path: Path, case: Case, round_s:
         os.close(fd)
         os.close(ref_fd)
     for impl, per_round in rates.items():
+        if impl in ctx.failed or not per_round:
+            continue
         best = max(per_round)
         yield Row(case.name, impl, "IOPS", best)
         yield Row(case.name, impl, "MB/s", best * case.block / 1e6)
@@ -859,5 +971,9 @@ def run(ctx: BenchContext) -> Iterator[Row]:
     path = _ensure_file(ctx)
     ctx.plan(len(CASES) * len(av.impls) * ctx.rounds)  # each timed round of an impl counts as one measurement
     round_s = SECONDS[ctx.quick] / ctx.rounds
-    for case in CASES:
-        yield from _run_case(ctx, av, path, case, round_s)
+    try:
+        for case in CASES:
+            yield from _run_case(ctx, av, path, case, round_s)
+    finally:
+        if av.liburing is not None:
+            av.liburing.close()

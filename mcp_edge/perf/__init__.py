@@ -1,6 +1,7 @@
 """Perf suite harness behind ``mcp-edge perf``; the benchmarks themselves live in ``perf/bench_*.py``.
 
-See :mod:`mcp_edge.perf.harness` for the bench protocol and the result format.
+See :mod:`mcp_edge.perf.harness` for the bench protocol and the result format,
+:mod:`mcp_edge.perf.isolation` for peers in child processes.
 """
 
 from mcp_edge.perf.harness import (
@@ -8,6 +9,7 @@ from mcp_edge.perf.harness import (
     BenchContext,
     BenchError,
     Machine,
+    Note,
     PerfResult,
     ResultRow,
     Row,
@@ -18,18 +20,24 @@ from mcp_edge.perf.harness import (
     select,
     write_json,
 )
+from mcp_edge.perf.isolation import Child, PeerFailed, PeerSkipped
 from mcp_edge.perf.report import format_table
-from mcp_edge.perf.timing import Call, Timing, compare, measure
+from mcp_edge.perf.timing import Call, Timer, Timing, compare, measure
 
 __all__ = [
     "BENCH_DIR_ENV",
     "BenchContext",
     "BenchError",
     "Call",
+    "Child",
     "Machine",
+    "Note",
+    "PeerFailed",
+    "PeerSkipped",
     "PerfResult",
     "ResultRow",
     "Row",
+    "Timer",
     "Timing",
     "compare",
     "discover",

@@ -22,6 +22,19 @@ selecting benches stays cheap. A peer that is not installed is skipped with
 (use :meth:`BenchContext.compare`, which interleaves them round by round) so the
 ratios that :func:`~mcp_edge.perf.report.format_table` prints are meaningful.
 
+Peers that survive nothing
+--------------------------
+A peer that loads foreign native code runs in a child process
+(:meth:`BenchContext.child`, see :mod:`mcp_edge.perf.isolation`), so that a
+crash (SIGILL from an instruction this CPU lacks), a hang (bounded by
+``ctx.peer_timeout``) or an exception costs that peer only: the bench hands the
+failure to :meth:`BenchContext.peer_failed` (``compare`` does it by itself),
+which notes the peer and the reason, and the harness leaves every row of that
+impl in that bench out of the result. A failure of an ``mcp_edge`` row is never
+excused: it ends the run with :class:`BenchError`. A :class:`PeerFailed` that
+escapes a bench's ``run`` is handled the same way (the rows yielded before it
+are kept, the rest of that bench is lost).
+
 :class:`BenchContext` gives a bench:
 
 - ``ctx.bench``, ``ctx.quick`` and the timing budget ``ctx.min_time`` (seconds
@@ -32,7 +45,10 @@ ratios that :func:`~mcp_edge.perf.report.format_table` prints are meaningful.
 - ``ctx.plan(n)`` to announce n measurements (one impl at one case) and
   ``ctx.advance(n)`` for work done outside measure/compare, which advance
   the progress bar by themselves;
-- ``ctx.note(text)`` for a line on stderr that does not break the bar.
+- ``ctx.note(text, impl=None)`` for a line on stderr that does not break the
+  bar; it is also kept in the result's ``notes`` (with the impl it is about);
+- ``ctx.child(peer, "file.py:factory", *args)`` and ``ctx.peer_failed(impl, exc)``
+  for isolated peers (above); ``ctx.failed`` holds the impls that failed.
 
 An exception from a bench aborts the run with :class:`BenchError` (naming the
 bench) and no JSON is written; an :class:`~mcp_edge.errors.McpEdgeError` raised
@@ -41,8 +57,11 @@ by a bench passes through unchanged.
 Result
 ------
 The JSON of DESIGN.md, "Perf result format": ``{"machine": {...}, "results":
-[{bench, case, impl, metric, value, higher_is_better}, ...]}``, written
-atomically (temporary file in the same directory, then ``os.replace``).
+[{bench, case, impl, metric, value, higher_is_better}, ...], "notes": [{bench,
+impl, text}, ...]}``, written atomically (temporary file in the same directory,
+then ``os.replace``). ``notes`` holds every note of the run in order: skipped
+and failed peers (``impl`` names them), the kernel a dispatched row ran,
+caveats (``impl`` null).
 """
 
 from __future__ import annotations
@@ -62,7 +81,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TextIO, TypedDict
 
 from mcp_edge.errors import BenchError, ConfigError, McpEdgeError
-from mcp_edge.perf.timing import Call, Timing, compare
+from mcp_edge.perf.isolation import DEFAULT_TIMEOUT, Child, PeerFailed, PeerSkipped
+from mcp_edge.perf.report import is_mcp_edge
+from mcp_edge.perf.timing import Call, Timer, Timing, compare
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
@@ -75,6 +96,9 @@ __all__ = [
     "BenchError",
     "Budget",
     "Machine",
+    "Note",
+    "PeerFailed",
+    "PeerSkipped",
     "PerfResult",
     "ResultRow",
     "Row",
@@ -134,9 +158,16 @@ class Machine(TypedDict):
     board: str
 
 
+class Note(TypedDict):
+    bench: str
+    impl: str | None
+    text: str
+
+
 class PerfResult(TypedDict):
     machine: Machine
     results: list[ResultRow]
+    notes: list[Note]
 
 
 # --------------------------------------------------------------------------- progress
@@ -197,6 +228,11 @@ class BenchContext:
         budget = QUICK if quick else FULL
         self.min_time: float = budget.min_time
         self.rounds: int = budget.rounds
+        self.peer_timeout: float = DEFAULT_TIMEOUT
+        """Seconds a peer's child process gets to start and to answer each request."""
+        self.notes: list[Note] = []
+        self.failed: dict[str, str] = {}
+        """Impl -> why it failed (crashed, hung, raised); its rows are left out of the result."""
         self._reporter = reporter if reporter is not None else _Reporter(False, sys.stderr)
 
     def plan(self, measurements: int) -> None:
@@ -207,19 +243,64 @@ class BenchContext:
         """Move the progress bar for work not timed through :meth:`measure` or :meth:`compare`."""
         self._reporter.step(measurements * self.rounds, label)
 
-    def note(self, text: str) -> None:
-        """Print a line to stderr (a skipped peer, a caveat); the progress bar survives it."""
+    def note(self, text: str, impl: str | None = None) -> None:
+        """Print a line to stderr (a skipped peer, a caveat) and keep it for the result's ``notes``.
+
+        ``impl`` names the impl the note is about, if any. The progress bar survives it.
+        """
+        self.notes.append({"bench": self.bench, "impl": impl, "text": text})
         self._reporter.note(f"perf {self.bench}: {text}")
+
+    def peer_failed(self, impl: str, exc: BaseException) -> None:
+        """Record that ``impl`` crashed, hung, raised or cannot run: a note, and its rows left out.
+
+        :class:`PeerSkipped` is a skip (``impl skipped: why``); anything else a
+        failure (``impl failed: why; its rows are left out``). For an
+        ``mcp_edge`` impl it raises :class:`BenchError` instead: our own rows
+        are never dropped quietly.
+        """
+        if isinstance(exc, PeerFailed):
+            reason = exc.reason
+        elif isinstance(exc, PeerSkipped):
+            reason = str(exc)
+        else:
+            reason = f"raised {type(exc).__name__}: {exc}" if str(exc) else f"raised {type(exc).__name__}"
+        if is_mcp_edge(impl):
+            raise BenchError(f"bench {self.bench}: {impl} failed: {reason}") from exc
+        self.failed[impl] = reason
+        if isinstance(exc, PeerSkipped):
+            self.note(f"{impl} skipped: {reason}", impl)
+        else:
+            self.note(f"{impl} failed: {reason}; its rows are left out", impl)
+
+    def child(self, peer: str, factory: str, *args: object, timeout: float | None = None) -> Child | None:
+        """Start a :class:`~mcp_edge.perf.isolation.Child` hosting ``factory(*args)`` for ``peer``.
+
+        None (and the failure or skip noted, see :meth:`peer_failed`) when it
+        cannot start. ``timeout`` defaults to ``ctx.peer_timeout``.
+        """
+        try:
+            return Child(peer, factory, args, timeout=self.peer_timeout if timeout is None else timeout)
+        except (PeerFailed, PeerSkipped) as exc:
+            self.peer_failed(peer, exc)
+            return None
 
     def compare(
         self,
-        calls: Mapping[str, Call],
+        calls: Mapping[str, Call | Timer],
         *,
         label: str | None = None,
         min_time: float | None = None,
         rounds: int | None = None,
     ) -> dict[str, Timing]:
-        """Time several impls interleaved round by round (see :func:`mcp_edge.perf.timing.compare`)."""
+        """Time several impls interleaved round by round (see :func:`mcp_edge.perf.timing.compare`).
+
+        An impl whose timing raises (a peer's child crashed, hung or raised; an
+        in-process peer raised) is handed to :meth:`peer_failed` and missing
+        from the result; an ``mcp_edge`` impl's failure ends the bench. Impls
+        that failed before (``ctx.failed``) are not timed again.
+        """
+        calls = {impl: call for impl, call in calls.items() if impl not in self.failed}
         # The bar counts ctx.rounds steps per measurement; scale if this call uses another count.
         n_rounds = rounds if rounds is not None else self.rounds
         per_step = max(1, round(self.rounds / n_rounds))
@@ -233,11 +314,12 @@ class BenchContext:
             min_time=min_time if min_time is not None else self.min_time,
             rounds=n_rounds,
             on_step=on_step,
+            on_failure=self.peer_failed,
         )
 
     def measure(
         self,
-        call: Call,
+        call: Call | Timer,
         *,
         label: str | None = None,
         min_time: float | None = None,
@@ -436,14 +518,20 @@ def _result_row(bench: str, row: object) -> ResultRow:
 
 
 def _run_bench(name: str, path: Path, ctx: BenchContext) -> list[ResultRow]:
+    """The bench's rows, less those of impls that failed (see :meth:`BenchContext.peer_failed`)."""
     module = load_bench(name, path)
     bench_run: Callable[[BenchContext], Iterable[object]] = module.run
+    rows: list[ResultRow] = []
     try:
-        return [_result_row(name, row) for row in bench_run(ctx)]
+        for row in bench_run(ctx):
+            rows.append(_result_row(name, row))
+    except PeerFailed as exc:
+        ctx.peer_failed(exc.peer, exc)
     except McpEdgeError:
         raise
     except Exception as exc:
         raise BenchError(f"bench {name} ({path}) failed: {type(exc).__name__}: {exc}") from exc
+    return [row for row in rows if row["impl"] not in ctx.failed]
 
 
 def _check_json_target(json_path: Path) -> None:
@@ -516,13 +604,17 @@ def run(
     machine = machine_info()
     reporter = _Reporter(progress and sys.stderr.isatty(), sys.stderr)
     rows: list[ResultRow] = []
+    notes: list[Note] = []
     try:
         for name, path in selected.items():
             ctx = BenchContext(name, quick=quick, reporter=reporter)
-            rows.extend(_run_bench(name, path, ctx))
+            try:
+                rows.extend(_run_bench(name, path, ctx))
+            finally:
+                notes.extend(ctx.notes)
             reporter.finish()
     finally:
         reporter.finish()
-    result: PerfResult = {"machine": machine, "results": rows}
+    result: PerfResult = {"machine": machine, "results": rows, "notes": notes}
     write_json(json_path, result)
     return result

@@ -56,11 +56,18 @@ def format_table(result: Mapping[str, Any], *, references: Collection[str] = REF
     times better than the best peer it is (a ratio above 1 is better, whatever
     the direction of the metric). Peers are the impls that are neither
     ``mcp_edge``/``mcp_edge[...]`` nor a reference such as ``memcpy``; a group with
-    no peer shows no ratios. The text has no trailing newline (for ``click.echo``).
+    no peer shows no ratios. Each bench's notes (skipped or failed peers, the
+    kernel a dispatched row ran, caveats) follow its rows; a bench with notes
+    but no rows still gets its block. The text has no trailing newline (for
+    ``click.echo``).
     """
     groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
     for row in result.get("results", []):
         groups.setdefault((row["bench"], row["case"], row["metric"]), []).append(row)
+    notes: dict[str, list[str]] = {}
+    for note in result.get("notes", []):
+        notes.setdefault(note["bench"], []).append(note["text"])
+    benches = list(dict.fromkeys([bench for bench, _, _ in groups] + list(notes)))
     machine = result.get("machine") or {}
     lines: list[str] = []
     if machine:
@@ -69,27 +76,39 @@ def format_table(result: Mapping[str, Any], *, references: Collection[str] = REF
             f"machine: {machine.get('board', '?')}  {machine.get('cpu', '?')}  "
             f"{machine.get('cores', '?')} cores  isa {isa}  kernel {machine.get('kernel', '?')}"
         )
-    if not groups:
+    if not groups and not notes:
         lines.append("(no results)")
         return "\n".join(lines)
-    width = max(len(r["impl"]) for rows in groups.values() for r in rows)
-    width = max(width, len("impl"))
-    current_bench = None
-    for (bench, case, metric), rows in groups.items():
-        if bench != current_bench:
-            lines.append("")
-            lines.append(f"== {bench}")
-            current_bench = bench
-        higher = bool(rows[0]["higher_is_better"])
-        peer = best_peer(rows, references)
-        direction = "higher is better" if higher else "lower is better"
-        against = f"vs {peer['impl']}" if peer is not None else ""
-        lines.append(f"-- {case}  {metric} ({direction})")
-        lines.append(f"   {'impl':<{width}}  {metric:>10}  {against}".rstrip())
-        for row in rows:
-            text = f"   {row['impl']:<{width}}  {format_value(float(row['value'])):>10}"
-            if peer is not None:
-                ratio = _ratio(float(row["value"]), float(peer["value"]), higher)
-                text += f"  {ratio:.2f}x" if ratio is not None else "  -"
-            lines.append(text)
+    width = max([len(r["impl"]) for rows in groups.values() for r in rows] + [len("impl")])
+    for bench in benches:
+        lines.append("")
+        lines.append(f"== {bench}")
+        for (row_bench, case, metric), rows in groups.items():
+            if row_bench == bench:
+                lines.extend(_group_lines(case, metric, rows, width, references))
+        if not any(key[0] == bench for key in groups):
+            lines.append("(no results)")
+        if notes.get(bench):
+            lines.append("notes:")
+            lines.extend(f"   - {text}" for text in notes[bench])
     return "\n".join(lines).lstrip("\n")
+
+
+def _group_lines(
+    case: str, metric: str, rows: Sequence[Mapping[str, Any]], width: int, references: Collection[str]
+) -> list[str]:
+    """The lines of one case and metric: a header, then each impl with its ratio to the best peer."""
+    lines: list[str] = []
+    higher = bool(rows[0]["higher_is_better"])
+    peer = best_peer(rows, references)
+    direction = "higher is better" if higher else "lower is better"
+    against = f"vs {peer['impl']}" if peer is not None else ""
+    lines.append(f"-- {case}  {metric} ({direction})")
+    lines.append(f"   {'impl':<{width}}  {metric:>10}  {against}".rstrip())
+    for row in rows:
+        text = f"   {row['impl']:<{width}}  {format_value(float(row['value'])):>10}"
+        if peer is not None:
+            ratio = _ratio(float(row["value"]), float(peer["value"]), higher)
+            text += f"  {ratio:.2f}x" if ratio is not None else "  -"
+        lines.append(text)
+    return lines

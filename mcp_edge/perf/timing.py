@@ -13,6 +13,11 @@ The function is called directly from a generated loop body unrolled
 loop overhead; no lambda or wrapper frame stands between the loop and the
 callable. The garbage collector is off while timing. Clock:
 :func:`time.perf_counter_ns`.
+
+Besides a :class:`Call`, :func:`compare` takes any :class:`Timer` (``calibrate``
+and ``run``): :class:`mcp_edge.perf.isolation.RemoteTimer` times a call in a
+child process with this same loop. An impl whose timer raises can be dropped
+from the comparison (``on_failure``) while the others go on.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["UNROLL", "Call", "Timing", "compare", "measure"]
+__all__ = ["UNROLL", "Call", "Timer", "Timing", "calibrate", "compare", "gc_off", "measure", "run_calls"]
 
 UNROLL = 16
 """Calls per loop iteration once a round holds at least this many calls."""
@@ -106,7 +112,7 @@ def _loop(nargs: int, unroll: int) -> _Loop:
     return timed
 
 
-def _run(call: Call, n: int) -> tuple[int, int]:
+def run_calls(call: Call, n: int) -> tuple[int, int]:
     """Call ``call`` about ``n`` times back to back; return (calls made, elapsed ns)."""
     unroll = UNROLL if n >= UNROLL else 1
     steps = max(1, n // unroll)
@@ -116,12 +122,12 @@ def _run(call: Call, n: int) -> tuple[int, int]:
     return steps * unroll, elapsed
 
 
-def _calibrate(call: Call, round_ns: float) -> int:
+def calibrate(call: Call, round_ns: float) -> int:
     """Calls per round so that one round takes about ``round_ns``; the first call warms up."""
-    _run(call, 1)
+    run_calls(call, 1)
     n = 1
     while True:
-        calls, elapsed = _run(call, n)
+        calls, elapsed = run_calls(call, n)
         if elapsed >= round_ns / 4 or calls >= 1 << 40:
             break
         per_call = max(elapsed, 1) / calls
@@ -133,8 +139,32 @@ def _calibrate(call: Call, round_ns: float) -> int:
     return calls_per_round
 
 
+class Timer(Protocol):
+    """What :func:`compare` times besides a :class:`Call`: a call made elsewhere (a child process)."""
+
+    def calibrate(self, round_ns: float) -> int:
+        """Calls per round so that one round takes about ``round_ns`` (warm-up included)."""
+        ...
+
+    def run(self, n: int) -> tuple[int, int]:
+        """About ``n`` calls back to back: (calls made, elapsed ns)."""
+        ...
+
+
+class _LocalTimer:
+    def __init__(self, call: Call) -> None:
+        self._call = call
+
+    def calibrate(self, round_ns: float) -> int:
+        return calibrate(self._call, round_ns)
+
+    def run(self, n: int) -> tuple[int, int]:
+        return run_calls(self._call, n)
+
+
 @contextmanager
-def _gc_off() -> Iterator[None]:
+def gc_off() -> Iterator[None]:
+    """The garbage collector off for the block (as it was before, afterwards)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -145,18 +175,20 @@ def _gc_off() -> Iterator[None]:
 
 
 def compare(
-    calls: Mapping[str, Call],
+    calls: Mapping[str, Call | Timer],
     *,
     min_time: float,
     rounds: int,
     on_step: Callable[[str], None] | None = None,
+    on_failure: Callable[[str, Exception], None] | None = None,
 ) -> dict[str, Timing]:
     """Time every call in ``calls`` in interleaved rounds; return a :class:`Timing` per key.
 
     Parameters
     ----------
     calls:
-        Name -> call; the rounds run in this order (A B C A B C ...).
+        Name -> :class:`Call` (timed here) or :class:`Timer` (timed wherever it
+        runs); the rounds run in this order (A B C A B C ...).
     min_time:
         Seconds each call is timed for, all rounds together (calibration and
         the warm-up call come on top).
@@ -164,27 +196,50 @@ def compare(
         Rounds per call, at least 1.
     on_step:
         Called with the name after each round of each call (progress hook).
+    on_failure:
+        Called with the name and the exception when calibrating or timing an
+        impl raises; that impl is dropped (no Timing) and the others go on. It
+        may raise to end the comparison. Without it the exception propagates.
     """
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, not {rounds}")
     if min_time <= 0:
         raise ValueError(f"min_time must be > 0, not {min_time}")
     round_ns = min_time * 1e9 / rounds
-    with _gc_off():
-        sizes = {name: _calibrate(call, round_ns) for name, call in calls.items()}
-        elapsed: dict[str, list[int]] = {name: [] for name in calls}
+    timers: dict[str, Timer] = {
+        name: _LocalTimer(call) if isinstance(call, Call) else call for name, call in calls.items()
+    }
+    sizes: dict[str, int] = {}
+    elapsed: dict[str, list[int]] = {name: [] for name in timers}
+
+    def failed(name: str, exc: Exception) -> None:
+        if on_failure is None:
+            raise exc
+        on_failure(name, exc)
+        timers.pop(name, None)
+
+    with gc_off():
+        for name, timer in list(timers.items()):
+            try:
+                sizes[name] = timer.calibrate(round_ns)
+            except Exception as exc:
+                failed(name, exc)
         for _ in range(rounds):
-            for name, call in calls.items():
-                made, ns = _run(call, sizes[name])
+            for name, timer in list(timers.items()):
+                try:
+                    made, ns = timer.run(sizes[name])
+                except Exception as exc:
+                    failed(name, exc)
+                    continue
                 sizes[name] = made
                 elapsed[name].append(ns)
                 if on_step is not None:
                     on_step(name)
-    return {name: Timing(sizes[name], tuple(elapsed[name])) for name in calls}
+    return {name: Timing(sizes[name], tuple(elapsed[name])) for name in timers}
 
 
 def measure(
-    call: Call, *, min_time: float, rounds: int, on_step: Callable[[str], None] | None = None
+    call: Call | Timer, *, min_time: float, rounds: int, on_step: Callable[[str], None] | None = None
 ) -> Timing:
     """Time one call (see :func:`compare`)."""
     return compare({"": call}, min_time=min_time, rounds=rounds, on_step=on_step)[""]

@@ -90,7 +90,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def check_schema(result: dict[str, Any]) -> None:
-    assert set(result) == {"machine", "results"}
+    assert set(result) == {"machine", "results", "notes"}
     machine = result["machine"]
     assert set(machine) == {"arch", "cpu", "isa", "cores", "kernel", "board"}
     for key in ("arch", "cpu", "kernel", "board"):
@@ -102,6 +102,10 @@ def check_schema(result: dict[str, Any]) -> None:
         assert set(row) == set(ROW_KEYS), row
         for key, kind in ROW_KEYS.items():
             assert type(row[key]) is kind, (key, row)
+    for note in result["notes"]:
+        assert set(note) == {"bench", "impl", "text"}, note
+        assert isinstance(note["bench"], str) and isinstance(note["text"], str) and note["text"]
+        assert note["impl"] is None or isinstance(note["impl"], str)
 
 
 # ----------------------------------------------------------------- discovery
@@ -300,7 +304,7 @@ def test_write_json_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_machine_info_shape() -> None:
-    check_schema({"machine": machine_info(), "results": []})
+    check_schema({"machine": machine_info(), "results": [], "notes": []})
 
 
 # ----------------------------------------------------------------- context and timing
