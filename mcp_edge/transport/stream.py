@@ -144,7 +144,14 @@ class StreamSession:
         if busy is not None:
             self._answer(req, busy, batch)
             return
-        self.session.running[req.id] = asyncio.create_task(self._run(req, batch))
+        task = self.session.running[req.id] = asyncio.create_task(self._run(req, batch))
+        # Cancelled before its first step (a notifications/cancelled read in the same chunk or batch), the
+        # coroutine never runs, nor its finally: free the id and settle its batch here, or both wait forever.
+        task.add_done_callback(lambda t: self._never_ran(req, batch) if t.cancelled() else None)
+
+    def _never_ran(self, req: Request, batch: Batch | None) -> None:
+        self.session.running.pop(req.id, None)
+        self._answer(req, None, batch)
 
     def _answer(self, req: Request, data: bytes | None, batch: Batch | None) -> None:
         """Write the response to ``req`` (None: cancelled, nothing), then free its id in the core."""
@@ -157,8 +164,10 @@ class StreamSession:
         self.conn.finished(req.id)
 
     def _settled(self, batch: Batch) -> None:
+        """Write a batch's array once all its requests are settled (once: its answers are taken)."""
         if batch.done:
             data = batch.encode()
+            batch.answers.clear()
             if data is not None:
                 self._send(data)
 

@@ -219,15 +219,15 @@ def test_input_rounds_are_capped_by_settings(tmp_path: Path) -> None:
 def test_a_response_over_max_out_frame_becomes_an_error_naming_the_limit(tmp_path: Path) -> None:
     async def body(router: Router) -> tuple[dict[str, Any], dict[str, Any], int]:
         small = await answer(router, handshake_req(1, "tools/call", {"name": "echo", "arguments": {"text": "hi"}}))
-        big = await router.handle(handshake_req(2, "tools/call", {"name": "echo", "arguments": {"text": "x" * 5000}}),
-                                  Session(ServerConnection(INFO)), None)
+        call = handshake_req(2, "tools/call", {"name": "echo", "arguments": {"text": "x" * 100_000}})
+        big = await router.handle(call, Session(ServerConnection(INFO)), None)
         return small, json.loads(big), len(big)
 
-    small, big, size = with_router(tmp_path, body, max_out_frame=4096)
+    small, big, size = with_router(tmp_path, body, max_out_frame=80_000, max_read=1024)
     assert small["result"]["content"][0]["text"] == "hi"
-    assert size <= 4096
+    assert size <= 80_000
     assert big["id"] == 2 and big["error"]["code"] == -32600
-    assert "4096" in big["error"]["message"] and "max_out_frame" in big["error"]["message"]
+    assert "80000" in big["error"]["message"] and "max_out_frame" in big["error"]["message"]
     assert "ranges" in big["error"]["message"]
 
 
@@ -240,16 +240,16 @@ def test_a_notification_over_max_out_frame_is_dropped_and_logged(
 
     async def body(router: Router) -> list[dict[str, Any]]:
         out = []
-        for rid, text in ((1, "short"), (2, "y" * 3000)):  # shout logs {"shout": text} at info, returns text
+        for rid, text in ((1, "short"), (2, "y" * 100_000)):  # shout logs {"shout": text} at info, returns text
             out.append(await answer(router, handshake_req(rid, "tools/call",
                                                           {"name": "shout", "arguments": {"text": text}}),
                                      emit=emit))
         return out
 
     with caplog.at_level(logging.WARNING, logger="mcp_edge.runtime"):
-        replies = with_router(tmp_path, body, max_out_frame=2048)
+        replies = with_router(tmp_path, body, max_out_frame=80_000, max_read=1024)
     assert [json.loads(m)["params"]["data"]["shout"] for m in sent] == ["short"]  # the big one was dropped
-    assert all(len(m) <= 2048 for m in sent)
+    assert all(len(m) <= 80_000 for m in sent)
     assert replies[0]["result"]["content"][0]["text"] == "short"
     assert replies[1]["error"]["code"] == -32600  # and its response too big as well: an error
     assert any("dropped" in r.getMessage() and "notification" in r.getMessage() for r in caplog.records)

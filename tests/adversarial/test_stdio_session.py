@@ -281,3 +281,29 @@ def test_stdio_pauses_reading_while_the_client_does_not_read(tmp_path: Path) -> 
         assert not failed and sent[0] == COUNT
         _close_stdin(proc)
         assert proc.wait(WAIT) == 0
+
+
+# -- batches (2025-03-26) on a stream: one array once every request in it is answered ---------------------------
+
+
+def test_a_batch_is_answered_with_one_array(tmp_path: Path) -> None:
+    with stdio_server(tmp_path, {"max_inflight": 2}) as (_, client):
+        init = request(1, "initialize", {"protocolVersion": "2025-03-26", "capabilities": {},
+                                         "clientInfo": {"name": "t", "version": "0"}})
+        client.send(init)
+        assert client.wait_for(1)["result"]["protocolVersion"] == "2025-03-26"
+        client.send(notification("notifications/initialized"))
+        client.send([request(2, "ping"),
+                     request(3, "tools/call", {"name": "slow", "arguments": {"seconds": 0.1}}),
+                     request(4, "tools/call", {"name": "echo", "arguments": {"text": "b"}}),
+                     request(5, "tools/call", {"name": "echo", "arguments": {"text": "busy"}}),
+                     notification("notifications/progress", {"progressToken": "t", "progress": 1})])
+        line = client.line()
+        assert line is not None
+        answers = {m["id"]: m for m in json.loads(line)}
+        assert set(answers) == {2, 3, 4, 5}
+        assert answers[3]["result"]["content"][0]["text"] == "slept"
+        assert answers[4]["result"]["content"][0]["text"] == "b"
+        assert answers[5]["error"]["code"] == -32010  # two already running: past max_inflight
+        assert client.call(6, "ping")["result"] == {}  # and nothing else was written
+        assert not client.early
