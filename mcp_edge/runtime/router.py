@@ -3,6 +3,19 @@
 Transports hand it ``Request`` events from the protocol core together with the
 ``Session`` they came on and an ``emit`` callback for notifications that belong
 to that request (progress, log messages); it returns the response bytes.
+
+Limits applied here for every transport: no message larger than
+``Settings.max_out_frame`` leaves (a response becomes an error naming the
+limit, a notification is dropped and logged); ``over_capacity`` gives the
+busy refusal past ``Settings.max_inflight`` requests per session; at most
+``Settings.max_listeners`` subscriptions/listen streams are open per server.
+
+``requestState`` (2026-07-28 input-required round trips) is signed, not
+encrypted: the client can read the handler's state (base64url JSON), so a
+handler must not put secrets in it. The signature binds it to the method, the
+tool/prompt name or uri, the arguments, the session's principal and an expiry
+(``Settings.request_state_ttl_s``); its key is ``request-state.key`` (0600)
+in ``Settings.data_dir``, shared by restarts and worker processes.
 """
 
 from __future__ import annotations
