@@ -23,12 +23,14 @@ SUPPORTED_ARCHES = ("x86_64", "aarch64")
 ISA_SOURCES: dict[str, dict[str, list[str]]] = {
     "x86_64": {
         "csrc/crc32c/crc32c_sse42.c": ["-msse4.2"],
-        "csrc/crc32c/crc32c_avx2.c": ["-mavx2", "-msse4.2"],
+        "csrc/crc32c/crc32c_avx2.c": ["-mavx2", "-msse4.2", "-mpclmul"],
+        "csrc/crc32c/crc32c_avx2_vpclmul.c": ["-mavx2", "-msse4.2", "-mpclmul", "-mvpclmulqdq"],
         "csrc/crc32c/crc32c_avx512.c": [
             "-mavx512f", "-mavx512bw", "-mavx512vl", "-mvpclmulqdq", "-mpclmul", "-msse4.2",
         ],
     },
     "aarch64": {
+        "csrc/crc32c/crc32c_armv8crc.c": ["-march=armv8-a+crc"],
         "csrc/crc32c/crc32c_armv8.c": ["-march=armv8-a+crc+crypto"],
     },
 }

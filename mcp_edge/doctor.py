@@ -113,7 +113,7 @@ def collect(data_dir: Path | None = None) -> dict[str, Any]:
     from mcp_edge.board import Settings
     from mcp_edge.io.engines import probe_storage
     from mcp_edge.native import cpu
-    from mcp_edge.native._crc import kernel_level
+    from mcp_edge.native._crc import kernel_description, kernel_level
 
     settings = Settings.load()
     board = settings.board
@@ -130,6 +130,7 @@ def collect(data_dir: Path | None = None) -> dict[str, Any]:
             "active": cpu.active(),
             "forced": cpu.forced(),
             "crc32c_kernel": kernel_level(),
+            "crc32c_kernel_detail": kernel_description(),
         },
         "io_uring": probe_io_uring(),
         "odirect": probe_odirect(data_dir),
@@ -200,7 +201,7 @@ def render(report: dict[str, Any]) -> str:
         f"  isa features {feats}",
         f"  isa levels   {', '.join(isa['levels'])}",
         f"  isa active   {isa['active']}{' (forced by MCP_EDGE_ISA)' if isa['forced'] else ''}; "
-        f"crc32c kernel {isa['crc32c_kernel']}",
+        f"crc32c kernel {isa['crc32c_kernel_detail']}",
         f"  io_uring     {_yes(uring['available'])}: {uring['reason']}",
         f"  O_DIRECT     {_yes(odirect['supported'])} on {odirect['probed']} ({odirect['fs']}): {odirect['reason']}",
         f"  hugepages    {huge['total']} x {huge['size_kib']} KiB reserved, {huge['free']} free; THP {huge['thp']}",

@@ -12,17 +12,21 @@ sum(c_d x^d).
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 POLY_REFLECTED = 0x82F63B78
 POLY_NORMAL = 0x11EDC6F41  # with the x^32 term
 
-# Block lengths (bytes per stream) of the three-stream crc32-instruction kernels.
-LONG_BLOCK = 4096
-SHORT_BLOCK = 256
+ROOT = Path(__file__).resolve().parent.parent
+# Stream counts and block sizes, chosen by measurement, live in one header: this
+# script reads them from there to derive the constants each block size needs.
+TUNE_HEADER = ROOT / "csrc" / "crc32c" / "crc32c_tune.h"
 # Folding distances, in bytes, used by the carry-less multiply kernels.
 FOLD_DISTANCES = (16, 32, 48, 64, 80, 96, 112, 128, 192, 256)
+# The fused kernels (crc32c_fuse_tpl.h): name in crc32c_tune.h -> bytes per vector register.
+FUSED = {"V256": 32, "V128": 16, "NEON": 16}
 
 
 def multmodp(a: int, b: int) -> int:
@@ -71,6 +75,36 @@ def fold_constant(exponent: int) -> int:
     return k
 
 
+def read_tune(path: Path) -> dict[str, int]:
+    """The integer #defines of crc32c_tune.h, without their ME_CRC32C_ prefix."""
+    found = re.findall(r"^#define ME_CRC32C_(\w+)\s+(\d+)\b", path.read_text(), re.MULTILINE)
+    return {name: int(value) for name, value in found}
+
+
+def fused_distances(tune: dict[str, int], kind: str, vbytes: int) -> dict[str, int]:
+    """The folding distances, by name, of fused kernel `kind` (see crc32c_fuse_tpl.h).
+
+    A block is three crc32 streams of `sb` bytes each, then `iters` vector spans:
+    JUMP carries the vector accumulators over the next block's streams, BLOCK
+    carries the streams' running sum over one block, C1..C3 move each stream's
+    final state (a 16-byte lane at the stream's end) to the block's last 16 bytes.
+    """
+    span = tune[f"{kind}_LANES"] * vbytes
+    out = {"SPAN": span, "VEC": vbytes}
+    for lane in range(1, tune[f"{kind}_LANES"]):
+        out[f"LANE{lane}"] = lane * vbytes
+    for size in ("LONG", "SHORT"):
+        iters = tune[f"{kind}_{size}_ITERS"]
+        sb = iters * 8 * tune[f"{kind}_WORDS"]
+        vb = iters * span
+        out[f"{size}_JUMP"] = 3 * sb + span
+        out[f"{size}_BLOCK"] = 3 * sb + vb
+        out[f"{size}_C1"] = vb + 2 * sb - 16
+        out[f"{size}_C2"] = vb + sb - 16
+        out[f"{size}_C3"] = vb - 16
+    return out
+
+
 def byte_table() -> list[int]:
     table = []
     for n in range(256):
@@ -107,7 +141,8 @@ def c_table(name: str, rows: list[list[int]]) -> str:
     return "\n".join(out)
 
 
-def render() -> str:
+def render(tune: dict[str, int]) -> str:
+    long_block, short_block = tune["LONG_BLOCK"], tune["SHORT_BLOCK"]
     parts = [
         "/* crc32c_tables.h - constant tables of the CRC32C kernels (generated). */",
         "/* SPDX-License-Identifier: Apache-2.0 */",
@@ -117,16 +152,15 @@ def render() -> str:
         "",
         "#include <stdint.h>",
         "",
-        f"#define ME_CRC32C_LONG_BLOCK {LONG_BLOCK}",
-        f"#define ME_CRC32C_SHORT_BLOCK {SHORT_BLOCK}",
+        '#include "crc32c_tune.h"',
         "",
         "/* Slicing-by-8 tables of the scalar kernel. */",
         c_table("me_crc32c_slice8", slicing_tables()),
         "",
         "/* Multiply a raw state by x^(8*ME_CRC32C_LONG_BLOCK) and x^(8*ME_CRC32C_SHORT_BLOCK). */",
-        c_table("me_crc32c_shift_long", shift_tables(LONG_BLOCK)),
+        c_table("me_crc32c_shift_long", shift_tables(long_block)),
         "",
-        c_table("me_crc32c_shift_short", shift_tables(SHORT_BLOCK)),
+        c_table("me_crc32c_shift_short", shift_tables(short_block)),
         "",
         "/* x^(2^(k+3)) mod P, reflected: the operator of 2^k zero bytes (combine). */",
         "static const uint32_t me_crc32c_x2n_bytes[64] = {",
@@ -144,14 +178,25 @@ def render() -> str:
         hi = fold_constant(bits)
         parts.append(f"#define ME_CRC32C_FOLD_{dist}_LO 0x{lo:016x}ULL")
         parts.append(f"#define ME_CRC32C_FOLD_{dist}_HI 0x{hi:016x}ULL")
+    for kind, vbytes in FUSED.items():
+        parts.append("")
+        parts.append(f"/* Folding constants of the fused {kind} kernel, from crc32c_tune.h (distance in bytes). */")
+        for name, dist in fused_distances(tune, kind, vbytes).items():
+            bits = 8 * dist
+            parts.append(f"#define ME_CRC32C_{kind}_{name}_LO 0x{fold_constant(64 + bits):016x}ULL /* {dist} */")
+            parts.append(f"#define ME_CRC32C_{kind}_{name}_HI 0x{fold_constant(bits):016x}ULL")
     parts += ["", "#endif /* MCP_EDGE_CRC32C_TABLES_H */", ""]
     return "\n".join(parts)
 
 
 def main() -> int:
-    target = Path(__file__).resolve().parent.parent / "csrc" / "crc32c" / "crc32c_tables.h"
-    text = render()
-    if "--check" in sys.argv:
+    args = sys.argv[1:]
+    tune_path, target = TUNE_HEADER, ROOT / "csrc" / "crc32c" / "crc32c_tables.h"
+    if "--tune" in args:  # tuning runs: another tune header, the tables beside it
+        tune_path = Path(args[args.index("--tune") + 1])
+        target = tune_path.parent / "crc32c_tables.h"
+    text = render(read_tune(tune_path))
+    if "--check" in args:
         if target.read_text() != text:
             print(f"{target} is out of date: run python tools/gen_crc32c_tables.py", file=sys.stderr)
             return 1

@@ -91,13 +91,15 @@ static const char *const feature_names[ME_CPU_FEATURE_COUNT] = {
 };
 
 static const char *const level_names[ME_LEVEL_COUNT] = {
-    "scalar", "sse42", "avx2", "avx512", "neon",
+    [ME_LEVEL_SCALAR] = "scalar", [ME_LEVEL_SSE42] = "sse42",       [ME_LEVEL_AVX2] = "avx2",
+    [ME_LEVEL_AVX512] = "avx512", [ME_LEVEL_ARMV8CRC] = "armv8crc", [ME_LEVEL_NEON] = "neon",
 };
 
 /* What each level needs; a level of the other architecture can never run. */
 #define NEED_SSE42 ME_CPU_SSE42
 #define NEED_AVX2 (NEED_SSE42 | ME_CPU_PCLMULQDQ | ME_CPU_AVX2)
 #define NEED_AVX512 (NEED_AVX2 | ME_CPU_AVX512F | ME_CPU_AVX512BW | ME_CPU_AVX512VL | ME_CPU_VPCLMULQDQ)
+#define NEED_ARMV8CRC ME_CPU_CRC32
 #define NEED_NEON (ME_CPU_ASIMD | ME_CPU_CRC32 | ME_CPU_PMULL)
 
 uint32_t me_cpu_features(void)
@@ -141,6 +143,8 @@ int me_cpu_level_runnable(int level)
     case ME_LEVEL_AVX512:
         return (f & NEED_AVX512) == NEED_AVX512;
 #elif defined(__aarch64__)
+    case ME_LEVEL_ARMV8CRC:
+        return (f & NEED_ARMV8CRC) == NEED_ARMV8CRC;
     case ME_LEVEL_NEON:
         return (f & NEED_NEON) == NEED_NEON;
 #endif

@@ -19,14 +19,18 @@
 #define ME_CPU_SVE        (1u << 11)
 #define ME_CPU_FEATURE_COUNT 12
 
-/* ISA levels. On x86-64 they are ordered scalar < sse42 < avx2 < avx512;
-   on aarch64 scalar < neon. */
-#define ME_LEVEL_SCALAR 0
-#define ME_LEVEL_SSE42  1
-#define ME_LEVEL_AVX2   2
-#define ME_LEVEL_AVX512 3
-#define ME_LEVEL_NEON   4
-#define ME_LEVEL_COUNT  5
+/* ISA levels, numbered in the order of each architecture's levels: on x86-64
+   scalar < sse42 < avx2 < avx512, on aarch64 scalar < armv8crc < neon (a level
+   of the other architecture is never runnable). Lists of levels, and the best
+   level, follow these numbers: a new level goes where it ranks. The numbers
+   live only in a running process (names cross every boundary). */
+#define ME_LEVEL_SCALAR   0
+#define ME_LEVEL_SSE42    1
+#define ME_LEVEL_AVX2     2
+#define ME_LEVEL_AVX512   3
+#define ME_LEVEL_ARMV8CRC 4
+#define ME_LEVEL_NEON     5
+#define ME_LEVEL_COUNT    6
 
 /* Features of this CPU that the OS also enables (xgetbv checked on x86). */
 uint32_t me_cpu_features(void);

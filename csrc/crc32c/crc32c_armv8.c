@@ -1,68 +1,90 @@
-/* crc32c_armv8.c - CRC32C kernel for ARMv8 (crc+crypto): PMULL folding of 8x16-byte lanes. */
+/* crc32c_armv8.c - CRC32C kernel of the neon level (crc+crypto): PMULL folding + crc32c x3, fused. */
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <arm_neon.h>
 
 #include "crc32c_internal.h"
 #include "crc32c_hw_tpl.h"
 
-/* Below this length the crc32 instruction alone is faster than folding. */
-#define FOLD_MIN 512
+typedef uint64x2_t x128;
+typedef uint64x2_t fvec;
 
-/* The two 64-bit folding constants of distance d as one vector: LO in lane 0, HI in lane 1. */
-#define K128(d) vcombine_p64(vcreate_p64(ME_CRC32C_FOLD_##d##_LO), vcreate_p64(ME_CRC32C_FOLD_##d##_HI))
-
-/* x carried forward by k's distance: lo(x)*LO xor hi(x)*HI, carry-less. */
-static inline uint64x2_t fold(uint64x2_t x, poly64x2_t k)
-{
-    poly64x2_t px = vreinterpretq_p64_u64(x);
-    poly128_t lo = vmull_p64(vgetq_lane_p64(px, 0), vgetq_lane_p64(k, 0));
-    poly128_t hi = vmull_high_p64(px, k);
-    return veorq_u64(vreinterpretq_u64_p128(lo), vreinterpretq_u64_p128(hi));
-}
-
-static inline uint64x2_t ld(const unsigned char *p)
+static inline x128 x_load(const unsigned char *p)
 {
     return vreinterpretq_u64_u8(vld1q_u8(p));
 }
 
+/* A folding constant pair: LO multiplies a lane's first 8 bytes, HI its last 8. */
+static inline x128 x_k(uint64_t lo, uint64_t hi)
+{
+    return vcombine_u64(vcreate_u64(lo), vcreate_u64(hi));
+}
+
+/* x carried forward by k's distance: lo(x)*LO xor hi(x)*HI, carry-less. */
+static inline x128 x_fold(x128 x, x128 k)
+{
+    poly64x2_t px = vreinterpretq_p64_u64(x), pk = vreinterpretq_p64_u64(k);
+    poly128_t lo = vmull_p64(vgetq_lane_p64(px, 0), vgetq_lane_p64(pk, 0));
+    poly128_t hi = vmull_high_p64(px, pk);
+    return veorq_u64(vreinterpretq_u64_p128(lo), vreinterpretq_u64_p128(hi));
+}
+
+static inline x128 x_xor(x128 a, x128 b)
+{
+    return veorq_u64(a, b);
+}
+
+static inline x128 x_zero(void)
+{
+    return vdupq_n_u64(0);
+}
+
+/* The lane holding state c in its low 32 bits, folded by the distance of lo. */
+static inline x128 x_mul_lo(uint32_t c, uint64_t lo)
+{
+    return vreinterpretq_u64_p128(vmull_p64((poly64_t)c, (poly64_t)lo));
+}
+
+/* The raw state after the 16 bytes of x, from state 0. */
+static inline uint32_t x_crc(x128 x)
+{
+    return ME_CRC_U64(ME_CRC_U64(0, vgetq_lane_u64(x, 0)), vgetq_lane_u64(x, 1));
+}
+
+#define fv_load x_load
+#define fv_fold x_fold
+#define fv_xor x_xor
+#define fv_k x_k
+#define fv_zero x_zero
+
+static inline fvec fv_state(uint32_t s)
+{
+    return vcombine_u64(vcreate_u64(s), vcreate_u64(0));
+}
+
+static inline fvec fv_top(x128 x)
+{
+    return x;
+}
+
+static inline x128 fv_low128(fvec v)
+{
+    return v;
+}
+
+#define FUSE_NAME fuse_neon
+#define FUSE_CONST(x) ME_CRC32C_NEON_##x
+#define FUSE_LANES ME_CRC32C_NEON_LANES
+#define FUSE_WORDS ME_CRC32C_NEON_WORDS
+#define FUSE_LONG_ITERS ME_CRC32C_NEON_LONG_ITERS
+#define FUSE_SHORT_ITERS ME_CRC32C_NEON_SHORT_ITERS
+#define FUSE_VBYTES 16
+#include "crc32c_fuse_tpl.h"
+
+_Static_assert(ME_CRC32C_NEON_MIN >= ME_CRC32C_NEON_LANES * 16, "the fused kernel needs one span");
+
 uint32_t me_crc32c_update_armv8(uint32_t s, const unsigned char *p, size_t n)
 {
-    if (n < FOLD_MIN)
+    if (n < ME_CRC32C_NEON_MIN)
         return hw_update(s, p, n);
-    size_t head = (size_t)(-(uintptr_t)p & 15);
-    if (head) {
-        s = hw_update_1way(s, p, head);
-        p += head;
-        n -= head;
-    }
-    uint64x2_t x[8];
-    for (int i = 0; i < 8; i++)
-        x[i] = ld(p + 16 * i);
-    x[0] = veorq_u64(x[0], vcombine_u64(vcreate_u64(s), vcreate_u64(0)));
-    p += 128;
-    n -= 128;
-    const poly64x2_t k128 = K128(128);
-    while (n >= 128) {
-        for (int i = 0; i < 8; i++)
-            x[i] = veorq_u64(fold(x[i], k128), ld(p + 16 * i));
-        p += 128;
-        n -= 128;
-    }
-    uint64x2_t acc = x[7];
-    acc = veorq_u64(acc, fold(x[0], K128(112)));
-    acc = veorq_u64(acc, fold(x[1], K128(96)));
-    acc = veorq_u64(acc, fold(x[2], K128(80)));
-    acc = veorq_u64(acc, fold(x[3], K128(64)));
-    acc = veorq_u64(acc, fold(x[4], K128(48)));
-    acc = veorq_u64(acc, fold(x[5], K128(32)));
-    acc = veorq_u64(acc, fold(x[6], K128(16)));
-    const poly64x2_t k16 = K128(16);
-    while (n >= 16) {
-        acc = veorq_u64(fold(acc, k16), ld(p));
-        p += 16;
-        n -= 16;
-    }
-    s = ME_CRC_U64(0, vgetq_lane_u64(acc, 0));
-    s = ME_CRC_U64(s, vgetq_lane_u64(acc, 1));
-    return hw_update_1way(s, p, n);
+    return fuse_neon(s, p, n);
 }

@@ -80,7 +80,7 @@ def level_number(str name):
     if level < 0:
         raise IsaLevelError(
             f"unknown ISA level {name!r}: levels are scalar, sse42, avx2, avx512 (x86-64) "
-            f"and scalar, neon (aarch64); this CPU runs {', '.join(runnable)}"
+            f"and scalar, armv8crc, neon (aarch64); this CPU runs {', '.join(runnable)}"
         )
     raise IsaLevelError(f"this CPU cannot run ISA level {name!r}; it runs {', '.join(runnable)}")
 

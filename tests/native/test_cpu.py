@@ -22,7 +22,7 @@ def run_with_isa(level: str, code: str) -> subprocess.CompletedProcess[str]:
 def test_levels_lowest_first_and_active_is_best() -> None:
     levels = cpu.levels()
     assert levels[0] == "scalar"
-    order = ["scalar", "sse42", "avx2", "avx512"] if X86 else ["scalar", "neon"]
+    order = ["scalar", "sse42", "avx2", "avx512"] if X86 else ["scalar", "armv8crc", "neon"]
     assert levels == [lvl for lvl in order if lvl in levels]
     if not os.environ.get("MCP_EDGE_ISA"):
         assert cpu.active() == levels[-1]
@@ -59,6 +59,7 @@ def test_levels_follow_features() -> None:
             f[k] for k in ("avx512f", "avx512bw", "avx512vl", "vpclmulqdq", "avx2", "pclmulqdq")
         )
     else:
+        assert ("armv8crc" in levels) == f["crc32"]
         assert ("neon" in levels) == (f["asimd"] and f["crc32"] and f["pmull"])
 
 

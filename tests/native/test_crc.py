@@ -13,9 +13,11 @@ import json
 import mmap
 import os
 import random
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import crc32c as reference
 import pytest
@@ -23,18 +25,32 @@ from ci_honesty import importorskip
 
 from mcp_edge.errors import IsaLevelError
 from mcp_edge.native import cpu, crc32c, crc32c_combine, crc32c_variant
-from mcp_edge.native._crc import _active_kernel, _kernel_addresses, kernel_level, kernels
+from mcp_edge.native._crc import (
+    _active_kernel,
+    _kernel_addresses,
+    kernel_description,
+    kernel_level,
+    kernel_name,
+    kernels,
+    level_kernels,
+    runnable_kernels,
+)
 
 LEVELS = cpu.levels()  # the levels this CPU runs
-KERNELS = kernels()  # the levels this build has a kernel for (this architecture's)
+KERNELS = kernels()  # the kernels of this build (this architecture's), lowest level first
+RUNNABLE = runnable_kernels()  # those this CPU runs
 
-# The CPU features each kernel needs (csrc/cpu/cpu.c, NEED_*), to name what a skipped kernel lacks.
-NEEDS = {
-    "scalar": (),
-    "sse42": ("sse42",),
-    "avx2": ("sse42", "pclmulqdq", "avx2"),
-    "avx512": ("sse42", "pclmulqdq", "avx2", "avx512f", "avx512bw", "avx512vl", "vpclmulqdq"),
-    "neon": ("asimd", "crc32", "pmull"),
+# Each kernel's level and the CPU features it needs (csrc/cpu/cpu.c NEED_*, plus the kernel's own
+# needs in csrc/crc32c/crc32c.c), to name what a skipped kernel lacks.
+AVX2 = ("sse42", "pclmulqdq", "avx2")
+KERNEL_TABLE = {
+    "scalar": ("scalar", ()),
+    "sse42": ("sse42", ("sse42",)),
+    "avx2-pclmul": ("avx2", AVX2),
+    "avx2-vpclmul": ("avx2", (*AVX2, "vpclmulqdq")),
+    "avx512": ("avx512", (*AVX2, "avx512f", "avx512bw", "avx512vl", "vpclmulqdq")),
+    "armv8crc": ("armv8crc", ("crc32",)),
+    "neon": ("neon", ("asimd", "crc32", "pmull")),
 }
 
 
@@ -43,11 +59,11 @@ def level(request: pytest.FixtureRequest) -> str:
     """Each kernel of this build; one this CPU cannot run is skipped, the skip naming the kernel."""
     name: str = request.param
     request.node.user_properties.append(("crc32c_kernel", name))
-    if name not in LEVELS:
+    if name not in RUNNABLE:
         feats = cpu.features()
-        missing = [f for f in NEEDS.get(name, ()) if not feats.get(f)]
+        missing = [f for f in KERNEL_TABLE[name][1] if not feats.get(f)]
         lacks = f"lacks {', '.join(missing)}" if missing else "or its OS does not enable what it needs"
-        pytest.skip(f"{name} kernel built but this CPU {lacks} (it runs {', '.join(LEVELS)})")
+        pytest.skip(f"{name} kernel built but this CPU {lacks} (it runs {', '.join(RUNNABLE)})")
     return name
 
 # RFC 3720 (iSCSI), appendix B.4, plus the common check value.
@@ -100,9 +116,26 @@ def test_every_short_length(level: str, pool: bytes) -> None:
             assert crc32c_variant(level, data, 0x5A5A5A5A) == reference.crc32c(data, 0x5A5A5A5A), (offset, n)
 
 
+def _fused_block_sizes() -> set[int]:
+    """Bytes per block of the fused kernels (csrc/crc32c/crc32c_tune.h): three streams, then the vector span."""
+    tune_h = Path(__file__).resolve().parents[2] / "csrc" / "crc32c" / "crc32c_tune.h"
+    tune = {k: int(v) for k, v in re.findall(r"^#define ME_CRC32C_(\w+)\s+(\d+)\b", tune_h.read_text(), re.M)}
+    sizes = {tune["SHORT_BLOCK"] * 3, tune["LONG_BLOCK"] * 3}
+    for kind, vbytes in (("V256", 32), ("V128", 16), ("NEON", 16)):
+        span = tune[f"{kind}_LANES"] * vbytes
+        sizes.add(span)
+        sizes.add(tune[f"{kind}_MIN"])
+        for size in ("LONG", "SHORT"):
+            iters = tune[f"{kind}_{size}_ITERS"]
+            sizes.add(3 * iters * 8 * tune[f"{kind}_WORDS"] + iters * span)
+    return sizes
+
+
 def test_block_boundaries(level: str, pool: bytes) -> None:
     view = memoryview(pool)
-    sizes = {k * b + d for b in (16, 64, 128, 256, 768, 12288) for k in (1, 2, 3, 4, 5) for d in (-1, 0, 1)}
+    blocks = {16, 64, 128, 256, 768, 12288} | _fused_block_sizes()
+    sizes = {k * b + d for b in blocks for k in (1, 2, 3, 4, 5) for d in (-1, 0, 1)}
+    sizes |= {b + span + d for b in blocks for span in (16, 32, 96, 128, 960) for d in (-17, -1, 0, 1, 15)}
     for n in sorted(s for s in sizes if 0 <= s <= 70_000):
         for offset in (0, 5, 32):
             data = view[offset : offset + n]
@@ -120,43 +153,78 @@ def test_streaming_matches_one_shot(level: str, pool: bytes, rng: random.Random)
 
 def test_dispatched_matches_active_level(pool: bytes) -> None:
     assert kernel_level() == cpu.active()
+    assert kernel_name() == level_kernels()[cpu.active()]
     for n in (0, 63, 64, 4096, 70_000):
         assert crc32c(pool[:n]) == crc32c_variant(cpu.active(), pool[:n])
+        assert crc32c(pool[:n]) == crc32c_variant(kernel_name(), pool[:n])
+
+
+def test_kernel_table() -> None:
+    """Every kernel of this build is known here (level, needs), lowest level first; each runnable level runs
+    its best runnable kernel; a kernel runs here exactly when this CPU has all it needs."""
+    assert set(KERNELS) <= set(KERNEL_TABLE), KERNELS
+    order = list(KERNEL_TABLE)
+    assert sorted(KERNELS, key=order.index) == KERNELS
+    feats = cpu.features()
+    for name in KERNELS:
+        level, needs = KERNEL_TABLE[name]
+        assert (name in RUNNABLE) == (level in LEVELS and all(feats.get(f) for f in needs)), name
+    chosen = level_kernels()
+    assert list(chosen) == LEVELS
+    for lvl, name in chosen.items():
+        ours = [k for k in RUNNABLE if KERNEL_TABLE[k][0] == lvl]
+        assert name == ours[-1], (lvl, ours)
+    if "avx2" in chosen:
+        assert chosen["avx2"] == ("avx2-vpclmul" if feats["vpclmulqdq"] else "avx2-pclmul")
+
+
+def test_description_names_the_kernel_in_use() -> None:
+    detail = {"avx2-pclmul": "pclmulqdq + crc32 x3", "avx2-vpclmul": "vpclmulqdq-256 + crc32 x3",
+              "armv8crc": "crc32c x3", "neon": "pmull + crc32c x3", "sse42": "crc32 x3"}
+    expected = detail.get(kernel_name())
+    assert kernel_description().startswith(f"{kernel_level()} (")
+    if expected:
+        assert kernel_description() == f"{kernel_level()} ({expected})"
 
 
 def test_each_level_has_its_own_kernel() -> None:
     """The dispatch test below tells kernels apart by address: they must all differ."""
     addresses = _kernel_addresses()
     assert list(addresses) == KERNELS
-    assert "scalar" in KERNELS and set(LEVELS) <= set(KERNELS)
+    assert "scalar" in KERNELS and set(RUNNABLE) <= set(KERNELS)
+    assert set(level_kernels().values()) <= set(RUNNABLE)
     assert len(set(addresses.values())) == len(addresses), addresses
 
 
 def test_reported_level_is_the_kernel_in_use() -> None:
-    assert _active_kernel() == _kernel_addresses()[kernel_level()]
+    names = {addr: name for name, addr in _kernel_addresses().items()}
+    assert names[_active_kernel()] == kernel_name()
+    assert KERNEL_TABLE[kernel_name()][0] == kernel_level()
 
 
 _DISPATCH_PROBE = (
     "import json, sys\n"
     "from mcp_edge.native import _crc, cpu, crc32c\n"
     "crc32c(b'x')\n"
-    "json.dump({'active': cpu.active(), 'reported': _crc.kernel_level(),\n"
+    "json.dump({'active': cpu.active(), 'reported': _crc.kernel_level(), 'name': _crc.kernel_name(),\n"
     "    'in_use': _crc._active_kernel(), 'kernels': _crc._kernel_addresses()}, sys.stdout)\n"
 )
 
 
-def test_forcing_a_level_switches_the_kernel(level: str) -> None:
+@pytest.mark.parametrize("forced", LEVELS)
+def test_forcing_a_level_switches_the_kernel(forced: str) -> None:
     """MCP_EDGE_ISA=<level>: crc32c() then calls that level's kernel (its address, not a recorded level
     number: results are identical on every kernel, so only the pointer shows which one runs)."""
-    env = dict(os.environ, MCP_EDGE_ISA=level)
+    expected = level_kernels()[forced]
+    env = dict(os.environ, MCP_EDGE_ISA=forced)
     out = subprocess.run([sys.executable, "-c", _DISPATCH_PROBE], env=env, capture_output=True, text=True,
                          timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     names = {addr: name for name, addr in got["kernels"].items()}
-    assert got["active"] == level
-    assert names.get(got["in_use"]) == level, f"MCP_EDGE_ISA={level} runs the {names.get(got['in_use'])} kernel"
-    assert got["reported"] == level
+    assert got["active"] == forced
+    assert names.get(got["in_use"]) == expected, f"MCP_EDGE_ISA={forced} runs the {names.get(got['in_use'])} kernel"
+    assert (got["reported"], got["name"]) == (forced, expected)
 
 
 def test_combine_identities(pool: bytes, rng: random.Random) -> None:
@@ -211,7 +279,7 @@ def test_value_out_of_range(value: int) -> None:
 
 
 def test_variant_unknown_level() -> None:
-    with pytest.raises(IsaLevelError, match=r"unknown ISA level 'avx9'.*this CPU runs scalar"):
+    with pytest.raises(IsaLevelError, match=r"unknown ISA level 'avx9'.*this CPU runs scalar.*kernels of this build"):
         crc32c_variant("avx9", b"x")
 
 
@@ -219,6 +287,21 @@ def test_variant_level_this_cpu_lacks() -> None:
     other = "neon" if "avx2" in cpu.features() else "sse42"
     with pytest.raises(IsaLevelError, match=f"cannot run ISA level '{other}'"):
         crc32c_variant(other, b"x")
+
+
+def test_variant_kernel_this_cpu_lacks() -> None:
+    """A kernel of this build that this CPU cannot run is refused by name, with what it needs."""
+    lacking = [k for k in KERNELS if k not in RUNNABLE]
+    if not lacking:
+        pytest.skip(f"this CPU runs every CRC32C kernel of this build ({', '.join(KERNELS)})")
+    with pytest.raises(IsaLevelError, match=f"cannot run CRC32C kernel '{lacking[-1]}' .*needs"):
+        crc32c_variant(lacking[-1], b"x")
+
+
+def test_level_name_runs_the_level_kernel(pool: bytes) -> None:
+    """crc32c_variant(<level>) is the kernel that level dispatches to here."""
+    for lvl, name in level_kernels().items():
+        assert crc32c_variant(lvl, pool[:5000], 7) == crc32c_variant(name, pool[:5000], 7)
 
 
 def test_large_input_releases_the_gil() -> None:
