@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mcp_edge.board.settings import Settings
 from mcp_edge.mcp import ServerConnection, ServerInfo, jsonrpc
 from mcp_edge.mcp.connection import META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, ClientResult, Request
 from mcp_edge.plugin import Registry
@@ -53,7 +54,7 @@ async def _router(tmp: Path) -> Router:
     registry = Registry([tmp], entry_points=False)
     registry.discover()
     await registry.start()
-    return Router(registry, INFO)
+    return Router(registry, INFO, Settings.load(data_dir=tmp / "data"))  # the requestState key goes there
 
 
 def test_handshake_era_router_asks_the_client(tmp_path: Path) -> None:
