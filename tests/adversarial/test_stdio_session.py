@@ -307,3 +307,40 @@ def test_a_batch_is_answered_with_one_array(tmp_path: Path) -> None:
         assert answers[5]["error"]["code"] == -32010  # two already running: past max_inflight
         assert client.call(6, "ping")["result"] == {}  # and nothing else was written
         assert not client.early
+
+
+def test_broadcasts_to_a_client_far_behind_are_dropped_not_queued(
+        caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    from mcp_edge.board.settings import Settings
+    from mcp_edge.mcp import ServerInfo
+    from mcp_edge.plugin import Registry
+    from mcp_edge.runtime.router import Router
+    from mcp_edge.transport.stream import Output, StreamSession
+
+    class Stuck(Output):  # a client that reads nothing: everything written stays pending
+        def __init__(self) -> None:
+            self.pending = 0
+            self.writes = 0
+
+        def write(self, data: bytes) -> None:
+            self.pending += len(data)
+            self.writes += 1
+
+        def backlog(self) -> int:
+            return self.pending
+
+    async def main() -> tuple[Stuck, Stuck]:
+        settings = Settings.load(data_dir=tmp_path, output_backlog=64 * 1024)
+        router = Router(Registry([], entry_points=False), ServerInfo("t", "0", {}), settings)
+        stuck, fine = Stuck(), Stuck()
+        StreamSession(router, stuck, settings)
+        StreamSession(router, fine, settings)
+        stuck.pending = 4 * 64 * 1024 + 1  # past four times the bound
+        for _ in range(3):
+            await router.list_changed("tools")  # never waits for the stuck client
+        return stuck, fine
+
+    with caplog.at_level(logging.WARNING, logger="mcp_edge.transport"):
+        stuck, fine = asyncio.run(asyncio.wait_for(main(), WAIT))
+    assert stuck.writes == 0 and fine.writes == 3
+    assert any("not reading its output" in r.getMessage() for r in caplog.records)
