@@ -9,10 +9,14 @@ and its tail handling is always measured.
 Impls:
 
 - ``mcp_edge``: the dispatched ``crc32c``; a note names the kernel it ran
-  (``kernel_level()``, and the ``mcp_edge[...]`` rows with the same kernel);
-- ``mcp_edge[<name>]``: ``crc32c_variant(name, ...)`` for every kernel name
-  this build reports (``mcp_edge.native._crc.kernels()``); one this CPU cannot
-  run is skipped with a note that names it;
+  and its level (``kernel_name()``, ``kernel_description()``);
+- ``mcp_edge[<level>]``: ``crc32c_variant(level, ...)`` for every ISA level
+  this CPU runs (``scalar``, ``sse42``, ``avx2``, ...: the names that hold
+  across machines; a note says which kernel a level runs when its name
+  differs), and ``mcp_edge[<kernel>]`` for every other kernel name this build
+  reports (``mcp_edge.native._crc.kernels()``: ``avx2-pclmul``,
+  ``avx2-vpclmul`` ...); a kernel this CPU cannot run is skipped with a note
+  that names it;
 - ``crc32c`` and ``google-crc32c`` (PyPI, C extensions);
 - ``isa-l``: libisal's dispatched ``crc32_iscsi`` (its AVX-512 kernel where the
   CPU has one), and ``isa-l[01]``: ``crc32_iscsi_01``, its SSE4.2 + PCLMULQDQ
@@ -247,23 +251,31 @@ def _host(ctx: BenchContext, peer: str, impls: list[str]) -> _Group | None:
 
 
 def _mcp_edge_impls(ctx: BenchContext) -> list[str]:
-    """``mcp_edge`` and ``mcp_edge[<kernel>]`` for every kernel this build has and this CPU runs (a note per other)."""
+    """``mcp_edge``, ``mcp_edge[<level>]`` for every ISA level this CPU runs (the names that hold across
+    machines), and ``mcp_edge[<kernel>]`` for every other kernel name of this build (``kernels()``) this CPU
+    runs; a note for each kernel it cannot run, for each level that runs a kernel of another name, and for
+    the kernel the dispatched row ran."""
     from mcp_edge.errors import IsaLevelError
     from mcp_edge.native import _crc, cpu, crc32c_variant
 
-    names = ["mcp_edge"]
+    levels = cpu.levels()
+    names = ["mcp_edge", *(f"mcp_edge[{level}]" for level in levels)]
     for kernel in _crc.kernels():
+        if kernel in levels:
+            continue
         try:
             crc32c_variant(kernel, b"")
         except IsaLevelError as exc:
             ctx.note(f"mcp_edge[{kernel}] skipped: this CPU cannot run it ({exc})", f"mcp_edge[{kernel}]")
             continue
         names.append(f"mcp_edge[{kernel}]")
-    active = _crc._active_kernel()
-    same = [f"mcp_edge[{n}]" for n, address in _crc._kernel_addresses().items() if address == active]
-    forced = f", capped by MCP_EDGE_ISA={cpu.active()}" if cpu.forced() else ""
-    ctx.note(f"mcp_edge (dispatched) ran the {_crc.kernel_level()} kernel{forced}"
-             + (f" (the kernel of {', '.join(same)})" if same else ""), "mcp_edge")
+    for level, kernel in _crc.level_kernels().items():
+        if kernel != level:
+            ctx.note(f"mcp_edge[{level}] runs the {kernel} kernel here (the same as mcp_edge[{kernel}])",
+                     f"mcp_edge[{level}]")
+    forced = f", capped by {cpu.ISA_ENV}={cpu.active()}" if cpu.forced() else ""
+    ctx.note(f"mcp_edge (dispatched) ran the {_crc.kernel_name()} kernel: {_crc.kernel_description()}{forced}",
+             "mcp_edge")
     return names
 
 

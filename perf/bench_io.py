@@ -928,7 +928,7 @@ def _open(path: Path, case: Case) -> int:
 def _run_case(ctx: BenchContext, av: Available, path: Path, case: Case, round_s: float) -> Iterator[Row]:
     if not case.direct:
         _warm_cache(ctx, path)
-    offsets = case_offsets(case)
+    offsets = case_offsets(case, FILE_SIZE, RANDOM_OFFSETS)
     fd = _open(path, case)
     ref_fd = os.open(path, os.O_RDONLY)
     runners: dict[str, Runner] = {}

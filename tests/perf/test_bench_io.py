@@ -190,3 +190,99 @@ def test_mount_of(bench: ModuleType, path: str, expected: tuple[str, str, str]) 
 def test_memory_filesystems_are_refused(bench: ModuleType) -> None:
     assert {"tmpfs", "ramfs"} <= bench.MEMORY_FILESYSTEMS
     assert "ext4" not in bench.MEMORY_FILESYSTEMS
+
+
+# -- peers in child processes -------------------------------------------------------------------------------
+
+SIGILL_LIBURING = (
+    "import os, signal\nclass Ring:\n    def __init__(self):\n        os.kill(os.getpid(), signal.SIGILL)\n"
+)
+
+FAKE_HOST = '''
+import os, signal
+
+
+class Host:
+    """Reads like liburing would (os.pread), then dies of SIGILL when timed: a peer that crashes mid-run."""
+
+    def version(self):
+        return "fake"
+
+    def open(self, path, case, offsets):
+        self.fd = os.open(path, os.O_RDONLY)
+        self.block = case[1]
+        return max(2 * case[2], 8)
+
+    def read(self, offsets):
+        return [os.pread(self.fd, self.block, off) for off in offsets]
+
+    def timed(self, seconds):
+        os.kill(os.getpid(), signal.SIGILL)
+
+    def close(self):
+        os.close(self.fd)
+'''
+
+
+def _ctx() -> Any:
+    from mcp_edge.perf import BenchContext
+
+    ctx = BenchContext("io", quick=True)
+    ctx.peer_timeout = 30.0
+    return ctx
+
+
+@pytest.mark.parametrize(("source", "note"), [
+    (SIGILL_LIBURING, "liburing failed: killed by SIGILL while starting"),
+    ("raise ImportError('no wheel for this machine')\n", "liburing skipped: not installed (pip install liburing)"),
+])
+def test_a_liburing_that_crashes_or_is_missing_is_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, note: str
+) -> None:
+    """The PyPI liburing 2026.3.30 wheel's Ring() executes an instruction some CPUs lack: a fake one that kills
+    itself with SIGILL (on any CPU) costs the liburing rows only. It is imported in the child alone."""
+    (tmp_path / "liburing.py").write_text(source)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    bench = load_bench("io", BENCH)
+    ctx = _ctx()
+    av = bench._available(ctx)
+    assert "liburing" not in av.impls and av.liburing is None
+    assert "os.preadv" in av.impls
+    texts = [n["text"] for n in ctx.notes if n["impl"] == "liburing"]
+    assert len(texts) == 1 and texts[0].startswith(note)
+
+
+def test_the_io_bench_completes_when_a_peer_dies_mid_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole bench on a small file, with a liburing stand-in that reads correctly and then dies of SIGILL
+    when timed: every case has the other impls' rows, none has liburing's, one note says why."""
+    import sys
+
+    from mcp_edge.perf import harness
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    bench = load_bench("io", BENCH)
+    point, fstype, _ = bench.mount_of(data_dir.resolve(), Path("/proc/self/mountinfo").read_text())
+    if sys.platform != "linux" or fstype in bench.MEMORY_FILESYSTEMS:
+        pytest.skip(f"needs Linux and a disk filesystem for {data_dir} ({fstype} at {point})")
+    host = tmp_path / "fake_host.py"
+    host.write_text(FAKE_HOST)
+    monkeypatch.setenv(bench.FILE_DIR_ENV, str(data_dir))
+    monkeypatch.setattr(bench, "FILE_SIZE", 8 << 20)
+    monkeypatch.setattr(bench, "WRITE_CHUNK", 1 << 20)
+    monkeypatch.setattr(bench, "RANDOM_OFFSETS", 4096)
+    monkeypatch.setattr(bench, "SECONDS", {True: 0.03, False: 0.03})
+    monkeypatch.setattr(bench, "BATCH_BYTES", 256 << 10)
+    monkeypatch.setattr(bench, "liburing_factory", lambda: f"{host}:Host")
+    monkeypatch.setattr(bench.shutil, "which", lambda name: None)  # no fio: 30 processes would only cost time
+    ctx = _ctx()
+    rows = [harness._result_row("io", r) for r in bench.run(ctx)]
+    impls = {r["impl"] for r in rows}
+    assert "liburing" not in impls
+    assert {"os.preadv", "mcp_edge[threads]"} <= impls
+    for case in bench.CASES:
+        assert {r["impl"] for r in rows if r["case"] == case.name} == impls
+    texts = [n["text"] for n in ctx.notes if n["impl"] == "liburing"]
+    assert texts[0] == "peer liburing fake (PyPI), in a child process"
+    assert texts[1].startswith("liburing failed: killed by SIGILL in timed()")
+    assert len(texts) == 2

@@ -124,7 +124,7 @@ def test_a_failing_peer_is_a_peer_failed_naming_it(peers: str, how: str, when: s
 def test_a_failed_child_is_gone_and_says_so(peers: str) -> None:
     child = Child("p", peers, ("hang", "call"), timeout=TIMEOUT)
     pid = child.call("getpid", timeout=30)
-    with pytest.raises(PeerFailed, match="timed out after 0.5 s in echo"):
+    with pytest.raises(PeerFailed, match=r"timed out after 0\.5 s in echo"):
         child.call("echo", 1, timeout=0.5)
     assert _gone(pid)
     with pytest.raises(PeerFailed, match="gone"):
