@@ -640,13 +640,14 @@ class _HttpWorld:
         async def spin() -> None:
             me = asyncio.current_task()
             deadline = self.loop.time() + budget_s
+            ready = getattr(self.loop, "_ready", None)  # callbacks due (asyncio's own loop); None: unknown
             quiet = 0
             while not done() and self.loop.time() < deadline:
                 await asyncio.sleep(0)
                 others = [t for t in asyncio.all_tasks(self.loop) if t is not me]
                 quiet = 0 if others else quiet + 1
-                if quiet > 3:  # no task left and the callbacks they scheduled have run
-                    return
+                if quiet > 3 or (quiet and ready is not None and not ready):
+                    return  # no task left, and the callbacks they scheduled have run
                 if others and quiet == 0:
                     await asyncio.sleep(0.0005)  # a task waits on something: give time a chance to pass
 

@@ -4,8 +4,9 @@
     python tools/fuzz/run.py --time 300                  # `make fuzz`: 5 minutes a target
     python tools/fuzz/run.py --time 60 --targets http    # one target
 
-Each target (tools/fuzz/fuzz_<target>.py) starts from its seeds and kept inputs in tests/data/fuzz/<target>/
-and from the corpus it grew before under build/fuzz/corpus/<target>/ (not committed). A crash, a timeout or
+Each target (tools/fuzz/fuzz_<target>.py) starts from its seeds (tests/data/fuzz/<target>/seed-*) and from
+the corpus it grew before under build/fuzz/corpus/<target>/ (not committed); the inputs kept there from
+earlier findings are replayed by tests/fuzz/test_fuzz_regressions.py, not here. A crash, a timeout or
 running out of memory copies the input to tests/data/fuzz/<target>/crash-* (timeout-*, oom-*; unless the same
 bytes are kept there already, e.g. a known regression not fixed yet), where
 tests/fuzz/test_fuzz_regressions.py replays it from then on, and makes this exit 1. The summary is printed
@@ -59,11 +60,19 @@ def run_target(target: str, runs: int, seconds: int, log: Path) -> Result:
     seeds = DATA / target
     findings = WORK / "findings" / target
     findings.mkdir(parents=True, exist_ok=True)
+    # The fuzzer starts from the seed-* inputs; the kept findings (regress-*, crash-*...) are the replay test's,
+    # so that one open finding does not stop every run before it starts.
+    start_dir = WORK / "seeds" / target
+    start_dir.mkdir(parents=True, exist_ok=True)
+    for old in start_dir.iterdir():
+        old.unlink()
+    for seed in seeds.glob("seed-*"):
+        (start_dir / seed.name).write_bytes(seed.read_bytes())
     cmd = [
         sys.executable, str(HERE / f"fuzz_{target}.py"),
         f"-runs={runs}", f"-max_total_time={seconds}", f"-timeout={TIMEOUT_S}", "-rss_limit_mb=2048",
         f"-max_len={MAX_LEN[target]}", "-print_final_stats=1", f"-artifact_prefix={findings}/",
-        str(corpus), str(seeds),
+        str(corpus), str(start_dir),
     ]
     start = time.monotonic()
     with log.open("wb") as out:
