@@ -496,6 +496,7 @@ class HttpConnection(asyncio.Protocol):
                     if early.close:
                         self._half_close()
                         return
+                    self._read_on()
                     continue
                 try:
                     await self._app.handle(request, exchange)
@@ -507,16 +508,22 @@ class HttpConnection(asyncio.Protocol):
                     exchange.end()
                 if not request.keep_alive or self._linger_until:
                     return
-                if self._paused_reading and self._transport is not None and not self._closing:
-                    self._paused_reading = False
-                    if self._msg_start:  # the request under way was not read meanwhile: its clock restarts
-                        self._msg_start = self._loop.time()
-                    self._transport.resume_reading()
+                self._read_on()
         finally:
             self._current = None
             self._task = None
             if self._closing and not self._queue and not self._linger_until:
                 self.close()
+            else:
+                self._read_on()
+
+    def _read_on(self) -> None:
+        """Resume reading paused for pipelining once the request ahead has been answered."""
+        if self._paused_reading and self._transport is not None and not self._closing and not self.lost:
+            self._paused_reading = False
+            if self._msg_start:  # the request under way was not read meanwhile: its clock restarts
+                self._msg_start = self._loop.time()
+            self._transport.resume_reading()
 
     def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None:
         self.last_active = self._loop.time()
