@@ -177,6 +177,18 @@ def test_http2_preface_gets_505(server: ServerProcess) -> None:
     assert _status_lines(out) == [505], out
 
 
+def test_pipelined_requests_refused_on_their_head_do_not_stall_the_connection(server: ServerProcess) -> None:
+    # each is answered from its head alone (400: no Host); reading paused behind the first must resume
+    data = b"POST /mcp HTTP/1.1\r\n\r\n" * 3
+    out = b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)  # the client's EOF: seen only if reading resumed
+        while chunk := sock.recv(65536):  # a TimeoutError here: the server never read on
+            out += chunk
+    assert _status_lines(out) == [400, 400, 400], out
+
+
 # --- case 21: Origin '*' keeps the Host check ----------------------------------------------------------------
 
 
