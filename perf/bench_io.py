@@ -104,6 +104,7 @@ from typing import Any, Protocol
 from mcp_edge.errors import ConfigError
 from mcp_edge.perf import BenchContext, BenchError, Child, PeerFailed, PeerSkipped, Row
 from mcp_edge.perf.isolation import signal_name
+from mcp_edge.perf.report import is_mcp_edge
 
 NAME = "io"
 
@@ -861,6 +862,13 @@ def _runner(impl: str, av: Available, path: Path, fd: int, case: Case, offsets: 
     return FioRunner(av.fio, impl.removeprefix("fio[").removesuffix("]"), path, case, av.peer_timeout)
 
 
+def _peer_failed(ctx: BenchContext, impl: str, exc: Exception) -> None:
+    """A peer that crashed, hung or raised is a note (its rows left out); an mcp_edge impl's error ends the bench."""
+    if is_mcp_edge(impl):
+        raise exc
+    ctx.peer_failed(impl, exc)
+
+
 def _runners(ctx: BenchContext, av: Available, path: Path, fd: int, case: Case,
              offsets: list[int]) -> dict[str, Runner]:
     runners: dict[str, Runner] = {}
@@ -870,8 +878,8 @@ def _runners(ctx: BenchContext, av: Available, path: Path, fd: int, case: Case,
                 continue
             try:
                 runners[impl] = _runner(impl, av, path, fd, case, offsets)
-            except PeerFailed as exc:
-                ctx.peer_failed(impl, exc)
+            except Exception as exc:
+                _peer_failed(ctx, impl, exc)
     except BaseException:
         for runner in runners.values():
             runner.close()
@@ -893,8 +901,8 @@ def _verify(ctx: BenchContext, runners: dict[str, Runner], ref_fd: int, case: Ca
             group = offs[start : start + runner.slots]
             try:
                 got = runner.read(group)
-            except PeerFailed as exc:
-                ctx.peer_failed(impl, exc)
+            except Exception as exc:
+                _peer_failed(ctx, impl, exc)
                 runners.pop(impl).close()
                 break
             for off, data, want in zip(group, got, expected[start : start + len(group)], strict=True):
@@ -945,8 +953,8 @@ def _run_case(ctx: BenchContext, av: Available, path: Path, case: Case, round_s:
                         continue
                     try:
                         done, seconds = runners[impl].timed(round_s)
-                    except PeerFailed as exc:
-                        ctx.peer_failed(impl, exc)  # an mcp_edge impl's failure raises BenchError here
+                    except Exception as exc:
+                        _peer_failed(ctx, impl, exc)
                         continue
                     rates[impl].append(done / seconds)
                     ctx.advance(1, f"{case.name} {impl}")

@@ -254,7 +254,8 @@ def test_a_liburing_that_crashes_or_is_missing_is_a_note(
 
 def test_the_io_bench_completes_when_a_peer_dies_mid_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole bench on a small file, with a liburing stand-in that reads correctly and then dies of SIGILL
-    when timed: every case has the other impls' rows, none has liburing's, one note says why."""
+    when timed, and an os.preadv that raises: every case has the other impls' rows, none has theirs, one note
+    each says why."""
     import sys
 
     from mcp_edge.perf import harness
@@ -275,11 +276,18 @@ def test_the_io_bench_completes_when_a_peer_dies_mid_run(tmp_path: Path, monkeyp
     monkeypatch.setattr(bench, "BATCH_BYTES", 256 << 10)
     monkeypatch.setattr(bench, "liburing_factory", lambda: f"{host}:Host")
     monkeypatch.setattr(bench.shutil, "which", lambda name: None)  # no fio: 30 processes would only cost time
+
+    def preadv_breaks(self: Any, seconds: float) -> tuple[int, float]:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(bench.PreadvRunner, "timed", preadv_breaks)  # an in-process peer that raises
     ctx = _ctx()
     rows = [harness._result_row("io", r) for r in bench.run(ctx)]
     impls = {r["impl"] for r in rows}
-    assert "liburing" not in impls
-    assert {"os.preadv", "mcp_edge[threads]"} <= impls
+    assert not impls & {"liburing", "os.preadv"}
+    assert "mcp_edge[threads]" in impls
+    assert [n["text"] for n in ctx.notes if n["impl"] == "os.preadv"] == [
+        "os.preadv failed: raised OSError: [Errno 5] Input/output error; its rows are left out"]
     for case in bench.CASES:
         assert {r["impl"] for r in rows if r["case"] == case.name} == impls
     texts = [n["text"] for n in ctx.notes if n["impl"] == "liburing"]
