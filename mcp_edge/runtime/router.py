@@ -314,12 +314,7 @@ def _page(items: Sequence[Any], cursor: object, size: int) -> tuple[list[Any], s
 class Router:
     """Serves the MCP methods of a running server from its plugin registry."""
 
-    def __init__(self, registry: Registry, info: ServerInfo, settings: Settings | None = None,
-                 ttl_ms: int = 0) -> None:
-        if settings is None:
-            from mcp_edge.board import Settings
-
-            settings = Settings.load()
+    def __init__(self, registry: Registry, info: ServerInfo, settings: Settings, ttl_ms: int = 0) -> None:
         self.registry = registry
         self.info = info
         self.settings = settings

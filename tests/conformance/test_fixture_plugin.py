@@ -25,12 +25,17 @@ MODERN = "2026-07-28"
 
 @asynccontextmanager
 async def router() -> AsyncIterator[Router]:
+    import tempfile
+
+    from mcp_edge.board import Settings
+
     registry = Registry([HERE], entry_points=False)
     registry.discover()
     await registry.start()
     try:
-        info = ServerInfo("mcp-edge", "0", Router.capabilities(registry))
-        yield Router(registry, info)
+        with tempfile.TemporaryDirectory() as data:  # the requestState key lives in data_dir
+            info = ServerInfo("mcp-edge", "0", Router.capabilities(registry))
+            yield Router(registry, info, Settings.load(data_dir=Path(data)))
     finally:
         await registry.stop()
 
