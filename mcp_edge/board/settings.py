@@ -95,6 +95,8 @@ class Settings:
     # -- transports ----------------------------------------------------------------------------------------
     max_frame: int = _s(4 * MiB, "transport", "int",
                         "Largest message a client may send: one stdio/unix line or one HTTP body.", 1024)
+    max_depth: int = _s(64, "transport", "int",
+                        "Deepest nesting of arrays and objects in a client's message; deeper gets -32600.", 2)
     max_out_frame: int = _s(8 * MiB, "transport", "int",
                             "Largest message the server sends; a bigger response becomes an error naming the limit.",
                             1024)

@@ -86,7 +86,7 @@ class StreamSession:
         self._settings = settings
         self._bound = settings.output_backlog
         self._dropped = 0  # broadcast notifications dropped for this client
-        self.conn = ServerConnection(router.info, max_frame=settings.max_frame)
+        self.conn = ServerConnection(router.info, max_frame=settings.max_frame, max_depth=settings.max_depth)
         self.session = Session(self.conn, notify=self._broadcast)
         router.attach(self.session)
 
