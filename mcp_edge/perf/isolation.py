@@ -27,7 +27,6 @@ line is quoted in the reason of a crash.
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import pickle
 import select
@@ -379,7 +378,6 @@ def _serve(rfd: int, wfd: int) -> None:
             reply(("error", type(exc).__name__, str(exc)))
             continue
         reply(("ok", result))
-        gc.collect(0)
 
 
 def main(argv: Sequence[str]) -> int:
