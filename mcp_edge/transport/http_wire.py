@@ -288,6 +288,7 @@ class HttpConnection(asyncio.Protocol):
         self._msg_start = loop.time()  # a fresh connection owes its first request head within head_timeout_s
         self._in_body = False
         self._head_bytes = 0
+        self._body_raw = 0
         self._heads_done = 0
         self._received = 0
 
@@ -321,6 +322,13 @@ class HttpConnection(asyncio.Protocol):
         max_head = self._limits.max_head
         while data and not (self._linger_until or self._closing):
             if self._in_body:
+                # Chunked framing and trailers are not body bytes, and llhttp reports a trailer only when its
+                # line ends (so it is buffered whole, like a header): bound the raw bytes of a body as well.
+                self._body_raw += len(data)
+                if self._body_raw > 2 * self._app.max_body + max_head:
+                    self._refuse_as(Refusal.TOO_LARGE, "request body, with its chunked framing and trailers, "
+                                                       f"exceeds twice the {self._app.max_body}-byte limit")
+                    return
                 self._feed(data)
                 return
             room = max_head - self._head_bytes
@@ -398,6 +406,7 @@ class HttpConnection(asyncio.Protocol):
         self._heads_done += 1
         self._in_body = True
         self._head_bytes = 0
+        self._body_raw = 0
         parser = self._parser
         url = bytes(self._url)
         headers = self._headers

@@ -264,6 +264,35 @@ def test_endless_header_value_gets_431_early_with_bounded_memory(server: ServerP
     c.close()
 
 
+def test_endless_chunked_trailer_is_refused_early_with_bounded_memory(tmp_path: Path) -> None:
+    # the same attack after the head: a chunked body's trailer is buffered by llhttp until its line ends
+    with running_server(tmp_path, "--http", "--port", "0", settings={"max_body": 65536}) as srv:
+        pid = srv.proc.pid
+        rss_before = _proc_kib(pid, "VmRSS")
+        sent = 0
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=WAIT) as sock:
+            sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nAccept: " + ACCEPT_BOTH.encode() +
+                         b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"2\r\n{}\r\n0\r\nX-Trailer: ")
+            chunk = b"t" * (64 * 1024)
+            while sent < 64 * MiB:
+                readable, writable, _ = select.select([sock], [sock], [], WAIT)
+                if readable:
+                    break
+                assert writable, "the server neither reads nor answers"
+                try:
+                    sent += sock.send(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+            answer = _closed_by_server(sock)
+        rss_after = _proc_kib(pid, "VmRSS")
+        print(f"\n[case 11] 64 MiB trailer: server VmRSS before {rss_before} KiB, after {rss_after} KiB; "
+              f"client had sent {sent} bytes when the answer came")
+        assert _status_lines(answer) == [413], answer[:200]
+        assert sent < 16 * MiB
+        assert rss_after - rss_before < 20 * 1024
+
+
 # --- case 12: deadlines, keep-alive, connection cap, accept back-off ------------------------------------------
 
 
