@@ -16,7 +16,8 @@ of ``mcp_edge.mcp.refusals``:
 * the body by ``max_body``: a declared ``Content-Length`` over it is refused
   with 413 before any of the body is read (and before ``100 Continue``), a
   chunked body the moment it passes the limit; the body is never held beyond
-  the limit;
+  the limit, and its raw bytes (chunked framing, trailers) are bounded at
+  twice the limit;
 * deadlines measured from a request's first byte, never reset by later bytes:
   its head must be complete within ``head_timeout_s`` and its body within
   ``body_timeout_s``, else 408 (a fresh connection must start its first
