@@ -558,7 +558,7 @@ def test_duplicate_inflight_id_is_refused_without_reusing_it(server: ServerProce
 
 
 def test_slowloris_and_connection_flood_leave_the_server_answering(tmp_path: Path) -> None:
-    settings = {"head_timeout_s": 2.0, "max_connections": 256}
+    settings = {"head_timeout_s": 5.0, "max_connections": 256}  # all 300 connect well within 5 s
     with running_server(tmp_path, "--http", "--port", "0", settings=settings) as srv:
         pid = srv.proc.pid
         rss_before = _proc_kib(pid, "VmRSS")
@@ -606,7 +606,7 @@ def test_slowloris_and_connection_flood_leave_the_server_answering(tmp_path: Pat
                     c.close()
             rss_flood = _proc_kib(pid, "VmRSS")
             assert served.get("tools"), "the other client was never served"
-            for s in idle:  # the silent ones were closed by the server (408 after head_timeout_s)
+            for s in idle:  # closed by the server after head_timeout_s (no answer: they never sent a byte)
                 answers.extend(_status_lines(_closed_by_server(s, WAIT)) or [0])
         finally:
             stop.set()
