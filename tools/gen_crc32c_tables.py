@@ -141,8 +141,11 @@ def c_table(name: str, rows: list[list[int]]) -> str:
     return "\n".join(out)
 
 
+# Block sizes (bytes per stream) of the three-stream crc32 kernel, largest first.
+HW_TIERS = ("LONG", "MID", "SHORT", "TINY")
+
+
 def render(tune: dict[str, int]) -> str:
-    long_block, short_block = tune["LONG_BLOCK"], tune["SHORT_BLOCK"]
     parts = [
         "/* crc32c_tables.h - constant tables of the CRC32C kernels (generated). */",
         "/* SPDX-License-Identifier: Apache-2.0 */",
@@ -157,11 +160,14 @@ def render(tune: dict[str, int]) -> str:
         "/* Slicing-by-8 tables of the scalar kernel. */",
         c_table("me_crc32c_slice8", slicing_tables()),
         "",
-        "/* Multiply a raw state by x^(8*ME_CRC32C_LONG_BLOCK) and x^(8*ME_CRC32C_SHORT_BLOCK). */",
-        c_table("me_crc32c_shift_long", shift_tables(long_block)),
-        "",
-        c_table("me_crc32c_shift_short", shift_tables(short_block)),
-        "",
+        "/* Multiply a raw state by x^(8*ME_CRC32C_<tier>_BLOCK) (shift_<tier>) and by",
+        "   x^(16*ME_CRC32C_<tier>_BLOCK) (shift2_<tier>), for each tier of crc32c_tune.h. */",
+    ]
+    for tier in HW_TIERS:
+        block = tune[f"{tier}_BLOCK"]
+        parts += [c_table(f"me_crc32c_shift_{tier.lower()}", shift_tables(block)), ""]
+        parts += [c_table(f"me_crc32c_shift2_{tier.lower()}", shift_tables(2 * block)), ""]
+    parts += [
         "/* x^(2^(k+3)) mod P, reflected: the operator of 2^k zero bytes (combine). */",
         "static const uint32_t me_crc32c_x2n_bytes[64] = {",
     ]

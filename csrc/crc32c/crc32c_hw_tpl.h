@@ -45,7 +45,11 @@ static inline uint32_t hw_update_1way(uint32_t s, const unsigned char *p, size_t
     return s;
 }
 
-#define HW_3WAY(BLOCK, TABLE)                                           \
+/* Three streams of BLOCK bytes each, then the merge: the first stream's state
+   times x^(16*BLOCK) (TABLE2), the second's times x^(8*BLOCK) (TABLE), the
+   third's as is. The two table lookups run side by side, so the next round's
+   first stream waits for one lookup, not two in a row. */
+#define HW_3WAY(BLOCK, TABLE, TABLE2)                                   \
     while (n >= 3 * (BLOCK)) {                                          \
         uint32_t c1 = 0, c2 = 0;                                        \
         const unsigned char *end = p + (BLOCK);                         \
@@ -55,21 +59,24 @@ static inline uint32_t hw_update_1way(uint32_t s, const unsigned char *p, size_t
             c2 = ME_CRC_U64(c2, hw_load64(p + 2 * (BLOCK)));            \
             p += 8;                                                     \
         } while (p < end);                                              \
-        s = hw_shift(TABLE, s) ^ c1;                                    \
-        s = hw_shift(TABLE, s) ^ c2;                                    \
+        s = hw_shift(TABLE2, s) ^ hw_shift(TABLE, c1) ^ c2;             \
         p += 2 * (BLOCK);                                               \
         n -= 3 * (BLOCK);                                               \
     }
 
+/* Rounds of the largest tier that fits, then the smaller ones (crc32c_tune.h),
+   so that at most 3 * TINY_BLOCK - 1 bytes are left to a single stream. */
 static inline uint32_t hw_update(uint32_t s, const unsigned char *p, size_t n)
 {
-    if (n >= 3 * ME_CRC32C_SHORT_BLOCK) {
+    if (n >= 3 * ME_CRC32C_TINY_BLOCK) {
         while (n && ((uintptr_t)p & 7)) {
             s = ME_CRC_U8(s, *p++);
             n--;
         }
-        HW_3WAY(ME_CRC32C_LONG_BLOCK, me_crc32c_shift_long)
-        HW_3WAY(ME_CRC32C_SHORT_BLOCK, me_crc32c_shift_short)
+        HW_3WAY(ME_CRC32C_LONG_BLOCK, me_crc32c_shift_long, me_crc32c_shift2_long)
+        HW_3WAY(ME_CRC32C_MID_BLOCK, me_crc32c_shift_mid, me_crc32c_shift2_mid)
+        HW_3WAY(ME_CRC32C_SHORT_BLOCK, me_crc32c_shift_short, me_crc32c_shift2_short)
+        HW_3WAY(ME_CRC32C_TINY_BLOCK, me_crc32c_shift_tiny, me_crc32c_shift2_tiny)
     }
     return hw_update_1way(s, p, n);
 }

@@ -120,7 +120,7 @@ def _fused_block_sizes() -> set[int]:
     """Bytes per block of the fused kernels (csrc/crc32c/crc32c_tune.h): three streams, then the vector span."""
     tune_h = Path(__file__).resolve().parents[2] / "csrc" / "crc32c" / "crc32c_tune.h"
     tune = {k: int(v) for k, v in re.findall(r"^#define ME_CRC32C_(\w+)\s+(\d+)\b", tune_h.read_text(), re.M)}
-    sizes = {tune["SHORT_BLOCK"] * 3, tune["LONG_BLOCK"] * 3}
+    sizes = {tune[f"{tier}_BLOCK"] * 3 for tier in ("LONG", "MID", "SHORT", "TINY")}
     for kind, vbytes in (("V256", 32), ("V128", 16), ("NEON", 16)):
         span = tune[f"{kind}_LANES"] * vbytes
         sizes.add(span)

@@ -11,7 +11,7 @@
 #   site/           arm64 wheels of the test deps (pip install --target --platform)
 #   build/ pkg/     Cython C and objects; the staged package (Python + aarch64 .so)
 #   bin/python3.11  the arm64 interpreter under qemu, runnable by hand too
-# The suite then runs once per ISA level (MCP_EDGE_ISA=scalar, =neon, unset), in parallel.
+# The suite then runs once per ISA level (MCP_EDGE_ISA=scalar, =armv8crc, =neon, unset), in parallel.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -162,7 +162,7 @@ fi
 [[ -d tests/native ]] || die "no tests/native to run"
 LOGS=$CROSS/logs
 rm -rf "$LOGS" && mkdir -p "$LOGS"
-runs=(scalar neon "")
+runs=(scalar armv8crc neon "")
 pids=()
 for isa in "${runs[@]}"; do
     (
@@ -183,4 +183,4 @@ for i in "${!runs[@]}"; do
     ((rc == 0)) || failed+=("${isa:-<unset>}")
 done
 ((${#failed[@]} == 0)) || die "tests/native failed on aarch64 with MCP_EDGE_ISA=${failed[*]}"
-say "tests/native passed at every ISA level (scalar, neon, default)"
+say "tests/native passed at every ISA level (scalar, armv8crc, neon, default)"
