@@ -445,7 +445,9 @@ class HttpConnection(asyncio.Protocol):
             if early.close:
                 self._closing = True  # nothing more is read from this connection
                 self._enqueue(entry)  # answered now (in turn); the body is never read
-            return
+                return
+        # An early answer that keeps the connection is sent after the body (read and dropped), so a client
+        # waiting for 100 Continue gets it: otherwise its next request would be read as this body.
         if headers.get("expect", "").lower() == "100-continue" and self._task is None and not self._queue:
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
