@@ -474,7 +474,7 @@ def test_inflight_cap_per_session_gives_a_busy_error(tmp_path: Path) -> None:
         def slow(rid: int) -> None:
             s = HttpClient(srv.port)
             s.session = sid
-            results[rid] = s.post(request(rid, "tools/call", {"name": "slow", "arguments": {"seconds": 3}}))
+            results[rid] = s.post(request(rid, "tools/call", {"name": "slow", "arguments": {"seconds": 5}}))
             s.close()
 
         threads = [threading.Thread(target=slow, args=(rid,)) for rid in (10, 11)]
@@ -533,7 +533,7 @@ def test_duplicate_inflight_id_is_refused_without_reusing_it(server: ServerProce
     def slow() -> None:
         s = HttpClient(server.port)
         s.session = sid
-        result["reply"] = s.post(request(7, "tools/call", {"name": "slow", "arguments": {"seconds": 2}}))
+        result["reply"] = s.post(request(7, "tools/call", {"name": "slow", "arguments": {"seconds": 4}}))
         s.close()
 
     t = threading.Thread(target=slow)
