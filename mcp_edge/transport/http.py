@@ -452,7 +452,8 @@ class McpHttpApp:
             conn = hs.conn
             session = hs.session
         elif msg.get("method") == "initialize" and "id" in msg:
-            conn = ServerConnection(self.router.info, max_frame=self.settings.max_frame)
+            conn = ServerConnection(self.router.info, max_frame=self.settings.max_frame,
+                                    max_depth=self.settings.max_depth)
             session = Session(conn)
         else:
             self._fail(ex, 400, "Mcp-Session-Id header is required: initialize first, or send protocol "
@@ -547,7 +548,8 @@ class McpHttpApp:
             and not self._headers_match(req, ex, msg, required=True, version=meta[META_PROTOCOL_VERSION])
         ):
             return  # (a malformed _meta is the core's -32602, which comes before header checks)
-        conn = ServerConnection(self.router.info, max_frame=self.settings.max_frame)
+        conn = ServerConnection(self.router.info, max_frame=self.settings.max_frame,
+                                    max_depth=self.settings.max_depth)
         events = conn.receive_object(msg, modern=True)
         await self._answer(events, Session(conn), ex, headers, None, modern=True)
 
