@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
-import re2  # type: ignore[import-untyped]  # google-re2: no type information shipped
 
 from mcp_edge.errors import InvalidArgumentsError
 from mcp_edge.io import Engine
@@ -591,6 +590,8 @@ def _compile(pattern: str, regex: bool, ignore_case: bool) -> Any:
     ``never_nl``: no match spans a newline, so a hit is always within one line and the next search starts
     after that line: the scan of a region is linear however many lines it has.
     """
+    import re2  # type: ignore[import-untyped]  # google-re2 (no type information): on first search, not at load
+
     options = re2.Options()
     options.never_nl = True
     options.case_sensitive = not ignore_case
