@@ -109,15 +109,15 @@ def run_serve(*, stdio: bool, http: bool, unix_path: Path | None, host: str | No
         if not port.isdigit():
             _fail(ValueError(f"--port {port!r}: expected a number 0..65535"))
         overrides["http_port"] = int(port)
-    if mode == "stdio":
-        from mcp_edge.transport.stdio import claim_stdout
-
-        claim_stdout()  # before any plugin loads: nothing but protocol reaches stdout
     try:
         from mcp_edge.board.settings import Settings
 
         settings = Settings.load(**overrides)
-        _without_ssl(settings.asyncio_tls)
+        _without_ssl(settings.asyncio_tls)  # before anything imports asyncio (the stdio transport does)
+        if mode == "stdio":
+            from mcp_edge.transport.stdio import claim_stdout
+
+            claim_stdout()  # before any plugin loads: nothing but protocol reaches stdout
         import asyncio
 
         from mcp_edge.transport.spin import loop_factory

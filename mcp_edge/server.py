@@ -67,11 +67,13 @@ class ConfiguredServer:
         if self._used:
             raise ServerStateError("this ConfiguredServer was already started")
         self._used = True
-        from mcp_edge.io.engines import configure_default
         from mcp_edge.plugin import DefaultPluginContext, Registry
 
         s = self._settings
-        configure_default(s.io_engine)
+        if s.io_engine != "auto":  # "auto" is also what the engine does unconfigured; no I/O imports at start
+            from mcp_edge.io.engines import configure_default
+
+            configure_default(s.io_engine)
         router_ref: list[Router] = []
 
         async def resource_updated(uri: str) -> None:

@@ -65,3 +65,16 @@ def test_stdio_path_does_not_load_the_http_stack() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=WAIT)
+
+
+@pytest.mark.parametrize(("tls", "loaded"), [("0", False), ("1", True)])
+def test_stdio_serve_leaves_openssl_out_unless_asked(tmp_path: Path, tls: str, loaded: bool) -> None:
+    """`serve --stdio` does not load OpenSSL (4.5 MiB of RSS) unless the asyncio_tls setting asks for it."""
+    env = {**server_env(tmp_path), "MCP_EDGE_ASYNCIO_TLS": tls}
+    proc = subprocess.run([sys.executable, "-X", "importtime", *probe_command("--stdio")[1:]],
+                          stdin=subprocess.DEVNULL, capture_output=True, env=env, cwd=tmp_path, timeout=WAIT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    modules = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.decode().splitlines()
+               if line.startswith("import time:")}
+    assert "asyncio" in modules  # the probe really served
+    assert ("_ssl" in modules) is loaded
