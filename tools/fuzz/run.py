@@ -18,6 +18,7 @@ atheris has wheels for x86_64 only: there a missing atheris is an error; on othe
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import re
@@ -47,11 +48,7 @@ class Result:
 
 
 def have_atheris() -> bool:
-    try:
-        import atheris  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("atheris") is not None
 
 
 def run_target(target: str, runs: int, seconds: int, log: Path) -> Result:
