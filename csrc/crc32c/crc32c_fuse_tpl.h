@@ -43,22 +43,22 @@
     do {                                                                                    \
         const size_t sb_ = FUSE_SB(ITERS);                                                  \
         const unsigned char *q_ = p, *v_ = p + 3 * sb_;                                     \
-        uint32_t c1_ = s, c2_ = 0, c3_ = 0;                                                 \
+        hw_state c1_ = s, c2_ = 0, c3_ = 0;                                                 \
         fvec kc_ = FUSE_FV(SIZE##_JUMP);                                                    \
         for (size_t i_ = 0; i_ < (ITERS); i_++) {                                           \
             for (int j_ = 0; j_ < FUSE_LANES; j_++)                                         \
                 a[j_] = fv_xor(fv_fold(a[j_], kc_), fv_load(v_ + j_ * FUSE_VBYTES));        \
             kc_ = kspan;                                                                    \
             for (int w_ = 0; w_ < FUSE_WORDS; w_++) {                                       \
-                c1_ = ME_CRC_U64(c1_, hw_load64(q_ + 8 * w_));                              \
-                c2_ = ME_CRC_U64(c2_, hw_load64(q_ + sb_ + 8 * w_));                        \
-                c3_ = ME_CRC_U64(c3_, hw_load64(q_ + 2 * sb_ + 8 * w_));                    \
+                c1_ = ME_CRC_STEP(c1_, hw_load64(q_ + 8 * w_));                             \
+                c2_ = ME_CRC_STEP(c2_, hw_load64(q_ + sb_ + 8 * w_));                       \
+                c3_ = ME_CRC_STEP(c3_, hw_load64(q_ + 2 * sb_ + 8 * w_));                   \
             }                                                                               \
             q_ += 8 * FUSE_WORDS;                                                           \
             v_ += FUSE_SPAN;                                                                \
         }                                                                                   \
-        xs = x_xor(x_xor(x_fold(xs, FUSE_X(SIZE##_BLOCK)), x_mul_lo(c1_, FUSE_CONST(SIZE##_C1_LO))), \
-                   x_xor(x_mul_lo(c2_, FUSE_CONST(SIZE##_C2_LO)), x_mul_lo(c3_, FUSE_CONST(SIZE##_C3_LO)))); \
+        xs = x_xor(x_xor(x_fold(xs, FUSE_X(SIZE##_BLOCK)), x_mul_lo((uint32_t)c1_, FUSE_CONST(SIZE##_C1_LO))), \
+                   x_xor(x_mul_lo((uint32_t)c2_, FUSE_CONST(SIZE##_C2_LO)), x_mul_lo((uint32_t)c3_, FUSE_CONST(SIZE##_C3_LO)))); \
         s = 0;                                                                              \
         p += FUSE_BLOCK_BYTES(ITERS);                                                       \
         n -= FUSE_BLOCK_BYTES(ITERS);                                                       \

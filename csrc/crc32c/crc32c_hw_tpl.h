@@ -9,12 +9,19 @@
 
 #include "crc32c_tables.h"
 
+/* hw_state: a stream's state in the loops, the width the instruction works
+   in (a 32-bit state kept in a 64-bit register on x86-64 spares the compiler a
+   zero-extending move per instruction: the upper half is always 0). */
 #if defined(__x86_64__)
 #include <nmmintrin.h>
+typedef uint64_t hw_state;
+#define ME_CRC_STEP(c, v) _mm_crc32_u64((c), (v))
 #define ME_CRC_U64(c, v) ((uint32_t)_mm_crc32_u64((c), (v)))
 #define ME_CRC_U8(c, v) _mm_crc32_u8((c), (v))
 #elif defined(__aarch64__)
 #include <arm_acle.h>
+typedef uint32_t hw_state;
+#define ME_CRC_STEP(c, v) __crc32cd((c), (v))
 #define ME_CRC_U64(c, v) __crc32cd((c), (v))
 #define ME_CRC_U8(c, v) __crc32cb((c), (v))
 #endif
@@ -33,16 +40,18 @@ static inline uint32_t hw_shift(const uint32_t t[4][256], uint32_t s)
 }
 
 /* One stream, 8 bytes per instruction: best below a few hundred bytes. */
-static inline uint32_t hw_update_1way(uint32_t s, const unsigned char *p, size_t n)
+static inline uint32_t hw_update_1way(uint32_t s32, const unsigned char *p, size_t n)
 {
+    hw_state s = s32;
     while (n >= 8) {
-        s = ME_CRC_U64(s, hw_load64(p));
+        s = ME_CRC_STEP(s, hw_load64(p));
         p += 8;
         n -= 8;
     }
+    s32 = (uint32_t)s;
     while (n--)
-        s = ME_CRC_U8(s, *p++);
-    return s;
+        s32 = ME_CRC_U8(s32, *p++);
+    return s32;
 }
 
 /* Three streams of BLOCK bytes each, then the merge: the first stream's state
@@ -51,18 +60,25 @@ static inline uint32_t hw_update_1way(uint32_t s, const unsigned char *p, size_t
    first stream waits for one lookup, not two in a row. */
 #define HW_3WAY(BLOCK, TABLE, TABLE2)                                   \
     while (n >= 3 * (BLOCK)) {                                          \
-        uint32_t c1 = 0, c2 = 0;                                        \
+        hw_state c0 = s, c1 = 0, c2 = 0;                                \
         const unsigned char *end = p + (BLOCK);                         \
         do {                                                            \
-            s = ME_CRC_U64(s, hw_load64(p));                            \
-            c1 = ME_CRC_U64(c1, hw_load64(p + (BLOCK)));                \
-            c2 = ME_CRC_U64(c2, hw_load64(p + 2 * (BLOCK)));            \
-            p += 8;                                                     \
+            c0 = ME_CRC_STEP(c0, hw_load64(p));                         \
+            c1 = ME_CRC_STEP(c1, hw_load64(p + (BLOCK)));               \
+            c2 = ME_CRC_STEP(c2, hw_load64(p + 2 * (BLOCK)));           \
+            c0 = ME_CRC_STEP(c0, hw_load64(p + 8));                     \
+            c1 = ME_CRC_STEP(c1, hw_load64(p + (BLOCK) + 8));           \
+            c2 = ME_CRC_STEP(c2, hw_load64(p + 2 * (BLOCK) + 8));       \
+            p += 16;                                                    \
         } while (p < end);                                              \
-        s = hw_shift(TABLE2, s) ^ hw_shift(TABLE, c1) ^ c2;             \
+        s = hw_shift(TABLE2, (uint32_t)c0) ^ hw_shift(TABLE, (uint32_t)c1) ^ (uint32_t)c2; \
         p += 2 * (BLOCK);                                               \
         n -= 3 * (BLOCK);                                               \
     }
+
+_Static_assert(ME_CRC32C_LONG_BLOCK % 16 == 0 && ME_CRC32C_MID_BLOCK % 16 == 0 && ME_CRC32C_SHORT_BLOCK % 16 == 0 &&
+                   ME_CRC32C_TINY_BLOCK % 16 == 0,
+               "HW_3WAY takes 16 bytes per stream per iteration");
 
 /* Rounds of the largest tier that fits, then the smaller ones (crc32c_tune.h),
    so that at most 3 * TINY_BLOCK - 1 bytes are left to a single stream. */
