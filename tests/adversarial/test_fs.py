@@ -21,13 +21,13 @@ import pytest
 
 from mcp_edge.io import Engine, open_engine
 from mcp_edge.native import crc32c
-from mcp_edge.plugin.types import TextContent, ToolResult
+from mcp_edge.plugin.types import TextContent
 
 from .builtin_stdio import ROOT, builtin_server
 from .races import RenameLoop, Swapper
 
 sys.path.insert(0, str(ROOT / "tests" / "plugins"))  # the built-in plugins' test host
-from plugin_host import FakePluginContext, Host, run
+from plugin_host import FakePluginContext, Host, error_of, ok, run
 
 MiB = 1 << 20
 
@@ -44,19 +44,6 @@ def engine() -> Iterator[Engine]:
 def host(root: Path, engine: Engine, settings: dict[str, Any] | None = None, **config: Any) -> Host:
     ctx = FakePluginContext("fs", root.parent, engine, overrides=dict(settings or {}))
     return Host("fs", {"root": str(root), **config}, ctx)
-
-
-def ok(result: ToolResult) -> dict[str, Any]:
-    assert not result.isError, result
-    assert result.structuredContent is not None
-    return result.structuredContent
-
-
-def error_of(result: ToolResult) -> str:
-    assert result.isError, result
-    first = result.content[0]
-    assert isinstance(first, TextContent)
-    return first.text
 
 
 # -- case 15: large reads -------------------------------------------------------------------------------------

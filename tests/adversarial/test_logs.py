@@ -18,13 +18,12 @@ import pytest
 
 from mcp_edge.errors import InvalidArgumentsError
 from mcp_edge.io import Engine, open_engine
-from mcp_edge.plugin.types import TextContent, ToolResult
 
 from .builtin_stdio import builtin_server
 from .races import RenameLoop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))  # the built-in plugins' test host
-from plugin_host import FakePluginContext, Host, run
+from plugin_host import FakePluginContext, Host, error_of, ok, run
 
 FREEZE = 15.0  # a ping must be answered within this while a search runs (the old code froze for minutes)
 
@@ -41,19 +40,6 @@ def engine() -> Iterator[Engine]:
 def host(folder: Path, engine: Engine, overrides: dict[str, Any] | None = None, **config: Any) -> Host:
     ctx = FakePluginContext("logs", folder.parent, engine, overrides=dict(overrides or {}))
     return Host("logs", {"paths": [str(folder)], **config}, ctx)
-
-
-def ok(result: ToolResult) -> dict[str, Any]:
-    assert not result.isError, result
-    assert result.structuredContent is not None
-    return result.structuredContent
-
-
-def error_of(result: ToolResult) -> str:
-    assert result.isError, result
-    first = result.content[0]
-    assert isinstance(first, TextContent)
-    return first.text
 
 
 # -- case 10: regular expressions -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from mcp_edge.board import Board, Settings, detect
 from mcp_edge.errors import ConfigError
 from mcp_edge.io import Engine, open_engine
 from mcp_edge.plugin import PluginState, Registry
-from mcp_edge.plugin.types import ResourceContents, ToolDef, ToolResult
+from mcp_edge.plugin.types import ResourceContents, TextContent, ToolDef, ToolResult
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = ROOT / "plugins"
@@ -180,3 +180,18 @@ def run(coro: Awaitable[Any]) -> Any:
     async def main() -> Any:
         return await coro
     return asyncio.run(main())
+
+
+def ok(result: ToolResult) -> dict[str, Any]:
+    """The structured content of a tool result that succeeded."""
+    assert not result.isError, result
+    assert result.structuredContent is not None
+    return result.structuredContent
+
+
+def error_of(result: ToolResult) -> str:
+    """The message of a tool result that failed."""
+    assert result.isError, result
+    first = result.content[0]
+    assert isinstance(first, TextContent)
+    return first.text

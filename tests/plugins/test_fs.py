@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from plugin_host import CountingEngine, FakePluginContext, FakeRequest, Host, run
+from plugin_host import CountingEngine, FakePluginContext, FakeRequest, Host, error_of, run
 
 from mcp_edge.errors import ConfigError, InvalidArgumentsError, ResourceNotFoundError
 from mcp_edge.io.alignment import O_DIRECT
@@ -73,13 +73,6 @@ def blob_of(result: ToolResult) -> tuple[bytes, str | None]:
     first = result.content[0]
     assert isinstance(first, EmbeddedResource) and isinstance(first.resource, BlobResourceContents)
     return base64.b64decode(first.resource.blob), first.resource.mimeType
-
-
-def error_of(result: ToolResult) -> str:
-    assert result.isError, result
-    first = result.content[0]
-    assert isinstance(first, TextContent)
-    return first.text
 
 
 def leftovers(folder: Path) -> list[str]:

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plugin_host import BUILD, CountingEngine, FakePluginContext, FakeRequest, Host, run
+from plugin_host import BUILD, CountingEngine, FakePluginContext, FakeRequest, Host, error_of, ok, run
 
 from mcp_edge.errors import InvalidArgumentsError
-from mcp_edge.plugin.types import TextContent, ToolResult
 
 CHUNK = 1 << 20
 BIG_SEED = 20241121
@@ -65,19 +64,6 @@ def logdir(workdir: Path) -> Path:
 def host(paths: list[Path], engine: Any, **config: Any) -> Host:
     ctx = FakePluginContext("logs", paths[0].parent, engine)
     return Host("logs", {"paths": [str(p) for p in paths], **config}, ctx)
-
-
-def ok(result: ToolResult) -> dict[str, Any]:
-    assert not result.isError, result
-    assert result.structuredContent is not None
-    return result.structuredContent
-
-
-def error_of(result: ToolResult) -> str:
-    assert result.isError, result
-    first = result.content[0]
-    assert isinstance(first, TextContent)
-    return first.text
 
 
 def lines_of(raw: bytes) -> list[tuple[int, bytes]]:
