@@ -23,6 +23,8 @@
 
 /* Options of me_ring_init(). */
 #define ME_RING_SQPOLL 1u
+#define ME_RING_DEFER  2u /* prefer IORING_SETUP_DEFER_TASKRUN (completions posted only when we ask) */
+#define ME_RING_NOCOOP 4u /* no cooperative task run (completions interrupt the task at once) */
 
 typedef struct me_ring {
     struct io_uring ring;
@@ -90,5 +92,25 @@ int me_ring_read_batch(me_ring *r, int fd, int fixed_file, void *const *bufs, co
 
 /* Cancel everything in flight and reap until nothing is; 0 or -errno. */
 int me_ring_drain(me_ring *r, me_cqe *out, unsigned max, unsigned *reaped);
+
+/* Completions ready to reap. When the kernel flagged task work it left for this
+   task (IORING_SQ_TASKRUN: a completion that needs a kernel transition to be
+   posted) or an overflow, enters the kernel once to run it; else no syscall. */
+unsigned me_ring_ready(me_ring *r);
+
+/* me_ring_ready(), polled for up to `max_ns` nanoseconds while it is 0; the count. */
+unsigned me_ring_spin(me_ring *r, uint64_t max_ns);
+
+/* Whether the kernel signals the registered eventfd for new completions
+   (IORING_CQ_EVENTFD_DISABLED, a flag in shared memory: no syscall). 0, or
+   -EOPNOTSUPP where the kernel has no such flag. */
+int me_ring_eventfd_enable(me_ring *r, int on);
+
+/* preadv2(RWF_NOWAIT): the bytes that can be read from the page cache without
+   blocking (0 at EOF), or -errno (-EAGAIN: nothing is cached there). */
+int me_ring_read_nowait(int fd, const struct iovec *iov, int n, uint64_t off);
+
+/* 1 when `fd` is open with O_DIRECT, 0 when not, -errno when fcntl fails. */
+int me_ring_fd_direct(int fd);
 
 #endif /* MCP_EDGE_ME_URING_H */

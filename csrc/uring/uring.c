@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/uio.h>
+#include <time.h>
 
 static const char *const op_names[ME_OP_COUNT] = {
     "read", "write", "readv", "writev", "fsync", "openat", "close", "statx",
@@ -23,17 +25,26 @@ const char *me_ring_op_name(int op)
 int me_ring_init(me_ring *r, unsigned entries, unsigned options, unsigned sq_idle_ms)
 {
     memset(r, 0, sizeof *r);
-    /* Most wanted first; each is dropped when the kernel refuses it (EINVAL). */
-    unsigned optional[] = {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN, IORING_SETUP_COOP_TASKRUN, 0};
+    /* Most wanted first; each is dropped when the kernel refuses it (EINVAL). Cooperative task run: a
+       completion that needs this task in the kernel to be posted waits for its next transition instead of an
+       IPI; TASKRUN_FLAG makes the kernel say so in the SQ flags, which me_ring_ready() reads, so a poller
+       enters the kernel only when there is something to post. */
+    const unsigned coop = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    const unsigned defer = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    unsigned optional[] = {defer, IORING_SETUP_SINGLE_ISSUER | coop, coop, IORING_SETUP_COOP_TASKRUN,
+                           IORING_SETUP_SINGLE_ISSUER, 0};
     int rc = -EINVAL;
-    for (unsigned i = 0; i < sizeof optional / sizeof optional[0]; i++) {
+    unsigned first = (options & ME_RING_DEFER) ? 0 : (options & ME_RING_NOCOOP) ? 4 : 1;
+    for (unsigned i = first; i < sizeof optional / sizeof optional[0]; i++) {
         struct io_uring_params p;
         memset(&p, 0, sizeof p);
         p.flags = IORING_SETUP_CLAMP | IORING_SETUP_CQSIZE | optional[i];
         p.cq_entries = entries * 2;
         if (options & ME_RING_SQPOLL) {
             p.flags |= IORING_SETUP_SQPOLL;
-            p.flags &= ~(unsigned)IORING_SETUP_COOP_TASKRUN; /* not with SQPOLL */
+            /* not with SQPOLL */
+            p.flags &= ~(unsigned)(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+                                   IORING_SETUP_DEFER_TASKRUN);
             p.sq_thread_idle = sq_idle_ms ? sq_idle_ms : 50;
         }
         rc = io_uring_queue_init_params(entries, &r->ring, &p);
@@ -203,10 +214,89 @@ int me_ring_submit(me_ring *r, unsigned wait)
     return rc;
 }
 
+static int needs_enter(me_ring *r)
+{
+    return (IO_URING_READ_ONCE(*r->ring.sq.kflags) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) != 0;
+}
+
+/* Run the task work the kernel left for us, which posts completions. The eventfd is off meanwhile: those
+   completions are reaped right after, and a signal for them would only wake the loop for nothing. Work
+   added while it is off sets the flag again, so the loop runs until there is none (then it is back on). */
+static void run_task_work(me_ring *r)
+{
+    unsigned *cq_flags = r->ring.cq.kflags;
+    int toggle = cq_flags && !(IO_URING_READ_ONCE(*cq_flags) & IORING_CQ_EVENTFD_DISABLED);
+    for (int round = 0; round < 4; round++) { /* bounded: the kernel may leave the flag up (another thread's call) */
+        if (toggle)
+            io_uring_cq_eventfd_toggle(&r->ring, false);
+        int rc = io_uring_get_events(&r->ring);
+        if (toggle)
+            io_uring_cq_eventfd_toggle(&r->ring, true);
+        if (rc < 0 || !needs_enter(r) || io_uring_cq_has_overflow(&r->ring))
+            break;
+    }
+}
+
+unsigned me_ring_ready(me_ring *r)
+{
+    if (needs_enter(r))
+        run_task_work(r);
+    return io_uring_cq_ready(&r->ring);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+unsigned me_ring_spin(me_ring *r, uint64_t max_ns)
+{
+    unsigned n = me_ring_ready(r);
+    if (n || !max_ns)
+        return n;
+    uint64_t end = now_ns() + max_ns;
+    do {
+        for (int i = 0; i < 16; i++)
+            cpu_relax();
+        n = me_ring_ready(r);
+    } while (!n && now_ns() < end);
+    return n;
+}
+
+int me_ring_eventfd_enable(me_ring *r, int on)
+{
+    return io_uring_cq_eventfd_toggle(&r->ring, on != 0);
+}
+
+int me_ring_read_nowait(int fd, const struct iovec *iov, int n, uint64_t off)
+{
+    ssize_t got = preadv2(fd, iov, n, (off_t)off, RWF_NOWAIT);
+    return got < 0 ? -errno : (int)got;
+}
+
+int me_ring_fd_direct(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -errno : (fl & O_DIRECT) != 0;
+}
+
 unsigned me_ring_reap(me_ring *r, me_cqe *out, unsigned max)
 {
     struct io_uring_cqe *cqe;
     unsigned head, n = 0;
+    if (needs_enter(r))
+        run_task_work(r);
     io_uring_for_each_cqe(&r->ring, head, cqe)
     {
         if (n == max)

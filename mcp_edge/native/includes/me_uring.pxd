@@ -24,6 +24,10 @@ cdef extern from "<linux/stat.h>":
         unsigned int stx_dio_offset_align
 
 
+cdef extern from "<errno.h>" nogil:
+    enum: ECANCELED  # not in Cython's libc.errno
+
+
 cdef extern from "uring/me_uring.h" nogil:
     int ME_OP_READ
     int ME_OP_WRITE
@@ -35,6 +39,8 @@ cdef extern from "uring/me_uring.h" nogil:
     int ME_OP_STATX
     int ME_OP_COUNT
     unsigned ME_RING_SQPOLL
+    unsigned ME_RING_DEFER
+    unsigned ME_RING_NOCOOP
 
     ctypedef struct me_ring:
         unsigned entries
@@ -77,3 +83,8 @@ cdef extern from "uring/me_uring.h" nogil:
                            unsigned len, const uint64_t *offsets, unsigned n, unsigned depth, unsigned submit_batch,
                            int32_t *results)
     int me_ring_drain(me_ring *r, me_cqe *out, unsigned max, unsigned *reaped)
+    unsigned me_ring_ready(me_ring *r)
+    unsigned me_ring_spin(me_ring *r, uint64_t max_ns)
+    int me_ring_eventfd_enable(me_ring *r, int on)
+    int me_ring_read_nowait(int fd, const iovec *iov, int n, uint64_t off)
+    int me_ring_fd_direct(int fd)
