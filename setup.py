@@ -45,6 +45,12 @@ EXTENSIONS: dict[str, tuple[str, list[str], list[str], list[str]]] = {
         [],
     ),
     "mcp_edge.native._dio": ("mcp_edge/native/_dio.pyx", ["csrc/dio/dio.c"], [], []),
+    "mcp_edge.native._frame": (
+        "mcp_edge/native/_frame.pyx",
+        ["csrc/cpu/cpu.c", "csrc/crc32c/crc32c.c", "csrc/crc32c/crc32c_scalar.c", "csrc/frame/frame.c"],
+        ["csrc/crc32c/"],
+        [],
+    ),
     "mcp_edge.native._sys": ("mcp_edge/native/_sys.pyx", ["csrc/sys/sys.c"], [], []),
     "mcp_edge.native._uring": ("mcp_edge/native/_uring.pyx", ["csrc/uring/uring.c"], [], ["liburing"]),
 }

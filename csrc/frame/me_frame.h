@@ -1,0 +1,128 @@
+/* me_frame.h - the 32-byte wire format: header encode/decode, TLV extensions, CRC32C (docs/wire-format.md). */
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef MCP_EDGE_ME_FRAME_H
+#define MCP_EDGE_ME_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A frame on the wire: the 32-byte header, ext_len bytes of TLV extensions,
+   then (inline kind only) payload_len bytes of payload. All little-endian. */
+#define ME_FRAME_HEADER_SIZE 32
+#define ME_FRAME_MAGIC 0xC54Du /* bytes 'M', 0xC5 */
+#define ME_FRAME_VERSION 1
+
+/* Where the payload is (header byte 4). */
+enum me_frame_kind {
+    ME_FRAME_INLINE = 0, /* follows the extensions in the frame */
+    ME_FRAME_BLOCK = 1,  /* a shared-memory block: (segment, offset, payload_len) */
+    ME_FRAME_FILE = 2,   /* a file: (fd index, offset, payload_len) */
+};
+#define ME_FRAME_KIND_COUNT 3
+
+/* Flags (header byte 5); any other bit set is malformed. */
+#define ME_FRAME_F_PAYLOAD_CRC 0x01u /* block/file kinds: the CRC also covers the payload bytes */
+#define ME_FRAME_F_END 0x02u         /* the last frame of its request/stream id */
+#define ME_FRAME_F_ALL (ME_FRAME_F_PAYLOAD_CRC | ME_FRAME_F_END)
+
+/* TLV extensions: u16 type, u16 length, value. Type bit 15 set: a receiver
+   that does not know the type skips it; clear: it rejects the frame. */
+#define ME_FRAME_TLV_OPTIONAL 0x8000u
+#define ME_FRAME_TLV_DEADLINE 0x0001u /* u64: absolute CLOCK_MONOTONIC ns */
+#define ME_FRAME_TLV_TRACE 0x0002u    /* 25 bytes: W3C trace-id(16), parent-id(8), trace-flags(1) */
+#define ME_FRAME_TLV_PRIORITY 0x0003u /* u8: higher is more urgent */
+#define ME_FRAME_TLV_HEADER 4
+#define ME_FRAME_TRACE_SIZE 25
+
+/* Offsets (u48) above this do not fit the header. */
+#define ME_FRAME_MAX_OFFSET ((UINT64_C(1) << 48) - 1)
+
+/* Default decode limits. */
+#define ME_FRAME_DEFAULT_MAX_PAYLOAD (16u << 20)
+#define ME_FRAME_DEFAULT_MAX_EXT 4096u
+
+/* Why a frame was refused; each comes with its own errno from the decoders. */
+enum me_frame_reason {
+    ME_FRAME_OK = 0,
+    ME_FRAME_TRUNCATED = 1,   /* -EAGAIN: the bytes end before the frame does (`needed` says where it ends) */
+    ME_FRAME_OVERLONG = 2,    /* -EMSGSIZE: a length beyond the limits or the caller's buffer */
+    ME_FRAME_BAD_MAGIC = 3,   /* -ENOMSG */
+    ME_FRAME_BAD_VERSION = 4, /* -EPROTONOSUPPORT */
+    ME_FRAME_BAD_FIELD = 5,   /* -EINVAL: unknown kind, reserved flag, a locator on an inline frame */
+    ME_FRAME_BAD_CRC = 6,     /* -EBADMSG */
+    ME_FRAME_BAD_TLV = 7,     /* -EPROTO: a TLV past the area, a bad length, a duplicate, an unknown required type */
+};
+#define ME_FRAME_REASON_COUNT 8
+
+/* Limits a receiver sets; NULL means the defaults above. */
+struct me_frame_limits {
+    uint32_t max_payload; /* inline payload bytes */
+    uint32_t max_ext;     /* extension bytes (the field is 16 bits wide) */
+};
+
+/* Extensions decoded from the TLV area. */
+#define ME_FRAME_HAS_DEADLINE 0x1u
+#define ME_FRAME_HAS_TRACE 0x2u
+#define ME_FRAME_HAS_PRIORITY 0x4u
+
+/* A frame's header fields and decoded extensions. For encoding, fill the
+   header fields; for decoding, everything is written. */
+struct me_frame {
+    uint8_t version;
+    uint8_t type;
+    uint8_t kind;
+    uint8_t flags;
+    uint16_t ext_len;
+    uint64_t id;
+    uint32_t payload_len;
+    uint32_t crc;
+    uint16_t segment; /* block: segment number; file: fd index; inline: 0 */
+    uint64_t offset;  /* u48; inline: 0 */
+    /* filled by decoding: */
+    uint32_t size;         /* bytes of the frame in its buffer: header + extensions (+ inline payload) */
+    uint32_t needed;       /* ME_FRAME_TRUNCATED: bytes the frame needs in all */
+    uint8_t reason;        /* enum me_frame_reason */
+    uint8_t crc_checked;   /* 0 when the CRC covers an out-of-line payload: see me_frame_verify_payload */
+    uint8_t present;       /* ME_FRAME_HAS_* */
+    uint8_t priority;
+    uint64_t deadline_ns;
+    uint8_t trace[ME_FRAME_TRACE_SIZE];
+    uint32_t crc_partial;  /* CRC32C of the header (CRC zeroed) and extensions */
+};
+
+/* Write the 32-byte header of `f` to out[0..32): its CRC32C runs over the header
+   (CRC field zeroed), ext[0..f->ext_len) and payload[0..f->payload_len), where
+   `payload` is the inline payload, or for F_PAYLOAD_CRC the out-of-line block's
+   bytes, and is NULL otherwise. f->crc is set. 32, or -EINVAL (kind, flags,
+   offset or locator out of range, payload missing). */
+int me_frame_encode_header(void *out, struct me_frame *f, const void *ext, const void *payload);
+
+/* Append one TLV to out[*used..cap): 0, -ENOBUFS (no room), -EMSGSIZE (value
+   over 65535 bytes). */
+int me_frame_tlv_put(void *out, size_t cap, size_t *used, uint16_t type, const void *value, size_t len);
+
+/* Check the header in buf[0..len) (len may be short: magic and version are
+   checked on what is there) and fill the header fields of `f`. The frame's
+   size in all (header + extensions + inline payload), or -errno with f->reason
+   (-EAGAIN with f->needed for a short buffer). Reads at most 32 bytes. */
+int me_frame_parse_header(const void *buf, size_t len, const struct me_frame_limits *lim, struct me_frame *f);
+
+/* Second half of decoding, for a header parsed by me_frame_parse_header and
+   its extensions and inline payload wherever they were read to: check the CRC
+   (unless it covers an out-of-line payload) and decode the TLVs. 0 or -errno
+   with f->reason. `hdr` is the 32 header bytes. */
+int me_frame_check(struct me_frame *f, const void *hdr, const void *ext, const void *payload);
+
+/* The whole of a frame in buf[0..len): its size (trailing bytes are the next
+   frame's), or -errno with f->reason. Never reads past buf + len. */
+int me_frame_decode(const void *buf, size_t len, const struct me_frame_limits *lim, struct me_frame *f);
+
+/* For a decoded frame whose CRC covers its out-of-line payload (crc_checked 0):
+   check it against the payload's bytes. 0, -EBADMSG (f->reason BAD_CRC),
+   -EMSGSIZE (len differs from payload_len), -EINVAL (nothing to check). */
+int me_frame_verify_payload(struct me_frame *f, const void *payload, size_t len);
+
+/* "truncated", "overlong", ... ; NULL out of range. */
+const char *me_frame_reason_name(int reason);
+
+#endif /* MCP_EDGE_ME_FRAME_H */
