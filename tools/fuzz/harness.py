@@ -14,6 +14,9 @@ and raises ``FuzzFinding`` (or anything else: that is a crash) when it was not:
 ``check_manifest(data)``
     ``plugin.toml`` text, then (after a NUL) a JSON config value and (after another NUL) the text of an
     environment override of its first property: read the manifest, then resolve the config against its schema.
+``check_frame(data)``
+    The wire-format decoder (``mcp_edge.native._frame``): the first byte says whether to put the right magic
+    and version in and to fix the CRC up (so the checks after it are reached); the rest is the frame's bytes.
 
 The ``check_*_parts`` functions take the same inputs already split, for the hypothesis strategies.
 Nothing here imports atheris or hypothesis.
@@ -57,6 +60,7 @@ __all__ = [
     "FuzzFinding",
     "JsonRpcInput",
     "check_http",
+    "check_frame",
     "check_http_parts",
     "check_jsonrpc",
     "check_jsonrpc_parts",
@@ -84,6 +88,8 @@ def preload(target: str) -> None:
         import mcp_edge.runtime.router
         import mcp_edge.transport.http
         import mcp_edge.transport.http_wire
+    elif target == "frame":
+        import mcp_edge.native._frame  # noqa: F401
     elif target == "manifest":
         import tomllib  # noqa: F401 - its pure-Python parser, instrumented too
 
@@ -805,3 +811,57 @@ def check_manifest(data: bytes) -> None:
         return
     check_schema_value(schema, value, env_text)
 
+
+
+# --- wire format ----------------------------------------------------------------------------------------
+
+
+_FRAME_REASONS = ("truncated", "overlong", "bad magic", "bad version", "bad field", "bad CRC", "bad TLV")
+
+
+def _frame_fixed_up(control: int, raw: bytes) -> bytes:
+    """``raw`` with the magic and version set (control bit 1) and the CRC made right for what the header says
+    (bit 0), where the header is whole."""
+    from mcp_edge.native import crc32c
+
+    buf = bytearray(raw)
+    if control & 2 and len(buf) >= 3:
+        buf[0:3] = b"M\xc5\x01"
+    if control & 1 and len(buf) >= 32:
+        ext_len = int.from_bytes(buf[6:8], "little")
+        plen = int.from_bytes(buf[16:20], "little")
+        covered = 32 + ext_len + (plen if buf[4] == 0 else 0)
+        buf[20:24] = bytes(4)
+        buf[20:24] = crc32c(bytes(buf[:covered])).to_bytes(4, "little")
+    return bytes(buf)
+
+
+def check_frame(data: bytes) -> None:
+    """The decoder on any bytes: a Frame that lies inside them and re-encodes to the same header, or FrameError
+    with one of its reasons; never anything else."""
+    from mcp_edge.native._frame import FrameError, decode, encode_header, frame_size
+
+    raw = _frame_fixed_up(data[0], data[1:]) if data else b""
+    try:
+        frame = decode(raw)
+    except FrameError as exc:
+        if exc.reason not in _FRAME_REASONS:
+            raise FuzzFinding(f"unknown reason {exc.reason!r}") from None
+        if exc.reason == "truncated" and not exc.needed > len(raw):
+            raise FuzzFinding(f"truncated, needing {exc.needed} bytes of the {len(raw)} there") from None
+        return
+    if not 32 <= frame.size <= len(raw):
+        raise FuzzFinding(f"frame of {frame.size} bytes decoded from {len(raw)}")
+    if frame_size(raw[:32]) != frame.size:
+        raise FuzzFinding(f"frame_size {frame_size(raw[:32])} is not the decoded size {frame.size}")
+    ext = frame.extensions
+    if sum(4 + len(value) for _, value in frame.tlvs()) != len(ext):
+        raise FuzzFinding(f"TLVs do not tile the {len(ext)} bytes of extensions: {bytes(ext)!r:.200}")
+    if frame.crc_checked:  # the header is canonical: encoding its fields gives it back
+        again = encode_header(frame.type, frame.id, frame.payload, kind=frame.kind,
+                              length=frame.payload_length, segment=frame.segment, offset=frame.offset,
+                              extensions=ext, end=frame.end)
+        if again != raw[:32]:
+            raise FuzzFinding(f"re-encoded header {again.hex()} differs from {raw[:32].hex()}")
+    if decode(raw[:frame.size]).size != frame.size:
+        raise FuzzFinding("the frame decodes differently without the bytes after it")

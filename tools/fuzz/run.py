@@ -71,6 +71,9 @@ def run_target(target: str, runs: int, seconds: int, log: Path) -> Result:
         f"-max_len={MAX_LEN[target]}", "-print_final_stats=1", f"-artifact_prefix={findings}/",
         str(corpus), str(start_dir),
     ]
+    tokens = HERE / f"{target}.dict"
+    if tokens.exists():
+        cmd.insert(2, f"-dict={tokens}")
     start = time.monotonic()
     with log.open("wb") as out:
         proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, check=False)
