@@ -27,5 +27,5 @@ def test_atheris_targets_short_run() -> None:
     print(proc.stdout, proc.stderr)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     summary = json.loads((ROOT / "build" / "fuzz" / "summary.json").read_text())
-    assert {r["target"] for r in summary} == {"jsonrpc", "http", "manifest"}
+    assert {r["target"] for r in summary} == {"jsonrpc", "http", "manifest", "frame"}
     assert all(r["executions"] > 0 for r in summary), summary

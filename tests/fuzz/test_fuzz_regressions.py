@@ -2,8 +2,9 @@
 
 The formats are those of the atheris targets (``tools/fuzz/harness.py``): ``jsonrpc`` (two control bytes, then
 the stream), ``http`` (one chunking byte, then the bytes of a connection), ``manifest`` (plugin.toml, NUL, a
-JSON config, NUL, an environment override); ``stdio`` inputs are written as they are to a real
-``serve --stdio``. A new crash file (``crash-*``, ``timeout-*``) in any of them is replayed here by its name.
+JSON config, NUL, an environment override), ``frame`` (one fix-up byte, then a frame); ``stdio`` inputs are
+written as they are to a real ``serve --stdio``. A new crash file (``crash-*``, ``timeout-*``) in any of them is
+replayed here by its name.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from harness import check_http, check_jsonrpc, check_manifest
+from harness import check_frame, check_http, check_jsonrpc, check_manifest
 from stdio_server import StdioServer, replay
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "fuzz"
-CHECKS = {"jsonrpc": check_jsonrpc, "http": check_http, "manifest": check_manifest}
+CHECKS = {"jsonrpc": check_jsonrpc, "http": check_http, "manifest": check_manifest, "frame": check_frame}
 
 
 def _inputs(target: str) -> list[Path]:

@@ -59,8 +59,8 @@ __all__ = [
     "INFO",
     "FuzzFinding",
     "JsonRpcInput",
-    "check_http",
     "check_frame",
+    "check_http",
     "check_http_parts",
     "check_jsonrpc",
     "check_jsonrpc_parts",
@@ -89,7 +89,7 @@ def preload(target: str) -> None:
         import mcp_edge.transport.http
         import mcp_edge.transport.http_wire
     elif target == "frame":
-        import mcp_edge.native._frame  # noqa: F401
+        import mcp_edge.native._frame
     elif target == "manifest":
         import tomllib  # noqa: F401 - its pure-Python parser, instrumented too
 
@@ -849,6 +849,7 @@ def check_frame(data: bytes) -> None:
             raise FuzzFinding(f"unknown reason {exc.reason!r}") from None
         if exc.reason == "truncated" and not exc.needed > len(raw):
             raise FuzzFinding(f"truncated, needing {exc.needed} bytes of the {len(raw)} there") from None
+        _frame_edges(exc.reason, -1, ())
         return
     if not 32 <= frame.size <= len(raw):
         raise FuzzFinding(f"frame of {frame.size} bytes decoded from {len(raw)}")
@@ -865,3 +866,26 @@ def check_frame(data: bytes) -> None:
             raise FuzzFinding(f"re-encoded header {again.hex()} differs from {raw[:32].hex()}")
     if decode(raw[:frame.size]).size != frame.size:
         raise FuzzFinding("the frame decodes differently without the bytes after it")
+    _frame_edges("ok", frame.kind, [t for t, _ in frame.tlvs()])
+
+
+def _frame_edges(outcome: str, kind: int, tlv_types: Sequence[int]) -> int:
+    """One branch per outcome, kind and TLV type: the C decoder is not instrumented, so these are the edges
+    that tell atheris an input reached somewhere new."""
+    seen = 0
+    for i, name in enumerate(("ok", *_FRAME_REASONS)):
+        if outcome == name:
+            seen |= 1 << i
+    for k in range(3):
+        if kind == k:
+            seen |= 1 << (8 + k)
+    for t in tlv_types:
+        if t & 0x8000:
+            seen |= 1 << 11
+        if t & 0x7FFF == 1:
+            seen |= 1 << 12
+        elif t & 0x7FFF == 2:
+            seen |= 1 << 13
+        elif t & 0x7FFF == 3:
+            seen |= 1 << 14
+    return seen

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "tools" / "fuzz"
 DATA = ROOT / "tests" / "data" / "fuzz"
 WORK = ROOT / "build" / "fuzz"
-TARGETS = ("jsonrpc", "http", "manifest")
-MAX_LEN = {"jsonrpc": 8192, "http": 8192, "manifest": 4096}
+TARGETS = ("jsonrpc", "http", "manifest", "frame")
+MAX_LEN = {"jsonrpc": 8192, "http": 8192, "manifest": 4096, "frame": 4096}
 TIMEOUT_S = 30  # one input running longer than this is a finding (a hang), kept as timeout-*
 
 
