@@ -6,3 +6,7 @@ cdef class Frame:
     cdef me_frame f
     cdef object _ext
     cdef object _payload
+    cdef object _obj
+    cdef Py_buffer _view
+    cdef bint _held
+    cdef int _make_views(self) except -1

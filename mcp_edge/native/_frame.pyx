@@ -111,10 +111,10 @@ cdef object _refused(me_frame *f, Py_ssize_t have, uint32_t max_payload, uint32_
                       f.needed if f.reason == ME_FRAME_TRUNCATED else 0)
 
 
-cdef me_frame_limits _limits(object max_payload, object max_extensions) except *:
+cdef me_frame_limits _limits(uint32_t max_payload, uint32_t max_extensions) except *:
     cdef me_frame_limits lim
-    if not 0 <= max_payload <= 0xFFFFFFFF or not 0 <= max_extensions <= 0xFFFF:
-        raise ValueError(f"limits out of range: max_payload {max_payload}, max_extensions {max_extensions}")
+    if max_extensions > 0xFFFF:
+        raise ValueError(f"limits out of range: max_extensions {max_extensions} (the field holds 65535 at most)")
     lim.max_payload = max_payload
     lim.max_ext = max_extensions
     return lim
@@ -317,6 +317,24 @@ cdef class Frame:
     def __init__(self):
         raise TypeError("Frame objects come from decode() or read_frame()")
 
+    def __dealloc__(self):
+        if self._held:
+            PyBuffer_Release(&self._view)
+
+    cdef int _make_views(self) except -1:
+        """The memoryviews of a decoded frame, made on first use: a ring consumer that never looks at them
+        does not pay for them. Until then the held buffer export keeps the bytes where they are."""
+        if self._obj is None:
+            return 0
+        mv = memoryview(self._obj).cast("B")
+        start = ME_FRAME_HEADER_SIZE + self.f.ext_len
+        self._ext = mv[ME_FRAME_HEADER_SIZE:start]
+        self._payload = mv[start:start + self.f.payload_len] if self.f.kind == ME_FRAME_INLINE else None
+        self._obj = None
+        PyBuffer_Release(&self._view)
+        self._held = False
+        return 0
+
     @property
     def version(self):
         return self.f.version
@@ -375,11 +393,13 @@ cdef class Frame:
 
     @property
     def extensions(self):
+        self._make_views()
         return self._ext
 
     @property
     def payload(self):
         """The inline payload (a memoryview into the decoded buffer); None for ``BLOCK``/``FILE``."""
+        self._make_views()
         return self._payload
 
     @property
@@ -404,6 +424,7 @@ cdef class Frame:
         Every TLV of the extensions in order, known or skipped, as (type, value).
         """
         out = []
+        self._make_views()
         ext = self._ext
         cdef Py_ssize_t at = 0, n = len(ext)
         while at + ME_FRAME_TLV_HEADER <= n:
@@ -456,7 +477,8 @@ cdef Frame _new_frame(me_frame *f, object ext, object payload):
     return fr
 
 
-def decode(buf, *, max_payload=DEFAULT_MAX_PAYLOAD, max_extensions=DEFAULT_MAX_EXTENSIONS):
+def decode(buf, *, uint32_t max_payload=ME_FRAME_DEFAULT_MAX_PAYLOAD,
+           uint32_t max_extensions=ME_FRAME_DEFAULT_MAX_EXT):
     """decode(buf, *, max_payload=DEFAULT_MAX_PAYLOAD, max_extensions=DEFAULT_MAX_EXTENSIONS) -> Frame
 
     int me_frame_decode(const void *buf, size_t len, const struct me_frame_limits *lim, struct me_frame *f)
@@ -473,28 +495,23 @@ def decode(buf, *, max_payload=DEFAULT_MAX_PAYLOAD, max_extensions=DEFAULT_MAX_E
         ``bad version``, ``bad field``, ``bad CRC`` or ``bad TLV``.
     """
     cdef me_frame_limits lim = _limits(max_payload, max_extensions)
-    cdef me_frame f
-    cdef Py_buffer view
+    cdef Frame fr = Frame.__new__(Frame)
     cdef int rc
-    _get(buf, &view, PyBUF_SIMPLE, "buf")
-    try:
-        if view.len >= NOGIL_MIN:
-            with nogil:
-                rc = me_frame_decode(view.buf, <size_t>view.len, &lim, &f)
-        else:
-            rc = me_frame_decode(view.buf, <size_t>view.len, &lim, &f)
-        have = view.len
-    finally:
-        PyBuffer_Release(&view)
+    _get(buf, &fr._view, PyBUF_SIMPLE, "buf")
+    fr._held = True  # released when the views are made, or with the Frame
+    if fr._view.len >= NOGIL_MIN:
+        with nogil:
+            rc = me_frame_decode(fr._view.buf, <size_t>fr._view.len, &lim, &fr.f)
+    else:
+        rc = me_frame_decode(fr._view.buf, <size_t>fr._view.len, &lim, &fr.f)
     if rc < 0:
-        raise _refused(&f, have, lim.max_payload, lim.max_ext)
-    mv = memoryview(buf).cast("B")
-    start = ME_FRAME_HEADER_SIZE + f.ext_len
-    payload = mv[start:start + f.payload_len] if f.kind == ME_FRAME_INLINE else None
-    return _new_frame(&f, mv[ME_FRAME_HEADER_SIZE:start], payload)
+        raise _refused(&fr.f, fr._view.len, lim.max_payload, lim.max_ext)
+    fr._obj = buf
+    return fr
 
 
-def frame_size(header, *, max_payload=DEFAULT_MAX_PAYLOAD, max_extensions=DEFAULT_MAX_EXTENSIONS):
+def frame_size(header, *, uint32_t max_payload=ME_FRAME_DEFAULT_MAX_PAYLOAD,
+               uint32_t max_extensions=ME_FRAME_DEFAULT_MAX_EXT):
     """frame_size(header, *, max_payload=..., max_extensions=...) -> int
 
     int me_frame_parse_header(const void *buf, size_t len, const struct me_frame_limits *lim, struct me_frame *f)
@@ -579,8 +596,8 @@ cdef Py_ssize_t _read_into(int fd, list views) except -1:
     return got
 
 
-def read_frame(fd, payload=None, extensions=None, *, max_payload=DEFAULT_MAX_PAYLOAD,
-               max_extensions=DEFAULT_MAX_EXTENSIONS):
+def read_frame(fd, payload=None, extensions=None, *, uint32_t max_payload=ME_FRAME_DEFAULT_MAX_PAYLOAD,
+               uint32_t max_extensions=ME_FRAME_DEFAULT_MAX_EXT):
     """read_frame(fd, payload, extensions=None, *, max_payload=..., max_extensions=...) -> Frame | None
 
     ssize_t readv(int fd, const struct iovec *iov, int iovcnt)

@@ -203,6 +203,17 @@ def test_optional_unknown_tlv_is_skipped_and_listed() -> None:
     assert [(t, v.tobytes()) for t, v in frame.tlvs()] == [(0xF777, b"later"), (0x8003, b"\x05"), (0xFFFF, b"")]
 
 
+def test_a_frame_pins_its_buffer() -> None:
+    """The bytes a Frame's views point into cannot move while it lives, whether or not its views were made."""
+    buf = bytearray(ref_frame(payload=b"abc"))
+    frame = decode(buf)
+    with pytest.raises(BufferError):
+        buf.extend(b"more")
+    assert frame.payload == b"abc"
+    del frame
+    buf.extend(b"more")
+
+
 def test_decode_takes_any_contiguous_buffer() -> None:
     raw = ref_frame(payload=b"abc")
     for buf in (raw, bytearray(raw), memoryview(raw), mmap_copy(raw)):
