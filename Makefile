@@ -9,7 +9,8 @@ STAMP := $(VENV)/.mcp-edge-installed
 # path; libisal2 and fio: peers of the CRC32C and I/O benches).
 DEBS := gcc make pkg-config python3-venv liburing-dev libnuma-dev libisal2 fio
 
-.PHONY: all setup deps build run test lint pytest bench test-aarch64 conformance clean
+.PHONY: all setup deps build run test lint pytest bench test-aarch64 conformance fuzz clean
+FUZZ_TIME ?= 300
 
 all: setup
 
@@ -49,6 +50,12 @@ bench: setup
 
 conformance: setup
 	bash tools/conformance.sh
+
+# Long fuzzing: the hypothesis properties with many examples, then each atheris target FUZZ_TIME seconds (x86_64).
+# (make test runs the same properties briefly and each atheris target for 15 s.)
+fuzz: setup
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/fuzz --ignore=tests/fuzz/test_atheris_short.py
+	$(PY) tools/fuzz/run.py --time $(FUZZ_TIME)
 
 test-aarch64: setup
 	PYTHON=$(PY) bash tools/aarch64/test.sh
