@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,6 +47,17 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 6
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 200
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = _REPR.maxfrozenset = 30
+
+
+def _show(value: object) -> str:
+    """``repr(value)`` for a message: a few levels deep and cut short, so any value (however nested) can be shown."""
+    return _REPR.repr(value)
+
+
 def _name(text: str) -> str:
     return re.sub(r"[^A-Z0-9]", "_", text.upper())
 
@@ -63,11 +75,65 @@ def env_name(plugin_id: str, key: str) -> str:
 # --- the schema itself -------------------------------------------------------------------------
 
 
-def check_schema(schema: object, where: str, path: str = "") -> None:
-    """PluginLoadError naming ``where`` and the place, unless ``schema`` is in the supported subset."""
+MAX_SCHEMA_DEPTH = 32
+"""How deep a schema may nest (subschemas in ``properties``/``items``/``additionalProperties``) and how deep a
+JSON value in it (``default``, ``enum``, ``const``, ``examples``) or an environment override may nest: a config
+needs a few levels; the limit keeps every recursive walk here far from Python's recursion limit."""
+
+_COUNTS = ("minLength", "maxLength", "minItems", "maxItems")
+
+
+def _too_deep(value: object, limit: int = MAX_SCHEMA_DEPTH) -> bool:
+    """Whether ``value`` nests lists/tables more than ``limit`` deep; iterative, so any depth is safe to ask about."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _not_json(value: object) -> object | None:
+    """The first part of ``value`` (known not too deep) that is no JSON value (a TOML date, a set...), else None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item is None or isinstance(item, str | bool | int):
+            continue
+        if isinstance(item, float):
+            if math.isnan(item):
+                return item
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, Mapping):
+            if not all(isinstance(k, str) for k in item):
+                return item
+            stack.extend(item.values())
+        else:
+            return item
+    return None
+
+
+def check_schema(schema: object, where: str, path: str = "", depth: int = 0) -> None:
+    """PluginLoadError naming ``where`` and the place, unless ``schema`` is in the supported subset.
+
+    Every keyword's value is checked to be of the kind ``validate`` and ``resolve_config`` rely on, so an
+    accepted schema never makes them fail with anything but a (path, message) problem or PluginConfigError.
+    """
     at = f"{where}{' at ' + path if path else ''}"
+    if depth > MAX_SCHEMA_DEPTH:
+        raise PluginLoadError(f"{at}: the schema is nested too deeply (more than {MAX_SCHEMA_DEPTH} levels)")
     if not isinstance(schema, Mapping):
-        raise PluginLoadError(f"{at}: a schema must be a table (object), got {schema!r}")
+        raise PluginLoadError(f"{at}: a schema must be a table (object), got {_show(schema)}")
+    if not all(isinstance(k, str) for k in schema):
+        raise PluginLoadError(f"{at}: schema keywords must be strings")
     unknown = set(schema) - _VALIDATING - _ANNOTATIONS
     if unknown:
         raise PluginLoadError(
@@ -77,34 +143,63 @@ def check_schema(schema: object, where: str, path: str = "") -> None:
     types = schema.get("type")
     if types is not None:
         listed = [types] if isinstance(types, str) else types
-        if not isinstance(listed, list) or not listed or any(t not in _TYPES for t in listed):
-            raise PluginLoadError(f"{at}: 'type' must be one of {', '.join(_TYPES)} or a list of them, got {types!r}")
-    props = schema.get("properties")
-    if props is not None:
-        if not isinstance(props, Mapping):
-            raise PluginLoadError(f"{at}: 'properties' must be a table")
-        for key, sub in props.items():
-            check_schema(sub, where, f"{path}.{key}" if path else str(key))
-    for key in ("items", "additionalProperties"):
-        sub = schema.get(key)
-        if sub is not None and not isinstance(sub, bool):
-            check_schema(sub, where, f"{path}[{key}]")
-    required = schema.get("required")
-    if required is not None and (not isinstance(required, list) or not all(isinstance(r, str) for r in required)):
-        raise PluginLoadError(f"{at}: 'required' must be a list of property names")
-    enum = schema.get("enum")
-    if enum is not None and not isinstance(enum, list):
-        raise PluginLoadError(f"{at}: 'enum' must be a list")
-    pattern = schema.get("pattern")
-    if pattern is not None:
+        if not isinstance(listed, list) or not listed or any(
+            not isinstance(t, str) or t not in _TYPES for t in listed
+        ):
+            raise PluginLoadError(
+                f"{at}: 'type' must be one of {', '.join(_TYPES)} or a list of them, got {_show(types)}"
+            )
+    for key in ("default", "enum", "const", "examples"):
+        if key not in schema:
+            continue
+        if _too_deep(schema[key]):
+            raise PluginLoadError(f"{at}: '{key}' is nested too deeply (more than {MAX_SCHEMA_DEPTH} levels)")
+        odd = _not_json(schema[key])
+        if odd is not None:
+            raise PluginLoadError(f"{at}: '{key}' holds {_show(odd)}, which is not a JSON value")
+    for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        bound = schema.get(key, 0)
+        if not isinstance(bound, int | float) or isinstance(bound, bool) or (
+            isinstance(bound, float) and math.isnan(bound)
+        ):
+            raise PluginLoadError(f"{at}: '{key}' must be a number, got {_show(bound)}")
+    for key in _COUNTS:
+        count = schema.get(key, 0)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise PluginLoadError(f"{at}: '{key}' must be a non-negative integer, got {_show(count)}")
+    if not isinstance(schema.get("uniqueItems", False), bool):
+        raise PluginLoadError(f"{at}: 'uniqueItems' must be true or false, got {_show(schema['uniqueItems'])}")
+    if "required" in schema:
+        required = schema["required"]
+        if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+            raise PluginLoadError(f"{at}: 'required' must be a list of property names, got {_show(required)}")
+    if "enum" in schema and not isinstance(schema["enum"], list):
+        raise PluginLoadError(f"{at}: 'enum' must be a list, got {_show(schema['enum'])}")
+    if "pattern" in schema:
+        pattern = schema["pattern"]
+        if not isinstance(pattern, str):
+            raise PluginLoadError(f"{at}: 'pattern' must be a string (a regular expression), got {_show(pattern)}")
         try:
             re.compile(pattern)
-        except (re.error, TypeError) as exc:
-            raise PluginLoadError(f"{at}: 'pattern' {pattern!r} is not a regular expression: {exc}") from None
+        except (re.error, RecursionError, OverflowError, ValueError) as exc:
+            raise PluginLoadError(f"{at}: 'pattern' {_show(pattern)} is not a regular expression: {exc}") from None
+    if "properties" in schema:
+        props = schema["properties"]
+        if not isinstance(props, Mapping):
+            raise PluginLoadError(f"{at}: 'properties' must be a table, got {_show(props)}")
+        for key, sub in props.items():
+            if not isinstance(key, str):
+                raise PluginLoadError(f"{at}: property names must be strings, got {_show(key)}")
+            check_schema(sub, where, f"{path}.{key}" if path else key, depth + 1)
+    for key in ("items", "additionalProperties"):
+        if key in schema and not isinstance(schema[key], bool):
+            check_schema(schema[key], where, f"{path}[{key}]", depth + 1)
     if "default" in schema:
         problem = validate(schema["default"], schema)
         if problem:
-            raise PluginLoadError(f"{at}: its default {schema['default']!r} breaks its own schema: {problem[1]}")
+            raise PluginLoadError(
+                f"{at}: its default {_show(schema['default'])} breaks its own schema: {problem[1]}"
+            )
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -143,12 +238,12 @@ def validate(value: Any, schema: Mapping[str, Any], path: str = "") -> tuple[str
     if types is not None:
         listed = [types] if isinstance(types, str) else types
         if not any(_type_ok(value, t) for t in listed):
-            return path, f"expected {' or '.join(listed)}, got {_json_type(value)} {value!r}"
+            return path, f"expected {' or '.join(listed)}, got {_json_type(value)} {_show(value)}"
     if "const" in schema and not _json_equal(value, schema["const"]):
-        return path, f"must be {schema['const']!r}, got {value!r}"
+        return path, f"must be {_show(schema['const'])}, got {_show(value)}"
     enum = schema.get("enum")
     if enum is not None and not any(_json_equal(value, e) for e in enum):
-        return path, f"must be one of {', '.join(repr(e) for e in enum)}, got {value!r}"
+        return path, f"must be one of {', '.join(_show(e) for e in enum)}, got {_show(value)}"
     if isinstance(value, int | float) and not isinstance(value, bool):
         for key, words in _BOUNDS:
             bound = schema.get(key)
@@ -156,21 +251,26 @@ def validate(value: Any, schema: Mapping[str, Any], path: str = "") -> tuple[str
                 continue
             if (value < bound if key == "minimum" else value > bound if key == "maximum"
                     else value <= bound if key == "exclusiveMinimum" else value >= bound):
-                return path, f"must be {words} {bound}, got {value!r}"
+                return path, f"must be {words} {bound}, got {_show(value)}"
     if isinstance(value, str):
         if len(value) < schema.get("minLength", 0):
-            return path, f"must be at least {schema['minLength']} characters long, got {value!r}"
+            return path, f"must be at least {schema['minLength']} characters long, got {_show(value)}"
         if "maxLength" in schema and len(value) > schema["maxLength"]:
-            return path, f"must be at most {schema['maxLength']} characters long, got {value!r}"
+            return path, f"must be at most {schema['maxLength']} characters long, got {_show(value)}"
         if "pattern" in schema and re.search(schema["pattern"], value) is None:
-            return path, f"must match the pattern {schema['pattern']!r}, got {value!r}"
+            return path, f"must match the pattern {schema['pattern']!r}, got {_show(value)}"
     if isinstance(value, list | tuple):
         if len(value) < schema.get("minItems", 0):
             return path, f"must have at least {schema['minItems']} items, got {len(value)}"
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             return path, f"must have at most {schema['maxItems']} items, got {len(value)}"
-        if schema.get("uniqueItems") and len({json.dumps(v, sort_keys=True, default=str) for v in value}) < len(value):
-            return path, "items must be unique"
+        if schema.get("uniqueItems"):
+            try:
+                distinct = len({json.dumps(v, sort_keys=True, default=str) for v in value})
+            except RecursionError:  # items nested deeper than the encoder goes (a caller's value, not JSON text)
+                return path, "items are nested too deeply to compare"
+            if distinct < len(value):
+                return path, "items must be unique"
         items = schema.get("items")
         if isinstance(items, Mapping):
             for i, item in enumerate(value):
@@ -247,6 +347,22 @@ def _parse_env(text: str, schema: Mapping[str, Any]) -> Any:
     raise ValueError("; ".join(problems))
 
 
+def _env_json(text: str, what: str) -> Any:
+    """``text`` parsed as JSON; ValueError if it is not JSON or nests deeper than MAX_SCHEMA_DEPTH."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not a JSON {what}: {exc}") from None
+    except RecursionError:  # json.loads recurses per level: "[[[[..." thousands deep
+        value = None
+        deep = True
+    else:
+        deep = _too_deep(value)
+    if deep:
+        raise ValueError(f"not a JSON {what}: nested too deeply (more than {MAX_SCHEMA_DEPTH} levels)")
+    return value
+
+
 def _parse_as(text: str, name: str, schema: Mapping[str, Any]) -> Any:
     stripped = text.strip()
     if name == "string":
@@ -274,10 +390,7 @@ def _parse_as(text: str, name: str, schema: Mapping[str, Any]) -> Any:
         raise ValueError("not null")
     if name == "array":
         if stripped.startswith("["):
-            try:
-                value = json.loads(stripped)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not a JSON array: {exc}") from None
+            value = _env_json(stripped, "array")
             if not isinstance(value, list):
                 raise ValueError("not a JSON array")
             return value
@@ -287,10 +400,7 @@ def _parse_as(text: str, name: str, schema: Mapping[str, Any]) -> Any:
         parts = [p.strip() for p in stripped.split(",")]
         return [_parse_env(p, items) if isinstance(items, Mapping) else p for p in parts]
     if name == "object":
-        try:
-            value = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not a JSON object: {exc}") from None
+        value = _env_json(stripped, "object")
         if not isinstance(value, dict):
             raise ValueError("not a JSON object")
         return value
@@ -323,7 +433,9 @@ def resolve_config(
         try:
             merged[key] = _parse_env(text, props[key])
         except ValueError as exc:
-            raise PluginConfigError(f"plugin {plugin_id}: config key '{key}' from {var}={text!r}: {exc}") from None
+            raise PluginConfigError(
+                f"plugin {plugin_id}: config key '{key}' from {var}={_show(text)}: {exc}"
+            ) from None
         sources[key] = var
     merged = dict(_with_defaults(merged, schema))
     problem = validate(merged, schema)

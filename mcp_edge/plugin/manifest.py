@@ -105,6 +105,8 @@ def read_manifest(folder: Path) -> Manifest:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PluginLoadError(f"{path}: cannot read plugin manifest: {exc}") from None
+    except RecursionError:  # tomllib recurses per nesting level of arrays and inline tables
+        raise PluginLoadError(f"{path}: cannot read plugin manifest: nested too deeply") from None
     unknown = set(data) - {"plugin", "requires", "config"}
     if unknown:
         tables = ", ".join(sorted(unknown))

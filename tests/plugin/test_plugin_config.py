@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from mcp_edge.errors import ConfigError, PluginConfigError, PluginLoadError
-from mcp_edge.plugin.config import check_schema, env_name, resolve_config, validate
+from mcp_edge.plugin.config import MAX_SCHEMA_DEPTH, check_schema, env_name, resolve_config, validate
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -127,6 +128,21 @@ def test_validate_subset() -> None:
         ({"pattern": "("}, "is not a regular expression"),
         ({"required": "a"}, "'required' must be a list"),
         ([], "a schema must be a table"),
+        # Keyword values of the wrong kind, refused when read (validate/resolve_config used to raise TypeError).
+        ({"properties": {"a": {"minimum": "1"}}}, "at a: 'minimum' must be a number, got '1'"),
+        ({"exclusiveMaximum": True}, "'exclusiveMaximum' must be a number, got True"),
+        ({"properties": {"a": {"items": {"minLength": "2"}}}}, "at a[items]: 'minLength' must be a non-negative"),
+        ({"minItems": None}, "'minItems' must be a non-negative integer, got None"),
+        ({"maxLength": -1}, "'maxLength' must be a non-negative integer, got -1"),
+        ({"required": None}, "'required' must be a list of property names, got None"),
+        ({"required": ["a", 1]}, "'required' must be a list of property names"),
+        ({"uniqueItems": "yes"}, "'uniqueItems' must be true or false"),
+        ({"enum": None}, "'enum' must be a list"),
+        ({"pattern": 3}, "'pattern' must be a string"),
+        ({"properties": None}, "'properties' must be a table"),
+        ({"type": ["string", 1]}, "'type' must be one of"),
+        ({"default": float("nan")}, "'default' holds nan, which is not a JSON value"),
+        ({"default": json.loads("[" * 40 + "]" * 40)}, "'default' is nested too deeply"),
     ],
 )
 def test_unsupported_schema_refused(schema: Any, message: str) -> None:
@@ -134,6 +150,29 @@ def test_unsupported_schema_refused(schema: Any, message: str) -> None:
         check_schema(schema, "plugin.toml: [config.schema]")
     assert message in str(info.value)
     assert str(info.value).startswith("plugin.toml: [config.schema]")
+
+
+def test_deep_schema_refused() -> None:
+    """Properties nested past MAX_SCHEMA_DEPTH are refused, named, without walking (or recursing) further."""
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(1500):
+        schema = {"properties": {"a": schema}}
+    with pytest.raises(PluginLoadError, match="nested too deeply"):
+        check_schema(schema, "here")
+    shallow: dict[str, Any] = {"type": "string"}
+    for _ in range(MAX_SCHEMA_DEPTH):
+        shallow = {"properties": {"a": shallow}}
+    check_schema(shallow, "here")
+
+
+def test_deep_env_json_refused() -> None:
+    schema = {"type": "object", "properties": {"tags": {"type": "array"}, "opts": {"type": "object"}}}
+    deep = ("[" * 5000, "[" * 40 + "]" * 40)
+    cases = (("tags", "MCP_EDGE_HELLO_TAGS", deep), ("opts", "MCP_EDGE_HELLO_OPTS", (*deep, '{"a":' * 5000)))
+    for key, var, texts in cases:
+        for text in texts:
+            with pytest.raises(PluginConfigError, match=f"config key '{key}' from {var}=.*nested too deeply"):
+                resolve_config("hello", schema, {}, {var: text})
 
 
 def test_supported_schema_accepted() -> None:
