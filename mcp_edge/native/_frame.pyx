@@ -14,6 +14,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 from mcp_edge.errors import IsaLevelError, McpEdgeError
+from mcp_edge.native._check cimport check
 from mcp_edge.native._cpu import active as _active_level
 from mcp_edge.native._cpu import level_number as _level_number
 from mcp_edge.native.includes.me_crc32c cimport me_crc32c_set_level
@@ -50,6 +51,7 @@ from mcp_edge.native.includes.me_frame cimport (
     me_frame_limits,
     me_frame_parse_header,
     me_frame_reason_name,
+    me_frame_tlv_put,
     me_frame_verify_payload,
 )
 
@@ -254,14 +256,6 @@ def encode_header_into(out, int type, uint64_t id, payload=None, *, int kind=ME_
         PyBuffer_Release(&view)
 
 
-cdef int _tlv(bytearray out, uint16_t type, const unsigned char *value, Py_ssize_t n) except -1:
-    if n > 0xFFFF:
-        raise ValueError(f"a TLV value holds 65535 bytes at most, not {n}")
-    out += (type | <uint32_t>n << 16).to_bytes(4, "little")
-    out += value[:n]
-    return 0
-
-
 def encode_extensions(*, deadline_ns=None, priority=None, trace=None, extra=()):
     """encode_extensions(*, deadline_ns=None, priority=None, trace=None, extra=()) -> bytes
 
@@ -282,27 +276,29 @@ def encode_extensions(*, deadline_ns=None, priority=None, trace=None, extra=()):
         Further ``(type, value)`` pairs, written as given; set ``TLV_OPTIONAL``
         in the type when a receiver that does not know it may skip it.
     """
-    cdef bytearray out = bytearray()
-    cdef bytes b
+    tlvs = []
     if deadline_ns is not None:
-        b = int(deadline_ns).to_bytes(8, "little")
-        _tlv(out, ME_FRAME_TLV_DEADLINE, b, 8)
+        tlvs.append((ME_FRAME_TLV_DEADLINE, int(deadline_ns).to_bytes(8, "little")))
     if trace is not None:
         trace_id, parent_id, trace_flags = trace
-        b = bytes(trace_id) + bytes(parent_id) + int(trace_flags).to_bytes(1, "little")
         if len(trace_id) != 16 or len(parent_id) != 8:
             raise ValueError("trace is (trace_id: 16 bytes, parent_id: 8 bytes, trace_flags: 0-255)")
-        _tlv(out, ME_FRAME_TLV_TRACE, b, ME_FRAME_TRACE_SIZE)
+        tlvs.append((ME_FRAME_TLV_TRACE, bytes(trace_id) + bytes(parent_id) + int(trace_flags).to_bytes(1, "little")))
     if priority is not None:
-        b = int(priority).to_bytes(1, "little")
-        _tlv(out, ME_FRAME_TLV_PRIORITY, b, 1)
+        tlvs.append((ME_FRAME_TLV_PRIORITY, int(priority).to_bytes(1, "little")))
     for tlv_type, value in extra:
         if not 0 <= tlv_type <= 0xFFFF:
             raise ValueError(f"TLV type {tlv_type} does not fit 16 bits")
-        b = bytes(value)
-        _tlv(out, tlv_type, b, len(b))
-    if len(out) > 0xFFFF:
-        raise ValueError(f"{len(out)} bytes of extensions: the header's field holds 65535 at most")
+        tlvs.append((tlv_type, bytes(value)))
+    cdef Py_ssize_t total = sum(ME_FRAME_TLV_HEADER + len(v) for _, v in tlvs)
+    if total > 0xFFFF:
+        raise ValueError(f"{total} bytes of extensions: the header's field holds 65535 at most")
+    cdef bytearray out = bytearray(total)
+    cdef size_t used = 0
+    cdef bytes b
+    for tlv_type, b in tlvs:
+        check(me_frame_tlv_put(<unsigned char *>out, <size_t>total, &used, tlv_type, <const unsigned char *>b,
+                               <size_t>len(b)), "me_frame_tlv_put")
     return bytes(out)
 
 
