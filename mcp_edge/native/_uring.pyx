@@ -698,6 +698,12 @@ cdef class AsyncRing:
         self._flush_scheduled = False
         self._poll_scheduled = False
         self._inline_left = self.inline
+        if self._ring._open:
+            # A poll deferred on the old loop (which will not run it) left the eventfd off: on again, and the
+            # completions that came meanwhile reaped on the new loop's first pass.
+            me_ring_eventfd_enable(&self._ring._r, 1)
+            if self._in_ring:
+                loop.call_soon(self._poll_cb)
         import asyncio
         self._base_loop = isinstance(loop, asyncio.BaseEventLoop)
         if self._base_loop and type(loop).create_future is asyncio.BaseEventLoop.create_future:
@@ -923,19 +929,21 @@ cdef class AsyncRing:
 
     cdef object _start(self, int i, bint want_future):
         """Hand slot ``i`` to the ring (or the backlog); its result when the kernel gave it at once, else a
-        future (always a future with ``want_future``)."""
+        future (always a future with ``want_future``: never polled for)."""
         cdef Slot *s
         cdef unsigned n
         cdef int res
         if self._spin_skip:
             self._spin_skip -= 1
-        elif (self._in_ring == 0 and self._backlog_len == 0 and self.spin_ns and not self._poll_scheduled
-                and self._ready is not None and len(self._ready) <= self._flush_scheduled and self._prep(i) == 0):
-            # The ring is idle and no other callback is ready in the loop: hand the operation to the kernel
-            # now and poll for its completion a moment, with the eventfd off (it would only wake the loop for
-            # nothing later). Within the inline budget the poll runs here, and the awaiter goes on without a
-            # pass through the loop when the completion comes in time; past it, the poll runs as the loop's
-            # next callback, after the loop has looked at its other file descriptors.
+        elif (not want_future and self._in_ring == 0 and self._backlog_len == 0 and self.spin_ns
+                and not self._poll_scheduled and self._ready is not None and len(self._ready) <= self._flush_scheduled
+                and self._prep(i) == 0):
+            # A lone read or write (not a gather's: its operations go together), the ring idle and no other
+            # callback ready in the loop: hand the operation to the kernel now and poll for its completion a
+            # moment, with the eventfd off (it would only wake the loop for nothing later). Within the inline
+            # budget the poll runs here, and the awaiter goes on without a pass through the loop when the
+            # completion comes in time; past it, the poll runs as the loop's next callback, after the loop has
+            # looked at its other file descriptors.
             me_ring_eventfd_enable(&self._ring._r, 0)
             self._submit_now()
             if self._inline_left <= 0:
@@ -958,12 +966,8 @@ cdef class AsyncRing:
                     res = self._own_res
                     try:
                         if res < 0 and s.base == 0:
-                            exc = self._exception(s, -res, False)
-                            if want_future:
-                                return self._done(None, exc)
-                            raise exc
-                        value = s.base if res < 0 else self._value(s, res)
-                        return self._done(value, None) if want_future else value
+                            raise self._exception(s, -res, False)
+                        return s.base if res < 0 else self._value(s, res)
                     finally:
                         self._release(i)
             self._spun(False)

@@ -198,3 +198,31 @@ def test_info_shows_the_async_path(engine: Engine) -> None:
     info = engine.info()["async"]
     assert {"spin_us", "inline_per_turn", "nowait_reads", "submit_batch", "nowait_hits", "spin_hits", "wakeups",
             "enters"} <= set(info)
+
+
+@pytest.mark.parametrize("kind", ["uring"], indirect=True)
+def test_a_gather_goes_to_the_kernel_together(engine: Engine, directdir: Path) -> None:
+    """io_uring: the operations of a gather on an idle loop are submitted together, never polled for one by one
+    (which would run them one at a time)."""
+    from mcp_edge.io.uring_engine import UringEngine
+
+    assert isinstance(engine, UringEngine)
+    path = directdir / "together"
+    data = random.Random(10).randbytes(64 * KiB)
+    path.write_bytes(data)
+
+    async def main() -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | O_DIRECT)
+        try:
+            drv = engine._async
+            before = drv.stats
+            bufs = [AlignedBuffer(4 * KiB) for _ in range(16)]
+            assert await engine.gather([IoOp.read(fd, b, i * 4 * KiB) for i, b in enumerate(bufs)]) == [4 * KiB] * 16
+            assert b"".join(bytes(b) for b in bufs) == data
+            after = drv.stats
+            assert (after["spin_hits"], after["spin_misses"]) == (before["spin_hits"], before["spin_misses"])
+            assert after["enters"] - before["enters"] <= 16 // max(drv.batch, 1) + 1
+        finally:
+            os.close(fd)
+
+    asyncio.run(main())
