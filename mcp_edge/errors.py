@@ -13,6 +13,7 @@ __all__ = [
     "EngineClosedError",
     "EngineThreadError",
     "EngineUnavailable",
+    "FrameError",
     "InvalidArgumentsError",
     "IsaLevelError",
     "McpEdgeError",
@@ -72,6 +73,19 @@ class DirectIOAlignmentError(McpEdgeError, OSError):
     problems: tuple[str, ...] = ()
     mem_align: int = 0
     offset_align: int = 0
+
+
+class FrameError(McpEdgeError, ValueError):
+    """A received wire-format frame was refused. ``reason`` says why: ``truncated``, ``overlong``,
+    ``bad magic``, ``bad version``, ``bad field``, ``bad CRC`` or ``bad TLV`` (docs/wire-format.md says
+    what a receiver does with each). For ``truncated``, ``needed`` is the frame's size in all (0 when
+    not known yet).
+    """
+
+    def __init__(self, reason: str, message: str, needed: int = 0) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.needed = needed
 
 
 class BenchError(McpEdgeError, RuntimeError):

@@ -3,7 +3,7 @@ from typing import Final, Protocol
 
 from typing_extensions import Buffer
 
-from mcp_edge.errors import McpEdgeError
+from mcp_edge.errors import FrameError as FrameError
 
 HEADER_SIZE: Final[int]
 MAGIC: Final[int]
@@ -26,11 +26,6 @@ Trace = tuple[bytes, bytes, int]
 
 class _HasFileno(Protocol):
     def fileno(self) -> int: ...
-
-class FrameError(McpEdgeError, ValueError):
-    reason: str
-    needed: int
-    def __init__(self, reason: str, message: str, needed: int = 0) -> None: ...
 
 class Frame:
     @property

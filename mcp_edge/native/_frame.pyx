@@ -13,7 +13,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyOb
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from mcp_edge.errors import IsaLevelError, McpEdgeError
+from mcp_edge.errors import FrameError, IsaLevelError
 from mcp_edge.native._check cimport check
 from mcp_edge.native._cpu import active as _active_level
 from mcp_edge.native._cpu import level_number as _level_number
@@ -74,19 +74,6 @@ MAX_OFFSET = ME_FRAME_MAX_OFFSET
 DEFAULT_MAX_PAYLOAD = ME_FRAME_DEFAULT_MAX_PAYLOAD
 DEFAULT_MAX_EXTENSIONS = ME_FRAME_DEFAULT_MAX_EXT
 KIND_NAMES = ("inline", "block", "file")
-
-
-class FrameError(McpEdgeError, ValueError):
-    """A received frame was refused. ``reason`` says why: ``truncated``, ``overlong``,
-    ``bad magic``, ``bad version``, ``bad field``, ``bad CRC`` or ``bad TLV``
-    (docs/wire-format.md says what a receiver does with each). For ``truncated``,
-    ``needed`` is the frame's size in all (0 when not known yet).
-    """
-
-    def __init__(self, reason, message, needed=0):
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.needed = needed
 
 
 cdef str _why(me_frame *f, Py_ssize_t have, uint32_t max_payload, uint32_t max_ext):
