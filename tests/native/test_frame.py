@@ -20,14 +20,8 @@ from typing import Any
 
 import crc32c as reference
 import pytest
-
-try:
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
-    HAVE_HYPOTHESIS = True
-except ImportError:  # tools/aarch64/test.sh installs pytest, crc32c and numpy only
-    HAVE_HYPOTHESIS = False
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcp_edge.errors import McpEdgeError
 from mcp_edge.native._frame import (
@@ -370,47 +364,41 @@ def decode_or_refuse(buf: memoryview) -> None:
     frame.tlvs()
 
 
-if HAVE_HYPOTHESIS:
 
-    @settings(max_examples=400, deadline=None)
-    @given(st.binary(max_size=256))
-    def test_arbitrary_bytes_never_crash(guarded: GuardedPage, data: bytes) -> None:
-        decode_or_refuse(guarded.at_end(data))
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=256))
+def test_arbitrary_bytes_never_crash(guarded: GuardedPage, data: bytes) -> None:
+    decode_or_refuse(guarded.at_end(data))
 
-    @settings(max_examples=400, deadline=None)
-    @given(st.data())
-    def test_mutated_frames_never_crash(guarded: GuardedPage, data: st.DataObject) -> None:
-        """Valid frames with bytes changed and the CRC fixed up, so the checks after the CRC are reached."""
-        ext = data.draw(st.binary(max_size=64))
-        payload = data.draw(st.binary(max_size=64))
-        raw = bytearray(ref_frame(payload=payload, ext=ext))
-        for _ in range(data.draw(st.integers(0, 4))):
-            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
-        if data.draw(st.booleans()) and len(raw) >= 32:  # fix the CRC up over what the header now says
-            ext_len, plen = struct.unpack_from("<H", raw, 6)[0], struct.unpack_from("<I", raw, 16)[0]
-            struct.pack_into("<I", raw, 20, 0)
-            body = bytes(raw[32:32 + ext_len + (plen if raw[4] == INLINE else 0)])
-            struct.pack_into("<I", raw, 20, reference.crc32c(bytes(raw[:32]) + body))
-        cut = data.draw(st.integers(0, len(raw)))
-        decode_or_refuse(guarded.at_end(bytes(raw[:cut])))
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_mutated_frames_never_crash(guarded: GuardedPage, data: st.DataObject) -> None:
+    """Valid frames with bytes changed and the CRC fixed up, so the checks after the CRC are reached."""
+    ext = data.draw(st.binary(max_size=64))
+    payload = data.draw(st.binary(max_size=64))
+    raw = bytearray(ref_frame(payload=payload, ext=ext))
+    for _ in range(data.draw(st.integers(0, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()) and len(raw) >= 32:  # fix the CRC up over what the header now says
+        ext_len, plen = struct.unpack_from("<H", raw, 6)[0], struct.unpack_from("<I", raw, 16)[0]
+        struct.pack_into("<I", raw, 20, 0)
+        body = bytes(raw[32:32 + ext_len + (plen if raw[4] == INLINE else 0)])
+        struct.pack_into("<I", raw, 20, reference.crc32c(bytes(raw[:32]) + body))
+    cut = data.draw(st.integers(0, len(raw)))
+    decode_or_refuse(guarded.at_end(bytes(raw[:cut])))
 
-    @settings(max_examples=200, deadline=None)
-    @given(st.integers(0, 255), st.integers(0, 2**64 - 1), st.binary(max_size=300), st.booleans(),
-           st.one_of(st.none(), st.integers(0, 2**64 - 1)), st.one_of(st.none(), st.integers(0, 255)),
-           st.lists(st.tuples(st.integers(4, 0x7FFF), st.binary(max_size=20)), max_size=3))
-    def test_round_trip_property(type_: int, id_: int, payload: bytes, end: bool, deadline: int | None,
-                                 priority: int | None, unknown: list[tuple[int, bytes]]) -> None:
-        ext = encode_extensions(deadline_ns=deadline, priority=priority,
-                                extra=[(t | TLV_OPTIONAL, v) for t, v in unknown])
-        frame = decode(encode_header(type_, id_, payload, extensions=ext, end=end) + ext + payload)
-        got = (frame.type, frame.id, frame.end, frame.deadline_ns, frame.priority)
-        assert got == (type_, id_, end, deadline, priority)
-        assert bytes(frame.payload or b"") == payload
-else:
-
-    def test_properties_need_hypothesis() -> None:
-        pytest.skip("hypothesis is not installed here (the aarch64 suite installs pytest, crc32c and numpy): "
-                    "the property tests of decode did not run")
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 255), st.integers(0, 2**64 - 1), st.binary(max_size=300), st.booleans(),
+       st.one_of(st.none(), st.integers(0, 2**64 - 1)), st.one_of(st.none(), st.integers(0, 255)),
+       st.lists(st.tuples(st.integers(4, 0x7FFF), st.binary(max_size=20)), max_size=3))
+def test_round_trip_property(type_: int, id_: int, payload: bytes, end: bool, deadline: int | None,
+                             priority: int | None, unknown: list[tuple[int, bytes]]) -> None:
+    ext = encode_extensions(deadline_ns=deadline, priority=priority,
+                            extra=[(t | TLV_OPTIONAL, v) for t, v in unknown])
+    frame = decode(encode_header(type_, id_, payload, extensions=ext, end=end) + ext + payload)
+    got = (frame.type, frame.id, frame.end, frame.deadline_ns, frame.priority)
+    assert got == (type_, id_, end, deadline, priority)
+    assert bytes(frame.payload or b"") == payload
 
 
 # --- vectored I/O -----------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ PY_PKGS=(
     libnsl2 libtirpc3 libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0
     libcom-err2 libkeyutils1
 )
-TEST_DEPS=(pytest crc32c numpy)
+TEST_DEPS=(pytest crc32c numpy hypothesis)
 
 say() { printf '== aarch64: %s\n' "$*"; }
 die() { printf 'tools/aarch64/test.sh: %s\n' "$*" >&2; exit 1; }
