@@ -51,7 +51,8 @@ def test_kinds_and_env(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptur
         assert eng.name == "threads"
     assert sum("thread pool" in r.getMessage() for r in caplog.records) == 2  # kind= and the env, once each
     monkeypatch.setenv(ENGINE_ENV, "spdk")
-    with pytest.raises(ConfigError, match="MCP_EDGE_IO: setting io_engine must be one of uring, threads, auto, got 'spdk'"):
+    with pytest.raises(ConfigError,
+                       match="MCP_EDGE_IO: setting io_engine must be one of uring, threads, auto, got 'spdk'"):
         open_engine()
     with pytest.raises(ConfigError, match="kind=epoll"):
         open_engine("epoll")
