@@ -191,6 +191,6 @@ def test_nothing_else_reads_the_environment() -> None:
 
 def test_max_read_must_fit_the_outgoing_frame(tmp_path: Path) -> None:
     board = load(_board(tmp_path))
-    with pytest.raises(ConfigError, match="max_read .* does not fit max_out_frame"):
+    with pytest.raises(ConfigError, match=r"max_read .* does not fit max_out_frame"):
         Settings.load(board, environ={}, max_read=8 * 1024 * 1024)
     assert Settings.load(board, environ={}, max_read=8 * 1024 * 1024, max_out_frame=12 * 1024 * 1024).max_read
