@@ -70,8 +70,10 @@ class ConfiguredServer:
         from mcp_edge.plugin import DefaultPluginContext, Registry
 
         s = self._settings
-        if s.io_engine != "auto":  # "auto" is also what the engine does unconfigured; no I/O imports at start
-            from mcp_edge.io.engines import configure_default
+        from mcp_edge.board.settings import env_setting
+
+        if s.io_engine != env_setting("io_engine", s.environ):  # else the engine finds the same kind by itself:
+            from mcp_edge.io.engines import configure_default  # no I/O imports at start
 
             configure_default(s.io_engine)
         router_ref: list[Router] = []

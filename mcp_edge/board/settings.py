@@ -18,6 +18,7 @@ Layers, each overriding the one before:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -180,6 +181,8 @@ class Settings:
         """ConfigError naming the first bad value."""
         for info in FIELDS:
             value = getattr(self, info.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"setting {info.name} must be a finite number, got {value}")
             if info.minimum is not None and isinstance(value, (int, float)) and value < info.minimum:
                 raise ConfigError(f"setting {info.name} must be at least {info.minimum:g}, got {value}")
         if not 0 <= self.http_port <= 65535:

@@ -33,7 +33,8 @@ _syscall.restype = ctypes.c_long
 def openat2(dirfd: int, path: str, flags: int, resolve: int = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) -> int:
     """openat2(2): a new fd (O_CLOEXEC added), or OSError with the kernel's errno (ENOSYS where it has none).
 
-    EAGAIN under RESOLVE_BENEATH (a rename raced the lookup) is retried up to ``EAGAIN_RETRIES`` times.
+    EAGAIN under RESOLVE_BENEATH for a path with ``..`` (a rename raced the lookup) is retried up to
+    ``EAGAIN_RETRIES`` times; any other EAGAIN (a file lease, O_NONBLOCK) is raised as it came.
     """
     how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
     raw = os.fsencode(path)
@@ -44,7 +45,7 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int = RESOLVE_BENEATH | 
         if fd >= 0:
             return int(fd)
         err = ctypes.get_errno()
-        if err == errno.EAGAIN and resolve & RESOLVE_BENEATH:
+        if err == errno.EAGAIN and resolve & RESOLVE_BENEATH and b".." in raw:
             again += 1
             if again <= EAGAIN_RETRIES:
                 continue

@@ -479,14 +479,21 @@ class ServerConnection:
         if not msgs:
             return [self._error(None, jsonrpc.INVALID_REQUEST, "a JSON-RPC batch must not be empty")]
         batch = Batch()
+        seen: set[RequestId] = set()  # ids of this batch's requests: the core answers some itself (ping, errors)
         for item in msgs:
-            if isinstance(item, list):
-                events: list[Event] = [self._error(None, jsonrpc.INVALID_REQUEST, "a batch cannot hold a batch")]
+            rid = item.get("id") if isinstance(item, dict) and "method" in item else None
+            if _valid_id(rid) and rid in seen:
+                events: list[Event] = [self._error(None, jsonrpc.INVALID_REQUEST,
+                                                   f"request id {rid!r} is used twice in this batch")]
+            elif isinstance(item, list):
+                events = [self._error(None, jsonrpc.INVALID_REQUEST, "a batch cannot hold a batch")]
             elif (isinstance(item, dict) and item.get("method") == "initialize" and _valid_id(item.get("id"))
                   and item["id"] not in self.inflight):
                 events = [self._error(item["id"], jsonrpc.INVALID_REQUEST, "initialize must not be part of a batch")]
             else:
                 events = self.receive_object(item)
+            if _valid_id(rid):
+                seen.add(rid)  # type: ignore[arg-type]
             for ev in events:
                 if isinstance(ev, Reply):
                     batch.answers.append(ev.data)

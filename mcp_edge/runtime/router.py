@@ -416,7 +416,8 @@ class Router:
         import hmac
 
         parts = raw.split(".") if isinstance(raw, str) else []
-        if len(parts) == 3 and parts[0] == "v1" and hmac.compare_digest(parts[2], self._mac(req, session, parts[1])):
+        if (len(parts) == 3 and parts[0] == "v1" and parts[2].isascii()  # compare_digest refuses non-ASCII str
+                and hmac.compare_digest(parts[2], self._mac(req, session, parts[1]))):
             try:
                 body = msgspec.json.decode(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
             except (ValueError, binascii.Error, msgspec.DecodeError):

@@ -155,13 +155,17 @@ class StreamSession:
 
     def _answer(self, req: Request, data: bytes | None, batch: Batch | None) -> None:
         """Write the response to ``req`` (None: cancelled, nothing), then free its id in the core."""
-        if batch is None:
-            if data is not None:
-                self._send(data)
-        else:
-            batch.settle(req.id, data)
-            self._settled(batch)
-        self.conn.finished(req.id)
+        try:
+            if batch is None:
+                if data is not None:
+                    self._send(data)
+            else:
+                batch.settle(req.id, data)
+                self._settled(batch)
+        except Exception as exc:  # the output failed (stdout on a full disk...): say so, free the id all the same
+            _log_failure(f"writing the answer to {req.method}", exc)
+        finally:
+            self.conn.finished(req.id)
 
     def _settled(self, batch: Batch) -> None:
         """Write a batch's array once all its requests are settled (once: its answers are taken)."""

@@ -721,6 +721,9 @@ class Fs(PluginBase):
             raise OSError(errno.ENOENT, "fs_write needs /proc mounted (it writes through /proc/self/fd)")
         dfd, name, rel = self._open_parent(path, create_dirs)
         try:
+            if is_temp_name(name):  # hidden from listings and removed at start once stale: not a client's file
+                raise FsError(f"{path}: names of the form .<name>.<12 hex digits>.tmp are reserved for the "
+                              "temporary files of writes in progress; choose another name")
             try:
                 st: os.stat_result | None = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             except FileNotFoundError:

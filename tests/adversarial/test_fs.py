@@ -184,6 +184,24 @@ def test_temporary_files_of_killed_writers_are_hidden_then_removed(tmp_path: Pat
     assert (root / "sub" / "data.bin").read_text() == "old content"
 
 
+def test_a_client_cannot_write_a_name_reserved_for_temporary_files(tmp_path: Path, engine: Engine) -> None:
+    """A file named like a write's temporary file would be hidden and later removed: fs_write refuses the name."""
+    root = tmp_path / "root"
+    root.mkdir()
+
+    async def write(name: str) -> Any:
+        h = await host(root, engine).start()
+        try:
+            return await h.call("fs_write", {"path": name, "content": "x"})
+        finally:
+            await h.stop()
+
+    assert "reserved for the temporary files" in error_of(run(write(".notes.0123456789ab.tmp")))
+    assert not (root / ".notes.0123456789ab.tmp").exists()
+    ok(run(write(".notes.tmp")))  # an ordinary hidden name is fine
+    assert (root / ".notes.tmp").read_text() == "x"
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """(folder, kind): a 1 MiB tmpfs (kind "ENOSPC"), or where mounting is not permitted the process's

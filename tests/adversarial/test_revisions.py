@@ -196,6 +196,20 @@ def test_a_batch_in_a_2025_03_26_session() -> None:
     assert isinstance(out, list) and len(out) == 5 and {"jsonrpc": "2.0", "id": 2, "result": {"tools": []}} in out
 
 
+@pytest.mark.parametrize("first", ["ping", "tools/list"])
+def test_an_id_used_twice_in_one_batch_is_answered_once(first: str) -> None:
+    """The core answers ping itself and never marks its id in flight: a second use of that id in the same batch
+    must still not get a second answer (it is refused with id null)."""
+    [batch] = _open(BATCHES).receive_object([request(2, first), request(2, "tools/list")])
+    assert isinstance(batch, Batch)
+    answers = [json.loads(a) for a in batch.answers]
+    with_id_2 = [a for a in answers if a["id"] == 2] + [2 for rid in batch.waiting if rid == 2]
+    assert len(with_id_2) == 1
+    refused = [a for a in answers if a["id"] is None]
+    assert len(refused) == 1
+    assert "used twice" in refused[0]["error"]["message"] or "in use" in refused[0]["error"]["message"]
+
+
 def test_a_batch_of_notifications_has_no_answer() -> None:
     [batch] = _open(BATCHES).receive_object([notification("notifications/progress", {"progressToken": 1})])
     assert isinstance(batch, Batch) and batch.done and batch.encode() is None

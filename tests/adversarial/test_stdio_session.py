@@ -309,6 +309,51 @@ def test_a_batch_is_answered_with_one_array(tmp_path: Path) -> None:
         assert not client.early
 
 
+def test_a_failed_write_frees_the_request_id(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    """stdout on a full disk: the write of an answer raises; it is logged and the id is free again."""
+    from mcp_edge.board.settings import Settings
+    from mcp_edge.mcp import ServerInfo
+    from mcp_edge.plugin import Registry
+    from mcp_edge.runtime.router import Router
+    from mcp_edge.transport.stream import Output, StreamSession
+
+    class Full(Output):
+        def write(self, data: bytes) -> None:
+            raise OSError(28, "No space left on device")
+
+        def backlog(self) -> int:
+            return 0
+
+    from .stream_helpers import PROBE_PLUGINS
+
+    feed = [(json.dumps(m) + "\n").encode() for m in (
+        request(1, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                                  "clientInfo": {"name": "t", "version": "0"}}),
+        notification("notifications/initialized"),
+        request(9, "tools/call", {"name": "echo", "arguments": {"text": "x"}}))]
+
+    async def main() -> set[Any]:
+        settings = Settings.load(data_dir=tmp_path, drain_timeout_s=2.0)
+        registry = Registry([PROBE_PLUGINS], entry_points=False)
+        registry.discover()
+        await registry.start()
+        try:
+            stream = StreamSession(Router(registry, ServerInfo("t", "0", {}), settings), Full(), settings)
+
+            async def read(size: int) -> bytes:
+                return feed.pop(0) if feed else b""
+
+            await stream.run(read)  # EOF after the call: the drain waits for its answer, whose write fails
+            return set(stream.conn.inflight)
+        finally:
+            await registry.stop()
+
+    with caplog.at_level(logging.WARNING, logger="mcp_edge.transport"):
+        inflight = asyncio.run(asyncio.wait_for(main(), WAIT))
+    assert inflight == set()
+    assert any("No space left" in r.getMessage() or "writing the answer" in r.getMessage() for r in caplog.records)
+
+
 def test_broadcasts_to_a_client_far_behind_are_dropped_not_queued(
         caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     from mcp_edge.board.settings import Settings

@@ -105,6 +105,13 @@ def test_environment_errors_name_the_variable(tmp_path: Path, env: dict[str, str
     assert needle in str(exc.value)
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_timeouts_must_be_finite(tmp_path: Path, value: str) -> None:
+    """NaN passes every `<` check and would make each deadline fire at once; infinity would make it unbounded."""
+    with pytest.raises(ConfigError, match="drain_timeout_s must be a finite number"):
+        Settings.load(load(_board(tmp_path)), environ={"MCP_EDGE_DRAIN_TIMEOUT_S": value})
+
+
 def test_caller_overrides_are_checked(tmp_path: Path) -> None:
     board = load(_board(tmp_path))
     with pytest.raises(ConfigError, match="unknown setting 'max_inflite'"):
