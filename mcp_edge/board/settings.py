@@ -165,13 +165,17 @@ class Settings:
             values["plugin_dirs"] = profile_dirs
         if "cache_dir" not in values and env.get("XDG_CACHE_HOME"):
             values["cache_dir"] = Path(env["XDG_CACHE_HOME"]) / "mcp-edge"
-        if env.get("MCP_EDGE_NO_EP_CACHE"):
+        if parse_value("entry_point_cache", env.get("MCP_EDGE_NO_EP_CACHE") or "0", "MCP_EDGE_NO_EP_CACHE"):
             values["entry_point_cache"] = False
         values["environ"] = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
         unknown = sorted(set(overrides) - _NAMES)
         if unknown:
             raise ConfigError(f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(_NAMES))})")
         values.update(overrides)
+        moved = Path(values["data_dir"])
+        if moved != board.data_dir:  # the profile's {data_dir}/... plugin folders follow a data_dir set later
+            values["plugin_dirs"] = tuple(moved / p.relative_to(board.data_dir) if p.is_relative_to(board.data_dir)
+                                          else p for p in values["plugin_dirs"])
         settings = cls(**values)
         settings = replace(settings, cache_dir=settings.cache_dir.expanduser())
         settings.validate()
@@ -312,7 +316,7 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
         if info.name in _NOT_FROM_ENV or info.kind == "mapping":
             continue
         raw = env.get(info.env)
-        if raw is None or (raw == "" and info.kind not in ("str", "bool")):
+        if raw is None or (raw == "" and info.kind != "str"):  # an empty variable is unset (a str may be empty)
             continue
         out[info.name] = parse_value(info.name, raw, info.env)
     return out

@@ -112,6 +112,23 @@ def test_timeouts_must_be_finite(tmp_path: Path, value: str) -> None:
         Settings.load(load(_board(tmp_path)), environ={"MCP_EDGE_DRAIN_TIMEOUT_S": value})
 
 
+def test_plugin_folder_under_data_dir_follows_data_dir(tmp_path: Path) -> None:
+    text = PROFILE.replace("plugin_dirs = []", 'plugin_dirs = ["{{data_dir}}/plugins", "/opt/p"]')
+    board = load(_board(tmp_path, text))
+    assert board.plugin_dirs == (tmp_path / "data" / "plugins", Path("/opt/p"))
+    moved = Settings.load(board, environ={"MCP_EDGE_DATA_DIR": str(tmp_path / "elsewhere")})
+    assert moved.plugin_dirs == (tmp_path / "elsewhere" / "plugins", Path("/opt/p"))
+
+
+def test_empty_variables_are_unset(tmp_path: Path) -> None:
+    board = load(_board(tmp_path, PROFILE.split("[settings]")[0]))
+    s = Settings.load(board, environ={"MCP_EDGE_ENTRY_POINTS": "", "MCP_EDGE_MAX_FRAME": "",
+                                      "MCP_EDGE_NO_EP_CACHE": "0"})
+    assert s.entry_points is True  # the default, not "empty means false"
+    assert s.max_frame == 4 * 1024 * 1024 and s.entry_point_cache is True
+    assert Settings.load(load(_board(tmp_path)), environ={"MCP_EDGE_NO_EP_CACHE": "1"}).entry_point_cache is False
+
+
 def test_caller_overrides_are_checked(tmp_path: Path) -> None:
     board = load(_board(tmp_path))
     with pytest.raises(ConfigError, match="unknown setting 'max_inflite'"):
