@@ -259,7 +259,7 @@ class _Response:
         if not ex.started:
             ex.start(200, [*_SSE_HEADERS, *self.headers])
         ex.send(b"event: message\ndata: " + data + b"\n\n")
-        await ex.drain()
+        await ex.drain()  # bounded: a client that reads nothing for body_timeout_s is cut, which wakes this
 
     def finish(self, data: bytes | None, status: int = 200) -> None:
         """The final message (None: the request was cancelled and gets no response)."""

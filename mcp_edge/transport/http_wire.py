@@ -24,7 +24,12 @@ of ``mcp_edge.mcp.refusals``:
   request within ``head_timeout_s`` or is closed); between requests an idle
   connection is closed after ``keepalive_s``;
 * only HTTP/1.x: any other version gets 505; ``Upgrade`` and ``CONNECT`` get
-  one 400.
+  one 400;
+* output: while the client has not read the answers so far (more than
+  ``WRITE_HIGH`` waits in the transport), the next pipelined request is neither
+  served nor read; a connection whose waiting bytes did not move for
+  ``body_timeout_s`` (a client that stopped reading) is cut, closing or not,
+  which also ends a handler waiting to write to it.
 
 A refused connection answers, sends FIN, and drains what the client still
 sends for a moment (``LINGER_S``) so that the client reads the answer instead
@@ -282,6 +287,12 @@ class HttpConnection(asyncio.Protocol):
         self._linger_until = 0.0  # > 0: refusing; only draining the client's bytes until then
         self._closing = False
         self.lost = False
+        # Write progress: bytes handed to the transport, how many of them had left it at the last look, and
+        # when they last moved (or the buffer was empty). A client that reads nothing for body_timeout_s
+        # while bytes wait for it is cut (sweep): otherwise close() waits forever for the flush.
+        self._written = 0
+        self._flushed = 0
+        self._flowed_at = loop.time()
         self.last_active = loop.time()
         # The request being received: when its first byte came (0.0: between requests, where keep-alive
         # applies), whether its head is complete, and how many head bytes came so far (counted as they
@@ -508,6 +519,7 @@ class HttpConnection(asyncio.Protocol):
                     if early.close:
                         self._half_close()
                         return
+                    await self._until_drained()
                     self._read_on()
                     continue
                 try:
@@ -520,6 +532,7 @@ class HttpConnection(asyncio.Protocol):
                     exchange.end()
                 if not request.keep_alive or self._linger_until:
                     return
+                await self._until_drained()
                 self._read_on()
         finally:
             self._current = None
@@ -528,6 +541,13 @@ class HttpConnection(asyncio.Protocol):
                 self.close()
             else:
                 self._read_on()
+
+    async def _until_drained(self) -> None:
+        """Write back-pressure: while the client has not read the answers so far (the transport's buffer is past
+        WRITE_HIGH), neither the next queued request is served nor more are read. A client that never reads is
+        cut by the write-stall deadline (sweep), which wakes this."""
+        while self._write_paused and not self.lost:
+            await self.drain()
 
     def _read_on(self) -> None:
         """Resume reading paused for pipelining once the request ahead has been answered."""
@@ -548,7 +568,20 @@ class HttpConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if self._transport is not None and not self.lost:
+            if not self._transport.get_write_buffer_size():
+                self._flowed_at = self._loop.time()  # nothing was waiting: the stall clock starts now
+            self._written += len(data)
             self._transport.write(data)
+
+    def _write_stalled(self, now: float) -> bool:
+        """Bytes wait for the client and none of them left for ``body_timeout_s``."""
+        pending = self.buffered()
+        flushed = self._written - pending
+        if not pending or flushed != self._flushed:
+            self._flushed = flushed
+            self._flowed_at = now
+            return False
+        return now - self._flowed_at > self._limits.body_timeout_s
 
     def buffered(self) -> int:
         return self._transport.get_write_buffer_size() if self._transport is not None and not self.lost else 0
@@ -619,6 +652,12 @@ class HttpConnection(asyncio.Protocol):
         """Periodic checks: a lingering connection is cut once LINGER_S has passed; a request being received
         past its head or body deadline gets 408; a connection idle between requests past ``keep_alive_s``
         (default: the limits') is closed; a stream quiet for ``ping_s`` gets an SSE comment (finds dead peers)."""
+        if self._write_stalled(now):
+            # Also a closing connection: transport.close() waits for the flush, which never comes.
+            log.info("client read nothing for %g s with %d bytes waiting: connection cut",
+                     self._limits.body_timeout_s, self.buffered())
+            self.abort()
+            return
         if self._linger_until:
             if now >= self._linger_until:
                 self.abort()

@@ -622,3 +622,99 @@ def test_slowloris_and_connection_flood_leave_the_server_answering(tmp_path: Pat
         assert 503 in answers and 408 in answers
         assert rss_after - rss_before < 30 * 1024
         assert os.kill(pid, 0) is None  # alive
+
+
+# --- review: clients that stop reading -----------------------------------------------------------------------
+
+
+def _echo_call(rid: int, text: str, close: bool = False) -> bytes:
+    """A stateless tools/call of the probe's echo tool, as raw request bytes."""
+    body = json.dumps(request(rid, "tools/call", {"name": "echo", "arguments": {"text": text},
+                                                  "_meta": stateless_meta()})).encode()
+    headers = {"Accept": ACCEPT_BOTH, "Content-Type": "application/json", "MCP-Protocol-Version": STATELESS,
+               "Mcp-Method": "tools/call", "Mcp-Name": "echo"}
+    if close:
+        headers["Connection"] = "close"
+    return (b"POST /mcp HTTP/1.1\r\nHost: localhost\r\n" +
+            b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) +
+            b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def _send_some(sock: socket.socket, data: bytes) -> int:
+    """What of ``data`` the kernel takes now, without waiting (a socket timeout would wait for room)."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        return sock.send(data)
+    except BlockingIOError:
+        return 0
+    finally:
+        sock.settimeout(timeout)
+
+
+def _small_recv_buffer() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the window fills at once when nobody reads
+    sock.settimeout(WAIT)
+    return sock
+
+
+def test_clients_that_never_read_their_answers_lose_their_connection_slots(tmp_path: Path) -> None:
+    # Before: a closing connection waited forever for its unread answer to flush and kept its slot (503 for all).
+    settings = {"max_connections": 2, "keepalive_s": 1.0, "body_timeout_s": 1.0}
+    with running_server(tmp_path, "--http", "--port", "0", settings=settings) as srv:
+        stalled = [_small_recv_buffer() for _ in range(2)]
+        try:
+            for i, s in enumerate(stalled):
+                s.connect(("127.0.0.1", srv.port))
+                s.sendall(_echo_call(i + 1, "x" * (3 * MiB), close=True))
+            # a third client is refused while those two hold the slots, then served once they are cut
+            status = 0
+            deadline = time.monotonic() + WAIT
+            while time.monotonic() < deadline:
+                with socket.create_connection(("127.0.0.1", srv.port), timeout=WAIT) as third:
+                    third.sendall(_echo_call(9, "hi"))
+                    status, _, body = _read_response(third)
+                if status != 503:
+                    break
+                time.sleep(0.2)
+            assert status == 200 and json.loads(body)["result"]["content"][0]["text"] == "hi"
+            for s in stalled:  # cut: what is left of the 3 MiB answer never comes
+                got = len(_closed_by_server(s))
+                assert got < 3 * MiB, got
+        finally:
+            for s in stalled:
+                s.close()
+
+
+def test_pipelined_requests_from_a_client_that_does_not_read_are_held_back(tmp_path: Path) -> None:
+    # Before: the server kept answering pipelined calls into its write buffer: memory grew with what was sent.
+    with running_server(tmp_path, "--http", "--port", "0", settings={"body_timeout_s": 20.0}) as srv:
+        pid = srv.proc.pid
+        rss_before = _proc_kib(pid, "VmRSS")
+        count = 48
+        text = "y" * MiB
+        calls = [_echo_call(i, text) for i in range(count)]
+        with _small_recv_buffer() as sock:
+            sock.connect(("127.0.0.1", srv.port))
+            sent = 0
+            blob = b"".join(calls)
+            deadline = time.monotonic() + 8
+            while sent < len(blob) and time.monotonic() < deadline:  # send what the server takes, read nothing
+                _, writable, _ = select.select([], [sock], [], 0.5)
+                if writable:
+                    sent += _send_some(sock, blob[sent:sent + 65536])
+            rss_stalled = _proc_kib(pid, "VmRSS")
+            print(f"\n[write back-pressure] {count} pipelined 1 MiB echo calls, none read: server VmRSS before "
+                  f"{rss_before} KiB, stalled {rss_stalled} KiB; client got {sent} bytes in")
+            assert rss_stalled - rss_before < 30 * 1024
+            assert sent < len(blob)  # the server stopped taking requests
+            # now the client reads: every answer it gets is whole and in order, and the rest gets through
+            for i in range(count):
+                if sent < len(blob):
+                    sent += _send_some(sock, blob[sent:])
+                status, _, body = _read_response(sock)
+                assert status == 200
+                reply = json.loads(body)
+                assert reply["id"] == i and reply["result"]["content"][0]["text"] == text
+        assert sent == len(blob)
