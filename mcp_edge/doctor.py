@@ -150,16 +150,24 @@ def _settings_report(settings: Any) -> list[dict[str, Any]]:
     for info, value in settings.limits():
         if info.name == "environ":
             continue
-        shown = sorted(value) if isinstance(value, frozenset) else value
-        shown = [str(v) for v in shown] if isinstance(shown, (tuple, list)) else shown
         default = defaults.get(info.name)
         if info.name in ("data_dir", "plugin_dirs"):
             default = None  # taken from the board profile
-        out.append({"name": info.name, "section": info.section, "value": str(shown) if isinstance(shown, Path)
-                    else shown, "default": None if default is dataclasses.MISSING else str(default)
-                    if isinstance(default, Path) else default if not isinstance(default, (tuple, frozenset))
-                    else sorted(str(d) for d in default), "env": info.env, "doc": info.doc})
+        out.append({"name": info.name, "section": info.section, "value": _shown(info.kind, value),
+                    "default": None if default is dataclasses.MISSING else _shown(info.kind, default),
+                    "env": info.env, "doc": info.doc})
     return out
+
+
+def _shown(kind: str, value: Any) -> Any:
+    """A setting's value as JSON: lists of integers keep their order, other collections are sorted strings."""
+    if kind == "ints":
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (tuple, frozenset, list)):
+        return sorted(str(v) for v in value)
+    return value
 
 
 def _yes(flag: bool) -> str:

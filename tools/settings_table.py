@@ -26,6 +26,8 @@ def _shown(name: str, value: object) -> str:
         for size, unit in _UNITS.items():
             if value % size == 0:
                 return f"{value // size} {unit}"
+    if isinstance(value, tuple) and all(isinstance(v, int) for v in value):
+        return ", ".join(str(v) for v in value)
     if isinstance(value, (tuple, frozenset)):
         return ", ".join(sorted(str(v) for v in value)) or "none"
     return str(value)
@@ -35,7 +37,7 @@ def table() -> str:
     """The markdown table: one row per setting, grouped by section."""
     defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
     rows = ["| setting | section | default | environment | what it does |", "|---|---|---|---|---|"]
-    order = ["paths", "protocol", "transport", "http", "io", "plugins"]
+    order = ["paths", "protocol", "transport", "http", "io", "ipc", "plugins"]
     for info in sorted(FIELDS, key=lambda i: order.index(i.section)):
         if info.name in _SKIP:
             continue

@@ -41,7 +41,7 @@ class FieldInfo:
 
     name: str
     section: str
-    kind: str  # int, float, str, bool, strs, path, paths, opt_int, mapping
+    kind: str  # int, float, str, bool, strs, ints, path, paths, opt_int, mapping
     doc: str
     minimum: float | None = None
     env: str = ""
@@ -138,6 +138,19 @@ class Settings:
     # -- io --------------------------------------------------------------------------------------------------
     io_engine: str = _s("auto", "io", "str", "I/O engine: uring, threads or auto (uring, else threads).",
                         env="MCP_EDGE_IO", choices=("uring", "threads", "auto"))
+    # -- ipc: slab pools and shared-memory rings ------------------------------------------------------------
+    slab_sizes: tuple[int, ...] = _s((64, 256, KiB, 4 * KiB, 16 * KiB, 64 * KiB), "ipc", "ints",
+                                     "Block sizes of the slab pools' classes, ascending (bytes).", 8)
+    slab_counts: tuple[int, ...] = _s((1024, 512, 256, 128, 64, 16), "ipc", "ints",
+                                      "Blocks per slab class, one per size (pre-faulted and kept).", 1)
+    slab_numa: bool = _s(True, "ipc", "bool",
+                         "One slab arena per NUMA node, bound to it, used by the CPUs of that node.")
+    ring_entries: int = _s(1024, "ipc", "int", "Descriptors a shared-memory ring holds (a power of two).", 2)
+    ring_spin_us: int = _s(50, "ipc", "int",
+                           "How long a ring waiter spins before it sleeps (0: never; never when both sides "
+                           "may share one CPU).", 0)
+    ring_payload_crc: bool = _s(False, "ipc", "bool",
+                                "Frames on a ring also carry a CRC32C of their shared-memory payload.")
     # -- built-in plugins -------------------------------------------------------------------------------------
     max_read: int = _s(4 * MiB, "plugins", "int",
                        "Most bytes one fs read returns in one response; larger files are read in ranges.", 1)
@@ -189,6 +202,9 @@ class Settings:
                 raise ConfigError(f"setting {info.name} must be a finite number, got {value}")
             if info.minimum is not None and isinstance(value, (int, float)) and value < info.minimum:
                 raise ConfigError(f"setting {info.name} must be at least {info.minimum:g}, got {value}")
+            if info.minimum is not None and info.kind == "ints" and any(v < info.minimum for v in value):
+                raise ConfigError(f"setting {info.name}: every item must be at least {info.minimum:g}, got "
+                                  f"{', '.join(map(str, value))}")
         if not 0 <= self.http_port <= 65535:
             raise ConfigError(f"setting http_port must be 0..65535, got {self.http_port}")
         encoded = 4 * -(-self.max_read // 3) + 64 * KiB  # base64 of one read plus its JSON envelope
@@ -196,6 +212,14 @@ class Settings:
             raise ConfigError(f"setting max_read ({self.max_read}) does not fit max_out_frame "
                               f"({self.max_out_frame}) once base64-encoded: raise max_out_frame to at least "
                               f"{encoded} or lower max_read")
+        if not self.slab_sizes or list(self.slab_sizes) != sorted(set(self.slab_sizes)):
+            raise ConfigError(f"setting slab_sizes must be distinct sizes in ascending order, got "
+                              f"{', '.join(map(str, self.slab_sizes)) or 'none'}")
+        if len(self.slab_counts) != len(self.slab_sizes):
+            raise ConfigError(f"setting slab_counts needs one count per slab size ({len(self.slab_sizes)}), "
+                              f"got {len(self.slab_counts)}")
+        if self.ring_entries & (self.ring_entries - 1):
+            raise ConfigError(f"setting ring_entries must be a power of two, got {self.ring_entries}")
         for info in FIELDS:
             if info.choices and getattr(self, info.name) not in info.choices:
                 raise ConfigError(f"setting {info.name} must be one of {', '.join(info.choices)}, "
@@ -252,6 +276,12 @@ def parse_value(name: str, raw: Any, where: str) -> Any:
             if text is None:
                 raise ValueError
             return Path(text).expanduser()
+        if kind == "ints":
+            if text is not None:
+                return tuple(int(p.strip()) for p in text.split(",") if p.strip())
+            if isinstance(raw, list) and all(isinstance(p, int) and not isinstance(p, bool) for p in raw):
+                return tuple(raw)
+            raise ValueError
         if kind in ("strs", "paths"):
             if text is not None:
                 sep = os.pathsep if kind == "paths" else ","
@@ -268,7 +298,7 @@ def parse_value(name: str, raw: Any, where: str) -> Any:
     if info.choices:
         raise ConfigError(f"{where}: setting {name} must be one of {', '.join(info.choices)}, got {raw!r}")
     shown = {"int": "an integer", "float": "a number", "bool": "a boolean", "str": "a string", "path": "a path",
-             "strs": "a list of strings", "paths": "a list of paths"}.get(kind, kind)
+             "strs": "a list of strings", "ints": "a list of integers", "paths": "a list of paths"}.get(kind, kind)
     raise ConfigError(f"{where}: setting {name} must be {shown}, got {raw!r}")
 
 

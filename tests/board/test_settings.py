@@ -218,3 +218,35 @@ def test_max_read_must_fit_the_outgoing_frame(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"max_read .* does not fit max_out_frame"):
         Settings.load(board, environ={}, max_read=8 * 1024 * 1024)
     assert Settings.load(board, environ={}, max_read=8 * 1024 * 1024, max_out_frame=12 * 1024 * 1024).max_read
+
+
+def test_ipc_lists_of_integers_from_profile_and_environment(tmp_path: Path) -> None:
+    """Slab classes keep their order from a TOML array and from a comma-separated variable."""
+    text = PROFILE.replace("[settings]\n", "[settings]\nslab_sizes = [128, 4096]\nslab_counts = [8, 2]\n")
+    s = Settings.load(load(_board(tmp_path, text)), environ={})
+    assert (s.slab_sizes, s.slab_counts) == ((128, 4096), (8, 2))
+    s = Settings.load(load(_board(tmp_path, text)), environ={"MCP_EDGE_SLAB_SIZES": "64, 1024,65536",
+                                                             "MCP_EDGE_SLAB_COUNTS": "3,2,1"})
+    assert (s.slab_sizes, s.slab_counts) == ((64, 1024, 65536), (3, 2, 1))
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"MCP_EDGE_SLAB_SIZES": "64,big"}, "MCP_EDGE_SLAB_SIZES: setting slab_sizes must be a list of integers"),
+    ({"MCP_EDGE_SLAB_SIZES": "256,64,1024,4096,16384,65536"}, "slab_sizes must be distinct sizes in ascending"),
+    ({"MCP_EDGE_SLAB_SIZES": "64,64,1024,4096,16384,65536"}, "slab_sizes must be distinct sizes in ascending"),
+    ({"MCP_EDGE_SLAB_SIZES": "4,64,1024,4096,16384,65536"}, "slab_sizes: every item must be at least 8"),
+    ({"MCP_EDGE_SLAB_COUNTS": "1,2"}, "slab_counts needs one count per slab size (6), got 2"),
+    ({"MCP_EDGE_SLAB_COUNTS": "1,2,3,0,5,6"}, "slab_counts: every item must be at least 1"),
+    ({"MCP_EDGE_RING_ENTRIES": "1000"}, "ring_entries must be a power of two, got 1000"),
+    ({"MCP_EDGE_RING_SPIN_US": "-1"}, "ring_spin_us must be at least 0"),
+])
+def test_ipc_settings_refuse_bad_values(tmp_path: Path, env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        Settings.load(load(_board(tmp_path)), environ=env)
+    assert needle in str(exc.value)
+
+
+def test_ipc_profile_refuses_a_list_of_strings(tmp_path: Path) -> None:
+    text = PROFILE.replace("[settings]\n", '[settings]\nslab_sizes = ["64"]\n')
+    with pytest.raises(ConfigError, match="slab_sizes must be a list of integers"):
+        Settings.load(load(_board(tmp_path, text)), environ={})
