@@ -6,8 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mcp-edge-installed
 # Debian packages the build and the test suite need (liburing/libnuma: the data
-# path; libisal2 and fio: peers of the CRC32C and I/O benches).
-DEBS := gcc make pkg-config python3-venv liburing-dev libnuma-dev libisal2 fio
+# path; libisal2 and fio: peers of the CRC32C and I/O benches; libjemalloc2 and
+# libmimalloc2.0: peers of the slab bench).
+DEBS := gcc make pkg-config python3-venv liburing-dev libnuma-dev libisal2 fio libjemalloc2 libmimalloc2.0
 
 .PHONY: all setup deps build run test lint pytest bench test-aarch64 conformance fuzz clean
 FUZZ_TIME ?= 300
