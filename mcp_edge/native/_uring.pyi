@@ -84,6 +84,7 @@ class AsyncRing:
     inline: int
     nowait: bool
     batch: int
+    eager: int
     def __init__(
         self,
         ring: Ring,

@@ -624,6 +624,7 @@ cdef class AsyncRing:
     cdef public int inline
     cdef public bint nowait
     cdef public int batch
+    cdef public int eager
     cdef unsigned char _fd_direct[FD_MEMO]  # per fd: 0 not known, 1 buffered, 2 O_DIRECT (when last asked)
 
     def __cinit__(self, Ring ring, int efd, errors, precheck, refuse, fatal, alignment):
@@ -981,7 +982,8 @@ cdef class AsyncRing:
                 self._slot(self._backlog_tail).next = i
             self._backlog_tail = i
             self._backlog_len += 1
-        if self.batch and self._ring._r.queued >= <unsigned>self.batch:
+        if self.batch and (self._ring._r.queued >= <unsigned>self.batch
+                           or self._in_ring - <int>self._ring._r.queued < self.eager):
             self._submit_now()
         elif not self._flush_scheduled:
             self._flush_scheduled = True

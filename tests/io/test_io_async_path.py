@@ -225,4 +225,38 @@ def test_a_gather_goes_to_the_kernel_together(engine: Engine, directdir: Path) -
         finally:
             os.close(fd)
 
+    engine._async.eager = 0  # batches only
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["uring"], indirect=True)
+def test_an_idle_device_gets_the_first_operations_at_once(engine: Engine, directdir: Path) -> None:
+    """io_uring: while fewer than ``eager`` operations are in the kernel each goes at once, then batches of
+    ``batch``: a gather of 16 on an idle ring takes eager + (16 - eager) / batch enters, give or take the flush."""
+    from mcp_edge.io.uring_engine import UringEngine
+
+    assert isinstance(engine, UringEngine)
+    path = directdir / "eager"
+    data = random.Random(11).randbytes(64 * KiB)
+    path.write_bytes(data)
+
+    async def main() -> int:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | O_DIRECT)
+        try:
+            drv = engine._async
+            before = drv.stats["enters"]
+            bufs = [AlignedBuffer(4 * KiB) for _ in range(16)]
+            assert await engine.gather([IoOp.read(fd, b, i * 4 * KiB) for i, b in enumerate(bufs)]) == [4 * KiB] * 16
+            assert b"".join(bytes(b) for b in bufs) == data
+            return int(drv.stats["enters"] - before)
+        finally:
+            os.close(fd)
+
+    drv = engine._async
+    drv.eager, drv.batch, drv.spin_ns = 4, 4, 0
+    enters = asyncio.run(main())
+    # The first 4 each enter (nothing in the kernel yet, unless one completed meanwhile: then more enter at
+    # once, never fewer); the other 12 go at most 4 at a time.
+    assert enters >= 4 + 12 // 4
+    drv.eager = 0
+    assert asyncio.run(main()) <= 16 // 4 + 1
