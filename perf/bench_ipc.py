@@ -1,0 +1,353 @@
+"""Moving bytes between two processes: mcp_edge's shared-memory rings against the Python IPC peers.
+
+Cases (one bench, ``ipc``):
+
+- ``rtt-64B-cross``, ``rtt-64B-same``: a 64-byte message to the other process and
+  back; metrics ``p50_us`` and ``p99_us`` (lower is better);
+- ``stream-4KiB-cross``, ``stream-64KiB-cross``, ``stream-1MiB-cross``: messages
+  of that size one way, as fast as the consumer takes them; metrics ``GB/s``
+  (decimal, of payload handed over) and ``msgs/s``;
+- ``stream-1MiB-cross-consume``: the same 1 MiB stream, but the consumer
+  computes ``mcp_edge.native.crc32c`` of each payload where it lies (in the
+  shared segment for the zero-copy transports, in its receive buffer for the
+  copying ones); the row ``mcp_edge[crc32c-in-process]`` is that CRC's speed
+  over one 1 MiB buffer in a process pinned to the consumer's CPU, timed in the
+  same rounds, so "handoff + CRC" against "CRC alone" reads from one result;
+- ``hot-path-allocs``: heap allocations per message on the ring's steady-state
+  path, metric ``count`` (lower is better), impls ``mcp_edge[ring-c]`` (the C
+  path, counted with the LD_PRELOAD malloc counter of ``tools/malloc_count``)
+  and ``mcp_edge[ring-py]`` (the Python API's loop, counted the same way with
+  Python's allocator routed to malloc, and checked with tracemalloc).
+
+Impls: ``mcp_edge[ring-copy]`` (``ring.send(bytes)``: the payload copied into a
+slab block), ``mcp_edge[ring-zerocopy]`` (``ring.loan(size)`` / ``ring.publish``:
+the producer writes in place, here only an 8-byte sequence number),
+``multiprocessing.Pipe``, ``multiprocessing.Queue``, ``posix_ipc.MessageQueue``,
+``shared_memory+pipe`` (a ``multiprocessing.shared_memory`` segment for the
+payloads, a pipe doorbell carrying offsets), ``iceoryx2`` (PyPI; x86_64 wheels
+only: elsewhere a note says why it is absent), and ``memcpy`` in the stream
+cases (one in-process copy of the same size: the ceiling of a copying path).
+How each peer is driven, and what differs between them (posix_ipc's message
+size limit, iceoryx2's waiting), is in the notes of each run; the code is in
+``perf/peers/ipc_transports.py``.
+
+Placement. Each impl is a pair of processes (a driver in a child process of the
+harness, :mod:`mcp_edge.perf.isolation`, so a peer that crashes costs only its
+rows, and a partner it forks). ``cross``: the driver (pinger, producer) pinned
+to one CPU and the partner (echo, consumer) to another, with
+``os.sched_setaffinity`` in each; ``same``: both on one CPU. The CPUs are the
+first two of this process's affinity mask; with only one, the ``-cross`` cases
+are left out with a note.
+
+Checks before timing: every pair echoes payloads of several lengths and
+carries ``2 * slots + 3`` distinct payloads of each stream size; what the
+consumer got (CRC-32 of each, in order) must be what was sent. A peer that
+fails the check is noted and its rows left out; an mcp_edge impl that fails it
+ends the run.
+
+Timing. Round trips: per round, untimed warm-up trips then ``ROUND_TRIPS``
+timed ones, each timed alone (``perf_counter_ns`` around the send and the
+matching receive); p50 and p99 of the round. Streams: per round, ``n``
+messages (calibrated so that a round takes ``ctx.min_time / ctx.rounds``) from
+the first send to the consumer's word that it has the last. Rounds are
+interleaved across impls (one round of each, in an order that rotates), and the
+**median** round is reported, so a noisy moment on a shared machine lands on one
+round of every impl. Garbage collection is not turned off: the peers run as
+applications run them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import statistics
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from mcp_edge.perf import BenchContext, BenchError, Child, PeerFailed, PeerSkipped, Row
+
+NAME = "ipc"
+
+TRANSPORTS_FILE = Path(__file__).resolve().parent / "peers" / "ipc_transports.py"
+_TRANSPORTS_MODULE = "mcp_edge_perf_bench_peer_ipc_transports"  # the name isolation's loader gives the file
+
+RTT_SIZE = 64
+RTT_CASES = {"cross": "rtt-64B-cross", "same": "rtt-64B-same"}
+STREAM_CASES = {"stream-4KiB-cross": 4 << 10, "stream-64KiB-cross": 64 << 10, "stream-1MiB-cross": 1 << 20}
+CONSUME_CASE = "stream-1MiB-cross-consume"
+CONSUME_SIZE = 1 << 20
+ALLOCS_CASE = "hot-path-allocs"
+
+ROUND_TRIPS = {True: 2_000, False: 20_000}  # timed round trips per round: quick, full
+WARM_TRIPS = {True: 200, False: 1_000}
+PROBE_BYTES = {True: 4 << 20, False: 16 << 20}  # a stream's calibration run carries about this much
+MIN_MESSAGES = 16
+MAX_MESSAGES = 10_000_000
+VERIFY_SEED = 0x1BC_5EED
+
+RING_IMPLS = ("mcp_edge[ring-copy]", "mcp_edge[ring-zerocopy]")
+PEERS = ("multiprocessing.Pipe", "multiprocessing.Queue", "posix_ipc.MessageQueue", "shared_memory+pipe", "iceoryx2")
+MEMCPY = "memcpy"
+CRC_IN_PROCESS = "mcp_edge[crc32c-in-process]"
+ALLOC_IMPLS = ("mcp_edge[ring-c]", "mcp_edge[ring-py]")
+
+
+def transports() -> ModuleType:
+    """perf/peers/ipc_transports.py, under the module name the children load it with."""
+    module = sys.modules.get(_TRANSPORTS_MODULE)
+    if module is not None:
+        return module
+    spec = importlib.util.spec_from_file_location(_TRANSPORTS_MODULE, TRANSPORTS_FILE)
+    if spec is None or spec.loader is None:
+        raise BenchError(f"cannot load {TRANSPORTS_FILE}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_TRANSPORTS_MODULE] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def placements(ctx: BenchContext) -> dict[str, tuple[int, int]]:
+    """``cross``: two different CPUs of this process's affinity mask; ``same``: one of them twice."""
+    allowed = sorted(os.sched_getaffinity(0))
+    out: dict[str, tuple[int, int]] = {}
+    if len(allowed) >= 2:
+        out["cross"] = (allowed[0], allowed[1])
+    else:
+        ctx.note(f"only CPU {allowed[0]} is in this process's affinity mask: the -cross cases need two and are "
+                 "left out")
+    out["same"] = (allowed[0], allowed[0])
+    return out
+
+
+# --------------------------------------------------------------------------- the impls' processes
+
+
+class Pairs:
+    """The running impls of one placement: impl -> Child (a pair's driver, or an in-process yardstick).
+
+    Every call goes through :meth:`call`: an impl whose child fails is handed to ``ctx.peer_failed``
+    (an mcp_edge impl's failure ends the run) and dropped.
+    """
+
+    def __init__(self, ctx: BenchContext, noted: dict[str, set[str]]) -> None:
+        self.ctx = ctx
+        self.children: dict[str, Child] = {}
+        self._noted = noted
+
+    def start(self, impl: str, factory: str, *args: object) -> None:
+        if impl in self.ctx.failed:
+            return
+        child = self.ctx.child(impl, f"{TRANSPORTS_FILE}:{factory}", *args)
+        if child is not None:
+            self.children[impl] = child
+
+    def note_each(self) -> None:
+        """Each pair's own account of how it runs, once per distinct text."""
+        for impl in list(self.children):
+            text = self.call(impl, "note")
+            if isinstance(text, str) and text and text not in self._noted.setdefault(impl, set()):
+                self._noted[impl].add(text)
+                self.ctx.note(text, impl)
+
+    def call(self, impl: str, method: str, *args: object) -> Any:
+        child = self.children.get(impl)
+        if child is None:
+            return None
+        try:
+            return child.call(method, *args)
+        except (PeerFailed, PeerSkipped) as exc:
+            self.children.pop(impl, None)
+            child.close()
+            self.ctx.peer_failed(impl, exc)
+            return None
+
+    def fail(self, impl: str, reason: str) -> None:
+        """``impl`` misbehaved (wrong bytes): a failure like a crash, noted, its child closed."""
+        child = self.children.pop(impl, None)
+        if child is not None:
+            child.close()
+        self.ctx.peer_failed(impl, PeerFailed(impl, reason))
+
+    def impls(self, among: Sequence[str]) -> list[str]:
+        return [impl for impl in among if impl in self.children]
+
+    def close(self) -> None:
+        for child in self.children.values():
+            child.close()
+        self.children.clear()
+
+
+def _rotated(items: Sequence[str], r: int) -> list[str]:
+    if not items:
+        return []
+    k = r % len(items)
+    return [*items[k:], *items[:k]]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def verify(pairs: Pairs, impls: Sequence[str], *, streams: bool) -> None:
+    """Every pair's echo and (with ``streams``) stream carry the bytes: content, order, count."""
+    t = transports()
+    rng = random.Random(VERIFY_SEED)
+    echoes = [rng.randbytes(n) for n in (RTT_SIZE, 1, 63, RTT_SIZE, RTT_SIZE, 17, RTT_SIZE)]
+    for impl in impls:
+        replies = pairs.call(impl, "verify_rtt", echoes)
+        if replies is None:
+            continue
+        if list(replies) != echoes:
+            bad = next((i for i, (a, b) in enumerate(zip(replies, echoes, strict=False)) if a != b), len(replies))
+            pairs.fail(impl, f"echoed wrong bytes (round trip {bad} of {len(echoes)} differs)")
+            continue
+        if not streams:
+            continue
+        for case, size in STREAM_CASES.items():
+            got = pairs.call(impl, "verify_stream", size, 2 * t.STREAM_SLOTS + 3, VERIFY_SEED + size)
+            if got is None:
+                break
+            sent, received = got
+            if list(sent) != list(received):
+                pairs.fail(impl, _stream_mismatch(case, list(sent), list(received)))
+                break
+
+
+def _stream_mismatch(case: str, sent: list[int], received: list[int]) -> str:
+    if len(sent) != len(received):
+        return f"{case}: the consumer got {len(received)} messages of {len(sent)} sent"
+    first = next(i for i, (a, b) in enumerate(zip(sent, received, strict=True)) if a != b)
+    if sorted(sent) == sorted(received):
+        return f"{case}: messages reordered (message {first} of {len(sent)} is another one)"
+    return f"{case}: message {first} of {len(sent)} arrived with wrong bytes"
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def measure_rtt(ctx: BenchContext, pairs: Pairs, impls: Sequence[str], case: str) -> Iterator[Row]:
+    """Interleaved rounds of round trips; rows: the median over rounds of each round's p50 and p99."""
+    warm, n = WARM_TRIPS[ctx.quick], ROUND_TRIPS[ctx.quick]
+    p50: dict[str, list[int]] = {impl: [] for impl in impls}
+    p99: dict[str, list[int]] = {impl: [] for impl in impls}
+    for r in range(ctx.rounds):
+        for impl in _rotated(pairs.impls(impls), r):
+            got = pairs.call(impl, "rtt", warm, n)
+            if got is not None:
+                p50[impl].append(got[0])
+                p99[impl].append(got[1])
+    ctx.advance(len(impls), case)
+    for impl in pairs.impls(impls):
+        yield Row(case, impl, "p50_us", statistics.median(p50[impl]) / 1e3, higher_is_better=False)
+        yield Row(case, impl, "p99_us", statistics.median(p99[impl]) / 1e3, higher_is_better=False)
+
+
+def _calibrate(ctx: BenchContext, pairs: Pairs, impl: str, size: int, mode: str) -> int | None:
+    """Messages per round so that a round takes about ``ctx.min_time / ctx.rounds``."""
+    probe = max(MIN_MESSAGES, PROBE_BYTES[ctx.quick] // size)
+    ns = pairs.call(impl, "stream", size, probe, mode, min(probe, 64))
+    if ns is None:
+        return None
+    target_ns = ctx.min_time / ctx.rounds * 1e9
+    return int(min(max(target_ns * probe / max(int(ns), 1), MIN_MESSAGES), MAX_MESSAGES))
+
+
+def measure_stream(
+    ctx: BenchContext, pairs: Pairs, impls: Sequence[str], case: str, size: int, mode: str
+) -> Iterator[Row]:
+    """Interleaved rounds of ``n`` messages each; rows: the median round's GB/s and msgs/s."""
+    counts: dict[str, int] = {}
+    for impl in pairs.impls(impls):
+        n = _calibrate(ctx, pairs, impl, size, mode)
+        if n is not None:
+            counts[impl] = n
+    rates: dict[str, list[float]] = {impl: [] for impl in counts}
+    for r in range(ctx.rounds):
+        for impl in _rotated(pairs.impls(list(counts)), r):
+            ns = pairs.call(impl, "stream", size, counts[impl], mode, 0)
+            if ns is not None:
+                rates[impl].append(counts[impl] * 1e9 / max(int(ns), 1))
+    ctx.advance(len(impls), case)
+    for impl in pairs.impls(list(counts)):
+        msgs = statistics.median(rates[impl])
+        yield Row(case, impl, "GB/s", msgs * size / 1e9)
+        yield Row(case, impl, "msgs/s", msgs)
+
+
+# --------------------------------------------------------------------------- the bench
+
+
+def _notes(ctx: BenchContext, cpus: Mapping[str, tuple[int, int]]) -> None:
+    where = "; ".join(f"{name}: driver on CPU {a}, partner on CPU {b}" for name, (a, b) in cpus.items())
+    ctx.note("placement: each impl is a driver (pinger, producer) and a partner (echo, consumer) it forks, each "
+             f"pinned with os.sched_setaffinity, the same for every impl ({where})")
+    ctx.note(f"rtt: per round {WARM_TRIPS[ctx.quick]} untimed then {ROUND_TRIPS[ctx.quick]} timed round trips of "
+             f"{RTT_SIZE} bytes, each timed alone; p50/p99 per round, the median over {ctx.rounds} rounds; "
+             "impls interleaved round by round")
+    ctx.note(f"stream: per round n messages (about {ctx.min_time / ctx.rounds:.2g} s) timed from the first send to "
+             "the consumer's word that it has the last; the consumer receives and releases each payload without "
+             f"touching it; the median of {ctx.rounds} interleaved rounds; GB/s counts payload bytes handed over")
+    ctx.note(f"{CONSUME_CASE}: the consumer computes mcp_edge.native.crc32c over each payload where it lies; "
+             f"{CRC_IN_PROCESS} is crc32c over one 1 MiB buffer in a process pinned to the consumer's CPU, "
+             "timed in the same rounds")
+    ctx.note(f"{MEMCPY}: one memoryview slice assignment (a C memcpy) of the case's size between two preallocated "
+             "buffers, in a process pinned to the producer's CPU: the ceiling of a copying path")
+    try:
+        from mcp_edge.native import _crc
+
+        ctx.note(f"crc32c ran the {_crc.kernel_name()} kernel", CRC_IN_PROCESS)
+    except ImportError:  # pragma: no cover - mcp_edge.native is built with the package
+        pass
+
+
+def _cross(ctx: BenchContext, cpus: tuple[int, int], impls: Sequence[str], noted: dict[str, set[str]]
+           ) -> Iterator[Row]:
+    pairs = Pairs(ctx, noted)
+    try:
+        for impl in impls:
+            pairs.start(impl, "Pair", impl, cpus)
+        pairs.start(MEMCPY, "Local", MEMCPY, cpus[0])
+        pairs.start(CRC_IN_PROCESS, "Local", CRC_IN_PROCESS, cpus[1])
+        pairs.note_each()
+        verify(pairs, pairs.impls(impls), streams=True)
+        yield from measure_rtt(ctx, pairs, impls, RTT_CASES["cross"])
+        for case, size in STREAM_CASES.items():
+            yield from measure_stream(ctx, pairs, [*impls, MEMCPY], case, size, "drop")
+        yield from measure_stream(ctx, pairs, [*impls, CRC_IN_PROCESS], CONSUME_CASE, CONSUME_SIZE, "crc")
+    finally:
+        pairs.close()
+
+
+def _same(ctx: BenchContext, cpus: tuple[int, int], impls: Sequence[str], noted: dict[str, set[str]]
+          ) -> Iterator[Row]:
+    pairs = Pairs(ctx, noted)
+    try:
+        for impl in impls:
+            pairs.start(impl, "Pair", impl, cpus)
+        pairs.note_each()
+        verify(pairs, pairs.impls(impls), streams=False)
+        yield from measure_rtt(ctx, pairs, impls, RTT_CASES["same"])
+    finally:
+        pairs.close()
+
+
+def _hot_path_allocs(ctx: BenchContext) -> Iterator[Row]:
+    """Rows of the ``hot-path-allocs`` case."""
+    ctx.note("hot-path-allocs: not measured yet (the ring and the malloc counter are not there)")
+    ctx.advance(len(ALLOC_IMPLS), ALLOCS_CASE)
+    return iter(())
+
+
+def run(ctx: BenchContext) -> Iterator[Row]:
+    cpus = placements(ctx)
+    impls = [*RING_IMPLS, *PEERS]
+    ctx.plan(len(impls) * (2 + len(STREAM_CASES) + 1) + len(STREAM_CASES) + 1 + len(ALLOC_IMPLS))
+    _notes(ctx, cpus)
+    noted: dict[str, set[str]] = {}
+    if "cross" in cpus:
+        yield from _cross(ctx, cpus["cross"], impls, noted)
+    yield from _same(ctx, cpus["same"], [impl for impl in impls if impl not in ctx.failed], noted)
+    yield from _hot_path_allocs(ctx)
