@@ -51,6 +51,12 @@ EXTENSIONS: dict[str, tuple[str, list[str], list[str], list[str]]] = {
         ["csrc/crc32c/"],
         [],
     ),
+    "mcp_edge.native._slab": (
+        "mcp_edge/native/_slab.pyx",
+        ["csrc/slab/slab.c", "csrc/slab/numa.c", "csrc/slab/bench.c"],
+        [],
+        ["numa"],
+    ),
     "mcp_edge.native._sys": ("mcp_edge/native/_sys.pyx", ["csrc/sys/sys.c"], [], []),
     "mcp_edge.native._uring": ("mcp_edge/native/_uring.pyx", ["csrc/uring/uring.c"], [], ["liburing"]),
 }

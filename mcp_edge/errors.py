@@ -23,6 +23,7 @@ __all__ = [
     "PromptNotFoundError",
     "ProtocolError",
     "ResourceNotFoundError",
+    "SlabExhausted",
     "ToolNotFoundError",
 ]
 
@@ -86,6 +87,20 @@ class FrameError(McpEdgeError, ValueError):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.needed = needed
+
+
+class SlabExhausted(McpEdgeError, MemoryError):
+    """A slab pool has no free block of the size class a request needs, at once (``timeout=None``) or
+    within the timeout it was given. ``size`` is the class's block size, ``count`` its number of blocks
+    (``slab_counts`` sets it), ``timeout`` the seconds waited (None: no wait). A MemoryError: the caller
+    may wait, shed load, or raise the class's count; the pool itself is intact.
+    """
+
+    def __init__(self, message: str, size: int = 0, count: int = 0, timeout: float | None = None) -> None:
+        super().__init__(message)
+        self.size = size
+        self.count = count
+        self.timeout = timeout
 
 
 class BenchError(McpEdgeError, RuntimeError):

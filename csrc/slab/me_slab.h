@@ -30,8 +30,10 @@
  * - me_slab_alloc / me_slab_free work on the shared lists only: any thread of
  *   any process that maps the arena, blocks freed for someone else.
  * - me_slab_alloc_cached / me_slab_free_cached go through the calling thread's
- *   magazine (a few block indices per class, bound to one arena at a time):
- *   no shared write on the list in steady state. Blocks in a magazine are in
+ *   magazine (a few block indices per class, bound to one arena at a time, the
+ *   one it last allocated from): no shared write on the list in steady state.
+ *   A free from a thread whose magazine is bound elsewhere (or nowhere) goes
+ *   to the shared list, as does any free while someone waits on the class. Blocks in a magazine are in
  *   state CACHED, tagged with the caching process's pid, so a peer can recover
  *   them if that process dies (me_slab_reclaim_pid). Magazines go back to the
  *   list when full, at thread exit, at me_slab_cache_flush (this thread) and at

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -503,7 +504,12 @@ struct tcache {
     struct tcache *prev, *next; /* registry links while bound */
 };
 
-static _Thread_local struct tcache tc;
+/* The thread's magazine is on the heap (made at its first bind, freed at
+   thread exit); the thread-local slot holds only its address, in the
+   initial-exec model: this code lives in a dlopen()ed extension, where the
+   default model costs a __tls_get_addr call per access, while 8 bytes of
+   static TLS are always to be had. */
+static __thread struct tcache *tcp __attribute__((tls_model("initial-exec")));
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tcache *registry;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
@@ -555,12 +561,14 @@ static void unbind_locked(struct tcache *t)
     t->arena = NULL;
 }
 
-static void on_thread_exit(void *unused)
+static void on_thread_exit(void *arg)
 {
-    (void)unused;
+    struct tcache *t = arg;
     pthread_mutex_lock(&registry_lock);
-    unbind_locked(&tc);
+    unbind_locked(t);
     pthread_mutex_unlock(&registry_lock);
+    tcp = NULL;
+    free(t);
 }
 
 /* A child of fork() starts with a copy of the forking thread's magazine: those
@@ -578,7 +586,8 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
-    memset(&tc, 0, sizeof tc);
+    if (tcp)
+        memset(tcp, 0, sizeof *tcp);
     registry = NULL;
     pthread_mutex_unlock(&registry_lock);
 }
@@ -589,26 +598,35 @@ static void make_key(void)
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
-/* Slow path: bind this thread's magazine to arena (draining another binding). */
-static void bind(void *arena)
+/* Slow path: bind this thread's magazine to arena (draining another
+   binding); NULL when there is no memory for a magazine (then no caching). */
+static struct tcache *bind(void *arena)
 {
     pthread_once(&key_once, make_key);
-    pthread_mutex_lock(&registry_lock);
-    unbind_locked(&tc);
-    struct header *h = hdr(arena);
-    tc.arena = arena;
-    tc.pid = (uint32_t)getpid();
-    for (uint32_t c = 0; c < ME_SLAB_MAX_CLASSES; c++) {
-        tc.n[c] = 0;
-        tc.cap[c] = c < h->nclasses ? mag_cap(&h->k[c]) : 0;
+    struct tcache *t = tcp;
+    if (!t) {
+        t = calloc(1, sizeof *t);
+        if (!t)
+            return NULL;
+        tcp = t;
+        pthread_setspecific(exit_key, t); /* non-NULL, so on_thread_exit runs */
     }
-    tc.prev = NULL;
-    tc.next = registry;
+    pthread_mutex_lock(&registry_lock);
+    unbind_locked(t);
+    struct header *h = hdr(arena);
+    t->arena = arena;
+    t->pid = (uint32_t)getpid();
+    for (uint32_t c = 0; c < ME_SLAB_MAX_CLASSES; c++) {
+        t->n[c] = 0;
+        t->cap[c] = c < h->nclasses ? mag_cap(&h->k[c]) : 0;
+    }
+    t->prev = NULL;
+    t->next = registry;
     if (registry)
-        registry->prev = &tc;
-    registry = &tc;
+        registry->prev = t;
+    registry = t;
     pthread_mutex_unlock(&registry_lock);
-    pthread_setspecific(exit_key, &tc); /* non-NULL, so on_thread_exit runs */
+    return t;
 }
 
 int64_t me_slab_alloc_cached(void *arena, uint32_t cls, uint32_t owner)
@@ -616,14 +634,17 @@ int64_t me_slab_alloc_cached(void *arena, uint32_t cls, uint32_t owner)
     struct header *h = hdr(arena);
     if (cls >= h->nclasses)
         return -EINVAL;
-    if (tc.arena != arena)
-        bind(arena);
+    struct tcache *t = tcp;
+    if (!t || t->arena != arena) {
+        if (!(t = bind(arena)))
+            return me_slab_alloc_class(arena, cls, owner);
+    }
     struct klass *k = &h->k[cls];
-    if (tc.n[cls] == 0) {
-        if (tc.cap[cls] == 0)
+    if (t->n[cls] == 0) {
+        if (t->cap[cls] == 0)
             return me_slab_alloc_class(arena, cls, owner);
         /* Refill half a magazine with one CAS; the blocks are ours, state CACHED. */
-        int got = list_pop(arena, k, tc.idx[cls], (tc.cap[cls] + 1) / 2);
+        int got = list_pop(arena, k, t->idx[cls], (t->cap[cls] + 1) / 2);
         if (got < 0)
             return got;
         if (got == 0) {
@@ -632,37 +653,42 @@ int64_t me_slab_alloc_cached(void *arena, uint32_t cls, uint32_t owner)
         }
         struct meta *mt = metas(arena, k);
         for (int i = 0; i < got; i++)
-            atomic_store_explicit(&mt[tc.idx[cls][i]].state, word(ME_SLAB_CACHED, tc.pid), memory_order_relaxed);
-        tc.n[cls] = (uint32_t)got;
+            atomic_store_explicit(&mt[t->idx[cls][i]].state, word(ME_SLAB_CACHED, t->pid), memory_order_relaxed);
+        t->n[cls] = (uint32_t)got;
     }
-    return take(arena, k, tc.idx[cls][--tc.n[cls]], owner);
+    return take(arena, k, t->idx[cls][--t->n[cls]], owner);
 }
 
 int me_slab_free_cached(void *arena, uint64_t off)
 {
-    if (tc.arena != arena)
-        bind(arena);
+    /* Only a thread that allocates from this arena through its magazine keeps
+       frees there; any other thread (a consumer that only frees, a thread
+       whose magazine serves another arena) frees to the shared list, so no
+       block strands in a magazine nobody allocates from. */
+    struct tcache *t = tcp;
+    if (!t || t->arena != arena)
+        return me_slab_free(arena, off);
     uint32_t cls, idx;
     if (me_slab_locate(arena, off, &cls, &idx) < 0)
         return -EINVAL;
     struct klass *k = &hdr(arena)->k[cls];
     /* Someone waits for this class: the block goes where the waiter looks. */
-    if (tc.cap[cls] == 0 || atomic_load_explicit(&k->waiters, memory_order_relaxed))
+    if (t->cap[cls] == 0 || atomic_load_explicit(&k->waiters, memory_order_relaxed))
         return me_slab_free(arena, off);
-    int rc = release_word(arena, off, word(ME_SLAB_CACHED, tc.pid), &k, &idx);
+    int rc = release_word(arena, off, word(ME_SLAB_CACHED, t->pid), &k, &idx);
     if (rc < 0)
         return rc;
-    if (tc.n[cls] == tc.cap[cls])
-        drain_class(&tc, cls, tc.cap[cls] / 2);
-    tc.idx[cls][tc.n[cls]++] = idx;
+    if (t->n[cls] == t->cap[cls])
+        drain_class(t, cls, t->cap[cls] / 2);
+    t->idx[cls][t->n[cls]++] = idx;
     return 0;
 }
 
 void me_slab_cache_flush(void *arena)
 {
-    if (tc.arena != arena)
-        return;
-    drain_all(&tc);
+    struct tcache *t = tcp;
+    if (t && t->arena == arena)
+        drain_all(t);
 }
 
 void me_slab_arena_detach(void *arena)
