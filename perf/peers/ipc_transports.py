@@ -477,6 +477,9 @@ class SharedMemoryPipeTransport(Transport):
 
         self._shm = shared_memory.SharedMemory(create=True, size=(STREAM_SLOTS + 1) * MAX_MESSAGE)
         self._shm.unlink()  # the mapping is inherited by the fork; nothing left behind on a crash
+        buf = self._shm.buf
+        assert buf is not None
+        self._buf: memoryview = buf
         self._fwd_r, self._fwd_w = os.pipe()
         self._back_r, self._back_w = os.pipe()
         self._reply = STREAM_SLOTS * MAX_MESSAGE
@@ -491,7 +494,7 @@ class SharedMemoryPipeTransport(Transport):
         os.close(self._back_r)
 
     def ping(self, msg: bytes, n: int, samples: list[int]) -> None:
-        buf, write, read, unpack, clock = self._shm.buf, os.write, os.read, self._BELL.unpack, time.perf_counter_ns
+        buf, write, read, unpack, clock = self._buf, os.write, os.read, self._BELL.unpack, time.perf_counter_ns
         fwd, back, size = self._fwd_w, self._back_r, len(msg)
         bell = self._BELL.pack(0, size)
         for i in range(n):
@@ -503,7 +506,7 @@ class SharedMemoryPipeTransport(Transport):
             samples[i] = clock() - t0
 
     def roundtrip(self, msg: bytes) -> bytes:
-        buf = self._shm.buf
+        buf = self._buf
         buf[0 : len(msg)] = msg
         os.write(self._fwd_w, self._BELL.pack(0, len(msg)))
         off, length = self._BELL.unpack(os.read(self._back_r, 16))
@@ -516,7 +519,7 @@ class SharedMemoryPipeTransport(Transport):
         self._free.extend(array("Q", data))
 
     def produce(self, payload: bytes, n: int) -> None:
-        buf, write, pack, free, take = self._shm.buf, os.write, self._BELL.pack, self._free, self._take_returned
+        buf, write, pack, free, take = self._buf, os.write, self._BELL.pack, self._free, self._take_returned
         fwd, size = self._fwd_w, len(payload)
         for _ in range(n):
             if not free:
@@ -534,7 +537,7 @@ class SharedMemoryPipeTransport(Transport):
             self._take_returned()
 
     def echo(self, n: int) -> None:
-        buf, read, write, unpack, pack = self._shm.buf, os.read, os.write, self._BELL.unpack, self._BELL.pack
+        buf, read, write, unpack, pack = self._buf, os.read, os.write, self._BELL.unpack, self._BELL.pack
         fwd, back, reply = self._fwd_r, self._back_w, self._reply
         for _ in range(n):
             off, length = unpack(read(fwd, 16))
@@ -542,7 +545,7 @@ class SharedMemoryPipeTransport(Transport):
             write(back, pack(reply, length))
 
     def consume(self, size: int, n: int, mode: str) -> list[int] | None:
-        buf, read, write, fwd, back = self._shm.buf, os.read, os.write, self._fwd_r, self._back_w
+        buf, read, write, fwd, back = self._buf, os.read, os.write, self._fwd_r, self._back_w
         work = _consumer_work(mode)
         crcs: list[int] = []
         got = 0
