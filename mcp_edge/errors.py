@@ -14,15 +14,22 @@ __all__ = [
     "EngineThreadError",
     "EngineUnavailable",
     "FrameError",
+    "HandshakeError",
     "InvalidArgumentsError",
+    "IpcError",
     "IsaLevelError",
     "McpEdgeError",
+    "PeerClosed",
+    "PeerDied",
     "PluginConfigError",
     "PluginError",
     "PluginLoadError",
     "PromptNotFoundError",
     "ProtocolError",
     "ResourceNotFoundError",
+    "RingClosed",
+    "RingFull",
+    "SegmentError",
     "SlabExhausted",
     "ToolNotFoundError",
 ]
@@ -101,6 +108,69 @@ class SlabExhausted(McpEdgeError, MemoryError):
         self.size = size
         self.count = count
         self.timeout = timeout
+
+
+class IpcError(McpEdgeError):
+    """A shared-memory ring or segment (mcp_edge.ipc) cannot be used; the subclass and message say why."""
+
+
+class SegmentError(IpcError, ValueError):
+    """A shared-memory segment failed its checks when attached. ``reason``: ``bad magic`` (not a segment),
+    ``bad version`` (another layout version), ``too small`` (it says it is larger than its file, or is
+    shorter than a header) or ``malformed`` (a part out of bounds or inconsistent).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+class HandshakeError(IpcError, ConnectionError):
+    """A ring connection was refused while it was being set up, by this side or by the peer. ``reason``:
+    ``not a peer`` (no handshake, a wrong magic or version, another user), ``bad segment`` (the segment
+    sent failed its checks), ``busy`` (every producer slot is taken), ``timeout`` or ``refused``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+class RingClosed(IpcError):
+    """The ring is closed: this end was closed (any use after ``close()``), or the peer closed its end
+    (``PeerClosed``)."""
+
+
+class PeerClosed(RingClosed):
+    """The process at the other end of the ring closed its end. ``pid`` is that process; ``reclaimed``
+    the blocks it held that came back."""
+
+    def __init__(self, message: str, pid: int = 0, reclaimed: int = 0) -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.reclaimed = reclaimed
+
+
+class PeerDied(IpcError, ConnectionError):
+    """The process at the other end of the ring died (found by its pidfd, or its pid gone). ``pid`` is that
+    process, ``role`` its role (``producer`` or ``consumer``), ``reclaimed`` the blocks it held that came back
+    to their arena. The ring was reset: a new peer may attach."""
+
+    def __init__(self, message: str, pid: int = 0, role: str = "", reclaimed: int = 0) -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.role = role
+        self.reclaimed = reclaimed
+
+
+class RingFull(IpcError):
+    """``publish`` found the ring full, at once (``timeout=0``) or for as long as it was let wait: the consumer
+    is slower than the producer. The loaned block is still the caller's: ``view`` is a memoryview of it to
+    publish again or ``unloan``."""
+
+    def __init__(self, message: str, view: object = None) -> None:
+        super().__init__(message)
+        self.view = view
 
 
 class BenchError(McpEdgeError, RuntimeError):
