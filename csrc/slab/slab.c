@@ -353,14 +353,10 @@ int64_t me_slab_alloc(void *arena, uint32_t n, uint32_t owner)
     return me_slab_alloc_class(arena, (uint32_t)cls, owner);
 }
 
-/* Move the block at off from ALLOCATED to `to` (FREE, or CACHED|pid): 0,
-   -EINVAL, -EALREADY. One CAS, so of two racing frees exactly one wins. */
-static int release_word(void *arena, uint64_t off, uint64_t to, struct klass **kp, uint32_t *idxp)
+/* Move block idx of class k from ALLOCATED to `to` (FREE, or CACHED|pid): 0
+   or -EALREADY. One CAS, so of two racing frees exactly one wins. */
+static int release_word(void *arena, struct klass *k, uint32_t idx, uint64_t to)
 {
-    uint32_t cls, idx;
-    if (me_slab_locate(arena, off, &cls, &idx) < 0)
-        return -EINVAL;
-    struct klass *k = &hdr(arena)->k[cls];
     _Atomic uint64_t *st = &metas(arena, k)[idx].state;
     uint64_t w = atomic_load_explicit(st, memory_order_relaxed);
     do {
@@ -368,21 +364,25 @@ static int release_word(void *arena, uint64_t off, uint64_t to, struct klass **k
             return -EALREADY;
     } while (!atomic_compare_exchange_weak_explicit(st, &w, to, memory_order_acq_rel, memory_order_relaxed));
     atomic_fetch_sub_explicit(&k->in_use, 1, memory_order_relaxed);
-    *kp = k;
-    *idxp = idx;
     return 0;
 }
 
-int me_slab_free(void *arena, uint64_t off)
+static int free_located(void *arena, struct klass *k, uint32_t idx)
 {
-    struct klass *k;
-    uint32_t idx;
-    int rc = release_word(arena, off, word(ME_SLAB_FREE, 0), &k, &idx);
+    int rc = release_word(arena, k, idx, word(ME_SLAB_FREE, 0));
     if (rc < 0)
         return rc;
     list_push(arena, k, &idx, 1);
     wake_waiters(k);
     return 0;
+}
+
+int me_slab_free(void *arena, uint64_t off)
+{
+    uint32_t cls, idx;
+    if (me_slab_locate(arena, off, &cls, &idx) < 0)
+        return -EINVAL;
+    return free_located(arena, &hdr(arena)->k[cls], idx);
 }
 
 int me_slab_set_owner(void *arena, uint64_t off, uint32_t owner)
@@ -674,8 +674,8 @@ int me_slab_free_cached(void *arena, uint64_t off)
     struct klass *k = &hdr(arena)->k[cls];
     /* Someone waits for this class: the block goes where the waiter looks. */
     if (t->cap[cls] == 0 || atomic_load_explicit(&k->waiters, memory_order_relaxed))
-        return me_slab_free(arena, off);
-    int rc = release_word(arena, off, word(ME_SLAB_CACHED, t->pid), &k, &idx);
+        return free_located(arena, k, idx);
+    int rc = release_word(arena, k, idx, word(ME_SLAB_CACHED, t->pid));
     if (rc < 0)
         return rc;
     if (t->n[cls] == t->cap[cls])

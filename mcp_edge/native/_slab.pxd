@@ -46,7 +46,7 @@ cdef class Block:
     cdef uint32_t _capacity
     cdef int _exports
     cdef int _node
-    cdef bint _released
+    cdef bint _held
     cdef bint _cached
 
 

@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, binding=False
 """Slab pools: fixed size classes carved from pre-faulted arenas, one per NUMA node, and arenas in shared memory.
 
 ``Pool`` is process-local: one arena per NUMA node with memory (bound to its
@@ -63,7 +63,6 @@ from mcp_edge.native.includes.me_slab cimport (
 )
 from mcp_edge.native.includes.me_slab_numa cimport (
     ME_NUMA_MAX_CPUS,
-    ME_NUMA_MAX_NODES,
     me_numa_map,
     me_numa_order,
     me_numa_parse_list,
@@ -196,18 +195,15 @@ cdef class Block:
     garbage-collected.
     """
 
-    def __cinit__(self):
-        self._released = True
-
     def __dealloc__(self):
-        if not self._released and self._owner is not None and not self._owner._closed:
+        if self._held and not self._owner._closed:
             if self._cached:
                 me_slab_free_cached(self._arena, <uint64_t>self._off)
             else:
                 me_slab_free(self._arena, <uint64_t>self._off)
 
     def __getbuffer__(self, Py_buffer *view, int flags):
-        if self._released:
+        if not self._held:
             raise ValueError("the block is released")
         self._owner._usable()
         PyBuffer_FillInfo(view, self, self._ptr, self._size, 0, flags)
@@ -225,23 +221,23 @@ cdef class Block:
         return self
 
     def __exit__(self, *exc):
-        if not self._released:
+        if self._held:
             self.release()
         return False
 
     def __repr__(self):
-        state = "released" if self._released else f"{self._size}/{self._capacity} B"
+        state = "released" if not self._held else f"{self._size}/{self._capacity} B"
         return f"<Block offset={self._off} node={self._node} {state}>"
 
     def release(self):
         """Give the block back. ValueError if it was released already, BufferError while views of it live."""
         cdef int rc
-        if self._released:
+        if not self._held:
             raise ValueError(f"the block at offset {self._off} is already released")
         if self._exports:
             raise BufferError(f"the block at offset {self._off} still has {self._exports} exported view(s): "
                               "release them first")
-        self._released = True
+        self._held = False
         if self._owner._closed:
             return  # its memory went with the pool: nothing to give back
         if self._cached:
@@ -251,6 +247,22 @@ cdef class Block:
         if rc == -EALREADY:
             raise ValueError(f"the block at offset {self._off} was freed by someone else (its arena says free)")
         check(rc, "slab free")
+
+    def detach(self):
+        """detach() -> int
+
+        Give the block up without freeing it: it was handed over (to a ring,
+        another process) and whoever holds it now frees it, by offset. The
+        Block is unusable afterwards; its offset is returned. BufferError
+        while views of it live.
+        """
+        if not self._held:
+            raise ValueError(f"the block at offset {self._off} is already released")
+        if self._exports:
+            raise BufferError(f"the block at offset {self._off} still has {self._exports} exported view(s): "
+                              "release them first")
+        self._held = False
+        return self._off
 
     @property
     def offset(self):
@@ -274,7 +286,7 @@ cdef class Block:
 
     @property
     def released(self):
-        return bool(self._released)
+        return not self._held
 
 
 cdef Block make_block(_Source owner, void *arena, int64_t off, Py_ssize_t size, uint32_t capacity, int node,
@@ -288,7 +300,7 @@ cdef Block make_block(_Source owner, void *arena, int64_t off, Py_ssize_t size, 
     b._capacity = capacity
     b._node = node
     b._cached = cached
-    b._released = False
+    b._held = True
     return b
 
 
