@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
+import importlib.util
 import os
 import pickle
 import platform
@@ -53,6 +55,8 @@ import traceback
 import zlib
 from array import array
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from mcp_edge.perf import PeerSkipped
@@ -174,6 +178,49 @@ def _crc32c() -> Callable[[Any], int]:
     from mcp_edge.native import crc32c
 
     return crc32c
+
+
+MALLOC_COUNT_FILE = Path(__file__).resolve().parents[2] / "tools" / "malloc_count" / "malloc_count.py"
+
+
+def malloc_count() -> ModuleType:
+    """tools/malloc_count/malloc_count.py (the LD_PRELOAD allocation counter's Python side)."""
+    name = "mcp_edge_perf_malloc_count"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, MALLOC_COUNT_FILE)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {MALLOC_COUNT_FILE}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+def _counted(work: Callable[[], object]) -> tuple[int, int]:
+    """(heap allocations, frees) the process made while ``work`` ran, less what an empty window costs."""
+    mc = malloc_count()
+    empty = mc.empty_window()
+    with mc.window() as counts:
+        work()
+    return counts.calls - empty.calls, counts.free - empty.free
+
+
+def _traced(work: Callable[[], object]) -> tuple[int, int]:
+    """(Python memory blocks, bytes) still allocated after ``work`` that were not before, per tracemalloc
+    (its own bookkeeping left out)."""
+    import tracemalloc
+
+    own = tracemalloc.Filter(False, tracemalloc.__file__)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot().filter_traces([own])
+        work()
+        after = tracemalloc.take_snapshot().filter_traces([own])
+    finally:
+        tracemalloc.stop()
+    diff = after.compare_to(before, "lineno")
+    return sum(d.count_diff for d in diff), sum(d.size_diff for d in diff)
 
 
 def _mq_limit(name: str, default: int) -> int:
@@ -842,6 +889,10 @@ class Pair:
                     self.transport.echo(*args)
                 elif op == "consume":
                     result = self.transport.consume(*args)
+                elif op == "count":  # heap allocations while consuming (the LD_PRELOAD counter)
+                    result = _counted(functools.partial(self.transport.consume, *args, "drop"))
+                elif op == "trace":  # Python blocks left allocated after consuming (tracemalloc)
+                    result = _traced(functools.partial(self.transport.consume, *args, "drop"))
                 else:
                     raise ValueError(f"unknown partner command {op!r}")
                 _send_msg(res, ("done", result))
@@ -982,6 +1033,26 @@ class Pair:
             got = self._wait_done("after the stream")
             self.transport.drain()
         return [zlib.crc32(p) for p in payloads], list(got)
+
+    def count_allocs(self, size: int, warm: int, n: int, how: str) -> dict[str, tuple[int, int]]:
+        """Per side, what ``n`` messages of ``size`` bytes cost after ``warm`` untimed ones: ``how`` is
+        ``count`` ((heap allocations, frees) from the LD_PRELOAD counter, which this process must have been
+        started under) or ``trace`` ((blocks, bytes) tracemalloc saw left allocated)."""
+        if how not in ("count", "trace"):
+            raise ValueError(f"how must be 'count' or 'trace', not {how!r}")
+        measure = _counted if how == "count" else _traced
+        payload = self._payload(size)
+        with self._measuring():
+            if warm:
+                self._command("consume", size, warm, "drop")
+                self.transport.produce(payload, warm)
+                self._wait_done("after the warm-up")
+                self.transport.drain()
+            self._command(how, size, n)
+            producer = measure(functools.partial(self.transport.produce, payload, n))
+            consumer = self._wait_done("after the counted messages")
+            self.transport.drain()
+        return {"producer": producer, "consumer": tuple(consumer)}
 
     def partner_pid(self) -> int:
         return self._partner
