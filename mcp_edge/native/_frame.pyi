@@ -1,4 +1,4 @@
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
 from typing_extensions import Buffer
@@ -26,6 +26,9 @@ Trace = tuple[bytes, bytes, int]
 
 class _HasFileno(Protocol):
     def fileno(self) -> int: ...
+
+# A frame's destination: a writable buffer, a callable given the byte count (a slab allocator), or None.
+Destination = Buffer | Callable[[int], Buffer] | None
 
 class Frame:
     @property
@@ -119,12 +122,67 @@ def write_frame(
     priority: int | None = None,
     trace: Trace | None = None,
     extensions: Buffer | None = None,
+    at: int | None = None,
 ) -> int: ...
 def read_frame(
     fd: int | _HasFileno,
-    payload: Buffer | None = None,
-    extensions: Buffer | None = None,
+    payload: Destination = None,
+    extensions: Destination = None,
     *,
     max_payload: int = ...,
     max_extensions: int = ...,
+    at: int | None = None,
 ) -> Frame | None: ...
+
+class FrameWriter:
+    def __init__(
+        self,
+        type: int,
+        id: int,
+        payload: Buffer = b"",
+        *,
+        kind: int = ...,
+        length: int | None = None,
+        segment: int = 0,
+        offset: int = 0,
+        end: bool = False,
+        payload_crc: bool = False,
+        deadline_ns: int | None = None,
+        priority: int | None = None,
+        trace: Trace | None = None,
+        extensions: Buffer | None = None,
+    ) -> None: ...
+    @property
+    def header(self) -> bytes: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def written(self) -> int: ...
+    @property
+    def done(self) -> bool: ...
+    def write_to(self, fd: int | _HasFileno, *, at: int | None = None) -> bool: ...
+    def buffers(self) -> list[memoryview]: ...
+    def advance(self, n: int) -> None: ...
+
+class FrameReader:
+    def __init__(
+        self,
+        payload: Destination = None,
+        extensions: Destination = None,
+        *,
+        max_payload: int = ...,
+        max_extensions: int = ...,
+    ) -> None: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def eof(self) -> bool: ...
+    @property
+    def finished(self) -> bool: ...
+    @property
+    def read(self) -> int: ...
+    def read_from(self, fd: int | _HasFileno, *, at: int | None = None) -> bool: ...
+    def buffers(self) -> list[memoryview]: ...
+    def advance(self, n: int) -> None: ...
+    def frame(self) -> Frame | None: ...

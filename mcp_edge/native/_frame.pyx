@@ -7,10 +7,21 @@ file the header points at. Decoding gives a ``Frame`` whose ``extensions`` and
 ``payload`` are memoryviews into the caller's buffer: nothing is copied.
 """
 
-import os
+import select as _select
+import socket as _socket
 
-from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from cpython.buffer cimport (
+    PyBUF_FORMAT,
+    PyBUF_ND,
+    PyBUF_SIMPLE,
+    PyBUF_STRIDES,
+    PyBUF_WRITABLE,
+    PyBuffer_Release,
+    PyObject_GetBuffer,
+)
+from cpython.exc cimport PyErr_CheckSignals
+from libc.errno cimport EAGAIN, EINTR, EMSGSIZE
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 from mcp_edge.errors import FrameError, IsaLevelError
@@ -45,7 +56,6 @@ from mcp_edge.native.includes.me_frame cimport (
     ME_FRAME_TRUNCATED,
     ME_FRAME_VERSION,
     me_frame,
-    me_frame_check,
     me_frame_decode,
     me_frame_encode_header,
     me_frame_limits,
@@ -53,6 +63,22 @@ from mcp_edge.native.includes.me_frame cimport (
     me_frame_reason_name,
     me_frame_tlv_put,
     me_frame_verify_payload,
+)
+from mcp_edge.native.includes.me_frame_io cimport (
+    ME_FRAME_IO_SOCKET,
+    ME_FRAME_RD_BODY,
+    ME_FRAME_RD_DEST,
+    ME_FRAME_RD_DONE,
+    ME_FRAME_RD_EOF,
+    ME_FRAME_RD_FAILED,
+    ME_FRAME_RD_HEADER,
+    me_frame_read,
+    me_frame_reader_advance,
+    me_frame_reader_dest,
+    me_frame_reader_init,
+    me_frame_writer_advance,
+    me_frame_writer_init,
+    me_frame_writev,
 )
 
 # Payloads at least this long are checksummed with the GIL released.
@@ -517,140 +543,387 @@ def frame_size(header, *, uint32_t max_payload=ME_FRAME_DEFAULT_MAX_PAYLOAD,
     return rc
 
 
-def _fileno(fd):
+# --- vectored I/O -----------------------------------------------------------------------------------
+
+
+cdef int _fileno(object fd) except -1:
     return fd if isinstance(fd, int) else fd.fileno()
+
+
+cdef unsigned _io_flags(object fd):
+    """ME_FRAME_IO_SOCKET for a socket object (sendmsg/recvmsg); a bare fd number gets writev/readv, which
+    work on sockets too (Python ignores SIGPIPE, so a closed peer is EPIPE either way)."""
+    return ME_FRAME_IO_SOCKET if isinstance(fd, _socket.socket) else 0
+
+
+cdef int64_t _at(object at) except? -2:
+    if at is None:
+        return -1
+    if at < 0:
+        raise ValueError(f"file offset {at} is negative")
+    return at
+
+
+cdef int _retry(int rc, str what) except -1:
+    """After a C read/write step: 1 to call again (EINTR, once Python's signal handlers ran), 0 when the fd
+    would block, or the OSError."""
+    if rc == -EINTR:
+        PyErr_CheckSignals()
+        return 1
+    if rc == -EAGAIN:
+        return 0
+    check(rc, what)
+    return 0
+
+
+cdef void *_addr(object view):
+    """The address of a C-contiguous memoryview's bytes, which stay put while the view lives (it holds an
+    export of its object)."""
+    cdef Py_buffer b
+    PyObject_GetBuffer(view, &b, PyBUF_SIMPLE)
+    cdef void *p = b.buf
+    PyBuffer_Release(&b)
+    return p
+
+
+cdef class FrameWriter:
+    """FrameWriter(type, id, payload=b"", **fields): one frame on its way out, and how far it got.
+
+    The header (encoded here), the extensions and the inline payload stay three
+    separate buffers: ``write_to`` hands them to one ``writev`` (``sendmsg`` on a
+    socket object) as three iovecs and resumes where a short write stopped;
+    ``buffers``/``advance`` let another engine (``Engine.writev``) do the writes.
+    The fields are ``write_frame``'s. The extensions and payload must not change
+    until the frame is out (they are held, not copied).
+    """
+
+    def __init__(self, int type, uint64_t id, payload=b"", *, int kind=ME_FRAME_INLINE, length=None,
+                 int segment=0, uint64_t offset=0, bint end=False, bint payload_crc=False, deadline_ns=None,
+                 priority=None, trace=None, extensions=None):
+        if extensions is None:
+            extensions = encode_extensions(deadline_ns=deadline_ns, priority=priority, trace=trace)
+        elif deadline_ns is not None or priority is not None or trace is not None:
+            raise ValueError("pass either extensions= or deadline_ns/priority/trace, not both")
+        body = payload if kind == ME_FRAME_INLINE or payload_crc else None
+        if body is not None and len(memoryview(body)) == 0 and kind != ME_FRAME_INLINE:
+            body = None
+        self._header = bytearray(ME_FRAME_HEADER_SIZE)
+        _encode(self._header, type, id, body, kind, length, segment, offset, extensions, end, payload_crc)
+        self._parts = (memoryview(self._header), memoryview(extensions).cast("B"),
+                       memoryview(payload).cast("B") if kind == ME_FRAME_INLINE else memoryview(b""))
+        ext_mv, pay_mv = self._parts[1], self._parts[2]
+        me_frame_writer_init(&self.w, _addr(self._parts[0]), _addr(ext_mv), len(ext_mv), _addr(pay_mv),
+                             len(pay_mv), -1, 0)
+
+    @property
+    def header(self):
+        """The frame's 32-byte header."""
+        return bytes(self._header)
+
+    @property
+    def total(self):
+        """Bytes of the frame: header, extensions, inline payload."""
+        return self.w.total
+
+    @property
+    def written(self):
+        """Bytes written so far."""
+        return self.w.done
+
+    @property
+    def done(self):
+        return self.w.done == self.w.total
+
+    def write_to(self, fd, *, at=None):
+        """write_to(fd, *, at=None) -> bool
+
+        int me_frame_writev(int fd, struct me_frame_writer *w)
+
+        Write what is left of the frame to ``fd`` (a descriptor or anything with
+        ``fileno()``; a socket object gets ``sendmsg``), resuming short writes:
+        True once the whole frame is out; False when a non-blocking ``fd`` is full
+        (call again when it is writable). ``at``: write with ``pwritev`` at this
+        file offset (where the frame starts) instead of at the fd's position.
+        OSError from the write (BrokenPipeError when the reader is gone).
+        """
+        cdef int n = _fileno(fd), rc
+        self.w.flags = _io_flags(fd)
+        self.w.offset = _at(at)
+        while True:
+            with nogil:
+                rc = me_frame_writev(n, &self.w)
+            if rc == 0:
+                return True
+            if not _retry(rc, f"writev of a {self.w.total}-byte frame to fd {n}"):
+                return False
+
+    def buffers(self):
+        """buffers() -> list[memoryview]
+
+        int me_frame_writer_iov(const struct me_frame_writer *w, struct iovec iov[3])
+
+        What is left to write, as memoryviews of the header, extensions and payload
+        (no copies; empty pieces left out): for ``Engine.writev``, then ``advance``.
+        """
+        cdef size_t skip = self.w.done, at = 0
+        out = []
+        for part in self._parts:
+            n = len(part)
+            if n and at + n > skip:
+                out.append(part[skip - at:] if skip > at else part)
+            at += n
+        return out
+
+    def advance(self, size_t n):
+        """advance(n) -> None: record ``n`` bytes written by other means (ValueError past the end)."""
+        if me_frame_writer_advance(&self.w, n) < 0:
+            raise ValueError(f"{n} bytes written, but only {self.w.total - self.w.done} were left of the frame")
+
+    def __repr__(self):
+        return f"<FrameWriter {self.w.done}/{self.w.total} bytes written>"
+
+
+cdef class FrameReader:
+    """FrameReader(payload=None, extensions=None, *, max_payload=..., max_extensions=...): one frame on its way in.
+
+    ``read_from`` reads the 32-byte header on its own (checking it on every
+    partial read, so a wrong magic is refused on its first byte), then the
+    extensions and the inline payload with one vectored read straight into their
+    destinations, and never a byte past the frame's end. ``payload`` and
+    ``extensions`` are writable buffers, or callables given the byte count once
+    the header is read (``lambda n: pool.alloc(n)``: the payload lands in a slab
+    block), or None (a bytearray for this frame). ``buffers``/``advance`` let
+    another engine (``Engine.readv``) do the reads. The object's own buffer is
+    its 32 header bytes.
+    """
+
+    def __init__(self, payload=None, extensions=None, *, uint32_t max_payload=ME_FRAME_DEFAULT_MAX_PAYLOAD,
+                 uint32_t max_extensions=ME_FRAME_DEFAULT_MAX_EXT):
+        cdef me_frame_limits lim = _limits(max_payload, max_extensions)
+        me_frame_reader_init(&self.r, &lim, -1, 0)
+        self._pay_arg = payload
+        self._ext_arg = extensions
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        view.buf = self.r.hdr
+        view.obj = self
+        view.len = ME_FRAME_HEADER_SIZE
+        view.readonly = 0
+        view.itemsize = 1
+        view.format = NULL
+        if flags & PyBUF_FORMAT:
+            view.format = "B"
+        view.ndim = 1
+        view.shape = &view.len if flags & PyBUF_ND else NULL
+        view.strides = &view.itemsize if flags & PyBUF_STRIDES else NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+    @property
+    def done(self):
+        """The frame is read and checked: ``frame()`` gives it."""
+        return self.r.phase == ME_FRAME_RD_DONE
+
+    @property
+    def eof(self):
+        """The stream ended before the first byte of a frame: ``frame()`` gives None."""
+        return self.r.phase == ME_FRAME_RD_EOF
+
+    @property
+    def finished(self):
+        """``done`` or ``eof``."""
+        return self.r.phase == ME_FRAME_RD_DONE or self.r.phase == ME_FRAME_RD_EOF
+
+    @property
+    def read(self):
+        """Bytes of the frame read so far, header included."""
+        return self.r.got
+
+    cdef int _raise(self, int rc) except -1:
+        if self.r.phase == ME_FRAME_RD_FAILED:
+            raise _refused(&self.r.f, self.r.got, self.r.lim.max_payload, self.r.lim.max_ext)
+        check(rc, "reading a frame")
+        return 0
+
+    cdef object _dest(self, object arg, Py_ssize_t n):
+        if arg is None:
+            arg = bytearray(n)
+        elif callable(arg):
+            arg = arg(n)
+        mv = memoryview(arg)
+        if mv.readonly:
+            raise BufferError("a frame's destination must be a writable buffer")
+        return mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
+
+    cdef int _choose(self) except -1:
+        """Phase DEST: pick the destinations of the extensions and the inline payload."""
+        cdef Py_ssize_t ext_len = self.r.f.ext_len
+        cdef Py_ssize_t pay_len = self.r.f.payload_len if self.r.f.kind == ME_FRAME_INLINE else 0
+        ext_mv = self._dest(self._ext_arg, ext_len)
+        pay_mv = self._dest(self._pay_arg, pay_len)
+        cdef int rc = me_frame_reader_dest(&self.r, _addr(ext_mv), len(ext_mv), _addr(pay_mv), len(pay_mv))
+        if rc == -EMSGSIZE:
+            raise FrameError("overlong", f"the frame has {ext_len} bytes of extensions and {pay_len} of payload; "
+                                         f"the buffers hold {len(ext_mv)} and {len(pay_mv)}")
+        check(rc, "me_frame_reader_dest")
+        self._ext = ext_mv[:ext_len]
+        self._payload = pay_mv[:pay_len]
+        return 0
+
+    def read_from(self, fd, *, at=None):
+        """read_from(fd, *, at=None) -> bool
+
+        int me_frame_read(int fd, struct me_frame_reader *r)
+
+        Read the frame from ``fd`` (a descriptor or anything with ``fileno()``; a
+        socket object gets ``recvmsg``): True when it is read and checked
+        (``done``) or the stream ended cleanly before it (``eof``); False when a
+        non-blocking ``fd`` has nothing more now (call again when readable; what
+        was read is kept). ``at``: read with ``preadv`` at this file offset (where
+        the frame starts) instead of at the fd's position.
+
+        Raises
+        ------
+        FrameError
+            As ``decode`` (``truncated`` when the stream ends inside the frame,
+            ``overlong`` also when a destination is too small), raised on the
+            header before any byte after it is read.
+        """
+        cdef int n = _fileno(fd), rc
+        self.r.flags = _io_flags(fd)
+        self.r.offset = _at(at)
+        while True:
+            with nogil:
+                rc = me_frame_read(n, &self.r)
+            if rc < 0:
+                if self.r.phase == ME_FRAME_RD_FAILED:
+                    self._raise(rc)
+                if not _retry(rc, f"reading a frame from fd {n}"):
+                    return False
+            elif self.r.phase == ME_FRAME_RD_DEST:
+                self._choose()
+            else:
+                return True
+
+    def buffers(self):
+        """buffers() -> list[memoryview]
+
+        int me_frame_reader_iov(const struct me_frame_reader *r, struct iovec iov[2])
+
+        What the next read fills (the rest of the header, or of the extensions and
+        payload, picking their destinations once the header is in): for
+        ``Engine.readv``, then ``advance``. Empty when the frame is finished.
+        """
+        if self.r.phase == ME_FRAME_RD_DEST:
+            self._choose()
+        if self.r.phase == ME_FRAME_RD_HEADER:
+            return [memoryview(self)[self.r.got:]]
+        if self.r.phase != ME_FRAME_RD_BODY:
+            if self.r.phase == ME_FRAME_RD_FAILED:
+                raise ValueError("this frame was refused: close the stream")
+            return []
+        cdef Py_ssize_t skip = self.r.got - ME_FRAME_HEADER_SIZE, at = 0
+        out = []
+        for part in (self._ext, self._payload):
+            n = len(part)
+            if n and at + n > skip:
+                out.append(part[skip - at:] if skip > at else part)
+            at += n
+        return out
+
+    def advance(self, size_t n):
+        """advance(n) -> None
+
+        int me_frame_reader_advance(struct me_frame_reader *r, size_t n)
+
+        Record ``n`` bytes read into ``buffers()``; 0 is the end of the stream.
+        FrameError as ``read_from``; ValueError for more than was asked for.
+        """
+        cdef int rc = me_frame_reader_advance(&self.r, n)
+        if rc < 0:
+            if self.r.phase == ME_FRAME_RD_FAILED:
+                self._raise(rc)
+            raise ValueError(f"{n} bytes read, more than the frame's next piece needs, or the frame is over")
+        if self.r.phase == ME_FRAME_RD_DEST:
+            self._choose()
+
+    def frame(self):
+        """frame() -> Frame | None: the frame once ``done``; None after ``eof``."""
+        if self.r.phase == ME_FRAME_RD_EOF:
+            return None
+        if self.r.phase != ME_FRAME_RD_DONE:
+            raise ValueError("the frame is not read yet")
+        return _new_frame(&self.r.f, self._ext, self._payload if self.r.f.kind == ME_FRAME_INLINE else None)
+
+    def __repr__(self):
+        return f"<FrameReader {('header', 'dest', 'body', 'done', 'eof', 'failed')[self.r.phase]}, {self.r.got} B>"
+
+
+cdef int _wait(int fd, short events) except -1:
+    """Block until a non-blocking fd is ready (poll: signals are handled, PEP 475)."""
+    p = _select.poll()
+    p.register(fd, events)
+    p.poll()
+    return 0
 
 
 def write_frame(fd, int type, uint64_t id, payload=b"", *, int kind=ME_FRAME_INLINE, length=None, int segment=0,
                 uint64_t offset=0, bint end=False, bint payload_crc=False, deadline_ns=None, priority=None,
-                trace=None, extensions=None):
+                trace=None, extensions=None, at=None):
     """write_frame(fd, type, id, payload=b"", **fields) -> int
 
-    ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+    int me_frame_writev(int fd, struct me_frame_writer *w)
 
-    Write one frame to ``fd`` (a descriptor, or anything with ``fileno()``: a
-    socket, pipe or file opened for blocking I/O) with ``os.writev``: the
-    header, the extensions and the inline payload go as separate iovecs, never
-    joined into one buffer; a short write resumes where it stopped. The frame's
-    fields are ``encode_header``'s; the extensions are ``encode_extensions``'s
-    (``deadline_ns``, ``priority``, ``trace``) or the ready TLV bytes
-    ``extensions``. Returns the bytes written. For ``BLOCK``/``FILE`` frames the
-    payload (given only for ``payload_crc``) is not written.
+    Write one frame to ``fd`` (a socket, pipe or file: a descriptor, or anything
+    with ``fileno()``): the header, the extensions and the inline payload go as
+    three iovecs of one ``writev`` (``sendmsg`` for a socket object, ``pwritev``
+    at the file offset ``at``), never joined into one buffer; a short write
+    resumes where it stopped, and on a non-blocking ``fd`` the call waits
+    (``poll``) until it can go on. The frame's fields are ``encode_header``'s;
+    the extensions are ``encode_extensions``'s (``deadline_ns``, ``priority``,
+    ``trace``) or the ready TLV bytes ``extensions``. Returns the bytes written.
+    For ``BLOCK``/``FILE`` frames the payload (given only for ``payload_crc``)
+    is not written. Asyncio: ``mcp_edge.io.frames``.
     """
-    if extensions is None:
-        extensions = encode_extensions(deadline_ns=deadline_ns, priority=priority, trace=trace)
-    elif deadline_ns is not None or priority is not None or trace is not None:
-        raise ValueError("pass either extensions= or deadline_ns/priority/trace, not both")
-    body = payload if kind == ME_FRAME_INLINE else (payload if payload_crc else None)
-    header = encode_header(type, id, body, kind=kind, length=length, segment=segment, offset=offset,
-                           extensions=extensions, end=end, payload_crc=payload_crc)
-    parts = [memoryview(header), memoryview(extensions).cast("B")]
-    if kind == ME_FRAME_INLINE:
-        parts.append(memoryview(payload).cast("B"))
-    parts = [p for p in parts if len(p)]
-    total = sum(len(p) for p in parts)
-    cdef int n = _fileno(fd)
-    cdef Py_ssize_t done, left = total
-    while parts:
-        done = os.writev(n, parts)
-        left -= done
-        while parts and done >= len(parts[0]):
-            done -= len(parts[0])
-            parts.pop(0)
-        if parts and done:
-            parts[0] = parts[0][done:]
-    return total
-
-
-cdef Py_ssize_t _read_into(int fd, list views) except -1:
-    """readv into `views` until they are full or the stream ends; the bytes read."""
-    cdef Py_ssize_t got = 0, n
-    views = [v for v in views if len(v)]
-    while views:
-        n = os.readv(fd, views)
-        if n == 0:
-            break
-        got += n
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if views and n:
-            views[0] = views[0][n:]
-    return got
+    cdef FrameWriter w = FrameWriter(type, id, payload, kind=kind, length=length, segment=segment, offset=offset,
+                                     end=end, payload_crc=payload_crc, deadline_ns=deadline_ns, priority=priority,
+                                     trace=trace, extensions=extensions)
+    while not w.write_to(fd, at=at):
+        _wait(_fileno(fd), _select.POLLOUT)
+    return w.w.total
 
 
 def read_frame(fd, payload=None, extensions=None, *, uint32_t max_payload=ME_FRAME_DEFAULT_MAX_PAYLOAD,
-               uint32_t max_extensions=ME_FRAME_DEFAULT_MAX_EXT):
-    """read_frame(fd, payload, extensions=None, *, max_payload=..., max_extensions=...) -> Frame | None
+               uint32_t max_extensions=ME_FRAME_DEFAULT_MAX_EXT, at=None):
+    """read_frame(fd, payload=None, extensions=None, *, max_payload=..., max_extensions=..., at=None) -> Frame | None
 
-    ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+    int me_frame_read(int fd, struct me_frame_reader *r)
 
-    Read one frame from ``fd`` (blocking socket, pipe or file) with ``os.readv``:
-    the header into 32 bytes of its own, then the extensions and the inline
-    payload straight into the caller's writable buffers ``extensions`` and
-    ``payload`` (one readv for both; a buffer not given is allocated for
-    this frame); then check it as ``decode`` does. The
-    Frame's ``extensions``/``payload`` are memoryviews into those buffers.
-    None at a clean end of stream (no byte of a next frame).
+    Read one frame from ``fd`` (a socket, pipe or file): the header into 32
+    bytes of its own, checked as it arrives, then the extensions and the inline
+    payload with one ``readv`` (``recvmsg`` for a socket object, ``preadv`` at
+    the file offset ``at``) straight into their destinations: ``payload`` and
+    ``extensions`` are writable buffers, callables given the byte count (a slab
+    block's allocator), or None (a bytearray for this frame). Then the frame is
+    checked as ``decode`` does; its ``extensions``/``payload`` are memoryviews
+    into the destinations. Never reads past the frame's end; on a non-blocking
+    ``fd`` the call waits (``poll``) for more. None at a clean end of stream (no
+    byte of a next frame). Asyncio: ``mcp_edge.io.frames``.
 
     Raises
     ------
     FrameError
-        As ``decode``; ``overlong`` also when the frame's extensions or payload
-        are longer than the caller's buffer; ``truncated`` when the stream ends
-        inside a frame.
+        As ``decode``, for a bad header before anything after it is read;
+        ``overlong`` also when the frame's extensions or payload are longer than
+        the caller's buffer; ``truncated`` when the stream ends inside a frame.
     """
-    cdef me_frame_limits lim = _limits(max_payload, max_extensions)
-    cdef me_frame f
-    cdef int rc, n = _fileno(fd)
-    cdef bytearray header = bytearray(ME_FRAME_HEADER_SIZE)
-    cdef unsigned char *hp = header
-    cdef Py_ssize_t got = 0, step
-    cdef Py_buffer ev, pv
-    hv = memoryview(header)
-    while got < ME_FRAME_HEADER_SIZE:
-        step = os.readv(n, [hv[got:]])
-        if step == 0:
-            if got == 0:
-                return None
-            break
-        got += step
-        rc = me_frame_parse_header(hp, <size_t>got, &lim, &f)
-        if rc < 0 and f.reason != ME_FRAME_TRUNCATED:
-            raise _refused(&f, got, lim.max_payload, lim.max_ext)
-    rc = me_frame_parse_header(hp, <size_t>got, &lim, &f)
-    if rc < 0:
-        raise _refused(&f, got, lim.max_payload, lim.max_ext)
-    pay_len = f.payload_len if f.kind == ME_FRAME_INLINE else 0
-    ext_mv = memoryview(bytearray(f.ext_len) if extensions is None else extensions).cast("B")
-    pay_mv = memoryview(bytearray(pay_len) if payload is None else payload).cast("B")
-    if f.ext_len > len(ext_mv) or pay_len > len(pay_mv):
-        f.reason = ME_FRAME_OVERLONG
-        raise FrameError("overlong", f"the frame has {f.ext_len} bytes of extensions and {pay_len} of payload; "
-                                     f"the buffers hold {len(ext_mv)} and {len(pay_mv)}")
-    ext_mv = ext_mv[:f.ext_len]
-    pay_mv = pay_mv[:pay_len]
-    got = ME_FRAME_HEADER_SIZE + _read_into(n, [ext_mv, pay_mv])
-    if got < <Py_ssize_t>f.size:
-        f.needed = f.size
-        f.reason = ME_FRAME_TRUNCATED
-        raise _refused(&f, got, lim.max_payload, lim.max_ext)
-    _get(ext_mv, &ev, PyBUF_SIMPLE, "extensions")
-    try:
-        _get(pay_mv, &pv, PyBUF_SIMPLE, "payload")
-        try:
-            if pay_len >= NOGIL_MIN:
-                with nogil:
-                    rc = me_frame_check(&f, hp, ev.buf, pv.buf)
-            else:
-                rc = me_frame_check(&f, hp, ev.buf, pv.buf)
-        finally:
-            PyBuffer_Release(&pv)
-    finally:
-        PyBuffer_Release(&ev)
-    if rc < 0:
-        raise _refused(&f, got, lim.max_payload, lim.max_ext)
-    return _new_frame(&f, ext_mv, pay_mv if f.kind == ME_FRAME_INLINE else None)
+    cdef FrameReader r = FrameReader(payload, extensions, max_payload=max_payload, max_extensions=max_extensions)
+    while not r.read_from(fd, at=at):
+        _wait(_fileno(fd), _select.POLLIN)
+    return r.frame()
 
 
 cdef int _rc = me_crc32c_set_level(_level_number(_active_level()))

@@ -460,38 +460,6 @@ def test_writev_readv_round_trip(kind: str) -> None:
     assert not errors, errors
 
 
-def test_header_extensions_payload_go_as_separate_iovecs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Never concatenated: writev gets the payload's own buffer; short writes and reads resume."""
-    calls: list[list[memoryview]] = []
-    real_writev, real_readv = os.writev, os.readv
-
-    def short_writev(fd: int, parts: list[memoryview]) -> int:
-        calls.append(list(parts))
-        first = parts[0][:1000]
-        return real_writev(fd, [first])
-
-    def short_readv(fd: int, parts: list[memoryview]) -> int:
-        return real_readv(fd, [parts[0][:777]])
-
-    payload = bytearray(os.urandom(5000))
-    path = tmp_path / "frames"
-    with path.open("wb") as f:
-        monkeypatch.setattr(os, "writev", short_writev)
-        write_frame(f, 5, 6, payload, trace=TRACE)
-        monkeypatch.setattr(os, "writev", real_writev)
-        write_frame(f, 5, 7, b"second")
-    sizes = [len(p) for p in calls[0]]
-    assert sizes == [32, 29, 5000]
-    assert calls[0][2].obj is payload
-    with path.open("rb") as f:
-        monkeypatch.setattr(os, "readv", short_readv)
-        frame = read_frame(f)
-        assert frame is not None and frame.payload == payload and frame.trace == TRACE
-        frame = read_frame(f)
-        assert frame is not None and frame.payload == b"second"
-        assert read_frame(f) is None
-
-
 def test_read_frame_refusals(tmp_path: Path) -> None:
     path = tmp_path / "f"
     good = ref_frame(payload=bytes(100), ext=tlv(TLV_PRIORITY, b"\x01"))
