@@ -116,16 +116,17 @@ async def recv_frame(
 
 
 async def write_frame_at(
-    engine: Engine, fd: int, offset: int, type: int, id: int, payload: Buffer = b"", **fields: Any
+    engine: Engine, fd: int, at: int, type: int, id: int, payload: Buffer = b"", **fields: Any
 ) -> int:
-    """Write one frame to file ``fd`` at ``offset`` with ``engine.writev``; the bytes written (the next
-    frame's offset is ``offset`` plus that). Short writes are resumed; OSError from the engine, naming the
-    operation (EIO when the file takes no byte)."""
+    """Write one frame to file ``fd`` at file offset ``at`` with ``engine.writev``; the bytes written (the
+    next frame goes at ``at`` plus that). ``fields`` are ``send_frame``'s (``offset`` among them is the
+    header's block/file offset). Short writes are resumed; OSError from the engine, naming the operation
+    (EIO when the file takes no byte)."""
     writer = FrameWriter(type, id, payload, **fields)
     while not writer.done:
-        n = await engine.writev(fd, writer.buffers(), offset + writer.written)
+        n = await engine.writev(fd, writer.buffers(), at + writer.written)
         if n == 0:
-            raise OSError(errno.EIO, f"writev of a {writer.total}-byte frame at offset {offset} on fd {fd}: "
+            raise OSError(errno.EIO, f"writev of a {writer.total}-byte frame at offset {at} on fd {fd}: "
                                      f"no byte written after {writer.written}")
         writer.advance(n)
     return writer.total
@@ -134,21 +135,21 @@ async def write_frame_at(
 async def read_frame_at(
     engine: Engine,
     fd: int,
-    offset: int,
+    at: int,
     payload: Destination = None,
     extensions: Destination = None,
     *,
     max_payload: int = DEFAULT_MAX_PAYLOAD,
     max_extensions: int = DEFAULT_MAX_EXTENSIONS,
 ) -> Frame | None:
-    """Read the frame of file ``fd`` at ``offset`` with ``engine.readv``; None when the file ends there.
+    """Read the frame of file ``fd`` at file offset ``at`` with ``engine.readv``; None when the file ends there.
 
     The header first (32 bytes, checked), then one ``readv`` of the extensions
     and inline payload into their destinations (``read_frame``'s); never a
-    byte past the frame's end. The next frame is at ``offset + frame.size``.
+    byte past the frame's end. The next frame is at ``at + frame.size``.
     FrameError as ``read_frame`` (``truncated`` when the file ends inside it).
     """
     reader = FrameReader(payload, extensions, max_payload=max_payload, max_extensions=max_extensions)
     while views := reader.buffers():
-        reader.advance(await engine.readv(fd, views, offset + reader.read))
+        reader.advance(await engine.readv(fd, views, at + reader.read))
     return reader.frame()
