@@ -58,6 +58,13 @@ EXTENSIONS: dict[str, tuple[str, list[str], list[str], list[str]]] = {
         [],
         ["numa"],
     ),
+    "mcp_edge.native._shm": (
+        "mcp_edge/native/_shm.pyx",
+        ["csrc/cpu/cpu.c", "csrc/crc32c/crc32c.c", "csrc/crc32c/crc32c_scalar.c", "csrc/frame/frame.c",
+         "csrc/slab/slab.c", "csrc/shm/segment.c", "csrc/shm/ring.c", "csrc/shm/wake.c", "csrc/shm/chan.c"],
+        ["csrc/crc32c/"],
+        [],
+    ),
     "mcp_edge.native._sys": ("mcp_edge/native/_sys.pyx", ["csrc/sys/sys.c"], [], []),
     "mcp_edge.native._uring": ("mcp_edge/native/_uring.pyx", ["csrc/uring/uring.c"], [], ["liburing"]),
 }

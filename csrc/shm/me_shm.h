@@ -135,9 +135,10 @@ int me_shm_map(int fd, size_t len, int prefault, void **out);
 /* Unmap; 0 or -errno. */
 int me_shm_unmap(void *base, size_t len);
 
-/* The peer table of a segment (state word and pid of slot i: 0 consumer, 1 + k producer k). */
-_Atomic uint32_t *me_shm_peer_state(void *base, uint32_t i);
-_Atomic uint32_t *me_shm_peer_pid(void *base, uint32_t i);
+/* The peer table of a segment: slot i (0 the consumer, 1 + k producer slot k)
+   holds a pid and an ME_PEER_* state. get: the state (and *pid), or -EINVAL. */
+int me_shm_peer_get(const void *base, uint32_t i, uint32_t *pid);
+int me_shm_peer_set(void *base, uint32_t i, uint32_t pid, uint32_t state);
 
 /* ------------------------------------------------------------------ rings */
 
@@ -193,6 +194,11 @@ int me_ring_wake_reader(struct me_ring *r);
 
 /* Reader, after consuming: wake writers sleeping on a full ring. */
 int me_ring_wake_writers(struct me_ring *r);
+
+/* Wake the reader (writers) whether or not they announced themselves: after
+   a state change they must look at (the other side closed). */
+void me_ring_kick_reader(struct me_ring *r);
+void me_ring_kick_writers(struct me_ring *r);
 
 /* Wait until readable (writable): spin up to spin_ns, then sleep on the
    futex; timeout_ns < 0 waits without limit. 0, -ETIMEDOUT, -EINTR. */

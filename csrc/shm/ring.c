@@ -270,6 +270,24 @@ int me_ring_wake_writers(struct me_ring *r)
     return woke;
 }
 
+static void kick(struct shm_wait *w, int fd)
+{
+    atomic_fetch_add_explicit(&w->seq, 1, memory_order_seq_cst);
+    me_shm_futex(&w->seq, FUTEX_WAKE, INT_MAX, NULL);
+    if (fd >= 0)
+        me_shm_eventfd_signal(fd);
+}
+
+void me_ring_kick_reader(struct me_ring *r)
+{
+    kick(&rs(r)->reader, r->wake_fd);
+}
+
+void me_ring_kick_writers(struct me_ring *r)
+{
+    kick(&rs(r)->writers, -1);
+}
+
 static uint64_t writer_bit(const struct me_ring *r)
 {
     return r->kind == ME_RING_MPSC && r->writer_id ? UINT64_C(1) << (r->writer_id - 1) : 1;

@@ -241,14 +241,23 @@ int me_shm_unmap(void *base, size_t len)
     return munmap(base, len) < 0 ? -errno : 0;
 }
 
-_Atomic uint32_t *me_shm_peer_state(void *base, uint32_t i)
+int me_shm_peer_get(const void *base, uint32_t i, uint32_t *pid)
 {
-    struct shm_header *h = base;
-    return i <= ME_SHM_MAX_PRODUCERS ? &h->peers[i].state : NULL;
+    if (i > ME_SHM_MAX_PRODUCERS)
+        return -EINVAL;
+    struct shm_header *h = (struct shm_header *)base;
+    uint32_t state = atomic_load_explicit(&h->peers[i].state, memory_order_acquire);
+    if (pid)
+        *pid = atomic_load_explicit(&h->peers[i].pid, memory_order_relaxed);
+    return (int)state;
 }
 
-_Atomic uint32_t *me_shm_peer_pid(void *base, uint32_t i)
+int me_shm_peer_set(void *base, uint32_t i, uint32_t pid, uint32_t state)
 {
+    if (i > ME_SHM_MAX_PRODUCERS || state > ME_PEER_STALE)
+        return -EINVAL;
     struct shm_header *h = base;
-    return i <= ME_SHM_MAX_PRODUCERS ? &h->peers[i].pid : NULL;
+    atomic_store_explicit(&h->peers[i].pid, pid, memory_order_relaxed);
+    atomic_store_explicit(&h->peers[i].state, state, memory_order_release);
+    return 0;
 }
