@@ -21,7 +21,7 @@ Cases (one bench, ``ipc``):
 
 Impls: ``mcp_edge[ring-copy]`` (``ring.send(bytes)``: the payload copied into a
 slab block), ``mcp_edge[ring-zerocopy]`` (``ring.loan(size)`` / ``ring.publish``:
-the producer writes in place, here only an 8-byte sequence number),
+the producer writes in place, here only an 8-byte marker),
 ``multiprocessing.Pipe``, ``multiprocessing.Queue``, ``posix_ipc.MessageQueue``,
 ``shared_memory+pipe`` (a ``multiprocessing.shared_memory`` segment for the
 payloads, a pipe doorbell carrying offsets), ``iceoryx2`` (PyPI; x86_64 wheels
@@ -58,6 +58,7 @@ applications run them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import random
@@ -88,6 +89,9 @@ PROBE_BYTES = {True: 4 << 20, False: 16 << 20}  # a stream's calibration run car
 MIN_MESSAGES = 16
 MAX_MESSAGES = 10_000_000
 VERIFY_SEED = 0x1BC_5EED
+ALLOC_WARM = {True: 10_000, False: 10_000}
+ALLOC_MESSAGES = {True: 100_000, False: 1_000_000}  # counted messages (the issue's 10**6 in a full run)
+ALLOC_TRACED = {True: 10_000, False: 100_000}
 
 RING_IMPLS = ("mcp_edge[ring-copy]", "mcp_edge[ring-zerocopy]")
 PEERS = ("multiprocessing.Pipe", "multiprocessing.Queue", "posix_ipc.MessageQueue", "shared_memory+pipe", "iceoryx2")
@@ -303,12 +307,32 @@ def _notes(ctx: BenchContext, cpus: Mapping[str, tuple[int, int]]) -> None:
         pass
 
 
-def _cross(ctx: BenchContext, cpus: tuple[int, int], impls: Sequence[str], noted: dict[str, set[str]]
-           ) -> Iterator[Row]:
+def _footprint_notes(ctx: BenchContext, pairs: Pairs, options: Mapping[str, Any]) -> None:
+    """The yardsticks again at 1 MiB over as many buffers as the ring keeps 1 MiB blocks (its copy and its
+    consumer touch that much memory in turn, the yardstick rows one cache-hot buffer): notes, not rows."""
+    size = CONSUME_SIZE
+    blocks = next((count for cls, count in zip(options["slab_sizes"], options["slab_counts"], strict=True)
+                   if cls >= size), 1)
+    for impl, case in ((MEMCPY, "stream-1MiB-cross"), (CRC_IN_PROCESS, CONSUME_CASE)):
+        if impl not in pairs.children:
+            continue
+        n = max(blocks * 4, MIN_MESSAGES)
+        rates = []
+        for _ in range(ctx.rounds):
+            ns = pairs.call(impl, "stream", size, n, "drop", blocks, blocks)
+            if ns is None:
+                return
+            rates.append(n * size / max(int(ns), 1))
+        ctx.note(f"{case}: {impl} over {blocks} buffers of 1 MiB in turn (the ring's 1 MiB blocks; the row is one "
+                 f"cache-hot buffer): {statistics.median(rates):.3g} GB/s", impl)
+
+
+def _cross(ctx: BenchContext, cpus: tuple[int, int], impls: Sequence[str], noted: dict[str, set[str]],
+           options: dict[str, Any]) -> Iterator[Row]:
     pairs = Pairs(ctx, noted)
     try:
         for impl in impls:
-            pairs.start(impl, "Pair", impl, cpus)
+            pairs.start(impl, "Pair", impl, cpus, options)
         pairs.start(MEMCPY, "Local", MEMCPY, cpus[0])
         pairs.start(CRC_IN_PROCESS, "Local", CRC_IN_PROCESS, cpus[1])
         pairs.note_each()
@@ -317,16 +341,17 @@ def _cross(ctx: BenchContext, cpus: tuple[int, int], impls: Sequence[str], noted
         for case, size in STREAM_CASES.items():
             yield from measure_stream(ctx, pairs, [*impls, MEMCPY], case, size, "drop")
         yield from measure_stream(ctx, pairs, [*impls, CRC_IN_PROCESS], CONSUME_CASE, CONSUME_SIZE, "crc")
+        _footprint_notes(ctx, pairs, options)
     finally:
         pairs.close()
 
 
-def _same(ctx: BenchContext, cpus: tuple[int, int], impls: Sequence[str], noted: dict[str, set[str]]
-          ) -> Iterator[Row]:
+def _same(ctx: BenchContext, cpus: tuple[int, int], impls: Sequence[str], noted: dict[str, set[str]],
+          options: dict[str, Any]) -> Iterator[Row]:
     pairs = Pairs(ctx, noted)
     try:
         for impl in impls:
-            pairs.start(impl, "Pair", impl, cpus)
+            pairs.start(impl, "Pair", impl, cpus, options)
         pairs.note_each()
         verify(pairs, pairs.impls(impls), streams=False)
         yield from measure_rtt(ctx, pairs, impls, RTT_CASES["same"])
@@ -334,11 +359,65 @@ def _same(ctx: BenchContext, cpus: tuple[int, int], impls: Sequence[str], noted:
         pairs.close()
 
 
-def _hot_path_allocs(ctx: BenchContext) -> Iterator[Row]:
-    """Rows of the ``hot-path-allocs`` case."""
-    ctx.note("hot-path-allocs: not measured yet (the ring and the malloc counter are not there)")
+@contextlib.contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    """os.environ with ``values`` set while the block runs (a Child copies the environment it starts with)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _hot_path_allocs(ctx: BenchContext, cpus: tuple[int, int], options: dict[str, Any]) -> Iterator[Row]:
+    """Heap allocations per message of the zero-copy ring's steady state (the ``hot-path-allocs`` rows).
+
+    One pair per impl, started under the LD_PRELOAD counter of tools/malloc_count; ``mcp_edge[ring-py]``
+    also with ``PYTHONMALLOC=malloc``, so that every Python object is a counted malloc too (pymalloc
+    serves small objects from its own arenas, which the counter does not see: ``mcp_edge[ring-c]`` counts
+    the C heap alone). After ``ALLOC_WARM`` messages, each side counts its own calls over ``ALLOC_MESSAGES``
+    messages of 64 bytes (loan, write, publish / receive, release), less an empty window's; the row is
+    (producer + consumer) / messages. tracemalloc then says how many Python blocks the ring-py pair kept.
+    """
+    t = transports()
+    warm, n, traced = ALLOC_WARM[ctx.quick], ALLOC_MESSAGES[ctx.quick], ALLOC_TRACED[ctx.quick]
+    try:
+        library = t.malloc_count().library()
+    except (ImportError, OSError, RuntimeError) as exc:
+        ctx.note(f"{ALLOCS_CASE}: the allocation counter (tools/malloc_count) cannot run here, no rows: {exc}")
+        ctx.advance(len(ALLOC_IMPLS), ALLOCS_CASE)
+        return
+    pairs = Pairs(ctx, {})
+    try:
+        for impl in ALLOC_IMPLS:
+            env = {"LD_PRELOAD": f"{library} {os.environ.get('LD_PRELOAD', '')}".strip()}
+            if impl == "mcp_edge[ring-py]":
+                env["PYTHONMALLOC"] = "malloc"
+            with _environ(env):
+                pairs.start(impl, "Pair", impl, cpus, options)
+            got = pairs.call(impl, "count_allocs", RTT_SIZE, warm, n, "count")
+            if got is None:
+                continue
+            (p_allocs, p_frees), (c_allocs, c_frees) = got["producer"], got["consumer"]
+            what = "every Python object allocation counted (PYTHONMALLOC=malloc)" if "PYTHONMALLOC" in env \
+                else "the C heap (glibc malloc; Python objects come from pymalloc's arenas)"
+            ctx.note(f"{impl}: {n} messages of {RTT_SIZE} B after {warm}: producer {p_allocs} allocations "
+                     f"({p_frees} frees), consumer {c_allocs} ({c_frees} frees); {what}", impl)
+            yield Row(ALLOCS_CASE, impl, "count", (p_allocs + c_allocs) / n, higher_is_better=False)
+            if impl == "mcp_edge[ring-py]":
+                kept = pairs.call(impl, "count_allocs", RTT_SIZE, warm, traced, "trace")
+                if kept is not None:
+                    (pb, pbytes), (cb, cbytes) = kept["producer"], kept["consumer"]
+                    ctx.note(f"{impl}: tracemalloc after {traced} more messages: producer kept {pb} Python "
+                             f"blocks ({pbytes} B), consumer {cb} ({cbytes} B)", impl)
+    finally:
+        pairs.close()
     ctx.advance(len(ALLOC_IMPLS), ALLOCS_CASE)
-    return iter(())
 
 
 def run(ctx: BenchContext) -> Iterator[Row]:
@@ -346,8 +425,9 @@ def run(ctx: BenchContext) -> Iterator[Row]:
     impls = [*RING_IMPLS, *PEERS]
     ctx.plan(len(impls) * (2 + len(STREAM_CASES) + 1) + len(STREAM_CASES) + 1 + len(ALLOC_IMPLS))
     _notes(ctx, cpus)
+    options = transports().ring_options()
     noted: dict[str, set[str]] = {}
     if "cross" in cpus:
-        yield from _cross(ctx, cpus["cross"], impls, noted)
-    yield from _same(ctx, cpus["same"], [impl for impl in impls if impl not in ctx.failed], noted)
-    yield from _hot_path_allocs(ctx)
+        yield from _cross(ctx, cpus["cross"], impls, noted, options)
+    yield from _same(ctx, cpus["same"], [impl for impl in impls if impl not in ctx.failed], noted, options)
+    yield from _hot_path_allocs(ctx, cpus.get("cross", cpus["same"]), options)

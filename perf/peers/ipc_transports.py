@@ -43,6 +43,7 @@ import contextlib
 import ctypes
 import functools
 import importlib.util
+import itertools
 import os
 import pickle
 import platform
@@ -72,6 +73,8 @@ MQ_PROC = "/proc/sys/fs/mqueue"
 
 RING_COPY = "mcp_edge[ring-copy]"
 RING_ZEROCOPY = "mcp_edge[ring-zerocopy]"
+RING_C = "mcp_edge[ring-c]"
+RING_PY = "mcp_edge[ring-py]"
 PIPE = "multiprocessing.Pipe"
 QUEUE = "multiprocessing.Queue"
 MQUEUE = "posix_ipc.MessageQueue"
@@ -82,6 +85,9 @@ CRC_IN_PROCESS = "mcp_edge[crc32c-in-process]"
 
 _FRAME = struct.Struct("<I")
 _SEQ = struct.Struct("<Q")
+MARK = b"mcpedge\x01"
+"""What a zero-copy producer writes into each block of a timed stream (8 bytes: the payload is assumed
+written in place by whoever fills it; writing a constant keeps the loop free of allocations)."""
 
 
 class PartnerDied(RuntimeError):
@@ -249,6 +255,9 @@ class Transport:
 
     def partner_start(self) -> None:
         pass
+
+    def accept(self) -> None:
+        """In the driver, while the partner starts (it may connect to what ``driver_start`` set up)."""
 
     def connected(self) -> None:
         """In the driver, once the partner has started."""
@@ -619,7 +628,7 @@ class Iceoryx2Transport(Transport):
     """iceoryx2 publish-subscribe (``Slice[c_uint8]``), one service each way, loan / send / receive.
 
     Zero-copy like ``mcp_edge[ring-zerocopy]``: in a stream the producer loans a sample and writes only
-    its 8-byte sequence number (the payload is assumed written in place), the consumer receives and
+    an 8-byte marker (the payload is assumed written in place), the consumer receives and
     releases it; an echo copies the 64 bytes into a sample of its own. Lossless: safe overflow off,
     publisher ``RetryUntilDelivered``. Waiting: across CPUs both sides poll ``receive()``, iceoryx2's
     lowest-latency use; on one CPU a poll would spin until preempted, so each send is followed by a
@@ -637,7 +646,7 @@ class Iceoryx2Transport(Transport):
                 if same_cpu else "both sides poll receive() (busy wait)")
         self.note = (f"iceoryx2: publish-subscribe of Slice[c_uint8], one service each way, subscriber buffer "
                      f"{STREAM_SLOTS}, lossless (safe overflow off, RetryUntilDelivered); zero-copy: in streams the "
-                     f"producer loans a sample and writes only its 8-byte sequence number; waiting: {wait}")
+                     f"producer loans a sample and writes only an 8-byte marker; waiting: {wait}")
         self._base = f"mcp-edge-perf-ipc-{os.getpid()}-{id(self):x}"
         self._ports: dict[str, Any] = {}
 
@@ -741,12 +750,11 @@ class Iceoryx2Transport(Transport):
         return data
 
     def produce(self, payload: bytes, n: int) -> None:
-        loan, memmove, send, seq = self._ports["pub"].loan_slice_uninit, ctypes.memmove, self._sender(), \
-            _SEQ.pack
+        loan, memmove, send = self._ports["pub"].loan_slice_uninit, ctypes.memmove, self._sender()
         size = len(payload)
-        for i in range(n):
+        for _ in itertools.repeat(None, n):
             sample = loan(size)
-            memmove(sample.payload_ptr, seq(i), 8)
+            memmove(sample.payload_ptr, MARK, 8)
             send(sample.assume_init())
 
     def produce_each(self, payloads: Sequence[bytes]) -> None:
@@ -798,6 +806,161 @@ class Iceoryx2Transport(Transport):
         ports.clear()
 
 
+class RingTransport(Transport):
+    """mcp_edge's shared-memory rings (``mcp_edge.ipc``), one ring each way.
+
+    The driver listens (``ipc.listen``: it creates the segments, producer end of the forward ring, consumer
+    end of the backward one) and the partner connects over the unix sockets, as two unrelated processes
+    would. ``zerocopy``: the producer loans a block and writes in place (a stream writes an 8-byte marker,
+    an echo its 64 bytes), then publishes; otherwise ``send(bytes)`` copies the payload into a block. The
+    consumer receives a frame (a view of the block where it lies) and releases it. Ring settings are the
+    board's (``Settings.load()``: ``ring_entries``, ``ring_spin_us``, ``ring_payload_crc``, ``slab_sizes``,
+    ``slab_counts``), with a 1 MiB slab class added when the largest is smaller (the 1 MiB streams need it).
+    """
+
+    def __init__(self, same_cpu: bool, *, zerocopy: bool, options: dict[str, Any]) -> None:
+        super().__init__(same_cpu)
+        import tempfile
+
+        from mcp_edge import ipc  # noqa: F401 - ImportError here says the ring is not built
+
+        self.zerocopy = zerocopy
+        self._options = dict(options)
+        self._dir = tempfile.mkdtemp(prefix="mcp-edge-perf-ipc-")
+        self._paths = (os.path.join(self._dir, "fwd.sock"), os.path.join(self._dir, "back.sock"))
+        self._listeners: list[Any] = []
+        self._tx: Any = None
+        self._rx: Any = None
+        o = self._options
+        classes = ", ".join(f"{size} B x{count}" for size, count in zip(o["slab_sizes"], o["slab_counts"],
+                                                                         strict=True))
+        self.note = (f"{RING_ZEROCOPY if zerocopy else RING_COPY}: mcp_edge.ipc, one ring each way (listen/"
+                     f"connect over unix sockets), {o['ring_entries']} entries, spin {o['ring_spin_us']} us when "
+                     f"the two processes can run apart (none on one CPU), payload CRC "
+                     f"{'on' if o['ring_payload_crc'] else 'off'}, slab classes {classes}; "
+                     + ("loan + write in place (8-byte marker in streams) + publish" if zerocopy
+                        else "send(bytes): the payload copied into a block")
+                     + "; the consumer receives and releases each frame")
+
+    def driver_start(self) -> None:
+        from mcp_edge import ipc
+
+        o = self._options
+        kw = {"ring_entries": o["ring_entries"], "ring_spin_us": o["ring_spin_us"],
+              "ring_payload_crc": o["ring_payload_crc"], "slab_sizes": o["slab_sizes"],
+              "slab_counts": o["slab_counts"]}
+        fwd = ipc.listen(self._paths[0], role="producer", **kw)
+        self._listeners.append(fwd)
+        back = ipc.listen(self._paths[1], role="consumer", **kw)
+        self._listeners.append(back)
+        self._tx, self._rx = fwd.producer, back.consumer
+
+    def accept(self) -> None:
+        for listener in self._listeners:
+            listener.accept(timeout=60)
+
+    def partner_start(self) -> None:
+        from mcp_edge import ipc
+
+        spin = self._options["ring_spin_us"]
+        self._rx = ipc.connect_consumer(self._paths[0], timeout=60, ring_spin_us=spin)
+        self._tx = ipc.connect_producer(self._paths[1], timeout=60, ring_spin_us=spin)
+
+    def ping(self, msg: bytes, n: int, samples: list[int]) -> None:
+        receive, clock = self._rx.receive, time.perf_counter_ns
+        if self.zerocopy:
+            loan, publish, size = self._tx.loan, self._tx.publish, len(msg)
+            for i in range(n):
+                t0 = clock()
+                view = loan(size)
+                view[:] = msg
+                publish(view)
+                receive().release()
+                samples[i] = clock() - t0
+            return
+        send = self._tx.send
+        for i in range(n):
+            t0 = clock()
+            send(msg)
+            receive().release()
+            samples[i] = clock() - t0
+
+    def _put(self, data: bytes) -> None:
+        if self.zerocopy:
+            view = self._tx.loan(len(data))
+            view[:] = data
+            self._tx.publish(view)
+        else:
+            self._tx.send(data)
+
+    def roundtrip(self, msg: bytes) -> bytes:
+        self._put(msg)
+        with self._rx.receive() as frame:
+            return bytes(frame.payload)
+
+    def produce(self, payload: bytes, n: int) -> None:
+        if self.zerocopy:
+            loan, publish, size = self._tx.loan, self._tx.publish, len(payload)
+            for _ in itertools.repeat(None, n):
+                view = loan(size)
+                view[:8] = MARK
+                publish(view)
+            return
+        send = self._tx.send
+        for _ in itertools.repeat(None, n):
+            send(payload)
+
+    def produce_each(self, payloads: Sequence[bytes]) -> None:
+        for p in payloads:
+            self._put(p)
+
+    def echo(self, n: int) -> None:
+        receive = self._rx.receive
+        if self.zerocopy:
+            loan, publish = self._tx.loan, self._tx.publish
+            for _ in itertools.repeat(None, n):
+                frame = receive()
+                view = loan(len(frame))
+                view[:] = frame
+                publish(view)
+                frame.release()
+            return
+        send = self._tx.send
+        for _ in itertools.repeat(None, n):
+            frame = receive()
+            send(frame)
+            frame.release()
+
+    def consume(self, size: int, n: int, mode: str) -> list[int] | None:
+        receive = self._rx.receive
+        work = _consumer_work(mode)
+        if work is None:
+            for _ in itertools.repeat(None, n):
+                receive().release()
+            return None
+        crcs = []
+        for _ in itertools.repeat(None, n):
+            frame = receive()
+            value = work(frame)
+            frame.release()
+            if mode == "check":
+                crcs.append(value)
+        return crcs if mode == "check" else None
+
+    def close(self) -> None:
+        import shutil
+
+        for end in (self._tx, self._rx):
+            if end is not None:
+                with contextlib.suppress(Exception):
+                    end.close()
+        for listener in self._listeners:
+            with contextlib.suppress(Exception):
+                listener.close()
+        self._listeners.clear()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
 TRANSPORTS: dict[str, Callable[[bool], Transport]] = {
     PIPE: PipeTransport,
     QUEUE: QueueTransport,
@@ -807,17 +970,30 @@ TRANSPORTS: dict[str, Callable[[bool], Transport]] = {
 }
 
 
-def make_transport(impl: str, same_cpu: bool) -> Transport:
-    """The transport named ``impl``; PeerSkipped when it cannot run here."""
-    if impl in (RING_COPY, RING_ZEROCOPY):
-        from ipc_ring import RingTransport  # type: ignore[import-not-found]
-
-        return RingTransport(same_cpu, zerocopy=impl == RING_ZEROCOPY)  # type: ignore[no-any-return]
+def make_transport(impl: str, same_cpu: bool, options: dict[str, Any] | None = None) -> Transport:
+    """The transport named ``impl``; PeerSkipped when it cannot run here. ``options``: the ring settings
+    (:func:`ring_options`), for the mcp_edge impls."""
+    if impl in (RING_COPY, RING_ZEROCOPY, RING_C, RING_PY):
+        return RingTransport(same_cpu, zerocopy=impl != RING_COPY, options=options or ring_options())
     try:
         factory = TRANSPORTS[impl]
     except KeyError:
         raise ValueError(f"no IPC impl named {impl!r}") from None
     return factory(same_cpu)
+
+
+def ring_options() -> dict[str, Any]:
+    """The ring settings of this board (``Settings.load()``), with a 1 MiB slab class added when the largest
+    is smaller, and 16 blocks of it."""
+    from mcp_edge.board.settings import Settings
+
+    settings = Settings.load()
+    sizes, counts = list(settings.slab_sizes), list(settings.slab_counts)
+    if sizes[-1] < MAX_MESSAGE:
+        sizes.append(MAX_MESSAGE)
+        counts.append(16)
+    return {"ring_entries": settings.ring_entries, "ring_spin_us": settings.ring_spin_us,
+            "ring_payload_crc": settings.ring_payload_crc, "slab_sizes": tuple(sizes), "slab_counts": tuple(counts)}
 
 
 # --------------------------------------------------------------------------- the pair
@@ -826,11 +1002,11 @@ def make_transport(impl: str, same_cpu: bool) -> Transport:
 class Pair:
     """The driver of one impl's pair of processes (see the module docstring)."""
 
-    def __init__(self, impl: str, cpus: tuple[int, int]) -> None:
+    def __init__(self, impl: str, cpus: tuple[int, int], options: dict[str, Any] | None = None) -> None:
         self.impl = impl
         self.cpus = (int(cpus[0]), int(cpus[1]))
         inherited = _open_fds() - {0, 1, 2}
-        self.transport = make_transport(impl, same_cpu=self.cpus[0] == self.cpus[1])
+        self.transport = make_transport(impl, self.cpus[0] == self.cpus[1], options)
         self._payloads: dict[int, bytes] = {}
         self._msg = payload_for(64)
         ctl_r, self._ctl = os.pipe()
@@ -854,6 +1030,7 @@ class Pair:
             # partner's, then the driver learns of the partner's ports.
             self.transport.driver_start()
             self._command("start")
+            self.transport.accept()
             self._wait_done("while starting")
             self.transport.connected()
         import atexit
@@ -1093,29 +1270,44 @@ class Local:
         self.impl = impl
         os.sched_setaffinity(0, {int(cpu)})
         self._src = bytearray(payload_for(MAX_MESSAGE))
-        self._dst = bytearray(MAX_MESSAGE)
-        self._dst[:] = self._src  # fault the pages in
+        self._others: list[bytearray] = [bytearray(self._src)]  # pages faulted in
 
     def note(self) -> str:
         return ""
 
-    def stream(self, size: int, n: int, mode: str = "drop", warm: int = 0) -> int:
-        src, dst = memoryview(self._src)[:size], memoryview(self._dst)[:size]
+    def _buffers(self, size: int, rotate: int) -> list[memoryview]:
+        while len(self._others) < rotate:
+            self._others.append(bytearray(self._src))
+        return [memoryview(b)[:size] for b in self._others[:rotate]]
+
+    def stream(self, size: int, n: int, mode: str = "drop", warm: int = 0, rotate: int = 1) -> int:
+        """ns for ``n`` copies (memcpy: from one source into ``rotate`` destinations in turn) or CRCs (of
+        ``rotate`` buffers in turn) of ``size`` bytes. ``rotate=1`` is the cache-hot figure; more buffers
+        give the memory footprint of a ring's blocks in flight."""
+        src = memoryview(self._src)[:size]
+        others = self._buffers(size, max(1, rotate))
+        rounds, rest = divmod(n, len(others))
         clock = time.perf_counter_ns
         if self.impl == MEMCPY:
-            for _ in range(warm):
+            for dst in others[: min(warm, len(others))]:
                 dst[:] = src
             t0 = clock()
-            for _ in range(n):
+            for _ in itertools.repeat(None, rounds):
+                for dst in others:
+                    dst[:] = src
+            for dst in others[:rest]:
                 dst[:] = src
             elapsed = clock() - t0
-            if dst != src:
+            if others[0] != src:
                 raise RuntimeError(f"memcpy copied {size} bytes wrongly")
             return elapsed
         crc = _crc32c()
-        for _ in range(warm):
-            crc(src)
+        for buf in others[: min(warm, len(others))]:
+            crc(buf)
         t0 = clock()
-        for _ in range(n):
-            crc(src)
+        for _ in itertools.repeat(None, rounds):
+            for buf in others:
+                crc(buf)
+        for buf in others[:rest]:
+            crc(buf)
         return clock() - t0
