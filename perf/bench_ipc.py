@@ -54,6 +54,12 @@ interleaved across impls (one round of each, in an order that rotates), and the
 **median** round is reported, so a noisy moment on a shared machine lands on one
 round of every impl. Garbage collection is not turned off: the peers run as
 applications run them.
+
+The yardstick rows (``memcpy``, ``mcp_edge[crc32c-in-process]``) use one
+cache-hot 1 MiB buffer, as the crc32c bench does; a ring keeps up to its 1 MiB
+slab class's blocks in flight and touches each in turn, so two notes give the
+same yardsticks over that many buffers in turn (memory, not the handoff, is
+then what limits them).
 """
 
 from __future__ import annotations

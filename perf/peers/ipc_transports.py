@@ -24,7 +24,11 @@ What the driver answers (``Child.call``):
 - ``verify_rtt(payloads)``: each payload's echo, as bytes;
 - ``verify_stream(size, count, seed)``: (the zlib CRC-32 of each of ``count``
   distinct payloads sent, the CRC-32 the consumer computed of each it got, in
-  order): the bytes really travel, nothing lost, duplicated or reordered.
+  order): the bytes really travel, nothing lost, duplicated or reordered;
+- ``count_allocs(size, warm, n, how)``: per side, the heap allocations of ``n``
+  messages (``how="count"``: the LD_PRELOAD counter of tools/malloc_count, which
+  the driver must have been started under) or the Python blocks tracemalloc saw
+  kept (``how="trace"``).
 
 A partner that dies (a crash in the peer's library, an exception) ends the
 measurement under way with :class:`PartnerDied` naming how (the driver watches
