@@ -67,10 +67,17 @@ struct me_slab_config {
     uint32_t count[ME_SLAB_MAX_CLASSES]; /* >= 1 each */
 };
 
+/* Magazines count their allocations and frees without a locked instruction
+   and settle with the shared counters when they refill, give back or flush;
+   me_slab_stats adds this process's unsettled share. So in_use is exact in the
+   process that asks, and in others within the magazine sizes of the processes
+   that cache; high_water is exact for one thread and may overstate by at most
+   the magazine sizes with several. A process that dies leaves its unsettled
+   share behind: me_slab_reclaim_* recount from the block states. */
 struct me_slab_class_stats {
     uint64_t in_use;     /* blocks allocated now */
     uint64_t free;       /* count - in_use (some may sit in thread magazines) */
-    uint64_t high_water; /* most blocks ever allocated at once */
+    uint64_t high_water; /* most blocks allocated at once */
     uint64_t failures;   /* allocations refused because the class was empty */
     uint64_t size;
     uint64_t count;
@@ -138,7 +145,8 @@ int64_t me_slab_block_state(const void *arena, uint64_t off);
    -EALREADY (the block is free). */
 int me_slab_set_owner(void *arena, uint64_t off, uint32_t owner);
 
-/* Free every allocated block tagged owner (a dead peer's); how many. */
+/* Free every allocated block tagged owner (a dead peer's); how many. Then
+   the in-use counts are recounted from the block states. */
 uint32_t me_slab_reclaim_owner(void *arena, uint32_t owner);
 
 /* Put back every block sitting in the magazines of process pid (dead); how many. */

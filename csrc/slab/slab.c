@@ -231,23 +231,36 @@ uint32_t me_slab_class_size(const void *arena, uint32_t cls)
     return cls < h->nclasses ? h->k[cls].size : 0;
 }
 
-int me_slab_locate(const void *arena, uint64_t off, uint32_t *cls, uint32_t *index)
+static inline int locate(const void *arena, uint64_t off, uint32_t *cls, uint32_t *index)
 {
     const struct header *h = (const struct header *)arena;
     for (uint32_t i = 0; i < h->nclasses; i++) {
         const struct klass *k = &h->k[i];
-        if (off < k->data_off)
+        uint64_t size = k->size, rel = off - k->data_off;
+        if (off < k->data_off || rel >= size * k->count)
             continue;
-        uint64_t rel = off - k->data_off;
-        if (rel >= (uint64_t)k->size * k->count)
-            continue;
-        if (rel % k->size)
-            return -EINVAL;
+        /* A 64-bit division costs tens of cycles on the free path: the usual
+           power-of-two sizes take a shift and a mask instead. */
+        uint64_t idx;
+        if ((size & (size - 1)) == 0) {
+            if (rel & (size - 1))
+                return -EINVAL;
+            idx = rel >> __builtin_ctzll(size);
+        } else {
+            if (rel % size)
+                return -EINVAL;
+            idx = rel / size;
+        }
         *cls = i;
-        *index = (uint32_t)(rel / k->size);
+        *index = (uint32_t)idx;
         return 0;
     }
     return -EINVAL;
+}
+
+int me_slab_locate(const void *arena, uint64_t off, uint32_t *cls, uint32_t *index)
+{
+    return locate(arena, off, cls, index);
 }
 
 /* -------------------------------------------------------- shared free list */
@@ -312,19 +325,27 @@ static void wake_waiters(struct klass *k)
 
 /* ---------------------------------------------------------- allocation */
 
-static void count_alloc(struct klass *k)
+static void raise_high_water(struct klass *k, int64_t now)
 {
-    uint64_t now = atomic_fetch_add_explicit(&k->in_use, 1, memory_order_relaxed) + 1;
     uint64_t hw = atomic_load_explicit(&k->high_water, memory_order_relaxed);
-    while (now > hw && !atomic_compare_exchange_weak_explicit(&k->high_water, &hw, now, memory_order_relaxed,
-                                                              memory_order_relaxed))
+    while (now > (int64_t)hw && !atomic_compare_exchange_weak_explicit(&k->high_water, &hw, (uint64_t)now,
+                                                                       memory_order_relaxed, memory_order_relaxed))
         ;
 }
 
-static int64_t take(void *arena, struct klass *k, uint32_t idx, uint32_t owner)
+/* Add delta to the class's shared in-use count (a signed quantity kept in a
+   u64: magazines settle their share late); peak: the most the caller's own
+   share reached above the old count meanwhile, for the high-water mark. */
+static void settle(struct klass *k, int64_t delta, int64_t peak)
+{
+    int64_t before = (int64_t)atomic_fetch_add_explicit(&k->in_use, (uint64_t)delta, memory_order_relaxed);
+    raise_high_water(k, before + (peak > delta ? peak : delta));
+}
+
+/* The block at idx handed out: state ALLOCATED|owner, its offset. */
+static inline int64_t take(void *arena, struct klass *k, uint32_t idx, uint32_t owner)
 {
     atomic_store_explicit(&metas(arena, k)[idx].state, word(ME_SLAB_ALLOCATED, owner), memory_order_relaxed);
-    count_alloc(k);
     return (int64_t)(k->data_off + (uint64_t)idx * k->size);
 }
 
@@ -342,6 +363,7 @@ int64_t me_slab_alloc_class(void *arena, uint32_t cls, uint32_t owner)
         atomic_fetch_add_explicit(&k->failures, 1, memory_order_relaxed);
         return -ENOMEM;
     }
+    settle(k, 1, 1);
     return take(arena, k, idx, owner);
 }
 
@@ -363,7 +385,6 @@ static int release_word(void *arena, struct klass *k, uint32_t idx, uint64_t to)
         if (state_of(w) != ME_SLAB_ALLOCATED)
             return -EALREADY;
     } while (!atomic_compare_exchange_weak_explicit(st, &w, to, memory_order_acq_rel, memory_order_relaxed));
-    atomic_fetch_sub_explicit(&k->in_use, 1, memory_order_relaxed);
     return 0;
 }
 
@@ -372,6 +393,7 @@ static int free_located(void *arena, struct klass *k, uint32_t idx)
     int rc = release_word(arena, k, idx, word(ME_SLAB_FREE, 0));
     if (rc < 0)
         return rc;
+    atomic_fetch_sub_explicit(&k->in_use, 1, memory_order_relaxed);
     list_push(arena, k, &idx, 1);
     wake_waiters(k);
     return 0;
@@ -439,14 +461,37 @@ static uint32_t reclaim(void *arena, uint64_t from)
     return total;
 }
 
+static void unsettled(const void *arena, uint32_t cls, int64_t *delta, int64_t *peak);
+
+/* Recompute each class's shared in-use count from the block states, less what
+   this process's magazines have not settled: a dead process's unsettled share
+   is lost with it. Exact when nothing allocates or frees meanwhile. */
+static void recount(void *arena)
+{
+    struct header *h = hdr(arena);
+    for (uint32_t c = 0; c < h->nclasses; c++) {
+        struct klass *k = &h->k[c];
+        struct meta *mt = metas(arena, k);
+        int64_t allocated = 0, delta = 0, peak = 0;
+        for (uint32_t i = 0; i < k->count; i++)
+            allocated += state_of(atomic_load_explicit(&mt[i].state, memory_order_relaxed)) == ME_SLAB_ALLOCATED;
+        unsettled(arena, c, &delta, &peak);
+        atomic_store_explicit(&k->in_use, (uint64_t)(allocated - delta), memory_order_relaxed);
+    }
+}
+
 uint32_t me_slab_reclaim_owner(void *arena, uint32_t owner)
 {
-    return reclaim(arena, word(ME_SLAB_ALLOCATED, owner));
+    uint32_t n = reclaim(arena, word(ME_SLAB_ALLOCATED, owner));
+    recount(arena);
+    return n;
 }
 
 uint32_t me_slab_reclaim_pid(void *arena, uint32_t pid)
 {
-    return reclaim(arena, word(ME_SLAB_CACHED, pid));
+    uint32_t n = reclaim(arena, word(ME_SLAB_CACHED, pid));
+    recount(arena);
+    return n;
 }
 
 int me_slab_wait(void *arena, uint32_t cls, int64_t timeout_ns)
@@ -482,9 +527,18 @@ void me_slab_stats(const void *arena, uint32_t cls, struct me_slab_class_stats *
     if (cls >= h->nclasses)
         return;
     const struct klass *k = &h->k[cls];
-    out->in_use = atomic_load_explicit(&k->in_use, memory_order_relaxed);
+    /* The shared count, plus what this process's magazines have not settled. */
+    int64_t delta = 0, peak = 0;
+    unsettled(arena, cls, &delta, &peak);
+    int64_t shared = (int64_t)atomic_load_explicit(&k->in_use, memory_order_relaxed);
+    int64_t in_use = shared + delta;
+    in_use = in_use < 0 ? 0 : in_use > (int64_t)k->count ? (int64_t)k->count : in_use;
+    uint64_t hw = atomic_load_explicit(&k->high_water, memory_order_relaxed);
+    int64_t hw_now = shared + peak > in_use ? shared + peak : in_use;
+    hw_now = hw_now > (int64_t)k->count ? (int64_t)k->count : hw_now;
+    out->in_use = (uint64_t)in_use;
     out->free = k->count - out->in_use;
-    out->high_water = atomic_load_explicit(&k->high_water, memory_order_relaxed);
+    out->high_water = hw > (uint64_t)hw_now ? hw : (uint64_t)hw_now;
     out->failures = atomic_load_explicit(&k->failures, memory_order_relaxed);
     out->size = k->size;
     out->count = k->count;
@@ -501,6 +555,12 @@ struct tcache {
     uint32_t cap[ME_SLAB_MAX_CLASSES];
     uint32_t n[ME_SLAB_MAX_CLASSES];
     uint32_t idx[ME_SLAB_MAX_CLASSES][ME_SLAB_MAG_MAX];
+    /* In-use accounting without a locked instruction per operation: blocks
+       allocated minus freed through this magazine since it last settled with
+       the shared count, and the most that reached. Written by the owner only
+       (relaxed stores: plain moves), read by me_slab_stats under the lock. */
+    _Atomic int64_t delta[ME_SLAB_MAX_CLASSES];
+    _Atomic int64_t peak[ME_SLAB_MAX_CLASSES];
     struct tcache *prev, *next; /* registry links while bound */
 };
 
@@ -523,9 +583,22 @@ static uint32_t mag_cap(const struct klass *k)
     return c > ME_SLAB_MAG_MAX ? ME_SLAB_MAG_MAX : c;
 }
 
+/* Settle magazine c's unsettled count with the shared one (owner, or registry lock held). */
+static void settle_class(struct tcache *t, uint32_t c)
+{
+    int64_t d = atomic_load_explicit(&t->delta[c], memory_order_relaxed);
+    int64_t p = atomic_load_explicit(&t->peak[c], memory_order_relaxed);
+    if (d == 0 && p == 0)
+        return;
+    settle(&hdr(t->arena)->k[c], d, p);
+    atomic_store_explicit(&t->delta[c], 0, memory_order_relaxed);
+    atomic_store_explicit(&t->peak[c], 0, memory_order_relaxed);
+}
+
 /* Magazine c of t back to the shared list (registry lock held or t is ours and bound). */
 static void drain_class(struct tcache *t, uint32_t c, uint32_t keep)
 {
+    settle_class(t, c);
     if (t->n[c] <= keep)
         return;
     struct klass *k = &hdr(t->arena)->k[c];
@@ -629,7 +702,30 @@ static struct tcache *bind(void *arena)
     return t;
 }
 
-int64_t me_slab_alloc_cached(void *arena, uint32_t cls, uint32_t owner)
+static void unsettled(const void *arena, uint32_t cls, int64_t *delta, int64_t *peak)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (struct tcache *t = registry; t; t = t->next) {
+        if (t->arena != arena)
+            continue;
+        *delta += atomic_load_explicit(&t->delta[cls], memory_order_relaxed);
+        *peak += atomic_load_explicit(&t->peak[cls], memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* Count one allocation (+1) or free (-1) through t's magazine: plain stores. */
+static inline void count_cached(struct tcache *t, uint32_t cls, int64_t by)
+{
+    int64_t d = atomic_load_explicit(&t->delta[cls], memory_order_relaxed) + by;
+    atomic_store_explicit(&t->delta[cls], d, memory_order_relaxed);
+    if (d > atomic_load_explicit(&t->peak[cls], memory_order_relaxed))
+        atomic_store_explicit(&t->peak[cls], d, memory_order_relaxed);
+}
+
+/* Slow path of me_slab_alloc_cached: bind, refill half a magazine with one
+   CAS (the blocks are ours: state CACHED), or take from the shared list. */
+__attribute__((noinline, cold)) static int64_t alloc_cached_slow(void *arena, uint32_t cls, uint32_t owner)
 {
     struct header *h = hdr(arena);
     if (cls >= h->nclasses)
@@ -643,7 +739,7 @@ int64_t me_slab_alloc_cached(void *arena, uint32_t cls, uint32_t owner)
     if (t->n[cls] == 0) {
         if (t->cap[cls] == 0)
             return me_slab_alloc_class(arena, cls, owner);
-        /* Refill half a magazine with one CAS; the blocks are ours, state CACHED. */
+        settle_class(t, cls);
         int got = list_pop(arena, k, t->idx[cls], (t->cap[cls] + 1) / 2);
         if (got < 0)
             return got;
@@ -656,7 +752,32 @@ int64_t me_slab_alloc_cached(void *arena, uint32_t cls, uint32_t owner)
             atomic_store_explicit(&mt[t->idx[cls][i]].state, word(ME_SLAB_CACHED, t->pid), memory_order_relaxed);
         t->n[cls] = (uint32_t)got;
     }
+    count_cached(t, cls, 1);
     return take(arena, k, t->idx[cls][--t->n[cls]], owner);
+}
+
+int64_t me_slab_alloc_cached(void *arena, uint32_t cls, uint32_t owner)
+{
+    struct tcache *t = tcp;
+    /* n > 0 only for a class the bound arena has (cap is 0 past nclasses). */
+    if (__builtin_expect(t && t->arena == arena && cls < ME_SLAB_MAX_CLASSES && t->n[cls], 1)) {
+        count_cached(t, cls, 1);
+        return take(arena, &hdr(arena)->k[cls], t->idx[cls][--t->n[cls]], owner);
+    }
+    return alloc_cached_slow(arena, cls, owner);
+}
+
+/* Slow path of me_slab_free_cached: a full magazine gives half back first. */
+__attribute__((noinline, cold)) static int free_cached_full(struct tcache *t, struct klass *k, uint32_t cls,
+                                                            uint32_t idx)
+{
+    int rc = release_word(t->arena, k, idx, word(ME_SLAB_CACHED, t->pid));
+    if (rc < 0)
+        return rc;
+    count_cached(t, cls, -1);
+    drain_class(t, cls, t->cap[cls] / 2);
+    t->idx[cls][t->n[cls]++] = idx;
+    return 0;
 }
 
 int me_slab_free_cached(void *arena, uint64_t off)
@@ -669,17 +790,18 @@ int me_slab_free_cached(void *arena, uint64_t off)
     if (!t || t->arena != arena)
         return me_slab_free(arena, off);
     uint32_t cls, idx;
-    if (me_slab_locate(arena, off, &cls, &idx) < 0)
+    if (locate(arena, off, &cls, &idx) < 0)
         return -EINVAL;
     struct klass *k = &hdr(arena)->k[cls];
     /* Someone waits for this class: the block goes where the waiter looks. */
     if (t->cap[cls] == 0 || atomic_load_explicit(&k->waiters, memory_order_relaxed))
         return free_located(arena, k, idx);
+    if (t->n[cls] == t->cap[cls])
+        return free_cached_full(t, k, cls, idx);
     int rc = release_word(arena, k, idx, word(ME_SLAB_CACHED, t->pid));
     if (rc < 0)
         return rc;
-    if (t->n[cls] == t->cap[cls])
-        drain_class(t, cls, t->cap[cls] / 2);
+    count_cached(t, cls, -1);
     t->idx[cls][t->n[cls]++] = idx;
     return 0;
 }

@@ -183,6 +183,7 @@ cdef class _Source:
 
 
 @cython.freelist(64)
+@cython.no_gc
 @cython.final
 cdef class Block:
     """One block of a Pool or an Arena: ``size`` writable bytes through the buffer protocol.
