@@ -59,6 +59,7 @@
 #define ME_RING_MPSC 2u
 #define ME_RING_DATA_ENTRY ME_FRAME_HEADER_SIZE /* a data-ring entry IS a frame header */
 #define ME_RING_DONE_ENTRY 8u                   /* a completion entry: u64 segment offset */
+#define ME_RING_HEADER_BYTES 320u /* a ring's header; an SPSC ring's entries follow it */
 #define ME_RING_MIN_ENTRIES 2u
 #define ME_RING_MAX_ENTRIES (1u << 24)
 

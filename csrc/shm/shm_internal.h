@@ -72,6 +72,7 @@ struct ring_shared {
 };
 
 _Static_assert(sizeof(struct ring_shared) == 5 * SHM_LINE, "ring header: five cache lines");
+_Static_assert(sizeof(struct ring_shared) == ME_RING_HEADER_BYTES, "ME_RING_HEADER_BYTES says where entries start");
 
 /* MPSC slot sequence words: position << 8 | state. */
 #define SEQ_FREE 0x00u          /* free for this position */

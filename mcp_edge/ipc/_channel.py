@@ -190,19 +190,23 @@ class Listener:
         """accept(timeout=None) -> Peer
 
         Wait up to ``timeout`` seconds (None: no limit) for a process to
-        connect, run the handshake and attach it. TimeoutError when none came;
+        connect, run the handshake and attach it (``timeout=0``: only a
+        process already waiting, whose handshake may then take up to
+        DEFAULT_CONNECT_TIMEOUT). TimeoutError when none came;
         HandshakeError when the one that came was refused (``not a peer``:
         no or a wrong handshake, another user; ``busy``: no free slot;
         ``bad segment``: it could not use the segment) — call accept again.
         """
         if self._closed:
             raise HandshakeError("refused", "the listener is closed")
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         self._sock.settimeout(timeout)
         try:
             conn, _ = self._sock.accept()
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):  # BlockingIOError: timeout 0 and nobody there
             raise TimeoutError(f"no peer connected to {self.path} within {timeout} s") from None
+        if timeout == 0:  # only a peer already waiting was taken; its handshake still needs a moment
+            deadline = time.monotonic() + DEFAULT_CONNECT_TIMEOUT
         try:
             return self._handshake(conn, deadline)
         except BaseException:
@@ -216,7 +220,7 @@ class Listener:
         conn.settimeout(_remaining(deadline))
         try:
             hello = conn.recv(_wire.MAX_MESSAGE)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
             raise _wire.refuse(conn, "timeout", f"pid {pid} connected but sent no ring HELLO") from None
         try:
             want = _wire.parse_hello(hello)
@@ -247,7 +251,7 @@ class Listener:
                             fds)
             try:
                 _wire.parse_status(conn.recv(_wire.MAX_MESSAGE))
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError):
                 raise HandshakeError("timeout", f"pid {pid} took the offer but did not answer") from None
         except BaseException:
             if isinstance(ep, Consumer):

@@ -78,4 +78,5 @@ cdef class Consumer(_End):
     cdef Frame _take_frame(self)
     cdef Frame _poll(self)
     cdef int _check_peers(self, bint force) except -1
+    cdef int _scan_peers(self, bint force) except -1
     cdef int _wait(self, double timeout) except -1

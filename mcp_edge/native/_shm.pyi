@@ -5,6 +5,7 @@ from typing_extensions import Buffer, Self
 
 VERSION: Final[int]
 MAX_PRODUCERS: Final[int]
+RING_HEADER_BYTES: Final[int]
 DEFAULT_SLAB_SIZES: Final[tuple[int, ...]]
 DEFAULT_SLAB_COUNTS: Final[tuple[int, ...]]
 PEER_STATES: Final[dict[int, str]]

@@ -52,6 +52,7 @@ from mcp_edge.native.includes.me_frame cimport (
 from mcp_edge.native.includes.me_shm cimport (
     ME_PEER_CLOSED,
     ME_PEER_DEAD,
+    ME_RING_HEADER_BYTES,
     ME_RING_MPSC,
     ME_RING_NONE,
     ME_RING_SPSC,
@@ -134,6 +135,7 @@ DEF NOGIL_COPY = 65536           # send() copies at least this long with the GIL
 
 VERSION = ME_SHM_VERSION
 MAX_PRODUCERS = ME_SHM_MAX_PRODUCERS
+RING_HEADER_BYTES = ME_RING_HEADER_BYTES  # an SPSC data ring's 32-byte entries start this far into it
 DEFAULT_SLAB_SIZES = (64, 256, 1024, 4096, 16384, 65536)
 DEFAULT_SLAB_COUNTS = (1024, 512, 256, 128, 64, 16)
 PEER_STATES = {0: "free", 1: "attached", 2: "closed", 3: "dead", 4: "stale"}
@@ -269,6 +271,8 @@ cdef class Segment:
             "payload_crc": bool(lay.flags & ME_SHM_F_PAYLOAD_CRC),
             "slab_sizes": tuple(lay.slab.size[i] for i in range(lay.slab.nclasses)),
             "slab_counts": tuple(lay.slab.count[i] for i in range(lay.slab.nclasses)),
+            "data_offset": self._info.data_off,
+            "completion_offset": self._info.done_off,
             "arena_offset": self._info.arena_off,
             "arena_bytes": self._info.arena_bytes,
         }
@@ -697,6 +701,8 @@ cdef class Producer(_End):
 
     cdef int64_t _loan(self, Py_ssize_t size, object timeout) except -2:
         self._usable()
+        if timeout is not None and not timeout >= 0:
+            _deadline(timeout)  # raises
         if not 0 <= size <= 0xFFFFFFFF:
             raise ValueError(f"a loan of {size} bytes: the size must be between 0 and 4 GiB - 1")
         cdef int64_t off = me_chan_loan(&self._p, <uint32_t>size)
@@ -748,17 +754,17 @@ cdef class Producer(_End):
         if PyMemoryView_GET_BUFFER(view).buf != <void *>(self._p.base + loan._off):
             raise ValueError("pass the memoryview loan() gave, not a slice of it (publish a prefix with length=)")
         cdef PyMemoryViewObject *mv = <PyMemoryViewObject *>view
-        if mv.exports:
-            raise BufferError("a buffer taken from this loan's view (a numpy array, a ctypes object) is still "
-                              "alive: delete it first, the consumer owns the bytes once they are published")
-        if mv.mbuf.exports > 1 or loan._exports > 1:
-            raise BufferError("another view of this loan (a slice) is still alive: delete it first, or publish "
-                              "a prefix with length=")
+        if mv.exports or mv.mbuf.exports > 1 or loan._exports > 1:
+            raise BufferError("another view of this loan (a slice, a numpy array) is still alive: delete it "
+                              "first (the bytes are the consumer's once published), or publish a prefix with "
+                              "length=")
         return loan
 
     cdef int _publish(self, Loan loan, Py_ssize_t n, int type, uint64_t id, bint end, object timeout) except -1:
         if not 0 <= type <= 255:
             raise ValueError(f"type {type} does not fit the header's byte (0-255)")
+        if timeout is not None and not timeout >= 0:
+            _deadline(timeout)  # raises
         cdef uint64_t off = loan._off if loan is not None else 0
         cdef uint8_t flags = ME_FRAME_F_END if end else 0
         cdef int rc
@@ -804,6 +810,10 @@ cdef class Producer(_End):
         cdef Py_ssize_t n = view.nbytes if length is None else length
         if not 0 <= n <= loan._size:
             raise ValueError(f"length {n} is outside the loan's {loan._size} bytes")
+        if not 0 <= type <= 255:
+            raise ValueError(f"type {type} does not fit the header's byte (0-255)")
+        if timeout is not None and not timeout >= 0:
+            _deadline(timeout)  # raises, before the view is given up
         view.release()
         try:
             self._publish(loan, n, type, id, end, timeout)
@@ -1128,10 +1138,7 @@ cdef class Consumer(_End):
 
     def _slot_free(self, int segment):
         """Whether producer `segment` can take a new producer (after looking at the attached ones)."""
-        try:
-            self._check_peers(True)
-        except (PeerDied, PeerClosed):
-            pass  # the error stays queued / sticky for receive()
+        self._scan_peers(True)  # what it finds is raised by the next receive
         return bool(me_chan_slot_free(self._c, <uint16_t>segment))
 
     @property
@@ -1144,7 +1151,18 @@ cdef class Consumer(_End):
         return self._c.data.entries
 
     cdef int _check_peers(self, bint force) except -1:
-        """Look at every attached producer: closed or dead -> recover its blocks, raise (SPSC: sticky)."""
+        """Look at the producers (_scan_peers), then raise what was found: the next death or close (MPSC:
+        once each), or the sticky error of an SPSC ring whose producer is gone."""
+        self._scan_peers(force)
+        if self._deaths:
+            cls, message, args = self._deaths.pop(0)
+            raise cls(message, *args)
+        self._usable()
+        return 0
+
+    cdef int _scan_peers(self, bint force) except -1:
+        """Look at every attached producer: closed or dead -> recover its blocks, queue the error (SPSC:
+        sticky). Raises nothing itself."""
         cdef int64_t now = me_shm_now_ns()
         if not force and now - self._peer_checked < PEER_CHECK_NS:
             return 0
@@ -1178,10 +1196,6 @@ cdef class Consumer(_End):
                 self._deaths.append(err)
             else:
                 self._sticky = err
-        if self._deaths:
-            cls, message, args = self._deaths.pop(0)
-            raise cls(message, *args)
-        self._usable()
         return 0
 
     cdef Frame _take_frame(self):

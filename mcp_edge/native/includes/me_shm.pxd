@@ -19,6 +19,7 @@ cdef extern from "shm/me_shm.h" nogil:
     int ME_RING_MPSC
     int ME_RING_DATA_ENTRY
     int ME_RING_DONE_ENTRY
+    int ME_RING_HEADER_BYTES
     int ME_RING_MIN_ENTRIES
     int ME_RING_MAX_ENTRIES
     int ME_SHM_OWNER_CONSUMER
