@@ -247,6 +247,20 @@ def tail(text: str, lines: int = 60) -> str:
     return "\n".join(all_lines[-lines:])
 
 
+# Run in the tree copy: every mcp_edge extension comes from the copy and links libasan.
+CHECK_IMPORT = """
+import importlib, pathlib, sys
+tree = pathlib.Path(sys.argv[1]).resolve()
+import setup
+for name in setup.EXTENSIONS:
+    mod = importlib.import_module(name)
+    so = pathlib.Path(mod.__file__).resolve()
+    assert so.is_relative_to(tree), f"{name} imported from {so}, not from {tree}"
+    assert b"__asan_init" in so.read_bytes(), f"{so} is not built with AddressSanitizer"
+print("ok")
+"""
+
+
 def python_suite(tests: list[str]) -> Result:
     """The native pytest suites against extensions built with MCP_EDGE_SANITIZE=1 (ASan+UBSan).
 
@@ -273,8 +287,9 @@ def python_suite(tests: list[str]) -> Result:
         env = dict(os.environ, MCP_EDGE_SANITIZE="1")
         env.pop("LD_PRELOAD", None)
         build_log = OUT / "pytest-build.log"
-        proc = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tree, env=env,
-                              capture_output=True, text=True)
+        jobs = str(os.cpu_count() or 1)
+        proc = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace", "-j", jobs],
+                              cwd=tree, env=env, capture_output=True, text=True)
         build_log.write_text(proc.stdout + proc.stderr)
         if proc.returncode != 0:
             return Result("pytest", "asan", False, time.monotonic() - start,
@@ -284,6 +299,14 @@ def python_suite(tests: list[str]) -> Result:
         env["LD_PRELOAD"] = lib
         env["PYTHONPATH"] = str(tree)
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+        # The suite must import the copy's extensions, and they must be the ASan build: checked, not assumed
+        # (the venv's editable install points at the checkout).
+        where = subprocess.run([sys.executable, "-c", CHECK_IMPORT, str(tree)], cwd=tree, env=env,
+                               capture_output=True, text=True)
+        if where.returncode != 0:
+            return Result("pytest", "asan", False, time.monotonic() - start,
+                          f"the suite would not test the ASan build: {where.stdout}{where.stderr}")
+        tests = [t for t in tests if (tree / t).exists()]
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *tests]
         proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=PROGRAM_TIMEOUT)
         out = proc.stdout + proc.stderr
@@ -303,8 +326,9 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated program names (file stems) to run")
     ap.add_argument("--variants", default="tsan,asan", help="comma-separated: tsan, asan")
     ap.add_argument("--python", action="store_true", help="also run the native pytest suites under ASan+UBSan")
-    ap.add_argument("--python-tests", default="tests/native",
-                    help="what --python runs (space-separated pytest paths; default tests/native)")
+    ap.add_argument("--python-tests", default="tests/native tests/ipc tests/io/test_frame_io.py",
+                    help="what --python runs: space-separated pytest paths (those that exist); "
+                         "default tests/native tests/ipc tests/io/test_frame_io.py")
     ap.add_argument("-j", "--jobs", type=int, default=1, help="programs built and run at once (default 1)")
     ap.add_argument("files", nargs="*", type=Path, help="C programs to run instead of tests/csrc/*.c")
     args = ap.parse_args()
