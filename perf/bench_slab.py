@@ -184,10 +184,11 @@ for size in pool.sizes:
         alloc(size).release()
     # Baseline: the same calls with BASE iterations (the C loop's result is then
     # as large an int, and as much a heap object, as with BASE + ops).
+    few_iters, many_iters = BASE, BASE + ops  # made outside the windows: an int is a heap object
     with mc.window() as empty:
-        bench(pool, size, BASE)
+        bench(pool, size, few_iters)
     with mc.window() as full:
-        bench(pool, size, BASE + ops)
+        bench(pool, size, many_iters)
     out["c"][size] = (full - empty).calls
     few, many = itertools.repeat(None, BASE), itertools.repeat(None, BASE + ops)
     with mc.window() as empty:

@@ -7,6 +7,7 @@ from mcp_edge.native.includes.me_slab_numa cimport me_numa_topology
 
 cdef class _Source:
     cdef Py_ssize_t _exports
+    cdef Py_ssize_t _live
     cdef bint _closed
     cdef uint32_t _nclasses
     cdef uint32_t _sizes[16]

@@ -177,7 +177,7 @@ cdef class _Source:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         self.close()
         return False
 
@@ -197,6 +197,8 @@ cdef class Block:
     """
 
     def __dealloc__(self):
+        if self._held:
+            self._owner._live -= 1
         if self._held and not self._owner._closed:
             if self._cached:
                 me_slab_free_cached(self._arena, <uint64_t>self._off)
@@ -221,7 +223,7 @@ cdef class Block:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         if self._held:
             self.release()
         return False
@@ -239,6 +241,7 @@ cdef class Block:
             raise BufferError(f"the block at offset {self._off} still has {self._exports} exported view(s): "
                               "release them first")
         self._held = False
+        self._owner._live -= 1
         if self._owner._closed:
             return  # its memory went with the pool: nothing to give back
         if self._cached:
@@ -263,6 +266,7 @@ cdef class Block:
             raise BufferError(f"the block at offset {self._off} still has {self._exports} exported view(s): "
                               "release them first")
         self._held = False
+        self._owner._live -= 1
         return self._off
 
     @property
@@ -302,6 +306,7 @@ cdef Block make_block(_Source owner, void *arena, int64_t off, Py_ssize_t size, 
     b._node = node
     b._cached = cached
     b._held = True
+    owner._live += 1
     return b
 
 
@@ -535,13 +540,19 @@ cdef class Arena(_Source):
     def close(self):
         """Stop using the arena: this process's magazines go back, the buffer is released.
 
-        BufferError while a view of one of its blocks is alive. The arena's
-        contents stay in the buffer for other processes that map it.
+        BufferError while a view of one of its blocks is alive; ValueError
+        while a Block of it is held (release it, or ``detach()`` it when
+        another process frees it): in a shared arena a block forgotten here
+        would stay allocated for everyone. The arena's contents stay in the
+        buffer for other processes that map it.
         """
         if self._closed:
             return
         if self._exports:
             raise BufferError(f"{self._exports} view(s) of this arena's blocks are alive: release them first")
+        if self._live:
+            raise ValueError(f"{self._live} block(s) of this arena are still held: release them, or detach() "
+                             "those handed to another process, first")
         me_slab_arena_detach(self._base)
         self._closed = True
         if self._have_buf:

@@ -381,6 +381,11 @@ def test_thread_exit_gives_the_magazine_back() -> None:
         t = threading.Thread(target=work)
         t.start()
         t.join()
+        # join() returns before the OS thread has finished exiting (when its
+        # thread-exit destructors run): wait for that, up to a generous bound.
+        deadline = time.monotonic() + 30
+        while {arena.block_state(o) for o in offsets} != {("free", 0)} and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert {arena.block_state(o) for o in offsets} == {("free", 0)}
 
 
@@ -434,6 +439,22 @@ def test_arena_attach_sees_the_same_blocks() -> None:
         a1.adopt(b.offset)
     a1.close()
     a2.close()
+
+
+def test_arena_close_refuses_while_blocks_are_held() -> None:
+    mm = shared_map()
+    arena = _slab.Arena(mm, SIZES, COUNTS)
+    b, handed = arena.alloc(10), arena.alloc(10)
+    off = handed.detach()
+    with pytest.raises(ValueError, match="1 block"):
+        arena.close()
+    b.release()
+    arena.close()
+    with pytest.raises(ValueError, match="closed"):
+        arena.alloc(10)
+    with _slab.Arena(mm) as again:
+        assert again.block_state(off) == ("allocated", 0)  # the detached one is still someone's
+        again.free(off)
 
 
 def test_arena_owner_tags_and_reclaim() -> None:
@@ -585,3 +606,56 @@ def test_corrupt_next_index_is_an_error_not_a_crash() -> None:
     assert info.value.errno == errno.EUCLEAN
     b.release()
     arena.close()
+
+
+# -- no heap allocation on the hot path
+
+_STEADY = r"""
+import itertools, sys
+sys.path.insert(0, sys.argv[1])
+import malloc_count as mc
+from mcp_edge.native import _slab
+
+pool = _slab.Pool(numa=False)
+counts = {}
+for size in pool.sizes:
+    alloc = pool.alloc
+    for _ in itertools.repeat(None, 5000):  # warm-up: magazines, freelists
+        alloc(size).release()
+    few, many = itertools.repeat(None, 1000), itertools.repeat(None, 101000)
+    with mc.window() as base:
+        for _ in few:
+            alloc(size).release()
+    with mc.window() as full:
+        for _ in many:
+            alloc(size).release()
+    counts[size] = (full - base).calls
+print(counts)
+"""
+
+
+def test_steady_state_allocates_nothing() -> None:
+    """10^5 alloc/release pairs per class, under an LD_PRELOAD malloc counter and PYTHONMALLOC=malloc
+    (every Python object a malloc call): not one heap allocation. (A ``with`` block costs CPython two:
+    the bound __enter__ and __exit__ it looks up, whatever the type.)"""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from ci_honesty import require_or_skip
+
+    tool = Path(__file__).resolve().parents[2] / "tools" / "malloc_count"
+    if not (tool / "malloc_count.py").is_file():
+        pytest.skip("tools/malloc_count is not in this checkout")
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        require_or_skip("cc", "counting allocations builds tools/malloc_count with a C compiler; none found")
+    sys.path.insert(0, str(tool))
+    try:
+        import malloc_count  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tool))
+    report = malloc_count.run([sys.executable, "-c", _STEADY, str(tool)], python_objects=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    counts = eval(report.stdout.strip().splitlines()[-1])  # our own child's dict of ints
+    assert counts == {s: 0 for s in _slab.DEFAULT_SIZES}
+    assert report.total.calls > 0  # the counter did count (the interpreter's start-up allocates)
