@@ -18,7 +18,6 @@ cdef class Loan:
     cdef Producer _owner
     cdef uint64_t _off
     cdef Py_ssize_t _size
-    cdef Py_ssize_t _capacity
     cdef Py_ssize_t _exports
     cdef bint _live
 

@@ -121,9 +121,18 @@ cdef extern from "Python.h":
         Py_ssize_t exports
     ctypedef struct PyMemoryViewObject:
         _PyManagedBufferObject *mbuf
+        int flags
         Py_ssize_t exports
+    int _Py_MEMORYVIEW_RELEASED
     Py_buffer *PyMemoryView_GET_BUFFER(object mview)
+    object PyMemoryView_FromObject(object obj)
     Py_ssize_t Py_REFCNT(PyObject *o)
+
+cdef extern from *:
+    """
+    static inline PyObject *me_view_obj(PyObject *view) { return PyMemoryView_GET_BUFFER(view)->obj; }
+    """
+    PyObject *me_view_obj(object view)
 
 
 DEF PEER_POLL_NS = 50000000      # the longest a wait goes without looking at the peer (50 ms)
@@ -533,7 +542,8 @@ cdef class Loan:
 
     @property
     def capacity(self):
-        return self._capacity
+        """Bytes of the block (its slab class's size): at least the size asked for."""
+        return me_chan_capacity(&self._owner._p, self._off)
 
 
 @cython.no_gc_clear  # its segments stay mapped until its own end (its magazines are drained into them)
@@ -695,7 +705,6 @@ cdef class Producer(_End):
                 self._loans.append(loan)
         loan._off = off
         loan._size = size
-        loan._capacity = me_chan_capacity(&self._p, off)
         loan._live = True
         return loan
 
@@ -739,21 +748,24 @@ cdef class Producer(_End):
         blocks (None: no limit, 0: not at all), then SlabExhausted. ValueError
         when ``size`` is more than the largest class (``max_message``).
         """
-        return memoryview(self._new_loan(<uint64_t>self._loan(size, timeout), size))
+        return PyMemoryView_FromObject(self._new_loan(<uint64_t>self._loan(size, timeout), size))
 
     cdef Loan _loan_of(self, object view):
         """The live Loan behind a memoryview loan() gave, checked to be the only view and not exported."""
         if type(view) is not memoryview:
             raise TypeError(f"publish/unloan take the memoryview loan() gave, not {type(view).__name__}")
-        obj = view.obj  # ValueError if the view was released
-        if type(obj) is not Loan or (<Loan>obj)._owner is not self:
+        cdef PyMemoryViewObject *mv = <PyMemoryViewObject *>view
+        if mv.flags & _Py_MEMORYVIEW_RELEASED:
+            raise ValueError("this view was released (published or given back already)")
+        cdef Py_buffer *b = PyMemoryView_GET_BUFFER(view)
+        cdef PyObject *obj = me_view_obj(view)
+        if obj == NULL or type(<object>obj) is not Loan or (<Loan>obj)._owner is not self:
             raise ValueError("this memoryview is not a loan of this ring")
         cdef Loan loan = <Loan>obj
         if not loan._live:
             raise ValueError("this loan was published or given back already")
-        if PyMemoryView_GET_BUFFER(view).buf != <void *>(self._p.base + loan._off):
+        if b.buf != <void *>(self._p.base + loan._off):
             raise ValueError("pass the memoryview loan() gave, not a slice of it (publish a prefix with length=)")
-        cdef PyMemoryViewObject *mv = <PyMemoryViewObject *>view
         if mv.exports or mv.mbuf.exports > 1 or loan._exports > 1:
             raise BufferError("another view of this loan (a slice, a numpy array) is still alive: delete it "
                               "first (the bytes are the consumer's once published), or publish a prefix with "
@@ -807,7 +819,7 @@ cdef class Producer(_End):
         """
         self._usable()
         cdef Loan loan = self._loan_of(view)
-        cdef Py_ssize_t n = view.nbytes if length is None else length
+        cdef Py_ssize_t n = PyMemoryView_GET_BUFFER(view).len if length is None else length
         if not 0 <= n <= loan._size:
             raise ValueError(f"length {n} is outside the loan's {loan._size} bytes")
         if not 0 <= type <= 255:
@@ -978,7 +990,7 @@ cdef class Frame:
     def payload(self):
         """The payload: a memoryview of the block in the shared segment (empty for a signal)."""
         if self._view is None:
-            self._view = memoryview(self)
+            self._view = PyMemoryView_FromObject(self)
         return self._view
 
     @property
