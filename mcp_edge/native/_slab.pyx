@@ -142,7 +142,10 @@ cdef object _stats(const void *arena, uint32_t nclasses):
 
 
 cdef int64_t _ns(double seconds):
-    return <int64_t>(seconds * 1e9) if seconds > 0 else 0
+    """Nanoseconds of one futex sleep: at most an hour (the caller loops until its deadline)."""
+    if not seconds > 0:
+        return 0
+    return <int64_t>(min(seconds, 3600.0) * 1e9)
 
 
 cdef class _Source:
@@ -422,8 +425,8 @@ cdef class Arena(_Source):
         cls = self._class_of(n)
         if timeout is None:
             raise _exhausted(self, cls, None)
-        if timeout < 0:
-            raise ValueError(f"timeout must be >= 0 or None, got {timeout}")
+        if not timeout >= 0:
+            raise ValueError(f"timeout must be a number >= 0 (inf: no limit) or None, got {timeout}")
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -693,8 +696,8 @@ cdef class Pool(_Source):
             return b
         if timeout is None:
             raise _exhausted(self, cls, None)
-        if timeout < 0:
-            raise ValueError(f"timeout must be >= 0 or None, got {timeout}")
+        if not timeout >= 0:
+            raise ValueError(f"timeout must be a number >= 0 (inf: no limit) or None, got {timeout}")
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()

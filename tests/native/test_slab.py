@@ -186,8 +186,9 @@ def test_wait_times_out(pool: _slab.Pool) -> None:
     assert info.value.timeout == 0.05
     with pytest.raises(SlabExhausted):
         pool.alloc(4096, timeout=0)
-    with pytest.raises(ValueError, match="timeout"):
-        pool.alloc(4096, timeout=-1)
+    for bad in (-1, float("nan"), float("-inf")):
+        with pytest.raises(ValueError, match="timeout"):
+            pool.alloc(4096, timeout=bad)
     del held
 
 
@@ -203,7 +204,7 @@ def test_wait_is_woken_by_a_release_from_another_thread(pool: _slab.Pool) -> Non
     t = threading.Thread(target=release_later)
     t.start()
     try:
-        b = pool.alloc(4096, timeout=30)
+        b = pool.alloc(4096, timeout=float("inf"))  # no limit: sleeps until the release
         assert released.is_set()
         assert b.offset == held[0].offset
         b.release()
