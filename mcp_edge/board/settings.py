@@ -33,6 +33,10 @@ __all__ = ["ENV_PREFIX", "FIELDS", "FieldInfo", "Settings", "env_setting", "pars
 ENV_PREFIX: Final = "MCP_EDGE_"
 KiB: Final = 1024
 MiB: Final = 1024 * 1024
+# Limits of the slab arena's layout (csrc/slab/me_slab.h), checked here so a profile gets the error.
+SLAB_MAX_CLASSES: Final = 16
+SLAB_MAX_SIZE: Final = 1 << 30
+SLAB_MAX_COUNT: Final = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,7 @@ class Settings:
                         env="MCP_EDGE_IO", choices=("uring", "threads", "auto"))
     # -- ipc: slab pools and shared-memory rings ------------------------------------------------------------
     slab_sizes: tuple[int, ...] = _s((64, 256, KiB, 4 * KiB, 16 * KiB, 64 * KiB), "ipc", "ints",
-                                     "Block sizes of the slab pools' classes, ascending (bytes).", 8)
+                                     "Block sizes of the slab pools' classes, ascending (bytes, multiples of 64).", 64)
     slab_counts: tuple[int, ...] = _s((1024, 512, 256, 128, 64, 16), "ipc", "ints",
                                       "Blocks per slab class, one per size (pre-faulted and kept).", 1)
     slab_numa: bool = _s(True, "ipc", "bool",
@@ -215,9 +219,18 @@ class Settings:
         if not self.slab_sizes or list(self.slab_sizes) != sorted(set(self.slab_sizes)):
             raise ConfigError(f"setting slab_sizes must be distinct sizes in ascending order, got "
                               f"{', '.join(map(str, self.slab_sizes)) or 'none'}")
+        if len(self.slab_sizes) > SLAB_MAX_CLASSES:
+            raise ConfigError(f"setting slab_sizes has {len(self.slab_sizes)} classes; at most {SLAB_MAX_CLASSES}")
+        for size in self.slab_sizes:
+            if size % 64 or size > SLAB_MAX_SIZE:
+                raise ConfigError(f"setting slab_sizes: each size must be a multiple of 64 up to {SLAB_MAX_SIZE} "
+                                  f"(1 GiB), got {size}")
         if len(self.slab_counts) != len(self.slab_sizes):
             raise ConfigError(f"setting slab_counts needs one count per slab size ({len(self.slab_sizes)}), "
                               f"got {len(self.slab_counts)}")
+        if max(self.slab_counts) > SLAB_MAX_COUNT:
+            raise ConfigError(f"setting slab_counts: at most {SLAB_MAX_COUNT} blocks per class, got "
+                              f"{max(self.slab_counts)}")
         if self.ring_entries & (self.ring_entries - 1):
             raise ConfigError(f"setting ring_entries must be a power of two, got {self.ring_entries}")
         for info in FIELDS:

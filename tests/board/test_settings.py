@@ -234,7 +234,11 @@ def test_ipc_lists_of_integers_from_profile_and_environment(tmp_path: Path) -> N
     ({"MCP_EDGE_SLAB_SIZES": "64,big"}, "MCP_EDGE_SLAB_SIZES: setting slab_sizes must be a list of integers"),
     ({"MCP_EDGE_SLAB_SIZES": "256,64,1024,4096,16384,65536"}, "slab_sizes must be distinct sizes in ascending"),
     ({"MCP_EDGE_SLAB_SIZES": "64,64,1024,4096,16384,65536"}, "slab_sizes must be distinct sizes in ascending"),
-    ({"MCP_EDGE_SLAB_SIZES": "4,64,1024,4096,16384,65536"}, "slab_sizes: every item must be at least 8"),
+    ({"MCP_EDGE_SLAB_SIZES": "32,64,1024,4096,16384,65536"}, "slab_sizes: every item must be at least 64"),
+    ({"MCP_EDGE_SLAB_SIZES": "64,100,1024,4096,16384,65536"}, "each size must be a multiple of 64 up to"),
+    ({"MCP_EDGE_SLAB_SIZES": ",".join(str(64 * (i + 1)) for i in range(17)),
+      "MCP_EDGE_SLAB_COUNTS": ",".join("1" * 17)}, "slab_sizes has 17 classes; at most 16"),
+    ({"MCP_EDGE_SLAB_COUNTS": "1,2,3,16777217,5,6"}, "at most 16777216 blocks per class"),
     ({"MCP_EDGE_SLAB_COUNTS": "1,2"}, "slab_counts needs one count per slab size (6), got 2"),
     ({"MCP_EDGE_SLAB_COUNTS": "1,2,3,0,5,6"}, "slab_counts: every item must be at least 1"),
     ({"MCP_EDGE_RING_ENTRIES": "1000"}, "ring_entries must be a power of two, got 1000"),
@@ -250,3 +254,18 @@ def test_ipc_profile_refuses_a_list_of_strings(tmp_path: Path) -> None:
     text = PROFILE.replace("[settings]\n", '[settings]\nslab_sizes = ["64"]\n')
     with pytest.raises(ConfigError, match="slab_sizes must be a list of integers"):
         Settings.load(load(_board(tmp_path, text)), environ={})
+
+
+def test_default_slab_settings_make_a_pool_and_match_the_native_defaults() -> None:
+    """The settings' slab classes are the ones a Pool takes, and the extension's own defaults do not drift."""
+    from mcp_edge.native import _slab
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    assert (defaults["slab_sizes"], defaults["slab_counts"]) == (_slab.DEFAULT_SIZES, _slab.DEFAULT_COUNTS)
+    with _slab.Pool(defaults["slab_sizes"], defaults["slab_counts"], numa=defaults["slab_numa"]) as pool:
+        stats = pool.stats()
+        assert [c["size"] for c in stats] == list(defaults["slab_sizes"])
+        assert [c["count"] for c in stats] == list(defaults["slab_counts"])
+        block = pool.alloc(300)
+        assert block.capacity == 1024
+        block.release()
