@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["collect", "probe_hugepages", "probe_io_uring", "probe_numa", "probe_odirect", "render"]
+__all__ = ["collect", "probe_hugepages", "probe_io_uring", "probe_numa", "probe_odirect", "probe_slab", "render"]
 
 
 def _read(path: str) -> str | None:
@@ -108,6 +108,30 @@ def probe_numa() -> dict[str, Any]:
     return {"nodes": len(nodes) or 1, "cpus": nodes}
 
 
+def probe_slab(sizes: tuple[int, ...], counts: tuple[int, ...], numa: bool, topology: str | None = None
+               ) -> dict[str, Any]:
+    """What a slab pool made from these settings does here: arenas, NUMA binding, memory it pre-faults."""
+    from mcp_edge.native import _slab
+
+    per_arena = _slab.arena_bytes(sizes, counts)
+    memory_nodes = [0]
+    reason = "slab_numa off: one arena"
+    if numa:
+        try:
+            topo = _slab.numa_topology(topology or _slab.NUMA_DIR)
+        except FileNotFoundError:
+            reason = "no NUMA topology in sysfs (a kernel without NUMA): one arena"
+        except (OSError, ValueError) as exc:
+            reason = f"the NUMA topology cannot be read ({exc}): a pool refuses to start until it can"
+        else:
+            memory_nodes = list(topo["memory"]) or [0]
+            reason = (f"one arena per node with memory, bound with mbind (libnuma "
+                      f"{'present' if _slab.numa_available() else 'MISSING: pools refuse to start'})"
+                      if len(memory_nodes) > 1 else "one node: one arena, not bound")
+    return {"arenas": len(memory_nodes), "nodes": memory_nodes, "bound": len(memory_nodes) > 1,
+            "arena_bytes": per_arena, "total_bytes": per_arena * len(memory_nodes), "reason": reason}
+
+
 def collect(data_dir: Path | None = None) -> dict[str, Any]:
     """Every probe, as one JSON-able dict."""
     from mcp_edge.board import Settings
@@ -136,6 +160,7 @@ def collect(data_dir: Path | None = None) -> dict[str, Any]:
         "odirect": probe_odirect(data_dir),
         "hugepages": probe_hugepages(),
         "numa": probe_numa(),
+        "slab": probe_slab(settings.slab_sizes, settings.slab_counts, settings.slab_numa),
         "io": probe_storage(data_dir),
         "settings": _settings_report(settings),
     }
@@ -215,6 +240,10 @@ def render(report: dict[str, Any]) -> str:
         f"  hugepages    {huge['total']} x {huge['size_kib']} KiB reserved, {huge['free']} free; THP {huge['thp']}",
         f"  NUMA nodes   {numa['nodes']}",
     ]
+    if "slab" in report:
+        slab = report["slab"]
+        lines.append(f"  slab pools   {slab['arenas']} x {slab['arena_bytes'] / 2**20:.1f} MiB pre-faulted "
+                     f"(nodes {', '.join(map(str, slab['nodes']))}): {slab['reason']}")
     if "io" in report:
         lines += _render_io(report["io"])
     if "settings" in report:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mcp_edge.doctor import probe_hugepages, probe_io_uring, probe_numa, probe_odirect
 from mcp_edge.native import cpu
 
@@ -115,3 +117,33 @@ def test_unknown_board_is_exit_2() -> None:
     out = mcp_edge("doctor", MCP_EDGE_BOARD="no-such-board")
     assert out.returncode == 2
     assert "no such board profile" in out.stderr
+
+
+NUMA = Path(__file__).resolve().parent / "data" / "numa"
+
+
+@pytest.mark.parametrize(("fixture", "arenas", "bound", "needle"), [
+    ("one-node", 1, False, "one node: one arena, not bound"),
+    ("two-nodes", 2, True, "one arena per node with memory, bound with mbind"),
+    ("four-nodes-memoryless", 3, True, "one arena per node with memory"),
+    ("bad-cpulist", 1, False, "cannot be read"),
+])
+def test_doctor_says_what_a_slab_pool_does_on_a_topology(fixture: str, arenas: int, bound: bool,
+                                                        needle: str) -> None:
+    """No silent fallback: the arenas, their binding and the memory they pre-fault are shown for the box."""
+    from mcp_edge.doctor import probe_slab
+
+    got = probe_slab((64, 4096), (16, 4), True, topology=str(NUMA / fixture))
+    assert (got["arenas"], got["bound"]) == (arenas, bound)
+    assert needle in got["reason"]
+    assert got["total_bytes"] == got["arena_bytes"] * arenas >= 16 * 64 + 4 * 4096
+    off = probe_slab((64,), (1,), False, topology=str(NUMA / fixture))
+    assert (off["arenas"], off["bound"]) == (1, False) and "slab_numa off" in off["reason"]
+
+
+def test_doctor_shows_the_slab_pools() -> None:
+    out = mcp_edge("doctor", MCP_EDGE_SLAB_COUNTS="1,1,1,1,1,1")
+    assert out.returncode == 0, out.stderr
+    assert "slab pools" in out.stdout and "MiB pre-faulted" in out.stdout
+    data = json.loads(mcp_edge("doctor", "--json", MCP_EDGE_SLAB_COUNTS="1,1,1,1,1,1").stdout)["slab"]
+    assert data["arena_bytes"] >= 64 + 256 + 1024 + 4096 + 16384 + 65536
