@@ -200,6 +200,10 @@ if __name__ == "__main__":
         data_files=[
             ("share/mcp-edge/boards", sorted(glob.glob("boards/*.toml"))),
             ("share/mcp-edge/perf", sorted(glob.glob("perf/*.py"))),
+            ("share/mcp-edge/perf/peers", sorted(glob.glob("perf/peers/*.py"))),
+            # The LD_PRELOAD allocation counter the ipc and slab benches run under (built on first use).
+            ("share/mcp-edge/tools/malloc_count", ["tools/malloc_count/malloc_count.c",
+                                                   "tools/malloc_count/malloc_count.py"]),
             ("share/mcp-edge/plugins/include", sorted(glob.glob("plugins/include/*.h"))),
             # The Python built-in plugins; native ones are built in the checkout (their .so is not in the wheel).
             *(
