@@ -20,6 +20,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
+from cpython.slice cimport PySlice_AdjustIndices, PySlice_Check, PySlice_Unpack
 from libc.errno cimport EAGAIN, EBADMSG, EINTR, EMSGSIZE, ENOMEM, ENOMSG, EPROTONOSUPPORT
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
@@ -517,10 +518,17 @@ cdef class _End:
 
 
 cdef class Loan:
-    """The buffer behind a ``Producer.loan`` memoryview (internal)."""
+    """Loan: a loaned block as a writable buffer, from ``Producer.loan_block`` (and behind ``loan``'s views).
+
+    ``len(loan)``, ``loan[i] = b``, ``loan[a:b] = data`` (one memcpy),
+    ``memoryview(loan)``, ``numpy.frombuffer(loan, ...)``, ``sock.recv_into(loan)``
+    write the block in place; ``Producer.publish(loan)`` hands it over, after
+    which every write is refused (ValueError). Nothing is allocated per
+    message: the objects are pooled.
+    """
 
     def __init__(self):
-        raise TypeError("loans come from Producer.loan()")
+        raise TypeError("loans come from Producer.loan() or Producer.loan_block()")
 
     def __dealloc__(self):
         # A loan dropped unpublished (one beyond the pool) goes back.
@@ -536,6 +544,47 @@ cdef class Loan:
     def __releasebuffer__(self, Py_buffer *view):
         self._exports -= 1
 
+    def __len__(self):
+        return self._size
+
+    def __setitem__(self, key, value):
+        if not self._live:
+            raise ValueError("this loan was published or given back: its bytes are not the producer's")
+        cdef uint8_t *base = self._owner._p.base + self._off
+        cdef Py_ssize_t start, stop, step, n
+        cdef Py_buffer src
+        if PySlice_Check(key):
+            PySlice_Unpack(key, &start, &stop, &step)
+            n = PySlice_AdjustIndices(self._size, &start, &stop, step)
+            if step != 1:
+                raise ValueError("a loan takes contiguous slices only")
+            PyObject_GetBuffer(value, &src, PyBUF_SIMPLE)
+            try:
+                if src.len != n:
+                    raise ValueError(f"{src.len} bytes do not fit a slice of {n}")
+                memcpy(base + start, src.buf, n)
+            finally:
+                PyBuffer_Release(&src)
+            return
+        cdef Py_ssize_t i = key
+        if i < 0:
+            i += self._size
+        if not 0 <= i < self._size:
+            raise IndexError(f"index {key} out of the loan's {self._size} bytes")
+        base[i] = <uint8_t>value
+
+    def __getitem__(self, key):
+        return PyMemoryView_FromObject(self)[key]
+
+    @property
+    def nbytes(self):
+        return self._size
+
+    @property
+    def released(self):
+        """True once published or given back."""
+        return not self._live
+
     @property
     def offset(self):
         return self._off
@@ -544,6 +593,9 @@ cdef class Loan:
     def capacity(self):
         """Bytes of the block (its slab class's size): at least the size asked for."""
         return me_chan_capacity(&self._owner._p, self._off)
+
+    def __repr__(self):
+        return f"<Loan {self._size} B at {self._off}{', released' if not self._live else ''}>"
 
 
 @cython.no_gc_clear  # its segments stay mapped until its own end (its magazines are drained into them)
@@ -694,8 +746,10 @@ cdef class Producer(_End):
         for k in range(n):
             i = (self._next_loan + k) % n
             o = PyList_GET_ITEM(self._loans, i)
-            if Py_REFCNT(o) == 1 and not (<Loan>o)._live and (<Loan>o)._exports == 0:
+            if Py_REFCNT(o) == 1 and (<Loan>o)._exports == 0:
                 loan = <Loan>o
+                if loan._live:  # dropped unpublished (nothing refers to it): its block goes back
+                    me_chan_unloan(&self._p, loan._off)
                 self._next_loan = i + 1
                 break
         if loan is None:
@@ -802,35 +856,60 @@ cdef class Producer(_End):
             self._check_peer(False)
         return 0
 
+    def loan_block(self, Py_ssize_t size, timeout=None):
+        """loan_block(size, timeout=None) -> Loan
+
+        ``loan`` without a memoryview: the ``Loan`` itself is the writable
+        buffer (slice assignment, buffer protocol), pooled, so a loop of
+        loan_block / fill / publish allocates nothing per message. After
+        ``publish`` it refuses writes.
+        """
+        return self._new_loan(<uint64_t>self._loan(size, timeout), size)
+
     def publish(self, view, *, int type=0, uint64_t id=0, bint end=False, length=None, timeout=None):
         """publish(view, *, type=0, id=0, end=False, length=None, timeout=None) -> None
 
         int me_chan_publish(struct me_chan_producer *p, uint64_t off, uint32_t len, uint8_t type, uint64_t id,
         uint8_t flags)
 
-        Hand the loaned block behind ``view`` to the consumer: one descriptor
-        (type 0-255, id u64, ``end`` sets F_END) on the ring, ``length`` bytes
-        (default: the view's length). ``view`` is released: the bytes are the
-        consumer's now. A full ring waits up to ``timeout`` seconds (None: no
-        limit, 0: not at all), then RingFull, whose ``view`` is a new view of
-        the same loan. BufferError while another view of the loan, or a buffer
-        taken from ``view`` (a numpy array), is alive. PeerDied / PeerClosed
-        when the consumer is gone.
+        Hand the loaned block behind ``view`` (a memoryview from ``loan``, or
+        a ``Loan`` from ``loan_block``) to the consumer: one descriptor (type
+        0-255, id u64, ``end`` sets F_END) on the ring, ``length`` bytes
+        (default: the view's length). ``view`` is released (a Loan refuses
+        writes): the bytes are the consumer's now. A full ring waits up to
+        ``timeout`` seconds (None: no limit, 0: not at all), then RingFull,
+        whose ``view`` is a new view of the same loan. BufferError while
+        another view of the loan, or a buffer taken from ``view`` (a numpy
+        array), is alive. PeerDied / PeerClosed when the consumer is gone.
         """
         self._usable()
-        cdef Loan loan = self._loan_of(view)
-        cdef Py_ssize_t n = PyMemoryView_GET_BUFFER(view).len if length is None else length
+        cdef Loan loan
+        cdef bint is_view = not isinstance(view, Loan)
+        if is_view:
+            loan = self._loan_of(view)
+        else:
+            loan = <Loan>view
+            if loan._owner is not self:
+                raise ValueError("this Loan is not one of this ring's")
+            if not loan._live:
+                raise ValueError("this loan was published or given back already")
+            if loan._exports:
+                raise BufferError("a view of this loan (a memoryview, a numpy array) is still alive: delete it "
+                                  "first (the bytes are the consumer's once published)")
+        cdef Py_ssize_t n = (PyMemoryView_GET_BUFFER(view).len if is_view else loan._size) if length is None \
+            else length
         if not 0 <= n <= loan._size:
             raise ValueError(f"length {n} is outside the loan's {loan._size} bytes")
         if not 0 <= type <= 255:
             raise ValueError(f"type {type} does not fit the header's byte (0-255)")
         if timeout is not None and not timeout >= 0:
             _deadline(timeout)  # raises, before the view is given up
-        view.release()
+        if is_view:
+            view.release()
         try:
             self._publish(loan, n, type, id, end, timeout)
         except RingFull as exc:
-            exc.view = memoryview(loan)
+            exc.view = PyMemoryView_FromObject(loan) if is_view else loan
             raise
         loan._live = False
         return None
@@ -880,10 +959,16 @@ cdef class Producer(_End):
         self._publish(None, 0, type, id, end, timeout)
 
     def unloan(self, view):
-        """unloan(view) -> None: give a loaned block back unpublished (``view`` is released)."""
+        """unloan(view) -> None: give a loaned block back unpublished (a memoryview ``view`` is released)."""
         self._usable()
-        cdef Loan loan = self._loan_of(view)
-        view.release()
+        cdef Loan loan
+        if isinstance(view, Loan) and (<Loan>view)._owner is self and (<Loan>view)._live:
+            loan = <Loan>view
+            if loan._exports:
+                raise BufferError("a view of this loan is still alive: delete it first")
+        else:
+            loan = self._loan_of(view)
+            view.release()
         loan._live = False
         check(me_chan_unloan(&self._p, loan._off), "me_chan_unloan")
 

@@ -186,6 +186,48 @@ def test_publish_takes_only_its_own_loan_views() -> None:
         producer.send(b"z", type=256)
 
 
+def test_loan_block_is_a_buffer_that_refuses_writes_once_published() -> None:
+    seg, producer, consumer = pair()
+    loan = producer.loan_block(10)
+    assert len(loan) == loan.nbytes == 10 and loan.capacity == 64 and not loan.released
+    loan[:] = b"abcdefghij"
+    loan[0] = ord("A")
+    loan[-1] = ord("J")
+    loan[2:4] = b"CD"
+    assert bytes(loan[:4]) == b"AbCD"
+    with pytest.raises(ValueError, match="fit"):
+        loan[0:3] = b"toolong"
+    with pytest.raises(IndexError):
+        loan[10] = 0
+    arr = np.frombuffer(loan, dtype=np.uint8)
+    with pytest.raises(BufferError, match="still alive"):
+        producer.publish(loan)
+    del arr
+    producer.publish(loan, type=4, id=9)
+    assert loan.released
+    with pytest.raises(ValueError, match="published"):
+        loan[0] = 1
+    with pytest.raises(ValueError):
+        memoryview(loan)
+    with consumer.receive(timeout=5) as frame:
+        assert (frame.type, frame.id, bytes(frame.payload)) == (4, 9, b"AbCDefghiJ")
+        assert memoryview(seg)[frame.offset:frame.offset + 10] == b"AbCDefghiJ"
+    with pytest.raises(ValueError, match="already"):
+        producer.publish(loan)
+
+
+def test_loans_dropped_unpublished_come_back() -> None:
+    _, producer, _ = pair(sizes=(64,), counts=(3,))
+    for _ in range(20):  # three blocks in all: each dropped loan must have gone back
+        producer.loan_block(8)
+        view = producer.loan(8)
+        del view
+    assert in_use(producer) <= 2
+    kept = producer.loan_block(8)
+    producer.unloan(kept)
+    assert kept.released
+
+
 def test_payload_crc_finds_a_payload_changed_after_publish() -> None:
     seg, producer, consumer = pair(payload_crc=True)
     producer.send(b"intact")
@@ -288,6 +330,11 @@ def test_steady_state_allocates_nothing_per_message() -> None:
             frame = consumer.receive()
             _ = frame.payload[0]
             frame.release()
+            block = producer.loan_block(64)
+            block[:8] = b"abcdefgh"
+            producer.publish(block, id=i)
+            with consumer.receive() as frame:
+                crc32c(frame)
 
     cycle(2000)  # warm-up: the Frame/Loan pools fill
     tracemalloc.start()
