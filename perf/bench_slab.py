@@ -133,12 +133,16 @@ class PyPairs:
 
 
 class MallocHost:
-    """In a child: ``pairs(n, iters)`` times iters malloc(n)+free pairs of a dlopen()ed allocator."""
+    """In a child: ``pairs(n, iters)`` times iters malloc(n)+free pairs of a dlopen()ed allocator.
 
-    def __init__(self, impl: str) -> None:
+    ``library`` is the parent's ``LIBRARIES`` entry (soname or path, malloc and free symbols, Debian
+    package), passed as an argument: the child loads this file afresh, so it must not read its own copy.
+    """
+
+    def __init__(self, library: tuple[str, str, str, str]) -> None:
         from mcp_edge.native import _slab
 
-        soname, malloc_name, free_name, package = LIBRARIES[impl]
+        soname, malloc_name, free_name, package = library
         self._lib = (soname, malloc_name, free_name)
         try:
             _slab._bench_malloc(self._lib, 64, 10)
@@ -249,7 +253,7 @@ def run(ctx: BenchContext) -> Iterable[Row]:
         for impl in LIBRARIES:
             tunables = os.environ.get("GLIBC_TUNABLES")
             with _environ(GLIBC_TUNABLES=f"{tunables}:{STATIC_TLS}" if tunables else STATIC_TLS):
-                child = ctx.child(impl, f"{Path(__file__).resolve()}:MallocHost", impl)
+                child = ctx.child(impl, f"{Path(__file__).resolve()}:MallocHost", LIBRARIES[impl])
             if child is not None:
                 children[impl] = child
         ctx.note(f"pool: {len(pool.nodes)} NUMA node(s) {list(pool.nodes)}, bound={pool.bound}; C loops store one "
