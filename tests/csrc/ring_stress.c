@@ -13,7 +13,9 @@
  *  3. SPSC channel: loan, stamp, publish / receive, check, release, with and
  *     without the payload CRC; at the end every block is back in the arena;
  *  4. MPSC channel: three producers with their own segments and arenas;
- *  5. recovery: a consumer stops holding frames (as if killed); the producer
+ *  5. an MPSC writer that died holding a claimed slot: the reader abandons
+ *     the claim and the live writers' entries come through in order;
+ *  6. recovery: a consumer stops holding frames (as if killed); the producer
  *     recovers every block; a producer stops with loans and unread
  *     descriptors; the consumer recovers those and a new producer carries on.
  *
@@ -35,6 +37,7 @@
 #include <unistd.h>
 
 #include "../../csrc/shm/me_shm.h"
+#include "../../csrc/shm/shm_internal.h" /* the MPSC sequence words, to leave a claim unfinished */
 
 #define CHECK(x) do { if (!(x)) { fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #x); abort(); } } while (0)
 
@@ -481,6 +484,101 @@ static void recovery_run(void)
     seg_free(&s);
 }
 
+/* ------------------------------------------------------- abandoned claims */
+
+struct claim_writer {
+    void *ring;
+    size_t bytes;
+    uint32_t id;
+    uint32_t count;
+};
+
+static void *claim_write(void *arg)
+{
+    struct claim_writer *w = arg;
+    struct me_ring r;
+    CHECK(me_ring_attach(&r, w->ring, w->bytes, ME_RING_MPSC, ME_RING_DATA_ENTRY) == 0);
+    r.writer_id = w->id;
+    uint8_t e[ME_RING_DATA_ENTRY];
+    for (uint64_t seq = 0; seq < w->count;) {
+        memset(e, 0, sizeof e);
+        memcpy(e, &w->id, sizeof w->id);
+        memcpy(e + 8, &seq, sizeof seq);
+        e[31] = 0xA5;
+        if (me_ring_write(&r, e, 1)) {
+            seq++;
+            me_ring_wake_reader(&r);
+        } else {
+            CHECK(me_ring_wait_writable(&r, 0, 20000000) >= -ETIMEDOUT);
+        }
+    }
+    return NULL;
+}
+
+/* A writer that dies between claiming a slot and filling it (here: a claim
+   made by hand, never finished) stops the reader at that slot; once the
+   writer is known dead, me_ring_abandon turns the claim into an empty entry
+   and everything the live writers wrote comes through in order. */
+static void abandon_run(void)
+{
+    struct me_shm_layout lay = {.data_kind = ME_RING_MPSC, .data_entries = 8, .producers = 3};
+    struct seg s;
+    seg_make(&s, &lay);
+    void *ring = (uint8_t *)s.base + s.info.data_off;
+    struct me_ring r;
+    CHECK(me_ring_attach(&r, ring, s.info.data_bytes, ME_RING_MPSC, ME_RING_DATA_ENTRY) == 0);
+    /* writer 2 claims position 0 the way mpsc_write_one does, and "dies" */
+    struct ring_shared *sh = ring;
+    uint64_t cur = SEQ(0, SEQ_FREE);
+    CHECK(atomic_compare_exchange_strong(&r.seq[0], &cur, SEQ(0, 2)));
+    atomic_store(&sh->tail, 1);
+    atomic_fetch_or(&sh->writers.waiting, UINT64_C(1) << 1); /* and it slept once: its bit stays */
+
+    pthread_t t[2];
+    struct claim_writer w[2] = {{ring, s.info.data_bytes, 1, 3000}, {ring, s.info.data_bytes, 3, 3000}};
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_create(&t[i], NULL, claim_write, &w[i]) == 0);
+    uint64_t next[4] = {0, 0, 0, 0}, got = 0, skipped = 0;
+    uint8_t buf[8][ME_RING_DATA_ENTRY], who[8];
+    int abandoned = 0;
+    while (got < 6000) {
+        uint32_t n = me_ring_peek(&r, buf, who, 8);
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t id;
+            uint64_t v;
+            memcpy(&id, buf[i], 4);
+            memcpy(&v, buf[i] + 8, 8);
+            if (id == 0) { /* the abandoned claim */
+                CHECK(who[i] == 0 && abandoned);
+                skipped++;
+                continue;
+            }
+            CHECK(id == who[i] && (id == 1 || id == 3) && buf[i][31] == 0xA5);
+            CHECK(v == next[id]);
+            next[id]++;
+            got++;
+        }
+        me_ring_consume(&r, n);
+        if (n)
+            me_ring_wake_writers(&r);
+        if (n == 0) {
+            if (!abandoned && me_ring_readable(&r) == 0) {
+                /* the reader is stuck behind writer 2's claim: it is dead, so abandon it */
+                CHECK(me_ring_abandon(&r, 2) == 1);
+                CHECK((atomic_load(&sh->writers.waiting) & (UINT64_C(1) << 1)) == 0);
+                abandoned = 1;
+            } else {
+                CHECK(me_ring_wait_readable(&r, 0, 20000000) >= -ETIMEDOUT);
+            }
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    CHECK(abandoned && skipped == 1 && next[1] == 3000 && next[3] == 3000);
+    CHECK(me_ring_abandon(&r, 2) == 0);
+    seg_free(&s);
+}
+
 /* ------------------------------------------------------------- bad segments */
 
 static void segment_checks(void)
@@ -516,6 +614,7 @@ int main(void)
     chan_run(0, 1, 0);
     chan_run(0, 1, ME_SHM_F_PAYLOAD_CRC);
     chan_run(1, 3, 0);
+    abandon_run();
     recovery_run();
     printf("ring_stress: ok\n");
     return 0;
