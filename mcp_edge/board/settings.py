@@ -155,6 +155,8 @@ class Settings:
                            "may share one CPU).", 0)
     ring_payload_crc: bool = _s(False, "ipc", "bool",
                                 "Frames on a ring also carry a CRC32C of their shared-memory payload.")
+    ipc_connect_timeout_s: float = _s(5.0, "ipc", "float",
+                                      "Time a ring's connect or accept handshake may take.", 0.001)
     # -- built-in plugins -------------------------------------------------------------------------------------
     max_read: int = _s(4 * MiB, "plugins", "int",
                        "Most bytes one fs read returns in one response; larger files are read in ranges.", 1)

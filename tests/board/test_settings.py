@@ -260,8 +260,11 @@ def test_default_slab_settings_make_a_pool_and_match_the_native_defaults() -> No
     """The settings' slab classes are the ones a Pool takes, and the extension's own defaults do not drift."""
     from mcp_edge.native import _slab
 
+    from mcp_edge import ipc
+
     defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
     assert (defaults["slab_sizes"], defaults["slab_counts"]) == (_slab.DEFAULT_SIZES, _slab.DEFAULT_COUNTS)
+    assert defaults["ipc_connect_timeout_s"] == ipc.DEFAULT_CONNECT_TIMEOUT
     with _slab.Pool(defaults["slab_sizes"], defaults["slab_counts"], numa=defaults["slab_numa"]) as pool:
         stats = pool.stats()
         assert [c["size"] for c in stats] == list(defaults["slab_sizes"])
