@@ -1,7 +1,7 @@
 from collections.abc import Callable
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Self
 
-from typing_extensions import Buffer, Self
+from typing_extensions import Buffer
 
 VERSION: Final[int]
 MAX_PRODUCERS: Final[int]
@@ -97,7 +97,9 @@ class Producer(_End):
         length: int | None = None,
         timeout: float | None = None,
     ) -> None: ...
-    def send(self, data: Buffer, *, type: int = 0, id: int = 0, end: bool = False, timeout: float | None = None) -> None: ...
+    def send(
+        self, data: Buffer, *, type: int = 0, id: int = 0, end: bool = False, timeout: float | None = None
+    ) -> None: ...
     def signal(self, *, type: int = 0, id: int = 0, end: bool = False, timeout: float | None = None) -> None: ...
     def unloan(self, view: memoryview | Loan) -> None: ...
     def reap(self) -> int: ...

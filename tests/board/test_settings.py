@@ -258,9 +258,8 @@ def test_ipc_profile_refuses_a_list_of_strings(tmp_path: Path) -> None:
 
 def test_default_slab_settings_make_a_pool_and_match_the_native_defaults() -> None:
     """The settings' slab classes are the ones a Pool takes, and the extension's own defaults do not drift."""
-    from mcp_edge.native import _slab
-
     from mcp_edge import ipc
+    from mcp_edge.native import _slab
 
     defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
     assert (defaults["slab_sizes"], defaults["slab_counts"]) == (_slab.DEFAULT_SIZES, _slab.DEFAULT_COUNTS)
