@@ -160,14 +160,24 @@ int me_chan_signal(struct me_chan_producer *p, uint8_t type, uint64_t id, uint8_
     return put(p, &f, NULL);
 }
 
-int me_chan_wait_space(struct me_chan_producer *p, int64_t spin_ns, int64_t timeout_ns)
+/* A producer waits only for its consumer, which is busy with what it has:
+   no spin (it would take the consumer's CPU where the two share a core), and
+   a wake-up asked for a batch, not for each message. */
+int me_chan_wait_space(struct me_chan_producer *p, int64_t timeout_ns)
 {
-    return me_ring_wait_writable(&p->data, spin_ns, timeout_ns);
+    return me_ring_wait_writable(&p->data, p->data.entries / ME_CHAN_WAKE_SPACE, 0, timeout_ns);
 }
 
-int me_chan_wait_blocks(struct me_chan_producer *p, int64_t spin_ns, int64_t timeout_ns)
+int me_chan_wait_blocks(struct me_chan_producer *p, uint32_t n, int64_t timeout_ns)
 {
-    return me_ring_wait_readable(&p->done, spin_ns, timeout_ns);
+    uint32_t need = 1;
+    int cls = me_slab_class_of(p->arena, n);
+    if (cls >= 0) {
+        struct me_slab_class_stats st;
+        me_slab_stats(p->arena, (uint32_t)cls, &st);
+        need = (uint32_t)(st.count / ME_CHAN_WAKE_BLOCKS);
+    }
+    return me_ring_wait_readable(&p->done, need, 0, timeout_ns);
 }
 
 struct scan_ctx {
@@ -305,13 +315,16 @@ int me_chan_receive(struct me_chan_consumer *c, struct me_frame *f, uint8_t **pa
     for (;;) {
         if (c->at == c->nbatch) {
             uint32_t n = me_ring_peek(&c->data, c->batch, c->who, ME_CHAN_BATCH);
-            if (n == 0)
+            if (n == 0) {
+                me_chan_flush(c); /* nothing to deliver: nothing more comes back until a producer runs */
                 return 0;
+            }
             /* Claim every block of the batch, then give the slots back. */
             for (uint32_t i = 0; i < n; i++)
                 c->rc[i] = take(c, c->batch[i], c->who[i], &c->frames[i]);
             me_ring_consume(&c->data, n);
             me_ring_wake_writers(&c->data);
+            c->owed |= c->data.owed;
             c->nbatch = n;
             c->at = 0;
         }
@@ -346,6 +359,26 @@ int me_chan_ready(struct me_chan_consumer *c)
     return c->at < c->nbatch || me_ring_readable(&c->data);
 }
 
+uint32_t me_chan_flush(struct me_chan_consumer *c)
+{
+    if (!c->owed)
+        return 0;
+    c->owed = 0;
+    uint32_t woke = (uint32_t)me_ring_flush_writers(&c->data);
+    for (uint32_t i = 0; i < ME_SHM_MAX_SEGMENTS; i++)
+        if (c->src[i].done.owed && c->src[i].base)
+            woke += (uint32_t)me_ring_flush_reader(&c->src[i].done);
+    return woke;
+}
+
+int me_chan_wait_frames(struct me_chan_consumer *c, int64_t spin_ns, int64_t timeout_ns)
+{
+    if (me_chan_ready(c))
+        return 0;
+    me_chan_flush(c);
+    return me_ring_wait_readable(&c->data, 1, spin_ns, timeout_ns);
+}
+
 int me_chan_release(struct me_chan_consumer *c, uint16_t segment, uint64_t off)
 {
     if (segment >= ME_SHM_MAX_SEGMENTS)
@@ -356,6 +389,7 @@ int me_chan_release(struct me_chan_consumer *c, uint16_t segment, uint64_t off)
     if (me_ring_write(&s->done, &off, 1) == 0)
         return -ENOSPC;
     me_ring_wake_reader(&s->done);
+    c->owed |= s->done.owed;
     c->st.released++;
     return 0;
 }

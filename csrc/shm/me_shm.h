@@ -33,11 +33,19 @@
  * process and the blocks of a dead peer can be found again by their owner
  * tag (me_slab_reclaim_owner).
  *
- * Wake-ups: a reader (or writer) that finds nothing to do spins up to
- * spin_ns, then announces itself on a wait word in the ring and sleeps on a
- * futex (shared, not FUTEX_PRIVATE). A writer looks at that word after each
- * batch and enters the kernel only when someone sleeps; an asyncio reader
- * arms an eventfd instead, which the writer then writes.
+ * Wake-ups: a consumer that finds nothing to read spins up to spin_ns
+ * (never when both sides may share one CPU), then announces itself on a wait
+ * word in the ring and sleeps on a futex (shared, not FUTEX_PRIVATE). A
+ * writer looks at that word after each batch and enters the kernel only when
+ * someone sleeps; an asyncio reader arms an eventfd instead, which the
+ * writer then writes. A producer held back by its consumer (its slab class
+ * empty, or the data ring full) does not spin: spinning buys nothing while
+ * the consumer works, and takes CPU from it where the two share a core (SMT
+ * siblings, a VM's vCPUs). It sleeps at once, saying how much it waits for
+ * (a quarter of its class's blocks, half the ring), and the consumer wakes
+ * it once that much is back, or sooner when it has nothing more to give (it
+ * is about to wait itself): one kernel entry per batch, not per message. A
+ * sleeping producer also looks again every ME_RING_RECHECK_NS.
  *
  * Errors are -errno, never printed.
  */
@@ -62,6 +70,9 @@
 #define ME_RING_HEADER_BYTES 320u /* a ring's header; an SPSC ring's entries follow it */
 #define ME_RING_MIN_ENTRIES 2u
 #define ME_RING_MAX_ENTRIES (1u << 24)
+#define ME_RING_RECHECK_NS 50000000 /* a waiter for more than one entry looks again at least this often (50 ms) */
+#define ME_CHAN_WAKE_BLOCKS 4u      /* a producer out of blocks is woken once 1/4 of its class's blocks are back */
+#define ME_CHAN_WAKE_SPACE 2u       /* a producer facing a full ring is woken once 1/2 of the ring is free */
 
 /* Owner tags of blocks (me_slab owner words): who holds a block now. */
 #define ME_SHM_OWNER_CONSUMER 1u
@@ -158,6 +169,9 @@ struct me_ring {
     uint32_t writer_id;        /* MPSC writer: 1..ME_SHM_MAX_PRODUCERS */
     uint64_t sleeps;           /* futex sleeps this side entered */
     uint64_t wakes;            /* futex wakes and eventfd writes this side did */
+    uint64_t held;             /* wakes held back: the sleeper waited for more than there was */
+    uint32_t owed;             /* a wake was held back and no later call paid it (me_ring_flush_*) */
+    int64_t recheck_ns;        /* a waiter for more than one looks again this often (ME_RING_RECHECK_NS; <= 0 never) */
 };
 
 /* Bytes a ring needs, 0 if invalid (entries a power of two within limits). */
@@ -189,12 +203,21 @@ uint32_t me_ring_readable(struct me_ring *r);
 /* Free slots for a writer now (MPSC: 0 or 1, whether the next slot is free). */
 uint32_t me_ring_writable(struct me_ring *r);
 
-/* Writer, after writing: wake the reader if it sleeps (futex) or armed its
-   eventfd. Enters the kernel only then. 1 if it woke someone, else 0. */
+/* Writer, after writing: wake the reader if it sleeps (futex) and the
+   entries it asked for are there, or armed its eventfd. Enters the kernel
+   only then. 1 if it woke someone, else 0 (r->held counts the wakes held
+   back for the sleeper's need; r->owed says one is due). */
 int me_ring_wake_reader(struct me_ring *r);
 
-/* Reader, after consuming: wake writers sleeping on a full ring. */
+/* Reader, after consuming: wake writers sleeping on a full ring once the
+   free slots they asked for are there. */
 int me_ring_wake_writers(struct me_ring *r);
+
+/* This side has nothing more to give for now (it is about to wait itself):
+   pay a wake held back for the sleeper's need if anything at all is there
+   for it. Free when none is owed. 1 if it woke someone, else 0. */
+int me_ring_flush_reader(struct me_ring *r);
+int me_ring_flush_writers(struct me_ring *r);
 
 /* Wake the reader (writers) whether or not they announced themselves: after
    a state change they must look at (the other side closed). */
@@ -202,9 +225,12 @@ void me_ring_kick_reader(struct me_ring *r);
 void me_ring_kick_writers(struct me_ring *r);
 
 /* Wait until readable (writable): spin up to spin_ns, then sleep on the
-   futex; timeout_ns < 0 waits without limit. 0, -ETIMEDOUT, -EINTR. */
-int me_ring_wait_readable(struct me_ring *r, int64_t spin_ns, int64_t timeout_ns);
-int me_ring_wait_writable(struct me_ring *r, int64_t spin_ns, int64_t timeout_ns);
+   futex; timeout_ns < 0 waits without limit. `need`: entries (free slots)
+   the waker should gather before it wakes this side (0 or 1: wake at the
+   first); with more, each sleep lasts at most r->recheck_ns. Returns
+   once at least one is there, not necessarily `need`. 0, -ETIMEDOUT, -EINTR. */
+int me_ring_wait_readable(struct me_ring *r, uint32_t need, int64_t spin_ns, int64_t timeout_ns);
+int me_ring_wait_writable(struct me_ring *r, uint32_t need, int64_t spin_ns, int64_t timeout_ns);
 
 /* Reader through an eventfd: arm it (1: already readable, do not wait; 0:
    armed, the next write wakes the eventfd), or take the arming back. */
@@ -297,6 +323,7 @@ struct me_chan_consumer {
     struct me_ring data;   /* reader */
     uint32_t flags;
     uint32_t nbatch, at;   /* descriptors taken and not yet delivered */
+    uint32_t owed;         /* a source's (or the data ring's) wake-up was held back: me_chan_flush pays it */
     uint8_t batch[ME_CHAN_BATCH][ME_RING_DATA_ENTRY];
     uint8_t who[ME_CHAN_BATCH];
     struct me_frame frames[ME_CHAN_BATCH]; /* each checked as it was taken */
@@ -337,9 +364,15 @@ int me_chan_publish(struct me_chan_producer *p, uint64_t off, uint32_t len, uint
 /* Publish an empty INLINE descriptor (a signal: end of stream, a tick). 0, -EAGAIN. */
 int me_chan_signal(struct me_chan_producer *p, uint8_t type, uint64_t id, uint8_t flags);
 
-/* Sleep until the data ring has room (or the completion ring has blocks). */
-int me_chan_wait_space(struct me_chan_producer *p, int64_t spin_ns, int64_t timeout_ns);
-int me_chan_wait_blocks(struct me_chan_producer *p, int64_t spin_ns, int64_t timeout_ns);
+/* Sleep, without spinning, until the data ring has room (wait_space), or
+   until the consumer released blocks (wait_blocks: `n` is the size of the
+   loan that found its class empty). The consumer is asked to wake this end
+   once half the ring is free (ME_CHAN_WAKE_SPACE), or a quarter of the
+   class's blocks are back (ME_CHAN_WAKE_BLOCKS), or when it has nothing more
+   to give; each sleep lasts at most ME_RING_RECHECK_NS. 0 (there is room,
+   or something to reap), -ETIMEDOUT, -EINTR. */
+int me_chan_wait_space(struct me_chan_producer *p, int64_t timeout_ns);
+int me_chan_wait_blocks(struct me_chan_producer *p, uint32_t n, int64_t timeout_ns);
 
 /* After the consumer died or left: free every block it held (its owner tag,
    the completion ring, the unread descriptors of this producer), then reset
@@ -372,6 +405,16 @@ int me_chan_release(struct me_chan_consumer *c, uint16_t segment, uint64_t off);
 
 /* Whether a descriptor is ready (in the batch or the ring). */
 int me_chan_ready(struct me_chan_consumer *c);
+
+/* The consumer has nothing more to release for now: wake the producers
+   whose wake-ups were held back for their need (me_ring_flush_*).
+   me_chan_receive does it when it finds nothing to deliver, and
+   me_chan_wait_frames before it waits. How many it woke. */
+uint32_t me_chan_flush(struct me_chan_consumer *c);
+
+/* Wait for a descriptor (me_chan_ready): flush, then spin up to spin_ns and
+   sleep on the data ring. 0, -ETIMEDOUT, -EINTR. */
+int me_chan_wait_frames(struct me_chan_consumer *c, int64_t spin_ns, int64_t timeout_ns);
 
 /* After producer `segment` died or left: for MPSC, its unfinished claims are
    skipped and its later descriptors dropped; its loans and its unread

@@ -62,6 +62,7 @@ int me_ring_attach(struct me_ring *r, void *at, size_t len, uint32_t kind, uint3
 {
     memset(r, 0, sizeof *r);
     r->wake_fd = -1;
+    r->recheck_ns = ME_RING_RECHECK_NS;
     if (len < sizeof(struct ring_shared) || ((uintptr_t)at % SHM_LINE))
         return -EINVAL;
     const struct ring_shared *s = at;
@@ -229,23 +230,66 @@ uint32_t me_ring_readable(struct me_ring *r)
 
 /* ------------------------------------------------------------------ waits */
 
+/* Entries the reader may take now, as the writer sees them (writer side). */
+static uint32_t ready_for_reader(struct me_ring *r)
+{
+    uint64_t tail = r->kind == ME_RING_SPSC ? r->tail : atomic_load_explicit(&rs(r)->tail, memory_order_seq_cst);
+    uint64_t n = tail - atomic_load_explicit(&rs(r)->head, memory_order_seq_cst);
+    return n > r->entries ? r->entries : (uint32_t)n;
+}
+
+/* Free slots the writers have now, as the reader sees them (reader side). */
+static uint32_t room_for_writers(struct me_ring *r)
+{
+    uint64_t used = atomic_load_explicit(&rs(r)->tail, memory_order_seq_cst) - r->head;
+    return used >= r->entries ? 0 : r->entries - (uint32_t)used;
+}
+
 /* The waker's half: its index store, then one load of the wait word, both
    seq_cst; the kernel only when a bit is set. The sleeper's half (sleep_on)
    sets its bit, then loads the index, both seq_cst. In the single total order
    of seq_cst operations one of the two loads comes after the other side's
    store: the waker sees the bit, or the sleeper sees the entry. (Operations,
-   not fences: ThreadSanitizer does not model fences.) */
-static int wake(struct shm_wait *w, int fd, int reader_word)
+   not fences: ThreadSanitizer does not model fences.)
+
+   A sleeper that asked for more than one (its `need`, stored before its bit,
+   so seen with it) is left asleep while fewer are there: the wake is owed
+   (r->owed) and paid by a later call that finds enough, or by a flush
+   (`flush`: wake for one or more) when this side has nothing more to give.
+   A sleeper that checked before sleeping found none, so it loses nothing
+   but time by sleeping on, and it looks again after at most
+   ME_RING_RECHECK_NS whatever happens. */
+static int wake(struct me_ring *r, struct shm_wait *w, int fd, int reader_word, int flush)
 {
     uint64_t v = atomic_load_explicit(&w->waiting, memory_order_seq_cst);
-    if (!v)
+    if (!v) {
+        r->owed = 0; /* nobody asleep: whoever sleeps next looks first */
         return 0;
+    }
     int woke = 0;
     uint64_t sleepers = reader_word ? (v & WAIT_READER) : v;
     if (sleepers) {
-        atomic_fetch_add_explicit(&w->seq, 1, memory_order_seq_cst);
-        me_shm_futex(&w->seq, FUTEX_WAKE, INT_MAX, NULL);
-        woke = 1;
+        uint32_t need = atomic_load_explicit(&w->need, memory_order_relaxed);
+        if (flush || need > 1) {
+            uint32_t have = reader_word ? ready_for_reader(r) : room_for_writers(r);
+            if (have == 0 || (!flush && have < need)) {
+                r->owed = have > 0;
+                r->held += !flush;
+                sleepers = 0;
+            }
+        }
+    }
+    /* The bits of those woken are cleared here, not only by each sleeper as
+       it runs again: until then the next writes find nobody to wake and stay
+       out of the kernel. (A sleeper between its bit and its FUTEX_WAIT finds
+       seq moved and does not sleep.) */
+    if (sleepers) {
+        r->owed = 0;
+        if (atomic_fetch_and_explicit(&w->waiting, ~sleepers, memory_order_seq_cst) & sleepers) {
+            atomic_fetch_add_explicit(&w->seq, 1, memory_order_seq_cst);
+            me_shm_futex(&w->seq, FUTEX_WAKE, INT_MAX, NULL);
+            woke = 1;
+        }
     }
     if (reader_word && (v & WAIT_ARMED) &&
         (atomic_fetch_and_explicit(&w->waiting, ~(uint64_t)WAIT_ARMED, memory_order_seq_cst) & WAIT_ARMED)) {
@@ -258,14 +302,32 @@ static int wake(struct shm_wait *w, int fd, int reader_word)
 
 int me_ring_wake_reader(struct me_ring *r)
 {
-    int woke = wake(&rs(r)->reader, r->wake_fd, 1);
+    int woke = wake(r, &rs(r)->reader, r->wake_fd, 1, 0);
     r->wakes += (uint64_t)woke;
     return woke;
 }
 
 int me_ring_wake_writers(struct me_ring *r)
 {
-    int woke = wake(&rs(r)->writers, -1, 0);
+    int woke = wake(r, &rs(r)->writers, -1, 0, 0);
+    r->wakes += (uint64_t)woke;
+    return woke;
+}
+
+int me_ring_flush_reader(struct me_ring *r)
+{
+    if (!r->owed)
+        return 0;
+    int woke = wake(r, &rs(r)->reader, r->wake_fd, 1, 1);
+    r->wakes += (uint64_t)woke;
+    return woke;
+}
+
+int me_ring_flush_writers(struct me_ring *r)
+{
+    if (!r->owed)
+        return 0;
+    int woke = wake(r, &rs(r)->writers, -1, 0, 1);
     r->wakes += (uint64_t)woke;
     return woke;
 }
@@ -293,11 +355,12 @@ static uint64_t writer_bit(const struct me_ring *r)
     return r->kind == ME_RING_MPSC && r->writer_id ? UINT64_C(1) << (r->writer_id - 1) : 1;
 }
 
-/* One futex sleep on w unless ready(r) holds once this side is announced:
-   0 (look again), -ETIMEDOUT, -EINTR. */
-static int sleep_on(struct me_ring *r, struct shm_wait *w, uint64_t bit, uint32_t (*ready)(struct me_ring *),
-                    int64_t timeout_ns)
+/* One futex sleep on w unless ready(r) holds once this side is announced
+   (with `need`): 0 (look again), -ETIMEDOUT, -EINTR. */
+static int sleep_on(struct me_ring *r, struct shm_wait *w, uint64_t bit, uint32_t need,
+                    uint32_t (*ready)(struct me_ring *), int64_t timeout_ns)
 {
+    atomic_store_explicit(&w->need, need, memory_order_relaxed); /* published by the seq_cst RMW below */
     atomic_fetch_or_explicit(&w->waiting, bit, memory_order_seq_cst);
     uint32_t seq = atomic_load_explicit(&w->seq, memory_order_seq_cst);
     int rc = 0;
@@ -316,11 +379,13 @@ static int sleep_on(struct me_ring *r, struct shm_wait *w, uint64_t bit, uint32_
     return rc;
 }
 
-static int wait_for(struct me_ring *r, struct shm_wait *w, uint64_t bit, uint32_t (*ready)(struct me_ring *),
-                    int64_t spin_ns, int64_t timeout_ns)
+static int wait_for(struct me_ring *r, struct shm_wait *w, uint64_t bit, uint32_t need,
+                    uint32_t (*ready)(struct me_ring *), int64_t spin_ns, int64_t timeout_ns)
 {
     if (ready(r))
         return 0;
+    if (need == 0)
+        need = 1;
     int64_t start = me_shm_now_ns();
     int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
     if (spin_ns > 0) {
@@ -340,7 +405,10 @@ static int wait_for(struct me_ring *r, struct shm_wait *w, uint64_t bit, uint32_
             if (left <= 0)
                 return ready(r) ? 0 : -ETIMEDOUT;
         }
-        int rc = sleep_on(r, w, bit, ready, left);
+        /* A waker may hold back for `need`: look again now and then. */
+        if (need > 1 && r->recheck_ns > 0 && (left < 0 || left > r->recheck_ns))
+            left = r->recheck_ns;
+        int rc = sleep_on(r, w, bit, need, ready, left);
         if (ready(r))
             return 0;
         if (rc == -EINTR)
@@ -348,14 +416,14 @@ static int wait_for(struct me_ring *r, struct shm_wait *w, uint64_t bit, uint32_
     }
 }
 
-int me_ring_wait_readable(struct me_ring *r, int64_t spin_ns, int64_t timeout_ns)
+int me_ring_wait_readable(struct me_ring *r, uint32_t need, int64_t spin_ns, int64_t timeout_ns)
 {
-    return wait_for(r, &rs(r)->reader, WAIT_READER, me_ring_readable, spin_ns, timeout_ns);
+    return wait_for(r, &rs(r)->reader, WAIT_READER, need, me_ring_readable, spin_ns, timeout_ns);
 }
 
-int me_ring_wait_writable(struct me_ring *r, int64_t spin_ns, int64_t timeout_ns)
+int me_ring_wait_writable(struct me_ring *r, uint32_t need, int64_t spin_ns, int64_t timeout_ns)
 {
-    return wait_for(r, &rs(r)->writers, writer_bit(r), me_ring_writable, spin_ns, timeout_ns);
+    return wait_for(r, &rs(r)->writers, writer_bit(r), need, me_ring_writable, spin_ns, timeout_ns);
 }
 
 int me_ring_arm_fd(struct me_ring *r)
@@ -437,6 +505,7 @@ void me_ring_reset(struct me_ring *r)
     atomic_store_explicit(&s->reader.waiting, 0, memory_order_seq_cst);
     atomic_store_explicit(&s->writers.waiting, 0, memory_order_seq_cst);
     r->head = r->tail = r->seen = tail;
+    r->owed = 0;
 }
 
 void me_ring_positions(const struct me_ring *r, uint64_t *head, uint64_t *tail)

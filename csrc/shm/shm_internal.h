@@ -43,13 +43,16 @@ _Static_assert(sizeof(struct shm_header) <= ME_SHM_HEADER_BYTES, "segment header
 /* One side's wait word: `seq`, the futex word, bumped by a waker that saw
    sleepers; `waiting`, a bit per sleeper (the reader: bit 0; writers: bit
    id - 1, so a dead sleeper's bit can be cleared) and, on the reader's word,
-   WAIT_ARMED while an eventfd reader waits. */
+   WAIT_ARMED while an eventfd reader waits; `need`, written by a sleeper
+   before it sets its bit: how many entries (reader) or free slots (writers)
+   it waits for. The waker enters the kernel only once that many are there,
+   or when it has nothing more to give (me_ring_flush_*); 0 counts as 1. */
 #define WAIT_READER 0x1u
 #define WAIT_ARMED 0x2u
 struct shm_wait {
     _Atomic uint64_t waiting;
     _Atomic uint32_t seq;
-    uint32_t pad;
+    _Atomic uint32_t need;
 };
 
 /* A ring's header: each index on its own line, each wait word on its own

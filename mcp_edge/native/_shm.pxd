@@ -59,7 +59,7 @@ cdef class Producer(_End):
     cdef Py_ssize_t _next_loan
     cdef Loan _new_loan(self, uint64_t off, Py_ssize_t size)
     cdef int _check_peer(self, bint force) except -1
-    cdef int _wait(self, bint space, double timeout) except -1
+    cdef int _wait(self, bint space, double timeout, uint32_t size) except -1
     cdef int64_t _loan(self, Py_ssize_t size, object timeout) except -2
     cdef Loan _loan_of(self, object view)
     cdef int _publish(self, Loan loan, Py_ssize_t n, int type, uint64_t id, bint end, object timeout) except -1

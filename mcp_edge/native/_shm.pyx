@@ -81,13 +81,13 @@ from mcp_edge.native.includes.me_shm cimport (
     me_chan_stats,
     me_chan_unloan,
     me_chan_wait_blocks,
+    me_chan_wait_frames,
     me_chan_wait_space,
     me_ring_arm_fd,
     me_ring_disarm_fd,
     me_ring_kick_reader,
     me_ring_kick_writers,
     me_ring_positions,
-    me_ring_wait_readable,
     me_shm_can_run_apart,
     me_shm_completion_entries,
     me_shm_create,
@@ -503,7 +503,7 @@ cdef class _End:
 
     @property
     def spin_ns(self):
-        """The spin before sleeping in effect now (0 when the peer may share this CPU)."""
+        """The spin before sleeping in effect now (0 when the peer may share this CPU; always 0 for a Producer)."""
         return self._spin
 
     def _set_on_close(self, callback):
@@ -607,6 +607,13 @@ cdef class Producer(_End):
     copy. ``send(data)`` copies ``data`` into a block and publishes it.
     Blocks come back when the consumer releases them (reaped at later loans,
     or by ``reap()``).
+
+    A producer waits only for its consumer (a slab class with every block
+    out, a full ring), and never spins for it: it sleeps at once, and the
+    consumer wakes it once a quarter of the class's blocks (half the ring)
+    are back, or as soon as it has nothing more to release; it also looks
+    again every 50 ms. ``spin_us`` is accepted for symmetry with
+    ``Consumer`` and not used (``spin_ns`` is 0).
     """
 
     def __cinit__(self):
@@ -620,7 +627,7 @@ cdef class Producer(_End):
         self._hub = hub
         self._own = own
         self._efd = wake_fd
-        self._spin_setting = <int64_t>spin_us * 1000
+        self._spin_setting = 0  # a producer's waits never spin (see the class docstring)
         self._slot = own._info.layout.segment_id if hub._info.layout.data_kind == ME_RING_MPSC else 1
         self._loans = []
 
@@ -716,9 +723,10 @@ cdef class Producer(_End):
         self._usable()
         return 0
 
-    cdef int _wait(self, bint space, double timeout) except -1:
-        """Wait for room in the ring (space) or for released blocks, up to timeout s (< 0: no limit),
-        looking at the consumer between sleeps. 1 ready, 0 timed out."""
+    cdef int _wait(self, bint space, double timeout, uint32_t size) except -1:
+        """Wait for room in the ring (space) or for released blocks of size's class, up to timeout s (< 0: no
+        limit), looking at the consumer between sleeps. No spin: the consumer wakes this end once a batch is
+        back (me_chan_wait_space / me_chan_wait_blocks). 1 ready, 0 timed out."""
         cdef int64_t deadline = -1 if timeout < 0 else me_shm_now_ns() + <int64_t>(timeout * 1e9)
         cdef int64_t left
         cdef int rc
@@ -726,12 +734,11 @@ cdef class Producer(_End):
             left = _left(deadline)
             if left == 0:
                 return 0
-            self._decide_spin(self._peer_pid)
             with nogil:
                 if space:
-                    rc = me_chan_wait_space(&self._p, self._spin, left)
+                    rc = me_chan_wait_space(&self._p, left)
                 else:
-                    rc = me_chan_wait_blocks(&self._p, self._spin, left)
+                    rc = me_chan_wait_blocks(&self._p, size, left)
             if rc == 0:
                 return 1
             if rc == -EINTR:
@@ -775,7 +782,7 @@ cdef class Producer(_End):
             deadline = _deadline(timeout)
             while off == -ENOMEM:
                 if deadline >= 0 and me_shm_now_ns() >= deadline or not self._wait(
-                        False, -1.0 if deadline < 0 else (deadline - me_shm_now_ns()) / 1e9):
+                        False, -1.0 if deadline < 0 else (deadline - me_shm_now_ns()) / 1e9, <uint32_t>size):
                     me_slab_stats(self._p.arena, me_slab_class_of(self._p.arena, <uint32_t>size), &st)
                     raise SlabExhausted(
                         f"the ring's slab class {st.size} B is exhausted: all {st.count} blocks are loaned or "
@@ -844,7 +851,7 @@ cdef class Producer(_End):
                 break
             deadline = _deadline(timeout)
             if timeout == 0 or not self._wait(True, -1.0 if deadline < 0 else
-                                              max(0.0, (deadline - me_shm_now_ns()) / 1e9)):
+                                              max(0.0, (deadline - me_shm_now_ns()) / 1e9), 0):
                 raise RingFull(f"the ring's {self._p.data.entries} descriptors are all unread" +
                                ("" if timeout == 0 else f" after {timeout} s") +
                                ": the consumer is behind (wait with a timeout, or raise ring_entries)")
@@ -983,12 +990,15 @@ cdef class Producer(_End):
 
     def stats(self):
         """Counters: loans, published, full (publishes that found the ring full), exhausted, reaped,
-        stale_completions, reclaimed, peer_deaths, sleeps, wakes; the ring's unread descriptors; the
-        arena's classes (in_use, free, high_water, failures)."""
+        stale_completions, reclaimed, peer_deaths; sleeps (futex sleeps: sleeps_space for room in the ring,
+        sleeps_blocks for released blocks), wakes (futex wakes and eventfd writes for the consumer); the
+        ring's unread descriptors; the arena's classes (in_use, free, high_water, failures)."""
         cdef uint64_t head, tail
         me_ring_positions(&self._p.data, &head, &tail)
         out = _chan_stats(&self._p.st)
         out["sleeps"] = self._p.data.sleeps + self._p.done.sleeps
+        out["sleeps_space"] = self._p.data.sleeps
+        out["sleeps_blocks"] = self._p.done.sleeps
         out["wakes"] = self._p.data.wakes
         out["entries"] = self._p.data.entries
         out["unread"] = tail - head if self._p.data.kind == ME_RING_SPSC else None
@@ -1347,7 +1357,7 @@ cdef class Consumer(_End):
                 return 0
             self._decide_spin(pid)
             with nogil:
-                rc = me_ring_wait_readable(&self._c.data, self._spin, left)
+                rc = me_chan_wait_frames(self._c, self._spin, left)
             if rc == 0:
                 return 1
             if rc == -EINTR:
@@ -1438,14 +1448,21 @@ cdef class Consumer(_End):
 
     def stats(self):
         """Counters: received, released, dropped (malformed, or a dead producer's unread descriptors),
-        reclaimed, peer_deaths, sleeps; per producer segment its arena's classes."""
+        reclaimed, peer_deaths, sleeps (futex sleeps waiting for frames), wakes (futex wakes of producers
+        waiting for blocks or room), wakes_held (wake-ups held back because a producer waited for more
+        than was back yet; paid later in one wake); per producer segment its arena's classes."""
         out = _chan_stats(&self._c.st)
         out["sleeps"] = self._c.data.sleeps
+        cdef uint64_t wakes = self._c.data.wakes, held = self._c.data.held
         out["entries"] = self._c.data.entries
         segs = {}
         for i in range(ME_SHM_MAX_SEGMENTS):
             if self._c.src[i].base != NULL:
+                wakes += self._c.src[i].done.wakes
+                held += self._c.src[i].done.held
                 segs[i] = _arena_stats(self._c.src[i].arena, &(<Segment>self._segs[i])._info)
+        out["wakes"] = wakes
+        out["wakes_held"] = held
         out["segments"] = segs
         return out
 

@@ -362,14 +362,15 @@ def test_no_spin_when_both_ends_share_one_cpu() -> None:
     cpus = sorted(os.sched_getaffinity(0))
     apart = len(cpus) >= 2 and (os.cpu_count() or 1) >= 2
     assert _shm.can_run_apart(0, os.getpid()) == apart
-    _, producer, _ = pair(spin_us=50)
-    assert producer.spin_ns == (50_000 if apart else 0)
+    _, producer, consumer = pair(spin_us=50)
+    assert consumer.spin_ns == (50_000 if apart else 0)
+    assert producer.spin_ns == 0  # a producer waits only for its consumer: never spins
     with pinned({cpus[0]}):
         assert not _shm.can_run_apart(0, os.getpid())
-        _, producer, _ = pair(spin_us=50)
-        assert producer.spin_ns == 0
-    _, producer, _ = pair(spin_us=0)
-    assert producer.spin_ns == 0
+        _, producer, consumer = pair(spin_us=50)
+        assert consumer.spin_ns == 0 and producer.spin_ns == 0
+    _, producer, consumer = pair(spin_us=0)
+    assert consumer.spin_ns == 0 and producer.spin_ns == 0
 
 
 # ------------------------------------------------------------------ segments

@@ -30,6 +30,9 @@ cdef extern from "shm/me_shm.h" nogil:
     int ME_PEER_DEAD
     int ME_PEER_STALE
     int ME_CHAN_BATCH
+    int ME_RING_RECHECK_NS
+    int ME_CHAN_WAKE_BLOCKS
+    int ME_CHAN_WAKE_SPACE
 
     struct me_shm_layout:
         uint32_t data_kind
@@ -74,12 +77,16 @@ cdef extern from "shm/me_shm.h" nogil:
         uint32_t writer_id
         uint64_t sleeps
         uint64_t wakes
+        uint64_t held
+        uint32_t owed
 
     size_t me_ring_bytes(uint32_t kind, uint32_t entries, uint32_t entry_size)
     uint32_t me_ring_readable(me_ring *r)
     uint32_t me_ring_writable(me_ring *r)
-    int me_ring_wait_readable(me_ring *r, int64_t spin_ns, int64_t timeout_ns)
-    int me_ring_wait_writable(me_ring *r, int64_t spin_ns, int64_t timeout_ns)
+    int me_ring_wait_readable(me_ring *r, uint32_t need, int64_t spin_ns, int64_t timeout_ns)
+    int me_ring_wait_writable(me_ring *r, uint32_t need, int64_t spin_ns, int64_t timeout_ns)
+    int me_ring_flush_reader(me_ring *r)
+    int me_ring_flush_writers(me_ring *r)
     void me_ring_kick_reader(me_ring *r)
     void me_ring_kick_writers(me_ring *r)
     int me_ring_arm_fd(me_ring *r)
@@ -129,6 +136,7 @@ cdef extern from "shm/me_shm.h" nogil:
         uint32_t flags
         uint32_t nbatch
         uint32_t at
+        uint32_t owed
         me_chan_source src[65]
         me_chan_stats st
 
@@ -140,8 +148,8 @@ cdef extern from "shm/me_shm.h" nogil:
     int me_chan_unloan(me_chan_producer *p, uint64_t off)
     int me_chan_publish(me_chan_producer *p, uint64_t off, uint32_t len, uint8_t type, uint64_t id, uint8_t flags)
     int me_chan_signal(me_chan_producer *p, uint8_t type, uint64_t id, uint8_t flags)
-    int me_chan_wait_space(me_chan_producer *p, int64_t spin_ns, int64_t timeout_ns)
-    int me_chan_wait_blocks(me_chan_producer *p, int64_t spin_ns, int64_t timeout_ns)
+    int me_chan_wait_space(me_chan_producer *p, int64_t timeout_ns)
+    int me_chan_wait_blocks(me_chan_producer *p, uint32_t n, int64_t timeout_ns)
     uint32_t me_chan_recover_consumer(me_chan_producer *p)
     void me_chan_producer_detach(me_chan_producer *p)
 
@@ -150,6 +158,8 @@ cdef extern from "shm/me_shm.h" nogil:
     int me_chan_receive(me_chan_consumer *c, me_frame *f, uint8_t **payload)
     int me_chan_release(me_chan_consumer *c, uint16_t segment, uint64_t off)
     int me_chan_ready(me_chan_consumer *c)
+    uint32_t me_chan_flush(me_chan_consumer *c)
+    int me_chan_wait_frames(me_chan_consumer *c, int64_t spin_ns, int64_t timeout_ns)
     uint32_t me_chan_recover_producer(me_chan_consumer *c, uint16_t segment, uint32_t pid)
     int me_chan_slot_free(me_chan_consumer *c, uint16_t segment)
     void me_chan_source_reopen(me_chan_consumer *c, uint16_t segment)
