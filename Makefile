@@ -7,10 +7,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mcp-edge-installed
 # Debian packages the build and the test suite need (liburing/libnuma: the data
 # path; libisal2 and fio: peers of the CRC32C and I/O benches; libjemalloc2 and
-# libmimalloc2.0: peers of the slab bench).
-DEBS := gcc make pkg-config python3-venv liburing-dev libnuma-dev libisal2 fio libjemalloc2 libmimalloc2.0
+# libmimalloc2.0: peers of the slab bench; strace: the frame I/O test of the system calls).
+DEBS := gcc make pkg-config python3-venv liburing-dev libnuma-dev libisal2 fio libjemalloc2 libmimalloc2.0 strace
 
-.PHONY: all setup deps build run test lint pytest bench test-aarch64 conformance fuzz clean
+.PHONY: all setup deps build run test lint pytest bench test-aarch64 test-sanitize conformance fuzz clean
 FUZZ_TIME ?= 300
 
 all: setup
@@ -60,6 +60,11 @@ fuzz: setup
 
 test-aarch64: setup
 	PYTHON=$(PY) bash tools/aarch64/test.sh
+
+# The slab, ring and frame C code under ThreadSanitizer and ASan+UBSan (tests/csrc/*.c stress programs),
+# then the native, ipc and frame-I/O pytest suites against an ASan+UBSan build in a throw-away copy.
+test-sanitize: setup
+	PYTHON=$(PY) bash tools/sanitize/run.sh --python
 
 clean:
 	rm -rf build .cross mcp_edge/native/*.so mcp_edge/native/_*.c plugins/*/*.so *.egg-info

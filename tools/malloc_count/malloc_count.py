@@ -42,6 +42,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -54,7 +55,7 @@ __all__ = ["Counts", "NotPreloaded", "Report", "empty_window", "library", "prelo
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "malloc_count.c"
-LIBRARY = HERE / "libmalloc_count.so"
+LIBRARY = HERE / f"libmalloc_count.{platform.machine()}.so"  # per architecture: a cross test run builds its own
 OUT_ENV = "MALLOC_COUNT_OUT"
 
 
