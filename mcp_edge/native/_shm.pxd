@@ -70,6 +70,7 @@ cdef class Consumer(_End):
     cdef list _segs
     cdef int _pid[65]
     cdef int _pidfd[65]
+    cdef uint64_t _closed_at[65]
     cdef bint _mpsc
     cdef list _frames
     cdef Py_ssize_t _next_frame

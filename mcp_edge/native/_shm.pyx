@@ -87,6 +87,7 @@ from mcp_edge.native.includes.me_shm cimport (
     me_ring_disarm_fd,
     me_ring_kick_reader,
     me_ring_kick_writers,
+    me_ring_claimed,
     me_ring_positions,
     me_shm_can_run_apart,
     me_shm_completion_entries,
@@ -1196,6 +1197,7 @@ cdef class Consumer(_End):
         for i in range(ME_SHM_MAX_SEGMENTS):
             self._pid[i] = 0
             self._pidfd[i] = -1
+            self._closed_at[i] = 0
 
     def __init__(self, Segment hub, *, int wake_fd=-1, int spin_us=50):
         if spin_us < 0:
@@ -1230,6 +1232,7 @@ cdef class Consumer(_End):
             close(self._pidfd[segment])
         self._pid[segment] = pid
         self._pidfd[segment] = pidfd
+        self._closed_at[segment] = 0
         self._sticky = None
         self._spin_checked = 0
         self._decide_spin(pid)
@@ -1286,6 +1289,13 @@ cdef class Consumer(_End):
             closed = state == ME_PEER_CLOSED
             if not closed and me_shm_pid_alive(self._pidfd[i], self._pid[i]):
                 continue
+            if closed:
+                # It published everything before it said so: its descriptors all lie before the ring's claim
+                # position read now. Deliver them first; recover (and free its slot) once they are read.
+                if self._closed_at[i] == 0:
+                    self._closed_at[i] = me_ring_claimed(&self._c.data) + 1
+                if self._c.data.head + 1 < self._closed_at[i] or self._c.at < self._c.nbatch:
+                    continue
             n = me_chan_recover_producer(self._c, <uint16_t>i, <uint32_t>self._pid[i])
             if not closed:
                 me_shm_peer_set(self._hub._base, slot, self._pid[i], ME_PEER_DEAD)
@@ -1296,6 +1306,7 @@ cdef class Consumer(_End):
                 err = (PeerDied, f"producer pid {self._pid[i]} died; {n} block(s) it held came back to its arena"
                                  + ("" if self._mpsc else " and the ring was reset"), (self._pid[i], "producer", n))
             self._pid[i] = 0
+            self._closed_at[i] = 0
             if self._pidfd[i] >= 0:
                 close(self._pidfd[i])
                 self._pidfd[i] = -1

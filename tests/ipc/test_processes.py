@@ -373,6 +373,49 @@ def test_a_second_producer_finds_the_spsc_ring_busy(sock_path: str, spawn: Spawn
         assert second.proc.stderr is not None and "busy" in second.proc.stderr.read()
 
 
+def test_a_producer_that_closed_is_read_to_its_end_before_its_slot_is_freed(sock_path: str, spawn: Spawn) -> None:
+    """Regression: a producer that published and closed while the consumer was accepting another peer (which
+    looks at the attached ones) had its unread descriptors dropped as if it had died."""
+    with listen(sock_path, producers=2, ring_entries=4) as lst:
+        first = spawn(mode="produce", path=sock_path, sizes=[100, 200, 300], seed=30, type=1)
+        lst.accept(timeout=WAIT)
+        first.event("ready")
+        first.event("done")
+        first.wait_ok()  # published three and closed: nothing of it read yet
+        second = spawn(mode="produce", path=sock_path, sizes=[10], seed=31, type=2)
+        lst.accept(timeout=WAIT)  # looks at the first one, closed
+        ring = lst.consumer
+        got: dict[int, list[bytes]] = {1: [], 2: []}
+        closed = 0
+        while len(got[1]) < 3 or len(got[2]) < 1:
+            try:
+                with ring.receive(timeout=WAIT) as frame:
+                    got[frame.type].append(bytes(frame.payload))
+            except PeerClosed:
+                closed += 1
+        assert got[1] == [payload(30, i, n) for i, n in enumerate([100, 200, 300])]
+        assert got[2] == [payload(31, 0, 10)]
+        assert ring.stats()["dropped"] == 0
+        second.event("ready")
+        second.event("done")
+        second.wait_ok()
+    with listen(sock_path) as lst:
+        peer = spawn(mode="produce", path=sock_path, sizes=[50, 60], seed=32)
+        lst.accept(timeout=WAIT)
+        peer.event("ready")
+        peer.event("done")
+        peer.wait_ok()
+        ring = lst.consumer
+        assert not ring._slot_free(0)  # closed, but what it published is still to be read
+        frames = [ring.receive(timeout=WAIT) for _ in range(2)]
+        assert [bytes(f.payload) for f in frames] == [payload(32, 0, 50), payload(32, 1, 60)]
+        for frame in frames:
+            frame.release()
+        with pytest.raises(PeerClosed):
+            ring.receive(timeout=WAIT)
+        assert ring._slot_free(0)
+
+
 @pytest.mark.parametrize(("mutation", "reason"), [("magic", "bad magic"), ("version", "bad version"),
                                                   ("total", "too small"), ("data_off", "malformed")])
 def test_a_bad_segment_from_the_listener_is_refused(sock_path: str, segment_fd: Callable[[str], int],

@@ -92,6 +92,7 @@ cdef extern from "shm/me_shm.h" nogil:
     int me_ring_arm_fd(me_ring *r)
     void me_ring_disarm_fd(me_ring *r)
     void me_ring_positions(const me_ring *r, uint64_t *head, uint64_t *tail)
+    uint64_t me_ring_claimed(me_ring *r)
 
     int me_shm_can_run_apart(pid_t a, pid_t b)
     int me_shm_pid_alive(int pidfd, pid_t pid)
