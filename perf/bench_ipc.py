@@ -11,8 +11,9 @@ Cases (one bench, ``ipc``):
   computes ``mcp_edge.native.crc32c`` of each payload where it lies (in the
   shared segment for the zero-copy transports, in its receive buffer for the
   copying ones); the row ``mcp_edge[crc32c-in-process]`` is that CRC's speed
-  over one 1 MiB buffer in a process pinned to the consumer's CPU, timed in the
-  same rounds, so "handoff + CRC" against "CRC alone" reads from one result;
+  over the same work in one process pinned to the consumer's CPU (see the
+  yardsticks below), timed in the same rounds, so "handoff + CRC" against
+  "CRC alone" reads from one result;
 - ``hot-path-allocs``: heap allocations per message on the ring's steady-state
   path, metric ``count`` (lower is better), impls ``mcp_edge[ring-c]`` (the C
   path, counted with the LD_PRELOAD malloc counter of ``tools/malloc_count``)
@@ -20,13 +21,14 @@ Cases (one bench, ``ipc``):
   Python's allocator routed to malloc, and checked with tracemalloc).
 
 Impls: ``mcp_edge[ring-copy]`` (``ring.send(bytes)``: the payload copied into a
-slab block), ``mcp_edge[ring-zerocopy]`` (``ring.loan(size)`` / ``ring.publish``:
-the producer writes in place, here only an 8-byte marker),
+slab block), ``mcp_edge[ring-zerocopy]`` (``ring.loan_block(size)`` /
+``ring.publish``: the producer writes in place, here only an 8-byte marker; the
+consumer's CRC takes the ``Frame`` itself as its buffer),
 ``multiprocessing.Pipe``, ``multiprocessing.Queue``, ``posix_ipc.MessageQueue``,
 ``shared_memory+pipe`` (a ``multiprocessing.shared_memory`` segment for the
 payloads, a pipe doorbell carrying offsets), ``iceoryx2`` (PyPI; x86_64 wheels
 only: elsewhere a note says why it is absent), and ``memcpy`` in the stream
-cases (one in-process copy of the same size: the ceiling of a copying path).
+cases (the ceiling of a copying path: see the yardsticks below).
 How each peer is driven, and what differs between them (posix_ipc's message
 size limit, iceoryx2's waiting), is in the notes of each run; the code is in
 ``perf/peers/ipc_transports.py``.
@@ -55,11 +57,18 @@ interleaved across impls (one round of each, in an order that rotates), and the
 round of every impl. Garbage collection is not turned off: the peers run as
 applications run them.
 
-The yardstick rows (``memcpy``, ``mcp_edge[crc32c-in-process]``) use one
-cache-hot 1 MiB buffer, as the crc32c bench does; a ring keeps up to its 1 MiB
-slab class's blocks in flight and touches each in turn, so two notes give the
-same yardsticks over that many buffers in turn (memory, not the handoff, is
-then what limits them).
+Yardsticks: the ceiling of a transport is the same work done in one process.
+A ring's copying path writes each message into the next free block of its slab
+class and its consumer reads each block where it lies, so over a stream both go
+through all the class's blocks in turn (16 blocks of 1 MiB, 16 of 64 KiB, 128
+of 4 KiB with the default classes): the ``memcpy`` row copies each message from
+one source into as many destinations in turn as the ring's class for that size
+has blocks, and the ``mcp_edge[crc32c-in-process]`` row CRCs as many 1 MiB
+buffers in turn. Notes give the cache-hot figures too (one destination, one
+buffer, as the crc32c bench measures), which no stream of distinct buffers
+reaches: they show what the memory footprint costs, not the handoff. Other
+notes give the ring's wake-ups per message in each stream case (producer
+sleeps, consumer wakes and wakes held back for a batch).
 """
 
 from __future__ import annotations
@@ -290,7 +299,11 @@ def measure_stream(
 # --------------------------------------------------------------------------- the bench
 
 
-def _notes(ctx: BenchContext, cpus: Mapping[str, tuple[int, int]]) -> None:
+def _size_name(size: int) -> str:
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
+
+
+def _notes(ctx: BenchContext, cpus: Mapping[str, tuple[int, int]], options: Mapping[str, Any]) -> None:
     where = "; ".join(f"{name}: driver on CPU {a}, partner on CPU {b}" for name, (a, b) in cpus.items())
     ctx.note("placement: each impl is a driver (pinger, producer) and a partner (echo, consumer) it forks, each "
              f"pinned with os.sched_setaffinity, the same for every impl ({where})")
@@ -300,11 +313,21 @@ def _notes(ctx: BenchContext, cpus: Mapping[str, tuple[int, int]]) -> None:
     ctx.note(f"stream: per round n messages (about {ctx.min_time / ctx.rounds:.2g} s) timed from the first send to "
              "the consumer's word that it has the last; the consumer receives and releases each payload without "
              f"touching it; the median of {ctx.rounds} interleaved rounds; GB/s counts payload bytes handed over")
+    blocks = {size: transports().ring_blocks(options, size) for size in {*STREAM_CASES.values(), CONSUME_SIZE}}
     ctx.note(f"{CONSUME_CASE}: the consumer computes mcp_edge.native.crc32c over each payload where it lies; "
-             f"{CRC_IN_PROCESS} is crc32c over one 1 MiB buffer in a process pinned to the consumer's CPU, "
-             "timed in the same rounds")
-    ctx.note(f"{MEMCPY}: one memoryview slice assignment (a C memcpy) of the case's size between two preallocated "
-             "buffers, in a process pinned to the producer's CPU: the ceiling of a copying path")
+             f"{CRC_IN_PROCESS} is crc32c over {blocks[CONSUME_SIZE]} buffers of 1 MiB in turn (the ring's 1 MiB "
+             "blocks: the same work in one process) in a process pinned to the consumer's CPU, timed in the same "
+             "rounds; a note gives its cache-hot figure (one buffer)")
+    ctx.note(f"{MEMCPY}: a memoryview slice assignment (a C memcpy) of the case's size from one source into as "
+             "many preallocated destinations in turn as the ring's slab class for that size has blocks ("
+             + ", ".join(f"{_size_name(size)}: {blocks[size]}" for size in STREAM_CASES.values())
+             + "), in a process pinned to the producer's CPU: the ceiling of a copying path, the same work in one "
+             "process; a note gives the cache-hot figure (one destination)")
+    one_mib = blocks[CONSUME_SIZE]
+    ctx.note(f"ring: the 1 MiB messages come from a slab class of {one_mib} blocks of 1 MiB (added by the bench "
+             "when the board's largest class is smaller): at most that many in flight; a producer out of them "
+             f"sleeps until a quarter ({max(1, one_mib // 4)}) are back, while the consumer still has the others "
+             "to work on")
     try:
         from mcp_edge.native import _crc
 
@@ -313,41 +336,81 @@ def _notes(ctx: BenchContext, cpus: Mapping[str, tuple[int, int]]) -> None:
         pass
 
 
-def _footprint_notes(ctx: BenchContext, pairs: Pairs, options: Mapping[str, Any]) -> None:
-    """The yardsticks again at 1 MiB over as many buffers as the ring keeps 1 MiB blocks (its copy and its
-    consumer touch that much memory in turn, the yardstick rows one cache-hot buffer): notes, not rows."""
-    size = CONSUME_SIZE
-    blocks = next((count for cls, count in zip(options["slab_sizes"], options["slab_counts"], strict=True)
-                   if cls >= size), 1)
-    for impl, case in ((MEMCPY, "stream-1MiB-cross"), (CRC_IN_PROCESS, CONSUME_CASE)):
-        if impl not in pairs.children:
-            continue
-        n = max(blocks * 4, MIN_MESSAGES)
-        rates = []
-        for _ in range(ctx.rounds):
-            ns = pairs.call(impl, "stream", size, n, "drop", blocks, blocks)
-            if ns is None:
+def _one_hot_notes(ctx: BenchContext, pairs: Pairs) -> None:
+    """The yardsticks on one cache-hot buffer (memcpy: one destination; crc32c: one buffer), as the crc32c
+    bench measures them: notes, not rows (no ring's stream touches one buffer only)."""
+    for impl, cases in ((MEMCPY, STREAM_CASES), (CRC_IN_PROCESS, {CONSUME_CASE: CONSUME_SIZE})):
+        for case, size in cases.items():
+            if impl not in pairs.children:
                 return
-            rates.append(n * size / max(int(ns), 1))
-        ctx.note(f"{case}: {impl} over {blocks} buffers of 1 MiB in turn (the ring's 1 MiB blocks; the row is one "
-                 f"cache-hot buffer): {statistics.median(rates):.3g} GB/s", impl)
+            n = max(MIN_MESSAGES, 4 * PROBE_BYTES[ctx.quick] // size)
+            rates = []
+            for _ in range(ctx.rounds):
+                ns = pairs.call(impl, "stream", size, n, "drop", 0, 1)
+                if ns is None:
+                    return
+                rates.append(n * size / max(int(ns), 1))
+            ctx.note(f"{case}: {impl} on one cache-hot buffer (the row goes through as many buffers as the ring's "
+                     f"blocks): {statistics.median(rates):.3g} GB/s", impl)
+
+
+_WAKE_KEYS = ("published", "sleeps_blocks", "sleeps_space", "wakes", "sleeps", "wakes_held")
+
+
+def _wake_counts(pairs: Pairs, impls: Sequence[str]) -> dict[str, dict[str, int]]:
+    """impl -> the forward ring's counters now: the driver's producer (published, sleeps_blocks, sleeps_space)
+    and the partner's consumer (sleeps waiting for frames, wakes of the producer, wakes held back)."""
+    out = {}
+    for impl in pairs.impls(impls):
+        got = pairs.call(impl, "wake_stats")
+        if not got:
+            continue
+        tx, rx = got["driver"].get("tx", {}), got["partner"].get("rx", {})
+        out[impl] = {"published": tx.get("published", 0), "sleeps_blocks": tx.get("sleeps_blocks", 0),
+                     "sleeps_space": tx.get("sleeps_space", 0), "wakes": rx.get("wakes", 0),
+                     "sleeps": rx.get("sleeps", 0), "wakes_held": rx.get("wakes_held", 0)}
+    return out
+
+
+def _wake_notes(ctx: BenchContext, case: str, before: Mapping[str, Mapping[str, int]],
+                after: Mapping[str, Mapping[str, int]]) -> None:
+    for impl, now in after.items():
+        if impl not in before:
+            continue
+        d = {k: now[k] - before[impl][k] for k in _WAKE_KEYS}
+        if d["published"] <= 0:
+            continue
+        per = 1000 / d["published"]
+        ctx.note(f"{case}: {impl} wake-ups over {d['published']} messages (calibration and rounds), per 1000: "
+                 f"producer slept {d['sleeps_blocks'] * per:.3g} times for blocks and {d['sleeps_space'] * per:.3g} "
+                 f"for ring space, consumer woke it {d['wakes'] * per:.3g} times and held "
+                 f"{d['wakes_held'] * per:.3g} wake-ups back for a batch; consumer slept {d['sleeps'] * per:.3g} "
+                 "times for frames", impl)
 
 
 def _cross(ctx: BenchContext, cpus: tuple[int, int], impls: Sequence[str], noted: dict[str, set[str]],
            options: dict[str, Any]) -> Iterator[Row]:
     pairs = Pairs(ctx, noted)
     try:
+        t = transports()
         for impl in impls:
             pairs.start(impl, "Pair", impl, cpus, options)
-        pairs.start(MEMCPY, "Local", MEMCPY, cpus[0])
-        pairs.start(CRC_IN_PROCESS, "Local", CRC_IN_PROCESS, cpus[1])
+        pairs.start(MEMCPY, "Local", MEMCPY, cpus[0],
+                    {size: t.ring_blocks(options, size) for size in STREAM_CASES.values()})
+        pairs.start(CRC_IN_PROCESS, "Local", CRC_IN_PROCESS, cpus[1],
+                    {CONSUME_SIZE: t.ring_blocks(options, CONSUME_SIZE)})
         pairs.note_each()
         verify(pairs, pairs.impls(impls), streams=True)
         yield from measure_rtt(ctx, pairs, impls, RTT_CASES["cross"])
+        rings = [impl for impl in impls if impl in RING_IMPLS]
         for case, size in STREAM_CASES.items():
+            before = _wake_counts(pairs, rings)
             yield from measure_stream(ctx, pairs, [*impls, MEMCPY], case, size, "drop")
+            _wake_notes(ctx, case, before, _wake_counts(pairs, rings))
+        before = _wake_counts(pairs, rings)
         yield from measure_stream(ctx, pairs, [*impls, CRC_IN_PROCESS], CONSUME_CASE, CONSUME_SIZE, "crc")
-        _footprint_notes(ctx, pairs, options)
+        _wake_notes(ctx, CONSUME_CASE, before, _wake_counts(pairs, rings))
+        _one_hot_notes(ctx, pairs)
     finally:
         pairs.close()
 
@@ -430,8 +493,8 @@ def run(ctx: BenchContext) -> Iterator[Row]:
     cpus = placements(ctx)
     impls = [*RING_IMPLS, *PEERS]
     ctx.plan(len(impls) * (2 + len(STREAM_CASES) + 1) + len(STREAM_CASES) + 1 + len(ALLOC_IMPLS))
-    _notes(ctx, cpus)
     options = transports().ring_options()
+    _notes(ctx, cpus, options)
     noted: dict[str, set[str]] = {}
     if "cross" in cpus:
         yield from _cross(ctx, cpus["cross"], impls, noted, options)

@@ -289,6 +289,11 @@ class Transport:
     def consume(self, size: int, n: int, mode: str) -> list[int] | None:
         raise NotImplementedError
 
+    def wake_stats(self) -> dict[str, dict[str, int]] | None:
+        """This process's wake-up counters of its ends (the rings only): ``tx`` its producer's, ``rx`` its
+        consumer's."""
+        return None
+
     def close(self) -> None:
         pass
 
@@ -842,7 +847,7 @@ class RingTransport(Transport):
                      f"connect over unix sockets), {o['ring_entries']} entries, spin {o['ring_spin_us']} us when "
                      f"the two processes can run apart (none on one CPU), payload CRC "
                      f"{'on' if o['ring_payload_crc'] else 'off'}, slab classes {classes}; "
-                     + ("loan + write in place (8-byte marker in streams) + publish" if zerocopy
+                     + ("loan_block + write in place (8-byte marker in streams) + publish" if zerocopy
                         else "send(bytes): the payload copied into a block")
                      + "; the consumer receives and releases each frame")
 
@@ -873,12 +878,12 @@ class RingTransport(Transport):
     def ping(self, msg: bytes, n: int, samples: list[int]) -> None:
         receive, clock = self._rx.receive, time.perf_counter_ns
         if self.zerocopy:
-            loan, publish, size = self._tx.loan, self._tx.publish, len(msg)
+            loan, publish, size = self._tx.loan_block, self._tx.publish, len(msg)
             for i in range(n):
                 t0 = clock()
-                view = loan(size)
-                view[:] = msg
-                publish(view)
+                block = loan(size)
+                block[:] = msg
+                publish(block)
                 receive().release()
                 samples[i] = clock() - t0
             return
@@ -891,9 +896,9 @@ class RingTransport(Transport):
 
     def _put(self, data: bytes) -> None:
         if self.zerocopy:
-            view = self._tx.loan(len(data))
-            view[:] = data
-            self._tx.publish(view)
+            block = self._tx.loan_block(len(data))
+            block[:] = data
+            self._tx.publish(block)
         else:
             self._tx.send(data)
 
@@ -904,11 +909,11 @@ class RingTransport(Transport):
 
     def produce(self, payload: bytes, n: int) -> None:
         if self.zerocopy:
-            loan, publish, size = self._tx.loan, self._tx.publish, len(payload)
+            loan, publish, size = self._tx.loan_block, self._tx.publish, len(payload)
             for _ in itertools.repeat(None, n):
-                view = loan(size)
-                view[:8] = MARK
-                publish(view)
+                block = loan(size)
+                block[:8] = MARK
+                publish(block)
             return
         send = self._tx.send
         for _ in itertools.repeat(None, n):
@@ -921,12 +926,12 @@ class RingTransport(Transport):
     def echo(self, n: int) -> None:
         receive = self._rx.receive
         if self.zerocopy:
-            loan, publish = self._tx.loan, self._tx.publish
+            loan, publish = self._tx.loan_block, self._tx.publish
             for _ in itertools.repeat(None, n):
                 frame = receive()
-                view = loan(len(frame))
-                view[:] = frame
-                publish(view)
+                block = loan(len(frame))
+                block[:] = frame
+                publish(block)
                 frame.release()
             return
         send = self._tx.send
@@ -945,11 +950,21 @@ class RingTransport(Transport):
         crcs = []
         for _ in itertools.repeat(None, n):
             frame = receive()
-            value = work(frame)
+            value = work(frame)  # the Frame itself is the buffer: no memoryview per message
             frame.release()
             if mode == "check":
                 crcs.append(value)
         return crcs if mode == "check" else None
+
+    def wake_stats(self) -> dict[str, dict[str, int]] | None:
+        out: dict[str, dict[str, int]] = {}
+        if self._tx is not None:
+            st = self._tx.stats()
+            out["tx"] = {k: int(st[k]) for k in ("published", "sleeps_blocks", "sleeps_space", "wakes")}
+        if self._rx is not None:
+            st = self._rx.stats()
+            out["rx"] = {k: int(st[k]) for k in ("received", "sleeps", "wakes", "wakes_held")}
+        return out
 
     def close(self) -> None:
         import shutil
@@ -986,18 +1001,34 @@ def make_transport(impl: str, same_cpu: bool, options: dict[str, Any] | None = N
     return factory(same_cpu)
 
 
+RING_1MIB_BLOCKS = 16
+"""Blocks of the 1 MiB slab class the bench adds when the board's largest class is smaller: 16 MiB in
+flight at most. A producer out of them is woken once a quarter (4) are back, while the consumer still has
+12 to work on; fewer would let the consumer run dry while the producer wakes, more only grows the memory
+both sides touch in turn."""
+
+
 def ring_options() -> dict[str, Any]:
     """The ring settings of this board (``Settings.load()``), with a 1 MiB slab class added when the largest
-    is smaller, and 16 blocks of it."""
+    is smaller, and ``RING_1MIB_BLOCKS`` blocks of it."""
     from mcp_edge.board.settings import Settings
 
     settings = Settings.load()
     sizes, counts = list(settings.slab_sizes), list(settings.slab_counts)
     if sizes[-1] < MAX_MESSAGE:
         sizes.append(MAX_MESSAGE)
-        counts.append(16)
+        counts.append(RING_1MIB_BLOCKS)
     return {"ring_entries": settings.ring_entries, "ring_spin_us": settings.ring_spin_us,
             "ring_payload_crc": settings.ring_payload_crc, "slab_sizes": tuple(sizes), "slab_counts": tuple(counts)}
+
+
+def ring_blocks(options: dict[str, Any], size: int) -> int:
+    """Blocks of the ring's slab class that messages of ``size`` bytes come from (the smallest that holds
+    them): how many distinct buffers a stream of them goes through in turn. 1 when no class holds them."""
+    for cls, count in zip(options["slab_sizes"], options["slab_counts"], strict=True):
+        if cls >= size:
+            return int(count)
+    return 1
 
 
 # --------------------------------------------------------------------------- the pair
@@ -1072,6 +1103,8 @@ class Pair:
                     result = self.transport.consume(*args)
                 elif op == "count":  # heap allocations while consuming (the LD_PRELOAD counter)
                     result = _counted(functools.partial(self.transport.consume, *args, "drop"))
+                elif op == "stats":  # the partner's wake-up counters (rings)
+                    result = self.transport.wake_stats()
                 elif op == "trace":  # Python blocks left allocated after consuming (tracemalloc)
                     result = _traced(functools.partial(self.transport.consume, *args, "drop"))
                 else:
@@ -1235,6 +1268,18 @@ class Pair:
             self.transport.drain()
         return {"producer": producer, "consumer": tuple(consumer)}
 
+    def wake_stats(self) -> dict[str, Any] | None:
+        """The ring ends' wake-up counters in both processes: {"driver": {...}, "partner": {...}}, each with
+        ``tx`` (its producer: published, sleeps_blocks, sleeps_space, wakes) and ``rx`` (its consumer:
+        received, sleeps, wakes, wakes_held); None for the other transports."""
+        driver = self.transport.wake_stats()
+        if driver is None:
+            return None
+        with self._measuring():
+            self._command("stats")
+            partner = self._wait_done("for its counters")
+        return {"driver": driver, "partner": partner}
+
     def partner_pid(self) -> int:
         return self._partner
 
@@ -1264,36 +1309,47 @@ class Pair:
 
 
 class Local:
-    """The in-process yardsticks, pinned to ``cpu``: ``memcpy`` (a memoryview slice assignment from one
-    buffer into another, both preallocated: one C memcpy per message) and ``mcp_edge[crc32c-in-process]``
-    (``crc32c`` of one buffer, as in the crc32c bench)."""
+    """The in-process yardsticks, pinned to ``cpu``: ``memcpy`` (a memoryview slice assignment from one source
+    buffer into a destination: one C memcpy per message) and ``mcp_edge[crc32c-in-process]`` (``crc32c`` of a
+    buffer, as in the crc32c bench).
 
-    def __init__(self, impl: str, cpu: int) -> None:
+    ``rotations`` (size -> count) makes them do the ring's work: a ring's copying path writes each message
+    into the next free block of its slab class, and its consumer reads each where it lies, so over a stream
+    they go through all the class's blocks in turn; the yardstick then copies into (or CRCs) that many
+    buffers in turn. A size not in it, or ``rotate=1``, is one cache-hot buffer."""
+
+    def __init__(self, impl: str, cpu: int, rotations: dict[int, int] | None = None) -> None:
         if impl not in (MEMCPY, CRC_IN_PROCESS):
             raise ValueError(f"no in-process impl named {impl!r}")
         self.impl = impl
+        self.rotations = {int(k): max(1, int(v)) for k, v in (rotations or {}).items()}
         os.sched_setaffinity(0, {int(cpu)})
         self._src = bytearray(payload_for(MAX_MESSAGE))
-        self._others: list[bytearray] = [bytearray(self._src)]  # pages faulted in
+        self._sets: dict[int, list[bytearray]] = {}
 
     def note(self) -> str:
         return ""
 
     def _buffers(self, size: int, rotate: int) -> list[memoryview]:
-        while len(self._others) < rotate:
-            self._others.append(bytearray(self._src))
-        return [memoryview(b)[:size] for b in self._others[:rotate]]
+        """``rotate`` buffers of ``size`` bytes, each filled once (its pages faulted in)."""
+        have = self._sets.setdefault(size, [])
+        while len(have) < rotate:
+            have.append(bytearray(self._src[:size]))
+        return [memoryview(b) for b in have[:rotate]]
 
-    def stream(self, size: int, n: int, mode: str = "drop", warm: int = 0, rotate: int = 1) -> int:
+    def stream(self, size: int, n: int, mode: str = "drop", warm: int = 0, rotate: int | None = None) -> int:
         """ns for ``n`` copies (memcpy: from one source into ``rotate`` destinations in turn) or CRCs (of
-        ``rotate`` buffers in turn) of ``size`` bytes. ``rotate=1`` is the cache-hot figure; more buffers
-        give the memory footprint of a ring's blocks in flight."""
+        ``rotate`` buffers in turn) of ``size`` bytes, after one untimed pass over them (``warm`` is taken
+        for the pairs' signature). ``rotate`` None: the ring's block count for ``size`` (``rotations``),
+        else 1."""
+        if rotate is None:
+            rotate = self.rotations.get(size, 1)
         src = memoryview(self._src)[:size]
         others = self._buffers(size, max(1, rotate))
         rounds, rest = divmod(n, len(others))
         clock = time.perf_counter_ns
         if self.impl == MEMCPY:
-            for dst in others[: min(warm, len(others))]:
+            for dst in others:  # steady state, as the ring's blocks are: each written once before
                 dst[:] = src
             t0 = clock()
             for _ in itertools.repeat(None, rounds):
@@ -1306,7 +1362,7 @@ class Local:
                 raise RuntimeError(f"memcpy copied {size} bytes wrongly")
             return elapsed
         crc = _crc32c()
-        for buf in others[: min(warm, len(others))]:
+        for buf in others:
             crc(buf)
         t0 = clock()
         for _ in itertools.repeat(None, rounds):

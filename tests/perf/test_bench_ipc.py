@@ -123,8 +123,11 @@ def test_a_quick_run_emits_exactly_the_issue_s_rows(bench: ModuleType, monkeypat
     if not any("the allocation counter (tools/malloc_count) cannot run here" in n["text"] for n in ctx.notes):
         assert allocs == {("mcp_edge[ring-c]", "count"), ("mcp_edge[ring-py]", "count")}
     if TWO_CPUS:
-        footprint = [n["text"] for n in ctx.notes if "buffers of 1 MiB in turn" in n["text"]]
-        assert len(footprint) == 2, footprint
+        one_hot = [n["text"] for n in ctx.notes if "on one cache-hot buffer" in n["text"]]
+        assert len(one_hot) == len(bench.STREAM_CASES) + 1, one_hot
+        wakes = {(n["impl"], n["text"].split(":")[0]) for n in ctx.notes if "wake-ups over" in n["text"]}
+        assert wakes == {(impl, case) for impl in bench.RING_IMPLS for case in [*bench.STREAM_CASES,
+                                                                                bench.CONSUME_CASE]}, wakes
     _require_peers(ctx)
     if not TWO_CPUS:
         assert any("-cross cases need two" in n["text"] for n in ctx.notes)
@@ -172,6 +175,14 @@ def test_each_impl_s_stream_carries_every_message_in_order(bench: ModuleType, im
             assert got == sent, size
         assert child.call("stream", 4096, 50, "drop", 5) > 0
         assert child.call("stream", 1 << 20, 20, "crc", 0) > 0
+        wakes = child.call("wake_stats")
+        if impl.startswith("mcp_edge"):  # the forward ring's ends: the driver's producer, the partner's consumer
+            assert wakes["driver"]["tx"]["published"] >= 70 + 19 * 4
+            assert wakes["partner"]["rx"]["received"] == wakes["driver"]["tx"]["published"]
+            assert {"sleeps_blocks", "sleeps_space", "wakes"} <= wakes["driver"]["tx"].keys()
+            assert {"sleeps", "wakes", "wakes_held"} <= wakes["partner"]["rx"].keys()
+        else:
+            assert wakes is None
 
 
 def test_verify_fails_a_peer_whose_bytes_differ(bench: ModuleType) -> None:
@@ -213,6 +224,24 @@ def test_memcpy_and_crc_yardsticks_run(bench: ModuleType, monkeypatch: pytest.Mo
     assert all(bytes(b) == bytes(memcpy._src[:4096]) for b in memcpy._buffers(4096, 3))  # every one copied into
     crc = t.Local("mcp_edge[crc32c-in-process]", 0)
     assert crc.stream(1 << 20, 5, "drop", 1, 4) > 0
+    # the ring's work: as many buffers in turn as its slab class for that size has blocks
+    ring = t.Local("memcpy", 0, {4096: 5})
+    assert ring.stream(4096, 7) > 0
+    assert len(ring._sets[4096]) == 5 and all(b == ring._src[:4096] for b in ring._sets[4096])
+    assert ring.stream(8192, 3) > 0 and len(ring._sets[8192]) == 1  # a size it was not told: one buffer
+    assert ring.stream(4096, 3, "drop", 0, 1) > 0  # one cache-hot buffer, asked for
+
+
+def test_the_yardsticks_rotate_through_the_ring_s_blocks(bench: ModuleType) -> None:
+    t = bench.transports()
+    options = t.ring_options()
+    assert options["slab_sizes"][-1] >= 1 << 20
+    assert t.ring_blocks(options, 1 << 20) == dict(zip(options["slab_sizes"], options["slab_counts"],
+                                                       strict=True))[options["slab_sizes"][-1]]
+    made = {"slab_sizes": (64, 4096, 65536, 1 << 20), "slab_counts": (1024, 128, 16, 16)}
+    assert [t.ring_blocks(made, n) for n in (1, 4096, 4097, 65536, 1 << 20, (1 << 20) + 1)] == [1024, 128, 16, 16,
+                                                                                               16, 1]
+    assert 8 <= t.RING_1MIB_BLOCKS <= 16
     assert t.payload_for(100) == t.payload_for(100) != t.payload_for(101)[:100]  # seeded: the same everywhere
 
 
