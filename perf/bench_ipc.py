@@ -326,7 +326,7 @@ def _notes(ctx: BenchContext, cpus: Mapping[str, tuple[int, int]], options: Mapp
     one_mib = blocks[CONSUME_SIZE]
     ctx.note(f"ring: the 1 MiB messages come from a slab class of {one_mib} blocks of 1 MiB (added by the bench "
              "when the board's largest class is smaller): at most that many in flight; a producer out of them "
-             f"sleeps until a quarter ({max(1, one_mib // 4)}) are back, while the consumer still has the others "
+             f"sleeps until half ({max(1, one_mib // 2)}) are back, while the consumer still has the others "
              "to work on")
     try:
         from mcp_edge.native import _crc

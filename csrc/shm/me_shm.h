@@ -42,7 +42,7 @@
  * empty, or the data ring full) does not spin: spinning buys nothing while
  * the consumer works, and takes CPU from it where the two share a core (SMT
  * siblings, a VM's vCPUs). It sleeps at once, saying how much it waits for
- * (a quarter of its class's blocks, half the ring), and the consumer wakes
+ * (half its class's blocks, half the ring), and the consumer wakes
  * it once that much is back, or sooner when it has nothing more to give (it
  * is about to wait itself): one kernel entry per batch, not per message. A
  * sleeping producer also looks again every ME_RING_RECHECK_NS.
@@ -71,7 +71,7 @@
 #define ME_RING_MIN_ENTRIES 2u
 #define ME_RING_MAX_ENTRIES (1u << 24)
 #define ME_RING_RECHECK_NS 50000000 /* a waiter for more than one entry looks again at least this often (50 ms) */
-#define ME_CHAN_WAKE_BLOCKS 4u      /* a producer out of blocks is woken once 1/4 of its class's blocks are back */
+#define ME_CHAN_WAKE_BLOCKS 2u      /* a producer out of blocks is woken once 1/2 of its class's blocks are back */
 #define ME_CHAN_WAKE_SPACE 2u       /* a producer facing a full ring is woken once 1/2 of the ring is free */
 
 /* Owner tags of blocks (me_slab owner words): who holds a block now. */
@@ -367,7 +367,7 @@ int me_chan_signal(struct me_chan_producer *p, uint8_t type, uint64_t id, uint8_
 /* Sleep, without spinning, until the data ring has room (wait_space), or
    until the consumer released blocks (wait_blocks: `n` is the size of the
    loan that found its class empty). The consumer is asked to wake this end
-   once half the ring is free (ME_CHAN_WAKE_SPACE), or a quarter of the
+   once half the ring is free (ME_CHAN_WAKE_SPACE), or half of the
    class's blocks are back (ME_CHAN_WAKE_BLOCKS), or when it has nothing more
    to give; each sleep lasts at most ME_RING_RECHECK_NS. 0 (there is room,
    or something to reap), -ETIMEDOUT, -EINTR. */

@@ -611,7 +611,7 @@ cdef class Producer(_End):
 
     A producer waits only for its consumer (a slab class with every block
     out, a full ring), and never spins for it: it sleeps at once, and the
-    consumer wakes it once a quarter of the class's blocks (half the ring)
+    consumer wakes it once half the class's blocks (half the ring)
     are back, or as soon as it has nothing more to release; it also looks
     again every 50 ms. ``spin_us`` is accepted for symmetry with
     ``Consumer`` and not used (``spin_ns`` is 0).

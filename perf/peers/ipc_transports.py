@@ -1003,9 +1003,9 @@ def make_transport(impl: str, same_cpu: bool, options: dict[str, Any] | None = N
 
 RING_1MIB_BLOCKS = 16
 """Blocks of the 1 MiB slab class the bench adds when the board's largest class is smaller: 16 MiB in
-flight at most. A producer out of them is woken once a quarter (4) are back, while the consumer still has
-12 to work on; fewer would let the consumer run dry while the producer wakes, more only grows the memory
-both sides touch in turn."""
+flight at most. A producer out of them is woken once half (8) are back, while the consumer still has 8 to
+work on (at 20-40 us of CRC32C each, far longer than a wake-up takes); fewer would leave it little to work on
+while the producer wakes, more only grow the memory both sides go through in turn."""
 
 
 def ring_options() -> dict[str, Any]:

@@ -593,7 +593,7 @@ static void abandon_run(void)
    frames and releases them in random batches, and waits itself (no timeout
    either) holding fewer than the class has blocks, sometimes after giving
    all back. One class of 1, 3 or 16 blocks: the producer asks to be woken at
-   the first block back (1 and 3 blocks) or once 4 are back (16). */
+   the first block back (1 block), or once half are back (3 and 16: 1, 8). */
 #define TH_N 6000u
 
 struct th_producer {

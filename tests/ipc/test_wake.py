@@ -1,7 +1,7 @@
 """Wake-ups of a producer held back by its consumer: no spin, one wake per batch, none lost.
 
 A producer whose slab class is empty (or whose ring is full) sleeps at once and says, in its wait word in the
-segment, how much it waits for: a quarter of its class's blocks, half the ring. The consumer enters the kernel
+segment, how much it waits for: half its class's blocks, half the ring. The consumer enters the kernel
 only when that much is back, or when it has nothing more to give (it found the ring empty: it is about to wait
 itself). The waker clears the sleeper's bit as it wakes it.
 
@@ -82,7 +82,7 @@ def wakes(consumer: Consumer) -> tuple[int, int]:
 # ------------------------------------------------------------------ the consumer's side, one thread
 
 
-def test_a_producer_out_of_blocks_is_woken_once_a_quarter_of_them_is_back() -> None:
+def test_a_producer_out_of_blocks_is_woken_once_half_of_them_is_back() -> None:
     seg, producer, consumer = pair(entries=16, sizes=(64,), counts=(16,))
     for i in range(16):
         producer.send(b"x", id=i)
@@ -91,18 +91,18 @@ def test_a_producer_out_of_blocks_is_woken_once_a_quarter_of_them_is_back() -> N
         producer.loan(8, timeout=0)
     word = WaitWord(seg, "completion", READER_WORD)
     seq = word.seq
-    word.announce(need=4)  # what me_chan_wait_blocks asks for a class of 16 blocks
-    for k in range(3):
+    word.announce(need=8)  # what me_chan_wait_blocks asks for a class of 16 blocks
+    for k in range(7):
         frames[k].release()
         assert wakes(consumer) == (0, k + 1)  # held back: no kernel entry
         assert (word.waiting, word.seq) == (1, seq)
-    frames[3].release()
-    assert wakes(consumer) == (1, 3)
+    frames[7].release()
+    assert wakes(consumer) == (1, 7)
     assert (word.waiting, word.seq) == (0, seq + 1)  # woken once, its bit cleared by the waker
-    frames[4].release()  # nobody asleep now: nothing to do
-    assert wakes(consumer) == (1, 3)
-    assert producer.reap() == 5
-    for frame in frames[5:]:
+    frames[8].release()  # nobody asleep now: nothing to do
+    assert wakes(consumer) == (1, 7)
+    assert producer.reap() == 9
+    for frame in frames[9:]:
         frame.release()
 
 
@@ -236,7 +236,7 @@ def test_a_producer_out_of_its_only_block_sleeps_and_the_release_wakes_it() -> N
     producer.unloan(got[0])
 
 
-def test_real_sleepers_ask_for_a_quarter_of_the_blocks_and_half_the_ring() -> None:
+def test_real_sleepers_ask_for_half_the_blocks_and_half_the_ring() -> None:
     seg, producer, consumer = pair(entries=4, sizes=(64,), counts=(16,))
     results: list[object] = []
 
@@ -269,7 +269,7 @@ def test_real_sleepers_ask_for_a_quarter_of_the_blocks_and_half_the_ring() -> No
     thread = run(lambda: producer.loan_block(8, timeout=WAIT))
     try:
         until(lambda: blocks.waiting != 0, "the producer sleeps for blocks")
-        assert blocks.need == 4
+        assert blocks.need == 8
         assert producer.spin_ns == 0
         for frame in frames:
             frame.release()
