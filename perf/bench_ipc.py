@@ -450,8 +450,9 @@ def _hot_path_allocs(ctx: BenchContext, cpus: tuple[int, int], options: dict[str
     also with ``PYTHONMALLOC=malloc``, so that every Python object is a counted malloc too (pymalloc
     serves small objects from its own arenas, which the counter does not see: ``mcp_edge[ring-c]`` counts
     the C heap alone). After ``ALLOC_WARM`` messages, each side counts its own calls over ``ALLOC_MESSAGES``
-    messages of 64 bytes (loan, write, publish / receive, release), less an empty window's; the row is
-    (producer + consumer) / messages. tracemalloc then says how many Python blocks the ring-py pair kept.
+    messages of 64 bytes (loan, write, publish / receive, release), less what the same calls cost with no
+    message (the window, the loop's set-up); the row is (producer + consumer) / messages. tracemalloc then
+    says how many Python blocks the ring-py pair kept.
     """
     t = transports()
     warm, n, traced = ALLOC_WARM[ctx.quick], ALLOC_MESSAGES[ctx.quick], ALLOC_TRACED[ctx.quick]
