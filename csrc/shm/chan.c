@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "shm_internal.h"
 
@@ -168,16 +169,65 @@ int me_chan_wait_space(struct me_chan_producer *p, int64_t timeout_ns)
     return me_ring_wait_writable(&p->data, p->data.entries / ME_CHAN_WAKE_SPACE, 0, timeout_ns);
 }
 
+/* The time between two blocks coming back, from a wait of `ns` after which
+   `got` of the `out` blocks in flight were back: a running mean that follows
+   a change within a few waits. All back means the consumer may have waited
+   for more: the pace was slower than the truth, so it is cut by a quarter. */
+static void pace_update(struct me_chan_producer *p, int64_t ns, uint32_t got, uint64_t out)
+{
+    if (got == 0 || ns <= 0)
+        return;
+    if (p->pace_ns && got >= out) {
+        p->pace_ns -= p->pace_ns / 4;
+        return;
+    }
+    int64_t each = ns / (int64_t)got;
+    p->pace_ns = p->pace_ns ? (p->pace_ns + each) / 2 : each;
+}
+
+/* Sleep ns on the monotonic clock: 0, or -EINTR (a signal). */
+static int nap(int64_t ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000), .tv_nsec = (long)(ns % 1000000000)};
+    return clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL) == 0 ? 0 : -EINTR;
+}
+
 int me_chan_wait_blocks(struct me_chan_producer *p, uint32_t n, int64_t timeout_ns)
 {
     uint32_t need = 1;
+    uint64_t out = 0;
     int cls = me_slab_class_of(p->arena, n);
     if (cls >= 0) {
         struct me_slab_class_stats st;
         me_slab_stats(p->arena, (uint32_t)cls, &st);
         need = (uint32_t)(st.count / ME_CHAN_WAKE_BLOCKS);
+        out = st.in_use;
     }
-    return me_ring_wait_readable(&p->done, need, 0, timeout_ns);
+    if (me_ring_readable(&p->done))
+        return 0;
+    int64_t start = me_shm_now_ns();
+    if (need > 1 && p->pace_ns > 0 && p->pace_ns <= ME_RING_RECHECK_NS) {
+        int64_t t = p->pace_ns * (int64_t)need; /* till the batch is back, at the pace seen */
+        if (t >= ME_CHAN_PACE_MIN_NS && t <= ME_RING_RECHECK_NS && (timeout_ns < 0 || t < timeout_ns)) {
+            p->st.paced++;
+            if (nap(t) < 0)
+                return -EINTR;
+            int64_t slept = me_shm_now_ns() - start;
+            uint32_t got = me_ring_readable(&p->done);
+            if (got) {
+                pace_update(p, slept, got, out);
+                return 0;
+            }
+            p->pace_ns = 0; /* nothing came back: the consumer stopped; ask to be woken */
+            if (timeout_ns >= 0 && (timeout_ns -= slept) <= 0)
+                return -ETIMEDOUT;
+            start = me_shm_now_ns();
+        }
+    }
+    int rc = me_ring_wait_readable(&p->done, need, 0, timeout_ns);
+    if (rc == 0)
+        pace_update(p, me_shm_now_ns() - start, me_ring_readable(&p->done), out);
+    return rc;
 }
 
 struct scan_ctx {

@@ -47,6 +47,15 @@
  * is about to wait itself): one kernel entry per batch, not per message. A
  * sleeping producer also looks again every ME_RING_RECHECK_NS.
  *
+ * Pacing: a wake-up is a system call on the consumer's path, and where the
+ * producer's CPU is idle it costs an interrupt to another CPU (tens of
+ * microseconds on a VM's vCPUs). So a producer out of blocks that has seen
+ * how fast they come back, and would wait at least ME_CHAN_PACE_MIN_NS for
+ * its batch, sleeps that long on a timer instead, without asking to be
+ * woken, and takes what is back; only when nothing came back does it sleep
+ * on the futex as above. A consumer busier than its producer then pays no
+ * wake-up at all.
+ *
  * Errors are -errno, never printed.
  */
 
@@ -73,6 +82,7 @@
 #define ME_RING_RECHECK_NS 50000000 /* a waiter for more than one entry looks again at least this often (50 ms) */
 #define ME_CHAN_WAKE_BLOCKS 2u      /* a producer out of blocks is woken once 1/2 of its class's blocks are back */
 #define ME_CHAN_WAKE_SPACE 2u       /* a producer facing a full ring is woken once 1/2 of the ring is free */
+#define ME_CHAN_PACE_MIN_NS 100000  /* a producer out of blocks paces itself only if it would sleep this long */
 
 /* Owner tags of blocks (me_slab owner words): who holds a block now. */
 #define ME_SHM_OWNER_CONSUMER 1u
@@ -291,6 +301,7 @@ struct me_chan_stats {
     uint64_t peer_deaths;  /* dead peers recovered from */
     uint64_t wakes;        /* futex wakes or eventfd writes done for the peer */
     uint64_t sleeps;       /* futex sleeps entered */
+    uint64_t paced;        /* timed sleeps of a producer out of blocks, at its consumer's pace (no wake asked) */
 };
 
 /* The producer end: writes one data ring, allocates in its own segment's
@@ -304,6 +315,7 @@ struct me_chan_producer {
     uint16_t segment;      /* its segment id (goes into descriptors) */
     uint32_t owner;        /* tag of its loans */
     uint32_t flags;        /* ME_SHM_F_* of the channel */
+    int64_t pace_ns;       /* measured time between two blocks coming back while it waited (0: none yet) */
     struct me_chan_stats st;
 };
 
@@ -369,7 +381,8 @@ int me_chan_signal(struct me_chan_producer *p, uint8_t type, uint64_t id, uint8_
    loan that found its class empty). The consumer is asked to wake this end
    once half the ring is free (ME_CHAN_WAKE_SPACE), or half of the
    class's blocks are back (ME_CHAN_WAKE_BLOCKS), or when it has nothing more
-   to give; each sleep lasts at most ME_RING_RECHECK_NS. 0 (there is room,
+   to give; each sleep lasts at most ME_RING_RECHECK_NS. wait_blocks paces
+   itself first where it can (above: Pacing). 0 (there is room,
    or something to reap), -ETIMEDOUT, -EINTR. */
 int me_chan_wait_space(struct me_chan_producer *p, int64_t timeout_ns);
 int me_chan_wait_blocks(struct me_chan_producer *p, uint32_t n, int64_t timeout_ns);

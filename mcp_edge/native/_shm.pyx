@@ -992,7 +992,8 @@ cdef class Producer(_End):
     def stats(self):
         """Counters: loans, published, full (publishes that found the ring full), exhausted, reaped,
         stale_completions, reclaimed, peer_deaths; sleeps (futex sleeps: sleeps_space for room in the ring,
-        sleeps_blocks for released blocks), wakes (futex wakes and eventfd writes for the consumer); the
+        sleeps_blocks for released blocks), sleeps_paced (timed sleeps for released blocks, at the consumer's
+        pace: no wake-up asked), wakes (futex wakes and eventfd writes for the consumer); the
         ring's unread descriptors; the arena's classes (in_use, free, high_water, failures)."""
         cdef uint64_t head, tail
         me_ring_positions(&self._p.data, &head, &tail)
@@ -1000,6 +1001,7 @@ cdef class Producer(_End):
         out["sleeps"] = self._p.data.sleeps + self._p.done.sleeps
         out["sleeps_space"] = self._p.data.sleeps
         out["sleeps_blocks"] = self._p.done.sleeps
+        out["sleeps_paced"] = self._p.st.paced
         out["wakes"] = self._p.data.wakes
         out["entries"] = self._p.data.entries
         out["unread"] = tail - head if self._p.data.kind == ME_RING_SPSC else None

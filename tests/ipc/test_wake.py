@@ -326,3 +326,44 @@ def test_producers_held_back_by_a_batching_consumer_lose_nothing(
             peer.event("done")
             peer.wait_ok()
         assert ring.stats()["dropped"] == 0
+
+
+def test_a_producer_paces_itself_to_a_slow_consumer_and_asks_to_be_woken_when_it_stops() -> None:
+    """A producer out of blocks that has seen them come back at a steady pace sleeps on a timer for its
+    batch (sleeps_paced), asking nobody to wake it; when a timed sleep finds nothing back (the consumer
+    stopped), it announces itself in the wait word and sleeps until the consumer's releases wake it."""
+    seg, producer, consumer = pair(entries=64, sizes=(64,), counts=(16,))
+    word = WaitWord(seg, "completion", READER_WORD)
+    total, paused_at = 160, 96
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            for i in range(total):
+                loan = producer.loan_block(8, timeout=WAIT)
+                loan[:8] = i.to_bytes(8, "little")
+                producer.publish(loan, id=i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    try:
+        for i in range(total):
+            frame = consumer.receive(timeout=WAIT)
+            assert frame.id == i and bytes(frame.payload[:8]) == i.to_bytes(8, "little")
+            if i == paused_at:
+                paced = producer.stats()["sleeps_paced"]
+                assert paced > 0, producer.stats()  # it had been pacing itself
+                # The consumer stops (holding this frame): the producer's next timed sleep finds nothing
+                # back, and it asks to be woken instead.
+                until(lambda: word.waiting == 1, "the producer announces itself")
+                assert word.need == 8
+            time.sleep(0.001)  # a consumer slower than its producer
+            frame.release()
+    finally:
+        thread.join(WAIT)
+    assert not errors and not thread.is_alive()
+    stats = producer.stats()
+    assert stats["published"] == total and stats["sleeps_blocks"] >= 1
+    assert consumer.stats()["wakes"] >= 1  # the announced sleep was ended by a release

@@ -113,6 +113,7 @@ cdef extern from "shm/me_shm.h" nogil:
         uint64_t peer_deaths
         uint64_t wakes
         uint64_t sleeps
+        uint64_t paced
 
     struct me_chan_producer:
         me_ring data
