@@ -151,8 +151,8 @@ class Settings:
                          "One slab arena per NUMA node, bound to it, used by the CPUs of that node.")
     ring_entries: int = _s(1024, "ipc", "int", "Descriptors a shared-memory ring holds (a power of two).", 2)
     ring_spin_us: int = _s(50, "ipc", "int",
-                           "How long a ring waiter spins before it sleeps (0: never; never when both sides "
-                           "may share one CPU).", 0)
+                           "How long a ring's consumer spins for frames before it sleeps (0: never; never when "
+                           "both sides may share one CPU; a producer held back never spins).", 0)
     ring_payload_crc: bool = _s(False, "ipc", "bool",
                                 "Frames on a ring also carry a CRC32C of their shared-memory payload.")
     ipc_connect_timeout_s: float = _s(5.0, "ipc", "float",
