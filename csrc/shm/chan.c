@@ -121,6 +121,15 @@ static int put(struct me_chan_producer *p, struct me_frame *f, const void *paylo
     return 0;
 }
 
+static void descriptor(struct me_frame *f, uint8_t kind, uint8_t type, uint64_t id, uint8_t flags)
+{
+    memset(f, 0, sizeof *f);
+    f->kind = kind;
+    f->type = type;
+    f->id = id;
+    f->flags = flags;
+}
+
 int me_chan_publish(struct me_chan_producer *p, uint64_t off, uint32_t len, uint8_t type, uint64_t id,
                     uint8_t flags)
 {
@@ -132,11 +141,7 @@ int me_chan_publish(struct me_chan_producer *p, uint64_t off, uint32_t len, uint
     if (st < 0 || (uint64_t)st != ((uint64_t)ME_SLAB_ALLOCATED << 32 | p->owner))
         return -EINVAL;
     struct me_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = type;
-    f.kind = ME_FRAME_BLOCK;
-    f.flags = flags;
-    f.id = id;
+    descriptor(&f, ME_FRAME_BLOCK, type, id, flags);
     f.payload_len = len;
     f.segment = p->segment;
     f.offset = off;
@@ -153,11 +158,7 @@ int me_chan_signal(struct me_chan_producer *p, uint8_t type, uint64_t id, uint8_
     if (flags & ~ME_FRAME_F_END)
         return -EINVAL;
     struct me_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = type;
-    f.kind = ME_FRAME_INLINE;
-    f.flags = flags;
-    f.id = id;
+    descriptor(&f, ME_FRAME_INLINE, type, id, flags);
     return put(p, &f, NULL);
 }
 

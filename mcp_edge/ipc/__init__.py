@@ -31,6 +31,8 @@ from mcp_edge.errors import (
 )
 from mcp_edge.ipc._channel import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_RING_ENTRIES,
+    DEFAULT_RING_SPIN_US,
     DEFAULT_SLAB_COUNTS,
     DEFAULT_SLAB_SIZES,
     Listener,
@@ -44,6 +46,8 @@ from mcp_edge.native._shm import Consumer, Frame, Producer, Segment
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_RING_ENTRIES",
+    "DEFAULT_RING_SPIN_US",
     "DEFAULT_SLAB_COUNTS",
     "DEFAULT_SLAB_SIZES",
     "Consumer",

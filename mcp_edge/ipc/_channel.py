@@ -24,6 +24,8 @@ from mcp_edge.native._shm import Consumer, Producer, Segment
 DEFAULT_SLAB_SIZES: tuple[int, ...] = _shm.DEFAULT_SLAB_SIZES
 DEFAULT_SLAB_COUNTS: tuple[int, ...] = _shm.DEFAULT_SLAB_COUNTS
 DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_RING_ENTRIES = 1024
+DEFAULT_RING_SPIN_US = 50
 
 
 class Peer(NamedTuple):
@@ -89,8 +91,8 @@ class Listener:
         *,
         role: str = "consumer",
         producers: int = 1,
-        ring_entries: int = 1024,
-        ring_spin_us: int = 50,
+        ring_entries: int = DEFAULT_RING_ENTRIES,
+        ring_spin_us: int = DEFAULT_RING_SPIN_US,
         ring_payload_crc: bool = False,
         slab_sizes: Sequence[int] = DEFAULT_SLAB_SIZES,
         slab_counts: Sequence[int] = DEFAULT_SLAB_COUNTS,
@@ -298,8 +300,8 @@ def listen(
     *,
     role: str = "consumer",
     producers: int = 1,
-    ring_entries: int = 1024,
-    ring_spin_us: int = 50,
+    ring_entries: int = DEFAULT_RING_ENTRIES,
+    ring_spin_us: int = DEFAULT_RING_SPIN_US,
     ring_payload_crc: bool = False,
     slab_sizes: Sequence[int] = DEFAULT_SLAB_SIZES,
     slab_counts: Sequence[int] = DEFAULT_SLAB_COUNTS,
@@ -322,7 +324,7 @@ def connect(
     *,
     role: str | None = None,
     timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
-    ring_spin_us: int = 50,
+    ring_spin_us: int = DEFAULT_RING_SPIN_US,
 ) -> Producer | Consumer:
     """connect(path, *, role=None, timeout=5.0, ring_spin_us=50) -> Producer | Consumer
 
@@ -401,7 +403,7 @@ def _build(sock: socket.socket, offer: _wire.Offer, fds: list[int], listener_pid
 
 
 def connect_producer(path: str | os.PathLike[str], *, timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
-                     ring_spin_us: int = 50) -> Producer:
+                     ring_spin_us: int = DEFAULT_RING_SPIN_US) -> Producer:
     """``connect`` asking for the producer end (the listener consumes)."""
     end = connect(path, role="producer", timeout=timeout, ring_spin_us=ring_spin_us)
     assert isinstance(end, Producer)
@@ -409,7 +411,7 @@ def connect_producer(path: str | os.PathLike[str], *, timeout: float | None = DE
 
 
 def connect_consumer(path: str | os.PathLike[str], *, timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
-                     ring_spin_us: int = 50) -> Consumer:
+                     ring_spin_us: int = DEFAULT_RING_SPIN_US) -> Consumer:
     """``connect`` asking for the consumer end (the listener produces)."""
     end = connect(path, role="consumer", timeout=timeout, ring_spin_us=ring_spin_us)
     assert isinstance(end, Consumer)

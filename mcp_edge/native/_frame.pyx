@@ -586,6 +586,18 @@ cdef void *_addr(object view):
     return p
 
 
+cdef list _unfinished(parts, Py_ssize_t skip):
+    """The pieces of ``parts`` (memoryviews, in order) past their first ``skip`` bytes, empty ones left out."""
+    cdef Py_ssize_t at = 0, n
+    out = []
+    for part in parts:
+        n = len(part)
+        if n and at + n > skip:
+            out.append(part[skip - at:] if skip > at else part)
+        at += n
+    return out
+
+
 cdef class FrameWriter:
     """FrameWriter(type, id, payload=b"", **fields): one frame on its way out, and how far it got.
 
@@ -665,14 +677,7 @@ cdef class FrameWriter:
         What is left to write, as memoryviews of the header, extensions and payload
         (no copies; empty pieces left out): for ``Engine.writev``, then ``advance``.
         """
-        cdef size_t skip = self.w.done, at = 0
-        out = []
-        for part in self._parts:
-            n = len(part)
-            if n and at + n > skip:
-                out.append(part[skip - at:] if skip > at else part)
-            at += n
-        return out
+        return _unfinished(self._parts, self.w.done)
 
     def advance(self, size_t n):
         """advance(n) -> None: record ``n`` bytes written by other means (ValueError past the end)."""
@@ -825,14 +830,7 @@ cdef class FrameReader:
             if self.r.phase == ME_FRAME_RD_FAILED:
                 raise ValueError("this frame was refused: close the stream")
             return []
-        cdef Py_ssize_t skip = self.r.got - ME_FRAME_HEADER_SIZE, at = 0
-        out = []
-        for part in (self._ext, self._payload):
-            n = len(part)
-            if n and at + n > skip:
-                out.append(part[skip - at:] if skip > at else part)
-            at += n
-        return out
+        return _unfinished((self._ext, self._payload), self.r.got - ME_FRAME_HEADER_SIZE)
 
     def advance(self, size_t n):
         """advance(n) -> None

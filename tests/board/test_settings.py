@@ -264,6 +264,8 @@ def test_default_slab_settings_make_a_pool_and_match_the_native_defaults() -> No
     defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
     assert (defaults["slab_sizes"], defaults["slab_counts"]) == (_slab.DEFAULT_SIZES, _slab.DEFAULT_COUNTS)
     assert defaults["ipc_connect_timeout_s"] == ipc.DEFAULT_CONNECT_TIMEOUT
+    assert (defaults["ring_entries"], defaults["ring_spin_us"]) == (ipc.DEFAULT_RING_ENTRIES,
+                                                                    ipc.DEFAULT_RING_SPIN_US)
     with _slab.Pool(defaults["slab_sizes"], defaults["slab_counts"], numa=defaults["slab_numa"]) as pool:
         stats = pool.stats()
         assert [c["size"] for c in stats] == list(defaults["slab_sizes"])
