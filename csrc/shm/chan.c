@@ -353,7 +353,14 @@ static int take(struct me_chan_consumer *c, const uint8_t *e, uint8_t who, struc
         f->reason = ME_FRAME_BAD_FIELD; /* a free block: the producer broke the protocol */
         return -EINVAL;
     }
-    rc = me_frame_check(f, e, NULL, NULL);
+    /* The ring's payload-CRC option decides: a descriptor may not opt out of
+       it (nor into it, which would cost the consumer a CRC per block). */
+    if (!(f->flags & ME_FRAME_F_PAYLOAD_CRC) != !(c->flags & ME_SHM_F_PAYLOAD_CRC)) {
+        f->reason = ME_FRAME_BAD_FIELD;
+        rc = -EINVAL;
+    } else {
+        rc = me_frame_check(f, e, NULL, NULL);
+    }
     if (rc < 0) {
         me_chan_release(c, f->segment, f->offset);
         return rc;

@@ -276,6 +276,32 @@ def test_malformed_descriptor_is_refused_and_the_stream_goes_on(what: str, reaso
     del raw
 
 
+@pytest.mark.parametrize("ring_crc", [False, True])
+def test_a_descriptor_that_opts_out_of_or_into_the_rings_payload_crc_is_refused(ring_crc: bool) -> None:
+    """The ring's ring_payload_crc option decides for every descriptor: one re-encoded with the other choice
+    (a valid CRC of its own) is refused as a bad field, its block goes back, and the stream goes on."""
+    seg, producer, consumer = pair(payload_crc=ring_crc)
+    view = producer.loan(3)
+    view[:] = b"one"
+    loan = view.obj
+    assert isinstance(loan, _shm.Loan)
+    off = loan.offset
+    producer.publish(view, id=1)
+    raw = memoryview(seg)
+    at = entry_offset(seg, 0)
+    raw[at:at + 32] = encode_header(1, 1, b"one", kind=BLOCK, length=3, segment=0, offset=off,
+                                    payload_crc=not ring_crc)
+    producer.send(b"two", id=2)
+    with pytest.raises(FrameError) as exc:
+        consumer.receive(timeout=5)
+    assert exc.value.reason == "bad field"
+    with consumer.receive(timeout=5) as frame:
+        assert (frame.id, bytes(frame.payload)) == (2, b"two")
+    assert consumer.stats()["dropped"] == 1
+    assert in_use(producer) == 0  # the refused block went back
+    del raw
+
+
 def test_closed_producer_is_seen_after_what_it_published() -> None:
     _, producer, consumer = pair()
     producer.send(b"last words", end=True)
