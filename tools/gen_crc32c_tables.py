@@ -26,7 +26,7 @@ TUNE_HEADER = ROOT / "csrc" / "crc32c" / "crc32c_tune.h"
 # Folding distances, in bytes, used by the carry-less multiply kernels.
 FOLD_DISTANCES = (16, 32, 48, 64, 80, 96, 112, 128, 192, 256)
 # The fused kernels (crc32c_fuse_tpl.h): name in crc32c_tune.h -> bytes per vector register.
-FUSED = {"V256": 32, "V128": 16, "NEON": 16}
+FUSED = {"V512": 64, "V256": 32, "V128": 16, "NEON": 16}
 
 
 def multmodp(a: int, b: int) -> int:

@@ -24,6 +24,7 @@ static const struct kernel_info {
     {"avx2-pclmul", "pclmulqdq + crc32 x3", ME_LEVEL_AVX2, 0, me_crc32c_update_avx2_pclmul},
     {"avx2-vpclmul", "vpclmulqdq-256 + crc32 x3", ME_LEVEL_AVX2, ME_CPU_VPCLMULQDQ, me_crc32c_update_avx2_vpclmul},
     {"avx512", "vpclmulqdq-512", ME_LEVEL_AVX512, 0, me_crc32c_update_avx512},
+    {"avx512-fused", "vpclmulqdq-512 + crc32 x3", ME_LEVEL_AVX512, 0, me_crc32c_update_avx512_fused},
 #elif defined(__aarch64__)
     {"armv8crc", "crc32c x3", ME_LEVEL_ARMV8CRC, 0, me_crc32c_update_armv8crc},
     {"neon", "pmull + crc32c x3", ME_LEVEL_NEON, 0, me_crc32c_update_armv8},

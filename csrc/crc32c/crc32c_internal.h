@@ -18,6 +18,7 @@ uint32_t me_crc32c_update_sse42(uint32_t state, const unsigned char *p, size_t n
 uint32_t me_crc32c_update_avx2_pclmul(uint32_t state, const unsigned char *p, size_t n);
 uint32_t me_crc32c_update_avx2_vpclmul(uint32_t state, const unsigned char *p, size_t n);
 uint32_t me_crc32c_update_avx512(uint32_t state, const unsigned char *p, size_t n);
+uint32_t me_crc32c_update_avx512_fused(uint32_t state, const unsigned char *p, size_t n);
 #elif defined(__aarch64__)
 uint32_t me_crc32c_update_armv8crc(uint32_t state, const unsigned char *p, size_t n);
 uint32_t me_crc32c_update_armv8(uint32_t state, const unsigned char *p, size_t n);

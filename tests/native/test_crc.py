@@ -49,6 +49,7 @@ KERNEL_TABLE = {
     "avx2-pclmul": ("avx2", AVX2),
     "avx2-vpclmul": ("avx2", (*AVX2, "vpclmulqdq")),
     "avx512": ("avx512", (*AVX2, "avx512f", "avx512bw", "avx512vl", "vpclmulqdq")),
+    "avx512-fused": ("avx512", (*AVX2, "avx512f", "avx512bw", "avx512vl", "vpclmulqdq")),
     "armv8crc": ("armv8crc", ("crc32",)),
     "neon": ("neon", ("asimd", "crc32", "pmull")),
 }
@@ -176,10 +177,13 @@ def test_kernel_table() -> None:
         assert name == ours[-1], (lvl, ours)
     if "avx2" in chosen:
         assert chosen["avx2"] == ("avx2-vpclmul" if feats["vpclmulqdq"] else "avx2-pclmul")
+    if "avx512" in chosen:
+        assert chosen["avx512"] == "avx512-fused"
 
 
 def test_description_names_the_kernel_in_use() -> None:
     detail = {"avx2-pclmul": "pclmulqdq + crc32 x3", "avx2-vpclmul": "vpclmulqdq-256 + crc32 x3",
+              "avx512-fused": "vpclmulqdq-512 + crc32 x3",
               "armv8crc": "crc32c x3", "neon": "pmull + crc32c x3", "sse42": "crc32 x3"}
     expected = detail.get(kernel_name())
     assert kernel_description().startswith(f"{kernel_level()} (")
