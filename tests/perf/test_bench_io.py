@@ -6,6 +6,7 @@ No I/O and no timing here: the bench itself runs under ``mcp-edge perf``.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -294,3 +295,16 @@ def test_the_io_bench_completes_when_a_peer_dies_mid_run(tmp_path: Path, monkeyp
     assert texts[0] == "peer liburing fake (PyPI), in a child process"
     assert texts[1].startswith("liburing failed: killed by SIGILL in timed()")
     assert len(texts) == 2
+
+
+def test_the_device_warm_up_reads_the_whole_file_with_o_direct(bench: ModuleType) -> None:
+    """The pass before each O_DIRECT case reads every byte, the tail of a size that is not a multiple of its
+    8 MiB buffer included, through O_DIRECT (on the checkout's disk filesystem, as the bench file is)."""
+    folder = Path(mcp_edge.__file__).resolve().parents[1] / "build"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"test-warm-device-{os.getpid()}.bin"
+    try:
+        path.write_bytes(os.urandom((9 << 20) + 3 * 4096))
+        assert bench._warm_device(path) == (9 << 20) + 3 * 4096
+    finally:
+        path.unlink(missing_ok=True)
