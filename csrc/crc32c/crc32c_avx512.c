@@ -152,7 +152,7 @@ _Static_assert(ME_CRC32C_V512_MIN >= ME_CRC32C_V512_LANES * 64, "the fused kerne
 
 uint32_t me_crc32c_update_avx512_fused(uint32_t s, const unsigned char *p, size_t n)
 {
-    if (n < ME_CRC32C_V512_MIN)
+    if (n < ME_CRC32C_V512_MIN || n > ME_CRC32C_V512_MAX)
         return me_crc32c_update_avx512(s, p, n);
     return fuse_v512(s, p, n);
 }

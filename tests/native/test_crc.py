@@ -122,7 +122,7 @@ def _fused_block_sizes() -> set[int]:
     tune_h = Path(__file__).resolve().parents[2] / "csrc" / "crc32c" / "crc32c_tune.h"
     tune = {k: int(v) for k, v in re.findall(r"^#define ME_CRC32C_(\w+)\s+(\d+)\b", tune_h.read_text(), re.M)}
     sizes = {tune[f"{tier}_BLOCK"] * 3 for tier in ("LONG", "MID", "SHORT", "TINY")}
-    for kind, vbytes in (("V256", 32), ("V128", 16), ("NEON", 16)):
+    for kind, vbytes in (("V512", 64), ("V256", 32), ("V128", 16), ("NEON", 16)):
         span = tune[f"{kind}_LANES"] * vbytes
         sizes.add(span)
         sizes.add(tune[f"{kind}_MIN"])
@@ -141,6 +141,16 @@ def test_block_boundaries(level: str, pool: bytes) -> None:
         for offset in (0, 5, 32):
             data = view[offset : offset + n]
             assert crc32c_variant(level, data) == reference.crc32c(data), (offset, n)
+
+
+def test_large_inputs_around_the_fused_kernels_upper_bound(level: str) -> None:
+    """Inputs around 8 MiB, where avx512-fused hands over to folding alone (ME_CRC32C_V512_MAX), agree with
+    the scalar kernel, at an odd offset too."""
+    data = memoryview(random.Random(8).randbytes((8 << 20) + 64))
+    for n in ((8 << 20) - 1, 8 << 20, (8 << 20) + 7):
+        for offset in (0, 3):
+            piece = data[offset : offset + n]
+            assert crc32c_variant(level, piece) == crc32c_variant("scalar", piece), (offset, n)
 
 
 def test_streaming_matches_one_shot(level: str, pool: bytes, rng: random.Random) -> None:
