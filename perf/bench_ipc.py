@@ -354,12 +354,12 @@ def _one_hot_notes(ctx: BenchContext, pairs: Pairs) -> None:
                      f"blocks): {statistics.median(rates):.3g} GB/s", impl)
 
 
-_WAKE_KEYS = ("published", "sleeps_blocks", "sleeps_space", "wakes", "sleeps", "wakes_held")
+_WAKE_KEYS = ("published", "sleeps_blocks", "sleeps_space", "sleeps_paced", "wakes", "sleeps", "wakes_held")
 
 
 def _wake_counts(pairs: Pairs, impls: Sequence[str]) -> dict[str, dict[str, int]]:
-    """impl -> the forward ring's counters now: the driver's producer (published, sleeps_blocks, sleeps_space)
-    and the partner's consumer (sleeps waiting for frames, wakes of the producer, wakes held back)."""
+    """impl -> the forward ring's counters now: the driver's producer (published, sleeps_blocks, sleeps_space,
+    sleeps_paced) and the partner's consumer (sleeps waiting for frames, wakes of the producer, wakes held back)."""
     out = {}
     for impl in pairs.impls(impls):
         got = pairs.call(impl, "wake_stats")
@@ -367,7 +367,8 @@ def _wake_counts(pairs: Pairs, impls: Sequence[str]) -> dict[str, dict[str, int]
             continue
         tx, rx = got["driver"].get("tx", {}), got["partner"].get("rx", {})
         out[impl] = {"published": tx.get("published", 0), "sleeps_blocks": tx.get("sleeps_blocks", 0),
-                     "sleeps_space": tx.get("sleeps_space", 0), "wakes": rx.get("wakes", 0),
+                     "sleeps_space": tx.get("sleeps_space", 0), "sleeps_paced": tx.get("sleeps_paced", 0),
+                     "wakes": rx.get("wakes", 0),
                      "sleeps": rx.get("sleeps", 0), "wakes_held": rx.get("wakes_held", 0)}
     return out
 
@@ -383,7 +384,8 @@ def _wake_notes(ctx: BenchContext, case: str, before: Mapping[str, Mapping[str, 
         per = 1000 / d["published"]
         ctx.note(f"{case}: {impl} wake-ups over {d['published']} messages (calibration and rounds), per 1000: "
                  f"producer slept {d['sleeps_blocks'] * per:.3g} times for blocks and {d['sleeps_space'] * per:.3g} "
-                 f"for ring space, consumer woke it {d['wakes'] * per:.3g} times and held "
+                 f"for ring space (futex) and {d['sleeps_paced'] * per:.3g} on a timer at the consumer's pace, "
+                 f"consumer woke it {d['wakes'] * per:.3g} times and held "
                  f"{d['wakes_held'] * per:.3g} wake-ups back for a batch; consumer slept {d['sleeps'] * per:.3g} "
                  "times for frames", impl)
 

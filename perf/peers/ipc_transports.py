@@ -964,7 +964,8 @@ class RingTransport(Transport):
         out: dict[str, dict[str, int]] = {}
         if self._tx is not None:
             st = self._tx.stats()
-            out["tx"] = {k: int(st[k]) for k in ("published", "sleeps_blocks", "sleeps_space", "wakes")}
+            out["tx"] = {k: int(st[k]) for k in ("published", "sleeps_blocks", "sleeps_space", "sleeps_paced",
+                                                 "wakes")}
         if self._rx is not None:
             st = self._rx.stats()
             out["rx"] = {k: int(st[k]) for k in ("received", "sleeps", "wakes", "wakes_held")}
@@ -1276,7 +1277,7 @@ class Pair:
 
     def wake_stats(self) -> dict[str, Any] | None:
         """The ring ends' wake-up counters in both processes: {"driver": {...}, "partner": {...}}, each with
-        ``tx`` (its producer: published, sleeps_blocks, sleeps_space, wakes) and ``rx`` (its consumer:
+        ``tx`` (its producer: published, sleeps_blocks, sleeps_space, sleeps_paced, wakes) and ``rx`` (its consumer:
         received, sleeps, wakes, wakes_held); None for the other transports."""
         driver = self.transport.wake_stats()
         if driver is None:
