@@ -170,7 +170,8 @@ def _settings_report(settings: Any) -> list[dict[str, Any]]:
     """Every setting with its value, default, section, environment variable and meaning."""
     from mcp_edge.board.settings import Settings
 
-    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    defaults = {f.name: f.default_factory() if f.default is dataclasses.MISSING
+                and f.default_factory is not dataclasses.MISSING else f.default for f in dataclasses.fields(Settings)}
     out = []
     for info, value in settings.limits():
         if info.name == "environ":
@@ -188,6 +189,8 @@ def _shown(kind: str, value: Any) -> Any:
     """A setting's value as JSON: lists of integers keep their order, other collections are sorted strings."""
     if kind == "ints":
         return list(value)
+    if kind == "idmap":
+        return dict(sorted(value.items()))
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, (tuple, frozenset, list)):

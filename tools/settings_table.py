@@ -20,6 +20,8 @@ _UNITS = {1024 * 1024: "MiB", 1024: "KiB"}
 
 
 def _shown(name: str, value: object) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "none"
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "unset"}[value]
     if isinstance(value, int) and value >= 1024 and name in _BYTES:
@@ -35,7 +37,8 @@ def _shown(name: str, value: object) -> str:
 
 def table() -> str:
     """The markdown table: one row per setting, grouped by section."""
-    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    defaults = {f.name: f.default_factory() if f.default is dataclasses.MISSING  # type: ignore[misc]
+                and f.default_factory is not dataclasses.MISSING else f.default for f in dataclasses.fields(Settings)}
     rows = ["| setting | section | default | environment | what it does |", "|---|---|---|---|---|"]
     order = ["paths", "protocol", "transport", "http", "io", "ipc", "plugins"]
     for info in sorted(FIELDS, key=lambda i: order.index(i.section)):

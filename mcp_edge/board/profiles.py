@@ -28,7 +28,6 @@ a board by id instead of matching.
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
 import tomllib
@@ -37,11 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mcp_edge.board.environ import process_environ
 from mcp_edge.errors import ConfigError
 
 __all__ = ["BOARD_ENV", "DEFAULT_PLUGIN_DIRS", "Board", "boards_dirs", "detect", "load", "load_all"]
 
 BOARD_ENV = "MCP_EDGE_BOARD"
+BOARDS_DIR_ENV = "MCP_EDGE_BOARDS_DIR"
 DEFAULT_PLUGIN_DIRS = (
     "{checkout}/plugins",
     "{prefix}/share/mcp-edge/plugins",
@@ -82,10 +83,10 @@ class Board:
         return not self.models or any(m in model for m in self.models)
 
 
-def boards_dirs() -> list[Path]:
-    """The folders searched for profiles, in order, those that exist."""
+def boards_dirs(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """The folders searched for profiles, in order, those that exist (``$MCP_EDGE_BOARDS_DIR`` first)."""
     candidates: list[Path] = []
-    env = os.environ.get("MCP_EDGE_BOARDS_DIR")
+    env = (process_environ() if environ is None else environ).get(BOARDS_DIR_ENV)
     if env:
         candidates.append(Path(env))
     candidates.append(_CHECKOUT / "boards")
@@ -156,10 +157,10 @@ def _expand_dir(template: str, data_dir: Path, path: Path) -> Path:
     return Path(text).expanduser()
 
 
-def load_all() -> list[Board]:
+def load_all(environ: Mapping[str, str] | None = None) -> list[Board]:
     """Every profile found, first of each id."""
     seen: dict[str, Board] = {}
-    for folder in boards_dirs():
+    for folder in boards_dirs(environ):
         for file in sorted(folder.glob("*.toml")):
             b = load(file)
             seen.setdefault(b.id, b)
@@ -175,10 +176,11 @@ def _model_string() -> str:
     return ""
 
 
-def detect(arch: str | None = None, model: str | None = None) -> Board:
-    """The profile of this box: ``$MCP_EDGE_BOARD`` if set, else the best match."""
-    boards = load_all()
-    forced = os.environ.get(BOARD_ENV)
+def detect(arch: str | None = None, model: str | None = None, environ: Mapping[str, str] | None = None) -> Board:
+    """The profile of this box: ``$MCP_EDGE_BOARD`` if set, else the best match (``environ``: the process's)."""
+    env = process_environ() if environ is None else environ
+    boards = load_all(env)
+    forced = env.get(BOARD_ENV)
     if forced:
         for b in boards:
             if b.id == forced:
@@ -189,6 +191,6 @@ def detect(arch: str | None = None, model: str | None = None) -> Board:
     model = _model_string() if model is None else model
     fits = [b for b in boards if b.matches(arch, model)]
     if not fits:
-        where = ", ".join(str(d) for d in boards_dirs()) or "no board folder found"
+        where = ", ".join(str(d) for d in boards_dirs(env)) or "no board folder found"
         raise ConfigError(f"no board profile matches this {arch} box (searched {where}); set {BOARD_ENV}")
     return max(fits, key=lambda b: (b.priority, len(b.models)))

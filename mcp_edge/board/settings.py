@@ -25,10 +25,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
+from mcp_edge.board.environ import process_environ
 from mcp_edge.board.profiles import Board, detect
 from mcp_edge.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "FIELDS", "FieldInfo", "Settings", "env_setting", "parse_value"]
+__all__ = ["ENV_PREFIX", "FIELDS", "ISOLATION_MODES", "FieldInfo", "PluginSettings", "Settings", "env_setting",
+           "parse_value"]
 
 ENV_PREFIX: Final = "MCP_EDGE_"
 KiB: Final = 1024
@@ -37,6 +39,8 @@ MiB: Final = 1024 * 1024
 SLAB_MAX_CLASSES: Final = 16
 SLAB_MAX_SIZE: Final = 1 << 30
 SLAB_MAX_COUNT: Final = 1 << 24
+# Where a plugin runs: in the runtime's process, or in a worker process of its own.
+ISOLATION_MODES: Final = ("inproc", "process")
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class FieldInfo:
 
     name: str
     section: str
-    kind: str  # int, float, str, bool, strs, ints, path, paths, opt_int, mapping
+    kind: str  # int, float, str, bool, strs, ints, path, paths, opt_int, mapping, idmap (plugin id -> word)
     doc: str
     minimum: float | None = None
     env: str = ""
@@ -78,6 +82,14 @@ class Settings:
     entry_point_cache: bool = _s(True, "plugins", "bool", "Cache the entry-point scan on disk.")
     cache_dir: Path = _s(Path("~/.cache/mcp-edge"), "plugins", "path",
                          "Where the entry-point scan is cached ($XDG_CACHE_HOME/mcp-edge when that is set).")
+    plugin_isolation: Mapping[str, str] = _s({}, "plugins", "idmap",
+                                             "Isolation per plugin id, inproc or process, over the manifest's "
+                                             "(the profile's [plugins] isolation table; "
+                                             "MCP_EDGE_PLUGIN_ISOLATION=id=mode,...).")
+    init_timeout_s: float = _s(30.0, "plugins", "float",
+                               "How long a plugin's initialize may take before the plugin fails.", 0.001)
+    plugin_shutdown_timeout_s: float = _s(10.0, "plugins", "float",
+                                          "How long a plugin's shutdown may take before it is marked failed.", 0.0)
     native_drain_s: float = _s(5.0, "plugins", "float",
                                "At shutdown, how long running native calls may finish before the plugin stops.",
                                0.0)
@@ -170,8 +182,8 @@ class Settings:
     def load(cls, board: Board | None = None, environ: Mapping[str, str] | None = None,
              **overrides: Any) -> Settings:
         """Settings for this box: defaults, the board profile, ``MCP_EDGE_*`` variables, then ``overrides``."""
-        env = os.environ if environ is None else environ
-        board = board or detect()
+        env = process_environ() if environ is None else environ
+        board = board or detect(environ=env)
         values: dict[str, Any] = {"board": board, "data_dir": board.data_dir}
         values.update(_profile_layer(board))
         values.update(_env_layer(env))
@@ -187,6 +199,10 @@ class Settings:
         if parse_value("entry_point_cache", env.get("MCP_EDGE_NO_EP_CACHE") or "0", "MCP_EDGE_NO_EP_CACHE"):
             values["entry_point_cache"] = False
         values["environ"] = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+        isolation = env.get(ISOLATION_ENV)
+        if isolation:
+            values["plugin_isolation"] = {**values.get("plugin_isolation", {}),
+                                          **_isolation_from_text(isolation, ISOLATION_ENV)}
         unknown = sorted(set(overrides) - _NAMES)
         if unknown:
             raise ConfigError(f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(_NAMES))})")
@@ -240,9 +256,51 @@ class Settings:
                 raise ConfigError(f"setting {info.name} must be one of {', '.join(info.choices)}, "
                                   f"got {getattr(self, info.name)!r}")
 
+        for plugin_id, mode in self.plugin_isolation.items():
+            if mode not in ISOLATION_MODES:
+                raise ConfigError(f"plugin {plugin_id}: isolation must be one of {', '.join(ISOLATION_MODES)}, "
+                                  f"got {mode!r}")
+
+    def plugin(self, plugin_id: str) -> PluginSettings:
+        """What the board and environment say of plugin ``plugin_id``: its config table and isolation mode."""
+        return PluginSettings(plugin_id, dict(self.plugin_config.get(plugin_id) or {}),
+                              self.plugin_isolation.get(plugin_id))
+
     def limits(self) -> list[tuple[FieldInfo, Any]]:
         """Every setting but the board and the plugin tables, with its value, for doctor."""
         return [(info, getattr(self, info.name)) for info in FIELDS if info.kind != "mapping"]
+
+
+class PluginSettings:
+    """One plugin's part of the settings: its ``[plugins.<id>]`` config table (before its schema fills defaults
+    and the ``MCP_EDGE_<PLUGIN>_<KEY>`` overrides apply) and its isolation mode (None: the manifest decides)."""
+
+    __slots__ = ("config", "id", "isolation")
+
+    def __init__(self, plugin_id: str, config: Mapping[str, Any], isolation: str | None) -> None:
+        self.id = plugin_id
+        self.config = config
+        self.isolation = isolation
+
+    def __repr__(self) -> str:
+        return f"PluginSettings(id={self.id!r}, config={dict(self.config)!r}, isolation={self.isolation!r})"
+
+
+ISOLATION_ENV: Final = "MCP_EDGE_PLUGIN_ISOLATION"
+
+
+def _isolation_from_text(text: str, where: str) -> dict[str, str]:
+    """``fs=process,logs=inproc`` -> {"fs": "process", "logs": "inproc"}; ConfigError naming the bad item."""
+    out: dict[str, str] = {}
+    for item in (p.strip() for p in text.split(",")):
+        if not item:
+            continue
+        plugin_id, eq, mode = (x.strip() for x in item.partition("="))
+        if not eq or not plugin_id or mode.lower() not in ISOLATION_MODES:
+            raise ConfigError(f"{where}: {item!r} must be <plugin id>=<mode>, mode one of "
+                              f"{', '.join(ISOLATION_MODES)}")
+        out[plugin_id] = mode.lower()
+    return out
 
 
 FIELDS: Final[tuple[FieldInfo, ...]] = tuple(
@@ -253,7 +311,7 @@ FIELDS: Final[tuple[FieldInfo, ...]] = tuple(
 _BY_NAME: Final = {info.name: info for info in FIELDS}
 _NAMES: Final = frozenset(_BY_NAME)
 # Settings the environment layer does not set by their plain MCP_EDGE_<NAME> (handled in load, or not at all).
-_NOT_FROM_ENV: Final = frozenset({"plugin_config", "environ", "plugin_dirs"})
+_NOT_FROM_ENV: Final = frozenset({"plugin_config", "environ", "plugin_dirs", "plugin_isolation"})
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
 
@@ -321,7 +379,7 @@ def env_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
     """One setting from the environment alone (its default when unset), for code that runs before or without
     a ``Settings`` (the process-wide I/O engine opened on first use)."""
     info = _BY_NAME[name]
-    env = os.environ if environ is None else environ
+    env = process_environ() if environ is None else environ
     raw = env.get(info.env)
     if raw is None or raw.strip() == "":
         default = {f.name: f.default for f in fields(Settings)}[name]
@@ -334,7 +392,7 @@ def _profile_layer(board: Board) -> dict[str, Any]:
     for key, raw in board.settings.items():
         where = f"{board.path}: [settings] {key}"
         if key in ("board", "environ", "plugin_config", "enabled_plugins", "disabled_plugins", "entry_points",
-                   "data_dir", "plugin_dirs"):
+                   "data_dir", "plugin_dirs", "plugin_isolation"):
             raise ConfigError(f"{where}: set this in [paths] or [plugins], not in [settings]")
         out[key] = parse_value(key, raw, where)
     plugins = dict(board.plugins)
@@ -345,11 +403,19 @@ def _profile_layer(board: Board) -> dict[str, Any]:
             out[f"{key}_plugins"] = parse_value(f"{key}_plugins", raw, where)
         elif key == "entry_points":
             out["entry_points"] = parse_value("entry_points", raw, where)
+        elif key == "isolation":  # reserved: no plugin may be called "isolation"
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{where}: expected a table of <plugin id> = \"inproc\" or \"process\"")
+            for plugin_id, mode in raw.items():
+                if not isinstance(mode, str) or mode.lower() not in ISOLATION_MODES:
+                    raise ConfigError(f"{where}.{plugin_id}: must be one of {', '.join(ISOLATION_MODES)}, "
+                                      f"got {mode!r}")
+            out["plugin_isolation"] = {k: v.lower() for k, v in raw.items()}
         elif isinstance(raw, dict):
             config[key] = raw
         else:
-            raise ConfigError(f"{where}: expected enabled, disabled, entry_points or a [plugins.{key}] table of "
-                              "that plugin's config")
+            raise ConfigError(f"{where}: expected enabled, disabled, entry_points, isolation or a [plugins.{key}] "
+                              "table of that plugin's config")
     if config:
         out["plugin_config"] = config
     return out

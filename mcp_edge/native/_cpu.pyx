@@ -5,10 +5,9 @@ The level is chosen once, at import: the best this CPU runs, or the one named
 by ``MCP_EDGE_ISA`` (a cap), which must be a level this CPU can run.
 """
 
-import os
-
 from libc.stdint cimport uint32_t
 
+from mcp_edge.board.environ import process_environ
 from mcp_edge.errors import IsaLevelError
 from mcp_edge.native.includes.me_cpu cimport (
     ME_CPU_FEATURE_COUNT,
@@ -86,7 +85,7 @@ def level_number(str name):
 
 
 def _select():
-    forced = os.environ.get(ISA_ENV)
+    forced = process_environ().get(ISA_ENV)
     if forced is None or forced == "":
         return me_cpu_level_name(me_cpu_best_level()).decode()
     try:
@@ -112,4 +111,4 @@ def forced():
 
     True when MCP_EDGE_ISA chose the level.
     """
-    return bool(os.environ.get(ISA_ENV))
+    return bool(process_environ().get(ISA_ENV))

@@ -80,6 +80,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TextIO, TypedDict
 
+from mcp_edge.board.environ import process_environ
 from mcp_edge.errors import BenchError, ConfigError, McpEdgeError
 from mcp_edge.perf.isolation import DEFAULT_TIMEOUT, Child, PeerFailed, PeerSkipped
 from mcp_edge.perf.report import is_mcp_edge
@@ -357,7 +358,7 @@ def find_bench_dir(explicit: Path | None = None) -> Path:
     An explicit directory or the environment variable is taken as given (it must
     exist); ConfigError when nothing is found.
     """
-    for source, given in (("--bench-dir", explicit), (BENCH_DIR_ENV, os.environ.get(BENCH_DIR_ENV))):
+    for source, given in (("--bench-dir", explicit), (BENCH_DIR_ENV, process_environ().get(BENCH_DIR_ENV))):
         if given is None or given == "":
             continue
         path = Path(given).expanduser()

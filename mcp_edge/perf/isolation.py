@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from mcp_edge.board.environ import process_environ
 from mcp_edge.errors import BenchError
 
 __all__ = ["DEFAULT_TIMEOUT", "Child", "PeerFailed", "PeerSkipped", "RemoteTimer", "signal_name"]
@@ -115,7 +116,7 @@ class Child:
         self._log: BinaryIO = tempfile.TemporaryFile(prefix="mcp-edge-perf-peer-")  # noqa: SIM115 - closed in close()
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
-        env = dict(os.environ)
+        env = dict(process_environ())
         root = _package_root()
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         try:

@@ -77,7 +77,8 @@ def test_environment_beats_profile_and_caller_beats_both(tmp_path: Path) -> None
     ("[settings]\nio_engine = \"spdk\"\n", "io_engine must be one of uring, threads, auto"),
     ("[settings]\ndata_dir = \"/x\"\n", "set this in [paths] or [plugins]"),
     ("[limits]\nx = 1\n", "unknown table [limits]"),
-    ("[plugins]\nfs = 3\n", "[plugins] fs: expected enabled, disabled, entry_points or a [plugins.fs] table"),
+    ("[plugins]\nfs = 3\n",
+     "[plugins] fs: expected enabled, disabled, entry_points, isolation or a [plugins.fs] table"),
 ])
 def test_profile_errors_name_file_and_key(tmp_path: Path, table: str, needle: str) -> None:
     text = PROFILE.split("[settings]")[0] + table
@@ -197,20 +198,61 @@ def test_readme_settings_table_is_current() -> None:
 
 
 def test_nothing_else_reads_the_environment() -> None:
-    """The runtime reads os.environ in board/ only (the settings loader and the board choice)."""
-    allowed = {"mcp_edge/board/settings.py", "mcp_edge/board/profiles.py"}
+    """One module reads the process environment: mcp_edge/board/environ.py (the settings loader's source)."""
+    allowed = {"mcp_edge/board/environ.py"}
     offenders = []
-    for path in sorted((ROOT / "mcp_edge").rglob("*.py")):
+    pattern = re.compile(r"os\.environ|os\.getenv|os\.environb")
+    for path in sorted([*(ROOT / "mcp_edge").rglob("*.py"), *(ROOT / "mcp_edge").rglob("*.pyx"),
+                        *(ROOT / "plugins").rglob("*.py")]):
         rel = path.relative_to(ROOT).as_posix()
-        if rel in allowed or rel.startswith("mcp_edge/perf/"):  # the bench harness is a tool, not the runtime
-            continue
-        text = path.read_text()
-        if re.search(r"os\.environ|os\.getenv|environ\.get\(", text):
+        if rel not in allowed and pattern.search(path.read_text()):
             offenders.append(rel)
-    for path in sorted((ROOT / "plugins").rglob("plugin.py")):
-        if re.search(r"os\.environ|os\.getenv", path.read_text()):
-            offenders.append(path.relative_to(ROOT).as_posix())
     assert offenders == []
+
+
+def test_the_environment_module_is_the_live_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from mcp_edge.board.environ import process_environ
+
+    monkeypatch.setenv("MCP_EDGE_MAX_INFLIGHT", "9")
+    assert process_environ()["MCP_EDGE_MAX_INFLIGHT"] == "9"
+    assert Settings.load(load(_board(tmp_path))).max_inflight == 9  # no environ= given: the process's
+
+
+def test_plugin_settings_carry_config_and_isolation(tmp_path: Path) -> None:
+    text = PROFILE.replace("[plugins.fs]", 'isolation = {{ fs = "process", sysinfo = "INPROC" }}\n[plugins.fs]')
+    s = Settings.load(load(_board(tmp_path, text)), environ={})
+    fs = s.plugin("fs")
+    assert (fs.id, dict(fs.config), fs.isolation) == ("fs", {"read_only": True}, "process")
+    assert s.plugin("sysinfo").isolation == "inproc"
+    other = s.plugin("nobody")
+    assert (dict(other.config), other.isolation) == ({}, None)
+    assert "isolation" not in s.plugin_config  # the reserved key is not a plugin's config table
+    env = Settings.load(load(_board(tmp_path, text)), environ={"MCP_EDGE_PLUGIN_ISOLATION": "fs=inproc, logs=process"})
+    assert env.plugin("fs").isolation == "inproc" and env.plugin("logs").isolation == "process"
+    assert env.plugin("sysinfo").isolation == "inproc"  # the profile's entry stays where the variable is silent
+
+
+@pytest.mark.parametrize(("where", "value", "needle"), [
+    ("env", "fs=container", "MCP_EDGE_PLUGIN_ISOLATION: 'fs=container' must be <plugin id>=<mode>"),
+    ("env", "fs", "'fs' must be <plugin id>=<mode>"),
+    ("env", "=process", "'=process' must be <plugin id>=<mode>"),
+    ("profile", '{{ fs = "vm" }}', "[plugins] isolation.fs: must be one of inproc, process, got 'vm'"),
+    ("profile", '{{ fs = 1 }}', "[plugins] isolation.fs: must be one of inproc, process, got 1"),
+    ("profile", '"process"', "[plugins] isolation: expected a table of <plugin id>"),
+])
+def test_bad_isolation_is_refused_naming_where(tmp_path: Path, where: str, value: str, needle: str) -> None:
+    if where == "env":
+        board, env = load(_board(tmp_path)), {"MCP_EDGE_PLUGIN_ISOLATION": value}
+    else:
+        board, env = load(_board(tmp_path, PROFILE.replace("[plugins.fs]", f"isolation = {value}\n[plugins.fs]"))), {}
+    with pytest.raises(ConfigError) as err:
+        Settings.load(board, environ=env)
+    assert needle in str(err.value)
+
+
+def test_isolation_set_by_the_caller_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="plugin fs: isolation must be one of inproc, process, got 'jail'"):
+        Settings.load(load(_board(tmp_path)), environ={}, plugin_isolation={"fs": "jail"})
 
 
 def test_max_read_must_fit_the_outgoing_frame(tmp_path: Path) -> None:
