@@ -169,6 +169,52 @@ class Settings:
                                 "Frames on a ring also carry a CRC32C of their shared-memory payload.")
     ipc_connect_timeout_s: float = _s(5.0, "ipc", "float",
                                       "Time a ring's connect or accept handshake may take.", 0.001)
+    # -- supervisor: worker processes, health, recovery, shutdown -------------------------------------------
+    shutdown_timeout_s: float = _s(10.0, "supervisor", "float",
+                                   "At SIGTERM/SIGINT, how long in-flight calls may finish before what is left is "
+                                   "cancelled with an error (one budget for every transport and host).", 0.0)
+    heartbeat_interval_s: float = _s(1.0, "supervisor", "float",
+                                     "How often a worker process proves it is alive over its ring.", 0.01)
+    heartbeat_misses: int = _s(3, "supervisor", "int",
+                               "Heartbeats a worker may miss in a row before it is called hung and restarted.", 1)
+    restart_backoff_base_s: float = _s(0.1, "supervisor", "float",
+                                       "First wait before restarting a dead worker; doubles on each restart in a "
+                                       "row.", 0.0)
+    restart_backoff_cap_s: float = _s(30.0, "supervisor", "float", "Longest wait between restarts of a worker.",
+                                      0.0)
+    restart_backoff_jitter: float = _s(0.2, "supervisor", "float",
+                                       "Random spread of each restart wait, as a fraction of it (0.2: +-20%).", 0.0)
+    breaker_failure_ratio: float = _s(0.5, "supervisor", "float",
+                                      "Failed share of a plugin's recent calls that opens its circuit breaker.",
+                                      0.0)
+    breaker_window: int = _s(20, "supervisor", "int",
+                             "Recent calls the breaker judges a plugin by (crashes and timeouts count as failed).",
+                             1)
+    breaker_min_calls: int = _s(5, "supervisor", "int",
+                                "Calls in the window before the breaker may open at all.", 1)
+    breaker_open_s: float = _s(10.0, "supervisor", "float",
+                               "How long an open breaker refuses calls before it lets probes through.", 0.0)
+    breaker_probes: int = _s(1, "supervisor", "int",
+                             "Probe calls a half-open breaker lets through; all succeeding closes it.", 1)
+    plugin_concurrency: int = _s(32, "supervisor", "int",
+                                 "Calls one plugin runs at once (its bulkhead); more wait in its queue.", 1)
+    plugin_queue: int = _s(128, "supervisor", "int",
+                           "Calls that may wait for one plugin; past it a retryable busy error at once.", 0)
+    tool_timeout_s: float = _s(60.0, "supervisor", "float",
+                               "Deadline of a call whose client and tool set none; past it the call is cancelled.",
+                               0.001)
+    memory_pressure_shed: float = _s(40.0, "supervisor", "float",
+                                     "Memory pressure (PSI some avg10, %) above which low-priority calls are "
+                                     "refused (0: never).", 0.0)
+    reload_watch: bool = _s(True, "supervisor", "bool",
+                            "Watch plugin folders (inotify) and hot-reload a plugin whose files change.")
+    worker_rlimit_as: int = _s(0, "supervisor", "int",
+                               "Address-space limit of each worker process in bytes (RLIMIT_AS; 0: none).", 0)
+    worker_rlimit_nofile: int = _s(1024, "supervisor", "int",
+                                   "Open-file limit of each worker process (RLIMIT_NOFILE).", 16)
+    worker_memory_max: int = _s(0, "supervisor", "int",
+                                "cgroup v2 memory.max of each worker in bytes, where the cgroup is writable "
+                                "(0: none).", 0)
     # -- built-in plugins -------------------------------------------------------------------------------------
     max_read: int = _s(4 * MiB, "plugins", "int",
                        "Most bytes one fs read returns in one response; larger files are read in ranges.", 1)
@@ -256,6 +302,15 @@ class Settings:
                 raise ConfigError(f"setting {info.name} must be one of {', '.join(info.choices)}, "
                                   f"got {getattr(self, info.name)!r}")
 
+        for name in ("breaker_failure_ratio", "restart_backoff_jitter"):
+            if getattr(self, name) > 1.0:
+                raise ConfigError(f"setting {name} is a fraction: at most 1, got {getattr(self, name)}")
+        if self.restart_backoff_cap_s < self.restart_backoff_base_s:
+            raise ConfigError(f"setting restart_backoff_cap_s ({self.restart_backoff_cap_s}) must be at least "
+                              f"restart_backoff_base_s ({self.restart_backoff_base_s})")
+        if self.breaker_min_calls > self.breaker_window:
+            raise ConfigError(f"setting breaker_min_calls ({self.breaker_min_calls}) cannot exceed breaker_window "
+                              f"({self.breaker_window}): the breaker could never open")
         for plugin_id, mode in self.plugin_isolation.items():
             if mode not in ISOLATION_MODES:
                 raise ConfigError(f"plugin {plugin_id}: isolation must be one of {', '.join(ISOLATION_MODES)}, "

@@ -315,3 +315,16 @@ def test_default_slab_settings_make_a_pool_and_match_the_native_defaults() -> No
         block = pool.alloc(300)
         assert block.capacity == 1024
         block.release()
+
+
+@pytest.mark.parametrize(("overrides", "needle"), [
+    ({"breaker_failure_ratio": 1.5}, "breaker_failure_ratio is a fraction: at most 1, got 1.5"),
+    ({"restart_backoff_jitter": 2.0}, "restart_backoff_jitter is a fraction"),
+    ({"restart_backoff_base_s": 5.0, "restart_backoff_cap_s": 1.0}, "restart_backoff_cap_s (1.0) must be at least"),
+    ({"breaker_min_calls": 30, "breaker_window": 10}, "breaker_min_calls (30) cannot exceed breaker_window (10)"),
+    ({"heartbeat_misses": 0}, "heartbeat_misses must be at least 1"),
+])
+def test_supervisor_settings_refuse_what_cannot_work(tmp_path: Path, overrides: dict[str, float], needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.load(load(_board(tmp_path)), environ={}, **overrides)
+    assert needle in str(err.value)
