@@ -1,0 +1,200 @@
+"""The messages between the runtime and a plugin worker: frame types and their msgpack bodies.
+
+Every body is a msgspec Struct encoded as a msgpack array (field order is the format: append fields at the
+end, with defaults, and a worker of the last minor release still reads it). Who asks and the deadline travel
+as frame TLVs (``principal``, ``deadline``, ``priority``), not in the body, so the runtime's policy and the
+worker read them the same way for every kind of call.
+
+A worker's life: it attaches to its rings and sends HELLO; the runtime sends INIT (which plugin, its config,
+the runtime's settings); the worker loads and initializes the plugin and answers READY with the plugin's
+catalog, or FAILED with the reason, and exits. Then CALLs (each answered by exactly one RESULT or ERROR with
+the call's id; NOTEs and ASKs may come before the answer), CANCELs, EVENTs (the plugin's notifications),
+HEARTBEATs from the worker every ``heartbeat_interval_s``, and at the end STOP -> STOPPED.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+__all__ = [
+    "ANSWER",
+    "ASK",
+    "CALL",
+    "CANCEL",
+    "ERROR",
+    "EVENT",
+    "EXPORT",
+    "FAILED",
+    "HEARTBEAT",
+    "HELLO",
+    "IMPORT",
+    "INIT",
+    "NOTE",
+    "PROTOCOL_VERSION",
+    "READY",
+    "RESULT",
+    "STATE",
+    "STOP",
+    "STOPPED",
+    "Answer",
+    "Ask",
+    "Call",
+    "Event",
+    "Failure",
+    "Hello",
+    "Init",
+    "Note",
+    "Ready",
+    "Stop",
+    "decode",
+    "encode",
+]
+
+PROTOCOL_VERSION = 1
+
+# Frame types, runtime -> worker
+INIT = 2
+CALL = 10
+CANCEL = 13
+ANSWER = 17
+STOP = 21
+EXPORT = 23
+IMPORT = 25
+# Frame types, worker -> runtime
+HELLO = 1
+READY = 3
+FAILED = 4
+RESULT = 11
+ERROR = 12
+NOTE = 14
+EVENT = 15
+ASK = 16
+HEARTBEAT = 20
+STOPPED = 22
+STATE = 24
+
+NAMES = {INIT: "INIT", CALL: "CALL", CANCEL: "CANCEL", ANSWER: "ANSWER", STOP: "STOP", EXPORT: "EXPORT",
+         IMPORT: "IMPORT", HELLO: "HELLO", READY: "READY", FAILED: "FAILED", RESULT: "RESULT", ERROR: "ERROR",
+         NOTE: "NOTE", EVENT: "EVENT", ASK: "ASK", HEARTBEAT: "HEARTBEAT", STOPPED: "STOPPED", STATE: "STATE"}
+
+
+class _Body(msgspec.Struct, array_like=True, forbid_unknown_fields=False):
+    pass
+
+
+class Hello(_Body):
+    pid: int
+    protocol: int = PROTOCOL_VERSION
+
+
+class Init(_Body):
+    """Which plugin to run and how: ``source`` is the plugin folder (or ``module:attr`` of an entry point),
+    ``kind`` python | native | entry_point; ``config`` its resolved config; ``settings`` the runtime's
+    settings as ``Settings.load`` overrides (so the worker sees exactly the runtime's, ``--set`` included)."""
+
+    plugin_id: str
+    kind: str
+    source: str
+    config: dict[str, Any]
+    settings: dict[str, Any]
+    board: str = ""  # the board profile's file
+    state: bytes | None = None  # export_state of the previous generation (hot reload)
+
+
+class Ready(_Body):
+    """The plugin is initialized: its catalog (``PluginCatalog`` as msgpack), version and capabilities."""
+
+    catalog: msgspec.Raw
+    version: str
+    capabilities: list[str]
+    load_ms: float = 0.0
+    init_ms: float = 0.0
+
+
+class Failure(_Body):
+    """Why INIT or a call failed: the JSON-RPC ``code`` (None: not a protocol error), the message, ``data``,
+    and the name of the runtime's exception class to raise (``PluginError`` when unknown)."""
+
+    message: str
+    code: int | None = None
+    data: Any = None
+    error: str = "PluginError"
+
+
+class Call(_Body):
+    """One tools/call, resources/read, prompts/get or completion/complete for the plugin."""
+
+    op: str  # tool | resource | prompt | complete
+    name: str  # the tool or prompt name, the resource uri, or the completion's ref
+    arguments: dict[str, Any] | None = None
+    template: str | None = None  # resources: the template the runtime matched (None: a fixed resource)
+    request_id: str | int | None = None
+    protocol_version: str = ""
+    stateless: bool = False
+    client_capabilities: dict[str, Any] = msgspec.field(default_factory=dict)
+    input_responses: dict[str, Any] | None = None
+    request_state: str | None = None
+    progress: bool = False  # the client asked for progress (a progress token)
+    completion: dict[str, Any] | None = None  # complete: {"kind", "argument", "value", "context"}
+
+
+class Note(_Body):
+    """A notification that belongs to a call: progress or a log message."""
+
+    kind: str  # progress | log
+    progress: float = 0.0
+    total: float | None = None
+    message: str | None = None
+    level: str = "info"
+    data: Any = None
+    logger: str | None = None
+
+
+class Event(_Body):
+    """A notification of the plugin's own: ``resource_updated`` (value: the uri) or ``list_changed`` (value:
+    tools | resources | prompts)."""
+
+    kind: str
+    value: str
+
+
+class Ask(_Body):
+    """The plugin asks the client (handshake era: sampling, elicitation, roots) within call ``call_id``."""
+
+    call_id: int
+    method: str
+    params: dict[str, Any]
+
+
+class Answer(_Body):
+    """The client's answer to an ASK: its result, or the protocol error it gave."""
+
+    result: Any = None
+    error: Failure | None = None
+
+
+class Stop(_Body):
+    timeout: float
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoders: dict[type, msgspec.msgpack.Decoder[Any]] = {}
+
+
+def encode(body: Any) -> bytes:
+    """A message body as msgpack."""
+    return _encoder.encode(body)
+
+
+T = TypeVar("T")
+
+
+def decode(data: Any, kind: type[T]) -> T:
+    """A message body of type ``kind``; msgspec.DecodeError / ValidationError on a malformed one."""
+    dec = _decoders.get(kind)
+    if dec is None:
+        dec = _decoders[kind] = msgspec.msgpack.Decoder(kind)
+    result: T = dec.decode(data)
+    return result
