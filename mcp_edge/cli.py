@@ -16,6 +16,7 @@ from mcp_edge.errors import McpEdgeError
 
 if TYPE_CHECKING:
     from mcp_edge.board.settings import Settings
+    from mcp_edge.runtime.stop import StopToken
 
 __all__ = ["main", "parse_serve", "run_serve"]
 
@@ -133,6 +134,16 @@ def run_serve(*, stdio: bool, http: bool, unix_path: Path | None, host: str | No
 
 
 async def _serve(settings: Settings, mode: str, unix_path: Path | None, quiet: bool) -> None:
+    from mcp_edge.supervisor import Supervisor
+
+    # Signals are the supervisor's from before the plugins start: a SIGTERM during start stops the server as
+    # soon as it serves (drained, exit 0), a second one exits 1 at once.
+    with Supervisor() as stop:
+        await _serve_until(stop, settings, mode, unix_path, quiet)
+
+
+async def _serve_until(stop: StopToken, settings: Settings, mode: str, unix_path: Path | None,
+                       quiet: bool) -> None:
     from mcp_edge.server import Server
 
     running = await Server.configure(settings).start()
@@ -147,12 +158,12 @@ async def _serve(settings: Settings, mode: str, unix_path: Path | None, quiet: b
     try:
         if mode == "stdio":
             say("serving MCP over stdio")
-            await running.serve_stdio()
+            await running.serve_stdio(stop=stop)
         elif mode == "unix":
             assert unix_path is not None
-            await running.serve_unix(unix_path, on_ready=ready)
+            await running.serve_unix(unix_path, on_ready=ready, stop=stop)
         else:
-            await running.serve_http(on_ready=ready)
+            await running.serve_http(on_ready=ready, stop=stop)
     finally:
         await running.stop()
         if not quiet:

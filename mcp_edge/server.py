@@ -9,6 +9,10 @@ error, not a run-time surprise::
     result = await running.call_tool("sysinfo_summary", {})
     await running.serve_stdio()
     stopped = await running.stop()
+
+Process policy (signals) is the supervisor's (``mcp_edge.supervisor``): ``serve_*`` called without a
+``StopToken`` installs its handlers for the time it serves (first SIGTERM/SIGINT drains, a second exits 1);
+called with the embedding program's own token, it installs none and stops when that token is set.
 """
 
 from __future__ import annotations
@@ -22,11 +26,15 @@ from mcp_edge import __version__
 from mcp_edge.board.settings import Settings
 from mcp_edge.errors import McpEdgeError
 from mcp_edge.mcp.connection import Request, ServerConnection, ServerInfo
+from mcp_edge.runtime.principal import EMBEDDED
 from mcp_edge.runtime.router import Router, Session
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from mcp_edge.plugin import Registry
     from mcp_edge.plugin.types import ToolResult
+    from mcp_edge.runtime.stop import StopToken
 
 __all__ = ["ConfiguredServer", "RunningServer", "Server", "ServerStateError", "StoppedServer"]
 
@@ -124,7 +132,7 @@ class RunningServer:
         self._registry = registry
         self._router = router
         self._stopped = False
-        self._session = Session(ServerConnection(router.info))
+        self._session = Session(ServerConnection(router.info), principal=EMBEDDED)
 
     @property
     def settings(self) -> Settings:
@@ -150,27 +158,42 @@ class RunningServer:
         req = Request(0, "tools/call", {"name": name, "arguments": dict(arguments or {})}, "embedded", True)
         return await self._registry.call_tool(name, dict(arguments or {}), RequestContextImpl(req, self._session, None))
 
-    async def serve_stdio(self) -> None:
-        """Serve one client over stdin/stdout until EOF, a signal, or the parent's death."""
+    async def _supervised(self, stop: StopToken | None, serve: Callable[[StopToken], Awaitable[None]]) -> None:
+        """``serve(token)``: the caller's token as it is, or a new one fed by the supervisor's signal handlers."""
+        if stop is not None:
+            await serve(stop)
+            return
+        from mcp_edge.supervisor import Supervisor
+
+        with Supervisor() as token:
+            await serve(token)
+
+    async def serve_stdio(self, *, stop: StopToken | None = None) -> None:
+        """Serve one client over stdin/stdout until EOF, ``stop`` (or a signal), or the parent's death."""
         self._check()
         from mcp_edge.transport.stdio import serve_stdio
 
-        await serve_stdio(self._router, self._settings)
+        await self._supervised(stop, lambda token: serve_stdio(self._router, self._settings, stop=token))
 
     async def serve_http(self, host: str | None = None, port: int | None = None, *,
-                         on_ready: Callable[[str], None] | None = None) -> None:
-        """Serve Streamable HTTP at /mcp until cancelled or signalled; ``on_ready`` gets the URL once listening."""
+                         on_ready: Callable[[str], None] | None = None, stop: StopToken | None = None) -> None:
+        """Serve Streamable HTTP at /mcp until ``stop`` (or a signal) or cancelled; ``on_ready`` gets the URL
+        once listening."""
         self._check()
         from mcp_edge.transport.http import serve_http
 
-        await serve_http(self._router, self._settings, host=host, port=port, on_ready=on_ready)
+        await self._supervised(stop, lambda token: serve_http(self._router, self._settings, host=host, port=port,
+                                                              on_ready=on_ready, stop=token))
 
-    async def serve_unix(self, path: Path, *, on_ready: Callable[[str], None] | None = None) -> None:
-        """Serve newline-delimited JSON-RPC on a unix socket, one session per connection."""
+    async def serve_unix(self, path: Path, *, on_ready: Callable[[str], None] | None = None,
+                         stop: StopToken | None = None) -> None:
+        """Serve newline-delimited JSON-RPC on a unix socket, one session per connection, until ``stop`` (or a
+        signal) or cancelled."""
         self._check()
         from mcp_edge.transport.unix import serve_unix
 
-        await serve_unix(self._router, self._settings, path, on_ready=on_ready)
+        await self._supervised(stop, lambda token: serve_unix(self._router, self._settings, path, on_ready=on_ready,
+                                                              stop=token))
 
     async def stop(self) -> StoppedServer:
         """Shut the plugins down in reverse dependency order."""

@@ -166,11 +166,13 @@ class ClientResult(Event):
 
 @dataclass(slots=True)
 class Reply(Event):
-    """Bytes to send as they are (one JSON-RPC message, no trailing newline)."""
+    """Bytes to send as they are (one JSON-RPC message, no trailing newline). An error reply says its JSON-RPC
+    ``code`` too, so a transport maps it (HTTP status) without parsing ``data``."""
 
     data: bytes
     request_id: RequestId | None = None
     is_error: bool = False
+    code: int | None = None
 
 
 @dataclass(slots=True)
@@ -290,7 +292,7 @@ def _never_raises(handle: _Handler) -> _Handler:
             try:
                 return self._internal_error(msg, exc)
             except Exception:  # only a Python object built to break even that (a dict whose get raises)
-                return [Reply(_LAST_RESORT, None, True)]
+                return [Reply(_LAST_RESORT, None, True, jsonrpc.INTERNAL_ERROR)]
         finally:
             self._calls -= 1
         if self._calls == 0:
@@ -590,9 +592,10 @@ class ServerConnection:
 
     def _error(self, rid: RequestId | None, code: int, message: str, data: Any = None) -> Reply:
         try:
-            return Reply(jsonrpc.error(rid, code, message, data), rid, True)
+            return Reply(jsonrpc.error(rid, code, message, data), rid, True, code)
         except Exception:  # only objects handed to receive_object directly (a lone surrogate) get here
-            return Reply(jsonrpc.error(None, code, "the error for this message could not be encoded"), None, True)
+            return Reply(jsonrpc.error(None, code, "the error for this message could not be encoded"), None, True,
+                         code)
 
     def _too_deep(self, msg: Any) -> list[Event]:
         """A message nested deeper than ``max_depth``: refused like any invalid one, responses never answered."""

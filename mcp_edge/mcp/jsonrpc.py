@@ -10,6 +10,8 @@ from typing import Any, Final
 
 import msgspec
 
+from mcp_edge.runtime.outcome import Failure, Outcome, Result
+
 __all__ = [
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
@@ -20,6 +22,7 @@ __all__ = [
     "RequestId",
     "decode",
     "encode",
+    "encode_outcome",
     "error",
     "notification",
     "request",
@@ -58,6 +61,17 @@ def error(request_id: RequestId | None, code: int, message: str, data: Any = Non
     if data is not None:
         err["data"] = data
     return _encoder.encode({"jsonrpc": "2.0", "id": request_id, "error": err})
+
+
+def encode_outcome(outcome: Outcome) -> bytes:
+    """The JSON-RPC response for the router's outcome (a ``Result``'s cached encoding when it has one)."""
+    if isinstance(outcome, Result):
+        if outcome.encoded is None:
+            outcome.encoded = result(outcome.request_id, outcome.value)
+        return outcome.encoded
+    if isinstance(outcome, Failure):
+        return error(outcome.request_id, outcome.code, outcome.message, outcome.data)
+    raise TypeError(f"not an outcome: {type(outcome).__name__}")
 
 
 def notification(method: str, params: Any = None) -> bytes:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from mcp_edge.mcp import jsonrpc
 from mcp_edge.mcp.jsonrpc import RequestId
+from mcp_edge.runtime.outcome import Failure
 
-__all__ = ["BUSY", "REFUSALS", "Refusal", "RefusalSpec", "http_refusal", "refusal_error"]
+__all__ = ["BUSY", "REFUSALS", "Refusal", "RefusalSpec", "http_refusal", "refusal_error", "refusal_failure"]
 
 BUSY: Final = -32010  # "busy, retry later": in-flight, listener, connection and session caps
 
@@ -44,13 +45,19 @@ REFUSALS: Final[dict[Refusal, RefusalSpec]] = {
 }
 
 
-def refusal_error(kind: Refusal, rid: RequestId | None, message: str, retry_after_s: float | None = None) -> bytes:
-    """The JSON-RPC error for a refusal; a retryable one carries ``data.retryAfterMs``."""
+def refusal_failure(kind: Refusal, rid: RequestId | None, message: str,
+                    retry_after_s: float | None = None) -> Failure:
+    """The typed outcome of a refusal; a retryable one keeps ``retry_after_s`` and carries ``data.retryAfterMs``."""
     spec = REFUSALS[kind]
-    data: dict[str, Any] | None = None
-    if spec.retryable:
-        data = {"retryAfterMs": max(0, round((retry_after_s or 0.0) * 1000))}
-    return jsonrpc.error(rid, spec.code, message, data)
+    if not spec.retryable:
+        return Failure(rid, spec.code, message)
+    wait = max(0.0, retry_after_s or 0.0)
+    return Failure(rid, spec.code, message, {"retryAfterMs": round(wait * 1000)}, wait)
+
+
+def refusal_error(kind: Refusal, rid: RequestId | None, message: str, retry_after_s: float | None = None) -> bytes:
+    """The JSON-RPC error for a refusal, encoded (``refusal_failure``'s)."""
+    return jsonrpc.encode_outcome(refusal_failure(kind, rid, message, retry_after_s))
 
 
 def http_refusal(kind: Refusal, message: str, retry_after_s: float | None = None,

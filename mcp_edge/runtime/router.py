@@ -2,7 +2,11 @@
 
 Transports hand it ``Request`` events from the protocol core together with the
 ``Session`` they came on and an ``emit`` callback for notifications that belong
-to that request (progress, log messages); it returns the response bytes.
+to that request (progress, log messages); it returns a typed outcome
+(``mcp_edge.runtime.outcome``: ``Result`` or ``Failure``), which the protocol
+core encodes (``jsonrpc.encode_outcome``) and HTTP maps to a status
+(``transport.http_status``). Every session carries a ``Principal``
+(``mcp_edge.runtime.principal``), which handlers see as ``rctx.principal``.
 
 Limits applied here for every transport: no message larger than
 ``Settings.max_out_frame`` leaves (a response becomes an error naming the
@@ -47,10 +51,12 @@ from mcp_edge.mcp.connection import (
     ServerConnection,
     ServerInfo,
 )
-from mcp_edge.mcp.refusals import Refusal, refusal_error
+from mcp_edge.mcp.refusals import Refusal, refusal_failure
 from mcp_edge.mcp.revisions import shape
 from mcp_edge.mcp.versions import LATEST_HANDSHAKE, STATELESS_VERSIONS
 from mcp_edge.plugin.types import InputRequired
+from mcp_edge.runtime.outcome import Failure, Outcome, Result
+from mcp_edge.runtime.principal import ANONYMOUS, Principal
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -82,7 +88,7 @@ class Session:
 
     conn: ServerConnection
     notify: Emit | None = None  # where notifications unrelated to a request go (None: dropped)
-    principal: str | None = None  # who the client is, once authentication tells (requestState is bound to it)
+    principal: Principal = ANONYMOUS  # who the client is: the transport says (requestState is bound to its id)
     subscriptions: set[str] = field(default_factory=set)
     running: dict[Any, asyncio.Task[Any]] = field(default_factory=dict)
     pending: dict[Any, asyncio.Future[Any]] = field(default_factory=dict)  # our requests to the client
@@ -222,6 +228,11 @@ class RequestContextImpl:
     @property
     def protocol_version(self) -> str:
         return self._req.version
+
+    @property
+    def principal(self) -> Principal:
+        """Who asks: the principal of the session the request came on."""
+        return self._session.principal
 
     @property
     def stateless(self) -> bool:
@@ -387,8 +398,9 @@ class Router:
     # readable by the client (it is signed, not encrypted: a handler must not put secrets in its state). The MAC
     # (HMAC-SHA256 with the key of _state_key) covers the payload, the method, the tool/prompt name or uri, a
     # digest of the other params (the arguments: canonical JSON, without _meta, inputResponses and requestState)
-    # and the session's principal. Stateless requests have no session: until authentication gives a principal,
-    # the state is bound to no client, and anyone who holds it may replay that same call until it expires.
+    # and the session's principal's id. Stateless HTTP requests are ANONYMOUS until authentication gives a
+    # principal: such a state is bound to no client, and anyone who holds it may replay that same call until it
+    # expires.
 
     def _mac(self, req: Request, session: Session, payload: str) -> str:
         import hashlib
@@ -399,7 +411,7 @@ class Router:
         name = str(req.params.get("name") or req.params.get("uri") or "")
         rest = {k: v for k, v in req.params.items() if k not in _UNSIGNED_PARAMS}
         args = hashlib.sha256(msgspec.json.encode(rest, order="sorted")).hexdigest()
-        msg = "\0".join(("mcp-edge requestState v1", req.method, name, args, session.principal or "", payload))
+        msg = "\0".join(("mcp-edge requestState v1", req.method, name, args, session.principal.id, payload))
         digest = hmac.new(self._secret, msg.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest[:18]).decode()
 
@@ -434,36 +446,49 @@ class Router:
 
     # -- dispatch ------------------------------------------------------------------------
 
-    def over_capacity(self, req: Request, session: Session) -> bytes | None:
+    def over_capacity(self, req: Request, session: Session) -> Failure | None:
         """The busy refusal for ``req`` when its session already runs ``settings.max_inflight`` requests, else
         None. Transports ask before they start a request (stdio, unix and HTTP alike)."""
         if not session.at_capacity(self.settings.max_inflight):
             return None
-        return refusal_error(Refusal.BUSY, req.id,
-                             f"this session already has {self.settings.max_inflight} requests running "
-                             "(max_inflight): retry when one has finished", self.settings.retry_after_s)
+        return refusal_failure(Refusal.BUSY, req.id,
+                               f"this session already has {self.settings.max_inflight} requests running "
+                               "(max_inflight): retry when one has finished", self.settings.retry_after_s)
 
-    async def handle(self, req: Request, session: Session, emit: Emit | None) -> bytes:
-        """The response to ``req`` (result or error); CancelledError if it was cancelled.
+    async def handle(self, req: Request, session: Session, emit: Emit | None) -> Outcome:
+        """The outcome of ``req`` (``Result`` or ``Failure``); CancelledError if it was cancelled.
 
-        Nothing bigger than ``settings.max_out_frame`` leaves here: a larger response becomes an error naming
-        the limit, and a larger notification emitted for the request is dropped with a log line.
+        Nothing bigger than ``settings.max_out_frame`` leaves here: a response that would encode larger becomes
+        the TOO_LARGE ``Failure`` naming the limit (a ``Result`` keeps the encoding made to measure it, so the
+        edge does not encode it again), and a larger notification emitted for the request is dropped with a log
+        line.
         """
         if req.stateless and req.method == "subscriptions/listen" and \
                 len(self._listeners) >= self.settings.max_listeners:
-            return refusal_error(Refusal.BUSY, req.id,
-                                 f"the server already has {self.settings.max_listeners} subscriptions/listen streams "
-                                 "open (max_listeners): retry later", self.settings.retry_after_s)
-        data = await self._serve(req, session, None if emit is None else self._bounded(emit))
+            return refusal_failure(Refusal.BUSY, req.id,
+                                   f"the server already has {self.settings.max_listeners} subscriptions/listen "
+                                   "streams open (max_listeners): retry later", self.settings.retry_after_s)
+        outcome = await self._serve(req, session, None if emit is None else self._bounded(emit))
+        return self._fit(req, outcome)
+
+    def _fit(self, req: Request, outcome: Outcome) -> Outcome:
+        """``outcome`` when its encoding fits ``settings.max_out_frame``, else the TOO_LARGE refusal (or -32603
+        when it cannot be encoded at all: a handler returned something JSON has no form for)."""
+        try:
+            size = len(jsonrpc.encode_outcome(outcome))
+        except (TypeError, ValueError, msgspec.EncodeError) as exc:
+            log.error("the response to %s cannot be encoded as JSON: %s", req.method, exc)
+            return Failure(req.id, jsonrpc.INTERNAL_ERROR,
+                           f"internal error: the response to {req.method} cannot be encoded as JSON ({exc})")
         limit = self.settings.max_out_frame
-        if len(data) <= limit:
-            return data
+        if size <= limit:
+            return outcome
         log.warning("the response to %s is %d bytes, over max_out_frame (%d): answered with an error instead",
-                    req.method, len(data), limit)
-        return refusal_error(Refusal.TOO_LARGE, req.id,
-                             f"the response to {req.method} would be {len(data)} bytes, over this server's "
-                             f"{limit}-byte limit on outgoing messages (max_out_frame): ask for less at a time, "
-                             "e.g. read large content in ranges")
+                    req.method, size, limit)
+        return refusal_failure(Refusal.TOO_LARGE, req.id,
+                               f"the response to {req.method} would be {size} bytes, over this server's "
+                               f"{limit}-byte limit on outgoing messages (max_out_frame): ask for less at a time, "
+                               "e.g. read large content in ranges")
 
     def _bounded(self, emit: Emit) -> Emit:
         """``emit`` that drops (and logs) a notification over ``settings.max_out_frame``."""
@@ -477,11 +502,11 @@ class Router:
 
         return bounded
 
-    async def _serve(self, req: Request, session: Session, emit: Emit | None) -> bytes:
-        """The response to ``req``, unbounded (``handle`` applies the limits)."""
+    async def _serve(self, req: Request, session: Session, emit: Emit | None) -> Outcome:
+        """The outcome of ``req``, unbounded (``handle`` applies the limits)."""
         method = self._methods.get(req.method)
         if method is None:
-            return jsonrpc.error(req.id, jsonrpc.METHOD_NOT_FOUND, f"method not found: {req.method}")
+            return Failure(req.id, jsonrpc.METHOD_NOT_FOUND, f"method not found: {req.method}")
         rctx = RequestContextImpl(req, session, emit, self.settings.max_out_frame)
         try:
             if req.stateless and req.method in _MRTR_METHODS:
@@ -510,27 +535,27 @@ class Router:
                 rctx.request_state = result.requestState
                 result = await method(req, session, rctx)
         except ProtocolError as exc:
-            return jsonrpc.error(req.id, exc.code, exc.message, exc.data)
+            return Failure(req.id, exc.code, exc.message, exc.data)
         except ResourceNotFoundError as exc:
             if req.stateless:  # 2026-07-28 reports a missing resource as invalid params, naming the uri
-                return jsonrpc.error(req.id, jsonrpc.INVALID_PARAMS, str(exc), {"uri": req.params.get("uri")})
-            return jsonrpc.error(req.id, exc.code, str(exc))
+                return Failure(req.id, jsonrpc.INVALID_PARAMS, str(exc), {"uri": req.params.get("uri")})
+            return Failure(req.id, exc.code, str(exc))
         except asyncio.CancelledError:
             raise
         except McpEdgeError as exc:
             code = getattr(exc, "code", None)
             if isinstance(code, int):
-                return jsonrpc.error(req.id, code, str(exc))
+                return Failure(req.id, code, str(exc))
             log.exception("error serving %s", req.method)
-            return jsonrpc.error(req.id, jsonrpc.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            return Failure(req.id, jsonrpc.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a bug in a plugin or here: the connection lives on
             log.exception("internal error serving %s", req.method)
-            return jsonrpc.error(req.id, jsonrpc.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
+            return Failure(req.id, jsonrpc.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
         if req.stateless:
             result = self._decorate(req, result, session)
         elif req.version != LATEST_HANDSHAKE:  # a client of an older revision gets only what that revision has
             result = shape(req.method, result, req.version)
-        return jsonrpc.result(req.id, result)
+        return Result(req.id, result)
 
     def _decorate(self, req: Request, result: Any, session: Session) -> dict[str, Any]:
         """A 2026-07-28 result: resultType, cache hints where required, serverInfo in _meta."""

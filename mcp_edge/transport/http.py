@@ -52,16 +52,12 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-import msgspec
-
 from mcp_edge.board.settings import Settings
 from mcp_edge.mcp import jsonrpc
 from mcp_edge.mcp.connection import (
     HEADER_MISMATCH,
     META_CLIENT_CAPABILITIES,
     META_PROTOCOL_VERSION,
-    MISSING_CAPABILITY,
-    UNSUPPORTED_VERSION,
     Batch,
     CancelRequest,
     ClientResult,
@@ -71,10 +67,13 @@ from mcp_edge.mcp.connection import (
     ServerConnection,
     stateless_version,
 )
-from mcp_edge.mcp.refusals import BUSY, Refusal, http_refusal
+from mcp_edge.mcp.refusals import Refusal, http_refusal
 from mcp_edge.mcp.versions import HANDSHAKE_VERSIONS, STATELESS_VERSIONS
+from mcp_edge.runtime.outcome import Outcome
+from mcp_edge.runtime.principal import ANONYMOUS
 from mcp_edge.runtime.router import Router, Session
-from mcp_edge.transport.signals import stop_on_signals
+from mcp_edge.runtime.stop import StopToken
+from mcp_edge.transport.http_status import http_status, http_status_for_error
 
 if TYPE_CHECKING:
     from mcp_edge.transport.http_wire import Early, Exchange, HttpConnection, HttpRequest
@@ -90,11 +89,6 @@ SESSION_NOT_FOUND: Final = -32001  # as the reference SDKs answer an unknown ses
 BAD_REQUEST: Final = -32000  # a transport-level refusal, in a JSON-RPC error body
 # MCP-Protocol-Version values that mean the handshake era; any other value routes a POST to 2026-07-28.
 LEGACY_HEADER_VERSIONS: Final = frozenset({"2024-11-05", *HANDSHAKE_VERSIONS})
-# JSON-RPC error code -> HTTP status, for 2026-07-28 requests (anything else: 200).
-_MODERN_STATUS: Final = {
-    jsonrpc.PARSE_ERROR: 400, jsonrpc.INVALID_REQUEST: 400, jsonrpc.INVALID_PARAMS: 400, HEADER_MISMATCH: 400,
-    MISSING_CAPABILITY: 400, UNSUPPORTED_VERSION: 400, jsonrpc.METHOD_NOT_FOUND: 404, BUSY: 503,
-}
 
 _JSON: Final = ("content-type", "application/json")
 _SSE_HEADERS: Final = (
@@ -171,40 +165,6 @@ def _header_value(raw: str) -> str:
     return value
 
 
-class _ErrorBody(msgspec.Struct):
-    code: int
-    data: Any = None
-
-
-class _Envelope(msgspec.Struct):
-    """What the transport needs of an encoded JSON-RPC response: its error, if any (the rest is skipped)."""
-
-    error: _ErrorBody | None = None
-
-
-_ENVELOPE: Final = msgspec.json.Decoder(_Envelope)
-
-
-def _error_of(data: bytes) -> _ErrorBody | None:
-    """The error of an encoded JSON-RPC response (the router's own output), None for a result."""
-    try:
-        return _ENVELOPE.decode(data).error
-    except msgspec.DecodeError:
-        return None
-
-
-def _modern_answer(data: bytes) -> tuple[int, list[tuple[str, str]]]:
-    """HTTP status and extra headers for a 2026-07-28 response: the revision's status per error code, and
-    ``Retry-After`` with a busy refusal."""
-    err = _error_of(data)
-    if err is None:
-        return 200, []
-    status = _MODERN_STATUS.get(err.code, 200)
-    if err.code == BUSY and isinstance(err.data, dict) and isinstance(err.data.get("retryAfterMs"), int):
-        return status, [("retry-after", str(max(1, -(-err.data["retryAfterMs"] // 1000))))]
-    return status, []
-
-
 def _succeeded(events: list[Event]) -> bool:
     return len(events) == 1 and isinstance(events[0], Reply) and not events[0].is_error
 
@@ -221,7 +181,7 @@ class HttpSession:
     def __init__(self, sid: str, conn: ServerConnection, now: float, backlog: int) -> None:
         self.id = sid
         self.conn = conn
-        self.session = Session(conn, notify=self._notify)
+        self.session = Session(conn, notify=self._notify, principal=ANONYMOUS)
         self.stream: Exchange | None = None
         self.last_seen = now
         self.backlog = backlog  # Settings.stream_backlog: a GET stream whose client lets more pile up is dropped
@@ -454,7 +414,7 @@ class McpHttpApp:
         elif msg.get("method") == "initialize" and "id" in msg:
             conn = ServerConnection(self.router.info, max_frame=self.settings.max_frame,
                                     max_depth=self.settings.max_depth)
-            session = Session(conn)
+            session = Session(conn, principal=ANONYMOUS)
         else:
             self._fail(ex, 400, "Mcp-Session-Id header is required: initialize first, or send protocol "
                                 f"{STATELESS_VERSIONS[0]} with its version in params._meta")
@@ -487,17 +447,17 @@ class McpHttpApp:
             await self._answer(events, session, ex, headers, hs, modern=False)
             return
         response = _Response(ex, headers)
-        tasks: list[asyncio.Task[bytes]] = []
+        tasks: list[asyncio.Task[Outcome]] = []
 
-        def settler(rid: jsonrpc.RequestId) -> Callable[[asyncio.Task[bytes]], None]:
+        def settler(rid: jsonrpc.RequestId) -> Callable[[asyncio.Task[Outcome]], None]:
             # A done callback, not a finally: a member cancelled before its first step never runs its code.
-            def settle(task: asyncio.Task[bytes]) -> None:
+            def settle(task: asyncio.Task[Outcome]) -> None:
                 session.running.pop(rid, None)
                 data: bytes | None = None
                 if not task.cancelled():  # cancelled (notifications/cancelled, DELETE, reaping): no entry
                     exc = task.exception()
                     if exc is None:
-                        data = task.result()
+                        data = jsonrpc.encode_outcome(task.result())
                     else:  # the router answers its own failures; this is a backstop
                         log.error("serving a batch member failed: %s: %s", type(exc).__name__, exc)
                         data = jsonrpc.error(rid, jsonrpc.INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
@@ -510,7 +470,7 @@ class McpHttpApp:
             if isinstance(ev, Request):
                 busy = self.router.over_capacity(ev, session)
                 if busy is not None:
-                    batch.settle(ev.id, busy)
+                    batch.settle(ev.id, jsonrpc.encode_outcome(busy))
                     conn.finished(ev.id)
                     continue
                 task = session.running[ev.id] = asyncio.create_task(self.router.handle(ev, session, response.emit))
@@ -551,7 +511,7 @@ class McpHttpApp:
         conn = ServerConnection(self.router.info, max_frame=self.settings.max_frame,
                                     max_depth=self.settings.max_depth)
         events = conn.receive_object(msg, modern=True)
-        await self._answer(events, Session(conn), ex, headers, None, modern=True)
+        await self._answer(events, Session(conn, principal=ANONYMOUS), ex, headers, None, modern=True)
 
     def _headers_match(self, req: HttpRequest, ex: Exchange, msg: dict[str, Any], *, required: bool,
                        version: str | None = None) -> bool:
@@ -628,12 +588,10 @@ class McpHttpApp:
         ev = events[0]
         if isinstance(ev, Request):
             await self._run(ev, session, ex, headers, hs, modern)
-        elif isinstance(ev, Reply):
-            extra: list[tuple[str, str]] = []
-            if modern:
-                status, extra = _modern_answer(ev.data) if ev.is_error else (200, [])
-            else:
-                status = 400 if ev.is_error and ev.request_id is None else 200
+        elif isinstance(ev, Reply):  # the protocol core's own answer: its error code is typed data too
+            status, extra = (200, []) if not ev.is_error else \
+                http_status_for_error(ev.code if ev.code is not None else jsonrpc.INTERNAL_ERROR, ev.request_id,
+                                      modern)
             ex.respond(status, [_JSON, *headers, *extra], ev.data)
         elif isinstance(ev, CancelRequest):
             session.cancel(ev.request_id)
@@ -650,8 +608,8 @@ class McpHttpApp:
         conn = session.conn
         busy = self.router.over_capacity(req, session)  # max_inflight requests already run on this session
         if busy is not None:
-            status, extra = _modern_answer(busy) if modern else (200, [])
-            ex.respond(status, [_JSON, *headers, *extra], busy)
+            status, extra = http_status(busy, modern)
+            ex.respond(status, [_JSON, *headers, *extra], jsonrpc.encode_outcome(busy))
             conn.finished(req.id)
             return
         running = session.running
@@ -661,20 +619,23 @@ class McpHttpApp:
         running[req.id] = task
         if hs is None:
             ex.on_lost = task.cancel  # no session: closing the response stream is the cancellation
+        outcome: Outcome | None
         try:
-            data: bytes | None = await self.router.handle(req, session, response.emit)
+            outcome = await self.router.handle(req, session, response.emit)
         except asyncio.CancelledError:
             task.uncancel()  # notifications/cancelled, DELETE, reaping, a closed stream: answer nothing
-            data = None
+            outcome = None
         finally:
             running.pop(req.id, None)
             ex.on_lost = None
             if hs is not None:
                 hs.last_seen = self._loop.time()
         status = 200
-        if modern and data is not None:
-            status, extra = _modern_answer(data)
+        data: bytes | None = None
+        if outcome is not None:
+            status, extra = http_status(outcome, modern)
             response.headers = [*response.headers, *extra]
+            data = jsonrpc.encode_outcome(outcome)
         try:
             response.finish(data, status)
         finally:
@@ -751,9 +712,9 @@ async def serve_http(
     port: int | None = None,
     *,
     on_ready: Callable[[str], None] | None = None,
-    handle_signals: bool = True,
+    stop: StopToken | None = None,
 ) -> None:
-    """Serve Streamable HTTP at ``/mcp`` until cancelled, or SIGINT/SIGTERM when ``handle_signals``.
+    """Serve Streamable HTTP at ``/mcp`` until ``stop`` is set or the task is cancelled (no signal handlers).
 
     ``on_ready`` gets the endpoint URL once the socket listens (with the real port when ``port`` is 0).
     """
@@ -776,7 +737,7 @@ async def serve_http(
     if on_ready is not None:
         on_ready(url)
 
-    stop = asyncio.Event()
+    stop = stop if stop is not None else StopToken()
 
     async def sweeper() -> None:
         interval = _sweep_interval(settings)
@@ -786,8 +747,7 @@ async def serve_http(
 
     sweeping = asyncio.create_task(sweeper())
     try:
-        with stop_on_signals(stop, handle_signals):
-            await stop.wait()
+        await stop.wait()
     finally:
         sweeping.cancel()
         server.close()

@@ -2,11 +2,13 @@
 
 stdout carries protocol messages only: Python's ``sys.stdout`` is pointed at
 stderr while serving, so a stray print in a plugin cannot corrupt the stream.
-The server stops reading on stdin EOF, on the first SIGINT or SIGTERM, when
-its parent process dies (PR_SET_PDEATHSIG, plus a parent-pid check) and when
-the client closes stdout; then it answers the requests in flight (within
+The server stops reading on stdin EOF, when its stop token is set (by the
+supervisor on a signal, or by the embedding program), when its parent process
+dies (PR_SET_PDEATHSIG, plus a parent-pid check) and when the client closes
+stdout; then it answers the requests in flight (within
 ``Settings.drain_timeout_s``; the last line is served even without its
-newline), flushes stdout and exits. Back-pressure, the in-flight cap and the
+newline), flushes stdout and returns. It installs no signal handlers. The
+session's principal is the parent process. Back-pressure, the in-flight cap and the
 handling of failures are ``StreamSession``'s (stream.py).
 """
 
@@ -22,8 +24,9 @@ from collections.abc import Awaitable, Callable
 from typing import BinaryIO
 
 from mcp_edge.board.settings import Settings
+from mcp_edge.runtime.principal import Principal
 from mcp_edge.runtime.router import Router
-from mcp_edge.transport.signals import stop_on_signals
+from mcp_edge.runtime.stop import StopToken
 from mcp_edge.transport.stream import READ_CHUNK, Output, StreamSession, log
 
 __all__ = ["claim_stdout", "serve_stdio"]
@@ -35,10 +38,10 @@ def _die_with_parent() -> None:
         set_parent_death_signal(signal.SIGTERM)
 
 
-async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+async def _watch_parent(parent: int, stop: StopToken) -> None:
     while not stop.is_set():
         if os.getppid() != parent:
-            stop.set()
+            stop.set("the parent process died")
             return
         await asyncio.sleep(1.0)
 
@@ -132,13 +135,13 @@ def claim_stdout() -> int:
     return _protocol_fd[0]
 
 
-async def serve_stdio(router: Router, settings: Settings) -> None:
-    """Serve one client on this process's stdin and stdout."""
+async def serve_stdio(router: Router, settings: Settings, *, stop: StopToken | None = None) -> None:
+    """Serve one client on this process's stdin and stdout until EOF or ``stop`` is set (then drain)."""
     loop = asyncio.get_running_loop()
     out_fd = claim_stdout()
     _protocol_fd.clear()  # the output below owns the descriptor now
     out = os.fdopen(out_fd, "wb", buffering=0)
-    stop = asyncio.Event()
+    stop = stop if stop is not None else StopToken()
     output: Output
     if _pollable(out_fd):
         transport, protocol = await loop.connect_write_pipe(_PipeProtocol, out)
@@ -158,20 +161,19 @@ async def serve_stdio(router: Router, settings: Settings) -> None:
         async def read(size: int) -> bytes:
             return await loop.run_in_executor(None, os.read, fd, size)
 
-    stream = StreamSession(router, output, settings)
+    stream = StreamSession(router, output, settings, principal=Principal.parent_process())
     _die_with_parent()
     watchers = [asyncio.create_task(_watch_parent(os.getppid(), stop))]
     if isinstance(output, _PipeOutput):
         watchers.append(asyncio.create_task(_stop_when(output.lost, stop)))  # the client stopped reading us
     try:
-        with stop_on_signals(stop):
-            await stream.run(read, stop)
+        await stream.run(read, stop)
     finally:
         for task in watchers:
             task.cancel()
         await output.close(0.0)
 
 
-async def _stop_when(event: asyncio.Event, stop: asyncio.Event) -> None:
+async def _stop_when(event: asyncio.Event, stop: StopToken) -> None:
     await event.wait()
-    stop.set()
+    stop.set("the client closed stdout")

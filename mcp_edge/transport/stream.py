@@ -14,8 +14,9 @@ What stdio and the unix socket share, all of it here:
   wait the same way. Notifications sent to every session (list_changed, resources/updated) never wait, so one
   slow client cannot hold up the others: past four times the bound they are dropped for that client, with a log
   line. The connection itself is never dropped for being slow; a client that reads nothing only stops being read.
-- **EOF and stop** (a signal, the parent's death, server shutdown): the last line without a newline is still
-  served; requests in flight get ``settings.drain_timeout_s`` to finish and be answered, then are cancelled;
+- **EOF and stop** (the stop token: a signal to the supervisor, the parent's death, server shutdown): the last
+  line without a newline is still served; requests in flight get ``settings.drain_timeout_s`` to finish and be
+  answered, then are cancelled;
   requests we sent the client fail at once (it can no longer answer); the output is flushed (within what is
   left of the same timeout) and the stream closes.
 - **Failures**: an exception while handling one chunk or one message is logged (a traceback the first time per
@@ -32,10 +33,12 @@ from typing import TYPE_CHECKING, Final
 
 from mcp_edge.mcp import jsonrpc
 from mcp_edge.mcp.connection import Batch, CancelRequest, ClientResult, Event, Reply, Request, ServerConnection
+from mcp_edge.runtime.principal import ANONYMOUS, Principal
 from mcp_edge.runtime.router import Router, Session
 
 if TYPE_CHECKING:
     from mcp_edge.board.settings import Settings
+    from mcp_edge.runtime.stop import StopToken
 
 __all__ = ["READ_CHUNK", "Output", "StreamSession"]
 
@@ -80,14 +83,15 @@ class Output:
 class StreamSession:
     """Drives one stream: reads frames, runs each request as a task, writes responses in completion order."""
 
-    def __init__(self, router: Router, output: Output, settings: Settings) -> None:
+    def __init__(self, router: Router, output: Output, settings: Settings, *,
+                 principal: Principal = ANONYMOUS) -> None:
         self._router = router
         self._output = output
         self._settings = settings
         self._bound = settings.output_backlog
         self._dropped = 0  # broadcast notifications dropped for this client
         self.conn = ServerConnection(router.info, max_frame=settings.max_frame, max_depth=settings.max_depth)
-        self.session = Session(self.conn, notify=self._broadcast)
+        self.session = Session(self.conn, notify=self._broadcast, principal=principal)
         router.attach(self.session)
 
     # -- output ---------------------------------------------------------------------------------
@@ -142,7 +146,7 @@ class StreamSession:
     def _start(self, req: Request, batch: Batch | None) -> None:
         busy = self._router.over_capacity(req, self.session)
         if busy is not None:
-            self._answer(req, busy, batch)
+            self._answer(req, jsonrpc.encode_outcome(busy), batch)
             return
         task = self.session.running[req.id] = asyncio.create_task(self._run(req, batch))
         # Cancelled before its first step (a notifications/cancelled read in the same chunk or batch), the
@@ -178,7 +182,7 @@ class StreamSession:
     async def _run(self, req: Request, batch: Batch | None) -> None:
         data: bytes | None = None
         try:
-            data = await self._router.handle(req, self.session, self._emit)
+            data = jsonrpc.encode_outcome(await self._router.handle(req, self.session, self._emit))
         except asyncio.CancelledError:
             pass  # a cancelled request gets no response
         except Exception as exc:  # the router answers its own failures; this is a backstop
@@ -203,7 +207,7 @@ class StreamSession:
 
     # -- the session's life ---------------------------------------------------------------------------
 
-    async def run(self, read: Callable[[int], Awaitable[bytes]], stop: asyncio.Event | None = None) -> None:
+    async def run(self, read: Callable[[int], Awaitable[bytes]], stop: StopToken | None = None) -> None:
         """Serve what ``read`` gives until it returns b"" (EOF) or ``stop`` is set; then drain and close."""
         reading = asyncio.create_task(self._read(read))
         stopping = asyncio.create_task(stop.wait()) if stop is not None else None

@@ -1,6 +1,7 @@
 """Unix socket transport: the stdio framing (newline-delimited JSON-RPC) for local clients.
 
-Each connection is a session of its own (``StreamSession``, as on stdio). The
+Each connection is a session of its own (``StreamSession``, as on stdio), whose
+principal is the peer's ``SO_PEERCRED`` credentials (``uid:<uid>``). The
 socket file is created with mode 0600, so only this user (and root) may
 connect, and removed on exit. A path that exists is reused only when it is a
 stale socket (nobody answers on it); a live socket or any other file stops
@@ -9,7 +10,8 @@ the start with a ``ConfigError``.
 A client that stops reading is not dropped: once its unsent output passes
 ``Settings.output_backlog`` the server stops reading from it (stream.py), so
 what it costs stays bounded, and it is served again as soon as it reads. At
-shutdown every session gets ``Settings.drain_timeout_s`` to answer what it runs.
+shutdown (the stop token set, or the serving task cancelled) every session gets
+``Settings.drain_timeout_s`` to answer what it runs. No signal handlers here.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from typing import Final
 
 from mcp_edge.board.settings import Settings
 from mcp_edge.errors import ConfigError
+from mcp_edge.runtime.principal import Principal
 from mcp_edge.runtime.router import Router
-from mcp_edge.transport.signals import stop_on_signals
+from mcp_edge.runtime.stop import StopToken
 from mcp_edge.transport.stream import READ_CHUNK, Output, StreamSession
 
 __all__ = ["serve_unix"]
@@ -96,19 +99,27 @@ async def serve_unix(
     path: Path | str,
     *,
     on_ready: Callable[[str], None] | None = None,
-    handle_signals: bool = True,
+    stop: StopToken | None = None,
 ) -> None:
-    """Serve newline-delimited JSON-RPC on a unix socket at ``path`` until cancelled or signalled."""
+    """Serve newline-delimited JSON-RPC on a unix socket at ``path`` until ``stop`` is set or the task is
+    cancelled; then every session drains."""
     path = Path(path)
     _claim(path)
     tasks: set[asyncio.Task[None]] = set()
-    stop = asyncio.Event()  # set on a signal or when serve_unix ends: every session drains and closes
+    stop = stop if stop is not None else StopToken()  # set when serve_unix ends too: every session drains
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        try:
+            principal = Principal.from_peer(writer.get_extra_info("socket"))
+        except (OSError, ValueError, AttributeError) as exc:  # the kernel always tells on AF_UNIX: not expected
+            log.warning("a unix socket client's credentials are unknown (%s): connection closed", exc)
+            writer.close()
+            return
         tasks.add(task)
-        stream = StreamSession(router, _SocketOutput(writer, settings.output_backlog), settings)
+        stream = StreamSession(router, _SocketOutput(writer, settings.output_backlog), settings,
+                               principal=principal)
         try:
             await stream.run(reader.read, stop)
         except (ConnectionError, asyncio.CancelledError):
@@ -129,11 +140,11 @@ async def serve_unix(
         on_ready(str(path))
 
     try:
-        with stop_on_signals(stop, handle_signals):
-            await stop.wait()
+        await stop.wait()
     finally:
         server.close()
-        stop.set()  # each session answers what it runs (drain_timeout_s), flushes and closes
+        # each session answers what it runs (drain_timeout_s), flushes and closes
+        stop.set("the unix socket server is stopping")
         if tasks:
             await asyncio.wait(list(tasks), timeout=settings.drain_timeout_s + 1.0)
         for task in list(tasks):

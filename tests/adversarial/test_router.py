@@ -25,7 +25,10 @@ import pytest
 from mcp_edge.board.settings import Settings
 from mcp_edge.mcp import ServerConnection, ServerInfo
 from mcp_edge.mcp.connection import META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, ClientResult, Request
+from mcp_edge.mcp.jsonrpc import encode_outcome
 from mcp_edge.plugin import Registry
+from mcp_edge.runtime.outcome import Failure
+from mcp_edge.runtime.principal import Principal
 from mcp_edge.runtime.router import Router, Session
 
 from .stream_helpers import PROBE_PLUGINS, STREAM_PLUGINS, WAIT, stream_env
@@ -65,7 +68,7 @@ def stateless_req(rid: Any, method: str, params: dict[str, Any] | None = None) -
 
 async def answer(router: Router, req: Request, session: Session | None = None,
                  emit: Callable[[bytes], Awaitable[None]] | None = None) -> dict[str, Any]:
-    data = await router.handle(req, session or Session(ServerConnection(INFO)), emit)
+    data = encode_outcome(await router.handle(req, session or Session(ServerConnection(INFO)), emit))
     out: dict[str, Any] = json.loads(data)
     return out
 
@@ -220,7 +223,7 @@ def test_a_response_over_max_out_frame_becomes_an_error_naming_the_limit(tmp_pat
     async def body(router: Router) -> tuple[dict[str, Any], dict[str, Any], int]:
         small = await answer(router, handshake_req(1, "tools/call", {"name": "echo", "arguments": {"text": "hi"}}))
         call = handshake_req(2, "tools/call", {"name": "echo", "arguments": {"text": "x" * 100_000}})
-        big = await router.handle(call, Session(ServerConnection(INFO)), None)
+        big = encode_outcome(await router.handle(call, Session(ServerConnection(INFO)), None))
         return small, json.loads(big), len(big)
 
     small, big, size = with_router(tmp_path, body, max_out_frame=80_000, max_read=1024)
@@ -288,7 +291,7 @@ def test_listen_streams_are_capped_per_server(tmp_path: Path) -> None:
 
 
 def test_in_flight_cap_is_a_session_check_transports_share(tmp_path: Path) -> None:
-    async def body(router: Router) -> tuple[bytes | None, bytes | None]:
+    async def body(router: Router) -> tuple[Failure | None, Failure | None]:
         session = Session(ServerConnection(INFO))
         free = router.over_capacity(handshake_req(1, "ping"), session)
         session.running[1] = asyncio.get_running_loop().create_future()  # type: ignore[assignment]
@@ -296,7 +299,8 @@ def test_in_flight_cap_is_a_session_check_transports_share(tmp_path: Path) -> No
 
     free, busy = with_router(tmp_path, body, max_inflight=1)
     assert free is None and busy is not None
-    assert json.loads(busy)["error"]["code"] == -32010
+    assert busy.code == -32010 and busy.retry_after_s is not None  # typed: HTTP needs no parsing
+    assert json.loads(encode_outcome(busy))["error"]["code"] == -32010
 
 
 # -- case 22: requestState is bound to the call, the client and an expiry; its key lives in data_dir ---------------
@@ -333,9 +337,9 @@ def test_request_state_is_bound_to_the_arguments(tmp_path: Path) -> None:
 
 def test_request_state_is_bound_to_the_principal(tmp_path: Path) -> None:
     async def body(router: Router) -> tuple[dict[str, Any], dict[str, Any]]:
-        alice = Session(ServerConnection(INFO), principal="alice")
+        alice = Session(ServerConnection(INFO), principal=Principal("uid:1000", "unix-peer", uid=1000))
         state = await _first_state(router, alice, {})
-        mallory = Session(ServerConnection(INFO), principal="mallory")
+        mallory = Session(ServerConnection(INFO), principal=Principal("uid:1001", "unix-peer", uid=1001))
         return await _retry(router, alice, {}, state), await _retry(router, mallory, {}, state)
 
     mine, theirs = with_router(tmp_path, body)

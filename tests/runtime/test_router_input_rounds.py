@@ -11,6 +11,7 @@ from typing import Any
 from mcp_edge.board.settings import Settings
 from mcp_edge.mcp import ServerConnection, ServerInfo, jsonrpc
 from mcp_edge.mcp.connection import META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, ClientResult, Request
+from mcp_edge.mcp.jsonrpc import encode_outcome
 from mcp_edge.plugin import Registry
 from mcp_edge.runtime.router import Router, Session
 
@@ -70,7 +71,7 @@ def test_handshake_era_router_asks_the_client(tmp_path: Path) -> None:
             asyncio.get_running_loop().call_soon(session.resolve, reply)
 
         req = Request(1, "tools/call", {"name": "greet", "arguments": {}}, "2025-11-25", False)
-        out = json.loads(await router.handle(req, session, emit))
+        out = json.loads(encode_outcome(await router.handle(req, session, emit)))
         await router.registry.stop()
         return out, sent
 
@@ -86,13 +87,14 @@ def test_stateless_round_trip_with_signed_state(tmp_path: Path) -> None:
     async def main() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         router = await _router(tmp_path)
         session = Session(ServerConnection(INFO))
-        first = json.loads(await router.handle(
-            Request(1, "tools/call", {"name": "greet", "_meta": meta}, "2026-07-28", True, meta), session, None))
+        first = json.loads(encode_outcome(await router.handle(
+            Request(1, "tools/call", {"name": "greet", "_meta": meta}, "2026-07-28", True, meta), session, None)))
         state = first["result"]["requestState"]
         retry = {"name": "greet", "_meta": meta, "requestState": state,
                  "inputResponses": {"who": {"action": "accept", "content": {"name": "Bo"}}}}
         async def call(rid: int, params: dict[str, Any]) -> dict[str, Any]:
-            data = await router.handle(Request(rid, "tools/call", params, "2026-07-28", True, meta), session, None)
+            data = encode_outcome(
+                await router.handle(Request(rid, "tools/call", params, "2026-07-28", True, meta), session, None))
             out: dict[str, Any] = json.loads(data)
             return out
 

@@ -9,6 +9,7 @@ variable for. The only plugin is ``tests/transport/plugins/probe``:
     slow(seconds)            -> sleeps (cancellable), then "slept"
     shout(text)              -> print()s to stdout, logs at info, then text
     touch(uri)               -> notifies subscribers that ``uri`` changed
+    whoami()                 -> the request's principal as JSON (id, kind, pid, uid)
 """
 
 from __future__ import annotations

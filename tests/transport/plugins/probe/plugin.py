@@ -1,6 +1,7 @@
 """probe: tools for the transport tests; the same behaviour as conftest.FakeRegistry."""
 
 import asyncio
+import json
 import sys
 
 from mcp_edge.plugin import PluginBase, RequestContext, resource, tool
@@ -43,6 +44,13 @@ class Probe(PluginBase):
         """Tell subscribers that resource ``uri`` changed."""
         await self.ctx.notify_resource_updated(uri)
         return "touched"
+
+    @tool
+    async def whoami(self, ctx: RequestContext | None = None) -> str:
+        """The request's principal as JSON: id, kind, pid, uid (what the transport attached)."""
+        assert ctx is not None
+        who = ctx.principal  # type: ignore[attr-defined]  # (RequestContext gains it in the plugin API next)
+        return json.dumps({"id": who.id, "kind": who.kind, "pid": who.pid, "uid": who.uid})
 
     @resource("probe://counter", name="counter")
     async def counter(self) -> str:
