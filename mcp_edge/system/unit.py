@@ -61,7 +61,7 @@ def unit_text(settings: Settings, *, exec_path: str | Path, user: str | None = N
     """The unit file text for ``settings``' board.
 
     ``exec_path``: the ``mcp-edge`` executable; ``serve_args``: options after ``serve`` (default: HTTP as the
-    settings say); ``user``: run as this user and its group (None: root, still with no capabilities);
+    settings say); ``user``: run as this user and its primary group (None: root, still with no capabilities);
     ``watchdog_s``: WatchdogSec (default: the settings' ``watchdog_s``, else DEFAULT_WATCHDOG_S);
     ``memory_max``: MemoryMax in bytes for the whole service (default: the settings' ``service_memory_max``;
     0: none).
@@ -105,7 +105,7 @@ def unit_text(settings: Settings, *, exec_path: str | Path, user: str | None = N
         "KillMode=mixed",
     ]
     if user is not None:
-        unit += [f"User={_word(user)}", f"Group={_word(user)}"]
+        unit.append(f"User={_word(user)}")  # and its primary group
     unit += [
         "UMask=0077",
         f"LimitNOFILE={service_nofile(settings)}",
