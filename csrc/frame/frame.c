@@ -186,6 +186,58 @@ int me_frame_parse_header(const void *buf, size_t len, const struct me_frame_lim
     return (int)size;
 }
 
+/* One u8-length string at p[*at..len) of 1..max bytes; its start in *s. */
+static int principal_str(const uint8_t *p, size_t len, size_t *at, size_t max, const uint8_t **s)
+{
+    if (*at >= len)
+        return -1;
+    size_t n = p[*at];
+    if (n == 0 || n > max || n > len - *at - 1)
+        return -1;
+    *s = p + *at + 1;
+    *at += 1 + n;
+    return 0;
+}
+
+/* The roles or scopes: a u8 count, then that many strings, none twice. A
+   count is at most 32, so the pairwise check is a few hundred short compares. */
+static int principal_labels(const uint8_t *p, size_t len, size_t *at)
+{
+    const uint8_t *seen[ME_FRAME_PRINCIPAL_LABELS_MAX];
+    if (*at >= len)
+        return -1;
+    size_t count = p[(*at)++];
+    if (count > ME_FRAME_PRINCIPAL_LABELS_MAX)
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        if (principal_str(p, len, at, ME_FRAME_PRINCIPAL_LABEL_MAX, &seen[i]) < 0)
+            return -1;
+        for (size_t j = 0; j < i; j++)
+            if (seen[j][-1] == seen[i][-1] && memcmp(seen[j], seen[i], seen[i][-1]) == 0)
+                return -1;
+    }
+    return 0;
+}
+
+int me_frame_principal_check(const void *value, size_t len)
+{
+    const uint8_t *p = value;
+    const uint8_t *id;
+    if (len < ME_FRAME_PRINCIPAL_FIXED || len > ME_FRAME_PRINCIPAL_MAX)
+        return -EPROTO;
+    if (p[0] >= ME_FRAME_PRINCIPAL_KINDS || (p[1] & ~ME_FRAME_PRINCIPAL_FLAGS))
+        return -EPROTO;
+    for (int i = 0; i < 3; i++) /* pid, uid, gid: zero unless flagged present */
+        if (!(p[1] & (1u << i)) && ld32(p + 2 + 4 * i) != 0)
+            return -EPROTO;
+    size_t at = ME_FRAME_PRINCIPAL_FIXED;
+    if (principal_str(p, len, &at, ME_FRAME_PRINCIPAL_ID_MAX, &id) < 0)
+        return -EPROTO;
+    if (principal_labels(p, len, &at) < 0 || principal_labels(p, len, &at) < 0)
+        return -EPROTO;
+    return at == len ? 0 : -EPROTO;
+}
+
 /* Decode the TLV area ext[0..len). */
 static int parse_tlvs(struct me_frame *f, const uint8_t *ext, size_t len)
 {
@@ -216,6 +268,13 @@ static int parse_tlvs(struct me_frame *f, const uint8_t *ext, size_t len)
                 return refuse(f, ME_FRAME_BAD_TLV);
             f->priority = v[0];
             f->present |= ME_FRAME_HAS_PRIORITY;
+            break;
+        case ME_FRAME_TLV_PRINCIPAL: /* variable length, within its bounds; kept in place */
+            if ((f->present & ME_FRAME_HAS_PRINCIPAL) || me_frame_principal_check(v, vlen) < 0)
+                return refuse(f, ME_FRAME_BAD_TLV);
+            f->principal_off = (uint16_t)(at + ME_FRAME_TLV_HEADER);
+            f->principal_len = vlen;
+            f->present |= ME_FRAME_HAS_PRINCIPAL;
             break;
         default:
             if (!(type & ME_FRAME_TLV_OPTIONAL))

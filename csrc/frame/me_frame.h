@@ -31,8 +31,23 @@ enum me_frame_kind {
 #define ME_FRAME_TLV_DEADLINE 0x0001u /* u64: absolute CLOCK_MONOTONIC ns */
 #define ME_FRAME_TLV_TRACE 0x0002u    /* 25 bytes: W3C trace-id(16), parent-id(8), trace-flags(1) */
 #define ME_FRAME_TLV_PRIORITY 0x0003u /* u8: higher is more urgent */
+#define ME_FRAME_TLV_PRINCIPAL 0x0004u /* who asks: kind, pid/uid/gid, id, roles, scopes (see below) */
 #define ME_FRAME_TLV_HEADER 4
 #define ME_FRAME_TRACE_SIZE 25
+
+/* The principal TLV's value (docs/wire-format.md): u8 kind, u8 flags (bit 0
+   pid, 1 uid, 2 gid present), u32 pid, u32 uid, u32 gid (0 when absent), then
+   a u8-length id (1-255 bytes), then a u8 count of roles (<= 32) each a
+   u8-length string (1-64 bytes), then the scopes the same way. The bounds keep
+   a whole principal TLV within the default extension limit. mcp_edge's
+   Python Principal (runtime/principal.py) uses the same numbers. */
+#define ME_FRAME_PRINCIPAL_FIXED 14
+#define ME_FRAME_PRINCIPAL_KINDS 4 /* process, unix-peer, anonymous, embedded */
+#define ME_FRAME_PRINCIPAL_FLAGS 0x07u
+#define ME_FRAME_PRINCIPAL_ID_MAX 255
+#define ME_FRAME_PRINCIPAL_LABELS_MAX 32
+#define ME_FRAME_PRINCIPAL_LABEL_MAX 64
+#define ME_FRAME_PRINCIPAL_MAX 4092u /* value bytes: the TLV with its header is at most 4096 */
 
 /* Offsets (u48) above this do not fit the header. */
 #define ME_FRAME_MAX_OFFSET ((UINT64_C(1) << 48) - 1)
@@ -64,6 +79,7 @@ struct me_frame_limits {
 #define ME_FRAME_HAS_DEADLINE 0x1u
 #define ME_FRAME_HAS_TRACE 0x2u
 #define ME_FRAME_HAS_PRIORITY 0x4u
+#define ME_FRAME_HAS_PRINCIPAL 0x8u
 
 /* A frame's header fields and decoded extensions. For encoding, fill the
    header fields; for decoding, everything is written. */
@@ -88,6 +104,8 @@ struct me_frame {
     uint64_t deadline_ns;
     uint8_t trace[ME_FRAME_TRACE_SIZE];
     uint32_t crc_partial;  /* CRC32C of the header (CRC zeroed) and extensions */
+    uint16_t principal_off; /* ME_FRAME_HAS_PRINCIPAL: where its value starts in the extension area */
+    uint16_t principal_len; /* and its length (the value itself stays in the caller's buffer) */
 };
 
 /* Write the 32-byte header of `f` to out[0..32): its CRC32C runs over the header
@@ -121,6 +139,12 @@ int me_frame_decode(const void *buf, size_t len, const struct me_frame_limits *l
    check it against the payload's bytes. 0, -EBADMSG (f->reason BAD_CRC),
    -EMSGSIZE (len differs from payload_len), -EINVAL (nothing to check). */
 int me_frame_verify_payload(struct me_frame *f, const void *payload, size_t len);
+
+/* Whether value[0..len) is a well-formed principal TLV value (the layout
+   above: kind known, no reserved flag, absent ids zero, every length within
+   its bound, no duplicate role or scope, nothing left over). 0 or -EPROTO.
+   The decoder calls it on every principal TLV; encoders check with it. */
+int me_frame_principal_check(const void *value, size_t len);
 
 /* "truncated", "overlong", ... ; NULL out of range. */
 const char *me_frame_reason_name(int reason);

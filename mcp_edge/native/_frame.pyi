@@ -17,6 +17,8 @@ TLV_OPTIONAL: Final[int]
 TLV_DEADLINE: Final[int]
 TLV_TRACE: Final[int]
 TLV_PRIORITY: Final[int]
+TLV_PRINCIPAL: Final[int]
+PRINCIPAL_MAX: Final[int]
 MAX_OFFSET: Final[int]
 DEFAULT_MAX_PAYLOAD: Final[int]
 DEFAULT_MAX_EXTENSIONS: Final[int]
@@ -67,6 +69,8 @@ class Frame:
     def priority(self) -> int | None: ...
     @property
     def trace(self) -> Trace | None: ...
+    @property
+    def principal(self) -> bytes | None: ...
     def tlvs(self) -> list[tuple[int, memoryview]]: ...
     def verify_payload(self, data: Buffer) -> None: ...
 
@@ -102,6 +106,7 @@ def encode_extensions(
     deadline_ns: int | None = None,
     priority: int | None = None,
     trace: Trace | None = None,
+    principal: Buffer | None = None,
     extra: Iterable[tuple[int, Buffer]] = (),
 ) -> bytes: ...
 def decode(buf: Buffer, *, max_payload: int = ..., max_extensions: int = ...) -> Frame: ...
@@ -123,6 +128,7 @@ def write_frame(
     trace: Trace | None = None,
     extensions: Buffer | None = None,
     at: int | None = None,
+    principal: Buffer | None = None,
 ) -> int: ...
 def read_frame(
     fd: int | _HasFileno,
@@ -151,6 +157,7 @@ class FrameWriter:
         priority: int | None = None,
         trace: Trace | None = None,
         extensions: Buffer | None = None,
+        principal: Buffer | None = None,
     ) -> None: ...
     @property
     def header(self) -> bytes: ...

@@ -39,6 +39,7 @@ from mcp_edge.native.includes.me_frame cimport (
     ME_FRAME_F_PAYLOAD_CRC,
     ME_FRAME_FILE,
     ME_FRAME_HAS_DEADLINE,
+    ME_FRAME_HAS_PRINCIPAL,
     ME_FRAME_HAS_PRIORITY,
     ME_FRAME_HAS_TRACE,
     ME_FRAME_HEADER_SIZE,
@@ -47,9 +48,11 @@ from mcp_edge.native.includes.me_frame cimport (
     ME_FRAME_MAGIC,
     ME_FRAME_MAX_OFFSET,
     ME_FRAME_OVERLONG,
+    ME_FRAME_PRINCIPAL_MAX,
     ME_FRAME_TLV_DEADLINE,
     ME_FRAME_TLV_HEADER,
     ME_FRAME_TLV_OPTIONAL,
+    ME_FRAME_TLV_PRINCIPAL,
     ME_FRAME_TLV_PRIORITY,
     ME_FRAME_TLV_TRACE,
     ME_FRAME_TRACE_SIZE,
@@ -60,6 +63,7 @@ from mcp_edge.native.includes.me_frame cimport (
     me_frame_encode_header,
     me_frame_limits,
     me_frame_parse_header,
+    me_frame_principal_check,
     me_frame_reason_name,
     me_frame_tlv_put,
     me_frame_verify_payload,
@@ -96,6 +100,8 @@ TLV_OPTIONAL = ME_FRAME_TLV_OPTIONAL
 TLV_DEADLINE = ME_FRAME_TLV_DEADLINE
 TLV_TRACE = ME_FRAME_TLV_TRACE
 TLV_PRIORITY = ME_FRAME_TLV_PRIORITY
+TLV_PRINCIPAL = ME_FRAME_TLV_PRINCIPAL
+PRINCIPAL_MAX = ME_FRAME_PRINCIPAL_MAX
 MAX_OFFSET = ME_FRAME_MAX_OFFSET
 DEFAULT_MAX_PAYLOAD = ME_FRAME_DEFAULT_MAX_PAYLOAD
 DEFAULT_MAX_EXTENSIONS = ME_FRAME_DEFAULT_MAX_EXT
@@ -269,8 +275,8 @@ def encode_header_into(out, int type, uint64_t id, payload=None, *, int kind=ME_
         PyBuffer_Release(&view)
 
 
-def encode_extensions(*, deadline_ns=None, priority=None, trace=None, extra=()):
-    """encode_extensions(*, deadline_ns=None, priority=None, trace=None, extra=()) -> bytes
+def encode_extensions(*, deadline_ns=None, priority=None, trace=None, principal=None, extra=()):
+    """encode_extensions(*, deadline_ns=None, priority=None, trace=None, principal=None, extra=()) -> bytes
 
     int me_frame_tlv_put(void *out, size_t cap, size_t *used, uint16_t type, const void *value, size_t len)
 
@@ -285,6 +291,10 @@ def encode_extensions(*, deadline_ns=None, priority=None, trace=None, extra=()):
         0-255, higher is more urgent.
     trace
         W3C trace context: ``(trace_id, parent_id, trace_flags)``, 16 bytes, 8 bytes, 0-255.
+    principal
+        The value of a principal TLV (``mcp_edge.runtime.principal.Principal.to_tlv()``), checked with
+        ``int me_frame_principal_check(const void *value, size_t len)``: ValueError when it is not
+        well formed, as a receiver would refuse the frame (bad TLV).
     extra
         Further ``(type, value)`` pairs, written as given; set ``TLV_OPTIONAL``
         in the type when a receiver that does not know it may skip it.
@@ -299,6 +309,13 @@ def encode_extensions(*, deadline_ns=None, priority=None, trace=None, extra=()):
         tlvs.append((ME_FRAME_TLV_TRACE, bytes(trace_id) + bytes(parent_id) + int(trace_flags).to_bytes(1, "little")))
     if priority is not None:
         tlvs.append((ME_FRAME_TLV_PRIORITY, int(priority).to_bytes(1, "little")))
+    cdef bytes who
+    if principal is not None:
+        who = bytes(principal)
+        if me_frame_principal_check(<const unsigned char *>who, <size_t>len(who)) < 0:
+            raise ValueError(f"principal: {len(who)} bytes that are not a well-formed principal TLV value "
+                             f"(at most {ME_FRAME_PRINCIPAL_MAX} bytes; Principal.to_tlv() makes one)")
+        tlvs.append((ME_FRAME_TLV_PRINCIPAL, who))
     for tlv_type, value in extra:
         if not 0 <= tlv_type <= 0xFFFF:
             raise ValueError(f"TLV type {tlv_type} does not fit 16 bits")
@@ -418,6 +435,15 @@ cdef class Frame:
     @property
     def priority(self):
         return self.f.priority if self.f.present & ME_FRAME_HAS_PRIORITY else None
+
+    @property
+    def principal(self):
+        """The principal TLV's value (bytes; ``Principal.from_tlv`` reads it) or None. The decoder checked
+        its structure and bounds."""
+        if not self.f.present & ME_FRAME_HAS_PRINCIPAL:
+            return None
+        self._make_views()
+        return bytes(self._ext[self.f.principal_off:self.f.principal_off + self.f.principal_len])
 
     @property
     def trace(self):
@@ -611,11 +637,12 @@ cdef class FrameWriter:
 
     def __init__(self, int type, uint64_t id, payload=b"", *, int kind=ME_FRAME_INLINE, length=None,
                  int segment=0, uint64_t offset=0, bint end=False, bint payload_crc=False, deadline_ns=None,
-                 priority=None, trace=None, extensions=None):
+                 priority=None, trace=None, extensions=None, principal=None):
         if extensions is None:
-            extensions = encode_extensions(deadline_ns=deadline_ns, priority=priority, trace=trace)
-        elif deadline_ns is not None or priority is not None or trace is not None:
-            raise ValueError("pass either extensions= or deadline_ns/priority/trace, not both")
+            extensions = encode_extensions(deadline_ns=deadline_ns, priority=priority, trace=trace,
+                                           principal=principal)
+        elif deadline_ns is not None or priority is not None or trace is not None or principal is not None:
+            raise ValueError("pass either extensions= or deadline_ns/priority/trace/principal, not both")
         body = payload if kind == ME_FRAME_INLINE or payload_crc else None
         if body is not None and len(memoryview(body)) == 0 and kind != ME_FRAME_INLINE:
             body = None
@@ -870,7 +897,7 @@ cdef int _wait(int fd, short events) except -1:
 
 def write_frame(fd, int type, uint64_t id, payload=b"", *, int kind=ME_FRAME_INLINE, length=None, int segment=0,
                 uint64_t offset=0, bint end=False, bint payload_crc=False, deadline_ns=None, priority=None,
-                trace=None, extensions=None, at=None):
+                trace=None, extensions=None, at=None, principal=None):
     """write_frame(fd, type, id, payload=b"", **fields) -> int
 
     int me_frame_writev(int fd, struct me_frame_writer *w)
@@ -882,13 +909,13 @@ def write_frame(fd, int type, uint64_t id, payload=b"", *, int kind=ME_FRAME_INL
     resumes where it stopped, and on a non-blocking ``fd`` the call waits
     (``poll``) until it can go on. The frame's fields are ``encode_header``'s;
     the extensions are ``encode_extensions``'s (``deadline_ns``, ``priority``,
-    ``trace``) or the ready TLV bytes ``extensions``. Returns the bytes written.
+    ``trace``, ``principal``) or the ready TLV bytes ``extensions``. Returns the bytes written.
     For ``BLOCK``/``FILE`` frames the payload (given only for ``payload_crc``)
     is not written. Asyncio: ``mcp_edge.io.frames``.
     """
     cdef FrameWriter w = FrameWriter(type, id, payload, kind=kind, length=length, segment=segment, offset=offset,
                                      end=end, payload_crc=payload_crc, deadline_ns=deadline_ns, priority=priority,
-                                     trace=trace, extensions=extensions)
+                                     trace=trace, extensions=extensions, principal=principal)
     while not w.write_to(fd, at=at):
         _wait(_fileno(fd), _select.POLLOUT)
     return w.w.total

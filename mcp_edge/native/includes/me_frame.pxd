@@ -17,6 +17,13 @@ cdef extern from "frame/me_frame.h" nogil:
         ME_FRAME_TLV_DEADLINE
         ME_FRAME_TLV_TRACE
         ME_FRAME_TLV_PRIORITY
+        ME_FRAME_TLV_PRINCIPAL
+        ME_FRAME_PRINCIPAL_FIXED
+        ME_FRAME_PRINCIPAL_KINDS
+        ME_FRAME_PRINCIPAL_ID_MAX
+        ME_FRAME_PRINCIPAL_LABELS_MAX
+        ME_FRAME_PRINCIPAL_LABEL_MAX
+        ME_FRAME_PRINCIPAL_MAX
         ME_FRAME_TLV_HEADER
         ME_FRAME_TRACE_SIZE
         ME_FRAME_DEFAULT_MAX_PAYLOAD
@@ -33,6 +40,7 @@ cdef extern from "frame/me_frame.h" nogil:
         ME_FRAME_HAS_DEADLINE
         ME_FRAME_HAS_TRACE
         ME_FRAME_HAS_PRIORITY
+        ME_FRAME_HAS_PRINCIPAL
 
     uint64_t ME_FRAME_MAX_OFFSET
 
@@ -60,6 +68,8 @@ cdef extern from "frame/me_frame.h" nogil:
         uint64_t deadline_ns
         uint8_t trace[25]
         uint32_t crc_partial
+        uint16_t principal_off
+        uint16_t principal_len
 
     int me_frame_encode_header(void *out, me_frame *f, const void *ext, const void *payload)
     int me_frame_tlv_put(void *out, size_t cap, size_t *used, uint16_t type, const void *value, size_t len)
@@ -67,4 +77,5 @@ cdef extern from "frame/me_frame.h" nogil:
     int me_frame_check(me_frame *f, const void *hdr, const void *ext, const void *payload)
     int me_frame_decode(const void *buf, size_t len, const me_frame_limits *lim, me_frame *f)
     int me_frame_verify_payload(me_frame *f, const void *payload, size_t len)
+    int me_frame_principal_check(const void *value, size_t len)
     const char *me_frame_reason_name(int reason)
