@@ -305,8 +305,8 @@ def apply(policy: SandboxPolicy, plugin_dir: str | Path, data_dir: str | Path) -
     everywhere = ("/",)
     read = everywhere if policy.read is None else (_norm(str(plugin_dir)), *interpreter_paths(), *policy.read)
     write = everywhere if policy.write is None else (_norm(str(data_dir)), *policy.write)
-    if policy.read is None and policy.write is None and policy.network:
-        out.notes.append("landlock: nothing to restrict (paths and network unlimited)")
+    if "/" in write and policy.network:
+        out.notes.append("landlock: nothing to restrict (every path writable, network allowed)")
     else:
         _landlock(policy, tuple(dict.fromkeys(read)), tuple(dict.fromkeys(write)), out)
     if policy.deny_syscalls:
