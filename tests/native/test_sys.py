@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from ci_honesty import require_or_skip
 
 from mcp_edge.native import _sys
 
@@ -97,7 +98,7 @@ def test_seccomp_denies_the_listed_calls_with_the_errno_and_runs_the_rest() -> N
     try:
         _sys.seccomp_probe()
     except OSError as exc:
-        pytest.skip(f"this kernel has no seccomp filters: {exc}")
+        require_or_skip("seccomp", f"this kernel has no seccomp filters: {exc}")
     lines = _child("""
         import errno, os, socket, tempfile, threading
         from mcp_edge.native import _sys
@@ -180,7 +181,7 @@ def test_landlock_rights_by_abi() -> None:
 def test_landlock_limits_the_filesystem_to_its_rules(tmp_path: Path) -> None:
     abi = _landlock_abi()
     if not abi:
-        pytest.skip("this kernel has no Landlock (the 'not available' path is tested in tests/system)")
+        require_or_skip("landlock", "this kernel has no Landlock (the 'not available' path is tested in tests/system)")
     inside, rw, outside = tmp_path / "inside", tmp_path / "rw", tmp_path / "outside"
     for d in (inside, rw, outside):
         d.mkdir()
@@ -217,7 +218,7 @@ def test_landlock_limits_the_filesystem_to_its_rules(tmp_path: Path) -> None:
 def test_landlock_restrict_without_no_new_privs_needs_privilege() -> None:
     """Without no_new_privs only CAP_SYS_ADMIN may restrict itself: EPERM otherwise, never silently nothing."""
     if not _landlock_abi():
-        pytest.skip("this kernel has no Landlock")
+        require_or_skip("landlock", "this kernel has no Landlock")
     lines = _child("""
         import os
         from mcp_edge.native import _sys

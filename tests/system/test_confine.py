@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ci_honesty import require_or_skip
 
 from mcp_edge.errors import ConfigError
 from mcp_edge.native import _sys
@@ -166,7 +167,8 @@ def test_apply_says_what_the_kernel_lacks(tree: dict[str, Path]) -> None:
     confines what it still can. Played here by a seccomp filter in front of the Landlock calls, which is how
     container runtimes hide it."""
     if seccomp_status():
-        pytest.skip("no seccomp here to hide Landlock with (and this kernel's own answer is tested above)")
+        require_or_skip("seccomp", "no seccomp here to hide Landlock with (this kernel's own answer is tested "
+                                   "above)")
     for err, words in (("ENOSYS", "landlock not available (ABI 0: ENOSYS)"),
                        ("EOPNOTSUPP", "landlock not available (ABI 0: EOPNOTSUPP): built in but not enabled")):
         got = _run(tree, {"network": False}, [["read", str(tree["outside"] / "f")]],
@@ -185,7 +187,7 @@ def test_apply_says_what_the_kernel_lacks(tree: dict[str, Path]) -> None:
 
 def test_apply_notes_missing_paths_and_running_threads(tree: dict[str, Path]) -> None:
     if not _kernel_landlock():
-        pytest.skip("this kernel has no Landlock: the notes are about its rules")
+        require_or_skip("landlock", "this kernel has no Landlock: the notes are about its rules")
     got = _run(tree, {"read": [str(tree["outside"] / "nope")]}, [], threads=2)
     notes = got["confinement"]["notes"]
     assert any(f"{tree['outside'] / 'nope'} does not exist" in n for n in notes)

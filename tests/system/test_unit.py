@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ci_honesty import require_or_skip
 
 from mcp_edge.board import Settings, load
 from mcp_edge.errors import ConfigError
@@ -120,7 +121,8 @@ def test_values_are_escaped_and_bad_ones_refused(tmp_path: Path) -> None:
 def test_systemd_analyze_verify_accepts_it(tmp_path: Path) -> None:
     tool = shutil.which("systemd-analyze")
     if tool is None:
-        pytest.skip("systemd-analyze is not installed here: the unit is checked by the parser tests only")
+        require_or_skip("systemd-analyze", "systemd-analyze is not installed here: the unit is checked by the "
+                                           "parser tests only")
     for memory in (0, 256 << 20):
         s = _settings(tmp_path, worker_memory_max=memory)
         path = tmp_path / "mcp-edge.service"
