@@ -212,6 +212,11 @@ class Settings:
                                "Address-space limit of each worker process in bytes (RLIMIT_AS; 0: none).", 0)
     worker_rlimit_nofile: int = _s(1024, "supervisor", "int",
                                    "Open-file limit of each worker process (RLIMIT_NOFILE).", 16)
+    watchdog_s: float = _s(30.0, "supervisor", "float",
+                           "WatchdogSec of the systemd unit (mcp-edge systemd-unit); the runtime pings at half "
+                           "of what systemd sets.", 1.0)
+    service_memory_max: int = _s(0, "supervisor", "int",
+                                 "MemoryMax of the whole service in its systemd unit, bytes (0: none).", 0)
     worker_memory_max: int = _s(0, "supervisor", "int",
                                 "cgroup v2 memory.max of each worker in bytes, where the cgroup is writable "
                                 "(0: none).", 0)

@@ -70,7 +70,7 @@ def unit_text(settings: Settings, *, exec_path: str | Path, user: str | None = N
     if watchdog_s is None:
         watchdog_s = float(getattr(settings, "watchdog_s", DEFAULT_WATCHDOG_S))
     if memory_max is None:
-        memory_max = int(getattr(settings, "service_memory_max", 0))
+        memory_max = int(settings.service_memory_max)
     exec_path = Path(exec_path)
     if not exec_path.is_absolute():
         raise ConfigError(f"the unit's ExecStart needs an absolute path, got {str(exec_path)!r}")

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from mcp_edge.mcp import jsonrpc
 from mcp_edge.mcp.connection import ClientResult, Request, ServerConnection, ServerInfo
 from mcp_edge.plugin import Registry
 from mcp_edge.runtime.router import Router, Session
@@ -49,7 +50,7 @@ def modern(rid: int, method: str, params: dict[str, Any], caps: dict[str, Any] |
 async def call(r: Router, req: Request, session: Session | None = None,
                emit: Callable[[bytes], Any] | None = None) -> dict[str, Any]:
     session = session or Session(ServerConnection(r.info))
-    reply: dict[str, Any] = json.loads(await r.handle(req, session, emit))
+    reply: dict[str, Any] = json.loads(jsonrpc.encode_outcome(await r.handle(req, session, emit)))
     return reply
 
 
