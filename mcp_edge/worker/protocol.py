@@ -5,9 +5,10 @@ end, with defaults, and a worker of the last minor release still reads it). Who 
 as frame TLVs (``principal``, ``deadline``, ``priority``), not in the body, so the runtime's policy and the
 worker read them the same way for every kind of call.
 
-A worker's life: it attaches to its rings and sends HELLO; the runtime sends INIT (which plugin, its config,
-the runtime's settings); the worker loads and initializes the plugin and answers READY with the plugin's
-catalog, or FAILED with the reason, and exits. Then CALLs (each answered by exactly one RESULT or ERROR with
+A worker's life: it attaches to its rings and sends HELLO; the runtime sends INIT (which plugin, the runtime's
+settings); the worker loads the plugin and answers READY with the plugin's catalog, or FAILED with the reason;
+START (the plugin's config, and the state of the generation it replaces) makes it initialize the plugin:
+STARTED, or FAILED. Then CALLs (each answered by exactly one RESULT or ERROR with
 the call's id; NOTEs and ASKs may come before the answer), CANCELs, EVENTs (the plugin's notifications),
 HEARTBEATs from the worker every ``heartbeat_interval_s``, and at the end STOP -> STOPPED.
 """
@@ -35,6 +36,8 @@ __all__ = [
     "PROTOCOL_VERSION",
     "READY",
     "RESULT",
+    "START",
+    "STARTED",
     "STATE",
     "STOP",
     "STOPPED",
@@ -47,15 +50,20 @@ __all__ = [
     "Init",
     "Note",
     "Ready",
+    "Start",
+    "Started",
     "Stop",
     "decode",
+    "decode_result",
     "encode",
+    "encode_result",
 ]
 
 PROTOCOL_VERSION = 1
 
 # Frame types, runtime -> worker
 INIT = 2
+START = 5
 CALL = 10
 CANCEL = 13
 ANSWER = 17
@@ -66,6 +74,7 @@ IMPORT = 25
 HELLO = 1
 READY = 3
 FAILED = 4
+STARTED = 6
 RESULT = 11
 ERROR = 12
 NOTE = 14
@@ -75,7 +84,8 @@ HEARTBEAT = 20
 STOPPED = 22
 STATE = 24
 
-NAMES = {INIT: "INIT", CALL: "CALL", CANCEL: "CANCEL", ANSWER: "ANSWER", STOP: "STOP", EXPORT: "EXPORT",
+NAMES = {INIT: "INIT", START: "START", STARTED: "STARTED", CALL: "CALL", CANCEL: "CANCEL", ANSWER: "ANSWER",
+         STOP: "STOP", EXPORT: "EXPORT",
          IMPORT: "IMPORT", HELLO: "HELLO", READY: "READY", FAILED: "FAILED", RESULT: "RESULT", ERROR: "ERROR",
          NOTE: "NOTE", EVENT: "EVENT", ASK: "ASK", HEARTBEAT: "HEARTBEAT", STOPPED: "STOPPED", STATE: "STATE"}
 
@@ -90,27 +100,36 @@ class Hello(_Body):
 
 
 class Init(_Body):
-    """Which plugin to run and how: ``source`` is the plugin folder (or ``module:attr`` of an entry point),
-    ``kind`` python | native | entry_point; ``config`` its resolved config; ``settings`` the runtime's
-    settings as ``Settings.load`` overrides (so the worker sees exactly the runtime's, ``--set`` included)."""
+    """Which plugin to load: ``source`` is the plugin folder (or ``module:attr`` of an entry point), ``kind``
+    python | native | entry_point; ``settings`` the runtime's settings as ``Settings.load`` overrides (so the
+    worker sees exactly the runtime's, ``--set`` included) and ``board`` the board profile's file."""
 
     plugin_id: str
     kind: str
     source: str
-    config: dict[str, Any]
     settings: dict[str, Any]
-    board: str = ""  # the board profile's file
-    state: bytes | None = None  # export_state of the previous generation (hot reload)
+    board: str = ""
+
+
+class Start(_Body):
+    """Initialize the loaded plugin with its resolved ``config``; ``state``: export_state of the generation
+    this one replaces (hot reload), for import_state."""
+
+    config: dict[str, Any]
+    state: bytes | None = None
+
+
+class Started(_Body):
+    init_ms: float = 0.0
 
 
 class Ready(_Body):
-    """The plugin is initialized: its catalog (``PluginCatalog`` as msgpack), version and capabilities."""
+    """The plugin is loaded: its catalog (``PluginCatalog`` as msgpack), version and capabilities."""
 
     catalog: msgspec.Raw
     version: str
     capabilities: list[str]
     load_ms: float = 0.0
-    init_ms: float = 0.0
 
 
 class Failure(_Body):
@@ -198,3 +217,30 @@ def decode(data: Any, kind: type[T]) -> T:
         dec = _decoders[kind] = msgspec.msgpack.Decoder(kind)
     result: T = dec.decode(data)
     return result
+
+
+# A RESULT body: one tag byte, then the value. The value goes as the JSON the client will get (the worker
+# encodes it, once; the runtime embeds those bytes in its response without decoding them), an InputRequired as
+# msgpack (the runtime acts on it).
+RESULT_JSON = 0
+RESULT_INPUT_REQUIRED = 1
+
+
+def encode_result(result: Any) -> bytes:
+    from mcp_edge.plugin.types import InputRequired
+
+    if isinstance(result, InputRequired):
+        return bytes((RESULT_INPUT_REQUIRED,)) + _encoder.encode(result)
+    return bytes((RESULT_JSON,)) + msgspec.json.encode(result)
+
+
+def decode_result(body: Any) -> Any:
+    """The value of a RESULT body: ``msgspec.Raw`` JSON (a copy, independent of the block), or InputRequired."""
+    from mcp_edge.plugin.types import InputRequired
+
+    view = memoryview(body)
+    if len(view) < 1 or view[0] not in (RESULT_JSON, RESULT_INPUT_REQUIRED):
+        raise msgspec.DecodeError("a RESULT body must start with its tag byte (0: JSON, 1: InputRequired)")
+    if view[0] == RESULT_INPUT_REQUIRED:
+        return decode(view[1:], InputRequired)
+    return msgspec.Raw(bytes(view[1:]))

@@ -36,7 +36,7 @@ def test_settings_survive_the_trip_to_a_worker(tmp_path: Path) -> None:
     board_file.write_text(PROFILE.format(data=tmp_path / "data"))
     env = {"MCP_EDGE_FS_READ_ONLY": "0", "MCP_EDGE_HEAD_TIMEOUT_S": "3.5"}
     runtime = Settings.load(load(board_file), environ=env, page_size=17, enabled_plugins=frozenset({"fs", "echo"}))
-    init = p.Init("fs", "python", "/x", {}, settings_overrides(runtime), str(board_file))
+    init = p.Init("fs", "python", "/x", settings_overrides(runtime), str(board_file))
     wire = p.decode(p.encode(init), p.Init)  # what really crosses: msgpack
     worker = settings_from_overrides(wire.settings, wire.board)
     assert worker == runtime
@@ -45,5 +45,5 @@ def test_settings_survive_the_trip_to_a_worker(tmp_path: Path) -> None:
 
 
 def test_an_init_body_is_a_msgpack_array_in_field_order() -> None:
-    body = p.encode(p.Init("a", "python", "/src", {"k": 1}, {}, "", None))
-    assert msgspec.msgpack.decode(body) == ["a", "python", "/src", {"k": 1}, {}, "", None]
+    body = p.encode(p.Init("a", "python", "/src", {"k": 1}, "/b.toml"))
+    assert msgspec.msgpack.decode(body) == ["a", "python", "/src", {"k": 1}, "/b.toml"]

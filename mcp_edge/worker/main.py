@@ -1,0 +1,317 @@
+"""A plugin worker process: attach to the runtime's rings, load one plugin, serve its calls until STOP.
+
+Run by the runtime as ``python -m mcp_edge.worker <in-socket> <out-socket>``; dies with the runtime
+(PR_SET_PDEATHSIG). The plugin is loaded by the same in-process host the runtime would use, so a plugin's code
+runs the same in either isolation mode. Heartbeats go out from the event loop itself every
+``heartbeat_interval_s``: a handler that hogs the loop stops them, and the runtime calls the worker hung.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from mcp_edge.errors import McpEdgeError, ProtocolError
+from mcp_edge.worker import protocol as p
+from mcp_edge.worker.channel import Channel, ChannelClosed, Message, MessageError, connect_channel
+from mcp_edge.worker.context import WorkerRequestContext
+
+if TYPE_CHECKING:
+    from mcp_edge.board import Settings
+
+__all__ = ["Worker", "main"]
+
+log = logging.getLogger("mcp_edge.worker")
+
+TLV_PRINCIPAL = 0x0004
+
+
+def settings_overrides(settings: Settings) -> dict[str, Any]:
+    """The runtime's settings as ``Settings.load`` overrides a worker can rebuild them from (msgpack-able)."""
+    from pathlib import Path
+
+    from mcp_edge.board.settings import FIELDS
+
+    out: dict[str, Any] = {}
+    for info in FIELDS:
+        if info.name == "environ":
+            continue
+        value = getattr(settings, info.name)
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, (tuple, frozenset)):
+            value = [str(v) if isinstance(v, Path) else v for v in (sorted(value) if isinstance(value, frozenset)
+                                                                      else value)]
+        elif isinstance(value, dict) or hasattr(value, "items"):
+            value = {k: (dict(v) if hasattr(v, "items") else v) for k, v in value.items()}
+        out[info.name] = value
+    out["environ"] = dict(settings.environ)
+    return out
+
+
+def settings_from_overrides(values: dict[str, Any], board_path: str) -> Settings:
+    """The inverse of :func:`settings_overrides` in the worker: the same Settings the runtime has."""
+    from pathlib import Path
+
+    from mcp_edge.board import Settings
+    from mcp_edge.board.profiles import load
+    from mcp_edge.board.settings import FIELDS
+
+    kinds = {info.name: info.kind for info in FIELDS}
+    fixed: dict[str, Any] = {}
+    for name, value in values.items():
+        kind = kinds.get(name)
+        if kind == "path":
+            value = Path(value)
+        elif kind == "paths":
+            value = tuple(Path(v) for v in value)
+        elif kind == "strs" and value is not None:
+            value = frozenset(value) if name.endswith("_plugins") else tuple(value)
+        elif kind == "ints":
+            value = tuple(value)
+        fixed[name] = value
+    environ = fixed.pop("environ", {})
+    board = load(Path(board_path)) if board_path else None
+    return Settings.load(board, environ=environ, **fixed)
+
+
+class Worker:
+    """One plugin served over one channel (see the module docstring)."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.host: Any = None
+        self.settings: Settings | None = None
+        self._calls: dict[int, asyncio.Task[None]] = {}
+        self._contexts: dict[int, WorkerRequestContext] = {}
+        self._asks: dict[int, asyncio.Future[p.Answer]] = {}
+        self._stopping = False
+
+    async def run(self) -> int:
+        """Serve until STOP (exit status 0) or until the runtime is gone (status 3)."""
+        ch = self.channel
+        await ch.send(p.HELLO, 0, p.encode(p.Hello(os.getpid())))
+        try:
+            first = await ch.receive()
+        except ChannelClosed:
+            return 3
+        with first:
+            if first.type != p.INIT:
+                log.error("worker: expected INIT, got frame type %d", first.type)
+                return 4
+            init = p.decode(first.body, p.Init)
+        if not await self._init(init):
+            return 5
+        beat = asyncio.create_task(self._heartbeats())
+        try:
+            return await self._serve()
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    async def _init(self, init: p.Init) -> bool:
+        """INIT -> READY (the catalog), then START -> STARTED; FAILED with the reason at either step."""
+        from mcp_edge.worker.hosting import open_host
+
+        step = "loading"
+        try:
+            t0 = time.perf_counter()
+            self.settings = settings_from_overrides(init.settings, init.board)
+            self.host = open_host(init, self.settings)
+            catalog = await self.host.load()
+            load_ms = (time.perf_counter() - t0) * 1e3
+            import msgspec
+
+            await self.channel.send(p.READY, 0, p.encode(p.Ready(
+                msgspec.Raw(msgspec.msgpack.encode(catalog)), self.host.version, sorted(self.host.capabilities),
+                load_ms)))
+            msg = await self.channel.receive()
+            with msg:
+                if msg.type != p.START:
+                    raise McpEdgeError(f"expected START, got frame type {msg.type}")
+                start = p.decode(msg.body, p.Start)
+            step = "initialize"
+            t1 = time.perf_counter()
+            await self.host.start(start.config, self.host.context(self.settings, self._event))
+            if start.state is not None:
+                await self.host.import_state(start.state)
+            init_ms = (time.perf_counter() - t1) * 1e3
+        except ChannelClosed:
+            return False
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, McpEdgeError) else f"{type(exc).__name__}: {exc}"
+            if step == "initialize" and not reason.startswith("initialize"):
+                reason = f"initialize: {reason}"
+            with contextlib.suppress(ChannelClosed):
+                await self.channel.send(p.FAILED, 0, p.encode(p.Failure(reason, error=type(exc).__name__)))
+            return False
+        await self.channel.send(p.STARTED, 0, p.encode(p.Started(init_ms)))
+        return True
+
+    async def _event(self, kind: str, value: str) -> None:
+        """The plugin's own notification (resource updated, list changed), for the runtime to fan out."""
+        with contextlib.suppress(ChannelClosed):
+            await self.channel.send(p.EVENT, 0, p.encode(p.Event(kind, value)))
+
+    async def _heartbeats(self) -> None:
+        assert self.settings is not None
+        every = self.settings.heartbeat_interval_s
+        while True:
+            with contextlib.suppress(ChannelClosed):
+                self.channel.try_send(p.HEARTBEAT, 0)
+            await asyncio.sleep(every)
+
+    async def _serve(self) -> int:
+        ch = self.channel
+        while True:
+            try:
+                msg = await ch.receive()
+            except ChannelClosed:
+                for task in self._calls.values():
+                    task.cancel()
+                return 3
+            except MessageError as exc:
+                log.warning("worker: %s", exc)
+                continue
+            kind = msg.type
+            if kind == p.CALL:
+                self._start_call(msg)
+                continue
+            with msg:
+                if kind == p.CANCEL:
+                    running = self._calls.get(msg.id)
+                    if running is not None:
+                        self._contexts[msg.id].cancel()
+                        running.cancel()
+                elif kind == p.ANSWER:
+                    fut = self._asks.get(msg.id)
+                    if fut is not None and not fut.done():
+                        fut.set_result(p.decode(msg.body, p.Answer))
+                elif kind == p.STOP:
+                    timeout = p.decode(msg.body, p.Stop).timeout
+                    await self._stop(timeout)
+                    await ch.send(p.STOPPED, 0)
+                    return 0
+                elif kind == p.EXPORT:
+                    state = await self.host.export_state()
+                    await ch.send(p.STATE, msg.id, state if state is not None else b"")
+                else:
+                    log.warning("worker: unexpected frame type %d", kind)
+
+    def _start_call(self, msg: Message) -> None:
+        from mcp_edge.runtime.principal import EMBEDDED, Principal
+
+        with msg:
+            try:
+                call = p.decode(msg.body, p.Call)
+                principal = EMBEDDED
+                for tlv_type, value in msg.tlvs():
+                    if tlv_type & 0x7FFF == TLV_PRINCIPAL:
+                        principal = Principal.from_tlv(value)
+                deadline = msg.deadline_ns
+            except Exception as exc:
+                self._answer_later(msg.id, p.Failure(f"a malformed call: {exc}", code=-32603))
+                return
+        rctx = WorkerRequestContext(self.channel, msg.id, call, principal, deadline, self._asks)
+        self._contexts[msg.id] = rctx
+        self._calls[msg.id] = asyncio.create_task(self._call(msg.id, call, rctx))
+
+    def _answer_later(self, call_id: int, failure: p.Failure) -> None:
+        async def send() -> None:
+            with contextlib.suppress(ChannelClosed):
+                await self.channel.send(p.ERROR, call_id, p.encode(failure))
+
+        asyncio.get_running_loop().create_task(send())
+
+    async def _call(self, call_id: int, call: p.Call, rctx: WorkerRequestContext) -> None:
+        from mcp_edge.mcp import jsonrpc
+
+        try:
+            try:
+                if rctx.deadline_ns is not None:
+                    remaining = (rctx.deadline_ns - time.monotonic_ns()) / 1e9
+                    async with asyncio.timeout(max(0.0, remaining)):
+                        result = await self._dispatch(call, rctx)
+                else:
+                    result = await self._dispatch(call, rctx)
+                body = p.encode_result(result)
+            except TimeoutError:
+                failure = p.Failure("the call's deadline passed in the plugin", code=jsonrpc.INTERNAL_ERROR,
+                                    error="DeadlineExceeded")
+                await self.channel.send(p.ERROR, call_id, p.encode(failure))
+                return
+            except asyncio.CancelledError:
+                failure = p.Failure("the call was cancelled", code=jsonrpc.INTERNAL_ERROR, error="CancelledError")
+                with contextlib.suppress(ChannelClosed):
+                    await self.channel.send(p.ERROR, call_id, p.encode(failure))
+                return
+            except ProtocolError as exc:
+                failure = p.Failure(exc.message, exc.code, exc.data, "ProtocolError")
+                await self.channel.send(p.ERROR, call_id, p.encode(failure))
+                return
+            except McpEdgeError as exc:
+                code = getattr(exc, "code", None)
+                failure = p.Failure(str(exc), code if isinstance(code, int) else None, None, type(exc).__name__)
+                await self.channel.send(p.ERROR, call_id, p.encode(failure))
+                return
+            except Exception as exc:
+                failure = p.Failure(f"{type(exc).__name__}: {exc}", None, None, "PluginError")
+                await self.channel.send(p.ERROR, call_id, p.encode(failure))
+                return
+            await self.channel.send(p.RESULT, call_id, body)
+        except ChannelClosed:
+            pass
+        finally:
+            self._calls.pop(call_id, None)
+            self._contexts.pop(call_id, None)
+
+    async def _dispatch(self, call: p.Call, rctx: WorkerRequestContext) -> Any:
+        host = self.host
+        if call.op == "tool":
+            return await host.call_tool(call.name, call.arguments, rctx)
+        if call.op == "resource":
+            return await host.read_resource(call.name, call.template, rctx)
+        if call.op == "prompt":
+            return await host.get_prompt(call.name, call.arguments, rctx)
+        if call.op == "complete":
+            c = call.completion or {}
+            return await host.complete(c.get("kind", ""), call.name, c.get("argument", ""), c.get("value", ""),
+                                       c.get("context") or {})
+        raise ProtocolError(-32601, f"a worker has no operation {call.op!r}")
+
+    async def _stop(self, timeout: float) -> None:
+        self._stopping = True
+        running = list(self._calls.values())
+        if running:
+            _, pending = await asyncio.wait(running, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        with contextlib.suppress(Exception):
+            await self.host.stop(timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m mcp_edge.worker <in-socket> <out-socket>", file=sys.stderr)
+        return 2
+    from mcp_edge.native._sys import set_parent_death_signal
+
+    with contextlib.suppress(OSError):
+        set_parent_death_signal(signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runtime decides when a worker stops (STOP), not ^C
+    logging.basicConfig(level=logging.WARNING, format=f"mcp-edge worker {os.getpid()}: %(message)s")
+    channel = connect_channel(args[0], args[1], timeout=10.0, ring_spin_us=0)
+    try:
+        return asyncio.run(Worker(channel).run())
+    finally:
+        channel.close()

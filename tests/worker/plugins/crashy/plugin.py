@@ -1,0 +1,72 @@
+"""crashy: tools that behave well and badly, for the process-isolation tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any
+
+from mcp_edge.plugin import PluginBase, RequestContext, resource, resource_template, tool
+from mcp_edge.plugin.types import TextResourceContents
+
+
+class Crashy(PluginBase):
+    @tool
+    async def echo(self, text: str) -> str:
+        """Echo text back."""
+        return text
+
+    @tool
+    async def whoami(self, ctx: RequestContext | None = None) -> dict[str, Any]:
+        """The principal and deadline the call arrived with, and the worker's pid."""
+        principal = getattr(ctx, "principal", None)
+        return {"pid": os.getpid(), "principal": getattr(principal, "id", None),
+                "kind": getattr(principal, "kind", None), "deadline_ns": getattr(ctx, "deadline_ns", None)}
+
+    @tool
+    async def progress(self, steps: int, ctx: RequestContext | None = None) -> str:
+        """Report progress ``steps`` times."""
+        assert ctx is not None
+        for i in range(steps):
+            await ctx.report_progress(i + 1, steps, f"step {i + 1}")
+        return "done"
+
+    @tool
+    async def sleep(self, seconds: float) -> str:
+        """Sleep (cancellable)."""
+        await asyncio.sleep(seconds)
+        return "slept"
+
+    @tool
+    def spin(self, seconds: float) -> str:
+        """Hog the worker's event loop (no await): its heartbeats stop."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+        return "spun"
+
+    @tool
+    async def crash(self) -> str:
+        """Kill this worker process with SIGKILL."""
+        os.kill(os.getpid(), signal.SIGKILL)
+        return "unreachable"
+
+    @tool
+    async def fail(self) -> str:
+        """Raise: an isError result."""
+        raise RuntimeError("it broke")
+
+    @tool
+    async def big(self, size: int) -> str:
+        """A text of ``size`` bytes."""
+        return "x" * size
+
+    @resource("crashy://pid", mime_type="text/plain")
+    async def pid(self) -> str:
+        return str(os.getpid())
+
+    @resource_template("crashy://items/{item}")
+    async def item(self, item: str) -> list[TextResourceContents]:
+        return [TextResourceContents(uri=f"crashy://items/{item}", text=f"item {item}")]

@@ -1,0 +1,229 @@
+"""ProcessHost: a plugin in a real worker process over real rings; crashes and hangs are real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from mcp_edge.board import Settings
+from mcp_edge.errors import PluginLoadError, ToolNotFoundError
+from mcp_edge.runtime.principal import Principal
+from mcp_edge.worker.host import ProcessHost, WorkerLost, WorkerSpec
+
+PLUGIN = Path(__file__).parent / "plugins" / "crashy"
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings.load(environ={}, plugin_dirs=(), entry_points=False, **overrides)
+
+
+class _Ctx:
+    """What the runtime gives a host's start(): notifications land here."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    async def notify_resource_updated(self, uri: str) -> None:
+        self.events.append(("resource_updated", uri))
+
+    async def notify_list_changed(self, kind: str) -> None:
+        self.events.append(("list_changed", kind))
+
+
+class _Rctx:
+    """A request context as the router makes one: principal, deadline, progress sink."""
+
+    def __init__(self, principal: Principal | None = None, deadline_ns: int | None = None) -> None:
+        self.principal = principal
+        self.deadline_ns = deadline_ns
+        self.progress: list[tuple[float, float | None, str | None]] = []
+        self.request_id = 1
+        self.protocol_version = "2025-11-25"
+        self.stateless = False
+        self.client_capabilities: dict[str, Any] = {}
+        self.input_responses = None
+        self.request_state = None
+
+        class _Req:
+            progress_token = "tok"
+
+        self._req = _Req()
+
+    async def report_progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        self.progress.append((progress, total, message))
+
+    async def log(self, level: str, data: Any, logger: str | None = None) -> None:
+        pass
+
+
+async def _started(settings: Settings, lost: list[str] | None = None) -> ProcessHost:
+    async def on_lost(host: ProcessHost, reason: str) -> None:
+        if lost is not None:
+            lost.append(reason)
+
+    host = ProcessHost(WorkerSpec("crashy", "python", str(PLUGIN)), settings, on_lost=on_lost)
+    await host.load()
+    await host.start({}, _Ctx())
+    return host
+
+
+def _json(result: Any) -> Any:
+    """A process plugin's result is the JSON the client gets (msgspec.Raw), decoded here to look at."""
+    assert isinstance(result, msgspec.Raw)
+    return msgspec.json.decode(result)
+
+
+def _text(result: Any) -> str:
+    text: str = _json(result)["content"][0]["text"]
+    return text
+
+
+def test_a_plugin_runs_in_its_own_process_and_answers_every_kind_of_call() -> None:
+    async def go() -> None:
+        host = ProcessHost(WorkerSpec("crashy", "python", str(PLUGIN)), _settings())
+        catalog = msgspec.msgpack.decode(await host.load())
+        assert {t["name"] for t in catalog["tools"]} >= {"echo", "crash", "sleep", "whoami"}
+        assert [r["uri"] for r in catalog["resources"]] == ["crashy://pid"]
+        assert host.version == "1.0.0" and "tools" in host.capabilities
+        await host.start({}, _Ctx())
+        try:
+            assert host.pid != os.getpid() and host.pid > 0
+            assert _text(await host.call_tool("echo", {"text": "hi"}, _Rctx())) == "hi"
+            failed = await host.call_tool("fail", {}, _Rctx())
+            assert _json(failed)["isError"] is True and "RuntimeError: it broke" in _text(failed)
+            with pytest.raises(ToolNotFoundError, match="unknown tool: nope"):
+                await host.call_tool("nope", {}, _Rctx())
+            pid_res = await host.read_resource("crashy://pid", None, _Rctx())
+            assert _json(pid_res)[0]["text"] == str(host.pid)
+            items = await host.read_resource("crashy://items/7", "crashy://items/{item}", _Rctx())
+            assert _json(items)[0]["text"] == "item 7"
+            rctx = _Rctx()
+            assert _text(await host.call_tool("progress", {"steps": 3}, rctx)) == "done"
+            await asyncio.sleep(0.05)  # notes are delivered as they come, beside the result
+            assert [m for _, _, m in rctx.progress] == ["step 1", "step 2", "step 3"]
+        finally:
+            await host.stop(5.0)
+        assert not host.alive
+
+    asyncio.run(go())
+
+
+def test_the_principal_and_deadline_travel_as_frame_tlvs() -> None:
+    async def go() -> None:
+        host = await _started(_settings())
+        try:
+            who = Principal("uid:1234", "unix-peer", roles=frozenset({"ops"}), pid=77, uid=1234, gid=1234)
+            deadline = 10**18
+            result = await host.call_tool("whoami", {}, _Rctx(who, deadline))
+            assert _json(result)["structuredContent"] == {"pid": host.pid, "principal": "uid:1234", "kind": "unix-peer",
+                                                "deadline_ns": deadline}
+        finally:
+            await host.stop(5.0)
+
+    asyncio.run(go())
+
+
+def test_a_worker_killed_mid_call_fails_its_calls_at_once_and_comes_back() -> None:
+    async def go() -> None:
+        lost: list[str] = []
+        host = await _started(_settings(), lost)
+        try:
+            first_pid = host.pid
+            waiting = asyncio.create_task(host.call_tool("sleep", {"seconds": 30}, _Rctx()))
+            await asyncio.sleep(0.1)
+            with pytest.raises(WorkerLost, match="was killed by SIGKILL"):
+                await host.call_tool("crash", {}, _Rctx())
+            with pytest.raises(WorkerLost, match="the call did not finish"):
+                await waiting  # not a hang: failed with the crash
+            assert lost and "SIGKILL" in lost[0]
+            with pytest.raises(WorkerLost, match="not running"):
+                await host.call_tool("echo", {"text": "x"}, _Rctx())
+            await host.restart()
+            assert host.pid != first_pid and host.restarts == 1
+            assert _text(await host.call_tool("echo", {"text": "back"}, _Rctx())) == "back"
+        finally:
+            await host.stop(5.0)
+
+    asyncio.run(go())
+
+
+def test_a_worker_killed_from_outside_is_found_by_its_pidfd() -> None:
+    async def go() -> None:
+        lost: list[str] = []
+        host = await _started(_settings(), lost)
+        try:
+            os.kill(host.pid, signal.SIGKILL)
+            for _ in range(500):
+                if lost:
+                    break
+                await asyncio.sleep(0.01)
+            assert lost == ["was killed by SIGKILL"]
+            await host.restart()
+            assert _text(await host.call_tool("echo", {"text": "ok"}, _Rctx())) == "ok"
+        finally:
+            await host.stop(5.0)
+
+    asyncio.run(go())
+
+
+def test_a_hung_worker_misses_heartbeats_and_is_killed() -> None:
+    async def go() -> None:
+        lost: list[str] = []
+        host = await _started(_settings(heartbeat_interval_s=0.05, heartbeat_misses=2), lost)
+        try:
+            with pytest.raises(WorkerLost, match="hung: no heartbeat"):
+                await host.call_tool("spin", {"seconds": 60}, _Rctx())
+            assert lost and lost[0].startswith("hung")
+        finally:
+            await host.stop(5.0)
+
+    asyncio.run(go())
+
+
+def test_a_cancelled_call_is_cancelled_in_the_worker_too() -> None:
+    async def go() -> None:
+        host = await _started(_settings())
+        try:
+            task = asyncio.create_task(host.call_tool("sleep", {"seconds": 30}, _Rctx()))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert _text(await host.call_tool("echo", {"text": "still here"}, _Rctx())) == "still here"
+        finally:
+            await host.stop(5.0)
+
+    asyncio.run(go())
+
+
+def test_a_megabyte_result_crosses_in_one_block() -> None:
+    async def go() -> None:
+        host = await _started(_settings())
+        try:
+            result = await host.call_tool("big", {"size": 1 << 20}, _Rctx())
+            assert _text(result) == "x" * (1 << 20)
+        finally:
+            await host.stop(5.0)
+
+    asyncio.run(go())
+
+
+def test_a_plugin_that_cannot_load_says_why_and_leaves_no_process(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "plugin.toml").write_text('[plugin]\nid = "bad"\nversion = "1.0.0"\nabi = 1\nmodule = "plugin"\n')
+    (bad / "plugin.py").write_text("raise ImportError('no such thing')\n")
+
+    async def go() -> None:
+        host = ProcessHost(WorkerSpec("bad", "python", str(bad)), _settings())
+        with pytest.raises(PluginLoadError, match="no such thing"):
+            await host.load()
+        await host.stop(1.0)
+
+    asyncio.run(go())
