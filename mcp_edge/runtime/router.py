@@ -306,6 +306,16 @@ class RequestContextImpl:
         return get_engine()
 
 
+def _plain(result: Any) -> Any:
+    """``result`` with the JSON a process plugin's worker sent (``msgspec.Raw``, at the top or one level down)
+    decoded, for the steps that rewrite a result; the newest handshake revision embeds those bytes as they are."""
+    if isinstance(result, msgspec.Raw):
+        return msgspec.json.decode(result)
+    if isinstance(result, dict) and any(isinstance(v, msgspec.Raw) for v in result.values()):
+        return {k: msgspec.json.decode(v) if isinstance(v, msgspec.Raw) else v for k, v in result.items()}
+    return result
+
+
 def _page(items: Sequence[Any], cursor: object, size: int) -> tuple[list[Any], str | None]:
     start = 0
     if cursor is not None:
@@ -552,9 +562,9 @@ class Router:
             log.exception("internal error serving %s", req.method)
             return Failure(req.id, jsonrpc.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
         if req.stateless:
-            result = self._decorate(req, result, session)
+            result = self._decorate(req, _plain(result), session)
         elif req.version != LATEST_HANDSHAKE:  # a client of an older revision gets only what that revision has
-            result = shape(req.method, result, req.version)
+            result = shape(req.method, _plain(result), req.version)
         return Result(req.id, result)
 
     def _decorate(self, req: Request, result: Any, session: Session) -> dict[str, Any]:
