@@ -227,3 +227,53 @@ def test_a_plugin_that_cannot_load_says_why_and_leaves_no_process(tmp_path: Path
         await host.stop(1.0)
 
     asyncio.run(go())
+
+
+NATIVE_HELLO = Path(__file__).resolve().parents[2] / "plugins" / "native_hello"
+
+
+def test_a_native_plugin_runs_in_a_worker() -> None:
+    async def go() -> None:
+        host = ProcessHost(WorkerSpec("native_hello", "native", str(NATIVE_HELLO)), _settings())
+        catalog = msgspec.msgpack.decode(await host.load())
+        assert {t["name"] for t in catalog["tools"]} == {"native_echo", "native_add"}
+        await host.start({"prefix": ">"}, _Ctx())
+        try:
+            assert _text(await host.call_tool("native_echo", {"text": "hi"}, _Rctx())) == ">hi"
+        finally:
+            await host.stop(5.0)
+
+    asyncio.run(go())
+
+
+def test_a_segfault_in_a_native_plugin_kills_its_worker_not_the_runtime(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    folder = tmp_path / "segv"
+    folder.mkdir()
+    include = Path(__file__).resolve().parents[2] / "plugins" / "include"
+    subprocess.run([shutil.which("cc") or "gcc", "-shared", "-fPIC", "-O1", f"-I{include}", "-o",
+                    str(folder / "segv.so"), str(PLUGIN.parent / "segv" / "segv.c")], check=True)
+    (folder / "plugin.toml").write_text('[plugin]\nid = "segv"\nversion = "1.0.0"\nabi = 1\nlibrary = "segv.so"\n')
+
+    async def go() -> None:
+        lost: list[str] = []
+
+        async def on_lost(host: ProcessHost, reason: str) -> None:
+            lost.append(reason)
+
+        host = ProcessHost(WorkerSpec("segv", "native", str(folder)), _settings(), on_lost=on_lost)
+        await host.load()
+        await host.start({}, _Ctx())
+        try:
+            assert _text(await host.call_tool("ok", {}, _Rctx())) == "fine"
+            with pytest.raises(WorkerLost, match="was killed by SIGSEGV"):
+                await host.call_tool("segv", {}, _Rctx())
+            assert lost == ["was killed by SIGSEGV"]
+            await host.restart()
+            assert _text(await host.call_tool("ok", {}, _Rctx())) == "fine"
+        finally:
+            await host.stop(5.0)
+
+    asyncio.run(go())
