@@ -16,7 +16,7 @@ from mcp_edge.errors import McpEdgeError
 
 if TYPE_CHECKING:
     from mcp_edge.board.settings import Settings
-    from mcp_edge.runtime.stop import StopToken
+    from mcp_edge.supervisor import Supervisor
 
 __all__ = ["main", "parse_serve", "run_serve"]
 
@@ -138,33 +138,39 @@ async def _serve(settings: Settings, mode: str, unix_path: Path | None, quiet: b
 
     # Signals are the supervisor's from before the plugins start: a SIGTERM during start stops the server as
     # soon as it serves (drained, exit 0), a second one exits 1 at once.
-    with Supervisor() as stop:
-        await _serve_until(stop, settings, mode, unix_path, quiet)
+    supervisor = Supervisor(budget_s=settings.shutdown_timeout_s)
+    with supervisor:
+        await _serve_until(supervisor, settings, mode, unix_path, quiet)
 
 
-async def _serve_until(stop: StopToken, settings: Settings, mode: str, unix_path: Path | None,
+async def _serve_until(supervisor: Supervisor, settings: Settings, mode: str, unix_path: Path | None,
                        quiet: bool) -> None:
     from mcp_edge.server import Server
 
+    stop = supervisor.stop
+    supervisor.status("starting plugins")
     running = await Server.configure(settings).start()
+    what = {"stdio": "stdio", "http": "Streamable HTTP", "unix": "a unix socket"}[mode]
 
     say = _say
     def ready(where: str) -> None:
-        what = {"http": "Streamable HTTP", "unix": "a unix socket"}[mode]
+        supervisor.serving(running.registry.status, what)
         say(f"serving MCP over {what} at {where}")
 
     if not quiet:
         say(f"board {settings.board.id}; plugins: {_plugins_line(running.registry.status())}")
     try:
         if mode == "stdio":
+            supervisor.serving(running.registry.status, what)
             say("serving MCP over stdio")
             await running.serve_stdio(stop=stop)
         elif mode == "unix":
             assert unix_path is not None
             await running.serve_unix(unix_path, on_ready=ready, stop=stop)
         else:
-            await running.serve_http(on_ready=ready, stop=stop)
+            await running.serve_http(on_ready=ready, stop=stop, health=supervisor.health)
     finally:
+        supervisor.status("stopping plugins")
         await running.stop()
         if not quiet:
             say("stopped")

@@ -106,3 +106,64 @@ def plugins_list(as_json: bool, plugin_dirs: tuple[Path, ...], no_entry_points: 
     except McpEdgeError as exc:
         _fail(exc)
     click.echo(json.dumps(rows, indent=2) if as_json else render_plugins(rows))
+
+
+@cli.command()
+@click.option("--url", default=None, metavar="URL",
+              help="The server's HTTP address, its /mcp endpoint or a /healthz/ probe URL "
+                   "(default: the board's http_host and http_port, /healthz/ready).")
+@click.option("--unix", "unix_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Ask the server on this unix socket instead (a handshake, then its plugin states).")
+@click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds to wait for an answer.")
+def health(url: str | None, unix_path: Path | None, timeout: float) -> None:
+    """Whether a running server is ready; prints its JSON. Exit 0 ready, 1 not ready, 2 unreachable."""
+    from mcp_edge.health import EXIT_NOT_READY, EXIT_READY, EXIT_UNREACHABLE, Unreachable, probe_unix, probe_url
+
+    if url is not None and unix_path is not None:
+        click.echo("mcp-edge: choose one of --url and --unix", err=True)
+        sys.exit(EXIT_UNREACHABLE)
+    try:
+        if unix_path is not None:
+            ok, body = probe_unix(str(unix_path), timeout)
+        else:
+            if url is None:
+                from mcp_edge.board.settings import Settings
+
+                settings = Settings.load()
+                host = settings.http_host if settings.http_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+                url = f"http://{f'[{host}]' if ':' in host else host}:{settings.http_port}/healthz/ready"
+            ok, body = probe_url(url, timeout)
+    except (Unreachable, McpEdgeError) as exc:
+        click.echo(f"mcp-edge: unreachable: {exc}", err=True)
+        sys.exit(EXIT_UNREACHABLE)
+    click.echo(json.dumps(body, indent=2))
+    sys.exit(EXIT_READY if ok else EXIT_NOT_READY)
+
+
+@cli.command("systemd-unit")
+@click.option("--user", default=None, help="Run the service as this user and its group (default: root, "
+                                           "still without capabilities).")
+@click.option("--exec", "exec_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Absolute path of the mcp-edge executable (default: the one running now).")
+def systemd_unit(user: str | None, exec_path: Path | None) -> None:
+    """Print a hardened Type=notify systemd unit for this board (redirect it to /etc/systemd/system/)."""
+    try:
+        from mcp_edge.board.settings import Settings
+        from mcp_edge.system.unit import unit_text
+
+        if exec_path is None:
+            exec_path = _this_executable()
+        click.echo(unit_text(Settings.load(), exec_path=exec_path, user=user), nl=False)
+    except McpEdgeError as exc:
+        _fail(exc)
+
+
+def _this_executable() -> Path:
+    """The mcp-edge script beside this interpreter (a venv's bin/), else the one on PATH, else the argv[0]."""
+    import shutil
+
+    beside = Path(sys.executable).parent / "mcp-edge"
+    if beside.is_file():
+        return beside
+    found = shutil.which("mcp-edge")
+    return Path(found).resolve() if found else Path(sys.argv[0]).resolve()

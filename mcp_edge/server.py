@@ -10,9 +10,10 @@ error, not a run-time surprise::
     await running.serve_stdio()
     stopped = await running.stop()
 
-Process policy (signals) is the supervisor's (``mcp_edge.supervisor``): ``serve_*`` called without a
-``StopToken`` installs its handlers for the time it serves (first SIGTERM/SIGINT drains, a second exits 1);
-called with the embedding program's own token, it installs none and stops when that token is set.
+Process policy (signals, systemd notify, health phases) is the supervisor's (``mcp_edge.supervisor``):
+``serve_*`` called without a ``StopToken`` installs its handlers for the time it serves (first SIGTERM/SIGINT
+runs the shutdown sequence within ``Settings.shutdown_timeout_s``, a second exits 1); called with the embedding
+program's own token, it installs none and stops when that token is set (the same sequence).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from mcp_edge.runtime.router import Router, Session
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
+    from mcp_edge.health import Health
     from mcp_edge.plugin import Registry
     from mcp_edge.plugin.types import ToolResult
     from mcp_edge.runtime.stop import StopToken
@@ -158,32 +160,47 @@ class RunningServer:
         req = Request(0, "tools/call", {"name": name, "arguments": dict(arguments or {})}, "embedded", True)
         return await self._registry.call_tool(name, dict(arguments or {}), RequestContextImpl(req, self._session, None))
 
-    async def _supervised(self, stop: StopToken | None, serve: Callable[[StopToken], Awaitable[None]]) -> None:
-        """``serve(token)``: the caller's token as it is, or a new one fed by the supervisor's signal handlers."""
+    async def _supervised(self, stop: StopToken | None, what: str, on_ready: Callable[[str], None] | None,
+                          serve: Callable[[StopToken, Health | None, Callable[[str], None]], Awaitable[None]]) -> None:
+        """``serve(token, health, ready)``: the caller's token as it is, or a new one fed by the supervisor's
+        signal handlers, which also tells systemd and the health probes once ``ready(where)`` is called."""
         if stop is not None:
-            await serve(stop)
+            await serve(stop, None, on_ready or _nothing)
             return
         from mcp_edge.supervisor import Supervisor
 
-        with Supervisor() as token:
-            await serve(token)
+        supervisor = Supervisor(budget_s=self._settings.shutdown_timeout_s)
+
+        def ready(where: str) -> None:
+            supervisor.serving(self._registry.status, what)
+            if on_ready is not None:
+                on_ready(where)
+
+        with supervisor as token:
+            await serve(token, supervisor.health, ready)
 
     async def serve_stdio(self, *, stop: StopToken | None = None) -> None:
         """Serve one client over stdin/stdout until EOF, ``stop`` (or a signal), or the parent's death."""
         self._check()
         from mcp_edge.transport.stdio import serve_stdio
 
-        await self._supervised(stop, lambda token: serve_stdio(self._router, self._settings, stop=token))
+        async def serve(token: StopToken, _: Health | None, ready: Callable[[str], None]) -> None:
+            ready("stdio")
+            await serve_stdio(self._router, self._settings, stop=token)
+
+        await self._supervised(stop, "stdio", None, serve)
 
     async def serve_http(self, host: str | None = None, port: int | None = None, *,
-                         on_ready: Callable[[str], None] | None = None, stop: StopToken | None = None) -> None:
+                         on_ready: Callable[[str], None] | None = None, stop: StopToken | None = None,
+                         health: Health | None = None) -> None:
         """Serve Streamable HTTP at /mcp until ``stop`` (or a signal) or cancelled; ``on_ready`` gets the URL
-        once listening."""
+        once listening; ``/healthz/*`` report ``health`` (default: the supervisor's, or running as is)."""
         self._check()
         from mcp_edge.transport.http import serve_http
 
-        await self._supervised(stop, lambda token: serve_http(self._router, self._settings, host=host, port=port,
-                                                              on_ready=on_ready, stop=token))
+        await self._supervised(stop, "Streamable HTTP", on_ready, lambda token, sup_health, ready: serve_http(
+            self._router, self._settings, host=host, port=port, on_ready=ready, stop=token,
+            health=health or sup_health))
 
     async def serve_unix(self, path: Path, *, on_ready: Callable[[str], None] | None = None,
                          stop: StopToken | None = None) -> None:
@@ -192,8 +209,8 @@ class RunningServer:
         self._check()
         from mcp_edge.transport.unix import serve_unix
 
-        await self._supervised(stop, lambda token: serve_unix(self._router, self._settings, path, on_ready=on_ready,
-                                                              stop=token))
+        await self._supervised(stop, "a unix socket", on_ready, lambda token, _, ready: serve_unix(
+            self._router, self._settings, path, on_ready=ready, stop=token))
 
     async def stop(self) -> StoppedServer:
         """Shut the plugins down in reverse dependency order."""
@@ -201,6 +218,10 @@ class RunningServer:
         self._stopped = True
         await self._registry.stop()
         return StoppedServer(self._registry)
+
+
+def _nothing(_: str) -> None:
+    pass
 
 
 @final

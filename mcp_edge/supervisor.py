@@ -1,9 +1,16 @@
-"""Process policy of a serving ``mcp-edge``: signals in, a ``StopToken`` out.
+"""Process policy of a serving ``mcp-edge``: signals in, a ``StopToken`` out, systemd and health told.
 
-The first SIGTERM or SIGINT sets the stop token: transports stop accepting, answer what is in flight within
-``Settings.drain_timeout_s``, the plugins shut down, the process exits 0. A second SIGTERM/SIGINT means "now":
-one log line, then exit status 1 at once, whatever is still running. SIGHUP logs that reload is not in this
-build yet (the supervisor step of issue 10 builds it).
+The shutdown sequence, the same on every transport: the first SIGTERM or SIGINT sets the stop token; transports
+stop accepting (HTTP answers 503 with ``Retry-After``, streams answer new requests with the shutting-down
+JSON-RPC error) and give what is in flight ``Settings.shutdown_timeout_s`` to finish; each request still running
+then is cancelled and answered with an error; the plugins stop (the registry's stop, reverse dependency order);
+output is flushed; the process exits 0. A second SIGTERM/SIGINT means "now": one log line, then exit status 1 at
+once, whatever is still running. SIGHUP logs that reload is not in this build yet.
+
+systemd (``Type=notify``, when ``NOTIFY_SOCKET`` is set): ``READY=1`` with a ``STATUS=`` line once serving,
+``WATCHDOG=1`` at half of ``WATCHDOG_USEC`` from a task on the event loop (a loop that stops turning stops the
+pings), ``STOPPING=1`` at the first signal, ``STATUS=`` lines as the phase changes. The same phases feed
+``Health`` (``/healthz/*``).
 
 Transports never install handlers; ``cli.py``'s serve path and ``RunningServer.serve_*`` (when the caller gave
 no token of its own) go through ``Supervisor``. An embedding program that passes its own ``StopToken`` keeps its
@@ -20,9 +27,15 @@ import signal
 import sys
 from collections.abc import Callable
 from types import TracebackType
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from mcp_edge.health import Health
 from mcp_edge.runtime.stop import StopToken
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from mcp_edge.system.notify import Notifier
 
 __all__ = ["EXIT_SECOND_SIGNAL", "Supervisor"]
 
@@ -43,18 +56,57 @@ class Supervisor:
     """Signal handlers on the running loop for the ``with`` block, feeding ``stop`` (a new token unless given).
 
     ``with Supervisor() as stop: await running.serve_stdio(stop=stop)``. ``exit`` is what a second signal calls
-    (``os._exit`` after flushing stderr; tests replace it).
+    (``os._exit`` after flushing stderr; tests replace it). ``notifier``: the systemd notify client (default: from
+    ``NOTIFY_SOCKET``, a no-op without it); ``health``: the phases ``/healthz/*`` report; ``budget_s``: the
+    shutdown budget named in the log and STATUS lines (``Settings.shutdown_timeout_s``).
     """
 
     STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self, stop: StopToken | None = None, *,
-                 exit: Callable[[int], NoReturn] = _flush_and_exit) -> None:
+                 exit: Callable[[int], NoReturn] = _flush_and_exit, notifier: Notifier | None = None,
+                 health: Health | None = None, budget_s: float | None = None) -> None:
         self.stop = stop if stop is not None else StopToken()
+        self.health = health if health is not None else Health()
+        self.budget_s = budget_s
         self._exit = exit
         self._signals = 0
         self._installed: list[signal.Signals] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._notifier = notifier
+        self._watchdog: asyncio.Task[None] | None = None
+
+    @property
+    def notifier(self) -> Notifier:
+        if self._notifier is None:
+            from mcp_edge.system.notify import Notifier
+
+            self._notifier = Notifier.from_environ()
+        return self._notifier
+
+    def serving(self, rows: Callable[[], Iterable[Mapping[str, Any]]], transport: str) -> None:
+        """Plugins started and the transport listens: ready (health and ``READY=1``), watchdog on."""
+        self.health.serving(rows, transport)
+        if self.stop.is_set():  # a signal came during start: never say READY after STOPPING
+            return
+        plugins = [r for r in rows() if r.get("state") in ("active", "reloading")]
+        status = f"serving {len(plugins)} plugin{'s' if len(plugins) != 1 else ''} over {transport}"
+        notifier = self.notifier
+        if notifier.enabled:
+            notifier.ready(status)
+            from mcp_edge.system.notify import Watchdog
+
+            self._watchdog = Watchdog.from_environ(notifier, healthy=self._healthy).start()
+
+    def _healthy(self) -> bool:
+        """Whether the watchdog may ping: asked on the loop, so a stalled loop never gets here."""
+        loop = self._loop
+        return loop is not None and loop.is_running() and not loop.is_closed()
+
+    def status(self, text: str) -> None:
+        """A ``STATUS=`` line for ``systemctl status`` (no-op without systemd)."""
+        if self.notifier.enabled:
+            self.notifier.status(text)
 
     def __enter__(self) -> StopToken:
         loop = self._loop = asyncio.get_running_loop()
@@ -70,6 +122,11 @@ class Supervisor:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         assert self._loop is not None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._notifier is not None and self._notifier.enabled:
+            self._notifier.status("stopped" if exc is None else f"stopped: {type(exc).__name__}")
         for sig in self._installed:
             with contextlib.suppress(Exception):  # the loop may be closing
                 self._loop.remove_signal_handler(sig)
@@ -78,8 +135,13 @@ class Supervisor:
     def _on_stop(self, sig: signal.Signals) -> None:
         self._signals += 1
         if self._signals == 1:
-            log.info("%s: stopping (in-flight requests get drain_timeout_s to finish; a second signal stops at "
-                     "once)", sig.name)
+            budget = "shutdown_timeout_s" if self.budget_s is None else f"{self.budget_s:g} s (shutdown_timeout_s)"
+            log.info("%s: stopping (in-flight requests get %s to finish, then are cancelled with an error; a "
+                     "second signal stops at once)", sig.name, budget)
+            self.health.stopping()
+            notifier = self.notifier
+            if notifier.enabled:
+                notifier.stopping(f"stopping on {sig.name}: finishing in-flight requests within {budget}")
             self.stop.set(sig.name)
             return
         self.stop.second.set()

@@ -38,6 +38,15 @@ errors). A stateless request has a connection of its own for its whole life,
 so ``max_connections`` is what bounds stateless work on the server. Head and
 body deadlines, keep-alive and the head limit are ``http_wire``'s.
 
+Health: ``GET /healthz/live``, ``/healthz/startup`` and ``/healthz/ready`` answer 200 or 503 with a JSON
+body of the phase and every plugin's state (``mcp_edge.health``). They skip the MCP session and Origin logic,
+not the Host check.
+
+Shutdown (the stop token set): the listener stays open, every new request on ``/mcp`` gets 503 with
+``Retry-After`` (``retry_after_s``) and the shutting-down JSON-RPC error, GET streams end, requests in flight
+get ``shutdown_timeout_s`` to finish; each one still running then is cancelled and answered with the
+shutting-down error (a JSON-RPC error in its response, never an empty stream). Then the connections close.
+
 The HTTP stack (httptools, ``http_wire``) is imported by ``serve_http`` only.
 """
 
@@ -73,9 +82,11 @@ from mcp_edge.runtime.outcome import Outcome
 from mcp_edge.runtime.principal import ANONYMOUS
 from mcp_edge.runtime.router import Router, Session
 from mcp_edge.runtime.stop import StopToken
+from mcp_edge.transport import shutdown as shutting
 from mcp_edge.transport.http_status import http_status, http_status_for_error
 
 if TYPE_CHECKING:
+    from mcp_edge.health import Health
     from mcp_edge.transport.http_wire import Early, Exchange, HttpConnection, HttpRequest
 
 __all__ = ["ENDPOINT", "serve_http"]
@@ -83,6 +94,7 @@ __all__ = ["ENDPOINT", "serve_http"]
 log = logging.getLogger("mcp_edge.transport.http")
 
 ENDPOINT: Final = "/mcp"
+HEALTH_PREFIX: Final = "/healthz/"
 ALLOW: Final = "GET, POST, DELETE, OPTIONS"
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 SESSION_NOT_FOUND: Final = -32001  # as the reference SDKs answer an unknown session
@@ -238,8 +250,18 @@ class _Response:
 class McpHttpApp:
     """The MCP endpoint behind the HTTP connections (``http_wire.WireServer``)."""
 
-    def __init__(self, router: Router, settings: Settings, host: str, port: int) -> None:
+    def __init__(self, router: Router, settings: Settings, host: str, port: int,
+                 health: Health | None = None) -> None:
         self.router = router
+        if health is None:  # an embedder's server: running (it was started before serving), no supervisor
+            from mcp_edge.health import Health
+
+            health = Health()
+            health.serving(router.registry.status, "Streamable HTTP")
+        self.health = health
+        self.draining = False  # stop was asked: /mcp answers 503, in-flight requests finish or are cut
+        self._inflight: set[asyncio.Task[Any]] = set()  # requests running (single and batch members)
+        self._cut: set[asyncio.Task[Any]] = set()  # cancelled by the shutdown budget: answered with an error
         self.settings = settings
         self.max_body = settings.max_body
         self.sessions: dict[str, HttpSession] = {}
@@ -296,16 +318,25 @@ class McpHttpApp:
 
     def check(self, req: HttpRequest) -> Early | None:
         h = req.headers
-        if req.path != ENDPOINT:
+        health = req.path.startswith(HEALTH_PREFIX)
+        if req.path != ENDPOINT and not health:
             return self._early(404, f"not found: the MCP endpoint is {ENDPOINT}")
         host = h.get("host")
         if host is None:
             return self._early(400, "a Host header is required")
         if not self._host_ok(host):
             return self._early(403, f"forbidden: Host {host!r} is not this server's")
+        if health:  # no session, no Origin policy: probes come from the box's own tools
+            return self._health(req)
         origin = h.get("origin")
         if origin is not None and not self._origin_ok(origin, host or ""):
             return self._early(403, f"forbidden: Origin {origin!r} is not allowed")
+        if self.draining:
+            from mcp_edge.transport.http_wire import Early
+
+            refusal = shutting.refusal(None, self.settings.retry_after_s)
+            status, extra = http_status(refusal, modern=True)  # 503 + Retry-After, whatever the era
+            return Early(status, [_JSON, *extra], jsonrpc.encode_outcome(refusal))
         method = req.method
         if method == "POST":
             accept = h.get("accept", "")
@@ -327,6 +358,24 @@ class McpHttpApp:
         if method == "GET" and not _accepts(h.get("accept", ""), "text/event-stream"):
             return self._early(406, "Accept must list text/event-stream", code=jsonrpc.INVALID_REQUEST)
         return None
+
+    def _health(self, req: HttpRequest) -> Early:
+        """A probe's answer, decided from the head alone: 200 or 503 with the JSON of ``mcp_edge.health``."""
+        from mcp_edge.health import PROBES
+        from mcp_edge.transport.http_wire import Early
+
+        probe = req.path[len(HEALTH_PREFIX):]
+        if probe not in PROBES:
+            return self._early(404, f"not found: the probes are {', '.join(HEALTH_PREFIX + p for p in PROBES)}")
+        if req.method != "GET":
+            return self._early(405, f"method {req.method} not allowed on {req.path}", [("allow", "GET")])
+        ok, body = self.health.check(probe)
+        if self.draining and probe != "live":  # the supervisor may not have said so (an embedder's token)
+            from mcp_edge.health import STOPPING, evaluate
+
+            ok, body = evaluate(probe, STOPPING, self.health.rows())
+        headers = [_JSON, ("cache-control", "no-store")]
+        return Early(200 if ok else 503, headers, jsonrpc.encode(body))
 
     def _preflight(self, origin: str | None) -> Early:
         from mcp_edge.transport.http_wire import Early
@@ -454,7 +503,10 @@ class McpHttpApp:
             def settle(task: asyncio.Task[Outcome]) -> None:
                 session.running.pop(rid, None)
                 data: bytes | None = None
-                if not task.cancelled():  # cancelled (notifications/cancelled, DELETE, reaping): no entry
+                cut = self._cut_outcome(task, rid) if task.cancelled() else None
+                if cut is not None:  # cancelled by the shutdown budget: the error says so
+                    data = jsonrpc.encode_outcome(cut)
+                elif not task.cancelled():  # cancelled (notifications/cancelled, DELETE, reaping): no entry
                     exc = task.exception()
                     if exc is None:
                         data = jsonrpc.encode_outcome(task.result())
@@ -474,6 +526,8 @@ class McpHttpApp:
                     conn.finished(ev.id)
                     continue
                 task = session.running[ev.id] = asyncio.create_task(self.router.handle(ev, session, response.emit))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
                 task.add_done_callback(settler(ev.id))
                 tasks.append(task)
             elif isinstance(ev, CancelRequest):
@@ -617,6 +671,7 @@ class McpHttpApp:
         assert task is not None
         response = _Response(ex, headers)
         running[req.id] = task
+        self._inflight.add(task)
         if hs is None:
             ex.on_lost = task.cancel  # no session: closing the response stream is the cancellation
         outcome: Outcome | None
@@ -624,8 +679,9 @@ class McpHttpApp:
             outcome = await self.router.handle(req, session, response.emit)
         except asyncio.CancelledError:
             task.uncancel()  # notifications/cancelled, DELETE, reaping, a closed stream: answer nothing
-            outcome = None
+            outcome = self._cut_outcome(task, req.id)  # ... but the shutdown's cut: an error
         finally:
+            self._inflight.discard(task)
             running.pop(req.id, None)
             ex.on_lost = None
             if hs is not None:
@@ -691,6 +747,33 @@ class McpHttpApp:
         for conn in [*self.connections, *self.rejected]:
             conn.sweep(now, settings.keepalive_s, settings.stream_ping_s)
 
+    def _cut_outcome(self, task: asyncio.Task[Any], rid: jsonrpc.RequestId) -> Outcome | None:
+        if task not in self._cut:
+            return None
+        self._cut.discard(task)
+        return shutting.cut_failure(rid, self.settings.shutdown_timeout_s, self.settings.retry_after_s)
+
+    async def shut_down(self, budget: float) -> None:
+        """The stop sequence: refuse new requests (503), end GET streams, give what runs ``budget`` seconds,
+        then cancel each request still running with an error answer."""
+        self.draining = True
+        for hs in self.sessions.values():
+            hs.close_stream()
+        running = {t for t in self._inflight if not t.done()}
+        if running:
+            _, late = await asyncio.wait(running, timeout=budget)
+            late = {t for t in late if not t.done()}
+            if late:
+                log.warning("shutting down: %d HTTP request(s) still running after %g s (shutdown_timeout_s): "
+                            "cancelled, each answered with an error", len(late), budget)
+                self._cut |= late
+                for t in late:
+                    t.cancel()
+                await asyncio.wait(late, timeout=1.0)
+        # batch responses and single ones are written by the tasks' own code: let it run before connections go
+        for _ in range(3):
+            await asyncio.sleep(0)
+
     def shutdown(self) -> None:
         self._closing = True
         for hs in list(self.sessions.values()):
@@ -713,17 +796,19 @@ async def serve_http(
     *,
     on_ready: Callable[[str], None] | None = None,
     stop: StopToken | None = None,
+    health: Health | None = None,
 ) -> None:
     """Serve Streamable HTTP at ``/mcp`` until ``stop`` is set or the task is cancelled (no signal handlers).
 
-    ``on_ready`` gets the endpoint URL once the socket listens (with the real port when ``port`` is 0).
+    ``on_ready`` gets the endpoint URL once the socket listens (with the real port when ``port`` is 0);
+    ``health`` is what ``/healthz/*`` report (default: running, from the router's registry).
     """
     from mcp_edge.transport.http_wire import HttpConnection, Listener, WireLimits, bind
 
     loop = asyncio.get_running_loop()
     host = settings.http_host if host is None else host
     port = settings.http_port if port is None else port
-    app = McpHttpApp(router, settings, host, port)
+    app = McpHttpApp(router, settings, host, port, health)
     limits = WireLimits.from_settings(settings)
     server = Listener(loop, bind(host, port), lambda: HttpConnection(app, loop, limits), settings.accept_backoff_s)
     server.start()
@@ -749,6 +834,7 @@ async def serve_http(
     try:
         await stop.wait()
     finally:
+        await app.shut_down(settings.shutdown_timeout_s)  # still listening: newcomers get 503, not a reset
         sweeping.cancel()
         server.close()
         app.shutdown()

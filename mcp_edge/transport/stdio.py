@@ -2,12 +2,14 @@
 
 stdout carries protocol messages only: Python's ``sys.stdout`` is pointed at
 stderr while serving, so a stray print in a plugin cannot corrupt the stream.
-The server stops reading on stdin EOF, when its stop token is set (by the
-supervisor on a signal, or by the embedding program), when its parent process
-dies (PR_SET_PDEATHSIG, plus a parent-pid check) and when the client closes
-stdout; then it answers the requests in flight (within
+On stdin EOF the server answers the requests in flight (within
 ``Settings.drain_timeout_s``; the last line is served even without its
-newline), flushes stdout and returns. It installs no signal handlers. The
+newline), flushes stdout and returns. When its stop token is set (by the
+supervisor on a signal, or by the embedding program), when its parent process
+dies (PR_SET_PDEATHSIG, plus a parent-pid check) or when the client closes
+stdout, it refuses new requests with the shutting-down error, gives those in
+flight ``Settings.shutdown_timeout_s`` and answers what it cuts then with an
+error (stream.py). It installs no signal handlers. The
 session's principal is the parent process. Back-pressure, the in-flight cap and the
 handling of failures are ``StreamSession``'s (stream.py).
 """

@@ -14,11 +14,14 @@ What stdio and the unix socket share, all of it here:
   wait the same way. Notifications sent to every session (list_changed, resources/updated) never wait, so one
   slow client cannot hold up the others: past four times the bound they are dropped for that client, with a log
   line. The connection itself is never dropped for being slow; a client that reads nothing only stops being read.
-- **EOF and stop** (the stop token: a signal to the supervisor, the parent's death, server shutdown): the last
-  line without a newline is still served; requests in flight get ``settings.drain_timeout_s`` to finish and be
-  answered, then are cancelled;
+- **EOF** (the client closed its input): the last line without a newline is still served; requests in flight
+  get ``settings.drain_timeout_s`` to finish and be answered, then are cancelled (the client is gone: no answer);
   requests we sent the client fail at once (it can no longer answer); the output is flushed (within what is
   left of the same timeout) and the stream closes.
+- **Stop** (the stop token: a signal to the supervisor, the parent's death, server shutdown): reading goes on, but
+  every new request is refused with the shutting-down error (transport/shutdown.py); requests in flight get
+  ``settings.shutdown_timeout_s`` to finish, then each one still running is cancelled and answered with an error
+  that says so. Then the output is flushed and the stream closes.
 - **Failures**: an exception while handling one chunk or one message is logged (a traceback the first time per
   exception type in this process, then a count) and the session goes on; a request whose dispatch failed gets
   -32603. Nothing read from a client ends a session silently.
@@ -35,6 +38,7 @@ from mcp_edge.mcp import jsonrpc
 from mcp_edge.mcp.connection import Batch, CancelRequest, ClientResult, Event, Reply, Request, ServerConnection
 from mcp_edge.runtime.principal import ANONYMOUS, Principal
 from mcp_edge.runtime.router import Router, Session
+from mcp_edge.transport import shutdown
 
 if TYPE_CHECKING:
     from mcp_edge.board.settings import Settings
@@ -90,6 +94,8 @@ class StreamSession:
         self._settings = settings
         self._bound = settings.output_backlog
         self._dropped = 0  # broadcast notifications dropped for this client
+        self._refusing = False  # stop was asked: new requests get the shutting-down refusal
+        self._cut: set[jsonrpc.RequestId] = set()  # cancelled by the shutdown budget: answered with an error
         self.conn = ServerConnection(router.info, max_frame=settings.max_frame, max_depth=settings.max_depth)
         self.session = Session(self.conn, notify=self._broadcast, principal=principal)
         router.attach(self.session)
@@ -144,6 +150,9 @@ class StreamSession:
         # a Notification: nothing to do
 
     def _start(self, req: Request, batch: Batch | None) -> None:
+        if self._refusing:
+            self._answer(req, jsonrpc.encode_outcome(shutdown.refusal(req.id, self._settings.retry_after_s)), batch)
+            return
         busy = self._router.over_capacity(req, self.session)
         if busy is not None:
             self._answer(req, jsonrpc.encode_outcome(busy), batch)
@@ -155,7 +164,15 @@ class StreamSession:
 
     def _never_ran(self, req: Request, batch: Batch | None) -> None:
         self.session.running.pop(req.id, None)
-        self._answer(req, None, batch)
+        self._answer(req, self._cut_answer(req), batch)
+
+    def _cut_answer(self, req: Request) -> bytes | None:
+        """The error for a request the shutdown budget cancelled; None for one the client cancelled."""
+        if req.id not in self._cut:
+            return None
+        self._cut.discard(req.id)
+        s = self._settings
+        return jsonrpc.encode_outcome(shutdown.cut_failure(req.id, s.shutdown_timeout_s, s.retry_after_s))
 
     def _answer(self, req: Request, data: bytes | None, batch: Batch | None) -> None:
         """Write the response to ``req`` (None: cancelled, nothing), then free its id in the core."""
@@ -184,7 +201,7 @@ class StreamSession:
         try:
             data = jsonrpc.encode_outcome(await self._router.handle(req, self.session, self._emit))
         except asyncio.CancelledError:
-            pass  # a cancelled request gets no response
+            data = self._cut_answer(req)  # the client's cancel gets no response; the shutdown's gets an error
         except Exception as exc:  # the router answers its own failures; this is a backstop
             _log_failure(f"serving {req.method}", exc)
             data = jsonrpc.error(req.id, jsonrpc.INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
@@ -214,7 +231,8 @@ class StreamSession:
         try:
             await asyncio.wait([t for t in (reading, stopping) if t is not None],
                                return_when=asyncio.FIRST_COMPLETED)
-            if not reading.done():  # stopped: read no more
+            if not reading.done():  # stopped: refuse what comes, let what runs finish within the budget
+                await self.shut_down(self._settings.shutdown_timeout_s)
                 reading.cancel()
                 await asyncio.wait([reading])
             if not reading.cancelled() and reading.exception() is not None:
@@ -225,6 +243,25 @@ class StreamSession:
             if stopping is not None:
                 stopping.cancel()
             self.close()
+
+    async def shut_down(self, budget: float) -> None:
+        """The stop sequence of one stream: refuse new requests from now on, give those running ``budget``
+        seconds, then cancel each one still running with an error answer (written before this returns)."""
+        self._refusing = True
+        running = self.session.running
+        if not running:
+            return
+        _, late = await asyncio.wait(list(running.values()), timeout=budget)
+        late = {task for task in late if not task.done()}
+        if not late:
+            return
+        log.warning("shutting down: %d request(s) still running after %g s (shutdown_timeout_s): cancelled, each "
+                    "answered with an error", len(late), budget)
+        for rid, task in list(running.items()):
+            if task in late:
+                self._cut.add(rid)
+                task.cancel()
+        await asyncio.wait(late, timeout=1.0)  # let them unwind and answer; a handler ignoring cancellation is left
 
     async def drain(self, timeout: float) -> None:
         """Nothing more will be read: answer what runs (within ``timeout``), cancel the rest, flush, close."""

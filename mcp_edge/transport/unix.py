@@ -10,8 +10,9 @@ the start with a ``ConfigError``.
 A client that stops reading is not dropped: once its unsent output passes
 ``Settings.output_backlog`` the server stops reading from it (stream.py), so
 what it costs stays bounded, and it is served again as soon as it reads. At
-shutdown (the stop token set, or the serving task cancelled) every session gets
-``Settings.drain_timeout_s`` to answer what it runs. No signal handlers here.
+shutdown (the stop token set, or the serving task cancelled) the socket stops accepting connections, and every
+session refuses new requests with the shutting-down error, gives what it runs ``Settings.shutdown_timeout_s``
+to finish and answers what is cut then with an error (stream.py). No signal handlers here.
 """
 
 from __future__ import annotations
@@ -143,10 +144,10 @@ async def serve_unix(
         await stop.wait()
     finally:
         server.close()
-        # each session answers what it runs (drain_timeout_s), flushes and closes
+        # each session refuses what is new, answers what it runs (shutdown_timeout_s), flushes and closes
         stop.set("the unix socket server is stopping")
         if tasks:
-            await asyncio.wait(list(tasks), timeout=settings.drain_timeout_s + 1.0)
+            await asyncio.wait(list(tasks), timeout=settings.shutdown_timeout_s + settings.drain_timeout_s + 2.0)
         for task in list(tasks):
             task.cancel()
         if tasks:
