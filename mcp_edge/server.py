@@ -96,21 +96,12 @@ class ConfiguredServer:
             if router_ref:
                 await router_ref[0].list_changed(kind)
 
-        def context(plugin_id: str) -> DefaultPluginContext:
-            return DefaultPluginContext(plugin_id, settings=s,
+        def context(plugin_id: str, config: Mapping[str, Any]) -> DefaultPluginContext:
+            return DefaultPluginContext(plugin_id, settings=s, config=config,
                                         on_resource_updated=resource_updated, on_list_changed=list_changed)
 
-        registry = Registry(
-            list(s.plugin_dirs),
-            entry_points=s.entry_points,
-            config=s.plugin_config,
-            enabled=s.enabled_plugins,
-            disabled=s.disabled_plugins,
-            context_factory=context,
-            environ=s.environ,
-            cache_dir=s.cache_dir,
-            use_cache=s.entry_point_cache,
-        )
+        registry = Registry.from_settings(s, context_factory=context)
+        registry.on_list_changed = list_changed
         registry.discover()
         await registry.start()
         info = ServerInfo(

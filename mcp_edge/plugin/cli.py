@@ -45,10 +45,14 @@ def list_plugins(
         config=s.plugin_config,
         enabled=s.enabled_plugins,
         disabled=s.disabled_plugins,
-        context_factory=lambda plugin_id: DefaultPluginContext(plugin_id, settings=s),
+        context_factory=lambda plugin_id, config: DefaultPluginContext(plugin_id, settings=s, config=config),
         environ=s.environ,
         cache_dir=s.cache_dir,
         use_cache=s.entry_point_cache,
+        init_timeout=s.init_timeout_s,
+        shutdown_timeout=s.plugin_shutdown_timeout_s,
+        isolation=s.plugin_isolation,
+        settings=s,
     )
     if not init:
         registry.load()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -11,6 +12,7 @@ from mcp_edge.plugin.types import LogLevel
 if TYPE_CHECKING:
     from mcp_edge.board import Board, Settings
     from mcp_edge.io import Engine
+    from mcp_edge.runtime.principal import Principal
 
 __all__ = ["PluginContext", "RequestContext"]
 
@@ -33,8 +35,17 @@ class PluginContext(Protocol):
         ...
     @property
     def logger(self) -> logging.Logger: ...
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """This plugin's resolved config (the same mapping ``initialize`` gets)."""
+        ...
+
     def engine(self) -> Engine:
         """The process's I/O engine (io_uring or the thread fallback)."""
+        ...
+
+    def pool(self) -> Any:
+        """The process's slab pool for large payloads (blocks in shared memory; see mcp_edge.native._slab)."""
         ...
     async def notify_resource_updated(self, uri: str) -> None:
         """Tell subscribed clients that resource ``uri`` changed."""
@@ -76,6 +87,11 @@ class RequestContext(Protocol):
     def request_state(self) -> str | None:
         """The requestState this handler returned with its InputRequired, verified untampered."""
         ...
+    @property
+    def principal(self) -> Principal:
+        """Who asks: the session's principal (mcp_edge.runtime.principal)."""
+        ...
+
     def require_capability(self, name: str) -> None:
         """Raise the protocol's missing-capability error unless the client declared ``name``."""
         ...

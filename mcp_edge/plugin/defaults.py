@@ -7,7 +7,7 @@ Registry uses when none is given, and what tests hand to ``call_tool``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from mcp_edge.plugin.types import LogLevel
 if TYPE_CHECKING:
     from mcp_edge.board import Board, Settings
     from mcp_edge.io import Engine
+    from mcp_edge.runtime.principal import Principal
 
 __all__ = ["DefaultPluginContext", "Notifier", "NullRequestContext"]
 
@@ -35,11 +36,13 @@ class DefaultPluginContext:
         *,
         settings: Settings | None = None,
         data_root: Path | None = None,
+        config: Mapping[str, Any] | None = None,
         on_resource_updated: Notifier | None = None,
         on_list_changed: Notifier | None = None,
     ) -> None:
         self._id = plugin_id
         self._settings = settings
+        self.config: Mapping[str, Any] = {} if config is None else config
         self._data_root = data_root
         self._data_dir: Path | None = None
         self._logger = logging.getLogger(f"mcp_edge.plugin.{plugin_id}")
@@ -80,6 +83,11 @@ class DefaultPluginContext:
 
         return get_engine()
 
+    def pool(self) -> Any:
+        """The process's slab pool (mcp_edge.native._slab.Pool) for large payloads, made on first use from the
+        settings' ``slab_sizes``/``slab_counts``/``slab_numa``: one per process, shared by its plugins."""
+        return process_pool(self.settings)
+
     async def notify_resource_updated(self, uri: str) -> None:
         if self._on_resource_updated is not None:
             await self._on_resource_updated(uri)
@@ -89,12 +97,29 @@ class DefaultPluginContext:
             await self._on_list_changed(kind)
 
 
+_pools: dict[tuple[Any, ...], Any] = {}
+
+
+def process_pool(settings: Settings) -> Any:
+    """The slab pool of this process for ``settings``' slab layout (made once, kept for the process's life)."""
+    key = (tuple(settings.slab_sizes), tuple(settings.slab_counts), settings.slab_numa)
+    pool = _pools.get(key)
+    if pool is None:
+        from mcp_edge.native._slab import Pool
+
+        pool = _pools[key] = Pool(sizes=settings.slab_sizes, counts=settings.slab_counts, numa=settings.slab_numa)
+    return pool
+
+
 class NullRequestContext:
     """A RequestContext for calls made outside a client request: no progress, logs to Python logging."""
 
     def __init__(self, request_id: str | int | None = None) -> None:
+        from mcp_edge.runtime.principal import EMBEDDED
+
         self._request_id = request_id
         self.cancel_requested = False
+        self.principal: Principal = EMBEDDED
 
     @property
     def request_id(self) -> str | int | None:

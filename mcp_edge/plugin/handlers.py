@@ -71,7 +71,6 @@ __all__ = [
 
 log = logging.getLogger("mcp_edge.plugin")
 
-_TABLE_ATTR = "__mcp_edge_handlers__"
 _CONTENT = (TextContent, ImageContent, AudioContent, ResourceLink, EmbeddedResource)
 _RESOURCE_CONTENTS = (TextResourceContents, BlobResourceContents)
 # Errors a handler raises on purpose for the runtime to answer as JSON-RPC errors.
@@ -590,12 +589,10 @@ def _put(into: dict[str, Any], key: str, handler: Any, cls: type, kind: str) -> 
 
 
 def handlers_of(cls: type) -> HandlerTable:
-    """The handlers of a plugin class, built on first use and kept on the class."""
-    table = cls.__dict__.get(_TABLE_ATTR)
-    if table is None:
-        table = _build(cls)
-        setattr(cls, _TABLE_ATTR, table)
-    return table
+    """The handlers of a plugin class, built anew for each call: the host that loads a plugin keeps its own
+    table, and nothing is left on the class (a reloaded class, or one loaded by two registries, shares no
+    state)."""
+    return _build(cls)
 
 
 def wrap_handler_error(what: str, plugin_id: str, exc: Exception) -> PluginError:

@@ -57,6 +57,7 @@ class Manifest(NamedTuple):
     capabilities: frozenset[str] = frozenset()
     requires: Mapping[str, str] = MappingProxyType({})
     config_schema: Mapping[str, Any] | None = None
+    isolation: Literal["inproc", "process"] = "inproc"
 
     @property
     def path(self) -> Path:
@@ -114,7 +115,7 @@ def read_manifest(folder: Path) -> Manifest:
     table = data.get("plugin")
     if not isinstance(table, dict):
         raise PluginLoadError(f"{path}: needs a [plugin] table with id, version, abi and module or library")
-    known = {"id", "version", "description", "abi", "module", "class", "library", "capabilities"}
+    known = {"id", "version", "description", "abi", "module", "class", "library", "capabilities", "isolation"}
     unknown = set(table) - known
     if unknown:
         raise PluginLoadError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} in [plugin]")
@@ -153,6 +154,10 @@ def read_manifest(folder: Path) -> Manifest:
             f"this runtime speaks native ABI {NATIVE_ABI_VERSION}",
             plugin_abi=abi, runtime_abi=NATIVE_ABI_VERSION,
         )
+    # Native code defaults to a worker of its own: a crash in C then ends the worker, not the runtime.
+    isolation = table.get("isolation", "process" if kind == "native" else "inproc")
+    if isolation not in ("inproc", "process"):
+        raise PluginLoadError(f"{path}: 'isolation' must be \"inproc\" or \"process\", got {isolation!r}")
     config = data.get("config", {})
     if not isinstance(config, dict) or set(config) - {"schema"}:
         raise PluginLoadError(f"{path}: [config] holds one key, 'schema' (a JSON Schema object)")
@@ -174,4 +179,5 @@ def read_manifest(folder: Path) -> Manifest:
         capabilities=check_capabilities(table.get("capabilities"), str(path)),
         requires=check_requires(data.get("requires"), str(path)),
         config_schema=schema,
+        isolation=isolation,
     )

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -38,6 +38,8 @@ from mcp_edge.errors import (
     ToolNotFoundError,
 )
 from mcp_edge.native import _frame
+from mcp_edge.plugin.catalog import PluginCatalog
+from mcp_edge.plugin.hosts.base import PluginHost
 from mcp_edge.worker import protocol as p
 from mcp_edge.worker.channel import ChannelClosed, ChannelListener, Message, MessageError
 
@@ -89,7 +91,7 @@ class _Pending:
         self.future = future
 
 
-class ProcessHost:
+class ProcessHost(PluginHost):
     """A plugin in a worker process (see the module docstring)."""
 
     kind = "process"
@@ -97,12 +99,10 @@ class ProcessHost:
     def __init__(self, spec: WorkerSpec, settings: Settings, *,
                  on_lost: Callable[[ProcessHost, str], Awaitable[None] | None] | None = None,
                  run_dir: str | None = None) -> None:
+        super().__init__(spec.plugin_id)
         self.spec = spec
-        self.plugin_id = spec.plugin_id
         self.settings = settings
         self.on_lost = on_lost
-        self.version = ""
-        self.capabilities: frozenset[str] = frozenset()
         self.catalog_raw: bytes | None = None
         self.load_ms = 0.0
         self.init_ms = 0.0
@@ -121,6 +121,7 @@ class ProcessHost:
         self._last_beat = 0.0
         self._ctx: Any = None
         self._config: dict[str, Any] = {}
+        self._state: bytes | None = None
         self._lost_reason: str | None = None
         self._alive = False
 
@@ -130,9 +131,9 @@ class ProcessHost:
     def alive(self) -> bool:
         return self._alive
 
-    async def load(self) -> bytes:
-        """Start a worker and load the plugin in it; the catalog it sent (msgpack). PluginLoadError with the
-        worker's reason when it cannot."""
+    async def load(self) -> PluginCatalog:
+        """Start a worker and load the plugin in it; the catalog it sent. PluginLoadError with the worker's
+        reason when it cannot."""
         s = self.settings
         if self._listener is None:
             self._listener = ChannelListener(os.path.join(self._dir, self.plugin_id), ring_entries=s.ring_entries,
@@ -166,19 +167,36 @@ class ProcessHost:
         self.version = ready.version
         self.capabilities = frozenset(ready.capabilities)
         self.load_ms = ready.load_ms
-        return self.catalog_raw
+        try:
+            return PluginCatalog.decode(self.catalog_raw)
+        except msgspec.ValidationError as exc:
+            self._kill()
+            raise PluginLoadError(f"plugin {self.plugin_id}: the worker sent a malformed catalog: {exc}") from None
 
-    async def start(self, config: dict[str, Any], ctx: Any, state: bytes | None = None) -> None:
+    async def start(self, config: Mapping[str, Any], ctx: Any) -> None:
         """Initialize the plugin in the worker with ``config``; ``ctx`` receives its notifications."""
         self._ctx = ctx
         self._config = dict(config)
-        await self._send_control(p.START, p.encode(p.Start(self._config, state)))
+        await self._send_control(p.START, p.encode(p.Start(self._config, self._state)))
+        self._state = None
         msg = await self._expect(p.STARTED, "STARTED", self.settings.init_timeout_s)
         with msg:
             self.init_ms = p.decode(msg.body, p.Started).init_ms
         self._watch = asyncio.create_task(self._heartbeat_watch(), name=f"worker-{self.plugin_id}-watch")
 
-    async def restart(self) -> bytes:
+    async def import_state(self, state: bytes) -> None:
+        """Hand ``state`` to the plugin at its next start (START carries it; before its first call)."""
+        self._state = state
+
+    async def export_state(self) -> bytes | None:
+        if not self._alive or self._listener is None:
+            return None
+        await self._send_control(p.EXPORT, b"")
+        msg = await self._expect(p.STATE, "STATE", self.settings.plugin_shutdown_timeout_s)
+        with msg:
+            return bytes(msg.body) or None
+
+    async def restart(self) -> PluginCatalog:
         """A new worker in place of a lost one: load and start it with the same config; its catalog."""
         await self._reap()
         self.restarts += 1
@@ -207,18 +225,21 @@ class ProcessHost:
 
     # -- calls ----------------------------------------------------------------------------------------------
 
-    async def call_tool(self, name: str, arguments: dict[str, Any] | None, rctx: Any) -> Any:
-        return await self._call(p.Call("tool", name, arguments), rctx)
+    async def call_tool(self, name: str, arguments: Mapping[str, Any] | None, rctx: Any) -> Any:
+        return await self._call(p.Call("tool", name, None if arguments is None else dict(arguments)), rctx)
 
     async def read_resource(self, uri: str, template: str | None, rctx: Any) -> Any:
         return await self._call(p.Call("resource", uri, template=template), rctx)
 
-    async def get_prompt(self, name: str, arguments: dict[str, Any] | None, rctx: Any) -> Any:
-        return await self._call(p.Call("prompt", name, arguments), rctx)
+    async def get_prompt(self, name: str, arguments: Mapping[str, str] | None, rctx: Any) -> Any:
+        return await self._call(p.Call("prompt", name, None if arguments is None else dict(arguments)), rctx)
 
-    async def complete(self, kind: str, ref: str, argument: str, value: str, context: dict[str, Any]) -> Any:
-        return await self._call(p.Call("complete", ref, completion={"kind": kind, "argument": argument,
-                                                                    "value": value, "context": context}), None)
+    async def complete(self, kind: str, ref: str, argument: str, value: str, context: Mapping[str, Any]) -> Any:
+        from mcp_edge.plugin.types import Completion
+
+        raw = await self._call(p.Call("complete", ref, completion={"kind": kind, "argument": argument,
+                                                                   "value": value, "context": dict(context)}), None)
+        return msgspec.json.decode(raw, type=Completion) if isinstance(raw, msgspec.Raw) else raw
 
     async def _call(self, call: p.Call, rctx: Any) -> Any:
         if not self._alive:

@@ -118,7 +118,7 @@ class Worker:
 
     async def _init(self, init: p.Init) -> bool:
         """INIT -> READY (the catalog), then START -> STARTED; FAILED with the reason at either step."""
-        from mcp_edge.worker.hosting import open_host
+        from mcp_edge.worker.hosting import context_for, open_host
 
         step = "loading"
         try:
@@ -130,8 +130,7 @@ class Worker:
             import msgspec
 
             await self.channel.send(p.READY, 0, p.encode(p.Ready(
-                msgspec.Raw(msgspec.msgpack.encode(catalog)), self.host.version, sorted(self.host.capabilities),
-                load_ms)))
+                msgspec.Raw(catalog.encode()), self.host.version, sorted(self.host.capabilities), load_ms)))
             msg = await self.channel.receive()
             with msg:
                 if msg.type != p.START:
@@ -139,7 +138,8 @@ class Worker:
                 start = p.decode(msg.body, p.Start)
             step = "initialize"
             t1 = time.perf_counter()
-            await self.host.start(start.config, self.host.context(self.settings, self._event))
+            ctx = context_for(init.plugin_id, self.settings, start.config, self._event)
+            await self.host.start(start.config, ctx)
             if start.state is not None:
                 await self.host.import_state(start.state)
             init_ms = (time.perf_counter() - t1) * 1e3

@@ -244,8 +244,8 @@ def native_folder(root: Path, plugin_id: str, source: str) -> Path:
 def lifecycle_registry(tmp_path: Path, drain_s: float) -> Registry:
     native_folder(tmp_path, "lifecycle", LIFECYCLE)
     settings = Settings.load(environ={}, native_drain_s=drain_s)
-    reg = Registry([tmp_path], entry_points=False,
-                   context_factory=lambda pid: DefaultPluginContext(pid, settings=settings))
+    reg = Registry([tmp_path], entry_points=False, isolation={"lifecycle": "inproc"},  # the in-process host's drain
+                   context_factory=lambda pid, config: DefaultPluginContext(pid, settings=settings, config=config))
     run(reg.start())
     rec = reg.get("lifecycle")
     assert rec is not None and rec.state is PluginState.ACTIVE, rec and rec.reason
@@ -254,7 +254,8 @@ def lifecycle_registry(tmp_path: Path, drain_s: float) -> Registry:
 
 async def stop_during_slow_call(reg: Registry) -> tuple[Any, list[BaseException]]:
     """Start ``slow`` in its thread, stop the registry while it runs; (the call's result, errors of late calls)."""
-    handler, instance = reg._tools["slow"]
+    host = reg.get("lifecycle").host  # type: ignore[union-attr]
+    handler, instance = host.table.tools["slow"], host.plugin  # type: ignore[union-attr]
     started = threading.Event()
     real = instance.call_raw
 

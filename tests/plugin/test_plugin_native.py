@@ -28,7 +28,17 @@ def built() -> Path:
     return SO
 
 
+class _AllInproc(dict[str, str]):
+    """Every plugin in process."""
+
+    def get(self, key: str, default: object = None) -> str:  # type: ignore[override]
+        return "inproc"
+
+
 def start(dirs: list[Path], environ: dict[str, str] | None = None, **kwargs: object) -> Registry:
+    """A registry with native_hello in this process (these tests look at the in-process native host; a native
+    plugin's default, a worker process, is tested in tests/worker)."""
+    kwargs.setdefault("isolation", _AllInproc())
     reg = Registry(dirs, entry_points=False, environ=environ or {}, **kwargs)  # type: ignore[arg-type]
     run(reg.start())
     return reg
@@ -178,7 +188,7 @@ def test_blocking_tool_runs_in_a_thread(tmp_path: Path) -> None:
 
     native_folder(tmp_path, "sleeper", BLOCKING)
     reg = start([tmp_path])
-    _, instance = reg._tools["nap"]
+    instance = reg.get("sleeper").plugin  # type: ignore[union-attr]
     threads: set[int] = set()
     real = instance.call_raw
 

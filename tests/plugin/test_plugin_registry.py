@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -257,8 +258,44 @@ class P(PluginBase):
     finally:
         del builtins.SEEN, builtins.REG  # type: ignore[attr-defined]
     assert seen == {"in initialize": "loaded", "in shutdown": "stopping"}
-    with pytest.raises(PluginError, match="already started"):
-        run(reg.start())
+    with pytest.raises(PluginError, match="is running; stop it before starting it again"):
+        run(_twice(reg))
+
+
+async def _twice(reg: Registry) -> None:
+    await reg.start()
+    try:
+        await reg.start()
+    finally:
+        await reg.stop()
+
+
+def test_a_stopped_registry_starts_again_with_fresh_plugin_code(tmp_path: Path) -> None:
+    write_plugin(tmp_path, "again", code='''
+from mcp_edge.plugin import PluginBase, tool
+STARTS = []
+class P(PluginBase):
+    async def initialize(self, config, ctx):
+        STARTS.append(1)
+    @tool
+    async def starts(self) -> int:
+        return len(STARTS)
+''')
+    reg = Registry([tmp_path], entry_points=False, environ={})
+
+    async def cycle() -> list[int]:
+        out = []
+        for _ in range(2):
+            await reg.start()
+            result = await reg.call_tool("starts", {}, RCTX)
+            out.append(result.structuredContent["result"] if result.structuredContent else int(result.content[0].text))
+            await reg.stop()
+            assert reg.get("again").state is PluginState.STOPPED  # type: ignore[union-attr]
+        return out
+
+    # each start imports the folder afresh (a new package generation): module state starts over
+    assert run(cycle()) == [1, 1]
+    assert [n for n in sys.modules if n.startswith("mcp_edge_plugins.again.")] == []
 
 
 def test_shutdown_failure_and_timeout(tmp_path: Path) -> None:
@@ -369,7 +406,7 @@ def test_context_factory_and_default_context(tmp_path: Path) -> None:
     class Ctx(DefaultPluginContext):
         pass
 
-    def factory(pid: str) -> PluginContext:
+    def factory(pid: str, config: Mapping[str, Any]) -> PluginContext:
         made.append(pid)
         return Ctx(pid, data_root=tmp_path / "data")
 
@@ -423,7 +460,7 @@ def test_context_factory_failure_fails_only_that_plugin(tmp_path: Path) -> None:
     write_plugin(tmp_path, "fine")
     write_plugin(tmp_path, "unlucky")
 
-    def factory(pid: str) -> PluginContext:
+    def factory(pid: str, config: Mapping[str, Any]) -> PluginContext:
         if pid == "unlucky":
             raise RuntimeError("no data folder")
         return DefaultPluginContext(pid, data_root=tmp_path)

@@ -142,7 +142,7 @@ class Host:
         self.id = plugin_id
         self.ctx = ctx
         self.registry = Registry([PLUGINS], entry_points=False, config={plugin_id: dict(config)},
-                                 enabled=[plugin_id], context_factory=lambda _pid: ctx,
+                                 enabled=[plugin_id], context_factory=lambda _pid, _config: ctx,
                                  environ=dict(environ or {}))
         self.plugin: Any = None
 

@@ -87,14 +87,15 @@ def _text(result: Any) -> str:
 def test_a_plugin_runs_in_its_own_process_and_answers_every_kind_of_call() -> None:
     async def go() -> None:
         host = ProcessHost(WorkerSpec("crashy", "python", str(PLUGIN)), _settings())
-        catalog = msgspec.msgpack.decode(await host.load())
-        assert {t["name"] for t in catalog["tools"]} >= {"echo", "crash", "sleep", "whoami"}
-        assert [r["uri"] for r in catalog["resources"]] == ["crashy://pid"]
+        catalog = await host.load()
+        assert {t.name for t in catalog.tools} >= {"say", "crash", "sleep", "whoami"}
+        assert [r.uri for r in catalog.resources] == ["crashy://pid"]
+        assert [t.uriTemplate for t in catalog.templates] == ["crashy://items/{item}"]
         assert host.version == "1.0.0" and "tools" in host.capabilities
         await host.start({}, _Ctx())
         try:
             assert host.pid != os.getpid() and host.pid > 0
-            assert _text(await host.call_tool("echo", {"text": "hi"}, _Rctx())) == "hi"
+            assert _text(await host.call_tool("say", {"text": "hi"}, _Rctx())) == "hi"
             failed = await host.call_tool("fail", {}, _Rctx())
             assert _json(failed)["isError"] is True and "RuntimeError: it broke" in _text(failed)
             with pytest.raises(ToolNotFoundError, match="unknown tool: nope"):
@@ -143,10 +144,10 @@ def test_a_worker_killed_mid_call_fails_its_calls_at_once_and_comes_back() -> No
                 await waiting  # not a hang: failed with the crash
             assert lost and "SIGKILL" in lost[0]
             with pytest.raises(WorkerLost, match="not running"):
-                await host.call_tool("echo", {"text": "x"}, _Rctx())
+                await host.call_tool("say", {"text": "x"}, _Rctx())
             await host.restart()
             assert host.pid != first_pid and host.restarts == 1
-            assert _text(await host.call_tool("echo", {"text": "back"}, _Rctx())) == "back"
+            assert _text(await host.call_tool("say", {"text": "back"}, _Rctx())) == "back"
         finally:
             await host.stop(5.0)
 
@@ -165,7 +166,7 @@ def test_a_worker_killed_from_outside_is_found_by_its_pidfd() -> None:
                 await asyncio.sleep(0.01)
             assert lost == ["was killed by SIGKILL"]
             await host.restart()
-            assert _text(await host.call_tool("echo", {"text": "ok"}, _Rctx())) == "ok"
+            assert _text(await host.call_tool("say", {"text": "ok"}, _Rctx())) == "ok"
         finally:
             await host.stop(5.0)
 
@@ -195,7 +196,7 @@ def test_a_cancelled_call_is_cancelled_in_the_worker_too() -> None:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert _text(await host.call_tool("echo", {"text": "still here"}, _Rctx())) == "still here"
+            assert _text(await host.call_tool("say", {"text": "still here"}, _Rctx())) == "still here"
         finally:
             await host.stop(5.0)
 
@@ -235,8 +236,8 @@ NATIVE_HELLO = Path(__file__).resolve().parents[2] / "plugins" / "native_hello"
 def test_a_native_plugin_runs_in_a_worker() -> None:
     async def go() -> None:
         host = ProcessHost(WorkerSpec("native_hello", "native", str(NATIVE_HELLO)), _settings())
-        catalog = msgspec.msgpack.decode(await host.load())
-        assert {t["name"] for t in catalog["tools"]} == {"native_echo", "native_add"}
+        catalog = await host.load()
+        assert {t.name for t in catalog.tools} == {"native_echo", "native_add"}
         await host.start({"prefix": ">"}, _Ctx())
         try:
             assert _text(await host.call_tool("native_echo", {"text": "hi"}, _Rctx())) == ">hi"

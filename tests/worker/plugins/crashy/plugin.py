@@ -14,8 +14,8 @@ from mcp_edge.plugin.types import TextResourceContents
 
 class Crashy(PluginBase):
     @tool
-    async def echo(self, text: str) -> str:
-        """Echo text back."""
+    async def say(self, text: str) -> str:
+        """Say text back."""
         return text
 
     @tool

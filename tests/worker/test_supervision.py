@@ -1,0 +1,145 @@
+"""A process plugin under the registry: SIGKILL under load, restart with backoff, the breaker, bulkheads."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from mcp_edge.board import Settings
+from mcp_edge.errors import PluginError
+from mcp_edge.plugin import NullRequestContext, PluginState, Registry
+from mcp_edge.runtime.resilience import BreakerOpen, BulkheadFull
+from mcp_edge.worker.host import WorkerLost
+
+HERE = Path(__file__).parent
+CRASHY = HERE / "plugins" / "crashy"
+ECHO = HERE.parents[1] / "perf" / "plugins" / "echo"
+RCTX = NullRequestContext()
+
+
+def _registry(**overrides: Any) -> Registry:
+    s = Settings.load(environ={}, plugin_dirs=(CRASHY, ECHO), entry_points=False,
+                      plugin_isolation={"crashy": "process"}, restart_backoff_base_s=0.05,
+                      restart_backoff_jitter=0.0, **overrides)
+    return Registry.from_settings(s)
+
+
+def _text(result: Any) -> str:
+    data = msgspec.json.decode(result) if isinstance(result, msgspec.Raw) else msgspec.to_builtins(result)
+    text: str = data["content"][0]["text"]
+    return text
+
+
+async def _until(check: Any, what: str, limit: float = 20.0) -> None:
+    for _ in range(int(limit / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never: {what}")
+
+
+def test_sigkill_under_load_fails_only_that_plugins_calls_and_it_comes_back() -> None:
+    async def go() -> None:
+        reg = _registry(breaker_min_calls=10)  # five failed calls stay under the breaker's bar here
+        await reg.start()
+        try:
+            rec = reg.get("crashy")
+            assert rec is not None and rec.state is PluginState.ACTIVE and rec.isolation == "process", rec.reason
+            first = rec.host.pid  # type: ignore[union-attr]
+            assert first != os.getpid()
+            slow = [asyncio.create_task(reg.call_tool("sleep", {"seconds": 30}, RCTX)) for _ in range(5)]
+            echoes = [asyncio.create_task(reg.call_tool("echo", {"text": f"e{i}"}, RCTX)) for i in range(50)]
+            await asyncio.sleep(0.2)
+            os.kill(first, signal.SIGKILL)
+            for task in slow:  # the dead worker's callers get errors, not hangs
+                with pytest.raises(WorkerLost, match="was killed by SIGKILL"):
+                    await task
+            assert [_text(await t) for t in echoes] == [f"e{i}" for i in range(50)]  # the other plugin: no errors
+            await _until(lambda: rec.state is PluginState.ACTIVE and rec.restarts == 1, "crashy restarted")
+            assert rec.host.pid not in (first, 0)  # type: ignore[union-attr]
+            assert _text(await reg.call_tool("echo", {"text": "x"}, RCTX)) == "x"
+            assert _text(await reg.call_tool("say", {"text": "again"}, RCTX)) == "again"
+            assert next(r for r in reg.status() if r["id"] == "crashy")["restarts"] == 1
+        finally:
+            await reg.stop()
+
+    asyncio.run(go())
+
+
+def test_a_crash_loop_opens_the_breaker_and_a_later_probe_closes_it() -> None:
+    async def go() -> None:
+        reg = _registry(breaker_window=4, breaker_min_calls=2, breaker_failure_ratio=0.5, breaker_open_s=0.5,
+                        breaker_probes=1)
+        await reg.start()
+        rec = reg.get("crashy")
+        assert rec is not None
+        try:
+            for _ in range(2):
+                await _until(lambda: rec.state is PluginState.ACTIVE, "crashy active")
+                with pytest.raises(WorkerLost):
+                    await reg.call_tool("crash", {}, RCTX)
+            with pytest.raises(BreakerOpen, match="plugin crashy is failing") as err:
+                await reg.call_tool("whoami", {}, RCTX)
+            assert err.value.retry_after_s > 0
+            assert _text(await reg.call_tool("echo", {"text": "fine"}, RCTX)) == "fine"  # others not disturbed
+            await asyncio.sleep(0.6)
+            await _until(lambda: rec.state is PluginState.ACTIVE, "crashy back")
+            await reg.call_tool("whoami", {}, RCTX)  # the probe succeeds: closed
+            assert next(r for r in reg.status() if r["id"] == "crashy")["breaker"] == "closed"
+        finally:
+            await reg.stop()
+
+    asyncio.run(go())
+
+
+def test_a_hung_worker_is_killed_and_restarted() -> None:
+    async def go() -> None:
+        reg = _registry(heartbeat_interval_s=0.05, heartbeat_misses=2)
+        await reg.start()
+        rec = reg.get("crashy")
+        assert rec is not None
+        try:
+            with pytest.raises(WorkerLost, match="hung: no heartbeat"):
+                await reg.call_tool("spin", {"seconds": 60}, RCTX)
+            await _until(lambda: rec.state is PluginState.ACTIVE and rec.restarts == 1, "crashy restarted")
+        finally:
+            await reg.stop()
+
+    asyncio.run(go())
+
+
+def test_a_full_bulkhead_refuses_at_once_and_retryably() -> None:
+    async def go() -> None:
+        reg = _registry(plugin_concurrency=2, plugin_queue=1)
+        await reg.start()
+        try:
+            running = [asyncio.create_task(reg.call_tool("sleep", {"seconds": 0.5}, RCTX)) for _ in range(3)]
+            await asyncio.sleep(0.1)
+            with pytest.raises(BulkheadFull, match="plugin crashy is busy: 2 calls running and 1 waiting"):
+                await reg.call_tool("sleep", {"seconds": 0.5}, RCTX)
+            assert _text(await reg.call_tool("echo", {"text": "own slots"}, RCTX)) == "own slots"
+            assert [_text(await t) for t in running] == ["slept"] * 3
+        finally:
+            await reg.stop()
+
+    asyncio.run(go())
+
+
+def test_a_call_past_its_deadline_is_cancelled_with_an_error() -> None:
+    async def go() -> None:
+        reg = _registry(tool_timeout_s=0.2)
+        await reg.start()
+        try:
+            with pytest.raises(PluginError, match="passed its deadline"):
+                await reg.call_tool("sleep", {"seconds": 30}, RCTX)
+            assert _text(await reg.call_tool("sleep", {"seconds": 0.01}, RCTX)) == "slept"
+        finally:
+            await reg.stop()
+
+    asyncio.run(go())
