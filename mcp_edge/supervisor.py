@@ -89,7 +89,9 @@ class Supervisor:
         self.health.serving(rows, transport)
         if self.stop.is_set():  # a signal came during start: never say READY after STOPPING
             return
-        plugins = [r for r in rows() if r.get("state") in ("active", "reloading")]
+        from mcp_edge.plugin.registry import RUNTIME_PLUGIN_ID  # loaded by now: the registry exists
+
+        plugins = [r for r in rows() if r.get("state") in ("active", "reloading") and r.get("id") != RUNTIME_PLUGIN_ID]
         status = f"serving {len(plugins)} plugin{'s' if len(plugins) != 1 else ''} over {transport}"
         notifier = self.notifier
         if notifier.enabled:
@@ -130,6 +132,11 @@ class Supervisor:
         for sig in self._installed:
             with contextlib.suppress(Exception):  # the loop may be closing
                 self._loop.remove_signal_handler(sig)
+            if self._signals == 1 and sig in self.STOP_SIGNALS:
+                # Stopping already: a second signal while the process winds down (plugins stopped, loop closing)
+                # still means "exit 1 now", never death by signal.
+                with contextlib.suppress(ValueError, OSError):
+                    signal.signal(sig, self._late_signal)
         self._installed.clear()
 
     def _on_stop(self, sig: signal.Signals) -> None:
@@ -148,6 +155,9 @@ class Supervisor:
         log.warning("second stop signal (%s): exiting now with status %d, in-flight work abandoned", sig.name,
                     EXIT_SECOND_SIGNAL)
         self._exit(EXIT_SECOND_SIGNAL)
+
+    def _late_signal(self, signum: int, frame: object) -> None:
+        self._on_stop(signal.Signals(signum))
 
     def _on_hup(self, sig: signal.Signals) -> None:
         log.warning("SIGHUP: reload: not in this build yet (restart the service to apply changes)")

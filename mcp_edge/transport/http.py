@@ -251,8 +251,9 @@ class McpHttpApp:
     """The MCP endpoint behind the HTTP connections (``http_wire.WireServer``)."""
 
     def __init__(self, router: Router, settings: Settings, host: str, port: int,
-                 health: Health | None = None) -> None:
+                 health: Health | None = None, stop: StopToken | None = None) -> None:
         self.router = router
+        self.stop = stop if stop is not None else StopToken()
         if health is None:  # an embedder's server: running (it was started before serving), no supervisor
             from mcp_edge.health import Health
 
@@ -331,7 +332,7 @@ class McpHttpApp:
         origin = h.get("origin")
         if origin is not None and not self._origin_ok(origin, host or ""):
             return self._early(403, f"forbidden: Origin {origin!r} is not allowed")
-        if self.draining:
+        if self.draining or self.stop.is_set():  # (the stop may be a loop turn ahead of shut_down)
             from mcp_edge.transport.http_wire import Early
 
             refusal = shutting.refusal(None, self.settings.retry_after_s)
@@ -370,7 +371,7 @@ class McpHttpApp:
         if req.method != "GET":
             return self._early(405, f"method {req.method} not allowed on {req.path}", [("allow", "GET")])
         ok, body = self.health.check(probe)
-        if self.draining and probe != "live":  # the supervisor may not have said so (an embedder's token)
+        if (self.draining or self.stop.is_set()) and probe != "live":  # (an embedder's token: no supervisor)
             from mcp_edge.health import STOPPING, evaluate
 
             ok, body = evaluate(probe, STOPPING, self.health.rows())
@@ -808,7 +809,8 @@ async def serve_http(
     loop = asyncio.get_running_loop()
     host = settings.http_host if host is None else host
     port = settings.http_port if port is None else port
-    app = McpHttpApp(router, settings, host, port, health)
+    stop = stop if stop is not None else StopToken()
+    app = McpHttpApp(router, settings, host, port, health, stop)
     limits = WireLimits.from_settings(settings)
     server = Listener(loop, bind(host, port), lambda: HttpConnection(app, loop, limits), settings.accept_backoff_s)
     server.start()
@@ -821,8 +823,6 @@ async def serve_http(
                     "Settings.allowed_origins (or localhost); others get 403")
     if on_ready is not None:
         on_ready(url)
-
-    stop = stop if stop is not None else StopToken()
 
     async def sweeper() -> None:
         interval = _sweep_interval(settings)

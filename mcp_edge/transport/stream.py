@@ -95,6 +95,7 @@ class StreamSession:
         self._bound = settings.output_backlog
         self._dropped = 0  # broadcast notifications dropped for this client
         self._refusing = False  # stop was asked: new requests get the shutting-down refusal
+        self._stop: StopToken | None = None
         self._cut: set[jsonrpc.RequestId] = set()  # cancelled by the shutdown budget: answered with an error
         self.conn = ServerConnection(router.info, max_frame=settings.max_frame, max_depth=settings.max_depth)
         self.session = Session(self.conn, notify=self._broadcast, principal=principal)
@@ -150,7 +151,7 @@ class StreamSession:
         # a Notification: nothing to do
 
     def _start(self, req: Request, batch: Batch | None) -> None:
-        if self._refusing:
+        if self._refusing or (self._stop is not None and self._stop.is_set()):  # (before run() wakes up to it)
             self._answer(req, jsonrpc.encode_outcome(shutdown.refusal(req.id, self._settings.retry_after_s)), batch)
             return
         busy = self._router.over_capacity(req, self.session)
@@ -226,6 +227,7 @@ class StreamSession:
 
     async def run(self, read: Callable[[int], Awaitable[bytes]], stop: StopToken | None = None) -> None:
         """Serve what ``read`` gives until it returns b"" (EOF) or ``stop`` is set; then drain and close."""
+        self._stop = stop
         reading = asyncio.create_task(self._read(read))
         stopping = asyncio.create_task(stop.wait()) if stop is not None else None
         try:
