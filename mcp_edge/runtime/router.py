@@ -553,6 +553,9 @@ class Router:
         except asyncio.CancelledError:
             raise
         except McpEdgeError as exc:
+            wait = getattr(exc, "retry_after_s", None)
+            if isinstance(wait, (int, float)):  # a plugin's breaker open, its bulkhead full: busy, retry later
+                return refusal_failure(Refusal.BUSY, req.id, str(exc), float(wait))
             code = getattr(exc, "code", None)
             if isinstance(code, int):
                 return Failure(req.id, code, str(exc))

@@ -143,3 +143,29 @@ def test_a_call_past_its_deadline_is_cancelled_with_an_error() -> None:
             await reg.stop()
 
     asyncio.run(go())
+
+
+def test_an_open_breaker_reaches_the_client_as_a_retryable_busy_error() -> None:
+    from mcp_edge.board import Settings as S
+    from mcp_edge.mcp import jsonrpc
+    from mcp_edge.mcp.connection import Request, ServerConnection, ServerInfo
+    from mcp_edge.mcp.refusals import BUSY
+    from mcp_edge.runtime.router import Router, Session
+
+    async def go() -> None:
+        reg = _registry(breaker_window=2, breaker_min_calls=1, breaker_failure_ratio=0.5, breaker_open_s=30.0)
+        await reg.start()
+        try:
+            with pytest.raises(WorkerLost):
+                await reg.call_tool("crash", {}, RCTX)
+            info = ServerInfo(name="t", version="1", capabilities=Router.capabilities(reg))
+            router = Router(reg, info, S.load(environ={}))
+            req = Request(7, "tools/call", {"name": "say", "arguments": {"text": "x"}}, "2025-11-25", False)
+            answer = msgspec.json.decode(jsonrpc.encode_outcome(
+                await router.handle(req, Session(ServerConnection(info)), None)))
+            assert answer["error"]["code"] == BUSY and "circuit breaker is open" in answer["error"]["message"]
+            assert answer["error"]["data"]["retryAfterMs"] > 20_000
+        finally:
+            await reg.stop()
+
+    asyncio.run(go())
