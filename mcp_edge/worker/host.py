@@ -124,6 +124,7 @@ class ProcessHost(PluginHost):
         self._state: bytes | None = None
         self._lost_reason: str | None = None
         self._alive = False
+        self._stopping = False
 
     # -- life -----------------------------------------------------------------------------------------------
 
@@ -148,6 +149,7 @@ class ProcessHost(PluginHost):
             self._kill()
             raise PluginLoadError(f"plugin {self.plugin_id}: the worker process failed to start: {reason}") from None
         self._alive = True
+        self._stopping = False
         self._lost_reason = None
         self._last_beat = time.monotonic()
         self._reader = asyncio.create_task(self._read(), name=f"worker-{self.plugin_id}-reader")
@@ -208,6 +210,7 @@ class ProcessHost(PluginHost):
         """Ask the worker to finish its calls (within ``timeout``), shut the plugin down and exit; kill it if it
         does not."""
         if self._alive:
+            self._stopping = True  # the worker's exit that follows is not a loss
             try:
                 await self._send_control(p.STOP, p.encode(p.Stop(timeout)))
                 msg = await self._expect(p.STOPPED, "STOPPED", timeout + 2.0)
@@ -279,7 +282,7 @@ class ProcessHost(PluginHost):
             try:
                 msg = await ch.receive()
             except ChannelClosed as exc:
-                await self._lost(self._exit_reason() or ("it died" if exc.died else "it closed its rings"))
+                await self._lost(self._exit_reason() or ("died" if exc.died else "closed its rings"))
                 return
             except MessageError as exc:
                 log.warning("plugin %s: %s", self.plugin_id, exc)
@@ -403,7 +406,7 @@ class ProcessHost(PluginHost):
         self._control.put_nowait(_LostMarker())  # type: ignore[arg-type]
         if self._watch is not None:
             self._watch.cancel()
-        if was_alive:
+        if was_alive and not self._stopping:
             log.warning("plugin %s: worker %d %s", self.plugin_id, self.pid, self._lost_reason)
             if self.on_lost is not None:
                 result = self.on_lost(self, self._lost_reason)
