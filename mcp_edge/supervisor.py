@@ -20,6 +20,7 @@ signal handling to itself.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
@@ -50,6 +51,13 @@ def _flush_and_exit(status: int) -> NoReturn:
             if stream is not None:
                 stream.flush()
     os._exit(status)  # at once: no drain, no atexit, no waiting on threads
+
+
+def _ignore(signals: list[signal.Signals]) -> None:
+    """The last moments of a stopping process: a late signal finds it done (exit 0), not killed by the signal."""
+    for sig in signals:
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 class Supervisor:
@@ -129,14 +137,23 @@ class Supervisor:
             self._watchdog = None
         if self._notifier is not None and self._notifier.enabled:
             self._notifier.status("stopped" if exc is None else f"stopped: {type(exc).__name__}")
-        for sig in self._installed:
-            with contextlib.suppress(Exception):  # the loop may be closing
-                self._loop.remove_signal_handler(sig)
-            if self._signals == 1 and sig in self.STOP_SIGNALS:
-                # Stopping already: a second signal while the process winds down (plugins stopped, loop closing)
-                # still means "exit 1 now", never death by signal.
-                with contextlib.suppress(ValueError, OSError):
-                    signal.signal(sig, self._late_signal)
+        # Stopping already: a second signal while the process winds down (plugins stopped, loop closing) still
+        # means "exit 1 now", never death by signal. The swap from the loop's handler to a plain one happens with
+        # the signals blocked, so one arriving in between waits for the new handler instead of the default.
+        late = [s for s in self._installed if s in self.STOP_SIGNALS] if self._signals == 1 else []
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, late) if late else None
+        try:
+            for sig in self._installed:
+                with contextlib.suppress(Exception):  # the loop may be closing
+                    self._loop.remove_signal_handler(sig)
+                if sig in late:
+                    with contextlib.suppress(ValueError, OSError):
+                        signal.signal(sig, self._late_signal)
+        finally:
+            if blocked is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        if late:  # at interpreter exit Python puts SIG_DFL back (death by signal); ignoring is what it keeps
+            atexit.register(_ignore, late)
         self._installed.clear()
 
     def _on_stop(self, sig: signal.Signals) -> None:
@@ -151,7 +168,8 @@ class Supervisor:
                 notifier.stopping(f"stopping on {sig.name}: finishing in-flight requests within {budget}")
             self.stop.set(sig.name)
             return
-        self.stop.second.set()
+        with contextlib.suppress(RuntimeError):  # (a late signal: the loop may be closed)
+            self.stop.second.set()
         log.warning("second stop signal (%s): exiting now with status %d, in-flight work abandoned", sig.name,
                     EXIT_SECOND_SIGNAL)
         self._exit(EXIT_SECOND_SIGNAL)

@@ -13,9 +13,11 @@ import http.client
 import json
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_stdio import StdioClient, _spawn
 from test_supervisor import STOPPING, _close, _wait_lines, _wait_stderr
 from test_unix import UnixClient, _short_path
@@ -197,3 +199,17 @@ def test_http_sigterm_answers_every_in_flight_call_and_refuses_new_ones_with_503
         assert len(finals) == 1, (caller.rid, caller.messages)  # one answer each, never an empty stream
         answers.append(finals[0])
     _check_answers(answers)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_right_after_the_first_never_kills_by_signal(tmp_path: Path, sig: signal.Signals) -> None:
+    # Wherever the second signal lands (the drain, the plugins' stop, the loop closing, after exit), the status is
+    # 1 (stopped at once) or 0 (it had finished): never death by the signal.
+    path = _short_path(tmp_path)
+    with running_server(tmp_path, "--unix", str(path), settings=SETTINGS) as srv:
+        srv.proc.send_signal(sig)
+        time.sleep(0.01)
+        if srv.proc.poll() is None:
+            srv.proc.send_signal(sig)
+        status = srv.proc.wait(WAIT)
+    assert status in (0, 1), srv.stderr()
