@@ -86,7 +86,8 @@ NAP_MS = 100
 DRAIN_CALLS = 50
 SHUTDOWN_TIMEOUT_S = 10.0
 RESTART_LIMIT_S = 30.0  # no successful call this long after the kill: the worker did not come back
-RELOAD_LIMIT_S = 15.0
+RELOAD_LIMIT_S = 10.0
+RELOAD_ISOLATION = INPROC  # the issue's swap target (100 ms) is for a Python plugin in process
 IO_TIMEOUT_S = 60.0
 STATUS_URI = "mcp-edge://plugins"
 BOARD_ID = "perf-supervisor"
@@ -645,7 +646,7 @@ class Bench:
             time.sleep(0.0005)
 
     def reload_rows(self) -> Iterator[Row]:
-        srv = self.start(PROCESS)
+        srv = self.start(RELOAD_ISOLATION)
         try:
             row = self._status(srv, "echo")
             if "reload_ms" not in row:
@@ -653,17 +654,18 @@ class Bench:
                               "reload is not in this build); the row is left out", "mcp_edge")
                 self.ctx.advance(1)
                 return
-            got = self._reload(srv, row.get("reload_ms"))
+            got = self._reload(srv, row.get("reload_ms"), row.get("reloads"))
         finally:
             srv.close()
         self.ctx.advance(1)
         if got is not None:
             ms, calls = got
-            self.ctx.note(f"reload-swap: the reload_ms the runtime reports for echo reloaded after its plugin.py "
-                          f"changed, with {calls} echo calls made during the reload, none failed", "mcp_edge")
+            self.ctx.note(f"reload-swap: the reload_ms the runtime reports for echo ({RELOAD_ISOLATION}) "
+                          f"reloaded after its plugin.py changed, with {calls} echo calls made during the "
+                          "reload, none failed", "mcp_edge")
             yield Row("reload-swap", "mcp_edge", "ms", ms, higher_is_better=False)
 
-    def _reload(self, srv: Server, before: Any) -> tuple[float, int] | None:
+    def _reload(self, srv: Server, before: Any, reloads: Any) -> tuple[float, int] | None:
         """Change echo's plugin.py and call echo until its row shows a new reload_ms; (it, calls made)."""
         small = Workload("small")
         source = self.plugin_dir / "echo" / "plugin.py"
@@ -677,7 +679,8 @@ class Bench:
                 calls += 1
             row = self._status(srv, "echo")
             now_ms = row.get("reload_ms")
-            if isinstance(now_ms, int | float) and now_ms != before and row.get("state") == "active":
+            counted = row.get("reloads") != reloads if isinstance(reloads, int) else now_ms != before
+            if isinstance(now_ms, int | float) and counted and row.get("state") == "active":
                 return float(now_ms), calls
             if not hup and time.monotonic() > limit - RELOAD_LIMIT_S / 2:
                 hup = True
