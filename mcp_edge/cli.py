@@ -150,6 +150,7 @@ async def _serve_until(supervisor: Supervisor, settings: Settings, mode: str, un
     stop = supervisor.stop
     supervisor.status("starting plugins")
     running = await Server.configure(settings).start()
+    supervisor.on_reload = running.reload_plugins
     what = {"stdio": "stdio", "http": "Streamable HTTP", "unix": "a unix socket"}[mode]
 
     say = _say

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from mcp_edge.health import Health
     from mcp_edge.plugin import Registry
     from mcp_edge.plugin.types import ToolResult
+    from mcp_edge.plugin.watch import PluginWatcher
     from mcp_edge.runtime.stop import StopToken
 
 __all__ = ["ConfiguredServer", "RunningServer", "Server", "ServerStateError", "StoppedServer"]
@@ -126,6 +127,16 @@ class RunningServer:
         self._router = router
         self._stopped = False
         self._session = Session(ServerConnection(router.info), principal=EMBEDDED)
+        self._watcher: PluginWatcher | None = None
+        if settings.reload_watch:  # hot reload when a plugin's files change
+            from mcp_edge.plugin.watch import PluginWatcher
+
+            self._watcher = PluginWatcher(registry)
+            try:
+                self._watcher.start()
+            except OSError as exc:
+                log.warning("plugin folders are not watched for reloads: %s", exc)
+                self._watcher = None
 
     @property
     def settings(self) -> Settings:
@@ -161,6 +172,7 @@ class RunningServer:
         from mcp_edge.supervisor import Supervisor
 
         supervisor = Supervisor(budget_s=self._settings.shutdown_timeout_s)
+        supervisor.on_reload = self.reload_plugins
 
         def ready(where: str) -> None:
             supervisor.serving(self._registry.status, what)
@@ -203,10 +215,26 @@ class RunningServer:
         await self._supervised(stop, "a unix socket", on_ready, lambda token, _, ready: serve_unix(
             self._router, self._settings, path, on_ready=ready, stop=token))
 
+    async def reload_plugins(self) -> list[str]:
+        """Hot-reload every active folder plugin (SIGHUP): each new version beside its old one, swapped once it
+        is initialized; a version that fails leaves the old one serving. The ids reloaded."""
+        from mcp_edge.plugin.lifecycle import PluginState
+
+        done = []
+        for rec in self._registry.records:
+            if rec.state is PluginState.ACTIVE and rec.manifest is not None:
+                await self._registry.reload(rec.id)
+                if rec.reason is None:
+                    done.append(rec.id)
+        return done
+
     async def stop(self) -> StoppedServer:
         """Shut the plugins down in reverse dependency order."""
         self._check()
         self._stopped = True
+        if self._watcher is not None:
+            await self._watcher.close()
+            self._watcher = None
         await self._registry.stop()
         return StoppedServer(self._registry)
 

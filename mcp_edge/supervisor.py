@@ -5,7 +5,7 @@ stop accepting (HTTP answers 503 with ``Retry-After``, streams answer new reques
 JSON-RPC error) and give what is in flight ``Settings.shutdown_timeout_s`` to finish; each request still running
 then is cancelled and answered with an error; the plugins stop (the registry's stop, reverse dependency order);
 output is flushed; the process exits 0. A second SIGTERM/SIGINT means "now": one log line, then exit status 1 at
-once, whatever is still running. SIGHUP logs that reload is not in this build yet.
+once, whatever is still running. SIGHUP reloads the plugins (``on_reload``).
 
 systemd (``Type=notify``, when ``NOTIFY_SOCKET`` is set): ``READY=1`` with a ``STATUS=`` line once serving,
 ``WATCHDOG=1`` at half of ``WATCHDOG_USEC`` from a task on the event loop (a loop that stops turning stops the
@@ -26,7 +26,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -83,6 +83,8 @@ class Supervisor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._notifier = notifier
         self._watchdog: asyncio.Task[None] | None = None
+        self.on_reload: Callable[[], Coroutine[Any, Any, object]] | None = None  # SIGHUP: the server's plugin reload
+        self._reloads: set[asyncio.Task[object]] = set()
 
     @property
     def notifier(self) -> Notifier:
@@ -178,4 +180,12 @@ class Supervisor:
         self._on_stop(signal.Signals(signum))
 
     def _on_hup(self, sig: signal.Signals) -> None:
-        log.warning("SIGHUP: reload: not in this build yet (restart the service to apply changes)")
+        if self.on_reload is None:
+            log.warning("SIGHUP: nothing to reload here")
+            return
+        log.warning("SIGHUP: reloading the plugins (settings and transports are read at start: a changed board "
+                    "profile's limits or transport need a restart)")
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self.on_reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)

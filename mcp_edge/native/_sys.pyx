@@ -222,3 +222,55 @@ def seccomp_deny(numbers, int err=EPERM):
         check(me_sys_seccomp_deny(buf, count, err), "seccomp(SET_MODE_FILTER)")
     finally:
         free(buf)
+
+
+cdef extern from "<sys/inotify.h>" nogil:
+    int c_inotify_init1 "inotify_init1"(int flags)
+    int c_inotify_add_watch "inotify_add_watch"(int fd, const char *path, unsigned int mask)
+    int IN_NONBLOCK
+    int IN_CLOEXEC
+    unsigned int IN_MODIFY
+    unsigned int IN_CLOSE_WRITE
+    unsigned int IN_CREATE
+    unsigned int IN_DELETE
+    unsigned int IN_MOVED_FROM
+    unsigned int IN_MOVED_TO
+    unsigned int IN_ATTRIB
+    unsigned int IN_DELETE_SELF
+    unsigned int IN_MOVE_SELF
+    unsigned int IN_IGNORED
+    unsigned int IN_ISDIR
+    unsigned int IN_Q_OVERFLOW
+
+cdef extern from "<errno.h>" nogil:
+    int errno
+
+IN_CHANGES = IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB
+INOTIFY_MASKS = {
+    "modify": IN_MODIFY, "close_write": IN_CLOSE_WRITE, "create": IN_CREATE, "delete": IN_DELETE,
+    "moved_from": IN_MOVED_FROM, "moved_to": IN_MOVED_TO, "attrib": IN_ATTRIB, "delete_self": IN_DELETE_SELF,
+    "move_self": IN_MOVE_SELF, "ignored": IN_IGNORED, "isdir": IN_ISDIR, "q_overflow": IN_Q_OVERFLOW,
+}
+
+
+def inotify_init():
+    """inotify_init() -> int
+
+    An inotify descriptor, non-blocking and close-on-exec (the caller closes it).
+    """
+    cdef int fd = c_inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+    if fd < 0:
+        raise OSError(errno, f"inotify_init1: {os.strerror(errno)}")
+    return fd
+
+
+def inotify_add_watch(int fd, path, unsigned int mask):
+    """inotify_add_watch(fd, path, mask) -> int
+
+    Watch ``path`` (a folder or file) for the events in ``mask``; the watch descriptor.
+    """
+    cdef bytes raw = os.fsencode(path)
+    cdef int wd = c_inotify_add_watch(fd, raw, mask)
+    if wd < 0:
+        raise OSError(errno, f"inotify_add_watch({path!r}): {os.strerror(errno)}", os.fsdecode(raw))
+    return wd

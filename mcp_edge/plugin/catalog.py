@@ -29,6 +29,7 @@ class PluginCatalog(msgspec.Struct, kw_only=True):
     templates: list[ResourceTemplateDef] = msgspec.field(default_factory=list)
     prompts: list[PromptDef] = msgspec.field(default_factory=list)
     completions: list[tuple[str, str, str]] = msgspec.field(default_factory=list)
+    stateful: bool = False  # the plugin exports its state for the version that replaces it (hot reload)
 
     def kinds(self) -> set[str]:
         """The MCP capabilities this offer provides."""

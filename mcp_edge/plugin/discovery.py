@@ -33,8 +33,8 @@ class PluginRecord:
     """
 
     __slots__ = ("capabilities", "catalog", "config_schema", "description", "disabled", "entry_point", "error",
-                 "host", "id", "init_ms", "isolation", "kind", "load_ms", "manifest", "reason", "requires",
-                 "restarts", "source", "state", "version")
+                 "host", "id", "init_ms", "isolation", "kind", "load_ms", "manifest", "reason", "reload_ms",
+                 "reloads", "requires", "restarts", "source", "state", "version")
 
     def __init__(
         self,
@@ -70,6 +70,8 @@ class PluginRecord:
         self.catalog: PluginCatalog | None = None
         self.isolation = "inproc"
         self.restarts = 0
+        self.reloads = 0
+        self.reload_ms: float | None = None
 
     def __repr__(self) -> str:
         why = f", reason={self.reason!r}" if self.reason else ""
@@ -101,6 +103,8 @@ class PluginRecord:
             "prompts": len(c.prompts) if c else 0,
             "pid": getattr(self.host, "pid", None) if self.host is not None else None,
             "restarts": self.restarts,
+            "reloads": self.reloads,
+            "reload_ms": None if self.reload_ms is None else round(self.reload_ms, 3),
         }
 
 

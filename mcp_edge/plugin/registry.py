@@ -139,6 +139,8 @@ class Registry:
         self._bulkheads: dict[str, Bulkhead] = {}
         self._backoffs: dict[str, Backoff] = {}
         self._restarts: dict[str, asyncio.Task[None]] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._gates: dict[str, asyncio.Event] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, *,
@@ -334,6 +336,8 @@ class Registry:
         for task in self._restarts.values():
             task.cancel()
         self._restarts.clear()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
         for rec in reversed(self._order):
             if rec.state not in (_S.ACTIVE, _S.INITIALIZED, _S.RESTARTING, _S.RELOADING):
                 continue
@@ -357,6 +361,87 @@ class Registry:
                 if release is not None:
                     release()
         self._started = False
+
+    # --- hot reload --------------------------------------------------------------------------------
+
+    async def reload(self, plugin_id: str) -> PluginRecord:
+        """Load a new version of an active plugin beside the old one and swap: new calls go to the new one once
+        it is initialized, the old one finishes its calls and stops. A version that fails to load or start
+        leaves the old one serving, with ``reason`` saying why. The record (``reload_ms``: the swap's time)."""
+        from mcp_edge.plugin.config import resolve_config
+        from mcp_edge.plugin.hosts import host_for
+
+        rec = self._found.by_id.get(plugin_id)
+        if rec is None or rec.state is not _S.ACTIVE or rec.host is None:
+            raise PluginError(f"plugin {plugin_id} cannot be reloaded: it is "
+                              f"{rec.state.value if rec else 'not installed'}")
+        rec.state = move(rec.id, rec.state, _S.RELOADING)
+        old = rec.host
+        t0 = time.perf_counter()
+        new: PluginHost | None = None
+        try:
+            if rec.manifest is not None:
+                from mcp_edge.plugin.manifest import read_manifest
+
+                manifest = read_manifest(rec.manifest.folder)
+                if manifest.id != rec.id:
+                    raise PluginError(f"{rec.manifest.folder} now holds plugin {manifest.id}")
+                rec.manifest = manifest
+            new = host_for(rec, self)
+            catalog = await new.load()
+            self.catalog.check(rec.id, catalog)
+            config = resolve_config(rec.id, rec.manifest.config_schema if rec.manifest else rec.config_schema,
+                                    self.config.get(rec.id), self.environ)
+            await new.start(config, self._context(rec.id, config))
+        except Exception as exc:
+            text = str(exc) if isinstance(exc, McpEdgeError) else f"{type(exc).__name__}: {exc}"
+            rec.reason = f"reload failed, the previous version serves on: {text}"
+            log.warning("plugin %s: %s", rec.id, rec.reason)
+            if new is not None:
+                await _quietly_stop(new)
+            rec.state = move(rec.id, rec.state, _S.ACTIVE)
+            return rec
+        stateful = rec.catalog is not None and rec.catalog.stateful
+        if stateful:  # hold new calls while the old version finishes its own and hands its state over
+            gate = self._gates[rec.id] = asyncio.Event()
+            try:
+                deadline = time.monotonic() + self.shutdown_timeout
+                while old.inflight and time.monotonic() < deadline:
+                    await asyncio.sleep(0.002)
+                state = await old.export_state()
+                if state:
+                    await new.import_state(state)
+            except Exception as exc:
+                log.warning("plugin %s: its state did not move to the new version: %s: %s", rec.id,
+                            type(exc).__name__, exc)
+            finally:
+                del self._gates[rec.id]
+                gate.set()
+        changed = self.catalog.replace(rec.id, catalog)
+        rec.host, rec.catalog, rec.reason = new, catalog, None
+        rec.version = rec.manifest.version if rec.manifest is not None else new.version or rec.version
+        rec.capabilities = rec.capabilities | new.capabilities | catalog.kinds()
+        rec.reload_ms = (time.perf_counter() - t0) * 1e3
+        rec.reloads += 1
+        rec.state = move(rec.id, rec.state, _S.ACTIVE)
+        log.warning("plugin %s: reloaded (version %s) in %.1f ms", rec.id, rec.version, rec.reload_ms)
+        for kind in sorted(changed):
+            if self.on_list_changed is not None:
+                await self.on_list_changed(kind)
+        self._retire(old)
+        return rec
+
+    def _retire(self, old: PluginHost) -> None:
+        """Let a replaced host finish its calls (up to the shutdown budget), then stop it."""
+        async def drain() -> None:
+            deadline = time.monotonic() + self.shutdown_timeout
+            while old.inflight and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            await _quietly_stop(old, self.shutdown_timeout)
+
+        task = asyncio.get_running_loop().create_task(drain())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     # --- supervision of worker processes -----------------------------------------------------------
 
@@ -466,21 +551,20 @@ class Registry:
         assert host is not None
         return host
 
-    async def _guarded(self, plugin_id: str, call: Any, rctx: Any) -> Any:
-        """Run ``call`` (a coroutine) through the plugin's breaker, bulkhead and the request's deadline."""
+    async def _guarded(self, plugin_id: str, op: Callable[[PluginHost], Any], rctx: Any) -> Any:
+        """Run ``call`` (a coroutine) through the plugin's breaker, bulkhead and the request's deadline; the
+        host it runs in counts it (a host replaced by a reload drains its calls before it stops)."""
+        gate = self._gates.get(plugin_id)
+        if gate is not None:  # a stateful plugin's swap is under way: wait for the new version
+            await gate.wait()
         breaker = self._breaker(plugin_id)
-        try:
-            probe = breaker.before_call()
-        except BaseException:
-            call.close()
-            raise
+        probe = breaker.before_call()
         bulkhead = self._bulkhead(plugin_id)
-        try:
-            await bulkhead.enter()
-        except BaseException:
-            call.close()
-            raise
+        await bulkhead.enter()
         ok = False
+        host = self._host(plugin_id)  # the host of this moment: the call is made on it, and counted there
+        call = op(host)
+        host.inflight += 1
         try:
             deadline = getattr(rctx, "deadline_ns", None)
             timeout = self.settings.tool_timeout_s if deadline is None else (deadline - time.monotonic_ns()) / 1e9
@@ -496,6 +580,7 @@ class Registry:
             ok = True
             raise
         finally:
+            host.inflight -= 1
             bulkhead.leave()
             breaker.record(ok, probe)
 
@@ -505,7 +590,7 @@ class Registry:
         owner = self.catalog.tool_owner(name)
         if owner is None:
             raise ToolNotFoundError(f"unknown tool: {name}")
-        result: ToolResult = await self._guarded(owner, self._host(owner).call_tool(name, arguments, rctx), rctx)
+        result: ToolResult = await self._guarded(owner, lambda h: h.call_tool(name, arguments, rctx), rctx)
         return result
 
     async def read_resource(self, uri: str, rctx: RequestContext | None) -> list[ResourceContents]:
@@ -517,7 +602,7 @@ class Registry:
                 raise ResourceNotFoundError(f"resource not found: {uri}")
             owner, template = found
         result: list[ResourceContents] = await self._guarded(
-            owner, self._host(owner).read_resource(uri, template, rctx), rctx)
+            owner, lambda h: h.read_resource(uri, template, rctx), rctx)
         return result
 
     async def get_prompt(self, name: str, arguments: Mapping[str, str] | None, rctx: RequestContext | None
@@ -526,8 +611,7 @@ class Registry:
         owner = self.catalog.prompt_owner(name)
         if owner is None:
             raise PromptNotFoundError(f"unknown prompt: {name}")
-        result: GetPromptResult = await self._guarded(owner, self._host(owner).get_prompt(name, arguments, rctx),
-                                                      rctx)
+        result: GetPromptResult = await self._guarded(owner, lambda h: h.get_prompt(name, arguments, rctx), rctx)
         return result
 
     async def complete(self, ref: Mapping[str, Any], argument: Mapping[str, str],
@@ -561,5 +645,14 @@ class Registry:
         args = (context or {}).get("arguments") or {}
         value = str(argument.get("value", ""))
         result: Completion = await self._guarded(
-            owner, self._host(owner).complete(comp_kind, key, name, value, dict(args)), None)
+            owner, lambda h: h.complete(comp_kind, key, name, value, dict(args)), None)
         return result
+
+
+async def _quietly_stop(host: PluginHost, timeout: float = 1.0) -> None:
+    """Stop a host nobody routes to any more; its failure is logged, not raised."""
+    try:
+        await asyncio.wait_for(host.stop(timeout), timeout + 5.0)
+    except Exception as exc:
+        log.warning("plugin %s: stopping a replaced or failed version: %s: %s", host.plugin_id,
+                    type(exc).__name__, exc)

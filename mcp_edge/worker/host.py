@@ -124,6 +124,7 @@ class ProcessHost(PluginHost):
         self._state: bytes | None = None
         self._lost_reason: str | None = None
         self._alive = False
+        self._serving = False  # the plugin is started in the worker: calls may go to it
         self._stopping = False
 
     # -- life -----------------------------------------------------------------------------------------------
@@ -184,11 +185,17 @@ class ProcessHost(PluginHost):
         msg = await self._expect(p.STARTED, "STARTED", self.settings.init_timeout_s)
         with msg:
             self.init_ms = p.decode(msg.body, p.Started).init_ms
+        self._serving = True
         self._watch = asyncio.create_task(self._heartbeat_watch(), name=f"worker-{self.plugin_id}-watch")
 
     async def import_state(self, state: bytes) -> None:
-        """Hand ``state`` to the plugin at its next start (START carries it; before its first call)."""
-        self._state = state
+        """Hand ``state`` to the plugin: with its next START before it starts, else at once (IMPORT)."""
+        if self._watch is None:  # not started: START carries it
+            self._state = state
+            return
+        await self._send_control(p.IMPORT, state)
+        msg = await self._expect(p.STATE, "STATE", self.settings.plugin_shutdown_timeout_s)
+        msg.release()
 
     async def export_state(self) -> bytes | None:
         if not self._alive or self._listener is None:
@@ -209,6 +216,7 @@ class ProcessHost(PluginHost):
     async def stop(self, timeout: float) -> None:
         """Ask the worker to finish its calls (within ``timeout``), shut the plugin down and exit; kill it if it
         does not."""
+        self._serving = False
         if self._alive:
             self._stopping = True  # the worker's exit that follows is not a loss
             try:
@@ -245,7 +253,7 @@ class ProcessHost(PluginHost):
         return msgspec.json.decode(raw, type=Completion) if isinstance(raw, msgspec.Raw) else raw
 
     async def _call(self, call: p.Call, rctx: Any) -> Any:
-        if not self._alive:
+        if not self._serving:  # starting, restarting, stopping or lost: nothing may reach the worker's ring
             raise WorkerLost(f"plugin {self.plugin_id}: its worker process is not running "
                              f"({self._lost_reason or 'not started'}); retry shortly")
         _describe(call, rctx)
@@ -397,6 +405,7 @@ class ProcessHost(PluginHost):
         if self._lost_reason is None or not self._lost_reason.startswith("hung"):
             self._lost_reason = reason
         was_alive, self._alive = self._alive, False
+        self._serving = False
         error = WorkerLost(f"plugin {self.plugin_id}: its worker process {self.pid} {self._lost_reason} while "
                            "this call was in it; the call did not finish (the worker is being restarted: retry)")
         for pending in list(self._pending.values()):
@@ -417,7 +426,7 @@ class ProcessHost(PluginHost):
         assert self._listener is not None
         env = {k: v for k, v in _environ().items() if k not in _NOT_INHERITED}
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "mcp_edge.worker", *self._listener.paths],
+            [sys.executable, "-m", "mcp_edge.worker", *self._listener.paths, str(self.settings.ring_spin_us)],
             stdin=subprocess.DEVNULL, stdout=2, stderr=2, env=env, close_fds=True)
 
     def _exit_reason(self) -> str | None:

@@ -199,6 +199,9 @@ class Worker:
                     await self._stop(timeout)
                     await ch.send(p.STOPPED, 0)
                     return 0
+                elif kind == p.IMPORT:
+                    await self.host.import_state(bytes(msg.body))
+                    await ch.send(p.STATE, msg.id, b"")
                 elif kind == p.EXPORT:
                     state = await self.host.export_state()
                     await ch.send(p.STATE, msg.id, state if state is not None else b"")
@@ -301,8 +304,8 @@ class Worker:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m mcp_edge.worker <in-socket> <out-socket>", file=sys.stderr)
+    if len(args) not in (2, 3) or (len(args) == 3 and not args[2].isdigit()):
+        print("usage: python -m mcp_edge.worker <in-socket> <out-socket> [ring-spin-us]", file=sys.stderr)
         return 2
     from mcp_edge.native._sys import set_parent_death_signal
 
@@ -310,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         set_parent_death_signal(signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runtime decides when a worker stops (STOP), not ^C
     logging.basicConfig(level=logging.WARNING, format=f"mcp-edge worker {os.getpid()}: %(message)s")
-    channel = connect_channel(args[0], args[1], timeout=10.0, ring_spin_us=0)
+    spin_us = int(args[2]) if len(args) == 3 else 0  # the runtime passes its ring_spin_us setting
+    channel = connect_channel(args[0], args[1], timeout=10.0, ring_spin_us=spin_us)
     try:
         return asyncio.run(Worker(channel).run())
     finally:

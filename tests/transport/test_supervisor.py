@@ -125,11 +125,12 @@ def test_a_second_signal_stops_a_unix_server_with_status_1(tmp_path: Path) -> No
             c.close()
 
 
-def test_sighup_says_reload_is_not_in_this_build_and_serving_goes_on(tmp_path: Path) -> None:
+def test_sighup_reloads_the_plugins_and_serving_goes_on(tmp_path: Path) -> None:
     path = _short_path(tmp_path)
     with running_server(tmp_path, "--unix", str(path)) as srv:
         srv.proc.send_signal(signal.SIGHUP)
-        _wait_lines(srv, "reload: not in this build yet")
+        _wait_lines(srv, "SIGHUP: reloading the plugins")
+        _wait_lines(srv, "reloaded (version")
         c = UnixClient(path)
         try:
             c.handshake()

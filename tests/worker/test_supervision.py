@@ -24,9 +24,9 @@ RCTX = NullRequestContext()
 
 
 def _registry(**overrides: Any) -> Registry:
+    values: dict[str, Any] = {"restart_backoff_base_s": 0.05, "restart_backoff_jitter": 0.0, **overrides}
     s = Settings.load(environ={}, plugin_dirs=(CRASHY, ECHO), entry_points=False,
-                      plugin_isolation={"crashy": "process"}, restart_backoff_base_s=0.05,
-                      restart_backoff_jitter=0.0, **overrides)
+                      plugin_isolation={"crashy": "process"}, **values)
     return Registry.from_settings(s)
 
 
@@ -165,6 +165,31 @@ def test_an_open_breaker_reaches_the_client_as_a_retryable_busy_error() -> None:
                 await router.handle(req, Session(ServerConnection(info)), None)))
             assert answer["error"]["code"] == BUSY and "circuit breaker is open" in answer["error"]["message"]
             assert answer["error"]["data"]["retryAfterMs"] > 20_000
+        finally:
+            await reg.stop()
+
+    asyncio.run(go())
+
+
+def test_calls_during_a_restart_are_refused_not_sent_to_the_starting_worker() -> None:
+    async def go() -> None:
+        reg = _registry(restart_backoff_base_s=0.2, breaker_min_calls=1000, breaker_window=1000)
+        await reg.start()
+        rec = reg.get("crashy")
+        assert rec is not None
+        try:
+            os.kill(rec.host.pid, signal.SIGKILL)  # type: ignore[union-attr]
+            await _until(lambda: rec.state is PluginState.RESTARTING, "crashy restarting")
+            refused = 0
+            while rec.state is not PluginState.ACTIVE:  # hammer it all through the restart
+                try:
+                    await reg.call_tool("say", {"text": "x"}, RCTX)
+                except WorkerLost as exc:
+                    assert "not running" in str(exc)
+                    refused += 1
+                await asyncio.sleep(0.0005)
+            assert refused > 0 and rec.restarts == 1
+            assert _text(await reg.call_tool("say", {"text": "after"}, RCTX)) == "after"
         finally:
             await reg.stop()
 

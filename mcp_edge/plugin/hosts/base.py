@@ -34,6 +34,7 @@ class PluginHost(abc.ABC):
         self.plugin_id = plugin_id
         self.version = ""
         self.capabilities: frozenset[str] = frozenset()
+        self.inflight = 0  # calls in it now (the registry counts): a replaced host drains to 0 before it stops
 
     @abc.abstractmethod
     async def load(self) -> PluginCatalog:

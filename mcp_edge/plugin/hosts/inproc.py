@@ -86,6 +86,8 @@ class InprocHost(PluginHost):
         self.plugin: Any = None
         self.table: HandlerTable | None = None
         self.package: str | None = None
+        self._started = False
+        self._state: bytes | None = None
 
     @classmethod
     def from_folder(cls, manifest: Manifest, *, init_timeout: float = 30.0) -> InprocHost:
@@ -145,10 +147,16 @@ class InprocHost(PluginHost):
         if isinstance(version, str) and version and not self.version:
             self.version = version
         self.capabilities = frozenset(getattr(plugin, "capabilities", ())) | table.kinds()
-        return catalog_of(table)
+        catalog = catalog_of(table)
+        catalog.stateful = callable(getattr(plugin, "export_state", None))
+        return catalog
 
     async def start(self, config: Mapping[str, Any], ctx: PluginContext) -> None:
         await asyncio.wait_for(self.plugin.initialize(config, ctx), self.init_timeout)
+        self._started = True
+        state, self._state = self._state, None
+        if state:
+            await self.import_state(state)
 
     async def stop(self, timeout: float) -> None:
         try:
@@ -173,6 +181,10 @@ class InprocHost(PluginHost):
         return None if state is None else bytes(state)
 
     async def import_state(self, state: bytes) -> None:
+        """Give the plugin ``state`` (after its initialize: held until ``start`` when it is not started yet)."""
+        if not self._started:
+            self._state = state
+            return
         take = getattr(self.plugin, "import_state", None)
         if take is not None and state:
             await take(state)

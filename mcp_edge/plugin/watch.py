@@ -1,0 +1,112 @@
+"""Hot reload on change: inotify watches on the plugin folders of the active plugins; a change (a file
+written, created, removed or moved; not ``__pycache__``) schedules ``Registry.reload`` of that plugin once the
+folder has been quiet for ``debounce_s`` (an editor or a package manager writes several files in a row)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import struct
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mcp_edge.plugin.registry import Registry
+
+__all__ = ["PluginWatcher"]
+
+log = logging.getLogger("mcp_edge.plugin")
+
+_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then len bytes of name)
+_IGNORED_PARTS = ("__pycache__",)
+_IGNORED_SUFFIXES = (".pyc", ".pyo", ".swp", "~")
+
+
+class PluginWatcher:
+    """Watches the folders of a registry's folder plugins and reloads a plugin whose files change."""
+
+    def __init__(self, registry: Registry, *, debounce_s: float = 0.2) -> None:
+        self.registry = registry
+        self.debounce_s = debounce_s
+        self._fd = -1
+        self._wds: dict[int, str] = {}
+        self._pending: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.reloads = 0
+
+    def start(self) -> int:
+        """Watch every active folder plugin (and its subfolders); how many folders are watched."""
+        from mcp_edge.native import _sys
+        from mcp_edge.plugin.lifecycle import PluginState
+
+        self._fd = _sys.inotify_init()
+        for rec in self.registry.records:
+            if rec.state is not PluginState.ACTIVE or rec.manifest is None:
+                continue
+            for folder in _folders(rec.manifest.folder):
+                try:
+                    self._wds[_sys.inotify_add_watch(self._fd, folder, _sys.IN_CHANGES)] = rec.id
+                except OSError as exc:
+                    log.warning("plugin %s: cannot watch %s for reloads: %s", rec.id, folder, exc.strerror)
+        asyncio.get_running_loop().add_reader(self._fd, self._readable)
+        return len(self._wds)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._fd, 64 * 1024)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            log.warning("plugin watch: %s", exc)
+            return
+        at = 0
+        while at + _EVENT.size <= len(data):
+            wd, _mask, _cookie, length = _EVENT.unpack_from(data, at)
+            name = data[at + _EVENT.size:at + _EVENT.size + length].rstrip(b"\0").decode(errors="replace")
+            at += _EVENT.size + length
+            plugin_id = self._wds.get(wd)
+            if plugin_id is None or name in _IGNORED_PARTS or name.endswith(_IGNORED_SUFFIXES):
+                continue
+            self._schedule(plugin_id)
+
+    def _schedule(self, plugin_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        handle = self._pending.pop(plugin_id, None)
+        if handle is not None:
+            handle.cancel()
+        self._pending[plugin_id] = loop.call_later(self.debounce_s, self._fire, plugin_id)
+
+    def _fire(self, plugin_id: str) -> None:
+        self._pending.pop(plugin_id, None)
+        task = asyncio.get_running_loop().create_task(self._reload(plugin_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reload(self, plugin_id: str) -> None:
+        try:
+            await self.registry.reload(plugin_id)
+            self.reloads += 1
+        except Exception as exc:
+            log.warning("plugin %s: not reloaded: %s", plugin_id, exc)
+
+    async def close(self) -> None:
+        for handle in self._pending.values():
+            handle.cancel()
+        self._pending.clear()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._fd >= 0:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _folders(root: Path) -> list[Path]:
+    out = [root]
+    for dirpath, dirnames, _ in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in _IGNORED_PARTS and not d.startswith(".")]
+        out.extend(Path(dirpath) / d for d in dirnames)
+    return out
