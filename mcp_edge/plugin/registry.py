@@ -362,6 +362,14 @@ class Registry:
                     release()
         self._started = False
 
+    async def restart(self, plugin_id: str) -> bool:
+        """Stop plugin ``plugin_id`` if active (release it if failed) and start a new generation of it; True
+        when active again, False when it failed (its record says why). PluginError for an unknown or disabled
+        plugin, or a state the lifecycle has no restart from (:mod:`.restart`)."""
+        from mcp_edge.plugin.restart import restart
+
+        return await restart(self, plugin_id)
+
     # --- hot reload --------------------------------------------------------------------------------
 
     async def reload(self, plugin_id: str) -> PluginRecord:

@@ -1,4 +1,4 @@
-"""restart(registry, id): a failed plugin started again, an active one replaced by a new generation of its code,
+"""Registry.restart(id): a failed plugin started again, an active one replaced by a new generation of its code,
 and the moves the lifecycle table refuses."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from plugin_helpers import run, write_plugin
 
 from mcp_edge.errors import PluginError, ToolNotFoundError
 from mcp_edge.plugin import NullRequestContext, PluginState, Registry
-from mcp_edge.plugin.restart import restart
 
 # initialize fails while the folder holds a file named "broken"; every shutdown is counted in "shutdowns".
 FLAKY = '''
@@ -70,10 +69,10 @@ def test_a_failed_plugin_restarts_once_its_cause_is_gone(tmp_path: Path) -> None
         rec = reg.get("flaky")
         assert rec is not None and rec.state is PluginState.FAILED
         assert "the sensor is unplugged" in str(rec.reason)
-        assert await restart(reg, "flaky") is False  # still broken: failed again, with the reason
+        assert await reg.restart("flaky") is False  # still broken: failed again, with the reason
         assert rec.state is PluginState.FAILED and "the sensor is unplugged" in str(rec.reason)
         (folder / "broken").unlink()
-        assert await restart(reg, "flaky") is True
+        assert await reg.restart("flaky") is True
         assert rec.state is PluginState.ACTIVE and rec.reason is None and rec.restarts == 1
         assert await text_of(reg, "flaky_read") == "first"
         await reg.stop()
@@ -99,7 +98,7 @@ def test_restarting_an_active_plugin_stops_the_old_generation_and_imports_its_co
         (folder / "helpers.py").write_text("WORD = 'second'\n")
         (folder / "plugin.py").write_text((folder / "plugin.py").read_text() + (
             "\n    @tool\n    async def flaky_more(self) -> str:\n        return 'more'\n"))
-        assert await restart(reg, "flaky") is True
+        assert await reg.restart("flaky") is True
         assert (folder / "shutdowns").read_text() == "x"  # the old one was shut down first
         assert reg.get("flaky").plugin is not old_plugin  # type: ignore[union-attr]
         assert package_of(reg, "flaky") != old_package and not modules_under(old_package)
@@ -118,7 +117,7 @@ def test_a_restart_that_fails_leaves_the_plugin_failed_and_unrouted(tmp_path: Pa
         await reg.start()
         old_package = package_of(reg, "flaky")
         (folder / "broken").write_text("")
-        assert await restart(reg, "flaky") is False
+        assert await reg.restart("flaky") is False
         rec = reg.get("flaky")
         assert rec is not None and rec.state is PluginState.FAILED
         assert "the sensor is unplugged" in str(rec.reason)
@@ -145,7 +144,7 @@ class Base(PluginBase):
         reg = Registry([tmp_path], entry_points=False)
         await reg.start()
         assert reg.get("user").state is PluginState.FAILED  # type: ignore[union-attr]
-        assert await restart(reg, "user") is False
+        assert await reg.restart("user") is False
         assert "requires plugin base, which is failed" in str(reg.get("user").reason)  # type: ignore[union-attr]
         await reg.stop()
 
@@ -159,13 +158,13 @@ def test_moves_the_lifecycle_has_no_restart_from_are_refused(tmp_path: Path) -> 
     async def main() -> None:
         reg = Registry([tmp_path], entry_points=False, disabled=["off"])
         with pytest.raises(PluginError, match="no plugin nobody"):
-            await restart(reg, "nobody")
+            await reg.restart("nobody")
         await reg.start()
         with pytest.raises(PluginError, match="plugin off is disabled"):
-            await restart(reg, "off")
+            await reg.restart("off")
         await reg.stop()
         with pytest.raises(PluginError, match="plugin flaky: no transition stopped -> restarting"):
-            await restart(reg, "flaky")
+            await reg.restart("flaky")
         assert reg.get("flaky").state is PluginState.STOPPED  # type: ignore[union-attr]
 
     run(main())
