@@ -3,6 +3,7 @@ and the moves the lifecycle table refuses."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -166,5 +167,30 @@ def test_moves_the_lifecycle_has_no_restart_from_are_refused(tmp_path: Path) -> 
         with pytest.raises(PluginError, match="plugin flaky: no transition stopped -> restarting"):
             await reg.restart("flaky")
         assert reg.get("flaky").state is PluginState.STOPPED  # type: ignore[union-attr]
+
+    run(main())
+
+
+def test_a_process_plugin_restarts_in_a_new_worker(tmp_path: Path) -> None:
+    from mcp_edge.board import Settings
+
+    write_plugin(tmp_path, "remote")
+    settings = Settings.load(environ={}, plugin_dirs=(tmp_path,), entry_points=False,
+                             plugin_isolation={"remote": "process"})
+
+    async def main() -> None:
+        reg = Registry.from_settings(settings)
+        await reg.start()
+        try:
+            rec = reg.get("remote")
+            assert rec is not None and rec.state is PluginState.ACTIVE and rec.isolation == "process", rec
+            first = rec.host
+            assert first is not None and first.pid != os.getpid()
+            assert await reg.restart("remote") is True
+            assert rec.state is PluginState.ACTIVE and rec.host is not first and rec.host.pid != first.pid
+            result = await reg.call_tool("remote_tool", {}, NullRequestContext())
+            assert b'"remote"' in bytes(result)  # the worker's JSON, embedded as is
+        finally:
+            await reg.stop()
 
     run(main())
