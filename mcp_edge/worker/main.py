@@ -124,6 +124,7 @@ class Worker:
         try:
             t0 = time.perf_counter()
             self.settings = settings_from_overrides(init.settings, init.board)
+            _drop_privileges(self.settings, init.plugin_id)
             self.host = open_host(init, self.settings)
             catalog = await self.host.load()
             load_ms = (time.perf_counter() - t0) * 1e3
@@ -300,6 +301,18 @@ class Worker:
                 await asyncio.wait(pending, timeout=1.0)
         with contextlib.suppress(Exception):
             await self.host.stop(timeout)
+
+
+def _drop_privileges(settings: Settings, plugin_id: str) -> None:
+    """Before any plugin code runs: no new privileges (setuid binaries, file capabilities), and the per-worker
+    limits the settings ask for (RLIMIT_AS, RLIMIT_NOFILE, cgroup v2 memory.max where writable)."""
+    from mcp_edge.native._sys import set_no_new_privs
+    from mcp_edge.system.limits import apply_worker_limits
+
+    set_no_new_privs()
+    for outcome in apply_worker_limits(settings, plugin_id):
+        if not outcome.applied:
+            log.info("worker %s: %s", plugin_id, outcome)
 
 
 def main(argv: list[str] | None = None) -> int:

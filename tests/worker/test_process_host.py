@@ -278,3 +278,15 @@ def test_a_segfault_in_a_native_plugin_kills_its_worker_not_the_runtime(tmp_path
             await host.stop(5.0)
 
     asyncio.run(go())
+
+
+def test_a_worker_drops_privileges_and_takes_its_limits_before_the_plugin_loads() -> None:
+    async def go() -> None:
+        host = await _started(_settings(worker_rlimit_nofile=77))
+        try:
+            got = _json(await host.call_tool("limits", {}, _Rctx()))["structuredContent"]
+            assert got == {"nofile": 77, "no_new_privs": True}
+        finally:
+            await host.stop(5.0)
+
+    asyncio.run(go())

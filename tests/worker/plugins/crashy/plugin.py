@@ -26,6 +26,15 @@ class Crashy(PluginBase):
                 "kind": getattr(principal, "kind", None), "deadline_ns": getattr(ctx, "deadline_ns", None)}
 
     @tool
+    async def limits(self) -> dict[str, Any]:
+        """This worker's RLIMIT_NOFILE soft limit and no_new_privs flag."""
+        import resource
+
+        from mcp_edge.native._sys import no_new_privs
+
+        return {"nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0], "no_new_privs": no_new_privs()}
+
+    @tool
     async def progress(self, steps: int, ctx: RequestContext | None = None) -> str:
         """Report progress ``steps`` times."""
         assert ctx is not None
