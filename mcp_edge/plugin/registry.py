@@ -141,6 +141,9 @@ class Registry:
         self._restarts: dict[str, asyncio.Task[None]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         self._gates: dict[str, asyncio.Event] = {}
+        self.psi_path = Path("/proc/pressure/memory")
+        self._psi: float | None = None
+        self._psi_at = -1e9
 
     @classmethod
     def from_settings(cls, settings: Settings, *,
@@ -565,6 +568,8 @@ class Registry:
         gate = self._gates.get(plugin_id)
         if gate is not None:  # a stateful plugin's swap is under way: wait for the new version
             await gate.wait()
+        if self.settings.memory_pressure_shed > 0:
+            self._shed_if_pressed(plugin_id, rctx)
         breaker = self._breaker(plugin_id)
         probe = breaker.before_call()
         bulkhead = self._bulkhead(plugin_id)
@@ -591,6 +596,22 @@ class Registry:
             host.inflight -= 1
             bulkhead.leave()
             breaker.record(ok, probe)
+
+    def _shed_if_pressed(self, plugin_id: str, rctx: Any) -> None:
+        """Under memory pressure (PSI some avg10 above ``memory_pressure_shed``, read at most once a second),
+        refuse low-priority calls (priority below 128) with the retryable busy error."""
+        now = time.monotonic()
+        if now - self._psi_at >= 1.0:
+            from mcp_edge.runtime.resilience import memory_pressure
+
+            self._psi_at, self._psi = now, memory_pressure(self.psi_path)
+        priority = getattr(rctx, "priority", 128)
+        if self._psi is not None and self._psi > self.settings.memory_pressure_shed and priority < 128:
+            from mcp_edge.runtime.resilience import Shed
+
+            raise Shed(f"plugin {plugin_id}: the box is short of memory (pressure {self._psi:.1f}% > "
+                       f"memory_pressure_shed {self.settings.memory_pressure_shed:g}%): low-priority calls are "
+                       "refused for now", self.settings.retry_after_s)
 
     async def call_tool(self, name: str, arguments: Mapping[str, Any] | None, rctx: RequestContext | None
                         ) -> ToolResult:

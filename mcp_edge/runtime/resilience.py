@@ -20,7 +20,7 @@ from mcp_edge.errors import PluginError
 if TYPE_CHECKING:
     from mcp_edge.board import Settings
 
-__all__ = ["Backoff", "Breaker", "BreakerOpen", "Bulkhead", "BulkheadFull", "memory_pressure"]
+__all__ = ["Backoff", "Breaker", "BreakerOpen", "Bulkhead", "BulkheadFull", "Shed", "memory_pressure"]
 
 Clock = Callable[[], float]
 
@@ -205,6 +205,16 @@ class Bulkhead:
                 fut.set_result(None)  # the slot passes on: running stays the same
                 return
         self.running -= 1
+
+
+class Shed(PluginError):
+    """A low-priority call refused because the box is short of memory: retryable."""
+
+    code = -32603
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 def memory_pressure(path: Path = Path("/proc/pressure/memory")) -> float | None:

@@ -80,6 +80,8 @@ _CACHEABLE = frozenset(
     {"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read", "server/discover"}
 )
 _MRTR_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
+META_PRIORITY = "io.mcp-edge/priority"
+DEFAULT_PRIORITY = 128
 
 
 @dataclass(eq=False)
@@ -299,6 +301,15 @@ class RequestContextImpl:
         if logger:
             params["logger"] = logger
         await self._emit(jsonrpc.notification("notifications/message", params))
+
+    @property
+    def priority(self) -> int:
+        """The request's priority, 0-255 (``_meta["io.mcp-edge/priority"]``; 128 when it sets none): under
+        memory pressure, requests below 128 are shed first."""
+        value = self._req.meta.get(META_PRIORITY) if self._req.meta else None
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255:
+            return value
+        return DEFAULT_PRIORITY
 
     def engine(self) -> Engine:
         from mcp_edge.io import get_engine

@@ -503,7 +503,8 @@ def _describe(call: p.Call, rctx: Any) -> None:
 def _extensions(rctx: Any) -> bytes:
     principal = getattr(rctx, "principal", None)
     deadline = getattr(rctx, "deadline_ns", None)
-    return _frame.encode_extensions(deadline_ns=deadline,
+    priority = getattr(rctx, "priority", None)
+    return _frame.encode_extensions(deadline_ns=deadline, priority=priority,
                                     principal=principal.to_tlv() if principal is not None else None)
 
 

@@ -160,3 +160,17 @@ def test_memory_pressure_reads_some_avg10(tmp_path: Path, text: str, want: float
 
 def test_memory_pressure_is_none_without_psi(tmp_path: Path) -> None:
     assert memory_pressure(tmp_path / "absent") is None
+
+
+@pytest.mark.parametrize(("meta", "want"), [
+    ({"io.mcp-edge/priority": 7}, 7), ({"io.mcp-edge/priority": 255}, 255), ({"io.mcp-edge/priority": 256}, 128),
+    ({"io.mcp-edge/priority": -1}, 128), ({"io.mcp-edge/priority": "9"}, 128), ({"io.mcp-edge/priority": True}, 128),
+    (None, 128),
+])
+def test_a_requests_priority_comes_from_its_meta(meta: dict[str, object] | None, want: int) -> None:
+    from mcp_edge.mcp.connection import Request, ServerConnection, ServerInfo
+    from mcp_edge.runtime.router import RequestContextImpl, Session
+
+    req = Request(1, "tools/call", {}, "2025-11-25", False, meta)
+    session = Session(ServerConnection(ServerInfo(name="t", version="1", capabilities={})))
+    assert RequestContextImpl(req, session, None).priority == want

@@ -194,3 +194,33 @@ def test_calls_during_a_restart_are_refused_not_sent_to_the_starting_worker() ->
             await reg.stop()
 
     asyncio.run(go())
+
+
+class _Prio:
+    def __init__(self, priority: int) -> None:
+        self.priority = priority
+        self.deadline_ns = None
+
+
+def test_memory_pressure_sheds_low_priority_calls_first(tmp_path: Path) -> None:
+    from mcp_edge.runtime.resilience import Shed
+
+    psi = tmp_path / "memory"
+    psi.write_text("some avg10=75.00 avg60=10.00 avg300=2.00 total=1\nfull avg10=1.00 avg60=0 avg300=0 total=1\n")
+
+    async def go() -> None:
+        reg = _registry(memory_pressure_shed=40.0)
+        reg.psi_path = psi
+        await reg.start()
+        try:
+            with pytest.raises(Shed, match=r"short of memory \(pressure 75.0% > memory_pressure_shed 40%\)"):
+                await reg.call_tool("echo", {"text": "low"}, _Prio(10))  # type: ignore[arg-type]
+            assert _text(await reg.call_tool("echo", {"text": "high"}, _Prio(200))) == "high"  # type: ignore[arg-type]
+            assert _text(await reg.call_tool("echo", {"text": "plain"}, RCTX)) == "plain"  # no priority: 128
+            psi.write_text("some avg10=5.00 avg60=1.00 avg300=0.50 total=1\n")
+            reg._psi_at = -1e9  # the next call reads PSI again (it is sampled once a second)
+            assert _text(await reg.call_tool("echo", {"text": "low"}, _Prio(10))) == "low"  # type: ignore[arg-type]
+        finally:
+            await reg.stop()
+
+    asyncio.run(go())
