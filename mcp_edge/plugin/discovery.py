@@ -149,11 +149,15 @@ class Discovery:
 
 
 def fail(rec: PluginRecord, exc: BaseException) -> None:
-    """Mark ``rec`` failed with ``exc`` as its reason (from any state: discovery, load and start all fail)."""
+    """Mark ``rec`` failed with ``exc`` as its reason: a move of the lifecycle table like any other (discovery,
+    load, start, restart and shutdown may fail; an active plugin fails only through ``restarting``)."""
     import logging
 
+    from mcp_edge.plugin.lifecycle import move
+
     reason = str(exc) if isinstance(exc, McpEdgeError) else f"{type(exc).__name__}: {exc}"
-    rec.state = PluginState.FAILED
+    if rec.state is not PluginState.FAILED:
+        rec.state = move(rec.id, rec.state, PluginState.FAILED)
     rec.reason = reason
     rec.error = exc
     logging.getLogger("mcp_edge.plugin").warning("plugin %s failed: %s", rec.id, reason)

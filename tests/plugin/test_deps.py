@@ -78,3 +78,19 @@ def test_start_order_puts_each_plugin_after_what_it_requires_and_keeps_discovery
     skipped.state = PluginState.FAILED
     order = [r.id for r in start_order([*recs, skipped])]
     assert order == ["log", "db", "app", "other"]
+
+
+def test_failing_a_record_is_a_move_of_the_lifecycle_table() -> None:
+    from mcp_edge.errors import PluginError
+    from mcp_edge.plugin.discovery import fail
+
+    rec = loaded("x")
+    fail(rec, RuntimeError("boom"))
+    assert (rec.state, rec.reason) == (PluginState.FAILED, "RuntimeError: boom")
+    fail(rec, DependencyError("again"))  # failed stays failed, with the newer reason
+    assert rec.reason == "again"
+    active = loaded("y")
+    active.state = PluginState.ACTIVE
+    with pytest.raises(PluginError, match="plugin y: no transition active -> failed"):
+        fail(active, RuntimeError("an active plugin fails through restarting"))
+    assert active.state is PluginState.ACTIVE
