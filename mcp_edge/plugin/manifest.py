@@ -58,6 +58,7 @@ class Manifest(NamedTuple):
     requires: Mapping[str, str] = MappingProxyType({})
     config_schema: Mapping[str, Any] | None = None
     isolation: Literal["inproc", "process"] = "inproc"
+    sandbox: Mapping[str, Any] | None = None  # the [sandbox] table: applied in the plugin's worker
 
     @property
     def path(self) -> Path:
@@ -108,10 +109,10 @@ def read_manifest(folder: Path) -> Manifest:
         raise PluginLoadError(f"{path}: cannot read plugin manifest: {exc}") from None
     except RecursionError:  # tomllib recurses per nesting level of arrays and inline tables
         raise PluginLoadError(f"{path}: cannot read plugin manifest: nested too deeply") from None
-    unknown = set(data) - {"plugin", "requires", "config"}
+    unknown = set(data) - {"plugin", "requires", "config", "sandbox"}
     if unknown:
         tables = ", ".join(sorted(unknown))
-        raise PluginLoadError(f"{path}: unknown table(s) {tables} (known: plugin, requires, config)")
+        raise PluginLoadError(f"{path}: unknown table(s) {tables} (known: plugin, requires, config, sandbox)")
     table = data.get("plugin")
     if not isinstance(table, dict):
         raise PluginLoadError(f"{path}: needs a [plugin] table with id, version, abi and module or library")
@@ -166,6 +167,15 @@ def read_manifest(folder: Path) -> Manifest:
         from mcp_edge.plugin.config import check_schema
 
         check_schema(schema, f"{path}: [config.schema]")
+    sandbox = data.get("sandbox")
+    if sandbox is not None:
+        from mcp_edge.errors import ConfigError
+        from mcp_edge.system.confine import SandboxPolicy
+
+        try:
+            SandboxPolicy.from_mapping(sandbox, where=f"{path}: [sandbox]")
+        except ConfigError as exc:
+            raise PluginLoadError(str(exc)) from None
     return Manifest(
         id=plugin_id,
         version=version,
@@ -180,4 +190,5 @@ def read_manifest(folder: Path) -> Manifest:
         requires=check_requires(data.get("requires"), str(path)),
         config_schema=schema,
         isolation=isolation,
+        sandbox=sandbox,
     )

@@ -205,6 +205,9 @@ class Registry:
 
         wanted = self.isolation.get(rec.id) or (rec.manifest.isolation if rec.manifest is not None else "inproc")
         rec.isolation = "inproc" if rec.kind == "builtin" else wanted
+        if rec.isolation == "inproc" and rec.manifest is not None and rec.manifest.sandbox is not None:
+            log.warning("plugin %s: its [sandbox] applies only in a worker (isolation = \"process\"); it runs "
+                        "unconfined in the runtime's process", rec.id)
         t0 = time.perf_counter()
         try:
             rec.host = host_for(rec, self)

@@ -34,11 +34,28 @@ def open_host(init: Init, settings: Settings) -> InprocHost:
     manifest = read_manifest(Path(init.source))
     if manifest.id != init.plugin_id:
         raise PluginLoadError(f"plugin {init.plugin_id}: {init.source} now holds plugin {manifest.id}")
+    if manifest.sandbox is not None:
+        confine(manifest.folder, manifest.sandbox, settings, init.plugin_id)
     if init.kind == "native":
         from mcp_edge.plugin.hosts.native import NativeHost
 
         return NativeHost.from_manifest(manifest, init_timeout=timeout)
     return InprocHost.from_folder(manifest, init_timeout=timeout)
+
+
+def confine(folder: Path, table: Any, settings: Settings, plugin_id: str) -> None:
+    """Apply the plugin's ``[sandbox]`` to this worker before its code loads: its own folder, the interpreter
+    and its data folder readable (the data folder writable), its extra paths, its syscall deny-list, no TCP
+    when it says so. What the kernel lacks is logged, not fatal."""
+    import logging
+
+    from mcp_edge.system.confine import SandboxPolicy, apply
+
+    data = settings.data_dir / "plugin-data" / plugin_id
+    data.mkdir(parents=True, exist_ok=True)
+    result = apply(SandboxPolicy.from_mapping(table, where=f"plugin {plugin_id} [sandbox]"), folder, data)
+    for why in result.lacking:
+        logging.getLogger("mcp_edge.worker").warning("plugin %s: sandbox: %s", plugin_id, why)
 
 
 def context_for(plugin_id: str, settings: Settings, config: Any, event: Event) -> Any:

@@ -290,3 +290,56 @@ def test_a_worker_drops_privileges_and_takes_its_limits_before_the_plugin_loads(
             await host.stop(5.0)
 
     asyncio.run(go())
+
+
+SANDBOXED = '''
+import errno, os
+from mcp_edge.plugin import PluginBase, tool
+class Boxed(PluginBase):
+    @tool
+    async def peek(self, path: str) -> str:
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+            return "ok"
+        except OSError as exc:
+            return errno.errorcode[exc.errno]
+    @tool
+    async def make_dir(self, path: str) -> str:
+        try:
+            os.mkdir(path)
+            return "ok"
+        except OSError as exc:
+            return errno.errorcode[exc.errno]
+'''
+
+
+def test_a_plugins_sandbox_confines_its_worker(tmp_path: Path) -> None:
+    from mcp_edge.system.confine import landlock_status, seccomp_status
+
+    abi, why = landlock_status()
+    if abi == 0 or seccomp_status():
+        from ci_honesty import require_or_skip
+
+        require_or_skip("landlock", f"this kernel cannot confine a worker: {why or seccomp_status()}")
+    folder = tmp_path / "boxed"
+    folder.mkdir()
+    (folder / "plugin.toml").write_text('[plugin]\nid = "boxed"\nversion = "1.0.0"\nabi = 1\nmodule = "plugin"\n'
+                                        'isolation = "process"\n[sandbox]\ndeny_syscalls = ["mkdir"]\n')
+    (folder / "plugin.py").write_text(SANDBOXED)
+    outside = tmp_path / "secret.txt"
+    outside.write_text("no")
+
+    async def go() -> None:
+        host = ProcessHost(WorkerSpec("boxed", "python", str(folder)), _settings(data_dir=tmp_path / "data"))
+        await host.load()
+        await host.start({}, _Ctx())
+        try:
+            assert _text(await host.call_tool("peek", {"path": str(folder / "plugin.toml")}, _Rctx())) == "ok"
+            assert _text(await host.call_tool("peek", {"path": str(outside)}, _Rctx())) == "EACCES"
+            assert _text(await host.call_tool("make_dir", {"path": str(tmp_path / "data" / "d")}, _Rctx())) == "EPERM"
+        finally:
+            await host.stop(5.0)
+        assert outside.read_text() == "no" and not (tmp_path / "data" / "d").exists()
+
+    asyncio.run(go())
