@@ -35,6 +35,7 @@ from mcp_edge.plugin.api import PluginBase, resource
 from mcp_edge.plugin.catalog import Catalog
 from mcp_edge.plugin.discovery import RUNTIME_PLUGIN_ID, Discovery, PluginKind, PluginRecord, fail
 from mcp_edge.plugin.lifecycle import PluginState, move
+from mcp_edge.plugin.supervision import guarded
 
 if TYPE_CHECKING:
     from mcp_edge.board import Settings
@@ -61,8 +62,6 @@ log = logging.getLogger("mcp_edge.plugin")
 PLUGIN_DIRS_ENV = "MCP_EDGE_PLUGIN_DIRS"
 STATUS_URI = "mcp-edge://plugins"
 _S = PluginState
-# Errors that are the client's (a bad name or argument), not the plugin failing: they do not count against it.
-_CLIENT_ERRORS = (ToolNotFoundError, ResourceNotFoundError, PromptNotFoundError, InvalidArgumentsError)
 
 
 def default_plugin_dirs(settings: Settings | None = None) -> list[Path]:
@@ -376,149 +375,19 @@ class Registry:
 
         return await restart(self, plugin_id)
 
-    # --- hot reload --------------------------------------------------------------------------------
+    # --- hot reload and supervision (mcp_edge.plugin.reload, mcp_edge.plugin.supervision) ----------
 
     async def reload(self, plugin_id: str) -> PluginRecord:
-        """Load a new version of an active plugin beside the old one and swap: new calls go to the new one once
-        it is initialized, the old one finishes its calls and stops. A version that fails to load or start
-        leaves the old one serving, with ``reason`` saying why. The record (``reload_ms``: the swap's time)."""
-        from mcp_edge.plugin.config import resolve_config
-        from mcp_edge.plugin.hosts import host_for
+        """Load a new version of an active plugin beside the old one and swap (see :mod:`.reload`)."""
+        from mcp_edge.plugin.reload import reload
 
-        rec = self._found.by_id.get(plugin_id)
-        if rec is None or rec.state is not _S.ACTIVE or rec.host is None:
-            raise PluginError(f"plugin {plugin_id} cannot be reloaded: it is "
-                              f"{rec.state.value if rec else 'not installed'}")
-        rec.state = move(rec.id, rec.state, _S.RELOADING)
-        old = rec.host
-        t0 = time.perf_counter()
-        new: PluginHost | None = None
-        try:
-            if rec.manifest is not None:
-                from mcp_edge.plugin.manifest import read_manifest
-
-                manifest = read_manifest(rec.manifest.folder)
-                if manifest.id != rec.id:
-                    raise PluginError(f"{rec.manifest.folder} now holds plugin {manifest.id}")
-                rec.manifest = manifest
-            new = host_for(rec, self)
-            catalog = await new.load()
-            self.catalog.check(rec.id, catalog)
-            config = resolve_config(rec.id, rec.manifest.config_schema if rec.manifest else rec.config_schema,
-                                    self.config.get(rec.id), self.environ)
-            await new.start(config, self._context(rec.id, config))
-        except Exception as exc:
-            text = str(exc) if isinstance(exc, McpEdgeError) else f"{type(exc).__name__}: {exc}"
-            rec.reason = f"reload failed, the previous version serves on: {text}"
-            log.warning("plugin %s: %s", rec.id, rec.reason)
-            if new is not None:
-                await _quietly_stop(new)
-            rec.state = move(rec.id, rec.state, _S.ACTIVE)
-            return rec
-        stateful = rec.catalog is not None and rec.catalog.stateful
-        if stateful:  # hold new calls while the old version finishes its own and hands its state over
-            gate = self._gates[rec.id] = asyncio.Event()
-            try:
-                deadline = time.monotonic() + self.shutdown_timeout
-                while old.inflight and time.monotonic() < deadline:
-                    await asyncio.sleep(0.002)
-                state = await old.export_state()
-                if state:
-                    await new.import_state(state)
-            except Exception as exc:
-                log.warning("plugin %s: its state did not move to the new version: %s: %s", rec.id,
-                            type(exc).__name__, exc)
-            finally:
-                del self._gates[rec.id]
-                gate.set()
-        changed = self.catalog.replace(rec.id, catalog)
-        rec.host, rec.catalog, rec.reason = new, catalog, None
-        rec.version = rec.manifest.version if rec.manifest is not None else new.version or rec.version
-        rec.capabilities = rec.capabilities | new.capabilities | catalog.kinds()
-        rec.reload_ms = (time.perf_counter() - t0) * 1e3
-        rec.reloads += 1
-        rec.state = move(rec.id, rec.state, _S.ACTIVE)
-        log.warning("plugin %s: reloaded (version %s) in %.1f ms", rec.id, rec.version, rec.reload_ms)
-        for kind in sorted(changed):
-            if self.on_list_changed is not None:
-                await self.on_list_changed(kind)
-        self._retire(old)
-        return rec
-
-    def _retire(self, old: PluginHost) -> None:
-        """Let a replaced host finish its calls (up to the shutdown budget), then stop it."""
-        async def drain() -> None:
-            deadline = time.monotonic() + self.shutdown_timeout
-            while old.inflight and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            await _quietly_stop(old, self.shutdown_timeout)
-
-        task = asyncio.get_running_loop().create_task(drain())
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
-
-    # --- supervision of worker processes -----------------------------------------------------------
+        return await reload(self, plugin_id)
 
     async def worker_lost(self, host: PluginHost, reason: str) -> None:
         """A worker died or hung (its host says so): restart it with backoff; other plugins go on."""
-        rec = self._found.by_id.get(host.plugin_id)
-        if rec is None or rec.host is not host or rec.state is not _S.ACTIVE:
-            return
-        rec.state = move(rec.id, rec.state, _S.RESTARTING)
-        rec.reason = f"worker {reason}"
-        if rec.id not in self._restarts:
-            self._restarts[rec.id] = asyncio.get_running_loop().create_task(self._restart(rec))
+        from mcp_edge.plugin.supervision import worker_lost
 
-    async def _restart(self, rec: PluginRecord) -> None:
-        from mcp_edge.runtime.resilience import Backoff
-
-        backoff = self._backoffs.setdefault(rec.id, Backoff.from_settings(self.settings))
-        try:
-            while rec.state in (_S.RESTARTING, _S.FAILED):
-                await asyncio.sleep(backoff.next_delay())
-                if rec.state is _S.FAILED:
-                    rec.state = move(rec.id, rec.state, _S.RESTARTING)
-                host = rec.host
-                assert host is not None
-                try:
-                    catalog = await host.restart()  # type: ignore[attr-defined]
-                    changed = self.catalog.replace(rec.id, catalog)
-                except Exception as exc:
-                    fail(rec, PluginError(f"restart {backoff.attempts} failed: {exc}"))
-                    continue
-                rec.catalog = catalog
-                rec.restarts += 1
-                rec.reason = None
-                rec.state = move(rec.id, rec.state, _S.ACTIVE)
-                log.warning("plugin %s: worker restarted (pid %d, restart %d)", rec.id, host.pid, rec.restarts)
-                for kind in sorted(changed):
-                    if self.on_list_changed is not None:
-                        await self.on_list_changed(kind)
-                asyncio.get_running_loop().call_later(self.settings.restart_backoff_cap_s, self._healthy, rec,
-                                                      rec.restarts)
-        finally:
-            self._restarts.pop(rec.id, None)
-
-    def _healthy(self, rec: PluginRecord, restarts: int) -> None:
-        """Still up since restart ``restarts``: the next crash starts the backoff from its base."""
-        if rec.restarts == restarts and rec.state is _S.ACTIVE and rec.id in self._backoffs:
-            self._backoffs[rec.id].reset()
-
-    def _breaker(self, plugin_id: str) -> Breaker:
-        br = self._breakers.get(plugin_id)
-        if br is None:
-            from mcp_edge.runtime.resilience import Breaker
-
-            br = self._breakers[plugin_id] = Breaker.from_settings(plugin_id, self.settings)
-        return br
-
-    def _bulkhead(self, plugin_id: str) -> Bulkhead:
-        bh = self._bulkheads.get(plugin_id)
-        if bh is None:
-            from mcp_edge.runtime.resilience import Bulkhead
-
-            bh = self._bulkheads[plugin_id] = Bulkhead.from_settings(plugin_id, self.settings)
-        return bh
+        await worker_lost(self, host, reason)
 
     # --- what the runtime asks ---------------------------------------------------------------------
 
@@ -565,64 +434,13 @@ class Registry:
         assert host is not None
         return host
 
-    async def _guarded(self, plugin_id: str, op: Callable[[PluginHost], Any], rctx: Any) -> Any:
-        """Run ``call`` (a coroutine) through the plugin's breaker, bulkhead and the request's deadline; the
-        host it runs in counts it (a host replaced by a reload drains its calls before it stops)."""
-        gate = self._gates.get(plugin_id)
-        if gate is not None:  # a stateful plugin's swap is under way: wait for the new version
-            await gate.wait()
-        if self.settings.memory_pressure_shed > 0:
-            self._shed_if_pressed(plugin_id, rctx)
-        breaker = self._breaker(plugin_id)
-        probe = breaker.before_call()
-        bulkhead = self._bulkhead(plugin_id)
-        await bulkhead.enter()
-        ok = False
-        host = self._host(plugin_id)  # the host of this moment: the call is made on it, and counted there
-        call = op(host)
-        host.inflight += 1
-        try:
-            deadline = getattr(rctx, "deadline_ns", None)
-            timeout = self.settings.tool_timeout_s if deadline is None else (deadline - time.monotonic_ns()) / 1e9
-            try:
-                async with asyncio.timeout(max(0.0, timeout)):
-                    result = await call
-            except TimeoutError:
-                raise PluginError(f"plugin {plugin_id}: the call passed its deadline ({timeout:.3g} s) and was "
-                                  "cancelled") from None
-            ok = True
-            return result
-        except _CLIENT_ERRORS:
-            ok = True
-            raise
-        finally:
-            host.inflight -= 1
-            bulkhead.leave()
-            breaker.record(ok, probe)
-
-    def _shed_if_pressed(self, plugin_id: str, rctx: Any) -> None:
-        """Under memory pressure (PSI some avg10 above ``memory_pressure_shed``, read at most once a second),
-        refuse low-priority calls (priority below 128) with the retryable busy error."""
-        now = time.monotonic()
-        if now - self._psi_at >= 1.0:
-            from mcp_edge.runtime.resilience import memory_pressure
-
-            self._psi_at, self._psi = now, memory_pressure(self.psi_path)
-        priority = getattr(rctx, "priority", 128)
-        if self._psi is not None and self._psi > self.settings.memory_pressure_shed and priority < 128:
-            from mcp_edge.runtime.resilience import Shed
-
-            raise Shed(f"plugin {plugin_id}: the box is short of memory (pressure {self._psi:.1f}% > "
-                       f"memory_pressure_shed {self.settings.memory_pressure_shed:g}%): low-priority calls are "
-                       "refused for now", self.settings.retry_after_s)
-
     async def call_tool(self, name: str, arguments: Mapping[str, Any] | None, rctx: RequestContext | None
                         ) -> ToolResult:
         """Call tool ``name``: ToolNotFoundError, InvalidArgumentsError, or its result (``isError`` if it raised)."""
         owner = self.catalog.tool_owner(name)
         if owner is None:
             raise ToolNotFoundError(f"unknown tool: {name}")
-        result: ToolResult = await self._guarded(owner, lambda h: h.call_tool(name, arguments, rctx), rctx)
+        result: ToolResult = await guarded(self, owner, lambda h: h.call_tool(name, arguments, rctx), rctx)
         return result
 
     async def read_resource(self, uri: str, rctx: RequestContext | None) -> list[ResourceContents]:
@@ -633,8 +451,8 @@ class Registry:
             if found is None:
                 raise ResourceNotFoundError(f"resource not found: {uri}")
             owner, template = found
-        result: list[ResourceContents] = await self._guarded(
-            owner, lambda h: h.read_resource(uri, template, rctx), rctx)
+        result: list[ResourceContents] = await guarded(
+            self, owner, lambda h: h.read_resource(uri, template, rctx), rctx)
         return result
 
     async def get_prompt(self, name: str, arguments: Mapping[str, str] | None, rctx: RequestContext | None
@@ -643,7 +461,7 @@ class Registry:
         owner = self.catalog.prompt_owner(name)
         if owner is None:
             raise PromptNotFoundError(f"unknown prompt: {name}")
-        result: GetPromptResult = await self._guarded(owner, lambda h: h.get_prompt(name, arguments, rctx), rctx)
+        result: GetPromptResult = await guarded(self, owner, lambda h: h.get_prompt(name, arguments, rctx), rctx)
         return result
 
     async def complete(self, ref: Mapping[str, Any], argument: Mapping[str, str],
@@ -676,15 +494,7 @@ class Registry:
             return Completion(values=[], total=0, hasMore=False)
         args = (context or {}).get("arguments") or {}
         value = str(argument.get("value", ""))
-        result: Completion = await self._guarded(
-            owner, lambda h: h.complete(comp_kind, key, name, value, dict(args)), None)
+        result: Completion = await guarded(
+            self, owner, lambda h: h.complete(comp_kind, key, name, value, dict(args)), None)
         return result
 
-
-async def _quietly_stop(host: PluginHost, timeout: float = 1.0) -> None:
-    """Stop a host nobody routes to any more; its failure is logged, not raised."""
-    try:
-        await asyncio.wait_for(host.stop(timeout), timeout + 5.0)
-    except Exception as exc:
-        log.warning("plugin %s: stopping a replaced or failed version: %s: %s", host.plugin_id,
-                    type(exc).__name__, exc)
