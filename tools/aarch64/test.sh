@@ -173,8 +173,8 @@ rm -rf "$LOGS" && mkdir -p "$LOGS"
 # name:ISA level; "native" runs tests/native, "extra" the EXTRA_TESTS.
 runs=(native:scalar native:armv8crc native:neon native:)
 ((${#extra[@]} == 0)) || runs+=(extra:)
-# qemu-user implements neither io_uring nor seccomp(2) (both ENOSYS): the x86_64 run tests them for real.
-may_skip=${MCP_EDGE_TEST_MAY_SKIP:+$MCP_EDGE_TEST_MAY_SKIP,}io_uring,seccomp
+# qemu-user implements none of io_uring, seccomp(2) and Landlock (ENOSYS): the x86_64 run tests them for real.
+may_skip=${MCP_EDGE_TEST_MAY_SKIP:+$MCP_EDGE_TEST_MAY_SKIP,}io_uring,seccomp,landlock
 pids=()
 for run in "${runs[@]}"; do
     suite=${run%%:*} isa=${run#*:}
