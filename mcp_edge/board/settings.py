@@ -120,7 +120,8 @@ class Settings:
     output_backlog: int = _s(16 * MiB, "transport", "int",
                              "Unsent output one stdio/unix client may have pending before reading pauses.", 64 * KiB)
     drain_timeout_s: float = _s(5.0, "transport", "float",
-                                "At EOF or shutdown, how long in-flight requests may finish and be answered.", 0.0)
+                                "When a stdio or unix client ends its input (EOF), how long its in-flight requests "
+                                "may finish and be answered; signals use shutdown_timeout_s.", 0.0)
     spin_us: int = _s(-1, "transport", "int",
                       "Microseconds the event loop polls before sleeping (-1: 100 when the process may run on "
                       "several CPUs, else 0).", -1)

@@ -91,6 +91,7 @@ class PluginRecord:
             "kind": self.kind,
             "isolation": self.isolation,
             "state": self.state.value,
+            "disabled": self.disabled,
             "reason": self.reason,
             "source": str(self.source),
             "description": self.description,
