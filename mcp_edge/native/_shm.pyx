@@ -1413,6 +1413,49 @@ cdef class Consumer(_End):
             self._check_peers(False)
         return fr
 
+    @property
+    def wake_fd(self):
+        """The eventfd a producer writes when it publishes to an armed consumer (``arm``), or -1 when this
+        consumer was set up without one. For an event loop that keeps it registered (no add/remove per frame)."""
+        return self._efd
+
+    @property
+    def peer_pidfds(self):
+        """The pidfds of the attached producers (readable once a producer has exited); owned here: dup them
+        to watch them, since this end closes a dead producer's pidfd when it finds it."""
+        return [self._pidfd[i] for i in range(ME_SHM_MAX_SEGMENTS) if self._pidfd[i] >= 0]
+
+    def arm(self):
+        """arm() -> bool
+
+        int me_ring_arm_fd(struct me_ring *r)
+
+        Ask the next publish to write ``wake_fd``. True when a descriptor is
+        ready already (then nothing was armed: read on); False when armed:
+        the loop may sleep on ``wake_fd``. One eventfd write per arm."""
+        self._usable()
+        return bool(me_ring_arm_fd(&self._c.data))
+
+    def disarm(self):
+        """disarm() -> None: take back an ``arm`` (the producers stop writing ``wake_fd``)."""
+        me_ring_disarm_fd(&self._c.data)
+
+    def check_peers(self, bint closed_only=False):
+        """check_peers(closed_only=False) -> None: look at the producers now; PeerDied / PeerClosed for one
+        that is gone (its blocks came back). ``closed_only``: look only for a producer that said it closed
+        (the peer table in shared memory: no system call), as after a wake-up that brought nothing."""
+        self._usable()
+        cdef uint32_t pid
+        cdef bint any_closed = False
+        if closed_only:
+            for i in range(ME_SHM_MAX_SEGMENTS):
+                if self._pid[i] > 0 and me_shm_peer_get(self._hub._base, i if self._mpsc else 1,
+                                                        &pid) == ME_PEER_CLOSED:
+                    any_closed = True
+            if not any_closed:
+                return
+        self._check_peers(True)
+
     async def areceive(self, timeout=None):
         """areceive(timeout=None) -> Frame (a coroutine)
 

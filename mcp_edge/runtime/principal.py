@@ -75,7 +75,7 @@ class Principal:
     never fails.
     """
 
-    __slots__ = ("gid", "id", "kind", "pid", "roles", "scopes", "uid")
+    __slots__ = ("_tlv", "gid", "id", "kind", "pid", "roles", "scopes", "uid")
 
     id: str
     kind: str
@@ -84,6 +84,7 @@ class Principal:
     pid: int | None
     uid: int | None
     gid: int | None
+    _tlv: bytes | None
 
     def __init__(self, id: str, kind: str, *, roles: Iterable[str] = (), scopes: Iterable[str] = (),
                  pid: int | None = None, uid: int | None = None, gid: int | None = None) -> None:
@@ -101,6 +102,7 @@ class Principal:
         setter(self, "pid", pid)
         setter(self, "uid", uid)
         setter(self, "gid", gid)
+        setter(self, "_tlv", None)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Principal is immutable: cannot set {name}")
@@ -152,7 +154,10 @@ class Principal:
 
     def to_tlv(self) -> bytes:
         """The value of a ``principal`` TLV (type 0x0004; docs/wire-format.md has the layout). Roles and
-        scopes go in sorted order, so equal principals have equal bytes."""
+        scopes go in sorted order, so equal principals have equal bytes. Made once per principal (it travels
+        with every call to a worker)."""
+        if self._tlv is not None:
+            return self._tlv
         flags = ((_HAS_PID if self.pid is not None else 0) | (_HAS_UID if self.uid is not None else 0)
                  | (_HAS_GID if self.gid is not None else 0))
         parts = [_FIXED.pack(_CODES[self.kind], flags, self.pid or 0, self.uid or 0, self.gid or 0)]
@@ -165,6 +170,7 @@ class Principal:
                 parts += [bytes((len(raw),)), raw]
         out = b"".join(parts)
         assert len(out) <= MAX_TLV_VALUE  # by the bounds checked in __init__
+        object.__setattr__(self, "_tlv", out)
         return out
 
     @classmethod

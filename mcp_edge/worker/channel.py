@@ -1,23 +1,28 @@
 """An asyncio message channel over a ring pair: messages out through a Producer, in through a Consumer.
 
-Each message is written once, by its sender, into a slab block of the sender's shared-memory segment and
-handed over by a 32-byte ring descriptor (type, id, END). The block starts with a wire-format frame header
-(docs/wire-format.md) of the ``BLOCK`` kind and its extension TLVs (deadline, priority, principal), followed
-by the body; the header's offset names the body in this very block, so the CRC covers the header and
-extensions and leaves the body untouched. A message larger than one block of the ring's largest class goes
-as several frames of the same type and id, END on the last; the receiver joins them (one copy, only then).
+Each message is written once, by its sender, into a slab block of the sender's shared-memory segment and handed
+over by a 32-byte ring descriptor (type, id, END). The block starts with a wire-format frame header
+(docs/wire-format.md) of the ``BLOCK`` kind and its extension TLVs (deadline, priority, principal), followed by
+the body; the header's offset names the body in this very block, so the CRC covers the header and extensions and
+leaves the body untouched. A message larger than one block of the ring's largest class goes as several frames of
+the same type and id, END on the last; the receiver joins them (one copy, only then).
 
-A receiver gets a :class:`Message` whose ``body`` is a view of the sender's block where it lies; ``release()``
-(or leaving its ``with``) gives the block back. Backpressure: a sender whose ring or slab class is full waits
-(asyncio sleeps from 20 µs up to 2 ms) until the receiver catches up or the peer goes away; nothing blocks the
-loop.
+A receiver gets a :class:`Message` whose ``body`` is a view of the sender's block where it lies; ``release()`` (or
+leaving its ``with``) gives the block back. Two ways to receive: ``await receive()`` (one message; the loop
+watches the ring's eventfd for that wait only), or ``listen(on_message, on_closed)`` for a steady stream: the
+eventfd and the producer's pidfd stay registered with the loop, and each wake-up hands every ready message to
+``on_message`` in order, with no future or task per message. Backpressure: a sender whose ring or slab class is
+full waits (asyncio sleeps from 20 µs up to 2 ms) until the receiver catches up or the peer goes away; nothing
+blocks the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mcp_edge.errors import IpcError, McpEdgeError, PeerClosed, PeerDied, RingClosed, RingFull, SlabExhausted
@@ -31,7 +36,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Channel", "ChannelClosed", "ChannelListener", "Message", "MessageError", "connect_channel"]
 
+log = logging.getLogger("mcp_edge.worker")
+
 HEADER = _frame.HEADER_SIZE
+LISTEN_BATCH = 64  # messages handed on per wake-up before the loop gets a turn (others wait one iteration)
 _WAIT_FIRST = 20e-6
 _WAIT_MAX = 2e-3
 
@@ -113,6 +121,8 @@ class Channel:
         self._closed = False
         self._max_joined = max_message
         self._partial: dict[tuple[int, int], tuple[WireFrame, bytearray]] = {}
+        self._listening: tuple[asyncio.AbstractEventLoop, list[int], Callable[[Message], None],
+                               Callable[[ChannelClosed], None], Callable[[MessageError], None]] | None = None
 
     @property
     def closed(self) -> bool:
@@ -240,6 +250,107 @@ class Channel:
             if msg is not None:
                 return msg
 
+    def listen(self, on_message: Callable[[Message], None], on_closed: Callable[[ChannelClosed], None],
+               on_error: Callable[[MessageError], None] | None = None) -> None:
+        """Hand every message to ``on_message`` as it arrives, from the running loop's reader callback, until
+        ``unlisten``. ``on_message`` owns the message (release it) and must not block; an exception it raises
+        is logged and the next message follows. ``on_closed`` is called once when the peer is gone (the
+        channel stops listening first); ``on_error`` for a malformed message (default: a warning)."""
+        if self._listening is not None:
+            raise RuntimeError("this channel is listening already")
+        if self._closed:
+            raise ChannelClosed("this channel was closed")
+        loop = asyncio.get_running_loop()
+        c = self.consumer
+        if c.wake_fd < 0:
+            raise RuntimeError("this channel's consumer has no eventfd")
+        pidfds = [os.dup(fd) for fd in c.peer_pidfds]
+        self._listening = (loop, pidfds, on_message, on_closed, on_error or _warn)
+        loop.add_reader(c.wake_fd, self._readable)
+        for fd in pidfds:
+            loop.add_reader(fd, self._peer_event)
+        loop.call_soon(self._readable)  # what was published before the eventfd was watched
+
+    def unlisten(self) -> None:
+        """Stop listening (idempotent)."""
+        state, self._listening = self._listening, None
+        if state is None:
+            return
+        loop, pidfds = state[0], state[1]
+        c = self.consumer
+        with contextlib.suppress(Exception):
+            c.disarm()
+        if not loop.is_closed():
+            if c.wake_fd >= 0:
+                loop.remove_reader(c.wake_fd)
+            for fd in pidfds:
+                loop.remove_reader(fd)
+        for fd in pidfds:
+            os.close(fd)
+
+    @property
+    def listening(self) -> bool:
+        return self._listening is not None
+
+    def _lost(self, exc: BaseException) -> None:
+        state = self._listening
+        self._closed = True
+        self._partial.clear()
+        self.unlisten()
+        if state is not None:
+            state[3](_closed(exc))
+
+    def _peer_event(self) -> None:
+        """A producer's pidfd became readable: it exited. What it published first is read first."""
+        self._readable()
+        if self._listening is None:
+            return
+        try:
+            self.consumer.check_peers()
+        except (PeerDied, PeerClosed, RingClosed) as exc:
+            self._lost(exc)
+
+    def _readable(self) -> None:
+        state = self._listening
+        if state is None:
+            return
+        c = self.consumer
+        with contextlib.suppress(BlockingIOError):
+            os.read(c.wake_fd, 8)
+        on_message, on_error = state[2], state[4]
+        for _ in range(LISTEN_BATCH):
+            try:
+                fr = c.try_receive()
+                if fr is None:
+                    c.check_peers(closed_only=True)  # a producer that closed kicked us after its last frame
+            except (PeerDied, PeerClosed, RingClosed) as exc:
+                self._lost(exc)
+                return
+            except IpcError as exc:  # a malformed descriptor: its block already went back
+                on_error(MessageError(f"a malformed frame on the channel: {exc}"))
+                continue
+            if fr is None:
+                try:
+                    if c.arm():  # published between the last look and the arming: read on
+                        continue
+                except (PeerDied, PeerClosed, RingClosed) as exc:
+                    self._lost(exc)
+                return
+            try:
+                msg = self._take(fr)
+            except MessageError as exc:
+                on_error(exc)
+                continue
+            if msg is None:
+                continue
+            try:
+                on_message(msg)
+            except Exception:
+                log.exception("a channel message handler failed")
+            if self._listening is not state:
+                return
+        state[0].call_soon(self._readable)  # more are ready: the loop gets a turn first
+
     def _take(self, fr: Frame) -> Message | None:
         block = fr.payload
         try:
@@ -283,6 +394,7 @@ class Channel:
 
     def close(self) -> None:
         """Close both ends (idempotent): blocks held by partial messages go back; the peer sees PeerClosed."""
+        self.unlisten()
         if self._closed and self.producer.closed and self.consumer.closed:
             return
         self._closed = True
@@ -293,6 +405,10 @@ class Channel:
 
     def __repr__(self) -> str:
         return f"Channel(pid={os.getpid()}, block={self._chunk}, closed={self._closed})"
+
+
+def _warn(exc: MessageError) -> None:
+    log.warning("%s", exc)
 
 
 # -- setting a channel up ------------------------------------------------------------------------------------
@@ -349,6 +465,7 @@ class ChannelListener:
         return pid
 
     def close(self) -> None:
+        self.channel.unlisten()
         self.channel._closed = True
         self.channel._partial.clear()
         for lst in (self._out, self._in):

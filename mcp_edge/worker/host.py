@@ -112,7 +112,6 @@ class ProcessHost(PluginHost):
         self._dir = run_dir or tempfile.mkdtemp(prefix="mcp-edge-w-")
         self._listener: ChannelListener | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._reader: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._pending: dict[int, _Pending] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -153,7 +152,7 @@ class ProcessHost(PluginHost):
         self._stopping = False
         self._lost_reason = None
         self._last_beat = time.monotonic()
-        self._reader = asyncio.create_task(self._read(), name=f"worker-{self.plugin_id}-reader")
+        self._listener.channel.listen(self._on_message, self._on_closed, self._on_bad)
         hello = await self._expect(p.HELLO, "HELLO", s.init_timeout_s)
         self.pid = p.decode(hello.body, p.Hello).pid
         hello.release()
@@ -283,47 +282,41 @@ class ProcessHost(PluginHost):
 
     # -- the reader -----------------------------------------------------------------------------------------
 
-    async def _read(self) -> None:
-        assert self._listener is not None
-        ch = self._listener.channel
-        while True:
-            try:
-                msg = await ch.receive()
-            except ChannelClosed as exc:
-                await self._lost(self._exit_reason() or ("died" if exc.died else "closed its rings"))
-                return
-            except MessageError as exc:
-                log.warning("plugin %s: %s", self.plugin_id, exc)
-                continue
-            except asyncio.CancelledError:
-                raise
-            kind = msg.type
-            if kind == p.HEARTBEAT:
-                self._last_beat = time.monotonic()
-                msg.release()
-            elif kind in (p.RESULT, p.ERROR):
-                pending = self._pending.get(msg.id)
-                if pending is None or pending.future.done():
-                    msg.release()  # a call already given up (cancelled)
-                else:
-                    pending.future.set_result(msg)
-            elif kind == p.NOTE:
-                with msg:
-                    note = p.decode(msg.body, p.Note)
-                pending = self._pending.get(msg.id)
-                if pending is not None and pending.rctx is not None:
-                    self._spawn_task(_deliver_note(pending.rctx, note))
-            elif kind == p.ASK:
-                with msg:
-                    ask = p.decode(msg.body, p.Ask)
-                self._spawn_task(self._answer(msg.id, ask))
-            elif kind == p.EVENT:
-                with msg:
-                    event = p.decode(msg.body, p.Event)
-                self._spawn_task(self._event(event))
+    def _on_message(self, msg: Message) -> None:
+        """Every frame from the worker, in order, from the channel's reader callback (never waits)."""
+        kind = msg.type
+        if kind == p.RESULT or kind == p.ERROR:
+            pending = self._pending.get(msg.id)
+            if pending is None or pending.future.done():
+                msg.release()  # a call already given up (cancelled)
             else:
-                self._last_beat = time.monotonic()
-                await self._control.put(msg)
+                pending.future.set_result(msg)
+        elif kind == p.HEARTBEAT:
+            self._last_beat = time.monotonic()
+            msg.release()
+        elif kind == p.NOTE:
+            with msg:
+                note = p.decode(msg.body, p.Note)
+            pending = self._pending.get(msg.id)
+            if pending is not None and pending.rctx is not None:
+                self._spawn_task(_deliver_note(pending.rctx, note))
+        elif kind == p.ASK:
+            with msg:
+                ask = p.decode(msg.body, p.Ask)
+            self._spawn_task(self._answer(msg.id, ask))
+        elif kind == p.EVENT:
+            with msg:
+                event = p.decode(msg.body, p.Event)
+            self._spawn_task(self._event(event))
+        else:
+            self._last_beat = time.monotonic()
+            self._control.put_nowait(msg)
+
+    def _on_closed(self, exc: ChannelClosed) -> None:
+        self._spawn_task(self._lost(self._exit_reason() or ("died" if exc.died else "closed its rings")))
+
+    def _on_bad(self, exc: MessageError) -> None:
+        log.warning("plugin %s: %s", self.plugin_id, exc)
 
     def _spawn_task(self, coro: Any) -> None:
         """Run a delivery beside the reader (the reader never waits on a client), keeping it referenced."""
@@ -448,11 +441,8 @@ class ProcessHost(PluginHost):
                 self._proc.kill()
 
     async def _reap(self, grace: float = 0.0) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
+        if self._listener is not None:
+            self._listener.channel.unlisten()
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None

@@ -18,8 +18,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mcp_edge.errors import McpEdgeError, ProtocolError
+from mcp_edge.mcp import jsonrpc
+from mcp_edge.runtime.principal import EMBEDDED, Principal
 from mcp_edge.worker import protocol as p
-from mcp_edge.worker.channel import Channel, ChannelClosed, Message, MessageError, connect_channel
+from mcp_edge.worker.channel import Channel, ChannelClosed, Message, connect_channel
 from mcp_edge.worker.context import WorkerRequestContext
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ __all__ = ["Worker", "main"]
 
 log = logging.getLogger("mcp_edge.worker")
 
+PRINCIPAL_CACHE = 256  # decoded principals kept (they are immutable); cleared when full
 TLV_PRINCIPAL = 0x0004
 
 
@@ -92,6 +95,9 @@ class Worker:
         self._contexts: dict[int, WorkerRequestContext] = {}
         self._asks: dict[int, asyncio.Future[p.Answer]] = {}
         self._stopping = False
+        self._steps: asyncio.Queue[Message] = asyncio.Queue()
+        self._done: asyncio.Future[int]
+        self._principals: dict[bytes, Principal] = {}  # TLV bytes -> Principal: a session sends the same one each call
 
     async def run(self) -> int:
         """Serve until STOP (exit status 0) or until the runtime is gone (status 3)."""
@@ -170,21 +176,33 @@ class Worker:
             await asyncio.sleep(every)
 
     async def _serve(self) -> int:
-        ch = self.channel
-        while True:
-            try:
-                msg = await ch.receive()
-            except ChannelClosed:
-                for task in self._calls.values():
-                    task.cancel()
-                return 3
-            except MessageError as exc:
-                log.warning("worker: %s", exc)
-                continue
-            kind = msg.type
-            if kind == p.CALL:
-                self._start_call(msg)
-                continue
+        """Take frames as they come (the channel's listener): calls start at once, each its own task; STOP,
+        IMPORT and EXPORT run one at a time, in the order they came."""
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        steps = asyncio.create_task(self._run_steps())
+        self.channel.listen(self._on_message, self._on_closed)
+        try:
+            return await self._done
+        finally:
+            self.channel.unlisten()
+            steps.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await steps
+
+    def _on_closed(self, exc: ChannelClosed) -> None:
+        for task in self._calls.values():
+            task.cancel()
+        if not self._done.done():
+            self._done.set_result(3)
+
+    def _on_message(self, msg: Message) -> None:
+        kind = msg.type
+        if kind == p.CALL:
+            self._start_call(msg)
+        elif kind in (p.STOP, p.IMPORT, p.EXPORT):
+            self._steps.put_nowait(msg)
+        else:
             with msg:
                 if kind == p.CANCEL:
                     running = self._calls.get(msg.id)
@@ -195,30 +213,51 @@ class Worker:
                     fut = self._asks.get(msg.id)
                     if fut is not None and not fut.done():
                         fut.set_result(p.decode(msg.body, p.Answer))
-                elif kind == p.STOP:
-                    timeout = p.decode(msg.body, p.Stop).timeout
-                    await self._stop(timeout)
-                    await ch.send(p.STOPPED, 0)
-                    return 0
-                elif kind == p.IMPORT:
-                    await self.host.import_state(bytes(msg.body))
-                    await ch.send(p.STATE, msg.id, b"")
-                elif kind == p.EXPORT:
-                    state = await self.host.export_state()
-                    await ch.send(p.STATE, msg.id, state if state is not None else b"")
                 else:
                     log.warning("worker: unexpected frame type %d", kind)
 
-    def _start_call(self, msg: Message) -> None:
-        from mcp_edge.runtime.principal import EMBEDDED, Principal
+    async def _run_steps(self) -> None:
+        ch = self.channel
+        while True:
+            msg = await self._steps.get()
+            try:
+                with msg:
+                    kind = msg.type
+                    if kind == p.STOP:
+                        timeout = p.decode(msg.body, p.Stop).timeout
+                        await self._stop(timeout)
+                        await ch.send(p.STOPPED, 0)
+                        if not self._done.done():
+                            self._done.set_result(0)
+                        return
+                    if kind == p.IMPORT:
+                        await self.host.import_state(bytes(msg.body))
+                        await ch.send(p.STATE, msg.id, b"")
+                    else:
+                        state = await self.host.export_state()
+                        await ch.send(p.STATE, msg.id, state if state is not None else b"")
+            except ChannelClosed:
+                return
+            except Exception as exc:
+                if not self._done.done():
+                    self._done.set_exception(exc)
+                return
 
+    def _start_call(self, msg: Message) -> None:
         with msg:
             try:
                 call = p.decode(msg.body, p.Call)
                 principal = EMBEDDED
                 for tlv_type, value in msg.tlvs():
                     if tlv_type & 0x7FFF == TLV_PRINCIPAL:
-                        principal = Principal.from_tlv(value)
+                        raw = bytes(value)
+                        known = self._principals.get(raw)
+                        if known is None:
+                            known = Principal.from_tlv(raw)
+                            if len(self._principals) >= PRINCIPAL_CACHE:
+                                self._principals.clear()
+                            self._principals[raw] = known
+                        principal = known
                 deadline = msg.deadline_ns
             except Exception as exc:
                 self._answer_later(msg.id, p.Failure(f"a malformed call: {exc}", code=-32603))
@@ -235,8 +274,6 @@ class Worker:
         asyncio.get_running_loop().create_task(send())
 
     async def _call(self, call_id: int, call: p.Call, rctx: WorkerRequestContext) -> None:
-        from mcp_edge.mcp import jsonrpc
-
         try:
             try:
                 if rctx.deadline_ns is not None:

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from mcp_edge.native import _frame
-from mcp_edge.worker.channel import Channel, ChannelClosed, ChannelListener, MessageError, connect_channel
+from mcp_edge.worker.channel import (
+    LISTEN_BATCH,
+    Channel,
+    ChannelClosed,
+    ChannelListener,
+    Message,
+    MessageError,
+    connect_channel,
+)
 
 SIZES = (1024, 16 * 1024)
 COUNTS = (16, 4)
@@ -198,4 +206,114 @@ def test_closing_one_side_ends_the_other(tmp_path: Path) -> None:
     try:
         asyncio.run(go())
     finally:
+        lst.close()
+
+
+# -- listen: a steady stream through the loop's reader callback ---------------------------------------------
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.got: list[tuple[int, int, bytes]] = []
+        self.closed: list[ChannelClosed] = []
+        self.bad: list[MessageError] = []
+        self.enough = asyncio.Event()
+        self.want = 0
+
+    def message(self, msg: Message) -> None:
+        with msg:
+            self.got.append((msg.type, msg.id, bytes(msg.body)))
+        if len(self.got) >= self.want:
+            self.enough.set()
+
+    def lost(self, exc: ChannelClosed) -> None:
+        self.closed.append(exc)
+        self.enough.set()
+
+
+def test_listen_hands_on_every_message_in_order_past_the_batch_and_the_slab(tmp_path: Path) -> None:
+    lst, worker = _pair(tmp_path)
+    n = 3 * LISTEN_BATCH + 5  # more than one wake-up's batch, and more than the 1 KiB class has blocks
+
+    async def go() -> None:
+        col = _Collector()
+        col.want = n
+        worker.listen(col.message, col.lost, col.bad.append)
+        assert worker.listening
+        for i in range(n):
+            await lst.channel.send(7, i, i.to_bytes(4, "little") * 100)
+        await asyncio.wait_for(col.enough.wait(), 10)
+        assert [(t, i) for t, i, _ in col.got] == [(7, i) for i in range(n)]
+        assert all(body == i.to_bytes(4, "little") * 100 for _, i, body in col.got)
+        assert col.closed == [] and col.bad == []
+        worker.unlisten()
+        assert not worker.listening
+        # After unlisten the messages wait for whoever reads next.
+        await lst.channel.send(8, 1, b"after")
+        with await worker.receive(5) as msg:
+            assert (msg.type, bytes(msg.body)) == (8, b"after")
+        assert len(col.got) == n
+
+    try:
+        asyncio.run(go())
+    finally:
+        worker.close()
+        lst.close()
+
+
+def test_listen_delivers_what_came_first_then_reports_the_close_once(tmp_path: Path) -> None:
+    lst, worker = _pair(tmp_path)
+
+    async def go() -> None:
+        col = _Collector()
+        col.want = 10**9  # wake only for the close
+        for i in range(5):
+            await worker.send(1, i, b"before the close")
+        worker.close()
+        lst.channel.listen(col.message, col.lost)
+        await asyncio.wait_for(col.enough.wait(), 10)
+        await asyncio.sleep(0.05)  # a second report would come in these loop turns
+        assert [i for _, i, _ in col.got] == list(range(5))
+        assert len(col.closed) == 1 and isinstance(col.closed[0], ChannelClosed)
+        assert not lst.channel.listening and lst.channel.closed
+        with pytest.raises(ChannelClosed):
+            lst.channel.listen(col.message, col.lost)
+
+    try:
+        asyncio.run(go())
+    finally:
+        lst.close()
+
+
+def test_a_failing_handler_is_logged_and_the_next_message_follows(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    lst, worker = _pair(tmp_path)
+
+    async def go() -> None:
+        col = _Collector()
+        col.want = 2
+
+        def handler(msg: Message) -> None:
+            if msg.id == 0:
+                msg.release()
+                raise RuntimeError("handler broke on message 0")
+            col.message(msg)
+
+        worker.listen(handler, col.lost)
+        with pytest.raises(RuntimeError, match="listening already"):
+            worker.listen(handler, col.lost)
+        lst.channel.producer.send(b"\x00" * 40, type=3, id=9)  # malformed: reported, not delivered
+        for i in range(3):
+            await lst.channel.send(2, i, b"m")
+        await asyncio.wait_for(col.enough.wait(), 10)
+        assert [i for _, i, _ in col.got] == [1, 2]
+        assert col.closed == []
+
+    try:
+        with caplog.at_level("WARNING", logger="mcp_edge.worker"):
+            asyncio.run(go())
+        assert "handler broke on message 0" in caplog.text
+        assert "frame 3/9" in caplog.text
+    finally:
+        worker.close()
         lst.close()
