@@ -577,7 +577,9 @@ class Router:
             return Failure(req.id, jsonrpc.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
         if req.stateless:
             result = self._decorate(req, _plain(result), session)
-        elif req.version != LATEST_HANDSHAKE:  # a client of an older revision gets only what that revision has
+        elif req.version != LATEST_HANDSHAKE and not isinstance(result, msgspec.Raw):
+            # A client of an older revision gets only what that revision has. A worker's JSON (Raw) was shaped
+            # for the request's revision in the worker (its CALL names it): embedded as it is, never decoded.
             result = shape(req.method, _plain(result), req.version)
         return Result(req.id, result)
 

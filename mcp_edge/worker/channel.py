@@ -146,7 +146,8 @@ class Channel:
         if len(ext) > min(self._max_ext, room):
             raise ValueError(f"{len(ext)} bytes of extensions do not fit a block of {self._chunk} bytes")
         if len(ext) + len(data) <= room:
-            await self._frame(type, id, ext, data, True)
+            if not self._send_now(type, id, ext, data):  # the common case: room now, no coroutine step
+                await self._frame(type, id, ext, data, True)
             return
         first = room - len(ext)
         await self._frame(type, id, ext, data[:first], False)
@@ -166,22 +167,31 @@ class Channel:
         size = HEADER + len(ext) + len(data)
         if size > self._chunk:
             raise ValueError(f"a {size}-byte message does not fit one block of {self._chunk} bytes")
+        return self._send_now(type, id, ext, data)
+
+    def _send_now(self, type: int, id: int, ext: bytes, data: memoryview) -> bool:
+        """One block, sent at once if the slab and the ring have room; False (nothing sent) if not."""
+        size = HEADER + len(ext) + len(data)
+        producer = self.producer
         try:
-            loan = self.producer.loan_block(size, timeout=0)
+            loan = producer.loan_block(size, timeout=0)
         except SlabExhausted:
             return False
         except (PeerDied, PeerClosed, RingClosed) as exc:
             self._closed = True
             raise _closed(exc) from None
-        self._fill(loan, type, id, ext, data, True)
         try:
-            self.producer.publish(loan, type=type, id=id, end=True, length=size, timeout=0)
+            self._fill(loan, type, id, ext, data, True)
+            producer.publish(loan, type=type, id=id, end=True, length=size, timeout=0)
         except RingFull:
-            self.producer.unloan(loan)
+            producer.unloan(loan)
             return False
         except (PeerDied, PeerClosed, RingClosed) as exc:
             self._closed = True
             raise _closed(exc) from None
+        except BaseException:
+            producer.unloan(loan)
+            raise
         return True
 
     def _fill(self, loan: Any, type: int, id: int, ext: bytes, data: memoryview, end: bool) -> None:

@@ -275,9 +275,13 @@ class ProcessHost(PluginHost):
         finally:
             self._pending.pop(call_id, None)
         with msg:
-            if msg.type == p.RESULT:
-                return p.decode_result(msg.body)
-            failure = p.decode(msg.body, p.Failure)
+            try:
+                if msg.type == p.RESULT:
+                    return p.decode_result(msg.body)
+                failure = p.decode(msg.body, p.Failure)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise PluginError(f"plugin {self.plugin_id}: its worker sent a malformed answer ({exc}); "
+                                  "nothing of it was passed on") from None
         raise _error(failure, self.plugin_id)
 
     # -- the reader -----------------------------------------------------------------------------------------
@@ -479,13 +483,21 @@ def _describe(call: p.Call, rctx: Any) -> None:
     """Copy what the handler may ask of its request into the CALL (protocol version, era, capabilities ...)."""
     if rctx is None:
         return
-    call.request_id = getattr(rctx, "request_id", None)
-    call.protocol_version = getattr(rctx, "protocol_version", "") or ""
-    call.stateless = bool(getattr(rctx, "stateless", False))
-    with contextlib.suppress(Exception):
-        call.client_capabilities = dict(rctx.client_capabilities)
-    call.input_responses = getattr(rctx, "input_responses", None)
-    call.request_state = getattr(rctx, "request_state", None)
+    try:  # the router's request context has every one of these
+        call.request_id = rctx.request_id
+        call.protocol_version = rctx.protocol_version or ""
+        call.stateless = bool(rctx.stateless)
+        call.client_capabilities = rctx.client_capabilities  # encoded at once, never kept
+        call.input_responses = rctx.input_responses
+        call.request_state = rctx.request_state
+    except AttributeError:  # another context (tests, embedding): what it has
+        call.request_id = getattr(rctx, "request_id", None)
+        call.protocol_version = getattr(rctx, "protocol_version", "") or ""
+        call.stateless = bool(getattr(rctx, "stateless", False))
+        caps = getattr(rctx, "client_capabilities", None)
+        call.client_capabilities = caps if isinstance(caps, dict) else {}
+        call.input_responses = getattr(rctx, "input_responses", None)
+        call.request_state = getattr(rctx, "request_state", None)
     req = getattr(rctx, "_req", None)
     call.progress = getattr(req, "progress_token", None) is not None
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp_edge.errors import McpEdgeError, ProtocolError
 from mcp_edge.mcp import jsonrpc
+from mcp_edge.mcp.revisions import shape
 from mcp_edge.runtime.principal import EMBEDDED, Principal
 from mcp_edge.worker import protocol as p
 from mcp_edge.worker.channel import Channel, ChannelClosed, Message, connect_channel
@@ -31,6 +32,9 @@ __all__ = ["Worker", "main"]
 
 log = logging.getLogger("mcp_edge.worker")
 
+# The MCP method of each call op, for shaping its result for the client's protocol revision.
+_METHODS = {"tool": "tools/call", "resource": "resources/read", "prompt": "prompts/get",
+            "complete": "completion/complete"}
 PRINCIPAL_CACHE = 256  # decoded principals kept (they are immutable); cleared when full
 TLV_PRINCIPAL = 0x0004
 
@@ -282,6 +286,8 @@ class Worker:
                         result = await self._dispatch(call, rctx)
                 else:
                     result = await self._dispatch(call, rctx)
+                if not call.stateless and call.protocol_version:  # shaped here, so the runtime embeds the JSON
+                    result = shape(_METHODS.get(call.op, ""), result, call.protocol_version)
                 body = p.encode_result(result)
             except TimeoutError:
                 failure = p.Failure("the call's deadline passed in the plugin", code=jsonrpc.INTERNAL_ERROR,

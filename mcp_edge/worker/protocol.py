@@ -219,23 +219,32 @@ def decode(data: Any, kind: type[T]) -> T:
     return result
 
 
-# A RESULT body: one tag byte, then the value. The value goes as the JSON the client will get (the worker
-# encodes it, once; the runtime embeds those bytes in its response without decoding them), an InputRequired as
-# msgpack (the runtime acts on it).
+# A RESULT body: one tag byte, then the value. The value goes as the JSON the client will get, already shaped
+# for the request's protocol revision (the worker encodes it, once); an InputRequired as msgpack (the runtime
+# acts on it). The runtime takes the JSON as one copy out of the worker's block, checks it is one JSON value
+# with no raw line break (a worker is not trusted to frame the runtime's output) and embeds those bytes in its
+# response without decoding them.
 RESULT_JSON = 0
 RESULT_INPUT_REQUIRED = 1
+_json_encoder = msgspec.json.Encoder()
+_raw_decoder = msgspec.json.Decoder(msgspec.Raw)
 
 
-def encode_result(result: Any) -> bytes:
+def encode_result(result: Any) -> bytearray:
     from mcp_edge.plugin.types import InputRequired
 
+    out = bytearray(1)
     if isinstance(result, InputRequired):
-        return bytes((RESULT_INPUT_REQUIRED,)) + _encoder.encode(result)
-    return bytes((RESULT_JSON,)) + msgspec.json.encode(result)
+        out[0] = RESULT_INPUT_REQUIRED
+        _encoder.encode_into(result, out, 1)
+    else:
+        _json_encoder.encode_into(result, out, 1)  # the tag and the JSON in one buffer: no second copy
+    return out
 
 
 def decode_result(body: Any) -> Any:
-    """The value of a RESULT body: ``msgspec.Raw`` JSON (a copy, independent of the block), or InputRequired."""
+    """The value of a RESULT body: ``msgspec.Raw`` JSON (a copy, independent of the block, checked to be one
+    JSON value with no raw line break), or InputRequired. msgspec.DecodeError when it is not."""
     from mcp_edge.plugin.types import InputRequired
 
     view = memoryview(body)
@@ -243,4 +252,8 @@ def decode_result(body: Any) -> Any:
         raise msgspec.DecodeError("a RESULT body must start with its tag byte (0: JSON, 1: InputRequired)")
     if view[0] == RESULT_INPUT_REQUIRED:
         return decode(view[1:], InputRequired)
-    return msgspec.Raw(bytes(view[1:]))
+    data = bytes(view[1:])  # the copy is checked, not the block: the worker can still write there
+    if b"\n" in data or b"\r" in data:
+        raise msgspec.DecodeError("a RESULT's JSON has a raw line break (JSON from msgspec has none)")
+    _raw_decoder.decode(data)  # one JSON value, syntax checked, nothing built
+    return msgspec.Raw(data)

@@ -51,7 +51,8 @@ class PluginHost(abc.ABC):
 
     @abc.abstractmethod
     async def call_tool(self, name: str, arguments: Mapping[str, Any] | None, rctx: Any) -> Any:
-        """tools/call: a ToolResult (or the client's JSON as msgspec.Raw), or InputRequired."""
+        """tools/call: a ToolResult, or InputRequired; or the JSON the client gets as msgspec.Raw, already shaped
+        for the request's protocol revision (``rctx.protocol_version``): the runtime embeds it as it is."""
 
     @abc.abstractmethod
     async def read_resource(self, uri: str, template: str | None, rctx: Any) -> Any:
