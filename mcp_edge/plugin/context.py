@@ -91,6 +91,11 @@ class RequestContext(Protocol):
     def principal(self) -> Principal:
         """Who asks: the session's principal (mcp_edge.runtime.principal)."""
         ...
+    @property
+    def deadline_ns(self) -> int | None:
+        """When the call must be over (``time.monotonic_ns()``): the client's ``_meta`` timeout or the box's
+        ``tool_timeout_s``; past it the call is cancelled. None outside a client request."""
+        ...
 
     def require_capability(self, name: str) -> None:
         """Raise the protocol's missing-capability error unless the client declared ``name``."""

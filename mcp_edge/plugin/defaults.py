@@ -120,6 +120,7 @@ class NullRequestContext:
         self._request_id = request_id
         self.cancel_requested = False
         self.principal: Principal = EMBEDDED
+        self.deadline_ns: int | None = None
 
     @property
     def request_id(self) -> str | int | None:

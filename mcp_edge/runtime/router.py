@@ -81,6 +81,9 @@ _CACHEABLE = frozenset(
 )
 _MRTR_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 META_PRIORITY = "io.mcp-edge/priority"
+# The client's own budget for one request, in milliseconds from its arrival (relative: the two clocks differ);
+# the box's ``tool_timeout_s`` still caps it.
+META_TIMEOUT = "io.mcp-edge/timeout_ms"
 DEFAULT_PRIORITY = 128
 
 
@@ -213,8 +216,8 @@ class _Listener:
 class RequestContextImpl:
     """What a tool, resource or prompt handler sees of its request (mcp_edge.plugin.RequestContext)."""
 
-    __slots__ = ("_cancelled", "_emit", "_level", "_max_out", "_req", "_session", "input_responses",
-                 "request_state")
+    __slots__ = ("_cancelled", "_emit", "_level", "_max_out", "_req", "_session", "deadline_ns",
+                 "input_responses", "request_state")
 
     def __init__(self, req: Request, session: Session, emit: Emit | None, max_out_frame: int | None = None) -> None:
         self._req = req
@@ -226,6 +229,9 @@ class RequestContextImpl:
         self._cancelled = False
         self.input_responses: dict[str, Any] | None = None
         self.request_state: str | None = None
+        # When the call must be over (time.monotonic_ns): the client's _meta timeout or tool_timeout_s, the
+        # smaller; plugins, the supervisor and a worker (as a frame TLV) all read this one value.
+        self.deadline_ns: int | None = None
 
     @property
     def protocol_version(self) -> str:
@@ -523,6 +529,18 @@ class Router:
 
         return bounded
 
+    def _deadline(self, req: Request) -> int:
+        """When ``req`` must be answered: its ``_meta["io.mcp-edge/timeout_ms"]`` from now, capped by
+        ``tool_timeout_s`` (also the budget of a request that sets none). INVALID_PARAMS for a bad value."""
+        budget = self.settings.tool_timeout_s
+        value = req.meta.get(META_TIMEOUT) if req.meta else None
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ProtocolError(jsonrpc.INVALID_PARAMS, f"_meta[{META_TIMEOUT!r}] must be a positive number of "
+                                                            f"milliseconds, got {value!r}")
+            budget = min(budget, value / 1000)
+        return time.monotonic_ns() + int(budget * 1e9)
+
     async def _serve(self, req: Request, session: Session, emit: Emit | None) -> Outcome:
         """The outcome of ``req``, unbounded (``handle`` applies the limits)."""
         method = self._methods.get(req.method)
@@ -530,6 +548,7 @@ class Router:
             return Failure(req.id, jsonrpc.METHOD_NOT_FOUND, f"method not found: {req.method}")
         rctx = RequestContextImpl(req, session, emit, self.settings.max_out_frame)
         try:
+            rctx.deadline_ns = self._deadline(req)
             if req.stateless and req.method in _MRTR_METHODS:
                 responses = req.params.get("inputResponses", None)
                 if "inputResponses" in req.params and not isinstance(responses, dict):
