@@ -57,6 +57,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "paths": ("data_dir", "plugin_dirs"),
     "settings": (),
     "plugins": (),
+    "sandbox": (),
 }
 _MODEL_FILES = ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model", "/sys/class/dmi/id/product_name")
 
@@ -75,6 +76,9 @@ class Board:
     plugin_dirs: tuple[Path, ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)  # the [settings] table, checked by board.settings
     plugins: Mapping[str, Any] = field(default_factory=dict)  # the [plugins] table
+    # The [sandbox] table: what every process plugin's sandbox is narrowed to (read, write, deny_syscalls,
+    # network), and [sandbox.<plugin id>] sub-tables narrowing one plugin further (mcp_edge.system.confine).
+    sandbox: Mapping[str, Any] = field(default_factory=dict)
 
     def matches(self, arch: str, model: str) -> bool:
         """True when this profile fits a box of ``arch`` whose model string is ``model``."""
@@ -116,8 +120,13 @@ def load(path: Path) -> Board:
     paths = data.get("paths", {})
     settings = data.get("settings", {})
     plugins = data.get("plugins", {})
-    if not all(isinstance(t, dict) for t in (board, match, paths, settings, plugins)):
-        raise ConfigError(f"{path}: [board], [match], [paths], [settings] and [plugins] must be tables")
+    sandbox = data.get("sandbox", {})
+    if not all(isinstance(t, dict) for t in (board, match, paths, settings, plugins, sandbox)):
+        raise ConfigError(f"{path}: [board], [match], [paths], [settings], [plugins] and [sandbox] must be tables")
+    if sandbox:
+        from mcp_edge.system.confine import board_policies
+
+        board_policies(sandbox, where=f"{path}: [sandbox]")  # checked now: a bad profile fails at start
     for name, table in (("board", board), ("match", match), ("paths", paths)):
         extra = sorted(set(table) - set(_KEYS[name]))
         if extra:
@@ -142,6 +151,7 @@ def load(path: Path) -> Board:
         plugin_dirs=tuple(_expand_dir(d, data_dir, path) for d in dirs),
         settings=settings,
         plugins=plugins,
+        sandbox=sandbox,
     )
 
 

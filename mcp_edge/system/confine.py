@@ -22,8 +22,8 @@ from typing import Any, Final
 
 from mcp_edge.errors import ConfigError
 
-__all__ = ["PLACEHOLDERS", "Confinement", "SandboxPolicy", "apply", "interpreter_paths", "landlock_status",
-           "seccomp_status", "tighten"]
+__all__ = ["PLACEHOLDERS", "Confinement", "SandboxPolicy", "apply", "board_policies", "interpreter_paths",
+           "landlock_status", "policy_for", "seccomp_status", "tighten"]
 
 # What a path in a [sandbox] table may start with, filled in by apply().
 PLACEHOLDERS: Final = ("{plugin_dir}", "{data_dir}")
@@ -156,6 +156,43 @@ def tighten(policy: SandboxPolicy, board_policy: SandboxPolicy) -> SandboxPolicy
         read = tuple(dict.fromkeys(read + tuple(p for p in demoted if p not in (write or ()))))
     return SandboxPolicy(read, write, set(policy.deny_syscalls) | set(board_policy.deny_syscalls),
                          policy.network and board_policy.network)
+
+
+def board_policies(table: Mapping[str, Any], *, where: str = "[sandbox]"
+                   ) -> tuple[SandboxPolicy, dict[str, SandboxPolicy]]:
+    """A board profile's ``[sandbox]``: the policy every process plugin is narrowed to (its keys ``read``,
+    ``write``, ``deny_syscalls``, ``network``; an absent ``read``/``write`` narrows no paths) and, from its
+    ``[sandbox.<plugin id>]`` sub-tables, one more per plugin. ConfigError naming the key on bad input."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table, got {type(table).__name__}")
+    common = {k: v for k, v in table.items() if k in _KEYS}
+    per_plugin: dict[str, SandboxPolicy] = {}
+    for key, value in table.items():
+        if key in _KEYS:
+            continue
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(_KEYS)}, or a [sandbox.<plugin id>] "
+                              "table)")
+        per_plugin[key] = SandboxPolicy.from_mapping(value, where=f"{where}.{key}", missing_paths=None)
+    return SandboxPolicy.from_mapping(common, where=where, missing_paths=None), per_plugin
+
+
+def policy_for(plugin_id: str, asked: Mapping[str, Any] | None, board_table: Mapping[str, Any],
+               plugin_dir: str | Path, data_dir: str | Path, *, where: str = "[sandbox]") -> SandboxPolicy | None:
+    """The sandbox a worker of ``plugin_id`` gets: its manifest's ``[sandbox]`` (``asked``; None when it declares
+    none) narrowed by the board's table and the board's table for that plugin, placeholders resolved. None
+    when neither the plugin nor the board asks for one."""
+    if asked is None and not board_table:
+        return None
+    policy = (SandboxPolicy.unrestricted() if asked is None
+              else SandboxPolicy.from_mapping(asked, where=f"plugin {plugin_id} {where}"))
+    policy = policy.resolve(plugin_dir, data_dir)
+    if board_table:
+        common, per_plugin = board_policies(board_table, where=f"board {where}")
+        for narrower in (common, per_plugin.get(plugin_id)):
+            if narrower is not None:
+                policy = tighten(policy, narrower.resolve(plugin_dir, data_dir))
+    return policy
 
 
 class Confinement:

@@ -34,7 +34,8 @@ def open_host(init: Init, settings: Settings) -> InprocHost:
     manifest = read_manifest(Path(init.source))
     if manifest.id != init.plugin_id:
         raise PluginLoadError(f"plugin {init.plugin_id}: {init.source} now holds plugin {manifest.id}")
-    if manifest.sandbox is not None:
+    board_table = getattr(settings.board, "sandbox", None) or {}
+    if manifest.sandbox is not None or board_table:
         confine(manifest.folder, manifest.sandbox, settings, init.plugin_id)
     if init.kind == "native":
         from mcp_edge.plugin.hosts.native import NativeHost
@@ -44,16 +45,20 @@ def open_host(init: Init, settings: Settings) -> InprocHost:
 
 
 def confine(folder: Path, table: Any, settings: Settings, plugin_id: str) -> None:
-    """Apply the plugin's ``[sandbox]`` to this worker before its code loads: its own folder, the interpreter
-    and its data folder readable (the data folder writable), its extra paths, its syscall deny-list, no TCP
-    when it says so. What the kernel lacks is logged, not fatal."""
+    """Apply the plugin's ``[sandbox]`` (``table``; None when it declares none), narrowed by the board profile's
+    ``[sandbox]``, to this worker before its code loads: its own folder, the interpreter and its data folder
+    readable (the data folder writable), the extra paths both allow, both syscall deny-lists, TCP only when both
+    allow it. What the kernel lacks is logged, not fatal."""
     import logging
 
-    from mcp_edge.system.confine import SandboxPolicy, apply
+    from mcp_edge.system.confine import apply, policy_for
 
     data = settings.data_dir / "plugin-data" / plugin_id
     data.mkdir(parents=True, exist_ok=True)
-    result = apply(SandboxPolicy.from_mapping(table, where=f"plugin {plugin_id} [sandbox]"), folder, data)
+    policy = policy_for(plugin_id, table, getattr(settings.board, "sandbox", None) or {}, folder, data)
+    if policy is None:
+        return
+    result = apply(policy, folder, data)
     for why in result.lacking:
         logging.getLogger("mcp_edge.worker").warning("plugin %s: sandbox: %s", plugin_id, why)
 

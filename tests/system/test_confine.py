@@ -15,7 +15,14 @@ from ci_honesty import require_or_skip
 
 from mcp_edge.errors import ConfigError
 from mcp_edge.native import _sys
-from mcp_edge.system.confine import SandboxPolicy, landlock_status, seccomp_status, tighten
+from mcp_edge.system.confine import (
+    SandboxPolicy,
+    board_policies,
+    landlock_status,
+    policy_for,
+    seccomp_status,
+    tighten,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("confine_child.py")
@@ -108,6 +115,37 @@ def test_a_board_only_narrows() -> None:
                                                                             deny_syscalls=["ptrace"],
                                                                             network=False)
     assert tighten(SandboxPolicy(network=False), SandboxPolicy.unrestricted()).network is False
+
+
+def test_a_board_sandbox_table_has_a_common_part_and_one_per_plugin() -> None:
+    common, per = board_policies({"deny_syscalls": ["ptrace"], "network": False,
+                                  "logs": {"read": ["/var/log"], "write": []}})
+    assert common == SandboxPolicy(read=None, write=None, deny_syscalls=["ptrace"], network=False)
+    assert per == {"logs": SandboxPolicy(read=["/var/log"], write=[])}
+    with pytest.raises(ConfigError, match=r"\[sandbox\]: unknown key 'raed'"):
+        board_policies({"raed": 1})
+    with pytest.raises(ConfigError, match=r"\[sandbox\]\.logs deny_syscalls: unknown syscall 'nope'"):
+        board_policies({"logs": {"deny_syscalls": ["nope"]}})
+
+
+def test_the_policy_a_worker_gets_from_its_manifest_and_its_board() -> None:
+    # Neither asks: no sandbox at all (the worker still drops privileges and keeps its rlimits).
+    assert policy_for("fs", None, {}, "/p", "/d") is None
+    # Only the plugin asks: its own, placeholders filled.
+    own = policy_for("fs", {"read": ["{plugin_dir}/models"], "deny_syscalls": ["mkdir"]}, {}, "/p", "/d")
+    assert own == SandboxPolicy(read=["/p/models"], write=[], deny_syscalls=["mkdir"])
+    # Only the board asks: its limits, for a plugin that declared none.
+    board = {"write": ["{data_dir}"], "deny_syscalls": ["ptrace"], "fs": {"network": False}}
+    only_board = policy_for("fs", None, board, "/p", "/d")
+    assert only_board == SandboxPolicy(read=None, write=["/d"], deny_syscalls=["ptrace"], network=False)
+    assert policy_for("logs", None, board, "/p", "/d") == SandboxPolicy(read=None, write=["/d"],
+                                                                       deny_syscalls=["ptrace"])
+    # Both: the plugin's narrowed by the board's common table and then by its own table.
+    both = policy_for("fs", {"read": ["/etc"], "write": ["/d/out", "/srv"], "deny_syscalls": ["mkdir"]},
+                      {"read": ["/etc/ssl"], "write": ["/d"], "fs": {"deny_syscalls": ["ptrace"]}}, "/p", "/d")
+    assert both is not None
+    assert both.write == ("/d/out",) and both.read == ("/etc/ssl",)
+    assert both.deny_syscalls == ("mkdir", "ptrace")
 
 
 # -- apply, in real child processes --------------------------------------------------------------------------

@@ -343,3 +343,53 @@ def test_a_plugins_sandbox_confines_its_worker(tmp_path: Path) -> None:
         assert outside.read_text() == "no" and not (tmp_path / "data" / "d").exists()
 
     asyncio.run(go())
+
+
+def test_the_board_profile_sandboxes_a_plugin_that_declares_none(tmp_path: Path) -> None:
+    from mcp_edge.board.profiles import load as load_board
+    from mcp_edge.system.confine import landlock_status, seccomp_status
+
+    abi, why = landlock_status()
+    if abi == 0 or seccomp_status():
+        from ci_honesty import require_or_skip
+
+        require_or_skip("landlock", f"this kernel cannot confine a worker: {why or seccomp_status()}")
+    folder = tmp_path / "boxed"
+    folder.mkdir()
+    (folder / "plugin.toml").write_text('[plugin]\nid = "boxed"\nversion = "1.0.0"\nabi = 1\nmodule = "plugin"\n'
+                                        'isolation = "process"\n')  # no [sandbox] of its own
+    (folder / "plugin.py").write_text(SANDBOXED)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "f").write_text("other")
+    # The board narrows every process plugin (no mkdir) and this one further (reads: its folder, its data).
+    profile = tmp_path / "boxy.toml"
+    profile.write_text('[board]\nid = "boxy"\n[match]\narch = "x86_64"\n'
+                       '[sandbox]\ndeny_syscalls = ["mkdir"]\n[sandbox.boxed]\nread = []\nwrite = []\n')
+    board = load_board(profile)
+    assert board.sandbox["deny_syscalls"] == ["mkdir"]
+
+    async def go() -> None:
+        settings = Settings.load(board, environ={}, plugin_dirs=(), entry_points=False, data_dir=tmp_path / "data")
+        host = ProcessHost(WorkerSpec("boxed", "python", str(folder)), settings)
+        await host.load()
+        await host.start({}, _Ctx())
+        try:
+            assert _text(await host.call_tool("peek", {"path": str(folder / "plugin.toml")}, _Rctx())) == "ok"
+            assert _text(await host.call_tool("peek", {"path": str(other / "f")}, _Rctx())) == "EACCES"
+            assert _text(await host.call_tool("make_dir", {"path": str(tmp_path / "data" / "d")}, _Rctx())) == "EPERM"
+        finally:
+            await host.stop(5.0)
+        assert not (tmp_path / "data" / "d").exists()
+
+    asyncio.run(go())
+
+
+def test_a_bad_board_sandbox_fails_the_profile_naming_the_key(tmp_path: Path) -> None:
+    from mcp_edge.board.profiles import load as load_board
+    from mcp_edge.errors import ConfigError
+
+    profile = tmp_path / "bad.toml"
+    profile.write_text('[board]\nid = "bad"\n[match]\narch = "x86_64"\n[sandbox]\ndeny_syscalls = ["nosuch"]\n')
+    with pytest.raises(ConfigError, match=r"bad.toml: \[sandbox\] deny_syscalls: unknown syscall 'nosuch'"):
+        load_board(profile)
