@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from mcp_edge.errors import McpEdgeError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mcp_edge.board.settings import Settings
     from mcp_edge.supervisor import Supervisor
 
@@ -124,7 +126,7 @@ def run_serve(*, stdio: bool, http: bool, unix_path: Path | None, host: str | No
         from mcp_edge.transport.spin import loop_factory
 
         with asyncio.Runner(loop_factory=loop_factory(settings.spin_us)) as runner:
-            runner.run(_serve(settings, mode, unix_path, quiet))
+            runner.run(_serve(settings, mode, unix_path, quiet, lambda: Settings.load(**overrides)))
     except McpEdgeError as exc:
         _fail(exc)
     except OSError as exc:
@@ -133,24 +135,25 @@ def run_serve(*, stdio: bool, http: bool, unix_path: Path | None, host: str | No
         pass
 
 
-async def _serve(settings: Settings, mode: str, unix_path: Path | None, quiet: bool) -> None:
+async def _serve(settings: Settings, mode: str, unix_path: Path | None, quiet: bool,
+                 reread: Callable[[], Settings]) -> None:
     from mcp_edge.supervisor import Supervisor
 
     # Signals are the supervisor's from before the plugins start: a SIGTERM during start stops the server as
     # soon as it serves (drained, exit 0), a second one exits 1 at once.
     supervisor = Supervisor(budget_s=settings.shutdown_timeout_s)
     with supervisor:
-        await _serve_until(supervisor, settings, mode, unix_path, quiet)
+        await _serve_until(supervisor, settings, mode, unix_path, quiet, reread)
 
 
 async def _serve_until(supervisor: Supervisor, settings: Settings, mode: str, unix_path: Path | None,
-                       quiet: bool) -> None:
+                       quiet: bool, reread: Callable[[], Settings]) -> None:
     from mcp_edge.server import Server
 
     stop = supervisor.stop
     supervisor.status("starting plugins")
     running = await Server.configure(settings).start()
-    supervisor.on_reload = running.reload_plugins
+    supervisor.on_reload = lambda: running.reload(reread)  # SIGHUP: the profile again, with the same --set
     what = {"stdio": "stdio", "http": "Streamable HTTP", "unix": "a unix socket"}[mode]
 
     say = _say

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from mcp_edge.plugin import Registry
     from mcp_edge.plugin.types import ToolResult
     from mcp_edge.plugin.watch import PluginWatcher
+    from mcp_edge.runtime.reconfigure import Changes
     from mcp_edge.runtime.stop import StopToken
 
 __all__ = ["ConfiguredServer", "RunningServer", "Server", "ServerStateError", "StoppedServer"]
@@ -172,7 +173,7 @@ class RunningServer:
         from mcp_edge.supervisor import Supervisor
 
         supervisor = Supervisor(budget_s=self._settings.shutdown_timeout_s)
-        supervisor.on_reload = self.reload_plugins
+        supervisor.on_reload = self.reload
 
         def ready(where: str) -> None:
             supervisor.serving(self._registry.status, what)
@@ -215,6 +216,36 @@ class RunningServer:
         await self._supervised(stop, "a unix socket", on_ready, lambda token, _, ready: serve_unix(
             self._router, self._settings, path, on_ready=ready, stop=token))
 
+    async def reload(self, settings: Settings | Callable[[], Settings] | None = None) -> Changes:
+        """SIGHUP: read the settings again (``settings``, or what a callable gives; default: the board profile
+        file again, with the same environment), apply what changed (:mod:`mcp_edge.runtime.reconfigure`:
+        limits in place, plugin changes through the hot reload of every plugin, which also picks up changed
+        plugin files), and say what needs a restart. A profile that does not load leaves everything as it
+        was (ConfigError). The changes found."""
+        from mcp_edge.runtime.reconfigure import changes, merge
+
+        self._check()
+        if callable(settings):
+            settings = settings()
+        elif settings is None:
+            settings = _reread(self._settings)
+        found = changes(self._settings, settings)
+        merged = merge(self._settings, settings, found)
+        merged.validate()
+        if found.need_restart:
+            log.warning("reload: %s changed; the running server keeps the old value%s until it restarts",
+                        ", ".join(found.need_restart), "s" if len(found.need_restart) > 1 else "")
+        if found.in_place:
+            log.warning("reload: applied in place: %s", ", ".join(found.in_place))
+        if found.with_reload:
+            log.warning("reload: applied through each plugin's reload: %s", ", ".join(found.with_reload))
+        self._settings = merged
+        self._router.settings = merged
+        self._router.page_size = merged.page_size
+        self._registry.apply_settings(merged)
+        await self.reload_plugins()
+        return found
+
     async def reload_plugins(self) -> list[str]:
         """Hot-reload every active folder plugin (SIGHUP): each new version beside its old one, swapped once it
         is initialized; a version that fails leaves the old one serving. The ids reloaded."""
@@ -241,6 +272,16 @@ class RunningServer:
 
 def _nothing(_: str) -> None:
     pass
+
+
+def _reread(settings: Settings) -> Settings:
+    """The settings again: the same board profile read from its file, the same environment."""
+    from mcp_edge.board.profiles import load
+
+    board = settings.board
+    if board.path is not None and Path(board.path).is_file():
+        board = load(Path(board.path))
+    return Settings.load(board, environ=dict(settings.environ))
 
 
 @final

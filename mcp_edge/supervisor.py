@@ -5,7 +5,9 @@ stop accepting (HTTP answers 503 with ``Retry-After``, streams answer new reques
 JSON-RPC error) and give what is in flight ``Settings.shutdown_timeout_s`` to finish; each request still running
 then is cancelled and answered with an error; the plugins stop (the registry's stop, reverse dependency order);
 output is flushed; the process exits 0. A second SIGTERM/SIGINT means "now": one log line, then exit status 1 at
-once, whatever is still running. SIGHUP reloads the plugins (``on_reload``).
+once, whatever is still running. SIGHUP reads the board profile and the plugin folders again (``on_reload``:
+the server's ``reload``): limits change in place, plugins through hot reload, and what needs a restart is
+logged as such.
 
 systemd (``Type=notify``, when ``NOTIFY_SOCKET`` is set): ``READY=1`` with a ``STATUS=`` line once serving,
 ``WATCHDOG=1`` at half of ``WATCHDOG_USEC`` from a task on the event loop (a loop that stops turning stops the
@@ -30,6 +32,7 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from mcp_edge.errors import McpEdgeError
 from mcp_edge.health import Health
 from mcp_edge.runtime.stop import StopToken
 
@@ -83,7 +86,7 @@ class Supervisor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._notifier = notifier
         self._watchdog: asyncio.Task[None] | None = None
-        self.on_reload: Callable[[], Coroutine[Any, Any, object]] | None = None  # SIGHUP: the server's plugin reload
+        self.on_reload: Callable[[], Coroutine[Any, Any, object]] | None = None  # SIGHUP: the server's reload
         self._reloads: set[asyncio.Task[object]] = set()
 
     @property
@@ -183,9 +186,18 @@ class Supervisor:
         if self.on_reload is None:
             log.warning("SIGHUP: nothing to reload here")
             return
-        log.warning("SIGHUP: reloading the plugins (settings and transports are read at start: a changed board "
-                    "profile's limits or transport need a restart)")
+        log.warning("SIGHUP: reading the board profile and the plugin folders again")
         loop = asyncio.get_running_loop()
-        task = loop.create_task(self.on_reload())
+        task = loop.create_task(self._reload(self.on_reload))
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
+
+    @staticmethod
+    async def _reload(reload: Callable[[], Coroutine[Any, Any, object]]) -> None:
+        """One SIGHUP's reload; a profile that does not load changes nothing and says why."""
+        try:
+            await reload()
+        except McpEdgeError as exc:
+            log.error("SIGHUP: nothing changed: %s", exc)
+        except Exception:
+            log.exception("SIGHUP: the reload failed; the server goes on as it was")

@@ -156,6 +156,20 @@ class Registry:
                    shutdown_timeout=settings.plugin_shutdown_timeout_s, isolation=settings.plugin_isolation,
                    settings=settings)
 
+    def apply_settings(self, settings: Settings) -> None:
+        """Take re-read settings (SIGHUP): plugin config and isolation for the next (re)load of each plugin,
+        timeouts, and the supervisor's limits in place (breakers and bulkheads keep their state)."""
+        self._settings = settings
+        self.config = settings.plugin_config
+        self.isolation = settings.plugin_isolation
+        self.init_timeout = settings.init_timeout_s
+        self.shutdown_timeout = settings.plugin_shutdown_timeout_s
+        for br in self._breakers.values():
+            br.configure(settings)
+        for bh in self._bulkheads.values():
+            bh.configure(settings)
+        self._backoffs.clear()  # the next restart backs off by the new numbers
+
     @property
     def settings(self) -> Settings:
         if self._settings is None:

@@ -37,6 +37,7 @@ async def reload(registry: Registry, plugin_id: str) -> PluginRecord:
                           f"{rec.state.value if rec else 'not installed'}")
     rec.state = move(rec.id, rec.state, _S.RELOADING)
     old = rec.host
+    old_isolation = rec.isolation
     t0 = time.perf_counter()
     new: PluginHost | None = None
     try:
@@ -47,6 +48,9 @@ async def reload(registry: Registry, plugin_id: str) -> PluginRecord:
             if manifest.id != rec.id:
                 raise PluginError(f"{rec.manifest.folder} now holds plugin {manifest.id}")
             rec.manifest = manifest
+        if rec.kind != "builtin":  # the board's isolation (re-read by SIGHUP) or the manifest's, as at start
+            rec.isolation = registry.isolation.get(rec.id) or (
+                rec.manifest.isolation if rec.manifest is not None else "inproc")
         new = host_for(rec, registry)
         catalog = await new.load()
         registry.catalog.check(rec.id, catalog)
@@ -55,6 +59,7 @@ async def reload(registry: Registry, plugin_id: str) -> PluginRecord:
         await new.start(config, registry._context(rec.id, config))
     except Exception as exc:
         text = str(exc) if isinstance(exc, McpEdgeError) else f"{type(exc).__name__}: {exc}"
+        rec.isolation = old_isolation
         rec.reason = f"reload failed, the previous version serves on: {text}"
         log.warning("plugin %s: %s", rec.id, rec.reason)
         if new is not None:

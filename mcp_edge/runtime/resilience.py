@@ -98,6 +98,13 @@ class Breaker:
         return cls(plugin_id, failure_ratio=s.breaker_failure_ratio, window=s.breaker_window,
                    min_calls=s.breaker_min_calls, open_s=s.breaker_open_s, probes=s.breaker_probes, clock=clock)
 
+    def configure(self, s: Settings) -> None:
+        """Take new thresholds in place (SIGHUP): the state and the last calls stay (the newest ``window``)."""
+        self.failure_ratio, self.min_calls = s.breaker_failure_ratio, s.breaker_min_calls
+        self.open_s, self.probes = s.breaker_open_s, s.breaker_probes
+        if self._window.maxlen != s.breaker_window:
+            self._window = collections.deque(self._window, maxlen=s.breaker_window)
+
     @property
     def state(self) -> str:
         if self._state == OPEN and self._clock() - self._opened_at >= self.open_s:
@@ -172,6 +179,16 @@ class Bulkhead:
     def from_settings(cls, plugin_id: str, s: Settings) -> Bulkhead:
         return cls(plugin_id, s.plugin_concurrency, s.plugin_queue, s.retry_after_s)
 
+    def configure(self, s: Settings) -> None:
+        """Take new limits in place (SIGHUP). Calls running keep their slots; a higher limit lets waiters in
+        now, a lower one takes effect as calls finish; waiters past a smaller queue keep their places."""
+        self.limit, self.queue, self.retry_after_s = s.plugin_concurrency, s.plugin_queue, s.retry_after_s
+        while self._waiters and self.running < self.limit:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self.running += 1
+                fut.set_result(None)
+
     @property
     def waiting(self) -> int:
         return len(self._waiters)
@@ -198,8 +215,9 @@ class Bulkhead:
             raise
 
     def leave(self) -> None:
-        """Give a slot back: to the first waiter, else to the pool."""
-        while self._waiters:
+        """Give a slot back: to the first waiter, else to the pool (and to nobody while more run than a lowered
+        limit allows)."""
+        while self._waiters and self.running <= self.limit:
             fut = self._waiters.popleft()
             if not fut.done():
                 fut.set_result(None)  # the slot passes on: running stays the same

@@ -174,3 +174,51 @@ def test_a_requests_priority_comes_from_its_meta(meta: dict[str, object] | None,
     req = Request(1, "tools/call", {}, "2025-11-25", False, meta)
     session = Session(ServerConnection(ServerInfo(name="t", version="1", capabilities={})))
     assert RequestContextImpl(req, session, None).priority == want
+
+
+def _limits(**values: object) -> Settings:
+    return Settings.load(environ={}, plugin_dirs=(), entry_points=False, **values)
+
+
+def test_a_bulkhead_takes_new_limits_in_place() -> None:
+    async def go() -> None:
+        bh = Bulkhead("p", limit=1, queue=4, retry_after_s=0.5)
+        await bh.enter()
+        waiting = [asyncio.create_task(bh.enter()) for _ in range(3)]
+        await asyncio.sleep(0)
+        assert (bh.running, bh.waiting) == (1, 3)
+        bh.configure(_limits(plugin_concurrency=3, plugin_queue=4))  # raised: two waiters go in now
+        await asyncio.sleep(0)
+        assert (bh.running, bh.waiting) == (3, 1) and sum(t.done() for t in waiting) == 2
+        bh.configure(_limits(plugin_concurrency=1, plugin_queue=0))  # lowered: nobody loses a slot ...
+        assert (bh.running, bh.waiting) == (3, 1)
+        with pytest.raises(BulkheadFull, match="plugin_concurrency 1, plugin_queue 0"):
+            await bh.enter()
+        bh.leave()  # ... and a finished call's slot is not passed on while more run than the limit
+        bh.leave()
+        assert (bh.running, bh.waiting) == (1, 1)
+        bh.leave()  # back at the limit: the last waiter gets the slot
+        await asyncio.gather(*waiting)
+        assert (bh.running, bh.waiting) == (1, 0)
+        bh.leave()
+        assert bh.running == 0
+
+    asyncio.run(go())
+
+
+def test_a_breaker_takes_new_thresholds_and_keeps_its_state() -> None:
+    clock = Clock()
+    br = Breaker("p", failure_ratio=0.5, window=10, min_calls=4, open_s=5.0, probes=1, clock=clock)
+    for ok in (True, False, True):
+        br.record(ok)
+    assert br.state == "closed"
+    br.configure(_limits(breaker_failure_ratio=0.3, breaker_window=2, breaker_min_calls=2, breaker_open_s=1.0,
+                         breaker_probes=2))
+    assert (br.failure_ratio, br.min_calls, br.open_s, br.probes) == (0.3, 2, 1.0, 2)
+    assert br.state == "closed"  # the window kept its newest two calls (False, True): 1 of 2 failed ...
+    br.record(False)  # ... and now (True, False): half failed, over 0.3 with 2 known: open
+    assert br.state == "open"
+    with pytest.raises(BreakerOpen):
+        br.before_call()
+    clock.now += 1.5  # the new open_s
+    assert br.state == "half-open"

@@ -129,7 +129,7 @@ def test_sighup_reloads_the_plugins_and_serving_goes_on(tmp_path: Path) -> None:
     path = _short_path(tmp_path)
     with running_server(tmp_path, "--unix", str(path)) as srv:
         srv.proc.send_signal(signal.SIGHUP)
-        _wait_lines(srv, "SIGHUP: reloading the plugins")
+        _wait_lines(srv, "SIGHUP: reading the board profile")
         _wait_lines(srv, "reloaded (version")
         c = UnixClient(path)
         try:
