@@ -1,9 +1,9 @@
 """Process policy: the supervisor turns signals into the stop token; transports install no handlers.
 
 Real ``mcp-edge serve`` processes and real signals: the first SIGTERM/SIGINT drains (an in-flight call is
-answered, exit 0), a second exits at once with status 1 after one log line, SIGHUP reloads the plugins and
-serving goes on (tests/worker/test_sighup.py: what a changed profile does). In-process: the supervisor's handlers against the test's own process, and an embedder's own token.
-Waits are bounded; nothing asserts on timing.
+answered, exit 0), a second exits at once with status 1 after one log line, SIGHUP reloads the plugins and serving
+goes on (tests/worker/test_sighup.py: what a changed profile does). In-process: the supervisor's handlers against
+the test's own process, and an embedder's own token. Waits are bounded; nothing asserts on timing.
 """
 
 from __future__ import annotations
