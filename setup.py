@@ -48,7 +48,7 @@ EXTENSIONS: dict[str, tuple[str, list[str], list[str], list[str]]] = {
     "mcp_edge.native._frame": (
         "mcp_edge/native/_frame.pyx",
         ["csrc/cpu/cpu.c", "csrc/crc32c/crc32c.c", "csrc/crc32c/crc32c_scalar.c", "csrc/frame/frame.c",
-         "csrc/frame/frame_io.c"],
+         "csrc/frame/frame_io.c", "csrc/frame/jsoncheck.c"],
         ["csrc/crc32c/"],
         [],
     ),

@@ -149,4 +149,24 @@ int me_frame_principal_check(const void *value, size_t len);
 /* "truncated", "overlong", ... ; NULL out of range. */
 const char *me_frame_reason_name(int reason);
 
+/* JSON a worker wrote, to be embedded as a value in the runtime's response
+   (jsoncheck.c): 0 when buf[0..len) is one object or array with no raw line
+   break, closed strings with JSON escapes and UTF-8, matched brackets, and
+   nothing but spaces or tabs after it; else one of these, with *where the
+   offset of the first byte found wrong. */
+#define ME_JSON_NOT_CONTAINER   1
+#define ME_JSON_UNCLOSED_STRING 2
+#define ME_JSON_BAD_ESCAPE      3
+#define ME_JSON_LINE_BREAK      4
+#define ME_JSON_CONTROL         5
+#define ME_JSON_BAD_UTF8        6
+#define ME_JSON_TOO_DEEP        7
+#define ME_JSON_UNBALANCED      8
+#define ME_JSON_TRAILING        9
+#define ME_JSON_BAD_BYTE        10
+int me_json_check_value(const uint8_t *buf, size_t len, size_t *where);
+
+/* What a me_json_check_value result means, in words. */
+const char *me_json_check_message(int rc);
+
 #endif /* MCP_EDGE_ME_FRAME_H */

@@ -79,3 +79,5 @@ cdef extern from "frame/me_frame.h" nogil:
     int me_frame_verify_payload(me_frame *f, const void *payload, size_t len)
     int me_frame_principal_check(const void *value, size_t len)
     const char *me_frame_reason_name(int reason)
+    int me_json_check_value(const uint8_t *buf, size_t len, size_t *where)
+    const char *me_json_check_message(int rc)
