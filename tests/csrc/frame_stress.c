@@ -17,7 +17,11 @@
  *     256 KiB read straight into an exactly-sized heap block, in order, intact;
  *  4. a regular file written with pwritev and read back with preadv at offsets;
  *  5. malformed headers over a stream: refused on the bytes that show them,
- *     and nothing after those bytes read.
+ *     and nothing after those bytes read;
+ *  6. me_json_check_value over random JSON-ish text (long string runs for the
+ *     wide loop, escapes, UTF-8, brackets) and random damage to it, each in an
+ *     exactly-sized heap copy: no read past the end, and an accepted text has
+ *     no raw line break and closes what it opens.
  *
  * The seed is argv[1] or the time; it is printed. Exit status 0 on success;
  * an assertion aborts otherwise.
@@ -426,6 +430,69 @@ static void part_refusals(void)
     CHECK(close(sv[0]) == 0 && close(sv[1]) == 0);
 }
 
+/* Part 6: the JSON value check. */
+static size_t json_text(uint64_t *rng, uint8_t *out, size_t cap)
+{
+    static const char *const pieces[] = {"{", "}", "[", "]", ",", ":", "\"", "\\n", "\\u00e9", "\\\"", "1.5e3",
+                                         "true", "null", " ", "\t", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                         "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"};
+    size_t n = 0;
+    out[n++] = '{';
+    size_t count = next(rng) % 64;
+    for (size_t k = 0; k < count; k++) {
+        const char *piece = pieces[next(rng) % (sizeof pieces / sizeof pieces[0])];
+        size_t len = strlen(piece);
+        if (n + len + 1 >= cap)
+            break;
+        memcpy(out + n, piece, len);
+        n += len;
+    }
+    out[n++] = '}';
+    return n;
+}
+
+static void part_json(uint64_t *rng)
+{
+    uint8_t text[4096];
+    unsigned accepted = 0;
+    for (int round = 0; round < 20000; round++) {
+        size_t n = json_text(rng, text, sizeof text);
+        if (round & 1) { /* damage: a few random bytes anywhere */
+            for (int k = 0; k < 3; k++)
+                text[next(rng) % n] = (uint8_t)next(rng);
+        }
+        uint8_t *copy = malloc(n ? n : 1);
+        assert(copy != NULL);
+        memcpy(copy, text, n);
+        size_t where = 0;
+        int rc = me_json_check_value(copy, n, &where);
+        assert(where <= n);
+        assert(me_json_check_message(rc) != NULL);
+        if (rc == 0) {
+            accepted++;
+            assert(memchr(copy, '\n', n) == NULL && memchr(copy, '\r', n) == NULL);
+            int depth = 0, in_string = 0;
+            for (size_t i = 0; i < n; i++) { /* brackets outside strings close what they open */
+                if (in_string) {
+                    if (copy[i] == '\\')
+                        i++;
+                    else if (copy[i] == '"')
+                        in_string = 0;
+                } else if (copy[i] == '"') {
+                    in_string = 1;
+                } else if (copy[i] == '{' || copy[i] == '[') {
+                    depth++;
+                } else if (copy[i] == '}' || copy[i] == ']') {
+                    assert(--depth >= 0);
+                }
+            }
+            assert(depth == 0 && !in_string);
+        }
+        free(copy);
+    }
+    assert(accepted > 0);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : (uint64_t)time(NULL);
@@ -443,6 +510,7 @@ int main(int argc, char **argv)
     part_streams(seed);
     part_file(&rng);
     part_refusals();
+    part_json(&rng);
     printf("frame_stress: ok\n");
     return 0;
 }
