@@ -119,6 +119,9 @@ class Settings:
                             1024)
     output_backlog: int = _s(16 * MiB, "transport", "int",
                              "Unsent output one stdio/unix client may have pending before reading pauses.", 64 * KiB)
+    stdio_pipe_size: int = _s(1 * MiB, "transport", "int",
+                              "Buffer asked for the stdio pipes (F_SETPIPE_SZ, up to /proc/sys/fs/pipe-max-size), so "
+                              "a large answer crosses in few wake-ups; 0 leaves the pipes as they are.", 0)
     drain_timeout_s: float = _s(5.0, "transport", "float",
                                 "When a stdio or unix client ends its input (EOF), how long its in-flight requests "
                                 "may finish and be answered; signals use shutdown_timeout_s.", 0.0)

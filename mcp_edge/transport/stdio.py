@@ -31,7 +31,7 @@ from mcp_edge.runtime.router import Router
 from mcp_edge.runtime.stop import StopToken
 from mcp_edge.transport.stream import READ_CHUNK, Output, StreamSession, log
 
-__all__ = ["claim_stdout", "serve_stdio"]
+__all__ = ["claim_stdout", "grow_pipe", "serve_stdio"]
 
 def _die_with_parent() -> None:
     from mcp_edge.native._sys import set_parent_death_signal
@@ -125,6 +125,36 @@ class _FileOutput(Output):
 _protocol_fd: list[int] = []
 
 
+def grow_pipe(fd: int, size: int) -> int:
+    """Ask for a ``size``-byte buffer on the pipe ``fd`` (fewer wake-ups per large message); what it has now.
+    Not a pipe, or more than this user may ask for: the pipe stays as it is (0 when ``fd`` is no pipe)."""
+    import fcntl
+
+    if size <= 0:
+        return 0
+    try:
+        have: int = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+    except OSError:
+        return 0  # not a pipe
+    if have >= size:
+        return have
+    for ask in (size, min(size, _pipe_max())):
+        try:
+            got: int = fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, ask)
+            return got
+        except OSError:
+            continue
+    return have
+
+
+def _pipe_max() -> int:
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1 << 20
+
+
 def claim_stdout() -> int:
     """Keep the real stdout for the protocol and point fd 1 and ``sys.stdout`` at stderr; idempotent.
 
@@ -142,6 +172,8 @@ async def serve_stdio(router: Router, settings: Settings, *, stop: StopToken | N
     loop = asyncio.get_running_loop()
     out_fd = claim_stdout()
     _protocol_fd.clear()  # the output below owns the descriptor now
+    for fd in (out_fd, sys.stdin.fileno()):
+        grow_pipe(fd, settings.stdio_pipe_size)
     out = os.fdopen(out_fd, "wb", buffering=0)
     stop = stop if stop is not None else StopToken()
     output: Output

@@ -220,3 +220,24 @@ def test_stdin_and_stdout_may_be_regular_files(tmp_path: Path) -> None:
     with subprocess.Popen(probe_command("--stdio"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, env=server_env(tmp_path), cwd=tmp_path) as empty:
         assert empty.wait(WAIT) == 0  # /dev/null: EOF at once
+
+
+@pytest.mark.parametrize("asked", [None, 0, 256 * 1024])
+def test_the_stdio_pipes_are_grown_for_large_answers(tmp_path: Path, asked: int | None) -> None:
+    import fcntl
+
+    proc = _spawn(tmp_path, None if asked is None else {"stdio_pipe_size": asked})
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        default = fcntl.fcntl(proc.stdout.fileno(), fcntl.F_GETPIPE_SZ)
+        StdioClient(proc).handshake()  # the server serves: its pipes are set up
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        want = default if asked == 0 else min(1 << 20 if asked is None else asked, limit)
+        for pipe in (proc.stdout, proc.stdin):  # one buffer per pipe, whichever end asked
+            assert fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ) == max(want, default)
+    finally:
+        proc.kill()
+        proc.wait(WAIT)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
