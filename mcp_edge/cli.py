@@ -116,6 +116,7 @@ def run_serve(*, stdio: bool, http: bool, unix_path: Path | None, host: str | No
         from mcp_edge.board.settings import Settings
 
         settings = Settings.load(**overrides)
+        tune_malloc(settings)
         _without_ssl(settings.asyncio_tls)  # before anything imports asyncio (the stdio transport does)
         if mode == "stdio":
             from mcp_edge.transport.stdio import claim_stdout
@@ -178,6 +179,14 @@ async def _serve_until(supervisor: Supervisor, settings: Settings, mode: str, un
         await running.stop()
         if not quiet:
             say("stopped")
+
+
+def tune_malloc(settings: Settings) -> None:
+    """The heap thresholds of ``settings`` (malloc_mmap_threshold, malloc_keep) for this process; a C library
+    without them (not glibc) is left as it is."""
+    from mcp_edge.native._sys import set_malloc_thresholds
+
+    set_malloc_thresholds(settings.malloc_mmap_threshold, settings.malloc_keep)
 
 
 def _plugins_line(status: object) -> str:

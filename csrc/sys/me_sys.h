@@ -91,4 +91,10 @@ int me_sys_seccomp_available(void);
  * Needs no_new_privs (or CAP_SYS_ADMIN). 0, -EINVAL for bad arguments or an unsupported architecture, -errno. */
 int me_sys_seccomp_deny(const int *nrs, size_t n, int err);
 
+/* Keep freed heap memory for reuse: allocations below `mmap_threshold` bytes come from the heap, and up to
+ * `trim_threshold` bytes free at its top stay mapped (glibc mallopt; a 0 leaves that one as it is). Without
+ * it, a process that moves messages of a few MiB maps and faults fresh pages for each (glibc's dynamic
+ * thresholds trim them back between messages). 0, -EOPNOTSUPP where the C library has no such knobs (musl). */
+int me_sys_malloc_thresholds(size_t mmap_threshold, size_t trim_threshold);
+
 #endif /* MCP_EDGE_ME_SYS_H */

@@ -4,7 +4,11 @@
 #include "me_sys.h"
 
 #include <errno.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -235,3 +239,20 @@ int me_sys_seccomp_deny(const int *nrs, size_t n, int err)
     return -EINVAL; /* no syscall table for this architecture */
 }
 #endif
+
+int me_sys_malloc_thresholds(size_t mmap_threshold, size_t trim_threshold)
+{
+#if defined(__GLIBC__)
+    if (mmap_threshold > (size_t)INT_MAX || trim_threshold > (size_t)INT_MAX)
+        return -EINVAL;
+    if (mmap_threshold && !mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold))
+        return -EINVAL;
+    if (trim_threshold && !mallopt(M_TRIM_THRESHOLD, (int)trim_threshold))
+        return -EINVAL;
+    return 0;
+#else
+    (void)mmap_threshold;
+    (void)trim_threshold;
+    return -EOPNOTSUPP;
+#endif
+}

@@ -224,6 +224,13 @@ class Settings:
     worker_memory_max: int = _s(0, "supervisor", "int",
                                 "cgroup v2 memory.max of each worker in bytes, where the cgroup is writable "
                                 "(0: none).", 0)
+    malloc_mmap_threshold: int = _s(4 * MiB, "supervisor", "int",
+                                    "The runtime's and its workers' heap serves allocations below this many bytes "
+                                    "(glibc M_MMAP_THRESHOLD; 0: glibc's own), so a message of a few MiB reuses "
+                                    "memory instead of faulting fresh pages.", 0)
+    malloc_keep: int = _s(8 * MiB, "supervisor", "int",
+                          "Free heap the runtime and its workers keep for the next message before giving it back "
+                          "(glibc M_TRIM_THRESHOLD; 0: glibc's own).", 0)
     # -- built-in plugins -------------------------------------------------------------------------------------
     max_read: int = _s(4 * MiB, "plugins", "int",
                        "Most bytes one fs read returns in one response; larger files are read in ranges.", 1)

@@ -4,7 +4,7 @@ Landlock rulesets and a seccomp deny-list filter (csrc/sys)."""
 
 import os
 
-from libc.errno cimport EINVAL, ENOENT, ENOSYS, EPERM
+from libc.errno cimport EINVAL, ENOENT, ENOSYS, EOPNOTSUPP, EPERM
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
 
@@ -22,6 +22,7 @@ from mcp_edge.native.includes.me_sys cimport (
     me_sys_landlock_fs_rights,
     me_sys_landlock_net_rights,
     me_sys_landlock_restrict,
+    me_sys_malloc_thresholds,
     me_sys_seccomp_available,
     me_sys_seccomp_deny,
     me_sys_set_no_new_privs,
@@ -34,6 +35,22 @@ ARCH = me_sys_arch().decode()
 LANDLOCK_READ_RIGHTS = ME_LL_FS_READ_RIGHTS
 LANDLOCK_FILE_RIGHTS = ME_LL_FS_FILE_RIGHTS
 SECCOMP_MAX_DENY = ME_SYS_SECCOMP_MAX_DENY
+
+
+def set_malloc_thresholds(size_t mmap_threshold, size_t trim_threshold):
+    """set_malloc_thresholds(mmap_threshold, trim_threshold) -> bool
+
+    int me_sys_malloc_thresholds(size_t mmap_threshold, size_t trim_threshold)
+
+    Heap allocations below ``mmap_threshold`` bytes, up to ``trim_threshold``
+    bytes of free heap kept for reuse (0: leave that one). True when the C
+    library took them, False where it has no such knobs (not glibc).
+    """
+    rc = me_sys_malloc_thresholds(mmap_threshold, trim_threshold)
+    if rc == -EOPNOTSUPP:
+        return False
+    check(rc, "mallopt")
+    return True
 
 
 def set_parent_death_signal(int sig):

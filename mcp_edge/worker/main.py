@@ -134,6 +134,9 @@ class Worker:
         try:
             t0 = time.perf_counter()
             self.settings = settings_from_overrides(init.settings, init.board)
+            from mcp_edge.cli import tune_malloc
+
+            tune_malloc(self.settings)
             _drop_privileges(self.settings, init.plugin_id)
             self.host = open_host(init, self.settings)
             catalog = await self.host.load()

@@ -239,3 +239,43 @@ def test_landlock_restrict_without_no_new_privs_needs_privilege() -> None:
             print("EPERM", "landlock_restrict_self" in str(e))
         """)
     assert lines == ["EPERM True"]
+
+
+_FAULTS = """
+import resource, sys
+from mcp_edge.board import Settings
+from mcp_edge.cli import tune_malloc
+tune_malloc(Settings.load(environ={}, plugin_dirs=(), entry_points=False, **eval(sys.argv[1])))
+src = b"x" * (1 << 20)
+def one():  # what a 1 MiB answer does in the runtime: a copy, and the line around it while the copy lives
+    a = bytes(bytearray(src))
+    return len(a + b"\\n")
+for _ in range(5):
+    one()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(100):
+    one()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 100)
+"""
+
+
+def test_the_heap_keeps_memory_for_the_next_large_message() -> None:
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        from mcp_edge.native._sys import set_malloc_thresholds
+
+        assert set_malloc_thresholds(1 << 20, 1 << 20) is False  # said, not pretended
+        return
+
+    def faults(**settings: int) -> float:
+        out = subprocess.run([sys.executable, "-c", _FAULTS, repr(settings)], capture_output=True, text=True,
+                             check=True)
+        return float(out.stdout.strip())
+
+    tuned = faults()  # the defaults: malloc_mmap_threshold 4 MiB, malloc_keep 8 MiB
+    untuned = faults(malloc_mmap_threshold=0, malloc_keep=0)  # glibc's own thresholds
+    assert tuned < 8, tuned  # the pages are reused: no fresh page per 4 KiB of each message
+    assert untuned > tuned

@@ -9,6 +9,7 @@ cdef extern from "sys/me_sys.h" nogil:
     const uint64_t ME_LL_FS_FILE_RIGHTS
 
     int me_sys_set_pdeathsig(int sig)
+    int me_sys_malloc_thresholds(size_t mmap_threshold, size_t trim_threshold)
     int me_sys_get_pdeathsig()
     int me_sys_set_no_new_privs()
     int me_sys_get_no_new_privs()
