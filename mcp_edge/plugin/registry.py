@@ -3,14 +3,15 @@
 ``discover`` reads manifests and cached entry points (:mod:`.discovery`); ``load`` makes each enabled
 plugin's host (:mod:`.hosts`: in process, native, or a worker process, by its isolation mode) and loads it,
 then checks ``requires`` (:mod:`.deps`); ``start`` initializes and activates the plugins in dependency order,
-adding each one's catalog to the routing index (:mod:`.catalog`). Every move of a plugin is one of the
+adding each one's catalog to the routing index (:mod:`.catalog`; the steps are :mod:`.activation`'s). Every move of a plugin is one of the
 lifecycle table's (:mod:`.lifecycle`). A plugin that fails at any step is ``failed`` with its reason, and so
 is every plugin that depends on it; the registry never raises for a plugin's fault. ``stop`` shuts the
 plugins down in reverse order; ``start`` may be called again after it.
 
 Calls go catalog -> owner -> host, through the owner's circuit breaker and bulkhead, with the call's deadline
-(``tool_timeout_s`` unless the request context has one). A worker that dies or hangs is restarted with
-backoff while the others go on (:mod:`mcp_edge.runtime.resilience`).
+(the request context's, else ``tool_timeout_s``). A worker that dies or hangs is restarted with backoff while
+the others go on (:mod:`.supervision`, :mod:`mcp_edge.runtime.resilience`); hot reload is :mod:`.reload`,
+restarts :mod:`.restart`, SIGHUP's new settings ``apply_settings``.
 """
 
 from __future__ import annotations
@@ -256,6 +257,8 @@ class Registry:
 
     async def start(self) -> None:
         """Load, resolve, initialize and activate every enabled plugin (again after ``stop``)."""
+        from mcp_edge.plugin.activation import activate, restart_inproc
+
         if self._started:
             raise PluginError("this registry is running; stop it before starting it again")
         self._started = True
@@ -264,75 +267,12 @@ class Registry:
                 if rec.state is _S.STOPPED and rec.host is not None:
                     rec.state = move(rec.id, rec.state, _S.LOADED)
                     if rec.isolation == "inproc":
-                        self._restart_inproc(rec)
+                        restart_inproc(self, rec)
         self.load()
         from mcp_edge.plugin.deps import start_order
 
         for rec in start_order(self._found.records):
-            await self._activate(rec)
-
-    def _restart_inproc(self, rec: PluginRecord) -> None:
-        from mcp_edge.plugin.hosts import host_for
-
-        try:
-            rec.host = host_for(rec, self)
-            self._load_now(rec)
-        except Exception as exc:
-            fail(rec, exc)
-
-    async def _activate(self, rec: PluginRecord) -> None:
-        for dep in rec.requires:
-            if self._found.by_id[dep].state is not _S.ACTIVE:
-                fail(rec, PluginError(f"dependency {dep} failed"))
-                return
-        host = rec.host
-        assert host is not None
-        try:
-            if rec.isolation != "inproc":
-                t0 = time.perf_counter()
-                self._loaded_catalog(rec, await host.load())
-                rec.load_ms = (time.perf_counter() - t0) * 1e3
-            assert rec.catalog is not None
-            self.catalog.check(rec.id, rec.catalog)
-            from mcp_edge.plugin.config import resolve_config
-
-            config = resolve_config(rec.id, rec.config_schema, self.config.get(rec.id), self.environ)
-        except Exception as exc:
-            await self._abandon(rec, exc)
-            return
-        try:
-            ctx = self._context(rec.id, config)
-        except Exception as exc:
-            await self._abandon(rec, PluginError(f"no context for plugin {rec.id}: {type(exc).__name__}: {exc}"))
-            return
-        t0 = time.perf_counter()
-        try:
-            await host.start(config, ctx)
-        except TimeoutError:
-            await self._abandon(rec, PluginError(f"initialize timed out after {self.init_timeout:g} s"), t0)
-            return
-        except Exception as exc:
-            text = str(exc) if isinstance(exc, McpEdgeError) else f"{type(exc).__name__}: {exc}"
-            await self._abandon(rec, PluginError(text if text.startswith("initialize") else f"initialize: {text}"),
-                                t0)
-            rec.error = exc
-            return
-        rec.init_ms = (time.perf_counter() - t0) * 1e3
-        rec.state = move(rec.id, rec.state, _S.INITIALIZED)
-        self.catalog.add(rec.id, rec.catalog)
-        rec.state = move(rec.id, rec.state, _S.ACTIVE)
-        self._order.append(rec)
-
-    async def _abandon(self, rec: PluginRecord, exc: BaseException, t0: float | None = None) -> None:
-        if t0 is not None:
-            rec.init_ms = (time.perf_counter() - t0) * 1e3
-        fail(rec, exc)
-        if rec.host is not None and rec.isolation != "inproc":
-            await rec.host.stop(0.0)
-        elif rec.host is not None:
-            release = getattr(rec.host, "release", None)
-            if release is not None:
-                release()
+            await activate(self, rec)
 
     def _context(self, plugin_id: str, config: Mapping[str, Any]) -> PluginContext:
         if self.context_factory is not None:
@@ -352,34 +292,9 @@ class Registry:
 
     async def stop(self) -> None:
         """Shut the plugins down in reverse activation order: stopping -> stopped (or failed)."""
-        for task in self._restarts.values():
-            task.cancel()
-        self._restarts.clear()
-        if self._retiring:
-            await asyncio.gather(*self._retiring, return_exceptions=True)
-        for rec in reversed(self._order):
-            if rec.state not in (_S.ACTIVE, _S.INITIALIZED, _S.RESTARTING, _S.RELOADING):
-                continue
-            rec.state = move(rec.id, rec.state, _S.STOPPING)
-            self.catalog.remove(rec.id)
-            assert rec.host is not None
-            try:
-                await asyncio.wait_for(rec.host.stop(self.shutdown_timeout), self.shutdown_timeout + 5.0)
-            except TimeoutError:
-                fail(rec, PluginError(f"shutdown timed out after {self.shutdown_timeout:g} s"))
-                continue
-            except Exception as exc:
-                fail(rec, PluginError(f"shutdown: {type(exc).__name__}: {exc}"))
-                continue
-            rec.state = move(rec.id, rec.state, _S.STOPPED)
-        self._order.clear()
-        for rec in self._found.records:
-            if rec.state is _S.LOADED:
-                rec.state = move(rec.id, rec.state, _S.STOPPED)
-                release = getattr(rec.host, "release", None)
-                if release is not None:
-                    release()
-        self._started = False
+        from mcp_edge.plugin.activation import stop_all
+
+        await stop_all(self)
 
     async def restart(self, plugin_id: str) -> bool:
         """Stop plugin ``plugin_id`` if active (release it if failed) and start a new generation of it; True
