@@ -1,17 +1,17 @@
 """The plugin registry: one host and one lifecycle per plugin, the catalog the runtime routes by.
 
-``discover`` reads manifests and cached entry points (:mod:`.discovery`); ``load`` makes each enabled
-plugin's host (:mod:`.hosts`: in process, native, or a worker process, by its isolation mode) and loads it,
-then checks ``requires`` (:mod:`.deps`); ``start`` initializes and activates the plugins in dependency order,
-adding each one's catalog to the routing index (:mod:`.catalog`; the steps are :mod:`.activation`'s). Every move of a plugin is one of the
-lifecycle table's (:mod:`.lifecycle`). A plugin that fails at any step is ``failed`` with its reason, and so
-is every plugin that depends on it; the registry never raises for a plugin's fault. ``stop`` shuts the
-plugins down in reverse order; ``start`` may be called again after it.
+``discover`` reads manifests and cached entry points (:mod:`.discovery`); ``load`` makes each enabled plugin's
+host (:mod:`.hosts`: in process, native, or a worker process, by its isolation mode) and loads it, then checks
+``requires`` (:mod:`.deps`); ``start`` initializes and activates the plugins in dependency order, adding each
+one's catalog to the routing index (:mod:`.catalog`; the steps are :mod:`.activation`'s). Every move of a plugin
+is one of the lifecycle table's (:mod:`.lifecycle`). A plugin that fails at any step is ``failed`` with its
+reason, and so is every plugin that depends on it; the registry never raises for a plugin's fault. ``stop`` shuts
+the plugins down in reverse order; ``start`` may be called again after it.
 
-Calls go catalog -> owner -> host, through the owner's circuit breaker and bulkhead, with the call's deadline
-(the request context's, else ``tool_timeout_s``). A worker that dies or hangs is restarted with backoff while
-the others go on (:mod:`.supervision`, :mod:`mcp_edge.runtime.resilience`); hot reload is :mod:`.reload`,
-restarts :mod:`.restart`, SIGHUP's new settings ``apply_settings``.
+Calls go catalog -> owner -> host, through the owner's circuit breaker and bulkhead, with the call's deadline (the
+request context's, else ``tool_timeout_s``). A worker that dies or hangs is restarted with backoff while the
+others go on (:mod:`.supervision`, :mod:`mcp_edge.runtime.resilience`); hot reload is :mod:`.reload`, restarts
+:mod:`.restart`, SIGHUP's new settings ``apply_settings``.
 """
 
 from __future__ import annotations

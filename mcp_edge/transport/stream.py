@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = ["READ_CHUNK", "Output", "StreamSession"]
 
+_JOIN_BELOW = 64 * 1024  # messages shorter than this get their newline by a copy, longer ones by a second write
+
 log = logging.getLogger("mcp_edge.transport")
 
 READ_CHUNK: Final = 1 << 16
@@ -104,7 +106,11 @@ class StreamSession:
     # -- output ---------------------------------------------------------------------------------
 
     def _send(self, data: bytes) -> None:
-        self._output.write(data + b"\n")
+        if len(data) < _JOIN_BELOW:
+            self._output.write(data + b"\n")  # one write for a small message
+        else:  # a large one is not copied to add its newline
+            self._output.write(data)
+            self._output.write(b"\n")
 
     async def _emit(self, data: bytes) -> None:
         """A message that belongs to a running request (progress, log, a request to the client)."""
