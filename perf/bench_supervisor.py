@@ -31,7 +31,7 @@ Supervisor cases (``ms``, impl ``mcp_edge``, median of ``EVENTS`` tries, each on
   ``BACKOFF_S`` (base and cap) and the breaker kept from opening on the poll's failed calls, so the figure is
   the supervisor's detection + a new worker's start + the first call, not a configured wait.
 - ``reload-swap``: the ``reload_ms`` the runtime reports for a plugin hot-reloaded (its file changed) while
-  calls run, none failing. Left out, with a note, while the runtime's plugin rows carry no ``reload_ms``.
+  calls run, none failing (a runtime whose plugin rows carry no ``reload_ms`` gets a note, not a row).
 - ``drain-under-load``: SIGTERM to the exit (pidfd) of a server with ``DRAIN_CALLS`` ``nap(NAP_MS)`` calls
   in flight in a ``process`` worker; every call must be answered with its result and the exit status be 0.
 """
@@ -609,8 +609,8 @@ class Bench:
                       f"max {max(times):.1f} ms); restart backoff base and cap {BACKOFF_S} s, no jitter "
                       "(MCP_EDGE_RESTART_BACKOFF_*), breaker kept closed for the poll (MCP_EDGE_BREAKER_WINDOW "
                       f"and _MIN_CALLS {BREAKER_OFF:,}); the poll reads mcp-edge://plugins until echo is active "
-                      f"again, then calls it ({polls} calls in all): calls made during the restart reach the new "
-                      "worker before its INIT in this build and fail the restart", "mcp_edge")
+                      f"again, then calls it ({polls} calls in all; a call made while the worker restarts is "
+                      "refused at once with a retryable error)", "mcp_edge")
         yield Row("restart-after-sigkill", "mcp_edge", "ms", statistics.median(times), higher_is_better=False)
 
     def _status(self, srv: Server, plugin_id: str) -> Mapping[str, Any]:
@@ -623,8 +623,7 @@ class Bench:
         """Poll until a call succeeds; the calls made (failed ones must be answered with an error).
 
         The poll reads the plugin rows until echo is active again after restart ``restarts + 1``, then calls
-        it: calls made while its worker restarts reach the new worker before its INIT frame in this build,
-        which fails that restart and can leave a later call unanswered (see the bench's notes)."""
+        it (a call made while its worker restarts is refused at once: the row says when calling makes sense)."""
         limit = _now() + int(RESTART_LIMIT_S * 1e9)
         n = 0
         while True:
@@ -650,8 +649,8 @@ class Bench:
         try:
             row = self._status(srv, "echo")
             if "reload_ms" not in row:
-                self.ctx.note("reload-swap: not measured: the runtime's plugin rows carry no reload_ms (hot "
-                              "reload is not in this build); the row is left out", "mcp_edge")
+                self.ctx.note("reload-swap: not measured: the runtime's plugin rows carry no reload_ms; the row "
+                              "is left out", "mcp_edge")
                 self.ctx.advance(1)
                 return
             got = self._reload(srv, row.get("reload_ms"), row.get("reloads"))
