@@ -184,9 +184,18 @@ async def _serve_until(supervisor: Supervisor, settings: Settings, mode: str, un
 def tune_malloc(settings: Settings) -> None:
     """The heap thresholds of ``settings`` (malloc_mmap_threshold, malloc_keep) for this process; a C library
     without them (not glibc) is left as it is."""
+    import logging
+
     from mcp_edge.native._sys import set_malloc_thresholds
 
-    set_malloc_thresholds(settings.malloc_mmap_threshold, settings.malloc_keep)
+    try:
+        taken = set_malloc_thresholds(settings.malloc_mmap_threshold, settings.malloc_keep)
+    except OSError as exc:  # never a reason not to serve
+        taken, why = False, str(exc)
+    else:
+        why = "the C library has no such thresholds"
+    if not taken:
+        logging.getLogger("mcp_edge").debug("malloc_mmap_threshold and malloc_keep not applied: %s", why)
 
 
 def _plugins_line(status: object) -> str:

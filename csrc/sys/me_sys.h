@@ -94,7 +94,8 @@ int me_sys_seccomp_deny(const int *nrs, size_t n, int err);
 /* Keep freed heap memory for reuse: allocations below `mmap_threshold` bytes come from the heap, and up to
  * `trim_threshold` bytes free at its top stay mapped (glibc mallopt; a 0 leaves that one as it is). Without
  * it, a process that moves messages of a few MiB maps and faults fresh pages for each (glibc's dynamic
- * thresholds trim them back between messages). 0, -EOPNOTSUPP where the C library has no such knobs (musl). */
+ * thresholds trim them back between messages). 0, -EOPNOTSUPP where the C library has no such knobs (musl)
+ * or the malloc in use is not glibc's (a sanitizer's), -EINVAL past INT_MAX. */
 int me_sys_malloc_thresholds(size_t mmap_threshold, size_t trim_threshold);
 
 #endif /* MCP_EDGE_ME_SYS_H */

@@ -245,10 +245,12 @@ int me_sys_malloc_thresholds(size_t mmap_threshold, size_t trim_threshold)
 #if defined(__GLIBC__)
     if (mmap_threshold > (size_t)INT_MAX || trim_threshold > (size_t)INT_MAX)
         return -EINVAL;
-    if (mmap_threshold && !mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold))
-        return -EINVAL;
-    if (trim_threshold && !mallopt(M_TRIM_THRESHOLD, (int)trim_threshold))
-        return -EINVAL;
+    /* mallopt says 1 when it took a value. A malloc that is not glibc's (a sanitizer's, one preloaded)
+       answers 0 or -1: nothing was changed, and the caller is told so. */
+    if (mmap_threshold && mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold) != 1)
+        return -EOPNOTSUPP;
+    if (trim_threshold && mallopt(M_TRIM_THRESHOLD, (int)trim_threshold) != 1)
+        return -EOPNOTSUPP;
     return 0;
 #else
     (void)mmap_threshold;

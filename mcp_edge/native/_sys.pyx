@@ -44,7 +44,8 @@ def set_malloc_thresholds(size_t mmap_threshold, size_t trim_threshold):
 
     Heap allocations below ``mmap_threshold`` bytes, up to ``trim_threshold``
     bytes of free heap kept for reuse (0: leave that one). True when the C
-    library took them, False where it has no such knobs (not glibc).
+    library took them, False where it has no such knobs (not glibc, or a
+    sanitizer's malloc in place of glibc's).
     """
     rc = me_sys_malloc_thresholds(mmap_threshold, trim_threshold)
     if rc == -EOPNOTSUPP:
