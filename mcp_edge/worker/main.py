@@ -370,7 +370,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with contextlib.suppress(OSError):
         set_parent_death_signal(signal.SIGKILL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runtime decides when a worker stops (STOP), not ^C
+    # The runtime decides when a worker stops (STOP, after the runtime's own drain): ^C, a SIGTERM sent to the
+    # whole process group (timeout, a shell, a container runtime) or a SIGHUP for reload are the runtime's to
+    # act on. A worker whose runtime is gone dies with it (the parent-death SIGKILL above).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format=f"mcp-edge worker {os.getpid()}: %(message)s")
     spin_us = int(args[2]) if len(args) == 3 else 0  # the runtime passes its ring_spin_us setting
     channel = connect_channel(args[0], args[1], timeout=10.0, ring_spin_us=spin_us)
