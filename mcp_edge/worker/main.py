@@ -101,6 +101,8 @@ class Worker:
         self._stopping = False
         self._steps: asyncio.Queue[Message] = asyncio.Queue()
         self._done: asyncio.Future[int]
+        self._timers: dict[int, asyncio.TimerHandle] = {}  # call id -> its deadline's timer
+        self._expired: set[int] = set()  # calls cancelled by their deadline (not by a CANCEL)
         self._principals: dict[bytes, Principal] = {}  # TLV bytes -> Principal: a session sends the same one each call
 
     async def run(self) -> int:
@@ -272,6 +274,15 @@ class Worker:
         rctx = WorkerRequestContext(self.channel, msg.id, call, principal, deadline, self._asks)
         self._contexts[msg.id] = rctx
         self._calls[msg.id] = asyncio.create_task(self._call(msg.id, call, rctx))
+        if deadline is not None:  # one timer per call: cancels it when its deadline passes
+            delay = max(0.0, (deadline - time.monotonic_ns()) / 1e9)
+            self._timers[msg.id] = asyncio.get_running_loop().call_later(delay, self._expire, msg.id)
+
+    def _expire(self, call_id: int) -> None:
+        task = self._calls.get(call_id)
+        if task is not None and not task.done():
+            self._expired.add(call_id)
+            task.cancel()
 
     def _answer_later(self, call_id: int, failure: p.Failure) -> None:
         async def send() -> None:
@@ -283,22 +294,17 @@ class Worker:
     async def _call(self, call_id: int, call: p.Call, rctx: WorkerRequestContext) -> None:
         try:
             try:
-                if rctx.deadline_ns is not None:
-                    remaining = (rctx.deadline_ns - time.monotonic_ns()) / 1e9
-                    async with asyncio.timeout(max(0.0, remaining)):
-                        result = await self._dispatch(call, rctx)
-                else:
-                    result = await self._dispatch(call, rctx)
+                result = await self._dispatch(call, rctx)
                 if not call.stateless and call.protocol_version:  # shaped here, so the runtime embeds the JSON
                     result = shape(_METHODS.get(call.op, ""), result, call.protocol_version)
                 body = p.encode_result(result)
-            except TimeoutError:
-                failure = p.Failure("the call's deadline passed in the plugin", code=jsonrpc.INTERNAL_ERROR,
-                                    error="DeadlineExceeded")
-                await self.channel.send(p.ERROR, call_id, p.encode(failure))
-                return
             except asyncio.CancelledError:
-                failure = p.Failure("the call was cancelled", code=jsonrpc.INTERNAL_ERROR, error="CancelledError")
+                if call_id in self._expired:
+                    failure = p.Failure("the call's deadline passed in the plugin", code=jsonrpc.INTERNAL_ERROR,
+                                        error="DeadlineExceeded")
+                else:
+                    failure = p.Failure("the call was cancelled", code=jsonrpc.INTERNAL_ERROR,
+                                        error="CancelledError")
                 with contextlib.suppress(ChannelClosed):
                     await self.channel.send(p.ERROR, call_id, p.encode(failure))
                 return
@@ -321,6 +327,10 @@ class Worker:
         finally:
             self._calls.pop(call_id, None)
             self._contexts.pop(call_id, None)
+            self._expired.discard(call_id)
+            timer = self._timers.pop(call_id, None)
+            if timer is not None:
+                timer.cancel()
 
     async def _dispatch(self, call: p.Call, rctx: WorkerRequestContext) -> Any:
         host = self.host

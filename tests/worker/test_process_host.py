@@ -130,6 +130,29 @@ def test_the_principal_and_deadline_travel_as_frame_tlvs() -> None:
     asyncio.run(go())
 
 
+def test_the_worker_ends_a_call_at_its_deadline_and_serves_on() -> None:
+    import time
+
+    from mcp_edge.errors import PluginError
+
+    async def go() -> None:
+        host = await _started(_settings())
+        try:
+            # The host sets no timer of its own (the registry's supervision does): the worker's ends this call.
+            with pytest.raises(PluginError, match="deadline passed in the plugin"):
+                await host.call_tool("sleep", {"seconds": 30}, _Rctx(None, time.monotonic_ns() + 200_000_000))
+            # A deadline that does not pass leaves the call alone; one already past ends it at once.
+            assert _text(await host.call_tool("sleep", {"seconds": 0.05},
+                                              _Rctx(None, time.monotonic_ns() + 20_000_000_000))) == "slept"
+            with pytest.raises(PluginError, match="deadline passed in the plugin"):
+                await host.call_tool("sleep", {"seconds": 30}, _Rctx(None, time.monotonic_ns() - 1))
+            assert host.alive
+        finally:
+            await host.stop(5.0)
+
+    asyncio.run(go())
+
+
 def test_a_worker_killed_mid_call_fails_its_calls_at_once_and_comes_back() -> None:
     async def go() -> None:
         lost: list[str] = []
