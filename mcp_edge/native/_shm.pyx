@@ -15,6 +15,7 @@ seconds: ``None`` waits without limit, ``0`` does not wait.
 """
 
 cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
@@ -46,8 +47,13 @@ from mcp_edge.native.includes.me_crc32c cimport me_crc32c_set_level
 from mcp_edge.native.includes.me_frame cimport (
     ME_FRAME_BLOCK,
     ME_FRAME_F_END,
+    ME_FRAME_HEADER_SIZE,
     ME_FRAME_INLINE,
     me_frame,
+    me_frame_decode,
+    me_frame_encode_header,
+    me_frame_limits,
+    me_frame_parse_header,
     me_frame_reason_name,
 )
 from mcp_edge.native.includes.me_shm cimport (
@@ -955,6 +961,89 @@ cdef class Producer(_End):
         loan._live = False
         return None
 
+    def send_block(self, int type, uint64_t id, extensions, body):
+        """send_block(type, id, extensions, body) -> bool
+
+        int me_frame_encode_header(void *out, struct me_frame *f, const void *ext, const void *payload)
+
+        One whole message in one block, at once, in one call: a block gets a
+        BLOCK frame header (the body's length, this ring's segment, the
+        offset of the body in this very block, END; its CRC over the header
+        and ``extensions``), then the extension TLVs and the body; it is
+        published with the same type and id and END. False when the slab
+        class or the ring has no room now (nothing sent, nothing waited);
+        ValueError when it is more than the largest class; PeerDied /
+        PeerClosed when the consumer is gone.
+        """
+        self._usable()
+        if not 0 <= type <= 255:
+            raise ValueError(f"type {type} does not fit the header's byte (0-255)")
+        cdef Py_buffer ext, data
+        PyObject_GetBuffer(extensions, &ext, PyBUF_SIMPLE)
+        try:
+            PyObject_GetBuffer(body, &data, PyBUF_SIMPLE)
+        except BaseException:
+            PyBuffer_Release(&ext)
+            raise
+        cdef Py_ssize_t start = ME_FRAME_HEADER_SIZE + ext.len
+        cdef Py_ssize_t size = start + data.len
+        cdef int64_t off = -1
+        cdef uint8_t *dst
+        cdef me_frame f
+        cdef int rc
+        try:
+            if ext.len > 0xFFFF:
+                raise ValueError(f"{ext.len} bytes of extensions: the header's field holds 65535 at most")
+            if size > 0xFFFFFFFF:
+                raise ValueError(f"a {size}-byte message does not fit the header's 32-bit length")
+            off = me_chan_loan(&self._p, <uint32_t>size)
+            if off == -ENOMEM:
+                return False
+            if off == -EMSGSIZE:
+                raise ValueError(f"{size} bytes is more than the largest slab class of this ring "
+                                 f"({self.max_message} B)")
+            if off < 0:
+                check(<int>off, "me_chan_loan")
+            dst = self._p.base + off
+            memset(&f, 0, sizeof(f))
+            f.type = <uint8_t>type
+            f.id = id
+            f.kind = ME_FRAME_BLOCK
+            f.flags = ME_FRAME_F_END
+            f.ext_len = <uint16_t>ext.len
+            f.segment = self._p.segment
+            f.offset = <uint64_t>off + <uint64_t>start
+            f.payload_len = <uint32_t>data.len
+            if me_frame_encode_header(dst, &f, ext.buf, NULL) < 0:
+                raise ValueError("the frame header's fields are out of range")
+            memcpy(dst + ME_FRAME_HEADER_SIZE, ext.buf, ext.len)
+            if data.len >= NOGIL_COPY:
+                with nogil:
+                    memcpy(dst + start, data.buf, data.len)
+            else:
+                memcpy(dst + start, data.buf, data.len)
+            rc = me_chan_publish(&self._p, <uint64_t>off, <uint32_t>size, <uint8_t>type, id, ME_FRAME_F_END)
+            if rc == -EAGAIN:
+                me_chan_unloan(&self._p, <uint64_t>off)
+                return False
+            if rc < 0:
+                me_chan_unloan(&self._p, <uint64_t>off)
+                off = -1
+                check(rc, "me_chan_publish")
+            off = -1  # published: the block is the consumer's
+        except BaseException:
+            if off >= 0:
+                me_chan_unloan(&self._p, <uint64_t>off)
+            raise
+        finally:
+            PyBuffer_Release(&data)
+            PyBuffer_Release(&ext)
+        self._since_check += 1
+        if self._since_check >= PEER_CHECK_EVERY:
+            self._since_check = 0
+            self._check_peer(False)
+        return True
+
     def signal(self, *, int type=0, uint64_t id=0, bint end=False, timeout=None):
         """signal(*, type=0, id=0, end=False, timeout=None) -> None
 
@@ -1083,6 +1172,40 @@ cdef class Frame:
         self._exports -= 1
         if self._exports == 0 and self._pending:
             self._give_back()
+
+    def block_head(self, uint32_t max_extensions):
+        """block_head(max_extensions) -> (bytes, int) | None
+
+        int me_frame_decode(const void *buf, size_t len, const struct me_frame_limits *lim, struct me_frame *f)
+
+        For a block that starts with a frame header of its own (as
+        ``Producer.send_block`` writes it): a copy of that header and its
+        extension TLVs, checked on the copy (magic, version, fields, CRC,
+        TLVs, at most ``max_extensions`` bytes of them) and found to describe
+        this very block (a BLOCK frame of the descriptor's type, id and END,
+        its body right after the extensions and running to the block's end),
+        and the offset where the body starts. None when the block is not one.
+        """
+        if not self._live or self.f.kind != ME_FRAME_BLOCK or self.f.payload_len < ME_FRAME_HEADER_SIZE:
+            return None
+        cdef me_frame_limits lim
+        lim.max_payload = self.f.payload_len
+        lim.max_ext = max_extensions
+        cdef uint8_t first[ME_FRAME_HEADER_SIZE]
+        cdef me_frame w
+        memcpy(first, self._ptr, ME_FRAME_HEADER_SIZE)  # the producer may still write there: read it once
+        cdef int start = me_frame_parse_header(first, ME_FRAME_HEADER_SIZE, &lim, &w)
+        if start < ME_FRAME_HEADER_SIZE or <uint32_t>start > self.f.payload_len:
+            return None
+        head = PyBytes_FromStringAndSize(<char *>self._ptr, start)  # checked below, on this copy
+        if me_frame_decode(PyBytes_AS_STRING(head), <size_t>start, &lim, &w) != start:
+            return None
+        if (w.kind != ME_FRAME_BLOCK or w.type != self.f.type or w.id != self.f.id
+                or (w.flags & ME_FRAME_F_END) != (self.f.flags & ME_FRAME_F_END)
+                or w.offset != self.f.offset + <uint64_t>start
+                or <uint64_t>start + w.payload_len != self.f.payload_len):
+            return None
+        return head, start
 
     @property
     def payload(self):

@@ -141,6 +141,11 @@ class NativeToolHandler:
     def definition(self) -> ToolDef:
         return self._def
 
+    @property
+    def is_async(self) -> bool:
+        """Whether a call waits (an ``x-blocking`` tool runs in a thread); the others run inline."""
+        return self.blocking
+
     async def call(
         self, instance: NativePlugin, arguments: Mapping[str, Any] | None, rctx: RequestContext | None
     ) -> ToolResult:

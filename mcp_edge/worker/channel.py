@@ -71,14 +71,26 @@ class Message:
     ``extensions`` and ``tlvs()`` of ``frame``) and ``body``, a view of the sender's block (joined bytes for a
     chunked message). ``release()`` gives the block back; the body must not be used after it."""
 
-    __slots__ = ("_held", "body", "frame", "id", "type")
+    __slots__ = ("_frame", "_head", "_held", "_max_ext", "body", "id", "type")
 
-    def __init__(self, type: int, id: int, frame: WireFrame, body: memoryview, held: list[Frame]) -> None:
+    def __init__(self, type: int, id: int, head: bytes | WireFrame, body: memoryview, held: list[Frame],
+                 max_extensions: int = 4096) -> None:
         self.type = type
         self.id = id
-        self.frame = frame
+        self._head = head  # the header and extensions as checked bytes, decoded when first asked for
+        self._frame: WireFrame | None = None
+        self._max_ext = max_extensions
         self.body = body
         self._held = held
+
+    @property
+    def frame(self) -> WireFrame:
+        """The message's (first) frame header with its extension TLVs."""
+        if self._frame is None:
+            head = self._head
+            self._frame = (_frame.decode(head, max_extensions=self._max_ext) if isinstance(head, bytes)
+                           else head)
+        return self._frame
 
     @property
     def deadline_ns(self) -> int | None:
@@ -171,28 +183,11 @@ class Channel:
 
     def _send_now(self, type: int, id: int, ext: bytes, data: memoryview) -> bool:
         """One block, sent at once if the slab and the ring have room; False (nothing sent) if not."""
-        size = HEADER + len(ext) + len(data)
-        producer = self.producer
         try:
-            loan = producer.loan_block(size, timeout=0)
-        except SlabExhausted:
-            return False
+            return self.producer.send_block(type, id, ext, data)
         except (PeerDied, PeerClosed, RingClosed) as exc:
             self._closed = True
             raise _closed(exc) from None
-        try:
-            self._fill(loan, type, id, ext, data, True)
-            producer.publish(loan, type=type, id=id, end=True, length=size, timeout=0)
-        except RingFull:
-            producer.unloan(loan)
-            return False
-        except (PeerDied, PeerClosed, RingClosed) as exc:
-            self._closed = True
-            raise _closed(exc) from None
-        except BaseException:
-            producer.unloan(loan)
-            raise
-        return True
 
     def _fill(self, loan: Any, type: int, id: int, ext: bytes, data: memoryview, end: bool) -> None:
         start = HEADER + len(ext)
@@ -362,6 +357,13 @@ class Channel:
         state[0].call_soon(self._readable)  # more are ready: the loop gets a turn first
 
     def _take(self, fr: Frame) -> Message | None:
+        checked = fr.block_head(self._max_ext)  # the common case, checked in one call
+        if checked is not None and fr.end and not self._partial:
+            head, start = checked
+            block = fr.payload
+            body = block[start:]
+            block.release()
+            return Message(fr.type, fr.id, head, body, [fr], self._max_ext)
         block = fr.payload
         try:
             # The header and extensions are copied out (32 bytes and a few TLVs): the Message keeps them
@@ -381,7 +383,7 @@ class Channel:
         key = (fr.type, fr.id)
         partial = self._partial.get(key)
         if partial is None and fr.end:
-            return Message(fr.type, fr.id, wire, body, [fr])
+            return Message(fr.type, fr.id, wire, body, [fr], self._max_ext)
         # A chunk: copied out at once and its block given back, so a message larger than the sender's slab
         # still crosses (the sender needs those blocks for the next chunks).
         if partial is None:
@@ -395,7 +397,7 @@ class Channel:
         if not fr.end:
             return None
         del self._partial[key]
-        return Message(fr.type, fr.id, partial[0], memoryview(partial[1]), [])
+        return Message(fr.type, fr.id, partial[0], memoryview(partial[1]), [], self._max_ext)
 
     def _forget(self, type: int, id: int) -> None:
         self._partial.pop((type, id), None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import signal
@@ -272,11 +273,27 @@ class Worker:
                 self._answer_later(msg.id, p.Failure(f"a malformed call: {exc}", code=-32603))
                 return
         rctx = WorkerRequestContext(self.channel, msg.id, call, principal, deadline, self._asks)
-        self._contexts[msg.id] = rctx
-        self._calls[msg.id] = asyncio.create_task(self._call(msg.id, call, rctx))
+        call_id = msg.id
+        self._contexts[call_id] = rctx
+        coro = self._call(call_id, call, rctx)
+        loop = asyncio.get_running_loop()
+        if ((deadline is None or deadline > time.monotonic_ns())
+                and (call.op != "resource" or call.template is None) and self.host.runs_inline(call.op, call.name)):
+            # A plain ``def`` handler: run the call to its end now, from this reader callback, with no task or
+            # loop turn of its own (it could not be interrupted anyway). Should its answer wait for room on the
+            # ring, a task takes it on from there.
+            context = contextvars.copy_context()
+            try:
+                waits_on = context.run(coro.send, None)
+            except StopIteration:
+                return
+            task = loop.create_task(_resume(coro, waits_on), context=context)
+        else:
+            task = loop.create_task(coro)
+        self._calls[call_id] = task
         if deadline is not None:  # one timer per call: cancels it when its deadline passes
             delay = max(0.0, (deadline - time.monotonic_ns()) / 1e9)
-            self._timers[msg.id] = asyncio.get_running_loop().call_later(delay, self._expire, msg.id)
+            self._timers[call_id] = loop.call_later(delay, self._expire, call_id)
 
     def _expire(self, call_id: int) -> None:
         task = self._calls.get(call_id)
@@ -357,6 +374,37 @@ class Worker:
                 await asyncio.wait(pending, timeout=1.0)
         with contextlib.suppress(Exception):
             await self.host.stop(timeout)
+
+
+class _Yield:
+    """Hands what a coroutine yielded (the future it waits on, or None) to the task that runs it on."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Any:
+        return (yield self.value)
+
+
+async def _resume(coro: Any, waits_on: Any) -> Any:
+    """Run on, inside a task, a coroutine whose first step ran outside one and now waits on ``waits_on``: each
+    value the task sends in (or exception it throws in: a cancellation) goes to the coroutine, as if the task
+    had run it from the start."""
+    while True:
+        try:
+            sent = await _Yield(waits_on)
+        except BaseException as exc:  # a cancellation, or the task's complaint about a bad yield: the coroutine's
+            try:
+                waits_on = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                waits_on = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
 
 
 def _drop_privileges(settings: Settings, plugin_id: str) -> None:

@@ -449,3 +449,74 @@ def test_segment_layout_arguments_are_checked() -> None:
         _shm.create_segment(data="fifo")
     assert _shm.completion_entries((64, 128), (1000, 24)) == 1024
     assert crc32c(b"") == 0
+
+
+# -- send_block / block_head: one message in one block, its own frame header first ----------------------------
+
+
+def test_send_block_writes_a_header_that_block_head_finds_describing_its_block() -> None:
+    from mcp_edge.native import _frame
+
+    _, producer, consumer = pair()
+    ext = _frame.encode_extensions(deadline_ns=123, priority=9)
+    assert producer.send_block(11, 77, ext, b"the body")
+    with consumer.receive(timeout=5) as fr:
+        assert (fr.type, fr.id, fr.end) == (11, 77, True)
+        checked = fr.block_head(4096)
+        assert checked is not None
+        head, start = checked
+        assert start == _frame.HEADER_SIZE + len(ext) and bytes(fr.payload[start:]) == b"the body"
+        wire = _frame.decode(head)
+        assert (wire.kind, wire.type, wire.id, wire.end) == (BLOCK, 11, 77, True)
+        assert (wire.deadline_ns, wire.priority, wire.payload_length) == (123, 9, 8)
+        assert wire.segment == producer.segment_id and wire.offset == fr.offset + start
+    assert in_use(producer) == 0
+
+
+def test_send_block_says_false_when_there_is_no_room_and_sends_nothing() -> None:
+    _, producer, consumer = pair(entries=2, sizes=(64, 256), counts=(2, 1))
+    assert producer.send_block(1, 1, b"", b"a" * 200)
+    assert not producer.send_block(1, 2, b"", b"b" * 200)  # the 256-byte class's one block is out
+    assert producer.send_block(1, 3, b"", b"c")
+    assert not producer.send_block(1, 4, b"", b"d")  # two descriptors unread: the ring is full
+    assert in_use(producer) == 2  # the refused ones gave their blocks back
+    got = []
+    for _ in range(2):
+        with consumer.receive(timeout=5) as fr:
+            got.append(fr.id)
+    assert got == [1, 3] and consumer.try_receive() is None
+
+
+def test_send_block_refuses_what_cannot_be_sent() -> None:
+    _, producer, _ = pair()
+    with pytest.raises(ValueError, match="largest slab class"):
+        producer.send_block(1, 1, b"", bytes(5000))
+    with pytest.raises(ValueError, match="type 256"):
+        producer.send_block(256, 1, b"", b"x")
+    with pytest.raises(ValueError, match="65535"):
+        producer.send_block(1, 1, bytes(70000), b"")
+    assert in_use(producer) == 0
+
+
+def test_block_head_is_none_for_a_block_that_does_not_describe_itself() -> None:
+    from mcp_edge.native import _frame
+
+    _, producer, consumer = pair()
+    producer.send(b"no header here at all, just bytes", type=3, id=4)
+    producer.send(b"short", type=3, id=4)
+    ok = producer.loan_block(64)  # a valid header, but of another id than the descriptor's
+    _frame.encode_header_into(ok, 3, 99, kind=BLOCK, length=32, segment=producer.segment_id,
+                              offset=ok.offset + 32, end=True)
+    producer.publish(ok, type=3, id=4, end=True, length=64)
+    bad_crc = producer.loan_block(64)
+    _frame.encode_header_into(bad_crc, 3, 4, kind=BLOCK, length=32, segment=producer.segment_id,
+                              offset=bad_crc.offset + 32, end=True)
+    bad_crc[20] ^= 0xFF
+    producer.publish(bad_crc, type=3, id=4, end=True, length=64)
+    assert producer.send_block(3, 4, b"", b"")  # and the real thing, with an empty body
+    heads = []
+    for _ in range(5):
+        with consumer.receive(timeout=5) as fr:
+            heads.append(fr.block_head(4096))
+    assert heads[:4] == [None, None, None, None]
+    assert heads[4] is not None and heads[4][1] == _frame.HEADER_SIZE

@@ -238,6 +238,74 @@ def test_a_megabyte_result_crosses_in_one_block() -> None:
     asyncio.run(go())
 
 
+def test_plain_def_tools_run_inline_each_in_its_own_context_and_wait_for_room_when_they_must() -> None:
+    async def go() -> None:
+        host = await _started(_settings())
+        try:
+            for n in (1, 2, 3):  # what one call set is not what the next one finds
+                assert _json(await host.call_tool("stamp", {"n": n}, _Rctx()))["structuredContent"] == {
+                    "before": None, "n": n}
+            # Nine MiB: more than the worker's four 2 MiB blocks hold at once, so the inline call's answer has
+            # to wait for the runtime to take chunks: a task carries it on from there.
+            size = 9 << 20
+            assert _text(await host.call_tool("big_now", {"size": size}, _Rctx())) == "y" * size
+            assert _text(await host.call_tool("say", {"text": "after"}, _Rctx())) == "after"
+        finally:
+            await host.stop(5.0)
+
+    asyncio.run(go())
+
+
+def test_resume_carries_a_started_coroutine_on_in_a_task_with_its_results_and_cancellation() -> None:
+    from mcp_edge.worker.main import _resume
+
+    async def wait_on(fut: asyncio.Future[int]) -> str:
+        try:
+            return f"got {await fut}"
+        except asyncio.CancelledError:
+            return "cancelled"
+
+    async def yields_bare() -> int:
+        await asyncio.sleep(0)
+        return 2
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        for outcome in ("result", "cancel"):
+            fut: asyncio.Future[int] = loop.create_future()
+            coro = wait_on(fut)
+            waits_on = coro.send(None)
+            assert waits_on is fut
+            task = loop.create_task(_resume(coro, waits_on))
+            await asyncio.sleep(0)
+            if outcome == "result":
+                fut.set_result(7)
+                assert await task == "got 7"
+            else:
+                task.cancel()
+                assert await task == "cancelled" and fut.cancelled()
+        coro2 = yields_bare()
+        assert coro2.send(None) is None
+        assert await loop.create_task(_resume(coro2, None)) == 2
+
+    asyncio.run(go())
+
+
+def test_runs_inline_names_the_plain_def_handlers() -> None:
+    from mcp_edge.plugin.hosts.inproc import InprocHost
+    from mcp_edge.plugin.manifest import read_manifest
+
+    async def go() -> None:
+        host = InprocHost.from_folder(read_manifest(PLUGIN), init_timeout=10.0)
+        assert not host.runs_inline("tool", "stamp")  # not loaded yet: unknown
+        await host.load()
+        assert host.runs_inline("tool", "stamp") and host.runs_inline("tool", "spin")
+        assert not host.runs_inline("tool", "say") and not host.runs_inline("tool", "nope")
+        assert not host.runs_inline("resource", "crashy://pid") and not host.runs_inline("complete", "x")
+
+    asyncio.run(go())
+
+
 def test_a_plugin_that_cannot_load_says_why_and_leaves_no_process(tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     bad.mkdir()

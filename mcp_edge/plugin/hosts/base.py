@@ -66,6 +66,12 @@ class PluginHost(abc.ABC):
     async def complete(self, kind: str, ref: str, argument: str, value: str, context: Mapping[str, Any]) -> Any:
         """completion/complete for argument ``argument`` of prompt or template ``ref``: a Completion."""
 
+    def runs_inline(self, op: str, name: str) -> bool:
+        """True when the call ``op`` (tool | resource | prompt) of ``name`` runs its plugin code synchronously (a
+        plain ``def`` handler): a worker may then run it to its end at once, with no task of its own, and it
+        cannot be interrupted half way. False when unknown."""
+        return False
+
     async def export_state(self) -> bytes | None:
         """The plugin's state for the version that replaces it (hot reload); None: it keeps none."""
         return None

@@ -196,6 +196,14 @@ class InprocHost(PluginHost):
             raise PluginLoadError(f"plugin {self.plugin_id} is not loaded")
         return self.table
 
+    def runs_inline(self, op: str, name: str) -> bool:
+        table = self.table
+        if table is None:
+            return False
+        handler: Any = (table.tools.get(name) if op == "tool" else table.prompts.get(name) if op == "prompt"
+                        else table.resources.get(name) if op == "resource" else None)
+        return handler is not None and getattr(handler, "is_async", True) is False
+
     async def call_tool(self, name: str, arguments: Mapping[str, Any] | None, rctx: Any) -> Any:
         handler = self._handlers().tools.get(name)
         if handler is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import signal
 import time
@@ -11,8 +12,22 @@ from typing import Any
 from mcp_edge.plugin import PluginBase, RequestContext, resource, resource_template, tool
 from mcp_edge.plugin.types import TextResourceContents
 
+_SEEN: contextvars.ContextVar[int | None] = contextvars.ContextVar("crashy_seen", default=None)
+
 
 class Crashy(PluginBase):
+    @tool
+    def stamp(self, n: int) -> dict[str, Any]:
+        """A plain def tool: the context variable it found (each call starts with its own context), then sets it."""
+        before = _SEEN.get()
+        _SEEN.set(n)
+        return {"before": before, "n": n}
+
+    @tool
+    def big_now(self, size: int) -> str:
+        """A plain def tool with a text of ``size`` bytes."""
+        return "y" * size
+
     @tool
     async def say(self, text: str) -> str:
         """Say text back."""
