@@ -169,6 +169,15 @@ class Channel:
             await self._frame(type, id, b"", data[at:end], end == len(data))
             at = end
 
+    def send_nowait(self, type: int, id: int, body: bytes | bytearray, extensions: bytes = b"") -> bool:
+        """``send`` without waiting: True when the message went at once in one block; False when it must wait
+        for room or go as several blocks (nothing sent: ``await send(...)`` it). ChannelClosed as ``send``."""
+        if self._closed:
+            raise ChannelClosed("this channel was closed")
+        if len(body) + len(extensions) + HEADER > self._chunk or len(extensions) > self._max_ext:
+            return False
+        return self._send_now(type, id, extensions, body)
+
     def try_send(self, type: int, id: int, body: Buffer = b"", *, extensions: Buffer = b"") -> bool:
         """Send a message that fits one block at once if the ring and slab have room; False if not (nothing
         sent). For heartbeats and other messages that may be dropped rather than wait."""
@@ -181,7 +190,7 @@ class Channel:
             raise ValueError(f"a {size}-byte message does not fit one block of {self._chunk} bytes")
         return self._send_now(type, id, ext, data)
 
-    def _send_now(self, type: int, id: int, ext: bytes, data: memoryview) -> bool:
+    def _send_now(self, type: int, id: int, ext: bytes, data: Buffer) -> bool:
         """One block, sent at once if the slab and the ring have room; False (nothing sent) if not."""
         try:
             return self.producer.send_block(type, id, ext, data)

@@ -262,7 +262,9 @@ class ProcessHost(PluginHost):
         self._pending[call_id] = _Pending(call.op, rctx, fut)
         try:
             assert self._listener is not None
-            await self._listener.channel.send(p.CALL, call_id, p.encode(call), extensions=_extensions(rctx))
+            channel, body, ext = self._listener.channel, p.encode(call), _extensions(rctx)
+            if not channel.send_nowait(p.CALL, call_id, body, ext):  # no room now, or more than a block
+                await channel.send(p.CALL, call_id, body, extensions=ext)
             msg = await fut
         except ChannelClosed:
             raise WorkerLost(f"plugin {self.plugin_id}: its worker process is gone "

@@ -338,7 +338,8 @@ class Worker:
                 failure = p.Failure(f"{type(exc).__name__}: {exc}", None, None, "PluginError")
                 await self.channel.send(p.ERROR, call_id, p.encode(failure))
                 return
-            await self.channel.send(p.RESULT, call_id, body)
+            if not self.channel.send_nowait(p.RESULT, call_id, body):
+                await self.channel.send(p.RESULT, call_id, body)
         except ChannelClosed:
             pass
         finally:

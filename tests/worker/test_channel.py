@@ -171,6 +171,38 @@ def test_try_send_refuses_rather_than_wait(tmp_path: Path) -> None:
         lst.close()
 
 
+def test_send_nowait_sends_what_fits_a_block_now_and_leaves_the_rest_to_send(tmp_path: Path) -> None:
+    lst, worker = _pair(tmp_path)
+    try:
+        ext = _frame.encode_extensions(priority=3)
+        assert lst.channel.send_nowait(10, 1, b"now", ext)
+        big = b"z" * SIZES[-1]  # more than a block with its header: chunks, so it must go through send()
+        assert not lst.channel.send_nowait(10, 2, big)
+        sent = 1
+        while lst.channel.send_nowait(10, 3, b"fill"):
+            sent += 1
+            assert sent <= 64
+        assert sent == COUNTS[0]  # the small class ran out: False, nothing sent
+
+        async def go() -> None:
+            with await worker.receive(5) as msg:
+                assert (msg.id, bytes(msg.body), msg.priority) == (1, b"now", 3)
+            for _ in range(sent - 1):
+                with await worker.receive(5) as msg:
+                    assert (msg.id, bytes(msg.body)) == (3, b"fill")
+            with pytest.raises(TimeoutError):
+                await worker.receive(0.05)  # the refused ones were not sent
+
+        asyncio.run(go())
+        worker.close()
+        lst.channel.close()
+        with pytest.raises(ChannelClosed):
+            lst.channel.send_nowait(10, 4, b"late")
+    finally:
+        worker.close()
+        lst.close()
+
+
 def test_a_forged_block_is_refused_and_the_channel_goes_on(tmp_path: Path) -> None:
     lst, worker = _pair(tmp_path)
 
