@@ -107,7 +107,7 @@ int me_chan_unloan(struct me_chan_producer *p, uint64_t off)
     return me_slab_free_cached(p->arena, off - p->arena_off);
 }
 
-static int put(struct me_chan_producer *p, struct me_frame *f, const void *payload)
+static int put(struct me_chan_producer *p, struct me_frame *f, const void *payload, int hold)
 {
     uint8_t e[ME_RING_DATA_ENTRY];
     if (me_frame_encode_header(e, f, NULL, payload) < 0)
@@ -117,8 +117,18 @@ static int put(struct me_chan_producer *p, struct me_frame *f, const void *paylo
         return -EAGAIN;
     }
     p->st.published++;
-    me_ring_wake_reader(&p->data);
+    if (hold)
+        p->data.owed = 1; /* me_chan_flush_reader pays it */
+    else
+        me_ring_wake_reader(&p->data);
     return 0;
+}
+
+int me_chan_flush_reader(struct me_chan_producer *p)
+{
+    int woke = me_ring_flush_reader(&p->data);
+    p->st.wakes += (uint64_t)woke;
+    return woke;
 }
 
 static void descriptor(struct me_frame *f, uint8_t kind, uint8_t type, uint64_t id, uint8_t flags)
@@ -134,8 +144,10 @@ int me_chan_publish(struct me_chan_producer *p, uint64_t off, uint32_t len, uint
                     uint8_t flags)
 {
     int64_t cap = me_chan_capacity(p, off);
-    if (cap < 0 || len > (uint64_t)cap || (flags & ~ME_FRAME_F_END))
+    if (cap < 0 || len > (uint64_t)cap || (flags & ~(ME_FRAME_F_END | ME_CHAN_HOLD_WAKE)))
         return -EINVAL;
+    int hold = (flags & ME_CHAN_HOLD_WAKE) != 0;
+    flags &= (uint8_t)~ME_CHAN_HOLD_WAKE;
     /* Only a block this producer loaned and still holds. */
     int64_t st = me_slab_block_state(p->arena, off - p->arena_off);
     if (st < 0 || (uint64_t)st != ((uint64_t)ME_SLAB_ALLOCATED << 32 | p->owner))
@@ -150,7 +162,7 @@ int me_chan_publish(struct me_chan_producer *p, uint64_t off, uint32_t len, uint
         f.flags |= ME_FRAME_F_PAYLOAD_CRC;
         payload = p->base + off;
     }
-    return put(p, &f, payload);
+    return put(p, &f, payload, hold);
 }
 
 int me_chan_signal(struct me_chan_producer *p, uint8_t type, uint64_t id, uint8_t flags)
@@ -159,7 +171,7 @@ int me_chan_signal(struct me_chan_producer *p, uint8_t type, uint64_t id, uint8_
         return -EINVAL;
     struct me_frame f;
     descriptor(&f, ME_FRAME_INLINE, type, id, flags);
-    return put(p, &f, NULL);
+    return put(p, &f, NULL, 0);
 }
 
 /* A producer waits only for its consumer, which is busy with what it has:

@@ -366,12 +366,20 @@ int64_t me_chan_capacity(struct me_chan_producer *p, uint64_t off);
 int me_chan_unloan(struct me_chan_producer *p, uint64_t off);
 
 /* Publish a loaned block (off from me_chan_loan, len bytes) as a BLOCK
-   descriptor, then wake the consumer if it sleeps. flags: ME_FRAME_F_END.
+   descriptor, then wake the consumer if it sleeps. flags: ME_FRAME_F_END,
+   and ME_CHAN_HOLD_WAKE to hold the wake-up back until me_chan_flush_reader
+   (an event loop publishing several messages in one turn pays one wake-up at
+   its end, and its peer on the same CPU does not preempt it half way).
    With ME_SHM_F_PAYLOAD_CRC the CRC covers the payload. 0, -EAGAIN (ring
    full: the block stays loaned), -EINVAL (not a block of ours, len over its
    capacity). */
+#define ME_CHAN_HOLD_WAKE 0x80u
 int me_chan_publish(struct me_chan_producer *p, uint64_t off, uint32_t len, uint8_t type, uint64_t id,
                     uint8_t flags);
+
+/* Pay a wake-up held back by ME_CHAN_HOLD_WAKE (none held, or nobody
+   asleep: nothing). 1 if it woke the consumer, else 0. */
+int me_chan_flush_reader(struct me_chan_producer *p);
 
 /* Publish an empty INLINE descriptor (a signal: end of stream, a tick). 0, -EAGAIN. */
 int me_chan_signal(struct me_chan_producer *p, uint8_t type, uint64_t id, uint8_t flags);

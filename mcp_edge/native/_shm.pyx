@@ -57,6 +57,7 @@ from mcp_edge.native.includes.me_frame cimport (
     me_frame_reason_name,
 )
 from mcp_edge.native.includes.me_shm cimport (
+    ME_CHAN_HOLD_WAKE,
     ME_PEER_CLOSED,
     ME_PEER_DEAD,
     ME_RING_HEADER_BYTES,
@@ -71,6 +72,7 @@ from mcp_edge.native.includes.me_shm cimport (
     me_chan_consumer,
     me_chan_consumer_add,
     me_chan_consumer_init,
+    me_chan_flush_reader,
     me_chan_loan,
     me_chan_producer_detach,
     me_chan_producer_init,
@@ -961,8 +963,8 @@ cdef class Producer(_End):
         loan._live = False
         return None
 
-    def send_block(self, int type, uint64_t id, extensions, body):
-        """send_block(type, id, extensions, body) -> bool
+    def send_block(self, int type, uint64_t id, extensions, body, bint hold_wake=False):
+        """send_block(type, id, extensions, body, hold_wake=False) -> bool
 
         int me_frame_encode_header(void *out, struct me_frame *f, const void *ext, const void *payload)
 
@@ -973,7 +975,9 @@ cdef class Producer(_End):
         published with the same type and id and END. False when the slab
         class or the ring has no room now (nothing sent, nothing waited);
         ValueError when it is more than the largest class; PeerDied /
-        PeerClosed when the consumer is gone.
+        PeerClosed when the consumer is gone. ``hold_wake``: the consumer is
+        not woken now; ``flush_wake`` does it (an event loop pays one wake-up
+        at the end of its turn for all it sent in it).
         """
         self._usable()
         if not 0 <= type <= 255:
@@ -1022,7 +1026,8 @@ cdef class Producer(_End):
                     memcpy(dst + start, data.buf, data.len)
             else:
                 memcpy(dst + start, data.buf, data.len)
-            rc = me_chan_publish(&self._p, <uint64_t>off, <uint32_t>size, <uint8_t>type, id, ME_FRAME_F_END)
+            rc = me_chan_publish(&self._p, <uint64_t>off, <uint32_t>size, <uint8_t>type, id,
+                                 ME_FRAME_F_END | (ME_CHAN_HOLD_WAKE if hold_wake else 0))
             if rc == -EAGAIN:
                 me_chan_unloan(&self._p, <uint64_t>off)
                 return False
@@ -1043,6 +1048,19 @@ cdef class Producer(_End):
             self._since_check = 0
             self._check_peer(False)
         return True
+
+    def flush_wake(self):
+        """flush_wake() -> bool
+
+        int me_chan_flush_reader(struct me_chan_producer *p)
+
+        Wake the consumer for what ``send_block(..., hold_wake=True)``
+        published, if it sleeps; True if it woke it. Nothing to do after a
+        close.
+        """
+        if self._closed:
+            return False
+        return me_chan_flush_reader(&self._p) != 0
 
     def signal(self, *, int type=0, uint64_t id=0, bint end=False, timeout=None):
         """signal(*, type=0, id=0, end=False, timeout=None) -> None

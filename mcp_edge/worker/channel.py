@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp_edge.errors import IpcError, McpEdgeError, PeerClosed, PeerDied, RingClosed, RingFull, SlabExhausted
 from mcp_edge.native import _frame
+from mcp_edge.transport.spin import LoopSelector, owed_wakes
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -135,6 +136,8 @@ class Channel:
         self._partial: dict[tuple[int, int], tuple[WireFrame, bytearray]] = {}
         self._listening: tuple[asyncio.AbstractEventLoop, list[int], Callable[[Message], None],
                                Callable[[ChannelClosed], None], Callable[[MessageError], None]] | None = None
+        self._holder: tuple[asyncio.AbstractEventLoop | None, LoopSelector | None] = (None, None)
+        self._owing = False  # a wake-up of the peer is held back until the loop's turn ends
 
     @property
     def closed(self) -> bool:
@@ -191,12 +194,29 @@ class Channel:
         return self._send_now(type, id, ext, data)
 
     def _send_now(self, type: int, id: int, ext: bytes, data: Buffer) -> bool:
-        """One block, sent at once if the slab and the ring have room; False (nothing sent) if not."""
+        """One block, sent at once if the slab and the ring have room; False (nothing sent) if not. In a loop
+        made by ``transport.spin.loop_factory`` the peer's wake-up waits for the end of the loop's turn."""
         try:
-            return self.producer.send_block(type, id, ext, data)
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        holder = self._holder
+        if holder[0] is not loop:
+            holder = self._holder = (loop, owed_wakes(loop))
+        owed = holder[1]
+        try:
+            sent = self.producer.send_block(type, id, ext, data, owed is not None)
         except (PeerDied, PeerClosed, RingClosed) as exc:
             self._closed = True
             raise _closed(exc) from None
+        if sent and owed is not None and not self._owing:
+            self._owing = True
+            owed.owe(self._pay_wake)
+        return sent
+
+    def _pay_wake(self) -> None:
+        self._owing = False
+        self.producer.flush_wake()
 
     def _fill(self, loan: Any, type: int, id: int, ext: bytes, data: memoryview, end: bool) -> None:
         start = HEADER + len(ext)
@@ -415,6 +435,8 @@ class Channel:
 
     def close(self) -> None:
         """Close both ends (idempotent): blocks held by partial messages go back; the peer sees PeerClosed."""
+        if self._owing:
+            self._pay_wake()
         self.unlisten()
         if self._closed and self.producer.closed and self.consumer.closed:
             return

@@ -437,7 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format=f"mcp-edge worker {os.getpid()}: %(message)s")
     spin_us = int(args[2]) if len(args) == 3 else 0  # the runtime passes its ring_spin_us setting
     channel = connect_channel(args[0], args[1], timeout=10.0, ring_spin_us=spin_us)
+    from mcp_edge.transport.spin import loop_factory
+
     try:
-        return asyncio.run(Worker(channel).run())
+        with asyncio.Runner(loop_factory=loop_factory(0)) as runner:  # a worker never spins: it shares a CPU
+            return runner.run(Worker(channel).run())
     finally:
         channel.close()

@@ -203,6 +203,43 @@ def test_send_nowait_sends_what_fits_a_block_now_and_leaves_the_rest_to_send(tmp
         lst.close()
 
 
+def test_in_an_mcp_edge_loop_the_peer_is_woken_once_at_the_end_of_the_turn(tmp_path: Path) -> None:
+    from mcp_edge.transport.spin import loop_factory
+
+    lst, worker = _pair(tmp_path)
+    consumer = worker.consumer
+
+    def signalled() -> bool:
+        try:
+            os.read(consumer.wake_fd, 8)
+        except BlockingIOError:
+            return False
+        return True
+
+    async def go() -> None:
+        assert not consumer.arm()  # the worker's side goes to sleep on its eventfd
+        for i in range(3):
+            assert lst.channel.send_nowait(10, i, b"in one turn")
+        assert not signalled()  # still this turn: the worker was not woken yet
+        await asyncio.sleep(0)  # the turn ends: select pays the wake-up
+        assert signalled()
+        for i in range(3):
+            with await worker.receive(5) as msg:
+                assert msg.id == i
+        assert not consumer.arm()
+        lst.channel.producer.send_block(10, 3, b"", b"at once")  # not held: woken at once
+        assert signalled()
+        with await worker.receive(5) as msg:
+            assert msg.id == 3
+
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(0)) as runner:
+            runner.run(go())
+    finally:
+        worker.close()
+        lst.close()
+
+
 def test_a_forged_block_is_refused_and_the_channel_goes_on(tmp_path: Path) -> None:
     lst, worker = _pair(tmp_path)
 

@@ -33,6 +33,7 @@ cdef extern from "shm/me_shm.h" nogil:
     int ME_RING_RECHECK_NS
     int ME_CHAN_WAKE_BLOCKS
     int ME_CHAN_WAKE_SPACE
+    int ME_CHAN_HOLD_WAKE
 
     struct me_shm_layout:
         uint32_t data_kind
@@ -149,6 +150,7 @@ cdef extern from "shm/me_shm.h" nogil:
     int64_t me_chan_capacity(me_chan_producer *p, uint64_t off)
     int me_chan_unloan(me_chan_producer *p, uint64_t off)
     int me_chan_publish(me_chan_producer *p, uint64_t off, uint32_t len, uint8_t type, uint64_t id, uint8_t flags)
+    int me_chan_flush_reader(me_chan_producer *p)
     int me_chan_signal(me_chan_producer *p, uint8_t type, uint64_t id, uint8_t flags)
     int me_chan_wait_space(me_chan_producer *p, int64_t timeout_ns)
     int me_chan_wait_blocks(me_chan_producer *p, uint32_t n, int64_t timeout_ns)
