@@ -65,6 +65,7 @@ EXTENSIONS: dict[str, tuple[str, list[str], list[str], list[str]]] = {
         ["csrc/crc32c/"],
         [],
     ),
+    "mcp_edge.native._metrics": ("mcp_edge/native/_metrics.pyx", ["csrc/metrics/metrics.c"], [], []),
     "mcp_edge.native._sys": ("mcp_edge/native/_sys.pyx", ["csrc/sys/sys.c"], [], []),
     "mcp_edge.native._uring": ("mcp_edge/native/_uring.pyx", ["csrc/uring/uring.c"], [], ["liburing"]),
 }

@@ -18,6 +18,8 @@ program's own token, it installs none and stops when that token is set (the same
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,12 +33,13 @@ from mcp_edge.runtime.principal import EMBEDDED
 from mcp_edge.runtime.router import Router, Session
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import AsyncIterator, Awaitable
 
     from mcp_edge.health import Health
     from mcp_edge.plugin import Registry
     from mcp_edge.plugin.types import ToolResult
     from mcp_edge.plugin.watch import PluginWatcher
+    from mcp_edge.runtime.metrics import Metrics
     from mcp_edge.runtime.reconfigure import Changes
     from mcp_edge.runtime.stop import StopToken
 
@@ -104,6 +107,8 @@ class ConfiguredServer:
 
         registry = Registry.from_settings(s, context_factory=context)
         registry.on_list_changed = list_changed
+        if s.metrics:
+            registry.metrics = _metrics(s)
         registry.discover()
         await registry.start()
         info = ServerInfo(
@@ -190,7 +195,8 @@ class RunningServer:
 
         async def serve(token: StopToken, _: Health | None, ready: Callable[[str], None]) -> None:
             ready("stdio")
-            await serve_stdio(self._router, self._settings, stop=token)
+            async with self._textfile():
+                await serve_stdio(self._router, self._settings, stop=token)
 
         await self._supervised(stop, "stdio", None, serve)
 
@@ -213,8 +219,44 @@ class RunningServer:
         self._check()
         from mcp_edge.transport.unix import serve_unix
 
-        await self._supervised(stop, "a unix socket", on_ready, lambda token, _, ready: serve_unix(
-            self._router, self._settings, path, on_ready=ready, stop=token))
+        async def serve(token: StopToken, _: Health | None, ready: Callable[[str], None]) -> None:
+            async with self._textfile():
+                await serve_unix(self._router, self._settings, path, on_ready=ready, stop=token)
+
+        await self._supervised(stop, "a unix socket", on_ready, serve)
+
+    @contextlib.asynccontextmanager
+    async def _textfile(self) -> AsyncIterator[None]:
+        """With metrics on, the metrics file (``metrics_textfile``) rewritten every ``metrics_interval_s``
+        while serving, and once more at the end (a failed write is logged, never fatal)."""
+        metrics = self._registry.metrics
+        if metrics is None:
+            yield
+            return
+        from mcp_edge.runtime.exposition import Exposition, textfile_path
+
+        exposition, path = Exposition(self._registry, metrics), textfile_path(self._settings)
+
+        def write() -> None:
+            try:
+                exposition.write(path)
+            except OSError as exc:
+                log.warning("metrics: cannot write %s: %s", path, exc)
+
+        async def rewrite() -> None:
+            while True:
+                write()
+                await asyncio.sleep(self._settings.metrics_interval_s)
+
+        task = asyncio.get_running_loop().create_task(rewrite())
+        log.info("metrics: written to %s every %g s", path, self._settings.metrics_interval_s)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            write()
 
     async def reload(self, settings: Settings | Callable[[], Settings] | None = None) -> Changes:
         """SIGHUP: read the settings again (``settings``, or what a callable gives; default: the board profile
@@ -272,6 +314,20 @@ class RunningServer:
 
 def _nothing(_: str) -> None:
     pass
+
+
+def _metrics(settings: Settings) -> Metrics:
+    """The request meter, once prometheus-client is known to be there for the exposition (ConfigError if not)."""
+    import importlib.util
+
+    if importlib.util.find_spec("prometheus_client") is None:
+        from mcp_edge.errors import ConfigError
+
+        raise ConfigError("metrics = true needs prometheus-client, which is not installed: "
+                          "pip install 'mcp-edge[metrics]' (or turn metrics off)")
+    from mcp_edge.runtime.metrics import Metrics
+
+    return Metrics(settings.metrics_max_series)
 
 
 def _reread(settings: Settings) -> Settings:

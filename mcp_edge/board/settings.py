@@ -231,6 +231,20 @@ class Settings:
     malloc_keep: int = _s(8 * MiB, "supervisor", "int",
                           "Free heap the runtime and its workers keep for the next message before giving it back "
                           "(glibc M_TRIM_THRESHOLD; 0: glibc's own).", 0)
+    # -- observability ------------------------------------------------------------------------------------------
+    metrics: bool = _s(False, "observability", "bool",
+                       "Count every plugin call (calls, errors, refusals and a latency histogram per tool, resource "
+                       "and prompt) and expose them with plugin, ring, slab, I/O and process figures: GET /metrics "
+                       "on HTTP, a text file otherwise (needs prometheus-client: pip install 'mcp-edge[metrics]').")
+    metrics_max_series: int = _s(1024, "observability", "int",
+                                 "Series (plugin and tool, resource or prompt) the metrics keep; past it new ones "
+                                 "share one '(other)' series.", 2)
+    metrics_textfile: str = _s("", "observability", "str",
+                               "Where serving on stdio or a unix socket writes the metrics, in the Prometheus text "
+                               "format, replaced atomically (node_exporter's textfile collector reads it; '': "
+                               "<data_dir>/metrics/mcp-edge.prom).")
+    metrics_interval_s: float = _s(15.0, "observability", "float",
+                                   "How often that file is rewritten (and once more at shutdown).", 0.1)
     # -- built-in plugins -------------------------------------------------------------------------------------
     max_read: int = _s(4 * MiB, "plugins", "int",
                        "Most bytes one fs read returns in one response; larger files are read in ranges.", 1)

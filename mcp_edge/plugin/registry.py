@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         ToolDef,
         ToolResult,
     )
+    from mcp_edge.runtime.metrics import Metrics
     from mcp_edge.runtime.resilience import Backoff, Breaker, Bulkhead
 
 __all__ = ["PLUGIN_DIRS_ENV", "RUNTIME_PLUGIN_ID", "STATUS_URI", "PluginKind", "PluginRecord", "PluginState",
@@ -144,6 +145,7 @@ class Registry:
         self.psi_path = Path("/proc/pressure/memory")
         self._psi: float | None = None
         self._psi_at = -1e9
+        self.metrics: Metrics | None = None  # the request meter, when Settings.metrics is on (the server sets it)
 
     @classmethod
     def from_settings(cls, settings: Settings, *,
@@ -369,7 +371,8 @@ class Registry:
         owner = self.catalog.tool_owner(name)
         if owner is None:
             raise ToolNotFoundError(f"unknown tool: {name}")
-        result: ToolResult = await guarded(self, owner, lambda h: h.call_tool(name, arguments, rctx), rctx)
+        result: ToolResult = await guarded(self, owner, lambda h: h.call_tool(name, arguments, rctx), rctx,
+                                           "tool", name)
         return result
 
     async def read_resource(self, uri: str, rctx: RequestContext | None) -> list[ResourceContents]:
@@ -381,7 +384,7 @@ class Registry:
                 raise ResourceNotFoundError(f"resource not found: {uri}")
             owner, template = found
         result: list[ResourceContents] = await guarded(
-            self, owner, lambda h: h.read_resource(uri, template, rctx), rctx)
+            self, owner, lambda h: h.read_resource(uri, template, rctx), rctx, "resource", template or uri)
         return result
 
     async def get_prompt(self, name: str, arguments: Mapping[str, str] | None, rctx: RequestContext | None
@@ -390,7 +393,8 @@ class Registry:
         owner = self.catalog.prompt_owner(name)
         if owner is None:
             raise PromptNotFoundError(f"unknown prompt: {name}")
-        result: GetPromptResult = await guarded(self, owner, lambda h: h.get_prompt(name, arguments, rctx), rctx)
+        result: GetPromptResult = await guarded(self, owner, lambda h: h.get_prompt(name, arguments, rctx), rctx,
+                                                 "prompt", name)
         return result
 
     async def complete(self, ref: Mapping[str, Any], argument: Mapping[str, str],
@@ -424,6 +428,6 @@ class Registry:
         args = (context or {}).get("arguments") or {}
         value = str(argument.get("value", ""))
         result: Completion = await guarded(
-            self, owner, lambda h: h.complete(comp_kind, key, name, value, dict(args)), None)
+            self, owner, lambda h: h.complete(comp_kind, key, name, value, dict(args)), None, "completion", key)
         return result
 

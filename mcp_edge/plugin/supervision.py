@@ -96,25 +96,37 @@ def bulkhead(registry: Registry, plugin_id: str) -> Bulkhead:
     return bh
 
 
-async def guarded(registry: Registry, plugin_id: str, op: Callable[[PluginHost], Any], rctx: Any) -> Any:
+async def guarded(registry: Registry, plugin_id: str, op: Callable[[PluginHost], Any], rctx: Any,
+                  kind: str = "tool", name: str = "") -> Any:
     """Run ``call`` (a coroutine) through the plugin's breaker, bulkhead and the request's deadline; the
-    host it runs in counts it (a host replaced by a reload drains its calls before it stops)."""
+    host it runs in counts it (a host replaced by a reload drains its calls before it stops). With metrics on
+    (``registry.metrics``), the call is counted in the row of (plugin, ``kind``, ``name``): refused before it
+    ran, or ran for so long and failed or not (an error result, ``isError``, counts as failed)."""
+    metrics = registry.metrics
+    slot = -1 if metrics is None else metrics.slot(plugin_id, kind, name)
     gate = registry._gates.get(plugin_id)
     if gate is not None:  # a stateful plugin's swap is under way: wait for the new version
         await gate.wait()
-    if registry.settings.memory_pressure_shed > 0:
-        shed_if_pressed(registry, plugin_id, rctx)
-    br = breaker(registry, plugin_id)
-    probe = br.before_call()
-    bh = bulkhead(registry, plugin_id)
-    await bh.enter()
+    try:
+        if registry.settings.memory_pressure_shed > 0:
+            shed_if_pressed(registry, plugin_id, rctx)
+        br = breaker(registry, plugin_id)
+        probe = br.before_call()
+        bh = bulkhead(registry, plugin_id)
+        await bh.enter()
+    except PluginError:  # the breaker is open, the bulkhead full, the box short of memory
+        if metrics is not None:
+            metrics.meter.refuse(slot)
+        raise
     ok = False
+    failed = True
     host = registry._host(plugin_id)  # the host of this moment: the call is made on it, and counted there
     call = op(host)
     host.inflight += 1
+    start = time.monotonic_ns()
     try:
         deadline = getattr(rctx, "deadline_ns", None)
-        timeout = registry.settings.tool_timeout_s if deadline is None else (deadline - time.monotonic_ns()) / 1e9
+        timeout = registry.settings.tool_timeout_s if deadline is None else (deadline - start) / 1e9
         try:
             async with asyncio.timeout(max(0.0, timeout)):
                 result = await call
@@ -122,14 +134,20 @@ async def guarded(registry: Registry, plugin_id: str, op: Callable[[PluginHost],
             raise PluginError(f"plugin {plugin_id}: the call passed its deadline ({timeout:.3g} s) and was "
                               "cancelled") from None
         ok = True
+        failed = getattr(result, "isError", False) is True or getattr(rctx, "result_error", False) is True
         return result
     except _CLIENT_ERRORS:
         ok = True
+        raise
+    except asyncio.CancelledError:  # the client gave up: not the plugin failing
+        failed = False
         raise
     finally:
         host.inflight -= 1
         bh.leave()
         br.record(ok, probe)
+        if metrics is not None:
+            metrics.meter.record(slot, time.monotonic_ns() - start, failed)
 
 
 def shed_if_pressed(registry: Registry, plugin_id: str, rctx: Any) -> None:

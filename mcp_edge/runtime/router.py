@@ -217,7 +217,7 @@ class RequestContextImpl:
     """What a tool, resource or prompt handler sees of its request (mcp_edge.plugin.RequestContext)."""
 
     __slots__ = ("_cancelled", "_emit", "_level", "_max_out", "_req", "_session", "deadline_ns",
-                 "input_responses", "request_state")
+                 "input_responses", "request_state", "result_error")
 
     def __init__(self, req: Request, session: Session, emit: Emit | None, max_out_frame: int | None = None) -> None:
         self._req = req
@@ -232,6 +232,8 @@ class RequestContextImpl:
         # When the call must be over (time.monotonic_ns): the client's _meta timeout or tool_timeout_s, the
         # smaller; plugins, the supervisor and a worker (as a frame TLV) all read this one value.
         self.deadline_ns: int | None = None
+        # A worker answered an error result (isError) as JSON the runtime does not decode: its host says so here.
+        self.result_error = False
 
     @property
     def protocol_version(self) -> str:

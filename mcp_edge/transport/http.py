@@ -87,6 +87,7 @@ from mcp_edge.transport.http_status import http_status, http_status_for_error
 
 if TYPE_CHECKING:
     from mcp_edge.health import Health
+    from mcp_edge.runtime.exposition import Exposition
     from mcp_edge.transport.http_wire import Early, Exchange, HttpConnection, HttpRequest
 
 __all__ = ["ENDPOINT", "serve_http"]
@@ -95,6 +96,7 @@ log = logging.getLogger("mcp_edge.transport.http")
 
 ENDPOINT: Final = "/mcp"
 HEALTH_PREFIX: Final = "/healthz/"
+METRICS_PATH: Final = "/metrics"
 ALLOW: Final = "GET, POST, DELETE, OPTIONS"
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 SESSION_NOT_FOUND: Final = -32001  # as the reference SDKs answer an unknown session
@@ -261,6 +263,7 @@ class McpHttpApp:
             health.serving(router.registry.status, "Streamable HTTP")
         self.health = health
         self.draining = False  # stop was asked: /mcp answers 503, in-flight requests finish or are cut
+        self._exposition: Exposition | None = None  # made at the first GET /metrics, when metrics are on
         self._inflight: set[asyncio.Task[Any]] = set()  # requests running (single and batch members)
         self._cut: set[asyncio.Task[Any]] = set()  # cancelled by the shutdown budget: answered with an error
         self.settings = settings
@@ -320,7 +323,8 @@ class McpHttpApp:
     def check(self, req: HttpRequest) -> Early | None:
         h = req.headers
         health = req.path.startswith(HEALTH_PREFIX)
-        if req.path != ENDPOINT and not health:
+        metrics = req.path == METRICS_PATH
+        if req.path != ENDPOINT and not health and not metrics:
             return self._early(404, f"not found: the MCP endpoint is {ENDPOINT}")
         host = h.get("host")
         if host is None:
@@ -329,6 +333,8 @@ class McpHttpApp:
             return self._early(403, f"forbidden: Host {host!r} is not this server's")
         if health:  # no session, no Origin policy: probes come from the box's own tools
             return self._health(req)
+        if metrics:  # as the probes: for the box's own scraper
+            return self._metrics(req)
         origin = h.get("origin")
         if origin is not None and not self._origin_ok(origin, host or ""):
             return self._early(403, f"forbidden: Origin {origin!r} is not allowed")
@@ -377,6 +383,24 @@ class McpHttpApp:
             ok, body = evaluate(probe, STOPPING, self.health.rows())
         headers = [_JSON, ("cache-control", "no-store")]
         return Early(200 if ok else 503, headers, jsonrpc.encode(body))
+
+    def _metrics(self, req: HttpRequest) -> Early:
+        """GET /metrics: the Prometheus text format (mcp_edge.runtime.exposition), 404 with metrics off."""
+        from mcp_edge.transport.http_wire import Early
+
+        meter = self.router.registry.metrics
+        if meter is None:
+            return self._early(404, "not found: metrics are off (Settings.metrics)")
+        if req.method != "GET":
+            return self._early(405, f"method {req.method} not allowed on {req.path}", [("allow", "GET")])
+        if self._exposition is None:
+            from mcp_edge.runtime.exposition import Exposition
+
+            self._exposition = Exposition(self.router.registry, meter)
+        from mcp_edge.runtime.exposition import CONTENT_TYPE
+
+        return Early(200, [("content-type", CONTENT_TYPE), ("cache-control", "no-store")],
+                     self._exposition.render())
 
     def _preflight(self, origin: str | None) -> Early:
         from mcp_edge.transport.http_wire import Early

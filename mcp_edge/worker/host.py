@@ -233,6 +233,18 @@ class ProcessHost(PluginHost):
             with contextlib.suppress(OSError):
                 os.rmdir(self._dir)
 
+    def ring_stats(self) -> dict[str, Any] | None:
+        """The counters of the ring the runtime sends calls to the worker on (``Producer.stats``: unread
+        descriptors, published, the arena's size classes), or None while no worker is connected."""
+        channel = getattr(self._listener, "channel", None)
+        if channel is None or not self._alive:
+            return None
+        try:
+            stats: dict[str, Any] = channel.producer.stats()
+        except (McpEdgeError, OSError, ValueError):  # (the ring closed under the scrape)
+            return None
+        return stats
+
     # -- calls ----------------------------------------------------------------------------------------------
 
     async def call_tool(self, name: str, arguments: Mapping[str, Any] | None, rctx: Any) -> Any:
@@ -279,7 +291,11 @@ class ProcessHost(PluginHost):
         with msg:
             try:
                 if msg.type == p.RESULT:
-                    return p.decode_result(msg.body)
+                    value = p.decode_result(msg.body)
+                    if msg.body[0] == p.RESULT_JSON_ERROR and rctx is not None:
+                        with contextlib.suppress(AttributeError):  # (a context of the embedding API has no slot)
+                            rctx.result_error = True  # the runtime's metrics count it as an error
+                    return value
                 failure = p.decode(msg.body, p.Failure)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 raise PluginError(f"plugin {self.plugin_id}: its worker sent a malformed answer ({exc}); "

@@ -38,6 +38,9 @@ __all__ = [
     "PROTOCOL_VERSION",
     "READY",
     "RESULT",
+    "RESULT_INPUT_REQUIRED",
+    "RESULT_JSON",
+    "RESULT_JSON_ERROR",
     "START",
     "STARTED",
     "STATE",
@@ -229,6 +232,7 @@ def decode(data: Any, kind: type[T]) -> T:
 # its response without decoding them.
 RESULT_JSON = 0
 RESULT_INPUT_REQUIRED = 1
+RESULT_JSON_ERROR = 2  # JSON as RESULT_JSON, of a tool result with isError true (the runtime's metrics count it)
 _json_encoder = msgspec.json.Encoder()
 
 
@@ -240,6 +244,8 @@ def encode_result(result: Any) -> bytearray:
         out[0] = RESULT_INPUT_REQUIRED
         _encoder.encode_into(result, out, 1)
     else:
+        if (result.get("isError") if isinstance(result, dict) else getattr(result, "isError", False)) is True:
+            out[0] = RESULT_JSON_ERROR
         _json_encoder.encode_into(result, out, 1)  # the tag and the JSON in one buffer: no second copy
     return out
 
@@ -250,8 +256,9 @@ def decode_result(body: Any) -> Any:
     from mcp_edge.plugin.types import InputRequired
 
     view = memoryview(body)
-    if len(view) < 1 or view[0] not in (RESULT_JSON, RESULT_INPUT_REQUIRED):
-        raise msgspec.DecodeError("a RESULT body must start with its tag byte (0: JSON, 1: InputRequired)")
+    if len(view) < 1 or view[0] not in (RESULT_JSON, RESULT_INPUT_REQUIRED, RESULT_JSON_ERROR):
+        raise msgspec.DecodeError("a RESULT body must start with its tag byte (0: JSON, 1: InputRequired, "
+                                  "2: JSON of an error result)")
     if view[0] == RESULT_INPUT_REQUIRED:
         return decode(view[1:], InputRequired)
     data = bytes(view[1:])  # the copy is checked, not the block: the worker can still write there

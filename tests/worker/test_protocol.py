@@ -26,6 +26,22 @@ def test_a_result_crosses_as_the_json_the_client_gets() -> None:
     assert bytes(raw) in msgspec.json.encode({"jsonrpc": "2.0", "id": 1, "result": raw})
 
 
+@pytest.mark.parametrize("result", [
+    {"content": [{"type": "text", "text": "it broke"}], "isError": True},
+    msgspec.json.decode(b'{"content":[],"isError":true}'),
+])
+def test_an_error_result_says_so_in_its_tag_and_crosses_the_same(result: Any) -> None:
+    from mcp_edge.plugin.types import TextContent, ToolResult
+
+    struct = ToolResult(content=[TextContent(text=t["text"]) for t in result["content"]], isError=True)
+    for value in (result, struct):
+        body = p.encode_result(value)
+        assert body[0] == p.RESULT_JSON_ERROR  # the runtime's metrics count it without decoding the JSON
+        raw = p.decode_result(bytes(body))
+        assert isinstance(raw, msgspec.Raw) and msgspec.json.decode(raw)["isError"] is True
+    assert p.encode_result({"content": [], "isError": False})[0] == p.RESULT_JSON
+
+
 def test_input_required_crosses_as_msgpack() -> None:
     body = p.encode_result(InputRequired(inputRequests={"q": {"method": "elicitation/create"}}, requestState="s"))
     assert body[0] == p.RESULT_INPUT_REQUIRED

@@ -1,0 +1,36 @@
+"""meter: tools whose outcomes the metrics tests count, in both isolation modes."""
+
+import asyncio
+import sys
+
+from mcp_edge.plugin import PluginBase, resource, tool
+
+
+class Meter(PluginBase):
+    id = "meter"
+    capabilities = frozenset({"tools", "resources"})
+
+    @tool
+    def ok(self, text: str) -> str:
+        """Return text."""
+        return text
+
+    @tool
+    def fail(self) -> str:
+        """Raise: the client gets an error result (isError)."""
+        raise RuntimeError("this tool always fails")
+
+    @tool
+    async def hold(self, seconds: float = 30.0) -> str:
+        """Sleep (cancellable), then return "held"."""
+        await asyncio.sleep(seconds)
+        return "held"
+
+    @tool
+    def imported(self, module: str) -> bool:
+        """Whether ``module`` is imported in the process this plugin runs in."""
+        return module in sys.modules
+
+    @resource("meter://count", name="count")
+    def count(self) -> str:
+        return "1"
