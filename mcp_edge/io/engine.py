@@ -163,6 +163,12 @@ class Engine(abc.ABC):
     def info(self) -> dict[str, Any]:
         """What this engine is and runs with, as plain data (for ``mcp-edge doctor``)."""
 
+    @abc.abstractmethod
+    def counters(self) -> dict[str, int]:
+        """Since the engine opened: ``ops`` (operations completed through the event loop API, failed ones left
+        out), ``read_bytes`` and ``written_bytes`` (what those reads and writes moved), and the engine's own
+        counters (io_uring: ``enters``, ``wakeups``...). The metrics read them at each scrape."""
+
     # -- the API ------------------------------------------------------------------------------------------
 
     @property

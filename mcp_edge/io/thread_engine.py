@@ -91,6 +91,7 @@ class ThreadEngine(Engine):
         self._batch_lock = threading.Lock()
         self._batch: concurrent.futures.ThreadPoolExecutor | None = None
         self._batch_workers = 0
+        self._counts = {"ops": 0, "read_bytes": 0, "written_bytes": 0}  # (on the loop's thread: _deliver)
 
     @property
     def pending(self) -> int:
@@ -99,6 +100,9 @@ class ThreadEngine(Engine):
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "workers": self._workers}
+
+    def counters(self) -> dict[str, int]:
+        return dict(self._counts)
 
     # -- submission and completion --------------------------------------------------------------------
 
@@ -148,7 +152,14 @@ class ThreadEngine(Engine):
         elif exc is not None:
             fut.set_exception(exc)
         else:
-            fut.set_result(cf.result())
+            result = cf.result()
+            counts = self._counts
+            counts["ops"] += 1
+            if op.kind in ("read", "readv"):
+                counts["read_bytes"] += result
+            elif op.kind in ("write", "writev"):
+                counts["written_bytes"] += result
+            fut.set_result(result)
 
     # -- synchronous batch, pool, close -----------------------------------------------------------------
 

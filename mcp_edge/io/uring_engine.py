@@ -156,6 +156,9 @@ class UringEngine(Engine):
                       "submit_eager": self._async.eager, **self._async.stats},
         }
 
+    def counters(self) -> dict[str, int]:
+        return dict(self._async.stats)
+
     def _check_thread(self) -> None:
         if threading.get_ident() != self._owner:
             raise EngineThreadError(

@@ -621,6 +621,7 @@ cdef class AsyncRing:
     cdef int _inline_left
     cdef public unsigned long spin_ns
     cdef unsigned long long _n_nowait_hit, _n_nowait_miss, _n_spin_hit, _n_spin_miss, _n_wakeups, _n_enters
+    cdef unsigned long long _n_ops, _n_read_bytes, _n_written_bytes
     cdef public int inline
     cdef public bint nowait
     cdef public int batch
@@ -677,9 +678,11 @@ cdef class AsyncRing:
 
     @property
     def stats(self):
-        """Counters since creation: reads served inline from the page cache (RWF_NOWAIT) or not, polls of an
-        idle ring that found the completion or gave up, eventfd wake-ups, io_uring_enter calls."""
-        return {"nowait_hits": self._n_nowait_hit, "nowait_misses": self._n_nowait_miss,
+        """Counters since creation: operations completed (failed ones left out) and the bytes their reads and
+        writes moved, reads served inline from the page cache (RWF_NOWAIT) or not, polls of an idle ring that
+        found the completion or gave up, eventfd wake-ups, io_uring_enter calls."""
+        return {"ops": self._n_ops, "read_bytes": self._n_read_bytes, "written_bytes": self._n_written_bytes,
+                "nowait_hits": self._n_nowait_hit, "nowait_misses": self._n_nowait_miss,
                 "spin_hits": self._n_spin_hit, "spin_misses": self._n_spin_miss, "wakeups": self._n_wakeups,
                 "enters": self._n_enters}
 
@@ -855,6 +858,8 @@ cdef class AsyncRing:
             rc = me_ring_read_nowait(fd, &iov, 1, offset)
             if rc == s.view.len or rc == 0:
                 self._n_nowait_hit += 1
+                self._n_ops += 1
+                self._n_read_bytes += <unsigned long long>rc
                 self._release(i)
                 if want_future:  # a gather: it lets the loop run anyway
                     return self._done(rc, None)
@@ -1142,7 +1147,12 @@ cdef class AsyncRing:
 
     cdef object _value(self, Slot *s, int res):
         cdef int k = s.kind
-        if k == ME_OP_READ or k == ME_OP_WRITE or k == ME_OP_READV or k == ME_OP_WRITEV:
+        self._n_ops += 1
+        if k == ME_OP_READ or k == ME_OP_READV:
+            self._n_read_bytes += <unsigned long long>(res + s.base)
+            return res + s.base
+        if k == ME_OP_WRITE or k == ME_OP_WRITEV:
+            self._n_written_bytes += <unsigned long long>(res + s.base)
             return res + s.base
         if k == ME_OP_OPENAT:
             return res

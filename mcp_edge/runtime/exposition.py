@@ -20,8 +20,9 @@ Families (the ``_total``, ``_bucket``, ``_sum`` and ``_count`` suffixes are the 
   ``mcp_edge_ring_published_total{plugin}``; ``mcp_edge_slab_in_use{plugin,size}`` and
   ``mcp_edge_slab_blocks{plugin,size}``: blocks of each size class in use and in all, in the arena the runtime
   sends to that worker through;
-- ``mcp_edge_io_pending{engine}`` and ``mcp_edge_io_events_total{engine,event}``: the I/O engine's pending
-  operations and counters (io_uring_enter calls, wake-ups, page-cache hits);
+- ``mcp_edge_io_pending{engine}``, ``mcp_edge_io_ops_total{engine}``, ``mcp_edge_io_bytes_total{engine,
+  direction}`` (read, written) and ``mcp_edge_io_events_total{engine,event}`` (io_uring_enter calls,
+  wake-ups, page-cache hits): the I/O engine the runtime opened, if it opened one;
 - ``mcp_edge_metrics_series_overflow``: 1 when ``metrics_max_series`` is too small and series share
   ``(other)``;
 - ``process_*`` from prometheus-client (RSS, virtual memory, open and max fds, CPU seconds, start time).
@@ -34,7 +35,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -147,21 +148,23 @@ class RuntimeCollector(Collector):
 
         pending = GaugeMetricFamily("mcp_edge_io_pending", "I/O operations handed to the engine and not done.",
                                     labels=["engine"])
-        events = CounterMetricFamily("mcp_edge_io_events", "The I/O engine's counters (io_uring_enter calls, "
+        ops = CounterMetricFamily("mcp_edge_io_ops", "I/O operations the engine completed.", labels=["engine"])
+        moved = CounterMetricFamily("mcp_edge_io_bytes", "Bytes the engine's reads and writes moved.",
+                                    labels=["engine", "direction"])
+        events = CounterMetricFamily("mcp_edge_io_events", "The engine's own counters (io_uring_enter calls, "
                                      "wake-ups, page-cache hits and misses of inline reads, polls).",
                                      labels=["engine", "event"])
         engine = engines._default  # the one open, if any: a scrape never opens one
         if engine is not None and not engine.closed:
-            pending.add_metric([engine.name], engine.pending)
-            counters: dict[str, Any] = engine.info().get("async") or {}
-            for name in sorted(counters):
-                value = counters[name]
-                if isinstance(value, int) and not isinstance(value, bool) and name not in _IO_SETTINGS:
-                    events.add_metric([engine.name, name], value)
-        yield from (pending, events)
-
-
-_IO_SETTINGS: Final = frozenset({"inline_per_turn", "submit_batch", "submit_eager", "nowait_reads"})
+            name = engine.name
+            counters = engine.counters()
+            pending.add_metric([name], engine.pending)
+            ops.add_metric([name], counters.pop("ops", 0))
+            moved.add_metric([name, "read"], counters.pop("read_bytes", 0))
+            moved.add_metric([name, "written"], counters.pop("written_bytes", 0))
+            for event in sorted(counters):
+                events.add_metric([name, event], counters[event])
+        yield from (pending, ops, moved, events)
 
 
 class Exposition:

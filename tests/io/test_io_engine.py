@@ -79,6 +79,33 @@ def test_readv_writev(engine: Engine, workdir: Path) -> None:
     asyncio.run(main())
 
 
+def test_counters_add_up_what_the_operations_moved(engine: Engine, workdir: Path) -> None:
+    path = workdir / "c"
+    before = engine.counters()
+
+    async def main() -> None:
+        fd = await engine.openat(path, RW)
+        try:
+            assert await engine.write(fd, b"x" * 5000, 0) == 5000
+            assert await engine.writev(fd, [b"ab", b"cd"], 5000) == 4
+            assert await engine.read(fd, bytearray(100), 0) == 100
+            assert await engine.readv(fd, [bytearray(3), bytearray(10)], 4998) == 6  # short: the file ends
+        finally:
+            await engine.close_fd(fd)
+        ro = os.open(path, os.O_RDONLY)
+        try:
+            with pytest.raises(OSError):
+                await engine.write(ro, b"no", 0)  # a failed operation is not counted
+        finally:
+            os.close(ro)
+
+    asyncio.run(main())
+    after = engine.counters()
+    assert after["written_bytes"] - before["written_bytes"] == 5004
+    assert after["read_bytes"] - before["read_bytes"] == 106
+    assert after["ops"] - before["ops"] == 6  # openat, 2 writes, 2 reads, close
+
+
 def test_statx_matches_stat(engine: Engine, workdir: Path) -> None:
     path = workdir / "s"
     make_file(path, b"x" * 12345)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,14 @@ def test_the_exposition_reads_the_meter_and_the_plugins(tmp_path: Path) -> None:
         try:
             await running.call_tool("ok", {"text": "x"})
             await running.call_tool("fail", {})
+            from mcp_edge.io.engines import get_engine
+
+            engine = get_engine()  # the runtime's engine, as a plugin's file I/O opens it
+            fd = await engine.openat(tmp_path / "io", os.O_RDWR | os.O_CREAT)
+            try:
+                await engine.write(fd, b"y" * 3000, 0)
+            finally:
+                await engine.close_fd(fd)
             assert running.registry.metrics is not None
             text = Exposition(running.registry, running.registry.metrics).render().decode()
         finally:
@@ -117,6 +126,11 @@ def test_the_exposition_reads_the_meter_and_the_plugins(tmp_path: Path) -> None:
     assert any(name == "mcp_edge_slab_blocks" for name, _ in samples)
     assert samples[("process_resident_memory_bytes", ())] > 0
     assert samples[("mcp_edge_metrics_series_overflow", ())] == 0
+    engines = [labels for name, labels in samples if name == "mcp_edge_io_ops_total"]
+    assert len(engines) == 1
+    engine = engines[0][0][1]
+    assert samples[("mcp_edge_io_bytes_total", (("direction", "written"), ("engine", engine)))] >= 3000
+    assert samples[("mcp_edge_io_ops_total", (("engine", engine),))] >= 3
 
 
 def test_metrics_on_without_prometheus_client_is_a_clear_error(tmp_path: Path,
