@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from mcp_edge.runtime.metrics import Metrics
     from mcp_edge.runtime.reconfigure import Changes
     from mcp_edge.runtime.stop import StopToken
+    from mcp_edge.runtime.tracing import Tracing
 
 __all__ = ["ConfiguredServer", "RunningServer", "Server", "ServerStateError", "StoppedServer"]
 
@@ -119,6 +120,8 @@ class ConfiguredServer:
             instructions=s.instructions,
         )
         router = Router(registry, info, s)
+        if s.tracing:
+            router.tracing = _tracing(s)
         router_ref.append(router)
         return RunningServer(s, registry, router)
 
@@ -309,6 +312,8 @@ class RunningServer:
             await self._watcher.close()
             self._watcher = None
         await self._registry.stop()
+        if self._router.tracing is not None:
+            self._router.tracing.shutdown()  # what is left exported, the exporter closed
         return StoppedServer(self._registry)
 
 
@@ -316,18 +321,37 @@ def _nothing(_: str) -> None:
     pass
 
 
-def _metrics(settings: Settings) -> Metrics:
-    """The request meter, once prometheus-client is known to be there for the exposition (ConfigError if not)."""
+def _require(modules: list[str], setting: str, extra: str) -> None:
+    """ConfigError naming the extra to install when one of ``modules`` is missing (nothing is imported)."""
     import importlib.util
 
-    if importlib.util.find_spec("prometheus_client") is None:
-        from mcp_edge.errors import ConfigError
+    from mcp_edge.errors import ConfigError
 
-        raise ConfigError("metrics = true needs prometheus-client, which is not installed: "
-                          "pip install 'mcp-edge[metrics]' (or turn metrics off)")
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # (its parent package is missing)
+            found = False
+        if not found:
+            raise ConfigError(f"{setting} = true needs {module}, which is not installed: "
+                              f"pip install 'mcp-edge[{extra}]' (or turn {setting} off)")
+
+
+def _metrics(settings: Settings) -> Metrics:
+    """The request meter, once prometheus-client is known to be there for the exposition."""
+    _require(["prometheus_client"], "metrics", "metrics")
     from mcp_edge.runtime.metrics import Metrics
 
     return Metrics(settings.metrics_max_series)
+
+
+def _tracing(settings: Settings) -> Tracing:
+    """The runtime's tracing, once OpenTelemetry (and the OTLP exporter, for otlp) is known to be there."""
+    _require(["opentelemetry.sdk", *(["opentelemetry.exporter.otlp.proto.http"]
+                                      if settings.tracing_exporter == "otlp" else [])], "tracing", "tracing")
+    from mcp_edge.runtime.tracing import Tracing
+
+    return Tracing(settings)
 
 
 def _reread(settings: Settings) -> Settings:

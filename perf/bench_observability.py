@@ -1,8 +1,10 @@
-"""Observability's cost: what metrics add to each request and to the idle server's memory, against the same
-runtime with them off, in the same run. Tracing and authentication come with their own impls
-(``mcp_edge[tracing]``, ``mcp_edge[auth]``) once the runtime has them; until then a note says they are absent.
+"""Observability's cost: what metrics and tracing add to each request and to the idle server's memory,
+against the same runtime with them off, in the same run. Authentication comes with its own impl
+(``mcp_edge[auth]``) once the runtime has it; until then a note says it is absent.
 
-Impls: ``mcp_edge[off]`` (``Settings.metrics`` false, the default) and ``mcp_edge[metrics]`` (true).
+Impls: ``mcp_edge[off]`` (``Settings.metrics`` and ``tracing`` false, the defaults), ``mcp_edge[metrics]``
+(metrics on) and ``mcp_edge[tracing]`` (tracing on, every request sampled, spans exported as JSON lines to a
+file in the bench's temporary folder by the SDK's batch processor, whose thread's work counts too).
 
 - ``per-request`` (``us``, lower is better): in this process, two running servers on the bench's ``echo``
   plugin (``perf/plugins/echo``, in process), one per impl; each round drives ``ROUND_CALLS`` ``tools/call``
@@ -36,8 +38,8 @@ from mcp_edge.perf.harness import load_bench
 NAME = "observability"
 
 PERF_DIR = Path(__file__).resolve().parent
-OFF, METRICS = "mcp_edge[off]", "mcp_edge[metrics]"
-IMPLS = (OFF, METRICS)
+OFF, METRICS, TRACING = "mcp_edge[off]", "mcp_edge[metrics]", "mcp_edge[tracing]"
+IMPLS = (OFF, METRICS, TRACING)
 ROUND_CALLS = {True: 5_000, False: 20_000}
 SPAWNS = {True: 3, False: 5}
 WARMUP = 500
@@ -76,7 +78,9 @@ class Routers:
             data.mkdir()
             settings = Settings.load(data_dir=data, plugin_dirs=(PERF_DIR / "plugins",), entry_points=False,
                                      enabled_plugins=frozenset({"echo"}), reload_watch=False,
-                                     plugin_isolation={"echo": "inproc"}, metrics=impl == METRICS)
+                                     plugin_isolation={"echo": "inproc"}, metrics=impl == METRICS,
+                                     tracing=impl == TRACING, tracing_exporter="jsonl",
+                                     tracing_file=str(data / "spans.jsonl"))
             self.servers[impl] = await Server.configure(settings).start()
 
     async def stop(self) -> None:
@@ -131,8 +135,9 @@ def per_request_rows(ctx: BenchContext, work: Path) -> Iterator[Row]:
 
     best = asyncio.run(measure())
     ctx.note(f"per-request: {calls} tools/call echo a round through Router.handle (no transport), "
-             f"{ctx.rounds} rounds alternating, best round each; metrics add "
-             f"{best[METRICS] - best[OFF]:+.3f} us a request ({best[METRICS] / best[OFF]:.3f}x of off)")
+             f"{ctx.rounds} rounds alternating, best round each; "
+             + "; ".join(f"{impl} adds {best[impl] - best[OFF]:+.3f} us a request ({best[impl] / best[OFF]:.3f}x "
+                         "of off)" for impl in (METRICS, TRACING)))
     for impl in IMPLS:
         yield Row("per-request", impl, "us", best[impl], higher_is_better=False)
     ctx.advance(len(IMPLS))
@@ -196,7 +201,9 @@ def idle_rss_rows(ctx: BenchContext, work: Path) -> Iterator[Row]:
     idle_rss_kib(dict(base), logs / "warm.log")  # bytecode cached, files in the page cache
     for r in range(SPAWNS[ctx.quick]):
         for impl in _mcp.rotate(list(IMPLS), r):
-            env = dict(base, MCP_EDGE_METRICS="1" if impl == METRICS else "0")
+            env = dict(base, MCP_EDGE_METRICS="1" if impl == METRICS else "0",
+                       MCP_EDGE_TRACING="1" if impl == TRACING else "0", MCP_EDGE_TRACING_EXPORTER="jsonl",
+                       MCP_EDGE_TRACING_FILE=str(data / "spans.jsonl"))
             got[impl].append(idle_rss_kib(env, logs / f"{impl.replace('[', '-').rstrip(']')}.log"))
     ctx.note(f"idle-rss: VmRSS of `mcp-edge serve --stdio -q` with perf/plugins after the handshake, median of "
              f"{SPAWNS[ctx.quick]} spawns each, alternating")
@@ -210,8 +217,8 @@ def run(ctx: BenchContext) -> Iterator[Row]:
         ctx.note("the observability bench reads /proc: Linux only; skipped")
         return
     ctx.plan(2 * len(IMPLS))
-    ctx.note("mcp_edge[tracing] and mcp_edge[auth]: not measured, the runtime has neither yet (issue 11 builds "
-             "them); their rows come with them")
+    ctx.note("mcp_edge[auth]: not measured, the runtime has no authentication yet (issue 11 builds it); its rows "
+             "come with it")
     with tempfile.TemporaryDirectory(prefix="mcp-edge-bench-observability-") as tmp:
         work = Path(tmp)
         yield from per_request_rows(ctx, work)

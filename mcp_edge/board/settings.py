@@ -245,6 +245,20 @@ class Settings:
                                "<data_dir>/metrics/mcp-edge.prom).")
     metrics_interval_s: float = _s(15.0, "observability", "float",
                                    "How often that file is rewritten (and once more at shutdown).", 0.1)
+    tracing: bool = _s(False, "observability", "bool",
+                       "A span per request (OpenTelemetry), the child of the client's _meta traceparent, carried "
+                       "into worker processes (needs OpenTelemetry: pip install 'mcp-edge[tracing]').")
+    tracing_exporter: str = _s("otlp", "observability", "str",
+                               "Where spans go: otlp (OTLP/HTTP to tracing_endpoint), jsonl (JSON lines appended "
+                               "to tracing_file) or none (the embedding program's TracerProvider).",
+                               choices=("otlp", "jsonl", "none"))
+    tracing_endpoint: str = _s("http://127.0.0.1:4318/v1/traces", "observability", "str",
+                               "The OTLP/HTTP traces URL of the collector the otlp exporter sends to.")
+    tracing_file: str = _s("", "observability", "str",
+                           "The file the jsonl exporter appends spans to ('': <data_dir>/traces/spans.jsonl).")
+    tracing_sample_ratio: float = _s(1.0, "observability", "float",
+                                     "Share of new traces recorded (0..1); a client's sampled flag is followed.",
+                                     0.0)
     # -- built-in plugins -------------------------------------------------------------------------------------
     max_read: int = _s(4 * MiB, "plugins", "int",
                        "Most bytes one fs read returns in one response; larger files are read in ranges.", 1)
@@ -303,6 +317,8 @@ class Settings:
             if info.minimum is not None and info.kind == "ints" and any(v < info.minimum for v in value):
                 raise ConfigError(f"setting {info.name}: every item must be at least {info.minimum:g}, got "
                                   f"{', '.join(map(str, value))}")
+        if self.tracing_sample_ratio > 1:
+            raise ConfigError(f"setting tracing_sample_ratio must be 0..1, got {self.tracing_sample_ratio}")
         if not 0 <= self.http_port <= 65535:
             raise ConfigError(f"setting http_port must be 0..65535, got {self.http_port}")
         encoded = 4 * -(-self.max_read // 3) + 64 * KiB  # base64 of one read plus its JSON envelope

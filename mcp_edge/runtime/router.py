@@ -31,7 +31,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from mcp_edge.io import Engine
     from mcp_edge.plugin import Registry
     from mcp_edge.plugin.types import LogLevel
+    from mcp_edge.runtime.tracing import Tracing
 
 __all__ = ["Emit", "McpError", "RequestContextImpl", "Router", "Session"]
 
@@ -363,6 +364,7 @@ class Router:
         self._sessions: set[Session] = set()
         self._listeners: set[_Listener] = set()
         self._secret: bytes | None = None  # the requestState key, loaded on first use
+        self.tracing: Tracing | None = None  # a span per request when Settings.tracing is on (the server sets it)
         self._now = time.time  # requestState expiry is wall-clock time: it holds across restarts and workers
         self._server_meta = {META_SERVER_INFO: info.implementation()}
         self._methods: dict[str, Callable[[Request, Session, RequestContextImpl], Awaitable[Any]]] = {
@@ -484,8 +486,18 @@ class Router:
                                f"this session already has {self.settings.max_inflight} requests running "
                                "(max_inflight): retry when one has finished", self.settings.retry_after_s)
 
-    async def handle(self, req: Request, session: Session, emit: Emit | None) -> Outcome:
-        """The outcome of ``req`` (``Result`` or ``Failure``); CancelledError if it was cancelled.
+    def handle(self, req: Request, session: Session, emit: Emit | None) -> Coroutine[Any, Any, Outcome]:
+        """The outcome of ``req`` (``Result`` or ``Failure``) to await; CancelledError if it was cancelled. With
+        tracing on, it is served inside the request's span (:mod:`mcp_edge.runtime.tracing`); off, this costs
+        one test.
+"""
+        tracing = self.tracing
+        if tracing is None:
+            return self._handle(req, session, emit)
+        return tracing.serve(req, self._handle(req, session, emit))
+
+    async def _handle(self, req: Request, session: Session, emit: Emit | None) -> Outcome:
+        """``handle`` without the span.
 
         Nothing bigger than ``settings.max_out_frame`` leaves here: a response that would encode larger becomes
         the TOO_LARGE ``Failure`` naming the limit (a ``Result`` keeps the encoding made to measure it, so the

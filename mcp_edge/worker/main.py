@@ -28,6 +28,7 @@ from mcp_edge.worker.context import WorkerRequestContext
 
 if TYPE_CHECKING:
     from mcp_edge.board import Settings
+    from mcp_edge.runtime.tracing import Tracing
 
 __all__ = ["Worker", "main"]
 
@@ -105,6 +106,7 @@ class Worker:
         self._timers: dict[int, asyncio.TimerHandle] = {}  # call id -> its deadline's timer
         self._expired: set[int] = set()  # calls cancelled by their deadline (not by a CANCEL)
         self._principals: dict[bytes, Principal] = {}  # TLV bytes -> Principal: a session sends the same one each call
+        self.tracing: Tracing | None = None  # Settings.tracing: a span per call, the child of the runtime's
 
     async def run(self) -> int:
         """Serve until STOP (exit status 0) or until the runtime is gone (status 3)."""
@@ -128,6 +130,8 @@ class Worker:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
+            if self.tracing is not None:
+                self.tracing.shutdown()  # the last spans exported
 
     async def _init(self, init: p.Init) -> bool:
         """INIT -> READY (the catalog), then START -> STARTED; FAILED with the reason at either step."""
@@ -140,6 +144,10 @@ class Worker:
             from mcp_edge.cli import tune_malloc
 
             tune_malloc(self.settings)
+            if self.settings.tracing:  # before the sandbox: the exporter's file is opened now
+                from mcp_edge.runtime.tracing import Tracing
+
+                self.tracing = Tracing(self.settings, role=f"worker-{init.plugin_id}")
             _drop_privileges(self.settings, init.plugin_id)
             self.host = open_host(init, self.settings)
             catalog = await self.host.load()
@@ -269,13 +277,14 @@ class Worker:
                             self._principals[raw] = known
                         principal = known
                 deadline = msg.deadline_ns
+                wire = msg.frame.trace if self.tracing is not None else None
             except Exception as exc:
                 self._answer_later(msg.id, p.Failure(f"a malformed call: {exc}", code=-32603))
                 return
         rctx = WorkerRequestContext(self.channel, msg.id, call, principal, deadline, self._asks)
         call_id = msg.id
         self._contexts[call_id] = rctx
-        coro = self._call(call_id, call, rctx)
+        coro = self._call(call_id, call, rctx) if self.tracing is None else self._traced(call_id, call, rctx, wire)
         loop = asyncio.get_running_loop()
         if ((deadline is None or deadline > time.monotonic_ns())
                 and (call.op != "resource" or call.template is None) and self.host.runs_inline(call.op, call.name)):
@@ -349,6 +358,16 @@ class Worker:
             timer = self._timers.pop(call_id, None)
             if timer is not None:
                 timer.cancel()
+
+    async def _traced(self, call_id: int, call: p.Call, rctx: WorkerRequestContext,
+                      wire: tuple[bytes, bytes, int] | None) -> None:
+        """``_call`` inside the call's span (the child of the runtime's request span the CALL names)."""
+        assert self.tracing is not None
+        plugin = getattr(self.host, "plugin_id", "")
+        with self.tracing.worker_span(wire, f"{call.op} {call.name}",
+                                      {"mcp_edge.plugin": plugin, "mcp_edge.op": call.op, "mcp_edge.name": call.name,
+                                       "mcp_edge.worker.pid": os.getpid()}):
+            await self._call(call_id, call, rctx)
 
     async def _dispatch(self, call: p.Call, rctx: WorkerRequestContext) -> Any:
         host = self.host

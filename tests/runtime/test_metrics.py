@@ -140,5 +140,5 @@ def test_metrics_on_without_prometheus_client_is_a_clear_error(tmp_path: Path,
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "prometheus_client" else real(name, *a))
-    with pytest.raises(ConfigError, match=r"prometheus-client.*mcp-edge\[metrics\]"):
+    with pytest.raises(ConfigError, match=r"needs prometheus_client.*mcp-edge\[metrics\]"):
         server._metrics(_settings(tmp_path))

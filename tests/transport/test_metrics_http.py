@@ -73,16 +73,18 @@ def test_metrics_count_the_calls_made_over_http(tmp_path: Path, mode: str) -> No
     assert (("mcp_edge_ring_unread", (("plugin", "meter"),)) in samples) == (mode == "process")
 
 
-def test_with_metrics_off_there_is_no_metrics_page_and_no_prometheus_client(tmp_path: Path) -> None:
+def test_with_metrics_and_tracing_off_neither_library_is_loaded(tmp_path: Path) -> None:
     with running_server(tmp_path, "--http", "--port", "0", settings=_settings()) as srv:
         c = HttpClient(srv.port)
         try:
             c.handshake()
             assert c.request("GET", path="/metrics").status == 404
-            body = _call(c, 2, "imported", {"module": "prometheus_client"})
-            assert body["result"]["content"][0]["text"] == "false"
-            assert _call(c, 3, "imported", {"module": "mcp_edge.runtime.metrics"})["result"]["content"][0][
-                "text"] == "false"
+            rid = 2
+            for module in ("prometheus_client", "mcp_edge.runtime.metrics", "opentelemetry",
+                           "mcp_edge.runtime.tracing"):
+                body = _call(c, rid, "imported", {"module": module})
+                assert body["result"]["content"][0]["text"] == "false", module
+                rid += 1
         finally:
             c.close()
 
