@@ -60,8 +60,9 @@ def parse_serve(args: list[str]) -> dict[str, Any] | None:
 
 
 def _say(line: str) -> None:
-    sys.stderr.write(f"mcp-edge: {line}\n")
-    sys.stderr.flush()
+    from mcp_edge.logs import say
+
+    say(line)
 
 
 def _fail(exc: Exception) -> None:
@@ -116,6 +117,9 @@ def run_serve(*, stdio: bool, http: bool, unix_path: Path | None, host: str | No
         from mcp_edge.board.settings import Settings
 
         settings = Settings.load(**overrides)
+        from mcp_edge.logs import configure
+
+        configure(settings, level=logging.WARNING if quiet else logging.INFO)  # text or JSON, stderr or journald
         tune_malloc(settings)
         _without_ssl(settings.asyncio_tls)  # before anything imports asyncio (the stdio transport does)
         if mode == "stdio":

@@ -232,6 +232,16 @@ class Settings:
                           "Free heap the runtime and its workers keep for the next message before giving it back "
                           "(glibc M_TRIM_THRESHOLD; 0: glibc's own).", 0)
     # -- observability ------------------------------------------------------------------------------------------
+    log_format: str = _s("text", "observability", "str",
+                         "Log lines as text (mcp-edge: LEVEL logger: message) or json (one object a line: ts, "
+                         "level, logger, msg, request_id, pid, exc); secrets are scrubbed from both.",
+                         choices=("text", "json"))
+    log_target: str = _s("stderr", "observability", "str",
+                         "Where logs go: stderr, or journald (the journal's native socket: structured fields, "
+                         "SYSLOG_IDENTIFIER=mcp-edge; stderr when it cannot be reached).",
+                         choices=("stderr", "journald"))
+    journal_socket: str = _s("/run/systemd/journal/socket", "observability", "str",
+                             "The systemd journal's native socket (log_target = journald).")
     metrics: bool = _s(False, "observability", "bool",
                        "Count every plugin call (calls, errors, refusals and a latency histogram per tool, resource "
                        "and prompt) and expose them with plugin, ring, slab, I/O and process figures: GET /metrics "

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from mcp_edge.errors import McpEdgeError, ProtocolError, ResourceNotFoundError
+from mcp_edge.logs import REQUEST_ID
 from mcp_edge.mcp import jsonrpc
 from mcp_edge.mcp.connection import (
     LOG_LEVELS,
@@ -509,8 +510,12 @@ class Router:
             return refusal_failure(Refusal.BUSY, req.id,
                                    f"the server already has {self.settings.max_listeners} subscriptions/listen "
                                    "streams open (max_listeners): retry later", self.settings.retry_after_s)
-        outcome = await self._serve(req, session, None if emit is None else self._bounded(emit))
-        return self._fit(req, outcome)
+        token = REQUEST_ID.set(req.id)  # on every log record made while it is served
+        try:
+            outcome = await self._serve(req, session, None if emit is None else self._bounded(emit))
+            return self._fit(req, outcome)
+        finally:
+            REQUEST_ID.reset(token)
 
     def _fit(self, req: Request, outcome: Outcome) -> Outcome:
         """``outcome`` when its encoding fits ``settings.max_out_frame``, else the TOO_LARGE refusal (or -32603

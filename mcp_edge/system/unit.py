@@ -94,6 +94,8 @@ def unit_text(settings: Settings, *, exec_path: str | Path, user: str | None = N
         f"Environment=MCP_EDGE_BOARDS_DIR={_word(str(board.path.parent))}",
         # Settings put the entry-point cache under $XDG_CACHE_HOME/mcp-edge: the CacheDirectory below.
         "Environment=XDG_CACHE_HOME=/var/cache",
+        # Logs straight to the journal, with their fields (priority, logger, request id), not as stderr lines.
+        "Environment=MCP_EDGE_LOG_TARGET=journald",
         "ExecStart=" + " ".join(_word(a) for a in (str(exec_path), "serve", *serve_args)),
         "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=on-failure",

@@ -160,7 +160,8 @@ class ProcessHost(PluginHost):
         from mcp_edge.worker.main import settings_overrides
 
         board = str(s.board.path) if getattr(s.board, "path", None) else ""
-        init = p.Init(self.plugin_id, self.spec.kind, self.spec.source, settings_overrides(s), board)
+        init = p.Init(self.plugin_id, self.spec.kind, self.spec.source, settings_overrides(s), board,
+                      logging.getLogger().getEffectiveLevel())
         await self._send_control(p.INIT, p.encode(init))
         msg = await self._expect(p.READY, "READY", s.init_timeout_s)
         with msg:

@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mcp_edge.errors import McpEdgeError, ProtocolError
+from mcp_edge.logs import REQUEST_ID
 from mcp_edge.mcp import jsonrpc
 from mcp_edge.mcp.revisions import shape
 from mcp_edge.runtime.principal import EMBEDDED, Principal
@@ -144,6 +145,12 @@ class Worker:
             from mcp_edge.cli import tune_malloc
 
             tune_malloc(self.settings)
+            if self.settings.log_format != "text" or self.settings.log_target != "stderr":
+                from mcp_edge.logs import configure
+
+                configure(self.settings, level=init.log_level)
+            else:
+                logging.getLogger().setLevel(init.log_level)
             if self.settings.tracing:  # before the sandbox: the exporter's file is opened now
                 from mcp_edge.runtime.tracing import Tracing
 
@@ -318,6 +325,7 @@ class Worker:
         asyncio.get_running_loop().create_task(send())
 
     async def _call(self, call_id: int, call: p.Call, rctx: WorkerRequestContext) -> None:
+        REQUEST_ID.set(call.request_id)  # (this call's own context: a task's, or the inline call's copy)
         try:
             try:
                 result = await self._dispatch(call, rctx)

@@ -114,6 +114,7 @@ class Init(_Body):
     source: str
     settings: dict[str, Any]
     board: str = ""
+    log_level: int = 30  # the runtime's (logging.WARNING with --quiet, INFO otherwise): its plugins log alike
 
 
 class Start(_Body):

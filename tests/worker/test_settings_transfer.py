@@ -45,5 +45,5 @@ def test_settings_survive_the_trip_to_a_worker(tmp_path: Path) -> None:
 
 
 def test_an_init_body_is_a_msgpack_array_in_field_order() -> None:
-    body = p.encode(p.Init("a", "python", "/src", {"k": 1}, "/b.toml"))
-    assert msgspec.msgpack.decode(body) == ["a", "python", "/src", {"k": 1}, "/b.toml"]
+    body = p.encode(p.Init("a", "python", "/src", {"k": 1}, "/b.toml", 20))
+    assert msgspec.msgpack.decode(body) == ["a", "python", "/src", {"k": 1}, "/b.toml", 20]

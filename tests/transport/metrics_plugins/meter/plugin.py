@@ -1,6 +1,7 @@
 """meter: tools whose outcomes the metrics tests count, in both isolation modes."""
 
 import asyncio
+import logging
 import sys
 
 from mcp_edge.plugin import PluginBase, resource, tool
@@ -39,6 +40,15 @@ class Meter(PluginBase):
         with trace.get_tracer("meter").start_as_current_span("meter inner") as span:
             parent = span.parent  # type: ignore[attr-defined]
             return f"{span.get_span_context().trace_id:032x} {parent.span_id:016x}"
+
+    @tool
+    def tell(self, secret: str, note: str) -> str:
+        """Log what it was given (a careless plugin: the secret too) at warning, and the note alone at info."""
+        log = logging.getLogger("meter")
+        log.warning("called with %s", {"api_key": secret, "note": note})
+        log.warning("header was Authorization: Bearer %s", secret)
+        log.info("note: %s", note)
+        return "told"
 
     @resource("meter://count", name="count")
     def count(self) -> str:
