@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mcp_edge.errors import McpEdgeError
+
+if TYPE_CHECKING:
+    from mcp_edge.runtime.auth import ApiKeys
 
 __all__ = ["cli"]
 
@@ -167,3 +171,63 @@ def _this_executable() -> Path:
         return beside
     found = shutil.which("mcp-edge")
     return Path(found).resolve() if found else Path(sys.argv[0]).resolve()
+
+
+@cli.group()
+def apikey() -> None:
+    """API keys for HTTP clients of a box with no authorization server (auth_required): only their SHA-256 is
+    kept, in auth_api_keys_file (default <data_dir>/api-keys.json, mode 0600)."""
+
+
+def _api_keys() -> tuple[ApiKeys, Path]:
+    from mcp_edge.board.settings import Settings
+    from mcp_edge.runtime.auth import ApiKeys, api_keys_path
+
+    path = api_keys_path(Settings.load())
+    return ApiKeys.load(path), path
+
+
+@apikey.command("create")
+@click.argument("key_id")
+@click.option("--scope", "scopes", multiple=True, metavar="SCOPE", help="A scope the key carries (repeatable).")
+def apikey_create(key_id: str, scopes: tuple[str, ...]) -> None:
+    """Make a key named KEY_ID and print it, once: it cannot be shown again."""
+    try:
+        keys, path = _api_keys()
+        key = keys.add(key_id, scopes)
+        keys.save()
+    except (McpEdgeError, OSError) as exc:
+        _fail(exc)
+    click.echo(key)
+    click.echo(f"mcp-edge: key {key_id} stored (its SHA-256 only) in {path}; send it as "
+               "'Authorization: Bearer <key>' or 'X-API-Key: <key>'", err=True)
+
+
+@apikey.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
+def apikey_list(as_json: bool) -> None:
+    """The keys: id, scopes and when each was made (never a secret)."""
+    try:
+        keys, _ = _api_keys()
+    except (McpEdgeError, OSError) as exc:
+        _fail(exc)
+    rows = [{"id": k, "scopes": v.get("scopes", []), "created": v.get("created")}
+            for k, v in sorted(keys.keys.items())]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['id']}\t{' '.join(row['scopes']) or '-'}\t{row['created']}")
+
+
+@apikey.command("revoke")
+@click.argument("key_id")
+def apikey_revoke(key_id: str) -> None:
+    """Remove key KEY_ID: a running server refuses it after a restart or SIGHUP."""
+    try:
+        keys, path = _api_keys()
+        keys.revoke(key_id)
+        keys.save()
+    except (McpEdgeError, OSError) as exc:
+        _fail(exc)
+    click.echo(f"mcp-edge: key {key_id} revoked in {path}", err=True)

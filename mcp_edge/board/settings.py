@@ -231,6 +231,33 @@ class Settings:
     malloc_keep: int = _s(8 * MiB, "supervisor", "int",
                           "Free heap the runtime and its workers keep for the next message before giving it back "
                           "(glibc M_TRIM_THRESHOLD; 0: glibc's own).", 0)
+    # -- authentication (HTTP) -----------------------------------------------------------------------------------
+    auth_required: bool = _s(False, "auth", "bool",
+                             "HTTP requests to /mcp must carry a valid bearer token or API key (401 otherwise); "
+                             "needs pyjwt for tokens: pip install 'mcp-edge[auth]'.")
+    auth_resource: str = _s("", "auth", "str",
+                            "This server's canonical URI: tokens' audience and the metadata's resource ('': "
+                            "http://<http_host>:<http_port>/mcp).")
+    auth_servers: tuple[str, ...] = _s((), "auth", "strs",
+                                       "Issuer URLs of the authorization servers whose tokens are accepted (named "
+                                       "in the Protected Resource Metadata).")
+    auth_jwks_file: str = _s("", "auth", "str", "A local JWKS file of the issuers' signing keys.")
+    auth_jwks_url: str = _s("", "auth", "str",
+                            "The issuers' JWKS URL, fetched at start and when a token names an unknown key id.")
+    auth_jwks_refresh_s: float = _s(60.0, "auth", "float",
+                                    "Least time between two fetches of auth_jwks_url.", 1.0)
+    auth_algorithms: tuple[str, ...] = _s(("RS256", "ES256", "EdDSA"), "auth", "strs",
+                                          "JWT signature algorithms accepted (none is never).")
+    auth_leeway_s: float = _s(30.0, "auth", "float", "Clock skew allowed on a token's exp, nbf and iat.", 0.0)
+    auth_scopes: tuple[str, ...] = _s((), "auth", "strs",
+                                      "Scopes every authenticated request needs (a scope covers those below it: "
+                                      "mcp covers mcp:tools).")
+    auth_method_scopes: tuple[str, ...] = _s((), "auth", "strs",
+                                             "More scopes per JSON-RPC method, as METHOD_GLOB=SCOPE [SCOPE...] "
+                                             "(tools/call=mcp:tools:call).")
+    auth_api_keys_file: str = _s("", "auth", "str",
+                                 "The API keys (their SHA-256 only) that mcp-edge apikey manages ('': "
+                                 "<data_dir>/api-keys.json).")
     # -- observability ------------------------------------------------------------------------------------------
     log_format: str = _s("text", "observability", "str",
                          "Log lines as text (mcp-edge: LEVEL logger: message) or json (one object a line: ts, "
@@ -246,6 +273,9 @@ class Settings:
                        "Count every plugin call (calls, errors, refusals and a latency histogram per tool, resource "
                        "and prompt) and expose them with plugin, ring, slab, I/O and process figures: GET /metrics "
                        "on HTTP, a text file otherwise (needs prometheus-client: pip install 'mcp-edge[metrics]').")
+    metrics_public: bool = _s(False, "observability", "bool",
+                              "With auth_required, GET /metrics still answers without a credential (a scraper on "
+                              "a trusted interface).")
     metrics_max_series: int = _s(1024, "observability", "int",
                                  "Series (plugin and tool, resource or prompt) the metrics keep; past it new ones "
                                  "share one '(other)' series.", 2)

@@ -1,7 +1,8 @@
 """Who is asking: the ``Principal`` every session carries, and its wire form (frame TLV type 0x0004).
 
 Each transport attaches one to each session: stdio the parent process that spawned us, the unix socket the
-peer's ``SO_PEERCRED`` credentials, HTTP ``ANONYMOUS`` (until the hardening issue adds tokens), in-process calls
+peer's ``SO_PEERCRED`` credentials, HTTP ``ANONYMOUS`` or, with authentication on, the token's subject or the
+API key's id with its scopes (:mod:`mcp_edge.runtime.auth`), in-process calls
 ``EMBEDDED``. Authorization, audit and rate limits look at this one object, in this process or, through the
 ``principal`` TLV (docs/wire-format.md), in a plugin worker.
 
@@ -35,8 +36,9 @@ MAX_LABEL_BYTES: Final = 64  # one role or scope, UTF-8
 # The whole value: the TLV (4-byte header + value) fits the default extension limit (4096) by itself.
 MAX_TLV_VALUE: Final = 4092
 
-# Kind names in the order of their wire codes (the hardening issue appends "token").
-KINDS: Final = ("process", "unix-peer", "anonymous", "embedded")
+# Kind names in the order of their wire codes: "token" is a bearer JWT's subject, "api-key" an API key's id
+# (HTTP authentication, mcp_edge.runtime.auth).
+KINDS: Final = ("process", "unix-peer", "anonymous", "embedded", "token", "api-key")
 _CODES: Final = {name: code for code, name in enumerate(KINDS)}
 
 _FIXED: Final = struct.Struct("<BBIII")  # kind, flags, pid, uid, gid

@@ -79,7 +79,7 @@ from mcp_edge.mcp.connection import (
 from mcp_edge.mcp.refusals import Refusal, http_refusal
 from mcp_edge.mcp.versions import HANDSHAKE_VERSIONS, STATELESS_VERSIONS
 from mcp_edge.runtime.outcome import Outcome
-from mcp_edge.runtime.principal import ANONYMOUS
+from mcp_edge.runtime.principal import ANONYMOUS, Principal
 from mcp_edge.runtime.router import Router, Session
 from mcp_edge.runtime.stop import StopToken
 from mcp_edge.transport import shutdown as shutting
@@ -87,6 +87,7 @@ from mcp_edge.transport.http_status import http_status, http_status_for_error
 
 if TYPE_CHECKING:
     from mcp_edge.health import Health
+    from mcp_edge.runtime.auth import Auth, Denied
     from mcp_edge.runtime.exposition import Exposition
     from mcp_edge.transport.http_wire import Early, Exchange, HttpConnection, HttpRequest
 
@@ -97,6 +98,7 @@ log = logging.getLogger("mcp_edge.transport.http")
 ENDPOINT: Final = "/mcp"
 HEALTH_PREFIX: Final = "/healthz/"
 METRICS_PATH: Final = "/metrics"
+PRM_PATH: Final = "/.well-known/oauth-protected-resource"  # RFC 9728 (mcp_edge.runtime.auth serves it)
 ALLOW: Final = "GET, POST, DELETE, OPTIONS"
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 SESSION_NOT_FOUND: Final = -32001  # as the reference SDKs answer an unknown session
@@ -183,6 +185,15 @@ def _succeeded(events: list[Event]) -> bool:
     return len(events) == 1 and isinstance(events[0], Reply) and not events[0].is_error
 
 
+def _methods_of(msg: Any) -> list[str | None]:
+    """The JSON-RPC methods of a message or batch (None for a response or a malformed member)."""
+    items = msg if isinstance(msg, list) else [msg]
+    return [m.get("method") if isinstance(m, dict) and isinstance(m.get("method"), str) else None for m in items]
+
+
+_REFRESH: Final = object()  # req.principal: the credential's key must be fetched before it can be judged
+
+
 def _error_body(code: int, message: str, rid: Any = None) -> bytes:
     return jsonrpc.error(rid, code, message)
 
@@ -192,10 +203,11 @@ class HttpSession:
 
     __slots__ = ("backlog", "conn", "id", "last_seen", "session", "stream")
 
-    def __init__(self, sid: str, conn: ServerConnection, now: float, backlog: int) -> None:
+    def __init__(self, sid: str, conn: ServerConnection, now: float, backlog: int,
+                 principal: Principal = ANONYMOUS) -> None:
         self.id = sid
         self.conn = conn
-        self.session = Session(conn, notify=self._notify, principal=ANONYMOUS)
+        self.session = Session(conn, notify=self._notify, principal=principal)
         self.stream: Exchange | None = None
         self.last_seen = now
         self.backlog = backlog  # Settings.stream_backlog: a GET stream whose client lets more pile up is dropped
@@ -264,6 +276,7 @@ class McpHttpApp:
         self.health = health
         self.draining = False  # stop was asked: /mcp answers 503, in-flight requests finish or are cut
         self._exposition: Exposition | None = None  # made at the first GET /metrics, when metrics are on
+        self.auth: Auth | None = None  # Settings.auth_required: serve_http sets it once the port is known
         self._inflight: set[asyncio.Task[Any]] = set()  # requests running (single and batch members)
         self._cut: set[asyncio.Task[Any]] = set()  # cancelled by the shutdown budget: answered with an error
         self.settings = settings
@@ -324,7 +337,8 @@ class McpHttpApp:
         h = req.headers
         health = req.path.startswith(HEALTH_PREFIX)
         metrics = req.path == METRICS_PATH
-        if req.path != ENDPOINT and not health and not metrics:
+        metadata = req.path == PRM_PATH or req.path == PRM_PATH + ENDPOINT
+        if req.path != ENDPOINT and not health and not metrics and not metadata:
             return self._early(404, f"not found: the MCP endpoint is {ENDPOINT}")
         host = h.get("host")
         if host is None:
@@ -333,11 +347,21 @@ class McpHttpApp:
             return self._early(403, f"forbidden: Host {host!r} is not this server's")
         if health:  # no session, no Origin policy: probes come from the box's own tools
             return self._health(req)
-        if metrics:  # as the probes: for the box's own scraper
+        if metadata:  # RFC 9728: how to get a token for this server, open to all
+            return self._resource_metadata(req)
+        if metrics:  # as the probes: for the box's own scraper (a credential too, with auth on)
+            if self.auth is not None and not self.settings.metrics_public:
+                refused = self._authenticate(req)
+                if refused is not None:
+                    return refused
             return self._metrics(req)
         origin = h.get("origin")
         if origin is not None and not self._origin_ok(origin, host or ""):
             return self._early(403, f"forbidden: Origin {origin!r} is not allowed")
+        if self.auth is not None and req.method != "OPTIONS":  # (a CORS preflight carries no credentials)
+            refused = self._authenticate(req)
+            if refused is not None:
+                return refused
         if self.draining or self.stop.is_set():  # (the stop may be a loop turn ahead of shut_down)
             from mcp_edge.transport.http_wire import Early
 
@@ -383,6 +407,52 @@ class McpHttpApp:
             ok, body = evaluate(probe, STOPPING, self.health.rows())
         headers = [_JSON, ("cache-control", "no-store")]
         return Early(200 if ok else 503, headers, jsonrpc.encode(body))
+
+    def _authenticate(self, req: HttpRequest) -> Early | None:
+        """401 for a request without a valid credential, else None with ``req.principal`` set (to ``_REFRESH``
+        when the key set must be fetched first: ``handle`` does that, off the loop)."""
+        assert self.auth is not None
+        found = self.auth.authenticate(req.headers)
+        if found is None:
+            req.principal = _REFRESH
+            return None
+        if not isinstance(found, Principal):
+            return self._denied(found)
+        req.principal = found
+        return None
+
+    def _denied(self, denied: Denied) -> Early:
+        from mcp_edge.transport.http_wire import Early
+
+        log.info("auth: %d %s", denied.status, denied.message)
+        return Early(denied.status, [_JSON, ("www-authenticate", denied.challenge), ("cache-control", "no-store")],
+                     _error_body(BAD_REQUEST, denied.message))
+
+    def _resource_metadata(self, req: HttpRequest) -> Early:
+        """GET /.well-known/oauth-protected-resource[/mcp]: the RFC 9728 document, 404 with no authorization
+        server configured."""
+        from mcp_edge.transport.http_wire import Early
+
+        if self.auth is None or self.auth.metadata_url is None:
+            return self._early(404, "not found: this server names no authorization server (auth_servers)")
+        if req.method != "GET":
+            return self._early(405, f"method {req.method} not allowed on {req.path}", [("allow", "GET")])
+        return Early(200, [_JSON, ("cache-control", "max-age=300"), ("access-control-allow-origin", "*")],
+                     jsonrpc.encode(self.auth.metadata()))
+
+    def _scoped(self, req: HttpRequest, ex: Exchange, methods: list[str | None]) -> bool:
+        """False (after answering 403 insufficient_scope with every scope needed) when the request's
+        principal lacks a scope one of ``methods`` needs."""
+        if self.auth is None:
+            return True
+        for method in methods:
+            denied = self.auth.forbidden(req.principal, method)
+            if denied is not None:
+                log.info("auth: 403 %s (%s)", denied.message, req.principal.id)
+                ex.respond(403, self._cors(req, [_JSON, ("www-authenticate", denied.challenge)]),
+                           _error_body(BAD_REQUEST, denied.message))
+                return False
+        return True
 
     def _metrics(self, req: HttpRequest) -> Early:
         """GET /metrics: the Prometheus text format (mcp_edge.runtime.exposition), 404 with metrics off."""
@@ -431,6 +501,17 @@ class McpHttpApp:
     # -- requests -------------------------------------------------------------------------
 
     async def handle(self, req: HttpRequest, ex: Exchange) -> None:
+        if req.principal is _REFRESH:  # a token signed with a key id not seen yet: fetch the keys, then judge
+            assert self.auth is not None
+            await asyncio.to_thread(self.auth.refresh)
+            found = self.auth.authenticate(req.headers)
+            if not isinstance(found, Principal):
+                denied = found if found is not None else self.auth.denied(
+                    "the token is signed with a key this server does not know")
+                ex.respond(denied.status, self._cors(req, [_JSON, ("www-authenticate", denied.challenge)]),
+                           _error_body(BAD_REQUEST, denied.message))
+                return
+            req.principal = found
         if req.method == "POST":
             await self._post(req, ex)
         elif req.method == "GET":
@@ -453,6 +534,9 @@ class McpHttpApp:
             self._fail(ex, 404, "session not found (expired or deleted): initialize a new one",
                        SESSION_NOT_FOUND)
             return None
+        if self.auth is not None and hs.session.principal != req.principal:
+            self._fail(ex, 403, "this session was opened by another principal: initialize a session of your own")
+            return None
         hs.last_seen = self._loop.time()
         return hs
 
@@ -461,6 +545,8 @@ class McpHttpApp:
             msg = jsonrpc.decode(req.body)
         except Exception as exc:  # msgspec.DecodeError; the body is the client's, anything goes
             self._fail(ex, 400, f"parse error: {exc}", jsonrpc.PARSE_ERROR)
+            return
+        if self.auth is not None and not self._scoped(req, ex, _methods_of(msg)):
             return
         if isinstance(msg, list) and "mcp-session-id" in req.headers:
             await self._post_batch(req, ex, msg)  # the session's revision decides: batches are 2025-03-26's
@@ -488,14 +574,14 @@ class McpHttpApp:
         elif msg.get("method") == "initialize" and "id" in msg:
             conn = ServerConnection(self.router.info, max_frame=self.settings.max_frame,
                                     max_depth=self.settings.max_depth)
-            session = Session(conn, principal=ANONYMOUS)
+            session = Session(conn, principal=req.principal or ANONYMOUS)
         else:
             self._fail(ex, 400, "Mcp-Session-Id header is required: initialize first, or send protocol "
                                 f"{STATELESS_VERSIONS[0]} with its version in params._meta")
             return
         events = conn.receive_object(msg)
         if hs is None and _succeeded(events):  # an initialize that worked opens a session
-            hs = self._open_session(conn, ex, events[0])
+            hs = self._open_session(conn, ex, events[0], req.principal or ANONYMOUS)
             if hs is None:
                 return
             session = hs.session
@@ -590,7 +676,8 @@ class McpHttpApp:
         conn = ServerConnection(self.router.info, max_frame=self.settings.max_frame,
                                     max_depth=self.settings.max_depth)
         events = conn.receive_object(msg, modern=True)
-        await self._answer(events, Session(conn, principal=ANONYMOUS), ex, headers, None, modern=True)
+        await self._answer(events, Session(conn, principal=req.principal or ANONYMOUS), ex, headers, None,
+                           modern=True)
 
     def _headers_match(self, req: HttpRequest, ex: Exchange, msg: dict[str, Any], *, required: bool,
                        version: str | None = None) -> bool:
@@ -624,7 +711,8 @@ class McpHttpApp:
             return False
         return True
 
-    def _open_session(self, conn: ServerConnection, ex: Exchange, answer: Event) -> HttpSession | None:
+    def _open_session(self, conn: ServerConnection, ex: Exchange, answer: Event,
+                      principal: Principal = ANONYMOUS) -> HttpSession | None:
         """Register a session for a successful initialize (None: too many, answered 503 here)."""
         wait = self._make_room()
         if wait is not None:
@@ -636,7 +724,7 @@ class McpHttpApp:
             ex.respond(status, self._cors(ex.request, headers), body)
             return None
         sid = base64.urlsafe_b64encode(os.urandom(24)).decode()  # 32 visible ASCII chars, 192 bits
-        hs = HttpSession(sid, conn, self._loop.time(), self.settings.stream_backlog)
+        hs = HttpSession(sid, conn, self._loop.time(), self.settings.stream_backlog, principal)
         self.sessions[sid] = hs
         self.router.attach(hs.session)
         return hs
@@ -723,6 +811,8 @@ class McpHttpApp:
             conn.finished(req.id)  # answered (or dropped): the id may be used again
 
     async def _get(self, req: HttpRequest, ex: Exchange) -> None:
+        if not self._scoped(req, ex, [None]):
+            return
         hs = self._session(req, ex)
         if hs is None:
             return
@@ -842,6 +932,14 @@ async def serve_http(
     app.port = int(sock[1])
     shown = f"[{sock[0]}]" if ":" in str(sock[0]) else str(sock[0])
     url = f"http://{shown}:{app.port}{ENDPOINT}"
+    if settings.auth_required:
+        from mcp_edge.runtime.auth import Auth
+
+        try:
+            app.auth = Auth(settings, url)
+        except BaseException:
+            server.close()
+            raise
     if _bound_host(host) in ("0.0.0.0", "[::]", ""):
         log.warning("listening on every address: requests must name this box in Host as one of "
                     "Settings.allowed_origins (or localhost); others get 403")

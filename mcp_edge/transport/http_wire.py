@@ -113,10 +113,11 @@ class _DateHeader:
 class HttpRequest:
     """One parsed request. Header names are lower case; repeated headers are joined with ", "."""
 
-    __slots__ = ("body", "headers", "http_version", "keep_alive", "method", "path", "query")
+    __slots__ = ("body", "headers", "http_version", "keep_alive", "method", "path", "principal", "query")
 
     def __init__(self, method: str, path: str, query: str, headers: dict[str, str], http_version: str,
                  keep_alive: bool) -> None:
+        self.principal: Any = None  # who the request's credential says it is (the app's authentication)
         self.method = method
         self.path = path
         self.query = query
