@@ -255,6 +255,9 @@ class Settings:
     auth_method_scopes: tuple[str, ...] = _s((), "auth", "strs",
                                              "More scopes per JSON-RPC method, as METHOD_GLOB=SCOPE [SCOPE...] "
                                              "(tools/call=mcp:tools:call).")
+    auth_token_cache: int = _s(1024, "auth", "int",
+                               "Verified tokens remembered until they expire, so a client's next request is not "
+                               "verified again (0: verify every request).", 0)
     auth_api_keys_file: str = _s("", "auth", "str",
                                  "The API keys (their SHA-256 only) that mcp-edge apikey manages ('': "
                                  "<data_dir>/api-keys.json).")

@@ -12,7 +12,9 @@
   ``auth_jwks_url`` (fetched at start, and again when a token names a key id not seen yet, at most once per
   ``auth_jwks_refresh_s``), the algorithm pinned to ``auth_algorithms`` (``none`` never), ``iss`` one of
   ``auth_servers``, ``aud`` this server (RFC 8707), ``exp`` (and ``nbf``, ``iat``) with ``auth_leeway_s`` of
-  clock skew; ``sub`` becomes the principal's id, ``scope``/``scp`` its scopes.
+  clock skew; ``sub`` becomes the principal's id, ``scope``/``scp`` its scopes. A verified token is
+  remembered (by its SHA-256, up to ``auth_token_cache`` of them) until its ``exp``, so a client's next
+  requests cost a look-up, not a signature check.
 - **API keys** (``Authorization: Bearer mcpe_<id>_<secret>`` or ``X-API-Key``): only the SHA-256 of each
   secret is stored (``auth_api_keys_file``, made by ``mcp-edge apikey``), compared with
   ``hmac.compare_digest``; an unknown id is compared against a dummy digest, so timing tells nothing.
@@ -52,6 +54,7 @@ PRM_PATH: Final = "/.well-known/oauth-protected-resource"  # (the HTTP transport
 API_KEY_PREFIX: Final = "mcpe_"
 _KEY_ID: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 _DUMMY: Final = hashlib.sha256(b"mcp-edge: no such key").hexdigest()
+_DECISIONS: Final = 4096  # (scopes, method) decisions remembered; past it the table starts again
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,11 @@ class Auth:
         for _, scopes in self.method_scopes:
             known |= scopes
         self.known_scopes = frozenset(known)
+        # Tokens already verified: SHA-256 of the token -> (its principal, its exp). A client sends the same
+        # token with each request; a signature check costs tens of microseconds, a look-up one.
+        self._verified: dict[bytes, tuple[Principal, float]] = {}
+        self._cache_size = settings.auth_token_cache
+        self._allowed: dict[tuple[frozenset[str], str | None], bool] = {}  # (scopes, method) -> allowed
 
     @property
     def metadata_url(self) -> str | None:
@@ -288,6 +296,23 @@ class Auth:
         return self._jwt(token)
 
     def _jwt(self, token: str) -> Principal | Denied | None:
+        digest = hashlib.sha256(token.encode()).digest()
+        hit = self._verified.get(digest)
+        if hit is not None:
+            if time.time() < hit[1] + self.leeway:
+                return hit[0]
+            del self._verified[digest]
+        found = self._verify(token)
+        if isinstance(found, tuple):
+            principal, exp = found
+            if self._cache_size > 0:
+                if len(self._verified) >= self._cache_size:
+                    self._verified.pop(next(iter(self._verified)))  # the oldest: insertion order
+                self._verified[digest] = (principal, exp)
+            return principal
+        return found
+
+    def _verify(self, token: str) -> tuple[Principal, float] | Denied | None:
         import jwt
 
         if self.jwks is None:
@@ -322,7 +347,10 @@ class Auth:
         scope = claims.get("scope", claims.get("scp", ""))
         scopes = scope.split() if isinstance(scope, str) else [str(s) for s in scope] if isinstance(scope, list) \
             else []
-        return self._principal(str(claims["sub"]), "token", scopes)
+        principal = self._principal(str(claims["sub"]), "token", scopes)
+        if not isinstance(principal, Principal):
+            return principal
+        return principal, float(claims["exp"])
 
     def refresh(self) -> None:
         """Fetch the key set again (blocking: call it in a thread); a failure is logged, the old keys kept."""
@@ -344,9 +372,16 @@ class Auth:
 
     def forbidden(self, principal: Principal, method: str | None) -> Denied | None:
         """403 insufficient_scope naming every scope ``method`` needs when ``principal`` lacks one of them."""
-        need = self.needed(method)
-        if all(covers(principal.scopes, s) for s in need):
+        key = (principal.scopes, method)
+        allowed = self._allowed.get(key)  # a client's next requests: one look-up
+        if allowed is None:
+            allowed = all(covers(principal.scopes, s) for s in self.needed(method))
+            if len(self._allowed) >= _DECISIONS:
+                self._allowed.clear()
+            self._allowed[key] = allowed
+        if allowed:
             return None
+        need = self.needed(method)
         message = f"insufficient scope for {method or 'this request'}: it needs {' '.join(need)}"
         return Denied(403, message, self.challenge("insufficient_scope", message, need))
 

@@ -254,3 +254,32 @@ def test_the_mcp_sdk_client_authenticates_with_a_bearer_token(server: Any, keys:
 
     with pytest.raises(Exception):  # noqa: B017 (the SDK's error for a 401 varies by version)
         anyio.run(refused)
+
+
+def test_a_verified_token_is_remembered_until_it_expires(tmp_path: Path, keys: dict[str, Any],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mcp_edge.board.settings import Settings
+    from mcp_edge.runtime.auth import Auth, Denied
+    from mcp_edge.runtime.principal import Principal
+
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [keys["jwk"]]}))
+    settings = Settings.load(data_dir=tmp_path, auth_required=True, auth_resource=RESOURCE, auth_servers=(ISSUER,),
+                             auth_jwks_file=str(tmp_path / "jwks.json"), auth_scopes=("mcp:access",),
+                             auth_leeway_s=0, auth_token_cache=2)
+    auth = Auth(settings, "http://127.0.0.1:1/mcp")
+    decoded: list[str] = []
+    real = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda t, *a, **k: decoded.append(t) or real(t, *a, **k))
+    good = token(keys, exp=time.time() + 600)
+    first, second = auth.authenticate({"authorization": f"Bearer {good}"}), \
+        auth.authenticate({"authorization": f"Bearer {good}"})
+    assert isinstance(first, Principal) and first == second and decoded == [good]  # verified once
+    short = token(keys, sub="bob", exp=time.time() + 1)
+    assert isinstance(auth.authenticate({"authorization": f"Bearer {short}"}), Principal)
+    time.sleep(2.1)  # past its exp (leeway 0): the remembered one is dropped, checked again, refused
+    refused = auth.authenticate({"authorization": f"Bearer {short}"})
+    assert isinstance(refused, Denied) and "expired" in refused.message
+    assert len(decoded) == 3
+    for sub in ("c1", "c2", "c3"):  # bounded at auth_token_cache: the oldest go first
+        assert isinstance(auth.authenticate({"authorization": f"Bearer {token(keys, sub=sub)}"}), Principal)
+    assert len(auth._verified) == 2
