@@ -122,6 +122,7 @@ class ConfiguredServer:
         router = Router(registry, info, s)
         if s.tracing:
             router.tracing = _tracing(s)
+        _apply_policy(router, s)
         router_ref.append(router)
         return RunningServer(s, registry, router)
 
@@ -284,6 +285,7 @@ class RunningServer:
             log.warning("reload: applied in place: %s", ", ".join(found.in_place))
         if found.with_reload:
             log.warning("reload: applied through each plugin's reload: %s", ", ".join(found.with_reload))
+        _apply_policy(self._router, merged)  # (a policy file that does not load raises here: nothing changed)
         self._settings = merged
         self._router.settings = merged
         self._router.page_size = merged.page_size
@@ -319,6 +321,22 @@ class RunningServer:
 
 def _nothing(_: str) -> None:
     pass
+
+
+def _apply_policy(router: Router, settings: Settings) -> None:
+    """The authorization policy and rate limits of ``settings`` on ``router`` (ConfigError for a bad policy
+    file, leaving the router as it was)."""
+    policy = None
+    if settings.auth_policy_file:
+        from mcp_edge.runtime.policy import Policy
+
+        policy = Policy.load(Path(settings.auth_policy_file).expanduser())
+    limits = None
+    if settings.rate_limit_rps > 0 or settings.tool_rate_limit_rps > 0:
+        from mcp_edge.runtime.policy import RateLimits
+
+        limits = RateLimits.from_settings(settings)
+    router.policy, router.limits = policy, limits
 
 
 def _require(modules: list[str], setting: str, extra: str) -> None:

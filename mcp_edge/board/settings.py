@@ -258,6 +258,19 @@ class Settings:
     auth_token_cache: int = _s(1024, "auth", "int",
                                "Verified tokens remembered until they expire, so a client's next request is not "
                                "verified again (0: verify every request).", 0)
+    auth_policy_file: str = _s("", "auth", "str",
+                               "The RBAC policy (TOML: [roles.*], [principals]) the router enforces on every "
+                               "transport ('': none, every caller may use everything).")
+    rate_limit_rps: float = _s(0.0, "auth", "float",
+                               "Requests a second one principal may make, on average (0: no limit); past it 429.",
+                               0.0)
+    rate_limit_burst: int = _s(20, "auth", "int", "Requests one principal may make at once above that rate.", 1)
+    tool_rate_limit_rps: float = _s(0.0, "auth", "float",
+                                    "tools/call a second one principal may make to one tool (0: no limit).", 0.0)
+    tool_rate_limit_burst: int = _s(10, "auth", "int", "Calls of one tool by one principal at once above it.", 1)
+    rate_limit_keys: int = _s(10000, "auth", "int",
+                              "Rate-limit buckets kept (principals and principal-tool pairs; the least recently "
+                              "used go first).", 1)
     auth_api_keys_file: str = _s("", "auth", "str",
                                  "The API keys (their SHA-256 only) that mcp-edge apikey manages ('': "
                                  "<data_dir>/api-keys.json).")

@@ -4,7 +4,8 @@ too slow), on every transport.
 Each kind has one HTTP status and one JSON-RPC error code, so a transport never picks its own. "Busy" is
 retryable: HTTP answers 503 with ``Retry-After`` and JSON-RPC errors carry ``data.retryAfterMs``. The busy code
 is implementation-defined and lies outside -32020..-32099, which the 2026-07-28 revision reserves.
-Rate limits (a later issue) add a ``RATE_LIMITED`` row with 429.
+Rate limits answer ``RATE_LIMITED`` (429, retryable, -32011) and authorization ``FORBIDDEN`` (403, -32012), both
+implementation-defined codes outside the reserved range too.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from mcp_edge.mcp import jsonrpc
 from mcp_edge.mcp.jsonrpc import RequestId
 from mcp_edge.runtime.outcome import Failure
 
-__all__ = ["BUSY", "REFUSALS", "Refusal", "RefusalSpec", "http_refusal", "refusal_error", "refusal_failure"]
+__all__ = ["BUSY", "FORBIDDEN", "RATE_LIMITED", "REFUSALS", "Refusal", "RefusalSpec", "http_refusal",
+           "refusal_error", "refusal_failure"]
 
 BUSY: Final = -32010  # "busy, retry later": in-flight, listener, connection and session caps
+RATE_LIMITED: Final = -32011  # a principal's or a tool's rate limit: retry later
+FORBIDDEN: Final = -32012  # the policy gives the caller no role that allows this
 
 
 class Refusal(enum.Enum):
@@ -28,6 +32,8 @@ class Refusal(enum.Enum):
     TOO_LARGE = "too_large"  # a message or body over its limit
     HEAD_TOO_LARGE = "head_too_large"  # an HTTP request head over its limit
     TIMEOUT = "timeout"  # a head or body that did not arrive in time
+    RATE_LIMITED = "rate_limited"  # over a rate limit: retry after a while
+    FORBIDDEN = "forbidden"  # not allowed by the authorization policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,8 @@ REFUSALS: Final[dict[Refusal, RefusalSpec]] = {
     Refusal.TOO_LARGE: RefusalSpec(413, jsonrpc.INVALID_REQUEST, False),
     Refusal.HEAD_TOO_LARGE: RefusalSpec(431, jsonrpc.INVALID_REQUEST, False),
     Refusal.TIMEOUT: RefusalSpec(408, jsonrpc.INVALID_REQUEST, False),
+    Refusal.RATE_LIMITED: RefusalSpec(429, RATE_LIMITED, True),
+    Refusal.FORBIDDEN: RefusalSpec(403, FORBIDDEN, False),
 }
 
 

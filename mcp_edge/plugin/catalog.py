@@ -165,6 +165,17 @@ class Catalog:
     def tools(self) -> list[ToolDef]:
         return self._list("tools")
 
+    def tool_def(self, name: str) -> ToolDef | None:
+        """The definition of tool ``name`` (its annotations say its class: read, write, destructive)."""
+        owner = self._tools.get(name)
+        offer = self._offers.get(owner) if owner is not None else None
+        if offer is None:
+            return None
+        for tool in offer.tools:
+            if tool.name == name:
+                return tool
+        return None
+
     def resources(self) -> list[ResourceDef]:
         return self._list("resources")
 

@@ -292,7 +292,7 @@ class Auth:
             found = self.api_keys.check(token)
             if found is None:
                 return self.denied("the API key is not valid")
-            return self._principal(f"api-key:{found[0]}", "api-key", found[1])
+            return self._principal(found[0], "api-key", found[1])  # (kind api-key, id the key's name)
         return self._jwt(token)
 
     def _jwt(self, token: str) -> Principal | Denied | None:

@@ -52,7 +52,7 @@ from mcp_edge.mcp.connection import (
     ServerConnection,
     ServerInfo,
 )
-from mcp_edge.mcp.refusals import Refusal, refusal_failure
+from mcp_edge.mcp.refusals import FORBIDDEN, Refusal, refusal_failure
 from mcp_edge.mcp.revisions import shape
 from mcp_edge.mcp.versions import LATEST_HANDSHAKE, STATELESS_VERSIONS
 from mcp_edge.plugin.types import InputRequired
@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from mcp_edge.io import Engine
     from mcp_edge.plugin import Registry
     from mcp_edge.plugin.types import LogLevel
+    from mcp_edge.runtime.policy import Policy, RateLimits
     from mcp_edge.runtime.tracing import Tracing
 
 __all__ = ["Emit", "McpError", "RequestContextImpl", "Router", "Session"]
@@ -366,6 +367,8 @@ class Router:
         self._listeners: set[_Listener] = set()
         self._secret: bytes | None = None  # the requestState key, loaded on first use
         self.tracing: Tracing | None = None  # a span per request when Settings.tracing is on (the server sets it)
+        self.policy: Policy | None = None  # Settings.auth_policy_file: who may use what (the server sets it)
+        self.limits: RateLimits | None = None  # Settings.rate_limit_*: token buckets (the server sets it)
         self._now = time.time  # requestState expiry is wall-clock time: it holds across restarts and workers
         self._server_meta = {META_SERVER_INFO: info.implementation()}
         self._methods: dict[str, Callable[[Request, Session, RequestContextImpl], Awaitable[Any]]] = {
@@ -565,6 +568,14 @@ class Router:
         method = self._methods.get(req.method)
         if method is None:
             return Failure(req.id, jsonrpc.METHOD_NOT_FOUND, f"method not found: {req.method}")
+        if self.limits is not None:
+            tool = req.params.get("name") if req.method == "tools/call" else None
+            backoff = self.limits.take(session.principal.id, tool if isinstance(tool, str) else None)
+            if backoff > 0:
+                return refusal_failure(Refusal.RATE_LIMITED, req.id,
+                                       f"rate limit reached for {session.principal.id}"
+                                       + (f" on tool {tool}" if isinstance(tool, str) else "")
+                                       + f": retry in {backoff:.2f} s", backoff)
         rctx = RequestContextImpl(req, session, emit, self.settings.max_out_frame)
         try:
             rctx.deadline_ns = self._deadline(req)
@@ -649,8 +660,35 @@ class Router:
             out["nextCursor"] = nxt
         return out
 
+    # -- authorization (mcp_edge.runtime.policy) ---------------------------------------------------------
+
+    def _allowed(self, session: Session, kind: str, name: str, plugin: str | None) -> bool:
+        policy = self.policy
+        if policy is None:
+            return True
+        from mcp_edge.runtime.policy import tool_class
+
+        cls = tool_class(self.registry.catalog.tool_def(name)) if kind == "tool" else None
+        return policy.allows(session.principal, kind, name, plugin, cls)
+
+    def _authorize(self, session: Session, kind: str, name: str, plugin: str | None) -> None:
+        """ProtocolError FORBIDDEN (logged) when the policy gives the session's principal no role for it."""
+        if self.policy is None or self._allowed(session, kind, name, plugin):
+            return
+        who = session.principal
+        log.warning("denied: %s %s may not use %s %s", who.kind, who.id, kind, name)
+        raise ProtocolError(FORBIDDEN, f"forbidden: {who.kind} {who.id} has no role that allows {kind} {name}")
+
+    def _visible(self, session: Session, kind: str, items: list[Any], key: str, owner: Callable[[str], Any]
+                 ) -> list[Any]:
+        if self.policy is None:
+            return items
+        return [i for i in items if self._allowed(session, kind, getattr(i, key), owner(getattr(i, key)))]
+
     async def _tools_list(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
-        return self._list(req, "tools", self.registry.tools())
+        cat = self.registry.catalog
+        return self._list(req, "tools", self._visible(session, "tool", self.registry.tools(), "name",
+                                                      cat.tool_owner))
 
     @staticmethod
     def _named_call(req: Request) -> tuple[str, dict[str, Any] | None]:
@@ -665,13 +703,32 @@ class Router:
 
     async def _tools_call(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
         name, args = self._named_call(req)
+        if self.policy is not None:
+            self._authorize(session, "tool", name, self.registry.catalog.tool_owner(name))
         return await self.registry.call_tool(name, args, rctx)
 
     async def _resources_list(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
-        return self._list(req, "resources", self.registry.resources())
+        cat = self.registry.catalog
+        return self._list(req, "resources", self._visible(session, "resource", self.registry.resources(), "uri",
+                                                          cat.resource_owner))
 
     async def _templates_list(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
-        return self._list(req, "resourceTemplates", self.registry.resource_templates())
+        cat = self.registry.catalog
+        return self._list(req, "resourceTemplates", self._visible(
+            session, "resource", self.registry.resource_templates(), "uriTemplate", cat.template_owner))
+
+    def _authorize_uri(self, session: Session, uri: str) -> None:
+        """A resource is allowed by its URI, or by the template it matches."""
+        if self.policy is None:
+            return
+        cat = self.registry.catalog
+        owner = cat.resource_owner(uri)
+        if owner is None:
+            found = cat.match(uri)
+            if found is not None and self._allowed(session, "resource", found[1], found[0]):
+                return
+            owner = found[0] if found is not None else None
+        self._authorize(session, "resource", uri, owner)
 
     @staticmethod
     def _uri(req: Request) -> str:
@@ -681,12 +738,14 @@ class Router:
         return uri
 
     async def _resources_read(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
+        self._authorize_uri(session, self._uri(req))
         contents = await self.registry.read_resource(self._uri(req), rctx)
         if isinstance(contents, InputRequired):
             return contents
         return {"contents": contents}
 
     async def _subscribe(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
+        self._authorize_uri(session, self._uri(req))
         session.subscriptions.add(self._uri(req))
         return {}
 
@@ -695,16 +754,26 @@ class Router:
         return {}
 
     async def _prompts_list(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
-        return self._list(req, "prompts", self.registry.prompts())
+        cat = self.registry.catalog
+        return self._list(req, "prompts", self._visible(session, "prompt", self.registry.prompts(), "name",
+                                                        cat.prompt_owner))
 
     async def _prompts_get(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
         name, args = self._named_call(req)
+        if self.policy is not None:
+            self._authorize(session, "prompt", name, self.registry.catalog.prompt_owner(name))
         return await self.registry.get_prompt(name, args, rctx)
 
     async def _complete(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
         ref, argument = req.params.get("ref"), req.params.get("argument")
         if not isinstance(ref, dict) or not isinstance(argument, dict):
             raise McpError(jsonrpc.INVALID_PARAMS, "completion/complete needs params.ref and params.argument objects")
+        if self.policy is not None:
+            cat = self.registry.catalog
+            if ref.get("type") == "ref/prompt":
+                self._authorize(session, "prompt", str(ref.get("name")), cat.prompt_owner(str(ref.get("name"))))
+            else:
+                self._authorize(session, "resource", str(ref.get("uri")), cat.template_owner(str(ref.get("uri"))))
         context = req.params.get("context")
         completion = await self.registry.complete(ref, argument, context if isinstance(context, dict) else None)
         return {"completion": completion}

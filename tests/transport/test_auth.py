@@ -185,7 +185,7 @@ def test_api_keys_by_authorization_or_x_api_key(server: Any) -> None:
         sid = _open(c, key)
         assert _call(c, key, sid).json()["result"]["content"][0]["text"] == "hi"
         who = json.loads(_call(c, key, sid, "whoami", 3).json()["result"]["content"][0]["text"])
-        assert who == {**who, "id": "api-key:robot", "kind": "api-key"}
+        assert who == {**who, "id": "robot", "kind": "api-key"}
         reply = _post(c, initialize(), key, header="X-API-Key")
         assert reply.status == 200
         assert c.request("GET", path="/metrics", headers={"Authorization": f"Bearer {key}"}).status == 200

@@ -5,6 +5,7 @@ import logging
 import sys
 
 from mcp_edge.plugin import PluginBase, resource, tool
+from mcp_edge.plugin.types import ToolAnnotations
 
 
 class Meter(PluginBase):
@@ -27,7 +28,7 @@ class Meter(PluginBase):
         await asyncio.sleep(seconds)
         return "held"
 
-    @tool
+    @tool(annotations=ToolAnnotations(readOnlyHint=True))
     def imported(self, module: str) -> bool:
         """Whether ``module`` is imported in the process this plugin runs in."""
         return module in sys.modules
