@@ -231,3 +231,87 @@ def apikey_revoke(key_id: str) -> None:
     except (McpEdgeError, OSError) as exc:
         _fail(exc)
     click.echo(f"mcp-edge: key {key_id} revoked in {path}", err=True)
+
+
+@cli.group()
+def audit() -> None:
+    """The audit log (Settings.audit): a SHA-256 hash chain of calls, denials, plugin and config events."""
+
+
+@audit.command("verify")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--key", "key_hex", default=None, metavar="HEX",
+              help="The audit public key (audit-ed25519.pub): each file's .sig must sign its last hash.")
+def audit_verify(files: tuple[Path, ...], key_hex: str | None) -> None:
+    """Check FILES, oldest first (audit.jsonl.2 audit.jsonl.1 audit.jsonl): the first tampered, dropped,
+    inserted or reordered record, or OK. Exit 0 when the chain holds, 1 when not."""
+    from mcp_edge.runtime.audit import verify
+
+    try:
+        key = bytes.fromhex(key_hex) if key_hex else None
+    except ValueError:
+        _fail(ValueError(f"--key {key_hex!r}: not hex"))
+    count, problem = verify(files, key)
+    if problem is not None:
+        click.echo(f"mcp-edge: audit chain broken after {count} good records: {problem}")
+        sys.exit(1)
+    click.echo(f"mcp-edge: audit chain OK: {count} records in {len(files)} file(s)"
+               + (", signatures good" if key else ""))
+
+
+@cli.group()
+def keys() -> None:
+    """The box's own keys under <data_dir>/keys (requestState HMAC key, audit signing key) and the trusted
+    public keys (/etc/mcp-edge/trust)."""
+
+
+def _data_dir() -> Path:
+    from mcp_edge.board.settings import Settings
+
+    return Path(Settings.load().data_dir)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
+def keys_list(as_json: bool) -> None:
+    """Each key: name, path, mode, when it was made, fingerprint (never a secret)."""
+    from mcp_edge.runtime.keys import list_keys
+
+    try:
+        rows = list_keys(_data_dir())
+    except (McpEdgeError, OSError) as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = row.get("fingerprint", "not made yet") if row["exists"] else "not made yet"
+        click.echo(f"{row['name']}\t{row['kind']}\t{row['path']}\t{row.get('mode', '-')}\t{state}")
+
+
+@keys.command("create")
+def keys_create() -> None:
+    """Make the keys that do not exist yet (each is made once; existing ones are kept)."""
+    from mcp_edge.runtime.keys import audit_signing_key, key_dir, secret_once
+
+    try:
+        data = _data_dir()
+        secret_once(data)
+        audit_signing_key(key_dir(data))
+    except (McpEdgeError, OSError, ImportError) as exc:
+        _fail(exc)
+    click.echo(f"mcp-edge: keys in {key_dir(data)}", err=True)
+
+
+@keys.command("rotate")
+@click.argument("name", type=click.Choice(["request-state", "audit"]))
+def keys_rotate(name: str) -> None:
+    """Replace key NAME (request-state: outstanding requestStates fail; audit: later files are signed with the
+    new key, earlier ones verify with the old public key only). Restart or SIGHUP the server to use it."""
+    from mcp_edge.runtime.keys import rotate
+
+    try:
+        path = rotate(_data_dir(), name)
+    except (McpEdgeError, OSError, ValueError, ImportError) as exc:
+        _fail(exc)
+    click.echo(f"mcp-edge: {name} key replaced: {path}", err=True)

@@ -123,6 +123,15 @@ class ConfiguredServer:
         if s.tracing:
             router.tracing = _tracing(s)
         _apply_policy(router, s)
+        if s.audit:
+            from mcp_edge.runtime.audit import AuditLog
+
+            router.audit = registry.audit = AuditLog(s)
+            for row in registry.status():
+                if not row["disabled"]:
+                    router.audit.plugin(row["id"], "loaded" if row["state"] == "active" else row["state"],
+                                        row["reason"])
+            router.audit.start()
         router_ref.append(router)
         return RunningServer(s, registry, router)
 
@@ -285,6 +294,8 @@ class RunningServer:
             log.warning("reload: applied in place: %s", ", ".join(found.in_place))
         if found.with_reload:
             log.warning("reload: applied through each plugin's reload: %s", ", ".join(found.with_reload))
+        if self._router.audit is not None:
+            self._router.audit.config([*found.in_place, *found.with_reload, *found.need_restart])
         _apply_policy(self._router, merged)  # (a policy file that does not load raises here: nothing changed)
         self._settings = merged
         self._router.settings = merged
@@ -314,6 +325,12 @@ class RunningServer:
             await self._watcher.close()
             self._watcher = None
         await self._registry.stop()
+        audit = self._router.audit
+        if audit is not None:
+            for rec in self._registry.records:
+                if not rec.disabled:
+                    audit.plugin(rec.id, "unloaded")
+            await audit.close()  # the last records written, fsynced (and signed with audit_sign)
         if self._router.tracing is not None:
             self._router.tracing.shutdown()  # what is left exported, the exporter closed
         return StoppedServer(self._registry)

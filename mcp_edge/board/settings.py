@@ -274,6 +274,23 @@ class Settings:
     auth_api_keys_file: str = _s("", "auth", "str",
                                  "The API keys (their SHA-256 only) that mcp-edge apikey manages ('': "
                                  "<data_dir>/api-keys.json).")
+    # -- audit -------------------------------------------------------------------------------------------------
+    audit: bool = _s(False, "audit", "bool",
+                     "Keep a tamper-evident audit log (SHA-256 hash chain) of every call, denial, plugin load, "
+                     "reload and unload, and configuration change; mcp-edge audit verify checks it.")
+    audit_file: str = _s("", "audit", "str", "The audit log ('': <data_dir>/audit/audit.jsonl).")
+    audit_flush_s: float = _s(5.0, "audit", "float",
+                              "How often pending records are written and fsynced (and at shutdown): the write "
+                              "rate flash storage sees.", 0.05)
+    audit_max_bytes: int = _s(16 * MiB, "audit", "int",
+                              "Size past which the audit file rotates (NAME.1, NAME.2...; the chain goes on).",
+                              4096)
+    audit_keep: int = _s(5, "audit", "int", "Rotated audit files kept.", 1)
+    audit_max_pending: int = _s(10000, "audit", "int",
+                                "Records waiting in memory while the disk refuses them; past it they are counted "
+                                "and a gap record says how many.", 1)
+    audit_sign: bool = _s(False, "audit", "bool",
+                          "Sign each audit file's final hash with the box's Ed25519 audit key (NAME.sig).")
     # -- observability ------------------------------------------------------------------------------------------
     log_format: str = _s("text", "observability", "str",
                          "Log lines as text (mcp-edge: LEVEL logger: message) or json (one object a line: ts, "

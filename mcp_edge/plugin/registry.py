@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         ToolDef,
         ToolResult,
     )
+    from mcp_edge.runtime.audit import AuditLog
     from mcp_edge.runtime.metrics import Metrics
     from mcp_edge.runtime.resilience import Backoff, Breaker, Bulkhead
 
@@ -146,6 +147,7 @@ class Registry:
         self._psi: float | None = None
         self._psi_at = -1e9
         self.metrics: Metrics | None = None  # the request meter, when Settings.metrics is on (the server sets it)
+        self.audit: AuditLog | None = None  # the audit log, when Settings.audit is on (the server sets it)
 
     @classmethod
     def from_settings(cls, settings: Settings, *,

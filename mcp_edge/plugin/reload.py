@@ -62,6 +62,8 @@ async def reload(registry: Registry, plugin_id: str) -> PluginRecord:
         rec.isolation = old_isolation
         rec.reason = f"reload failed, the previous version serves on: {text}"
         log.warning("plugin %s: %s", rec.id, rec.reason)
+        if registry.audit is not None:
+            registry.audit.plugin(rec.id, "reload-failed", rec.reason)
         if new is not None:
             await quietly_stop(new)
         rec.state = move(rec.id, rec.state, _S.ACTIVE)
@@ -90,6 +92,8 @@ async def reload(registry: Registry, plugin_id: str) -> PluginRecord:
     rec.reloads += 1
     rec.state = move(rec.id, rec.state, _S.ACTIVE)
     log.warning("plugin %s: reloaded (version %s) in %.1f ms", rec.id, rec.version, rec.reload_ms)
+    if registry.audit is not None:
+        registry.audit.plugin(rec.id, "reloaded", f"version {rec.version}")
     for kind in sorted(changed):
         if registry.on_list_changed is not None:
             await registry.on_list_changed(kind)

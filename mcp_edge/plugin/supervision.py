@@ -66,6 +66,8 @@ async def restart_worker(registry: Registry, rec: PluginRecord) -> None:
             rec.reason = None
             rec.state = move(rec.id, rec.state, _S.ACTIVE)
             log.warning("plugin %s: worker restarted (pid %d, restart %d)", rec.id, host.pid, rec.restarts)
+            if registry.audit is not None:
+                registry.audit.plugin(rec.id, "restarted", f"worker pid {host.pid}")
             for kind in sorted(changed):
                 if registry.on_list_changed is not None:
                     await registry.on_list_changed(kind)

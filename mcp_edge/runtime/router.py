@@ -18,7 +18,7 @@ busy refusal past ``Settings.max_inflight`` requests per session; at most
 encrypted: the client can read the handler's state (base64url JSON), so a
 handler must not put secrets in it. The signature binds it to the method, the
 tool/prompt name or uri, the arguments, the session's principal and an expiry
-(``Settings.request_state_ttl_s``); its key is ``request-state.key`` (0600)
+(``Settings.request_state_ttl_s``); its key is ``keys/request-state.key`` (0600)
 in ``Settings.data_dir``, shared by restarts and worker processes.
 """
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import logging
 import os
 import time
@@ -52,7 +51,7 @@ from mcp_edge.mcp.connection import (
     ServerConnection,
     ServerInfo,
 )
-from mcp_edge.mcp.refusals import FORBIDDEN, Refusal, refusal_failure
+from mcp_edge.mcp.refusals import BUSY, FORBIDDEN, RATE_LIMITED, Refusal, refusal_failure
 from mcp_edge.mcp.revisions import shape
 from mcp_edge.mcp.versions import LATEST_HANDSHAKE, STATELESS_VERSIONS
 from mcp_edge.plugin.types import InputRequired
@@ -66,6 +65,7 @@ if TYPE_CHECKING:
     from mcp_edge.io import Engine
     from mcp_edge.plugin import Registry
     from mcp_edge.plugin.types import LogLevel
+    from mcp_edge.runtime.audit import AuditLog
     from mcp_edge.runtime.policy import Policy, RateLimits
     from mcp_edge.runtime.tracing import Tracing
 
@@ -165,39 +165,17 @@ def _client_error(reply: ClientResult) -> ProtocolError:
 
 
 _UNSIGNED_PARAMS = frozenset({"_meta", "inputResponses", "requestState"})
-STATE_KEY_FILE = "request-state.key"
 _KEY_BYTES = 32
 
 
 def _state_key(data_dir: Path) -> bytes:
-    """The requestState key in ``data_dir/request-state.key`` (0600), made on first use.
+    """The requestState key (mcp_edge.runtime.keys: ``<data_dir>/keys/request-state.key``, 0600, made once).
+    When the data dir cannot hold it, a per-process key is used (a requestState then dies with the process)
+    and one warning says so."""
+    from mcp_edge.runtime.keys import secret_once
 
-    Stable across restarts and worker processes: a new key is written to a temporary file, synced, then linked
-    into place, so concurrent starters all end up with whichever key was linked first. When the data dir cannot
-    hold the key, a per-process key is used (a requestState then dies with the process) and one warning says so.
-    """
-    path = data_dir / STATE_KEY_FILE
     try:
-        try:
-            key = path.read_bytes()
-        except FileNotFoundError:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            tmp = data_dir / f".{STATE_KEY_FILE}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            try:
-                try:
-                    os.write(fd, os.urandom(_KEY_BYTES))
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
-                    os.link(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
-            key = path.read_bytes()
-        if len(key) != _KEY_BYTES:
-            raise OSError(f"{path} holds {len(key)} bytes, not a {_KEY_BYTES}-byte key: remove it")
-        return key
+        return secret_once(data_dir)
     except OSError as exc:
         log.warning("cannot keep the requestState key in %s (%s): using a key for this process only, so an "
                     "input-required round trip cannot outlive it", data_dir, exc)
@@ -214,6 +192,10 @@ class _Listener:
     prompts: bool
     resources: bool
     uris: frozenset[str]
+
+
+# Requests the audit log records (Settings.audit): what reaches a plugin.
+_AUDITED = frozenset({"tools/call", "resources/read", "prompts/get"})
 
 
 class RequestContextImpl:
@@ -369,6 +351,7 @@ class Router:
         self.tracing: Tracing | None = None  # a span per request when Settings.tracing is on (the server sets it)
         self.policy: Policy | None = None  # Settings.auth_policy_file: who may use what (the server sets it)
         self.limits: RateLimits | None = None  # Settings.rate_limit_*: token buckets (the server sets it)
+        self.audit: AuditLog | None = None  # Settings.audit: every call and denial recorded (the server sets it)
         self._now = time.time  # requestState expiry is wall-clock time: it holds across restarts and workers
         self._server_meta = {META_SERVER_INFO: info.implementation()}
         self._methods: dict[str, Callable[[Request, Session, RequestContextImpl], Awaitable[Any]]] = {
@@ -515,10 +498,23 @@ class Router:
                                    "streams open (max_listeners): retry later", self.settings.retry_after_s)
         token = REQUEST_ID.set(req.id)  # on every log record made while it is served
         try:
-            outcome = await self._serve(req, session, None if emit is None else self._bounded(emit))
-            return self._fit(req, outcome)
+            outcome = self._fit(req, await self._serve(req, session, None if emit is None else self._bounded(emit)))
+            if self.audit is not None and req.method in _AUDITED:
+                self._audit(req, session, outcome)
+            return outcome
         finally:
             REQUEST_ID.reset(token)
+
+    def _audit(self, req: Request, session: Session, outcome: Outcome) -> None:
+        assert self.audit is not None
+        target = req.params.get("uri" if req.method == "resources/read" else "name")
+        if isinstance(outcome, Failure):
+            refused = outcome.code in (FORBIDDEN, RATE_LIMITED, BUSY)
+            self.audit.call(session.principal, req.method, target if isinstance(target, str) else None,
+                            req.params.get("arguments"), "refused" if refused else "error", outcome.code)
+        else:
+            self.audit.call(session.principal, req.method, target if isinstance(target, str) else None,
+                            req.params.get("arguments"), "ok")
 
     def _fit(self, req: Request, outcome: Outcome) -> Outcome:
         """``outcome`` when its encoding fits ``settings.max_out_frame``, else the TOO_LARGE refusal (or -32603
@@ -677,6 +673,8 @@ class Router:
             return
         who = session.principal
         log.warning("denied: %s %s may not use %s %s", who.kind, who.id, kind, name)
+        if self.audit is not None:
+            self.audit.denial(who, f"{kind} {name}", "no role allows it")
         raise ProtocolError(FORBIDDEN, f"forbidden: {who.kind} {who.id} has no role that allows {kind} {name}")
 
     def _visible(self, session: Session, kind: str, items: list[Any], key: str, owner: Callable[[str], Any]

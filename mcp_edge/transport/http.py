@@ -425,6 +425,8 @@ class McpHttpApp:
         from mcp_edge.transport.http_wire import Early
 
         log.info("auth: %d %s", denied.status, denied.message)
+        if self.router.audit is not None:
+            self.router.audit.denial(None, "http", f"{denied.status} {denied.message}")
         return Early(denied.status, [_JSON, ("www-authenticate", denied.challenge), ("cache-control", "no-store")],
                      _error_body(BAD_REQUEST, denied.message))
 
@@ -449,6 +451,8 @@ class McpHttpApp:
             denied = self.auth.forbidden(req.principal, method)
             if denied is not None:
                 log.info("auth: 403 %s (%s)", denied.message, req.principal.id)
+                if self.router.audit is not None:
+                    self.router.audit.denial(req.principal, f"http {method}", denied.message)
                 ex.respond(403, self._cors(req, [_JSON, ("www-authenticate", denied.challenge)]),
                            _error_body(BAD_REQUEST, denied.message))
                 return False

@@ -373,8 +373,9 @@ def test_request_state_key_survives_a_restart_and_is_private(tmp_path: Path) -> 
         return body
 
     state = with_router(tmp_path, sign, data_dir=data)
-    key = data / "request-state.key"
+    key = data / "keys" / "request-state.key"  # the box's keys in one place (mcp_edge.runtime.keys)
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_bytes()) == 32
+    assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
     again = with_router(tmp_path, retry_with(state), data_dir=data)  # a new Router: a restart
     assert again["result"]["resultType"] == "complete"
     elsewhere = with_router(tmp_path, retry_with(state), data_dir=tmp_path / "other")
