@@ -135,6 +135,7 @@ def probe_slab(sizes: tuple[int, ...], counts: tuple[int, ...], numa: bool, topo
 def collect(data_dir: Path | None = None) -> dict[str, Any]:
     """Every probe, as one JSON-able dict."""
     from mcp_edge.board import Settings
+    from mcp_edge.clock import clock_state
     from mcp_edge.io.engines import probe_storage
     from mcp_edge.native import cpu
     from mcp_edge.native._crc import kernel_description, kernel_level
@@ -162,6 +163,7 @@ def collect(data_dir: Path | None = None) -> dict[str, Any]:
         "numa": probe_numa(),
         "slab": probe_slab(settings.slab_sizes, settings.slab_counts, settings.slab_numa),
         "io": probe_storage(data_dir),
+        "clock": clock_state(),
         "settings": _settings_report(settings),
     }
 
@@ -243,6 +245,9 @@ def render(report: dict[str, Any]) -> str:
         f"  hugepages    {huge['total']} x {huge['size_kib']} KiB reserved, {huge['free']} free; THP {huge['thp']}",
         f"  NUMA nodes   {numa['nodes']}",
     ]
+    if "clock" in report:
+        clock = report["clock"]
+        lines.append(f"  clock        {_yes(bool(clock['set']))}: {clock['reason']}")
     if "slab" in report:
         slab = report["slab"]
         lines.append(f"  slab pools   {slab['arenas']} x {slab['arena_bytes'] / 2**20:.1f} MiB pre-faulted "

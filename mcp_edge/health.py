@@ -73,7 +73,9 @@ def evaluate(probe: str, phase: str, rows: Iterable[Mapping[str, Any]]) -> tuple
         failed = [p["id"] for p in plugins if p["state"] == "failed"]
         why = "every enabled plugin is active" if not failed else \
             "serving; failed (see reasons): " + ", ".join(failed)
-    body = {"probe": probe, "ok": ok, "phase": phase, "why": why, "plugins": plugins}
+    from mcp_edge.clock import clock_state
+
+    body = {"probe": probe, "ok": ok, "phase": phase, "why": why, "plugins": plugins, "clock": clock_state()}
     return ok, body
 
 

@@ -15,6 +15,9 @@
   clock skew; ``sub`` becomes the principal's id, ``scope``/``scp`` its scopes. A verified token is
   remembered (by its SHA-256, up to ``auth_token_cache`` of them) until its ``exp``, so a client's next
   requests cost a look-up, not a signature check.
+- **A clock that is not set** (earlier than this release: a box without a real-time clock before time sync)
+  refuses every bearer token with a 401 whose reason says so (``mcp_edge.clock``); API keys do not depend on
+  the date and keep working.
 - **API keys** (``Authorization: Bearer mcpe_<id>_<secret>`` or ``X-API-Key``): only the SHA-256 of each
   secret is stored (``auth_api_keys_file``, made by ``mcp-edge apikey``), compared with
   ``hmac.compare_digest``; an unknown id is compared against a dummy digest, so timing tells nothing.
@@ -296,6 +299,10 @@ class Auth:
         return self._jwt(token)
 
     def _jwt(self, token: str) -> Principal | Denied | None:
+        from mcp_edge.clock import clock_set, clock_state
+
+        if not clock_set():  # an expired token would pass, a valid one fail: judge none until time sync
+            return self.denied(f"bearer tokens cannot be checked: {clock_state()['reason']}")
         digest = hashlib.sha256(token.encode()).digest()
         hit = self._verified.get(digest)
         if hit is not None:
