@@ -121,7 +121,8 @@ def run_serve(*, stdio: bool, http: bool, unix_path: Path | None, host: str | No
 
         configure(settings, level=logging.WARNING if quiet else logging.INFO)  # text or JSON, stderr or journald
         tune_malloc(settings)
-        _without_ssl(settings.asyncio_tls)  # before anything imports asyncio (the stdio transport does)
+        # before anything imports asyncio (the stdio transport does); HTTPS needs asyncio's TLS
+        _without_ssl(settings.asyncio_tls or bool(settings.tls_cert))
         if mode == "stdio":
             from mcp_edge.transport.stdio import claim_stdout
 

@@ -42,7 +42,7 @@ enum me_frame_kind {
    a whole principal TLV within the default extension limit. mcp_edge's
    Python Principal (runtime/principal.py) uses the same numbers. */
 #define ME_FRAME_PRINCIPAL_FIXED 14
-#define ME_FRAME_PRINCIPAL_KINDS 6 /* process, unix-peer, anonymous, embedded, token, api-key */
+#define ME_FRAME_PRINCIPAL_KINDS 7 /* process, unix-peer, anonymous, embedded, token, api-key, certificate */
 #define ME_FRAME_PRINCIPAL_FLAGS 0x07u
 #define ME_FRAME_PRINCIPAL_ID_MAX 255
 #define ME_FRAME_PRINCIPAL_LABELS_MAX 32

@@ -231,6 +231,21 @@ class Settings:
     malloc_keep: int = _s(8 * MiB, "supervisor", "int",
                           "Free heap the runtime and its workers keep for the next message before giving it back "
                           "(glibc M_TRIM_THRESHOLD; 0: glibc's own).", 0)
+    # -- TLS (HTTP) ------------------------------------------------------------------------------------------------
+    tls_cert: str = _s("", "tls", "str",
+                       "PEM certificate chain of the HTTP transport: set, it serves HTTPS ('': plain HTTP, and "
+                       "OpenSSL is never loaded).")
+    tls_key: str = _s("", "tls", "str", "PEM private key of tls_cert ('': in the tls_cert file).")
+    tls_client_ca: str = _s("", "tls", "str",
+                            "PEM CA bundle that signs client certificates: set, mutual TLS (the certificate's "
+                            "name becomes the principal, kind certificate).")
+    tls_client_required: bool = _s(True, "tls", "bool",
+                                   "With tls_client_ca, a client without a certificate is refused at the "
+                                   "handshake (false: asked for, checked when sent).")
+    tls_min_version: str = _s("1.2", "tls", "str", "Oldest TLS version served (1.3 is preferred anyway).",
+                              choices=("1.2", "1.3"))
+    tls_reload_s: float = _s(5.0, "tls", "float",
+                             "How often the certificate, key and client CA files are checked for a rotation.", 0.1)
     # -- authentication (HTTP) -----------------------------------------------------------------------------------
     auth_required: bool = _s(False, "auth", "bool",
                              "HTTP requests to /mcp must carry a valid bearer token or API key (401 otherwise); "

@@ -37,8 +37,8 @@ MAX_LABEL_BYTES: Final = 64  # one role or scope, UTF-8
 MAX_TLV_VALUE: Final = 4092
 
 # Kind names in the order of their wire codes: "token" is a bearer JWT's subject, "api-key" an API key's id
-# (HTTP authentication, mcp_edge.runtime.auth).
-KINDS: Final = ("process", "unix-peer", "anonymous", "embedded", "token", "api-key")
+# (HTTP authentication, mcp_edge.runtime.auth), "certificate" a TLS client certificate's name (mutual TLS).
+KINDS: Final = ("process", "unix-peer", "anonymous", "embedded", "token", "api-key", "certificate")
 _CODES: Final = {name: code for code, name in enumerate(KINDS)}
 
 _FIXED: Final = struct.Struct("<BBIII")  # kind, flags, pid, uid, gid

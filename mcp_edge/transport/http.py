@@ -412,6 +412,8 @@ class McpHttpApp:
         """401 for a request without a valid credential, else None with ``req.principal`` set (to ``_REFRESH``
         when the key set must be fetched first: ``handle`` does that, off the loop)."""
         assert self.auth is not None
+        if req.principal is not None and "authorization" not in req.headers and "x-api-key" not in req.headers:
+            return None  # the client certificate the TLS handshake verified is the credential (mutual TLS)
         found = self.auth.authenticate(req.headers)
         if found is None:
             req.principal = _REFRESH
@@ -420,6 +422,13 @@ class McpHttpApp:
             return self._denied(found)
         req.principal = found
         return None
+
+    def cert_principal(self, peercert: dict[str, Any]) -> Principal | None:
+        """The principal of a connection's verified client certificate (with authentication on, it holds every
+        scope this server names: the client CA vouches for it, the policy decides what it may use)."""
+        from mcp_edge.transport.tls import cert_principal
+
+        return cert_principal(peercert, self.auth.known_scopes if self.auth is not None else frozenset())
 
     def _denied(self, denied: Denied) -> Early:
         from mcp_edge.transport.http_wire import Early
@@ -930,12 +939,20 @@ async def serve_http(
     stop = stop if stop is not None else StopToken()
     app = McpHttpApp(router, settings, host, port, health, stop)
     limits = WireLimits.from_settings(settings)
-    server = Listener(loop, bind(host, port), lambda: HttpConnection(app, loop, limits), settings.accept_backoff_s)
+    tls = None
+    if settings.tls_cert:
+        from mcp_edge.transport.tls import TlsContext
+
+        tls = TlsContext(settings)
+    server = Listener(loop, bind(host, port), lambda: HttpConnection(app, loop, limits), settings.accept_backoff_s,
+                      tls.context if tls is not None else None, settings.head_timeout_s)
     server.start()
+    if tls is not None:
+        tls.start()
     sock = server.sockets[0].getsockname()
     app.port = int(sock[1])
     shown = f"[{sock[0]}]" if ":" in str(sock[0]) else str(sock[0])
-    url = f"http://{shown}:{app.port}{ENDPOINT}"
+    url = f"{'https' if tls is not None else 'http'}://{shown}:{app.port}{ENDPOINT}"
     if settings.auth_required:
         from mcp_edge.runtime.auth import Auth
 
@@ -962,6 +979,8 @@ async def serve_http(
     finally:
         await app.shut_down(settings.shutdown_timeout_s)  # still listening: newcomers get 503, not a reset
         sweeping.cancel()
+        if tls is not None:
+            await tls.stop()
         server.close()
         app.shutdown()
         # In-flight responses get a moment to go out; then every connection is cut.

@@ -274,6 +274,7 @@ class HttpConnection(asyncio.Protocol):
         self._limits = limits or WireLimits()
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
+        self.peer_principal: Any = None  # who the client certificate says the peer is (mutual TLS)
         self._url = bytearray()
         self._headers: dict[str, str] = {}
         self._head_size = 0
@@ -314,6 +315,9 @@ class HttpConnection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peercert = transport.get_extra_info("peercert")  # a verified TLS client certificate (mutual TLS)
+        if peercert:
+            self.peer_principal = getattr(self._app, "cert_principal", lambda _: None)(peercert)
         self._app.connection_made(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -438,6 +442,7 @@ class HttpConnection(asyncio.Protocol):
             parser.get_http_version(),
             parser.should_keep_alive(),
         )
+        request.principal = self.peer_principal
         entry = _Entry(request)
         self._entry = entry
         early: Early | None
@@ -771,7 +776,10 @@ class Listener:
     asyncio's own accept loop logs a traceback for each failure and always waits one second."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, socks: list[socket.socket],
-                 factory: Callable[[], asyncio.Protocol], backoff_s: float) -> None:
+                 factory: Callable[[], asyncio.Protocol], backoff_s: float, ssl_context: Any = None,
+                 handshake_timeout_s: float = 10.0) -> None:
+        self._ssl = ssl_context  # an ssl.SSLContext: each connection shakes hands first (HTTPS)
+        self._handshake_timeout_s = handshake_timeout_s
         self._loop = loop
         self.sockets = socks
         self._factory = factory
@@ -811,8 +819,12 @@ class Listener:
 
     async def _connect(self, conn: socket.socket) -> None:
         try:
-            await self._loop.connect_accepted_socket(self._factory, conn)
-        except OSError as exc:  # the client left already, or no descriptor for the loop's own needs
+            if self._ssl is None:
+                await self._loop.connect_accepted_socket(self._factory, conn)
+            else:
+                await self._loop.connect_accepted_socket(self._factory, conn, ssl=self._ssl,
+                                                         ssl_handshake_timeout=self._handshake_timeout_s)
+        except OSError as exc:  # the client left already, its handshake failed, or no descriptor left
             log.debug("connection dropped at accept: %s", exc)
             conn.close()
 

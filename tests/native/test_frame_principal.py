@@ -104,7 +104,7 @@ MALFORMED = {
     "no id length": GOOD[:14],
     "zero-length id": value(ident=b""),
     "id cut": GOOD[:18],
-    "unknown kind": value(kind=6),
+    "unknown kind": value(kind=7),
     "reserved flag": value(flags=0x0F),
     "absent pid given": value(flags=0x6),
     "absent gid given": value(flags=0x3),

@@ -66,7 +66,7 @@ def test_a_principal_is_immutable_and_hashable() -> None:
     ({"id": "", "kind": "process"}, "non-empty"),
     ({"id": "x" * (MAX_ID_BYTES + 1), "kind": "process"}, "over 255"),
     ({"id": "é" * 128, "kind": "process"}, "256 bytes"),  # the bound is in UTF-8 bytes
-    ({"id": "x", "kind": "certificate"}, "kind"),  # (not a kind yet: mTLS adds it)
+    ({"id": "x", "kind": "passport"}, "kind"),
     ({"id": "x", "kind": "anonymous", "roles": [f"r{i}" for i in range(MAX_LABELS + 1)]}, "at most 32"),
     ({"id": "x", "kind": "anonymous", "scopes": ["s" * (MAX_LABEL_BYTES + 1)]}, "over 64"),
     ({"id": "x", "kind": "anonymous", "roles": [""]}, "non-empty"),

@@ -73,7 +73,7 @@ def test_metrics_count_the_calls_made_over_http(tmp_path: Path, mode: str) -> No
     assert (("mcp_edge_ring_unread", (("plugin", "meter"),)) in samples) == (mode == "process")
 
 
-def test_with_metrics_and_tracing_off_neither_library_is_loaded(tmp_path: Path) -> None:
+def test_with_metrics_tracing_tls_and_auth_off_none_of_their_libraries_is_loaded(tmp_path: Path) -> None:
     with running_server(tmp_path, "--http", "--port", "0", settings=_settings()) as srv:
         c = HttpClient(srv.port)
         try:
@@ -81,7 +81,7 @@ def test_with_metrics_and_tracing_off_neither_library_is_loaded(tmp_path: Path) 
             assert c.request("GET", path="/metrics").status == 404
             rid = 2
             for module in ("prometheus_client", "mcp_edge.runtime.metrics", "opentelemetry",
-                           "mcp_edge.runtime.tracing"):
+                           "mcp_edge.runtime.tracing", "ssl", "jwt", "mcp_edge.runtime.auth"):
                 body = _call(c, rid, "imported", {"module": module})
                 assert body["result"]["content"][0]["text"] == "false", module
                 rid += 1
