@@ -40,8 +40,8 @@ def table() -> str:
     defaults = {f.name: f.default_factory() if f.default is dataclasses.MISSING  # type: ignore[misc]
                 and f.default_factory is not dataclasses.MISSING else f.default for f in dataclasses.fields(Settings)}
     rows = ["| setting | section | default | environment | what it does |", "|---|---|---|---|---|"]
-    order = ["paths", "protocol", "transport", "http", "io", "ipc", "supervisor", "tls", "auth", "audit", "observability",
-             "plugins"]
+    order = ["paths", "protocol", "transport", "http", "io", "ipc", "supervisor", "tls", "auth", "audit",
+             "observability", "plugins"]
     for info in sorted(FIELDS, key=lambda i: order.index(i.section)):
         if info.name in _SKIP:
             continue

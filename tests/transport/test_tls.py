@@ -167,6 +167,7 @@ def test_mutual_tls_names_the_principal_and_the_policy_gives_it_a_role(tmp_path:
 
 def test_a_certificate_that_does_not_load_stops_the_start_with_the_reason(tmp_path: Path) -> None:
     (tmp_path / "bad.pem").write_text("nope")
-    with pytest.raises(AssertionError, match="do not load"):
-        with running_server(tmp_path, "--http", "--port", "0", settings={"tls_cert": str(tmp_path / "bad.pem")}):
-            pass
+    bad = {"tls_cert": str(tmp_path / "bad.pem")}
+    with pytest.raises(AssertionError, match="do not load"), running_server(tmp_path, "--http", "--port", "0",
+                                                                            settings=bad):
+        pass
