@@ -15,7 +15,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from transport_helpers import WAIT, HttpClient, initialize, notification, request, running_server
+from transport_helpers import WAIT, HttpClient, initialize, open_as, post_as, request, running_server
 
 from mcp_edge.runtime.auth import ApiKeys
 
@@ -60,14 +60,6 @@ def server(tmp_path: Path, keys: dict[str, Any]) -> Any:
         yield srv
 
 
-def _post(c: HttpClient, msg: Any, credential: str | None, session: str | None = None,
-          header: str = "Authorization") -> Any:
-    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    if credential is not None:
-        headers[header] = f"Bearer {credential}" if header == "Authorization" else credential
-    if session is not None:
-        headers["Mcp-Session-Id"] = session
-    return c.request("POST", json.dumps(msg).encode(), headers)
 
 
 def _challenge(reply: Any) -> dict[str, str]:
@@ -81,16 +73,10 @@ def _challenge(reply: Any) -> dict[str, str]:
     return out
 
 
-def _open(c: HttpClient, credential: str) -> str:
-    reply = _post(c, initialize(), credential)
-    assert reply.status == 200, reply
-    sid = reply.headers["mcp-session-id"]
-    assert _post(c, notification("notifications/initialized"), credential, sid).status == 202
-    return sid
 
 
 def _call(c: HttpClient, credential: str, sid: str, name: str = "echo", rid: int = 2) -> Any:
-    return _post(c, request(rid, "tools/call", {"name": name, "arguments": {"text": "hi"} if name == "echo" else {}}),
+    return post_as(c, request(rid, "tools/call", {"name": name, "arguments": {"text": "hi"} if name == "echo" else {}}),
                  credential, sid)
 
 
@@ -112,7 +98,7 @@ def test_the_metadata_names_the_resource_and_its_authorization_server(server: An
 def test_no_credential_gets_401_with_where_to_get_one(server: Any) -> None:
     c = HttpClient(server.port)
     try:
-        reply = _post(c, initialize(), None)
+        reply = post_as(c, initialize(), None)
         assert reply.status == 401
         ch = _challenge(reply)
         assert ch["resource_metadata"] == PRM and ch["scope"] == "mcp:access" and "error" not in ch
@@ -135,7 +121,7 @@ def test_no_credential_gets_401_with_where_to_get_one(server: Any) -> None:
 def test_a_bad_token_gets_401_invalid_token(server: Any, keys: dict[str, Any], make: Any, words: str) -> None:
     c = HttpClient(server.port)
     try:
-        reply = _post(c, initialize(), make(keys))
+        reply = post_as(c, initialize(), make(keys))
         assert reply.status == 401, reply
         ch = _challenge(reply)
         assert ch["error"] == "invalid_token" and words in ch["error_description"], ch
@@ -149,16 +135,16 @@ def test_a_missing_scope_gets_403_naming_every_scope_needed(server: Any, keys: d
     c = HttpClient(server.port)
     try:
         narrow = token(keys, scope="mcp:access")
-        sid = _open(c, narrow)  # initialize needs mcp:access only
+        sid = open_as(c, narrow)  # initialize needs mcp:access only
         reply = _call(c, narrow, sid)
         assert reply.status == 403
         ch = _challenge(reply)
         assert ch["error"] == "insufficient_scope" and ch["scope"] == "mcp:access mcp:tools"
         assert ch["resource_metadata"] == PRM
         broad = token(keys, scope="mcp")  # a scope covers those below it
-        sid = _open(c, broad)
+        sid = open_as(c, broad)
         assert _call(c, broad, sid).json()["result"]["content"][0]["text"] == "hi"
-        assert _post(c, initialize(), token(keys, scope="other")).status == 403
+        assert post_as(c, initialize(), token(keys, scope="other")).status == 403
     finally:
         c.close()
 
@@ -167,7 +153,7 @@ def test_a_valid_token_serves_and_the_plugin_sees_its_subject_not_the_token(serv
     c = HttpClient(server.port)
     try:
         good = token(keys, sub="alice")
-        sid = _open(c, good)
+        sid = open_as(c, good)
         who = json.loads(_call(c, good, sid, "whoami").json()["result"]["content"][0]["text"])
         assert who["id"] == "alice" and who["kind"] == "token"
         assert good not in json.dumps(who)
@@ -182,14 +168,14 @@ def test_api_keys_by_authorization_or_x_api_key(server: Any) -> None:
     c = HttpClient(server.port)
     try:
         key = server.api_key
-        sid = _open(c, key)
+        sid = open_as(c, key)
         assert _call(c, key, sid).json()["result"]["content"][0]["text"] == "hi"
         who = json.loads(_call(c, key, sid, "whoami", 3).json()["result"]["content"][0]["text"])
         assert who == {**who, "id": "robot", "kind": "api-key"}
-        reply = _post(c, initialize(), key, header="X-API-Key")
+        reply = post_as(c, initialize(), key, header="X-API-Key")
         assert reply.status == 200
         assert c.request("GET", path="/metrics", headers={"Authorization": f"Bearer {key}"}).status == 200
-        assert _post(c, initialize(), key[:-2] + "zz").status == 401
+        assert post_as(c, initialize(), key[:-2] + "zz").status == 401
     finally:
         c.close()
     assert key not in server.stderr()

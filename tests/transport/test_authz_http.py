@@ -5,12 +5,11 @@ Retry-After and data.retryAfterMs, then lets the client in again."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from transport_helpers import ROOT, HttpClient, initialize, notification, request, running_server
+from transport_helpers import ROOT, HttpClient, open_as, post_as, request, running_server
 
 from mcp_edge.runtime.auth import ApiKeys
 
@@ -30,21 +29,8 @@ tools = ["no_such_tool"]
 """
 
 
-def _post(c: HttpClient, msg: Any, key: str | None, sid: str | None = None) -> Any:
-    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    if key is not None:
-        headers["Authorization"] = f"Bearer {key}"
-    if sid is not None:
-        headers["Mcp-Session-Id"] = sid
-    return c.request("POST", json.dumps(msg).encode(), headers)
 
 
-def _open(c: HttpClient, key: str) -> str:
-    reply = _post(c, initialize(), key)
-    assert reply.status == 200, reply
-    sid = reply.headers["mcp-session-id"]
-    assert _post(c, notification("notifications/initialized"), key, sid).status == 202
-    return sid
 
 
 def _server(tmp_path: Path, **extra: Any) -> tuple[Any, dict[str, str]]:
@@ -62,18 +48,18 @@ def test_every_builtin_tool_refuses_the_unauthenticated_and_the_unauthorized(tmp
     with server as srv:
         c = HttpClient(srv.port)
         try:
-            admin = _open(c, keys["admin"])
-            tools = [t["name"] for t in _post(c, request(2, "tools/list", {}), keys["admin"], admin)
+            admin = open_as(c, keys["admin"])
+            tools = [t["name"] for t in post_as(c, request(2, "tools/list", {}), keys["admin"], admin)
                      .json()["result"]["tools"]]
             assert len(tools) >= 5, tools  # the built-in plugins' tools
-            guest = _open(c, keys["guest"])
-            assert _post(c, request(3, "tools/list", {}), keys["guest"], guest).json()["result"]["tools"] == []
+            guest = open_as(c, keys["guest"])
+            assert post_as(c, request(3, "tools/list", {}), keys["guest"], guest).json()["result"]["tools"] == []
             for i, name in enumerate(tools):
                 call = request(10 + i, "tools/call", {"name": name, "arguments": {}})
-                assert _post(c, call, None).status == 401, name
-                denied = _post(c, call, keys["guest"], guest)
+                assert post_as(c, call, None).status == 401, name
+                denied = post_as(c, call, keys["guest"], guest)
                 assert denied.status == 200 and denied.json()["error"]["code"] == -32012, (name, denied)
-                allowed = _post(c, call, keys["admin"], admin).json()
+                allowed = post_as(c, call, keys["admin"], admin).json()
                 assert allowed.get("error", {}).get("code") != -32012, (name, allowed)
         finally:
             c.close()
@@ -85,15 +71,15 @@ def test_a_rate_limit_answers_429_then_lets_the_client_in_again(tmp_path: Path) 
     with server as srv:
         c = HttpClient(srv.port)
         try:
-            sid = _open(c, keys["admin"])  # (the handshake is the protocol core's: not counted)
-            assert _post(c, request(1, "tools/list", {}), keys["admin"], sid).status == 200  # the burst of 1
-            reply = _post(c, request(2, "tools/list", {}), keys["admin"], sid)
+            sid = open_as(c, keys["admin"])  # (the handshake is the protocol core's: not counted)
+            assert post_as(c, request(1, "tools/list", {}), keys["admin"], sid).status == 200  # the burst of 1
+            reply = post_as(c, request(2, "tools/list", {}), keys["admin"], sid)
             assert reply.status == 429, reply
             assert int(reply.headers["retry-after"]) >= 1
             error = reply.json()["error"]
             assert error["code"] == -32011 and error["data"]["retryAfterMs"] > 0
             time.sleep(error["data"]["retryAfterMs"] / 1000 + 0.05)
-            again = _post(c, request(3, "tools/list", {}), keys["admin"], sid)
+            again = post_as(c, request(3, "tools/list", {}), keys["admin"], sid)
             assert again.status == 200 and "tools" in again.json()["result"]
         finally:
             c.close()

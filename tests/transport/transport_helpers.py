@@ -262,3 +262,26 @@ def raw_exchange(port: int, data: bytes, *, read_until_close: bool = True) -> by
             if not read_until_close:
                 break
         return b"".join(chunks)
+
+
+# --- requests with a credential (the authentication tests) -------------------------------------------------
+
+
+def post_as(c: HttpClient, msg: Any, credential: str | None, sid: str | None = None,
+            header: str = "Authorization") -> HttpReply:
+    """POST ``msg`` to /mcp with ``credential`` as a bearer token (or as the value of ``header``)."""
+    headers = {"Accept": ACCEPT_BOTH, "Content-Type": "application/json"}
+    if credential is not None:
+        headers[header] = f"Bearer {credential}" if header == "Authorization" else credential
+    if sid is not None:
+        headers["Mcp-Session-Id"] = sid
+    return c.request("POST", json.dumps(msg).encode(), headers)
+
+
+def open_as(c: HttpClient, credential: str) -> str:
+    """A handshake-era session opened with ``credential``: its id."""
+    reply = post_as(c, initialize(), credential)
+    assert reply.status == 200, reply
+    sid = reply.headers["mcp-session-id"]
+    assert post_as(c, notification("notifications/initialized"), credential, sid).status == 202
+    return sid
