@@ -8,6 +8,7 @@
     prompts = ["*"]                        # of prompt names
     plugins = ["fs"]                       # every tool, resource and prompt of these plugins
     classes = ["read", "write"]            # tool classes allowed (default: all three)
+    metrics = true                         # may scrape GET /metrics (default: false)
 
     [principals]
     "token:alice" = ["operator"]           # a bearer token's subject
@@ -19,7 +20,8 @@ A principal matches a key equal to its id or to ``kind:id``; its roles are those
 credential carried. **A principal with no role gets nothing.** A tool's class comes from its annotations:
 ``readOnlyHint`` makes it ``read``, ``destructiveHint`` (or no hint, as MCP defaults it) ``destructive``,
 a tool that says it is neither ``write``. ``tools/list``, ``resources/list``, ``resources/templates/list`` and
-``prompts/list`` show only what the caller may use; a denied call gets the forbidden refusal (JSON-RPC
+``prompts/list`` show only what the caller may use; with a policy, ``GET /metrics`` needs a role with
+``metrics = true`` (unless ``metrics_public``); a denied call gets the forbidden refusal (JSON-RPC
 -32012, HTTP 403 in 2026-07-28) and a log line at warning.
 
 **Rate limits** (token buckets): ``rate_limit_rps``/``rate_limit_burst`` per principal (every request),
@@ -52,7 +54,7 @@ __all__ = ["CLASSES", "Policy", "RateLimits", "Role", "tool_class"]
 log = logging.getLogger("mcp_edge.policy")
 
 CLASSES: Final = ("read", "write", "destructive")
-_ROLE_KEYS: Final = frozenset({"tools", "resources", "prompts", "plugins", "classes"})
+_ROLE_KEYS: Final = frozenset({"tools", "resources", "prompts", "plugins", "classes", "metrics"})
 _DECISIONS: Final = 4096
 
 
@@ -74,6 +76,7 @@ class Role:
     prompts: tuple[str, ...] = ()
     plugins: frozenset[str] = frozenset()
     classes: frozenset[str] = frozenset(CLASSES)
+    metrics: bool = False  # may scrape GET /metrics
 
     def allows(self, kind: str, name: str, plugin: str | None, cls: str | None) -> bool:
         if kind == "tool" and cls is not None and cls not in self.classes:
@@ -82,6 +85,12 @@ class Role:
             return True
         patterns = {"tool": self.tools, "resource": self.resources, "prompt": self.prompts}.get(kind, ())
         return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _flag(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false")
+    return value
 
 
 def _strings(where: str, value: Any) -> tuple[str, ...]:
@@ -132,7 +141,7 @@ class Policy:
                                resources=_strings(f"{at}.resources", table.get("resources", [])),
                                prompts=_strings(f"{at}.prompts", table.get("prompts", [])),
                                plugins=frozenset(_strings(f"{at}.plugins", table.get("plugins", []))),
-                               classes=classes)
+                               classes=classes, metrics=_flag(f"{at}.metrics", table.get("metrics", False)))
         principals: dict[str, frozenset[str]] = {}
         for key, names in (data.get("principals") or {}).items():
             given = _strings(f"{where}: principals.{key}", names)
@@ -148,6 +157,10 @@ class Policy:
         for key in (principal.id, f"{principal.kind}:{principal.id}"):
             names |= self.principals.get(key, frozenset())
         return frozenset(names)
+
+    def may_scrape(self, principal: Principal) -> bool:
+        """Whether one of ``principal``'s roles has ``metrics = true``."""
+        return any(self.roles[r].metrics for r in self.roles_of(principal))
 
     def allows(self, principal: Principal, kind: str, name: str, plugin: str | None,
                cls: str | None = None) -> bool:

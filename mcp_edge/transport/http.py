@@ -354,6 +354,11 @@ class McpHttpApp:
                 refused = self._authenticate(req)
                 if refused is not None:
                     return refused
+            policy = self.router.policy
+            if policy is not None and not self.settings.metrics_public and not (
+                    isinstance(req.principal, Principal) and policy.may_scrape(req.principal)):
+                who = req.principal.id if isinstance(req.principal, Principal) else "an anonymous client"
+                return self._early(403, f"forbidden: {who} has no role with metrics = true (or set metrics_public)")
             return self._metrics(req)
         origin = h.get("origin")
         if origin is not None and not self._origin_ok(origin, host or ""):

@@ -15,6 +15,7 @@ from mcp_edge.runtime.auth import ApiKeys
 
 POLICY = """
 [roles.admin]
+metrics = true
 plugins = ["fs", "sysinfo", "logs", "runtime", "native_hello"]
 tools = ["*"]
 resources = ["*"]
@@ -83,3 +84,29 @@ def test_a_rate_limit_answers_429_then_lets_the_client_in_again(tmp_path: Path) 
             assert again.status == 200 and "tools" in again.json()["result"]
         finally:
             c.close()
+
+
+def test_metrics_need_a_role_that_may_scrape_them(tmp_path: Path) -> None:
+    server, keys = _server(tmp_path, metrics=True)
+    with server as srv:
+        c = HttpClient(srv.port)
+        try:
+            def scrape(key: str | None) -> int:
+                return c.request("GET", path="/metrics",
+                                 headers={"Authorization": f"Bearer {key}"} if key else {}).status
+
+            assert scrape(keys["admin"]) == 200
+            assert scrape(keys["guest"]) == 403  # authenticated, but no role with metrics = true
+            assert scrape(None) == 401
+        finally:
+            c.close()
+
+
+def test_a_policy_with_a_bad_metrics_flag_is_refused() -> None:
+    import pytest
+
+    from mcp_edge.errors import ConfigError
+    from mcp_edge.runtime.policy import Policy
+
+    with pytest.raises(ConfigError, match=r"roles\.r\.metrics must be true or false"):
+        Policy.from_dict({"roles": {"r": {"metrics": "yes"}}}, "p.toml")
