@@ -275,11 +275,13 @@ def _data_dir() -> Path:
 @click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
 def keys_list(as_json: bool) -> None:
     """Each key: name, path, mode, when it was made, fingerprint (never a secret)."""
+    from mcp_edge.board.settings import Settings
     from mcp_edge.runtime.keys import list_keys
 
     try:
-        rows = list_keys(_data_dir())
-    except (McpEdgeError, OSError) as exc:
+        settings = Settings.load()
+        rows = list_keys(Path(settings.data_dir), Path(settings.trust_dir), settings.trusted_keys)
+    except (McpEdgeError, OSError, ValueError) as exc:
         _fail(exc)
     if as_json:
         click.echo(json.dumps(rows, indent=2))

@@ -306,6 +306,12 @@ class Settings:
                                 "and a gap record says how many.", 1)
     audit_sign: bool = _s(False, "audit", "bool",
                           "Sign each audit file's final hash with the box's Ed25519 audit key (NAME.sig).")
+    trust_dir: str = _s("/etc/mcp-edge/trust", "audit", "str",
+                        "Folder of public keys this box trusts (later: to verify plugins, the plugin index and "
+                        "updates); mcp-edge keys list shows them.")
+    trusted_keys: tuple[str, ...] = _s((), "audit", "strs",
+                                       "More trusted public keys from the board profile, as NAME=HEX (raw "
+                                       "Ed25519); mcp-edge keys list shows them.")
     # -- observability ------------------------------------------------------------------------------------------
     log_format: str = _s("text", "observability", "str",
                          "Log lines as text (mcp-edge: LEVEL logger: message) or json (one object a line: ts, "

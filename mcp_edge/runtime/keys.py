@@ -107,9 +107,9 @@ def audit_public_key(keys: Path) -> bytes:
         raise ValueError(f"no audit key in {keys}: audit_sign makes one") from None
 
 
-def list_keys(data_dir: Path, trust_dir: Path = TRUST_DIR) -> list[dict[str, Any]]:
+def list_keys(data_dir: Path, trust_dir: Path = TRUST_DIR, board_keys: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """The box's keys (name, path, mode, made, fingerprint of the public part or of the secret's SHA-256: never
-    the secret) and the trusted public keys."""
+    the secret) and the trusted public keys: files in ``trust_dir`` and the board profile's ``NAME=HEX``."""
     out: list[dict[str, Any]] = []
     keys = key_dir(data_dir)
     for name, file in KEYS.items():
@@ -127,6 +127,16 @@ def list_keys(data_dir: Path, trust_dir: Path = TRUST_DIR) -> list[dict[str, Any
             if path.is_file():
                 out.append({"name": path.name, "path": str(path), "kind": "trusted", "exists": True,
                             "fingerprint": "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:32]})
+    for item in board_keys:
+        name, sep, value = item.partition("=")
+        try:
+            raw = bytes.fromhex(value.strip()) if sep else b""
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError(f"trusted_keys: {item!r} is not NAME=HEX of a 32-byte Ed25519 public key")
+        out.append({"name": name.strip(), "path": "board profile", "kind": "trusted", "exists": True,
+                    "fingerprint": "sha256:" + hashlib.sha256(raw).hexdigest()[:32]})
     return out
 
 

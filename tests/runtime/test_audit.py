@@ -187,3 +187,23 @@ def test_the_boxs_keys_are_made_once_listed_and_rotated(tmp_path: Path) -> None:
     assert after["audit"]["fingerprint"] != before and secret_once(data) != b"k" * 32
     with pytest.raises(ValueError, match="no key"):
         rotate(data, "tls")
+
+
+def test_keys_list_shows_the_trusted_keys_of_the_trust_folder_and_the_board(tmp_path: Path) -> None:
+    from mcp_edge.runtime.keys import list_keys
+
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    (trust / "vendor.pub").write_text("ab" * 32)
+    rows = list_keys(tmp_path / "data", trust, ("index=" + "cd" * 32,))
+    trusted = {r["name"]: r for r in rows if r["kind"] == "trusted"}
+    assert set(trusted) == {"vendor.pub", "index"} and trusted["index"]["path"] == "board profile"
+    assert trusted["index"]["fingerprint"] == "sha256:" + hashlib.sha256(bytes.fromhex("cd" * 32)).hexdigest()[:32]
+    with pytest.raises(ValueError, match="NAME=HEX"):
+        list_keys(tmp_path / "data", trust, ("broken",))
+    done = subprocess.run([sys.executable, "-m", "mcp_edge.cli", "keys", "list", "--json"], capture_output=True,
+                          text=True, check=False,
+                          env={**__import__("os").environ, "MCP_EDGE_DATA_DIR": str(tmp_path / "d2"),
+                               "MCP_EDGE_TRUST_DIR": str(trust), "MCP_EDGE_TRUSTED_KEYS": "index=" + "cd" * 32})
+    assert done.returncode == 0, done.stderr
+    assert {r["name"] for r in json.loads(done.stdout)} >= {"request-state", "audit", "vendor.pub", "index"}
