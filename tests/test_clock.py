@@ -60,3 +60,24 @@ def test_tokens_are_refused_while_the_clock_is_unset_and_api_keys_go_on(tmp_path
         assert isinstance(refused, Denied) and refused.status == 401 and "clock" in refused.message
         assert isinstance(auth.authenticate({"authorization": f"Bearer {api_key}"}), Principal)
     assert isinstance(auth.authenticate(bearer), Principal)  # set again: accepted again
+
+
+def test_a_failed_tls_handshake_while_the_clock_is_unset_says_so(monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+    import logging
+
+    from mcp_edge.transport.http_wire import Listener
+
+    loop = asyncio.new_event_loop()
+    try:
+        listener = Listener(loop, [], lambda: asyncio.Protocol(), 0.5, ssl_context=object())
+        with caplog.at_level(logging.WARNING, logger="mcp_edge.transport"):
+            listener._clock_unset(OSError("certificate is not yet valid"))  # the clock is set: nothing said
+            monkeypatch.setattr(time, "time", lambda: 3600.0)
+            listener._clock_unset(OSError("certificate is not yet valid"))
+            listener._clock_unset(OSError("again"))  # once a minute at most
+    finally:
+        loop.close()
+    said = [r.getMessage() for r in caplog.records if "TLS handshake failed" in r.getMessage()]
+    assert len(said) == 1 and "not set" in said[0] and "not yet valid" in said[0]

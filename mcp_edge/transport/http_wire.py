@@ -779,6 +779,7 @@ class Listener:
                  factory: Callable[[], asyncio.Protocol], backoff_s: float, ssl_context: Any = None,
                  handshake_timeout_s: float = 10.0) -> None:
         self._ssl = ssl_context  # an ssl.SSLContext: each connection shakes hands first (HTTPS)
+        self._next_clock_log = 0.0
         self._handshake_timeout_s = handshake_timeout_s
         self._loop = loop
         self.sockets = socks
@@ -827,6 +828,19 @@ class Listener:
         except OSError as exc:  # the client left already, its handshake failed, or no descriptor left
             log.debug("connection dropped at accept: %s", exc)
             conn.close()
+            if self._ssl is not None:
+                self._clock_unset(exc)
+
+    def _clock_unset(self, exc: OSError) -> None:
+        """A handshake that failed while the wall clock is unset: certificate dates cannot be judged; say so
+        (at most once a minute), naming the clock, not just OpenSSL's words."""
+        from mcp_edge.clock import clock_set, clock_state
+
+        now = self._loop.time()
+        if clock_set() or now < self._next_clock_log:
+            return
+        self._next_clock_log = now + 60.0
+        log.warning("a TLS handshake failed (%s) while %s", exc, clock_state()["reason"])
 
     def _back_off(self, exc: OSError) -> None:
         self._stop_reading()
