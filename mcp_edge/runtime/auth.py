@@ -8,9 +8,12 @@
   resource_metadata="...", scope="..."`` (and ``error="invalid_token"`` when one was sent); **403** with
   ``error="insufficient_scope"`` and every scope the request needs in one challenge when the credential lacks
   some. A held scope covers the scopes below it (``mcp`` covers ``mcp:tools`` and ``mcp:tools:call``).
-- **JWTs** (pyjwt, the ``auth`` extra): the signature against the keys of ``auth_jwks_file`` or
-  ``auth_jwks_url`` (fetched at start, and again when a token names a key id not seen yet, at most once per
-  ``auth_jwks_refresh_s``), the algorithm pinned to ``auth_algorithms`` (``none`` never), ``iss`` one of
+- **JWTs** (pyjwt, the ``auth`` extra): the signature against the keys of ``auth_jwks_file``, of
+  ``auth_jwks_url``, or, with neither, of each issuer's ``jwks_uri`` found in its metadata (RFC 8414
+  ``/.well-known/oauth-authorization-server``, then OpenID ``/.well-known/openid-configuration``); fetched at
+  start (a box up before its network logs it and refuses tokens until they can be fetched), and again when a
+  token names a key id not seen yet, at most once per ``auth_jwks_refresh_s``; the algorithm pinned to
+  ``auth_algorithms`` (``none`` never), ``iss`` one of
   ``auth_servers``, ``aud`` this server (RFC 8707), ``exp`` (and ``nbf``, ``iat``) with ``auth_leeway_s`` of
   clock skew; ``sub`` becomes the principal's id, ``scope``/``scp`` its scopes. A verified token is
   remembered (by its SHA-256, up to ``auth_token_cache`` of them) until its ``exp``, so a client's next
@@ -163,37 +166,73 @@ class ApiKeys:
 # --------------------------------------------------------------------------- JWKS
 
 
-class Jwks:
-    """Signing keys by key id, from a JWKS file or URL."""
+def _fetch(url: str, limit: int = 1 << 20) -> str:
+    import urllib.request
 
-    def __init__(self, file: str, url: str, refresh_s: float) -> None:
+    with urllib.request.urlopen(url, timeout=10) as resp:  # an https URL from the settings or the metadata
+        return str(resp.read(limit).decode())
+
+
+def metadata_urls(issuer: str) -> list[str]:
+    """Where an issuer's metadata may be: RFC 8414 (the well-known part inserted before the issuer's path),
+    then OpenID Connect Discovery (appended)."""
+    base, sep, path = issuer.rstrip("/").partition("://")
+    host, slash, rest = path.partition("/")
+    suffix = f"/{rest}" if slash and rest else ""
+    return [f"{base}{sep}{host}/.well-known/oauth-authorization-server{suffix}",
+            f"{issuer.rstrip('/')}/.well-known/openid-configuration"]
+
+
+def discover_jwks_uri(issuer: str) -> str:
+    """The ``jwks_uri`` of ``issuer``'s metadata (RFC 8414 or OIDC); OSError/ValueError when none says."""
+    problems = []
+    for url in metadata_urls(issuer):
+        try:
+            doc = json.loads(_fetch(url))
+        except (OSError, ValueError) as exc:
+            problems.append(f"{url}: {exc}")
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("jwks_uri"), str) and doc.get("issuer") == issuer:
+            return str(doc["jwks_uri"])
+        problems.append(f"{url}: no jwks_uri for issuer {issuer}")
+    raise ValueError("; ".join(problems))
+
+
+class Jwks:
+    """Signing keys by key id, from a JWKS file, a URL, or the issuers' metadata (discovered)."""
+
+    def __init__(self, file: str, url: str, refresh_s: float, issuers: tuple[str, ...] = ()) -> None:
         self.file, self.url, self.refresh_s = file, url, refresh_s
+        self.issuers = issuers if not (file or url) else ()  # discovery: neither file nor URL given
         self.keys: dict[str | None, Any] = {}
         self.fetched_at = -1e18
 
     def load(self) -> None:
-        """Read the keys (the file, or a blocking fetch of the URL); ConfigError for a bad set."""
+        """Read the keys (the file, or blocking fetches); ConfigError for a bad file or set, OSError/ValueError
+        when a URL or the metadata cannot be fetched."""
         import jwt
 
         if self.file:
             try:
-                text = Path(self.file).expanduser().read_text()
+                texts = [Path(self.file).expanduser().read_text()]
             except OSError as exc:
                 raise ConfigError(f"auth_jwks_file {self.file}: {exc.strerror or exc}") from None
+        elif self.url:
+            texts = [_fetch(self.url)]
         else:
-            import urllib.request
-
-            with urllib.request.urlopen(self.url, timeout=10) as resp:
-                text = resp.read(1 << 20).decode()
-        try:
-            found = jwt.PyJWKSet.from_json(text)
-        except (jwt.PyJWKSetError, ValueError) as exc:
-            raise ConfigError(f"{self.file or self.url}: not a usable JWKS ({exc})") from None
-        self.keys = {k.key_id: k for k in found.keys}
+            texts = [_fetch(discover_jwks_uri(issuer)) for issuer in self.issuers]
+        keys: dict[str | None, Any] = {}
+        for text in texts:
+            try:
+                found = jwt.PyJWKSet.from_json(text)
+            except (jwt.PyJWKSetError, ValueError) as exc:
+                raise ConfigError(f"{self.file or self.url or 'the issuers'}: not a usable JWKS ({exc})") from None
+            keys.update({k.key_id: k for k in found.keys})
+        self.keys = keys
         self.fetched_at = time.monotonic()
 
     def may_refresh(self) -> bool:
-        return bool(self.url) and time.monotonic() - self.fetched_at >= self.refresh_s
+        return bool(self.url or self.issuers) and time.monotonic() - self.fetched_at >= self.refresh_s
 
 
 # --------------------------------------------------------------------------- the authenticator
@@ -213,16 +252,25 @@ class Auth:
         self.method_scopes = _method_scopes(settings.auth_method_scopes)
         self.api_keys = ApiKeys.load(api_keys_path(settings))
         self.jwks: Jwks | None = None
-        if settings.auth_jwks_file or settings.auth_jwks_url:
+        if settings.auth_jwks_file or settings.auth_jwks_url or self.servers:
             import importlib.util
 
             if importlib.util.find_spec("jwt") is None:
-                raise ConfigError("bearer tokens (auth_jwks_file/auth_jwks_url) need pyjwt, which is not installed: "
+                raise ConfigError("bearer tokens (auth_servers) need pyjwt, which is not installed: "
                                   "pip install 'mcp-edge[auth]'")
             if not self.servers:
                 raise ConfigError("auth_jwks_file/auth_jwks_url need auth_servers: the issuers tokens must name")
-            self.jwks = Jwks(settings.auth_jwks_file, settings.auth_jwks_url, settings.auth_jwks_refresh_s)
-            self.jwks.load()
+            self.jwks = Jwks(settings.auth_jwks_file, settings.auth_jwks_url, settings.auth_jwks_refresh_s,
+                             self.servers)
+            try:
+                self.jwks.load()
+            except (OSError, ValueError) as exc:  # (a ConfigError, a bad file or set, is raised as it is)
+                if isinstance(exc, ConfigError):
+                    raise
+                # The box may be up before its network: tokens are refused until the keys can be fetched,
+                # which each one with an unknown key id tries again (at most once per auth_jwks_refresh_s).
+                log.warning("auth: the signing keys cannot be fetched yet (%s); bearer tokens are refused until "
+                            "they can", exc)
         known = set(self.base_scopes)
         for _, scopes in self.method_scopes:
             known |= scopes
@@ -323,8 +371,7 @@ class Auth:
         import jwt
 
         if self.jwks is None:
-            return self.denied("bearer tokens are not accepted here (no auth_jwks_file/auth_jwks_url): use an "
-                                "API key")
+            return self.denied("bearer tokens are not accepted here (no auth_servers): use an API key")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

@@ -269,3 +269,59 @@ def test_a_verified_token_is_remembered_until_it_expires(tmp_path: Path, keys: d
     for sub in ("c1", "c2", "c3"):  # bounded at auth_token_cache: the oldest go first
         assert isinstance(auth.authenticate({"authorization": f"Bearer {token(keys, sub=sub)}"}), Principal)
     assert len(auth._verified) == 2
+
+
+def test_the_keys_are_discovered_from_the_issuers_metadata_and_fetched_again_for_a_new_key(
+        tmp_path: Path, keys: dict[str, Any]) -> None:
+    import http.server
+    import threading
+
+    from mcp_edge.board.settings import Settings
+    from mcp_edge.runtime.auth import Auth, Denied, metadata_urls
+    from mcp_edge.runtime.principal import Principal
+
+    served = {"jwks": {"keys": [keys["jwk"]]}}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            base = f"http://127.0.0.1:{self.server.server_address[1]}"
+            doc: Any = None
+            if self.path == "/.well-known/oauth-authorization-server/tenant":  # RFC 8414, path inserted
+                doc = {"issuer": f"{base}/tenant", "jwks_uri": f"{base}/keys"}
+            elif self.path == "/keys":
+                doc = served["jwks"]
+            body = json.dumps(doc).encode()
+            self.send_response(200 if doc is not None else 404)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        issuer = f"http://127.0.0.1:{httpd.server_address[1]}/tenant"
+        assert metadata_urls(issuer)[0].endswith("/.well-known/oauth-authorization-server/tenant")
+        settings = Settings.load(data_dir=tmp_path, auth_required=True, auth_resource=RESOURCE,
+                                 auth_servers=(issuer,), auth_jwks_refresh_s=1.0)
+        auth = Auth(settings, RESOURCE)
+        first = token(keys, iss=issuer)
+        assert isinstance(auth.authenticate({"authorization": f"Bearer {first}"}), Principal)
+        rotated_private, rotated_jwk = _key("k9")  # the issuer rotates: a new key id, the new key served
+        served["jwks"] = {"keys": [keys["jwk"], rotated_jwk]}
+        keys2 = {**keys, "rotated": rotated_private}
+        newer = token(keys2, iss=issuer, key="rotated", kid="k9")
+        time.sleep(1.1)  # past auth_jwks_refresh_s since the first fetch
+        assert auth.authenticate({"authorization": f"Bearer {newer}"}) is None  # unknown kid: fetch again
+        auth.refresh()
+        assert isinstance(auth.authenticate({"authorization": f"Bearer {newer}"}), Principal)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    down = Auth(Settings.load(data_dir=tmp_path, auth_required=True, auth_resource=RESOURCE,
+                              auth_servers=("http://127.0.0.1:9/nowhere",)), RESOURCE)  # starts all the same
+    refused = down.authenticate({"authorization": f"Bearer {token(keys, iss='http://127.0.0.1:9/nowhere')}"})
+    assert refused is None or isinstance(refused, Denied)
