@@ -11,9 +11,10 @@ in-process plugin's own spans nest under it (it is the current span while the pl
 
 A call to a plugin in a worker process carries the span's context in the CALL frame's trace TLV (trace-id,
 span-id, flags); the worker, tracing with the same settings, makes a span of the call there as its child, and
-the plugin's own spans nest under that one. ``tracestate`` does not cross the ring. The process's global
-TracerProvider is mcp_edge's when nothing set another first: a plugin's ``opentelemetry.trace.get_tracer``
-spans are exported with the runtime's, by the newest ``Tracing`` open in the process.
+the plugin's own spans nest under that one; ``tracestate`` crosses in an optional TLV (0x8005) beside it. The
+process's global TracerProvider is mcp_edge's when nothing set another first: a plugin's
+``opentelemetry.trace.get_tracer`` spans are exported with the runtime's, by the newest ``Tracing`` open in the
+process.
 
 Exporters (``tracing_exporter``): ``otlp`` sends batches over OTLP/HTTP to ``tracing_endpoint`` (an
 OpenTelemetry collector on the box or the network); ``jsonl`` appends each span as a JSON line to
@@ -40,7 +41,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from mcp_edge import __version__
-from mcp_edge.runtime.tracecontext import WIRE
+from mcp_edge.runtime.tracecontext import STATE, WIRE
 
 if TYPE_CHECKING:
     from mcp_edge.board.settings import Settings
@@ -67,7 +68,8 @@ def spans_path(settings: Settings) -> Path:
 class JsonLinesExporter(SpanExporter):
     """Each span as one JSON line, appended to a file opened once (so a worker keeps writing after its sandbox
     closes the filesystem); one write per batch. A line: ``name``, ``kind`` (SERVER, INTERNAL...),
-    ``trace_id`` (32 hex digits), ``span_id`` and ``parent_id`` (16, or null for a root), ``start_ns`` and
+    ``trace_id`` (32 hex digits), ``span_id`` and ``parent_id`` (16, or null for a root), ``trace_state``,
+    ``start_ns`` and
     ``end_ns`` (Unix time), ``status`` (UNSET, OK, ERROR) and ``status_message``, ``attributes``,
     ``resource`` (the process's: service, pid) and ``events``."""
 
@@ -91,6 +93,7 @@ class JsonLinesExporter(SpanExporter):
             "trace_id": f"{ctx.trace_id:032x}" if ctx is not None else None,
             "span_id": f"{ctx.span_id:016x}" if ctx is not None else None,
             "parent_id": f"{parent.span_id:016x}" if parent is not None else None,
+            "trace_state": ctx.trace_state.to_header() if ctx is not None and ctx.trace_state else None,
             "start_ns": span.start_time,
             "end_ns": span.end_time,
             "status": status.status_code.name,
@@ -172,11 +175,14 @@ class Tracing:
             ctx = span.get_span_context()
             token = WIRE.set((ctx.trace_id.to_bytes(16, "big"), ctx.span_id.to_bytes(8, "big"),
                               int(ctx.trace_flags))) if ctx.is_valid else None
+            state = STATE.set(ctx.trace_state.to_header() or None) if ctx.is_valid and ctx.trace_state else None
             try:
                 result = await outcome
             finally:
                 if token is not None:
                     WIRE.reset(token)
+                if state is not None:
+                    STATE.reset(state)
             if isinstance(result, Failure):
                 span.set_status(Status(StatusCode.ERROR, result.message[:200]))
                 span.set_attribute("error.type", str(result.code))
@@ -185,12 +191,16 @@ class Tracing:
 
     @contextlib.contextmanager
     def worker_span(self, wire: tuple[bytes, bytes, int] | None, name: str,
-                    attributes: Mapping[str, Any]) -> Iterator[None]:
-        """In a worker: the span of one call, the child of the runtime's span the CALL's trace TLV names."""
+                    attributes: Mapping[str, Any], tracestate: str | None = None) -> Iterator[None]:
+        """In a worker: the span of one call, the child of the runtime's span the CALL's trace TLV names (with
+        the tracestate its optional TLV carries)."""
         parent = None
         if wire is not None:
+            from opentelemetry.trace import TraceState
+
+            state = TraceState.from_header([tracestate]) if tracestate else None
             ctx = SpanContext(int.from_bytes(wire[0], "big"), int.from_bytes(wire[1], "big"), is_remote=True,
-                              trace_flags=TraceFlags(wire[2]))
+                              trace_flags=TraceFlags(wire[2]), trace_state=state)
             if ctx.is_valid:
                 parent = trace.set_span_in_context(NonRecordingSpan(ctx))
         with self.tracer.start_as_current_span(name, context=parent, kind=SpanKind.INTERNAL,

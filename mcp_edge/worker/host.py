@@ -40,7 +40,7 @@ from mcp_edge.errors import (
 from mcp_edge.native import _frame
 from mcp_edge.plugin.catalog import PluginCatalog
 from mcp_edge.plugin.hosts.base import PluginHost
-from mcp_edge.runtime.tracecontext import WIRE
+from mcp_edge.runtime.tracecontext import WIRE, tracestate_tlv
 from mcp_edge.worker import protocol as p
 from mcp_edge.worker.channel import ChannelClosed, ChannelListener, Message, MessageError
 
@@ -526,8 +526,10 @@ def _extensions(rctx: Any) -> bytes:
     principal = getattr(rctx, "principal", None)
     deadline = getattr(rctx, "deadline_ns", None)
     priority = getattr(rctx, "priority", None)
-    return _frame.encode_extensions(deadline_ns=deadline, priority=priority, trace=WIRE.get(),
-                                    principal=principal.to_tlv() if principal is not None else None)
+    trace = WIRE.get()
+    return _frame.encode_extensions(deadline_ns=deadline, priority=priority, trace=trace,
+                                    principal=principal.to_tlv() if principal is not None else None,
+                                    extra=tracestate_tlv() if trace is not None else ())
 
 
 async def _deliver_note(rctx: Any, note: p.Note) -> None:

@@ -23,6 +23,7 @@ from mcp_edge.logs import REQUEST_ID
 from mcp_edge.mcp import jsonrpc
 from mcp_edge.mcp.revisions import shape
 from mcp_edge.runtime.principal import EMBEDDED, Principal
+from mcp_edge.runtime.tracecontext import TLV_TRACESTATE
 from mcp_edge.worker import protocol as p
 from mcp_edge.worker.channel import Channel, ChannelClosed, Message, connect_channel
 from mcp_edge.worker.context import WorkerRequestContext
@@ -273,8 +274,11 @@ class Worker:
             try:
                 call = p.decode(msg.body, p.Call)
                 principal = EMBEDDED
+                tracestate = None
                 for tlv_type, value in msg.tlvs():
-                    if tlv_type & 0x7FFF == TLV_PRINCIPAL:
+                    if tlv_type & 0x7FFF == TLV_TRACESTATE and self.tracing is not None:
+                        tracestate = bytes(value).decode(errors="replace")
+                    elif tlv_type & 0x7FFF == TLV_PRINCIPAL:
                         raw = bytes(value)
                         known = self._principals.get(raw)
                         if known is None:
@@ -291,7 +295,8 @@ class Worker:
         rctx = WorkerRequestContext(self.channel, msg.id, call, principal, deadline, self._asks)
         call_id = msg.id
         self._contexts[call_id] = rctx
-        coro = self._call(call_id, call, rctx) if self.tracing is None else self._traced(call_id, call, rctx, wire)
+        coro = self._call(call_id, call, rctx) if self.tracing is None else \
+            self._traced(call_id, call, rctx, wire, tracestate)
         loop = asyncio.get_running_loop()
         if ((deadline is None or deadline > time.monotonic_ns())
                 and (call.op != "resource" or call.template is None) and self.host.runs_inline(call.op, call.name)):
@@ -368,13 +373,13 @@ class Worker:
                 timer.cancel()
 
     async def _traced(self, call_id: int, call: p.Call, rctx: WorkerRequestContext,
-                      wire: tuple[bytes, bytes, int] | None) -> None:
+                      wire: tuple[bytes, bytes, int] | None, tracestate: str | None = None) -> None:
         """``_call`` inside the call's span (the child of the runtime's request span the CALL names)."""
         assert self.tracing is not None
         plugin = getattr(self.host, "plugin_id", "")
         with self.tracing.worker_span(wire, f"{call.op} {call.name}",
                                       {"mcp_edge.plugin": plugin, "mcp_edge.op": call.op, "mcp_edge.name": call.name,
-                                       "mcp_edge.worker.pid": os.getpid()}):
+                                       "mcp_edge.worker.pid": os.getpid()}, tracestate):
             await self._call(call_id, call, rctx)
 
     async def _dispatch(self, call: p.Call, rctx: WorkerRequestContext) -> Any:

@@ -54,10 +54,11 @@ def _serve(tmp_path: Path, mode: str,
     return outcomes, spans
 
 
-def _call(name: str, args: dict[str, Any], traceparent: str | None = None) -> tuple[str, dict[str, Any]]:
+def _call(name: str, args: dict[str, Any], traceparent: str | None = None,
+          tracestate: str | None = None) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = {"name": name, "arguments": args}
     if traceparent is not None:
-        params["_meta"] = {"traceparent": traceparent}
+        params["_meta"] = {"traceparent": traceparent, **({"tracestate": tracestate} if tracestate else {})}
     return "tools/call", params
 
 
@@ -67,7 +68,8 @@ def _hex(value: str) -> str:
 
 @pytest.mark.parametrize("mode", ["inproc", "process"])
 def test_a_request_span_is_the_child_of_the_clients_traceparent(tmp_path: Path, mode: str) -> None:
-    outcomes, spans = _serve(tmp_path, mode, [_call("ok", {"text": "a"}, f"00-{TRACE_ID}-{CLIENT_SPAN}-01"),
+    outcomes, spans = _serve(tmp_path, mode, [_call("ok", {"text": "a"}, f"00-{TRACE_ID}-{CLIENT_SPAN}-01",
+                                                    "vendor=abc,other=1"),
                                               _call("ok", {"text": "b"})])
     assert all(isinstance(o, Result) for o in outcomes)
     server = [s for s in spans if s["kind"] == "SERVER"]
@@ -76,6 +78,7 @@ def test_a_request_span_is_the_child_of_the_clients_traceparent(tmp_path: Path, 
     assert _hex(first["trace_id"]) == TRACE_ID and _hex(first["parent_id"]) == CLIENT_SPAN
     assert first["attributes"]["gen_ai.tool.name"] == "ok" and first["attributes"]["mcp.method.name"] == "tools/call"
     assert first["attributes"]["jsonrpc.request.id"] == "1"
+    assert first["trace_state"] == "vendor=abc,other=1"
     assert second["parent_id"] is None and _hex(second["trace_id"]) != TRACE_ID  # a new trace
     workers = [s for s in spans if s["kind"] == "INTERNAL"]
     if mode == "inproc":
@@ -85,6 +88,7 @@ def test_a_request_span_is_the_child_of_the_clients_traceparent(tmp_path: Path, 
         for runtime_span, worker_span in zip(server, sorted(workers, key=lambda s: s["start_ns"]), strict=True):
             assert worker_span["trace_id"] == runtime_span["trace_id"]
             assert worker_span["parent_id"] == runtime_span["span_id"]
+            assert worker_span["trace_state"] == runtime_span["trace_state"]  # (the optional TLV)
             assert worker_span["name"] == "tool ok" and worker_span["attributes"]["mcp_edge.plugin"] == "meter"
             assert worker_span["resource"]["process.pid"] != runtime_span["resource"]["process.pid"]
 
