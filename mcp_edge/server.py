@@ -126,12 +126,11 @@ class ConfiguredServer:
         if s.audit:
             from mcp_edge.runtime.audit import AuditLog
 
-            router.audit = registry.audit = AuditLog(s)
+            audit = registry.audit = AuditLog(s)
             for row in registry.status():
                 if not row["disabled"]:
-                    router.audit.plugin(row["id"], "loaded" if row["state"] == "active" else row["state"],
-                                        row["reason"])
-            router.audit.start()
+                    audit.plugin(row["id"], "loaded" if row["state"] == "active" else row["state"], row["reason"])
+            audit.start()
         router_ref.append(router)
         return RunningServer(s, registry, router)
 

@@ -15,7 +15,6 @@ every call scans.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -106,15 +105,12 @@ def _read_cache(path: Path, fp: str) -> list[EntryPointInfo] | None:
 
 
 def _write_cache(path: Path, fp: str, eps: list[EntryPointInfo]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from mcp_edge.atomic import replace_file
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({"fingerprint": fp, "entry_points": [e._asdict() for e in eps]}))
-        os.replace(tmp, path)
+        replace_file(path, json.dumps({"fingerprint": fp, "entry_points": [e._asdict() for e in eps]}).encode())
     except OSError as exc:
         log.info("entry-point cache not written (%s): %s; every start will scan", path, exc)
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
 
 
 def scan(cache_dir: Path | None, use_cache: bool = True) -> list[EntryPointInfo]:

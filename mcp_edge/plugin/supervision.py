@@ -136,7 +136,8 @@ async def guarded(registry: Registry, plugin_id: str, op: Callable[[PluginHost],
             raise PluginError(f"plugin {plugin_id}: the call passed its deadline ({timeout:.3g} s) and was "
                               "cancelled") from None
         ok = True
-        failed = getattr(result, "isError", False) is True or getattr(rctx, "result_error", False) is True
+        if metrics is not None:  # (only the meter asks whether the result was an error one)
+            failed = getattr(result, "isError", False) is True or getattr(rctx, "result_error", False) is True
         return result
     except _CLIENT_ERRORS:
         ok = True

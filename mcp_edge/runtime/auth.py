@@ -37,7 +37,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
 import time
@@ -130,14 +129,10 @@ class ApiKeys:
         return keys
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"keys": self.keys}, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        from mcp_edge.atomic import replace_file
+
+        replace_file(self.path, json.dumps({"keys": self.keys}, indent=1, sort_keys=True).encode(), 0o600,
+                     sync=True)
 
     def add(self, key_id: str, scopes: Iterable[str]) -> str:
         """A new key for ``key_id`` (ConfigError if the id is taken): the key, shown once; its digest kept."""

@@ -30,9 +30,7 @@ Families (the ``_total``, ``_bucket``, ``_sum`` and ``_count`` suffixes are the 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -41,6 +39,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from mcp_edge.atomic import replace_file
 from mcp_edge.plugin.lifecycle import PluginState
 from mcp_edge.runtime.metrics import BUCKETS_S
 
@@ -181,17 +180,7 @@ class Exposition:
 
     def write(self, path: Path) -> None:
         """Replace ``path`` with the text format, atomically (a temporary file beside it, then a rename)."""
-        data = self.render()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        replace_file(path, self.render())
 
 
 def textfile_path(settings: Settings) -> Path:

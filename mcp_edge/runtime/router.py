@@ -351,7 +351,6 @@ class Router:
         self.tracing: Tracing | None = None  # a span per request when Settings.tracing is on (the server sets it)
         self.policy: Policy | None = None  # Settings.auth_policy_file: who may use what (the server sets it)
         self.limits: RateLimits | None = None  # Settings.rate_limit_*: token buckets (the server sets it)
-        self.audit: AuditLog | None = None  # Settings.audit: every call and denial recorded (the server sets it)
         self._now = time.time  # requestState expiry is wall-clock time: it holds across restarts and workers
         self._server_meta = {META_SERVER_INFO: info.implementation()}
         self._methods: dict[str, Callable[[Request, Session, RequestContextImpl], Awaitable[Any]]] = {
@@ -473,6 +472,11 @@ class Router:
                                f"this session already has {self.settings.max_inflight} requests running "
                                "(max_inflight): retry when one has finished", self.settings.retry_after_s)
 
+    @property
+    def audit(self) -> AuditLog | None:
+        """The registry's audit log (Settings.audit): calls and denials are recorded in it too."""
+        return self.registry.audit
+
     def handle(self, req: Request, session: Session, emit: Emit | None) -> Coroutine[Any, Any, Outcome]:
         """The outcome of ``req`` (``Result`` or ``Failure``) to await; CancelledError if it was cancelled. With
         tracing on, it is served inside the request's span (:mod:`mcp_edge.runtime.tracing`); off, this costs
@@ -499,7 +503,7 @@ class Router:
         token = REQUEST_ID.set(req.id)  # on every log record made while it is served
         try:
             outcome = self._fit(req, await self._serve(req, session, None if emit is None else self._bounded(emit)))
-            if self.audit is not None and req.method in _AUDITED:
+            if req.method in _AUDITED and self.registry.audit is not None:
                 self._audit(req, session, outcome)
             return outcome
         finally:

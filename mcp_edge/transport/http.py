@@ -464,13 +464,18 @@ class McpHttpApp:
         for method in methods:
             denied = self.auth.forbidden(req.principal, method)
             if denied is not None:
-                log.info("auth: 403 %s (%s)", denied.message, req.principal.id)
-                if self.router.audit is not None:
-                    self.router.audit.denial(req.principal, f"http {method}", denied.message)
-                ex.respond(403, self._cors(req, [_JSON, ("www-authenticate", denied.challenge)]),
-                           _error_body(BAD_REQUEST, denied.message))
+                self._refuse(req, ex, denied, f"http {method}")
                 return False
         return True
+
+    def _refuse(self, req: HttpRequest, ex: Exchange, denied: Denied, what: str = "http") -> None:
+        """Answer an authentication or scope refusal once the body was read (logged and audited)."""
+        who = req.principal if isinstance(req.principal, Principal) else None
+        log.info("auth: %d %s (%s)", denied.status, denied.message, who.id if who else "no principal")
+        if self.router.audit is not None:
+            self.router.audit.denial(who, what, f"{denied.status} {denied.message}")
+        ex.respond(denied.status, self._cors(req, [_JSON, ("www-authenticate", denied.challenge)]),
+                   _error_body(BAD_REQUEST, denied.message))
 
     def _metrics(self, req: HttpRequest) -> Early:
         """GET /metrics: the Prometheus text format (mcp_edge.runtime.exposition), 404 with metrics off."""
@@ -524,10 +529,8 @@ class McpHttpApp:
             await asyncio.to_thread(self.auth.refresh)
             found = self.auth.authenticate(req.headers)
             if not isinstance(found, Principal):
-                denied = found if found is not None else self.auth.denied(
-                    "the token is signed with a key this server does not know")
-                ex.respond(denied.status, self._cors(req, [_JSON, ("www-authenticate", denied.challenge)]),
-                           _error_body(BAD_REQUEST, denied.message))
+                self._refuse(req, ex, found if found is not None else self.auth.denied(
+                    "the token is signed with a key this server does not know"))
                 return
             req.principal = found
         if req.method == "POST":
