@@ -293,9 +293,9 @@ class RunningServer:
             log.warning("reload: applied in place: %s", ", ".join(found.in_place))
         if found.with_reload:
             log.warning("reload: applied through each plugin's reload: %s", ", ".join(found.with_reload))
-        if self._router.audit is not None:
-            self._router.audit.config([*found.in_place, *found.with_reload, *found.need_restart])
         _apply_policy(self._router, merged)  # (a policy file that does not load raises here: nothing changed)
+        if self._router.audit is not None:  # recorded once it is sure to apply
+            self._router.audit.config([*found.in_place, *found.with_reload, *found.need_restart])
         self._settings = merged
         self._router.settings = merged
         self._router.page_size = merged.page_size
