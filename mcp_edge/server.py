@@ -86,12 +86,13 @@ class ConfiguredServer:
         from mcp_edge.plugin import DefaultPluginContext, Registry
 
         s = self._settings
-        from mcp_edge.board.settings import env_setting
+        from mcp_edge.board.settings import env_setting, field_default
 
-        if s.io_engine != env_setting("io_engine", s.environ):  # else the engine finds the same kind by itself:
-            from mcp_edge.io.engines import configure_default  # no I/O imports at start
+        if s.io_engine != env_setting("io_engine", s.environ) or s.io_uring_entries != field_default(
+                "io_uring_entries"):
+            from mcp_edge.io.engines import configure_default  # else no I/O imports at start: the engine finds
 
-            configure_default(s.io_engine)
+            configure_default(s.io_engine, s.io_uring_entries)  # the same by itself
         router_ref: list[Router] = []
 
         async def resource_updated(uri: str) -> None:

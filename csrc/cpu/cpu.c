@@ -129,28 +129,50 @@ int me_cpu_level_from_name(const char *name)
     return -EINVAL;
 }
 
-int me_cpu_level_runnable(int level)
+/* 1 if a CPU of the given architecture with `f` runs `level`: the one rule the
+   dispatcher and the board profiles' check both follow. */
+static int level_runnable_with(uint32_t f, int aarch64, int level)
 {
-    uint32_t f = detect();
     switch (level) {
     case ME_LEVEL_SCALAR:
         return 1;
-#if defined(__x86_64__) || defined(_M_X64)
     case ME_LEVEL_SSE42:
-        return (f & NEED_SSE42) == NEED_SSE42;
+        return !aarch64 && (f & NEED_SSE42) == NEED_SSE42;
     case ME_LEVEL_AVX2:
-        return (f & NEED_AVX2) == NEED_AVX2;
+        return !aarch64 && (f & NEED_AVX2) == NEED_AVX2;
     case ME_LEVEL_AVX512:
-        return (f & NEED_AVX512) == NEED_AVX512;
-#elif defined(__aarch64__)
+        return !aarch64 && (f & NEED_AVX512) == NEED_AVX512;
     case ME_LEVEL_ARMV8CRC:
-        return (f & NEED_ARMV8CRC) == NEED_ARMV8CRC;
+        return aarch64 && (f & NEED_ARMV8CRC) == NEED_ARMV8CRC;
     case ME_LEVEL_NEON:
-        return (f & NEED_NEON) == NEED_NEON;
-#endif
+        return aarch64 && (f & NEED_NEON) == NEED_NEON;
     default:
         return 0;
     }
+}
+
+#if defined(__aarch64__)
+#define THIS_ARCH_AARCH64 1
+#elif defined(__x86_64__) || defined(_M_X64)
+#define THIS_ARCH_AARCH64 0
+#else
+#define THIS_ARCH_AARCH64 -1 /* neither: only scalar runs */
+#endif
+
+int me_cpu_level_runnable(int level)
+{
+    if (THIS_ARCH_AARCH64 < 0)
+        return level == ME_LEVEL_SCALAR;
+    return level_runnable_with(detect(), THIS_ARCH_AARCH64, level);
+}
+
+int me_cpu_best_level_for(uint32_t features, int aarch64)
+{
+    int best = ME_LEVEL_SCALAR;
+    for (int i = 0; i < ME_LEVEL_COUNT; i++)
+        if (level_runnable_with(features, aarch64 != 0, i))
+            best = i;
+    return best;
 }
 
 int me_cpu_best_level(void)

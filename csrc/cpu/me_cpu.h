@@ -47,6 +47,11 @@ int me_cpu_level_from_name(const char *name);
 /* 1 if this CPU can run `level`, 0 if not (levels of another arch are 0). */
 int me_cpu_level_runnable(int level);
 
+/* The highest level a CPU with the feature bits `features` would run, on
+   aarch64 when `aarch64` is nonzero, else on x86-64: the dispatcher's rule,
+   for a CPU other than this one (the board profiles' expected levels). */
+int me_cpu_best_level_for(uint32_t features, int aarch64);
+
 /* The highest level this CPU can run. */
 int me_cpu_best_level(void);
 

@@ -1,48 +1,45 @@
-"""Loading and matching of board profiles.
+"""Board profiles: loading (typed, with inheritance), finding by name, and matching this box.
 
-A profile is a TOML file::
-
-    [board]
-    id = "generic-x86_64"
-    description = "..."
-    [match]
-    arch = "x86_64"            # platform.machine() of the box
-    model = ["Raspberry Pi 5"]  # optional: substrings of the device-tree model or DMI product name
-    priority = 0               # the highest-priority match wins
-    [paths]
-    data_dir = "/var/lib/mcp-edge"
-    plugin_dirs = ["{checkout}/plugins", "{prefix}/share/mcp-edge/plugins", "/etc/mcp-edge/plugins"]
-
-``plugin_dirs`` are the folders searched for plugins, in order; ``{checkout}``
-(the source checkout holding this package), ``{prefix}`` (``sys.prefix``) and
-``{data_dir}`` are expanded, and so is ``~``. Left out, it is
-``DEFAULT_PLUGIN_DIRS``: the checkout's ``plugins/``,
-``<prefix>/share/mcp-edge/plugins``, ``/etc/mcp-edge/plugins`` and
-``{data_dir}/plugins``.
+A profile is a TOML file of typed tables (:mod:`mcp_edge.board.schema` lists them). ``extends = "<id>"``
+names a base profile: the base's tables are merged under this one's key by key (arrays and values are
+replaced, tables merged), and :attr:`Board.chain` shows the ids from the first base to this profile. The base
+is looked for beside the extending file first, then in the boards folders. Each file is checked on its own,
+so an error names the file, the table, the key and the problem.
 
 Profiles are searched in ``$MCP_EDGE_BOARDS_DIR``, the checkout's ``boards/``,
-``<prefix>/share/mcp-edge/boards`` and ``/etc/mcp-edge/boards``; a later file
-with the same id does not replace an earlier one. ``MCP_EDGE_BOARD=<id>`` picks
-a board by id instead of matching.
+``<prefix>/share/mcp-edge/boards`` and ``/etc/mcp-edge/boards``; a later file with the same id does not
+replace an earlier one.
+
+Which profile a process runs with: ``MCP_EDGE_BOARD=<id>`` (or ``serve --board``) if set, else the profile
+file ``$MCP_EDGE_BOARD_FILE`` or ``/etc/mcp-edge/board.toml`` if present (a firmware bundle installs it), else
+the best match for this box (:func:`detect`; ``mcp-edge board detect`` says why).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import platform
 import sys
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from mcp_edge.board import schema
 from mcp_edge.board.environ import process_environ
 from mcp_edge.errors import ConfigError
 
-__all__ = ["BOARD_ENV", "DEFAULT_PLUGIN_DIRS", "Board", "boards_dirs", "detect", "load", "load_all"]
+__all__ = ["BOARD_ENV", "BOARD_FILE", "BOARD_FILE_ENV", "DEFAULT_PLUGIN_DIRS", "Board", "Facts", "Fit",
+           "boards_dirs", "detect", "fits", "load", "load_all", "resolve"]
 
 BOARD_ENV = "MCP_EDGE_BOARD"
 BOARDS_DIR_ENV = "MCP_EDGE_BOARDS_DIR"
+BOARD_FILE_ENV = "MCP_EDGE_BOARD_FILE"
+BOARD_FILE = Path("/etc/mcp-edge/board.toml")
 DEFAULT_PLUGIN_DIRS = (
     "{checkout}/plugins",
     "{prefix}/share/mcp-edge/plugins",
@@ -50,41 +47,51 @@ DEFAULT_PLUGIN_DIRS = (
     "{data_dir}/plugins",
 )
 _CHECKOUT = Path(__file__).resolve().parents[2]
-# The tables of a profile and the keys each may hold ([settings] and [plugins] are checked by board.settings).
-_KEYS: dict[str, tuple[str, ...]] = {
-    "board": ("id", "description"),
-    "match": ("arch", "model", "priority"),
-    "paths": ("data_dir", "plugin_dirs"),
-    "settings": (),
-    "plugins": (),
-    "sandbox": (),
-}
-_MODEL_FILES = ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model", "/sys/class/dmi/id/product_name")
+_MAX_CHAIN = 16
 
 
 @dataclass(frozen=True)
 class Board:
-    """One board profile."""
+    """One resolved board profile (its bases merged in)."""
 
     id: str
-    description: str
-    arch: str
-    models: tuple[str, ...]
-    priority: int
-    data_dir: Path
-    path: Path
+    name: str = ""
+    vendor: str = ""
+    arch: str = ""
+    path: Path = Path("/dev/null")  # the profile's own file
+    data_dir: Path = Path("/var/lib/mcp-edge")
     plugin_dirs: tuple[Path, ...] = ()
-    settings: Mapping[str, Any] = field(default_factory=dict)  # the [settings] table, checked by board.settings
+    # [runtime], [transport] and [limits] together, by setting name (checked at load; Settings.load parses).
+    settings: Mapping[str, Any] = field(default_factory=dict)
     plugins: Mapping[str, Any] = field(default_factory=dict)  # the [plugins] table
     # The [sandbox] table: what every process plugin's sandbox is narrowed to (read, write, deny_syscalls,
     # network), and [sandbox.<plugin id>] sub-tables narrowing one plugin further (mcp_edge.system.confine).
     sandbox: Mapping[str, Any] = field(default_factory=dict)
+    match: schema.Match = schema.Match()
+    cpu: schema.Cpu = schema.Cpu()
+    memory: schema.Memory = schema.Memory()
+    storage: schema.Storage = schema.Storage()
+    firmware: schema.Firmware = schema.Firmware()
+    sources: tuple[str, ...] = ()
+    chain: tuple[str, ...] = ()  # ids from the first base to this profile
+    files: tuple[Path, ...] = ()  # their files, in the same order
+    tables: Mapping[str, Any] = field(default_factory=dict)  # the merged TOML tables (to_toml)
+    picked: str = ""  # why this profile was chosen (detect), "" when it was named
 
-    def matches(self, arch: str, model: str) -> bool:
-        """True when this profile fits a box of ``arch`` whose model string is ``model``."""
-        if self.arch != arch:
-            return False
-        return not self.models or any(m in model for m in self.models)
+    @property
+    def description(self) -> str:
+        return self.name or self.id
+
+    @property
+    def interpreter(self) -> str:
+        """The image's Python a bundle for this board runs on."""
+        return self.firmware.interpreter or f"/usr/bin/python{self.firmware.python}"
+
+    def to_toml(self) -> str:
+        """The resolved profile as TOML, with no ``extends``: what a bundle installs as /etc/mcp-edge/board.toml."""
+        head = [f"# Board profile {self.id}, resolved from {' -> '.join(self.chain or (self.id,))} "
+                "by mcp-edge; edit the source profiles, not this file."]
+        return "\n".join(head) + "\n" + dump_toml({k: self.tables[k] for k in schema.TABLES if k in self.tables})
 
 
 def boards_dirs(environ: Mapping[str, str] | None = None) -> list[Path]:
@@ -99,60 +106,213 @@ def boards_dirs(environ: Mapping[str, str] | None = None) -> list[Path]:
     return [p for p in candidates if p.is_dir()]
 
 
-def _field(table: dict[str, object], key: str, kind: type, path: Path, default: object = None) -> object:
-    value = table.get(key, default)
-    if value is None or not isinstance(value, kind):
-        raise ConfigError(f"{path}: '{key}' must be a {kind.__name__}, got {value!r}")
-    return value
+# --------------------------------------------------------------------------- one file
 
 
-def load(path: Path) -> Board:
-    """Parse one profile; ConfigError naming the file and the field on bad input."""
+def _read(path: Path) -> dict[str, Any]:
+    """One profile file's tables, each checked; ConfigError naming the file, table and key."""
     try:
         data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read board profile: {exc}") from None
-    unknown = sorted(set(data) - set(_KEYS))
-    if unknown:
-        raise ConfigError(f"{path}: unknown table [{unknown[0]}] (known: {', '.join(f'[{k}]' for k in _KEYS)})")
-    board = data.get("board", {})
-    match = data.get("match", {})
-    paths = data.get("paths", {})
-    settings = data.get("settings", {})
-    plugins = data.get("plugins", {})
-    sandbox = data.get("sandbox", {})
-    if not all(isinstance(t, dict) for t in (board, match, paths, settings, plugins, sandbox)):
-        raise ConfigError(f"{path}: [board], [match], [paths], [settings], [plugins] and [sandbox] must be tables")
-    if sandbox:
+    for key, value in data.items():
+        if key == "extends":
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{path}: 'extends' must name a base profile (a string), got {value!r}")
+            continue
+        if key in schema.RENAMED:
+            raise ConfigError(f"{path}: [{key}] is not a table of this profile format: its keys are now in "
+                              f"{schema.RENAMED[key]} (see boards/README.md)")
+        if key not in schema.TABLES:
+            raise ConfigError(f"{path}: unknown table [{key}] (known: extends, "
+                              f"{', '.join(f'[{k}]' for k in schema.TABLES)})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: '{key}' must be a table ([{key}]), got {value!r}")
+        _check_table(path, key, value)
+    if not isinstance(data.get("identity", {}).get("id"), str):
+        raise ConfigError(f"{path}: [identity] id is missing: every profile names itself")
+    return data
+
+
+def _check_table(path: Path, name: str, table: dict[str, Any]) -> None:
+    kind = schema.TABLES[name]
+    if kind is not None:
+        known = kind.__struct_fields__
+        for key in table:
+            if key not in known:
+                raise ConfigError(f"{path}: unknown key '{key}' in [{name}] (known: {', '.join(known)})")
+        partial = dict(table)
+        if name == "identity":
+            partial.setdefault("id", "x")  # required, and checked by _read; here the others are
+        try:
+            schema.decode(name, partial)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{path}: [{name}] {_validation_text(exc)}") from None
+        if name in ("cpu", "match"):
+            _check_features(path, name, table)
+        return
+    if name in schema.SETTINGS_TABLES:
+        _check_settings(path, name, table)
+    elif name == "plugins":
+        from mcp_edge.board.settings import plugin_layer
+
+        plugin_layer(table, f"{path}: [plugins]")
+    elif name == "sandbox":
         from mcp_edge.system.confine import board_policies
 
-        board_policies(sandbox, where=f"{path}: [sandbox]")  # checked now: a bad profile fails at start
-    for name, table in (("board", board), ("match", match), ("paths", paths)):
-        extra = sorted(set(table) - set(_KEYS[name]))
-        if extra:
-            raise ConfigError(f"{path}: unknown key '{extra[0]}' in [{name}] (known: {', '.join(_KEYS[name])})")
-    models = match.get("model", [])
-    if isinstance(models, str):
-        models = [models]
-    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
-        raise ConfigError(f"{path}: 'model' must be a string or a list of strings")
-    data_dir = Path(str(_field(paths, "data_dir", str, path, "/var/lib/mcp-edge")))
-    dirs = paths.get("plugin_dirs", list(DEFAULT_PLUGIN_DIRS))
-    if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
-        raise ConfigError(f"{path}: 'plugin_dirs' must be a list of strings, got {dirs!r}")
+        board_policies(table, where=f"{path}: [sandbox]")
+
+
+def _validation_text(exc: msgspec.ValidationError) -> str:
+    """msgspec's ``Expected `int`, got `str` - at `$.cores``` as ``cores: expected int, got str``."""
+    text = str(exc)
+    message, _, where = text.partition(" - at `$")
+    key = where.rstrip("`").lstrip(".")
+    message = message.replace("`", "")
+    return f"{key}: {message[0].lower()}{message[1:]}" if key else message
+
+
+def _check_features(path: Path, name: str, table: Mapping[str, Any]) -> None:
+    """Feature and level names must be ones the level logic knows (the arch is checked once resolved)."""
+    from mcp_edge.native import cpu
+
+    known = set(cpu.feature_names("x86_64")) | set(cpu.feature_names("aarch64"))
+    for key in ("isa_required", "isa_optional", "cpu_features"):
+        for feature in table.get(key, ()):
+            if feature not in known:
+                raise ConfigError(f"{path}: [{name}] {key}: unknown CPU feature {feature!r} "
+                                  f"(known: {', '.join(sorted(known))})")
+
+
+def _check_settings(path: Path, name: str, table: Mapping[str, Any]) -> None:
+    from mcp_edge.board.settings import FIELDS, parse_value
+
+    by_name = {info.name: info for info in FIELDS}
+    for key, raw in table.items():
+        where = f"{path}: [{name}] {key}"
+        if key in schema.ELSEWHERE:
+            raise ConfigError(f"{where}: set this in {schema.ELSEWHERE[key]}, not in [{name}]")
+        info = by_name.get(key)
+        if info is None:
+            import difflib
+
+            near = difflib.get_close_matches(key, list(by_name), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else " (mcp-edge doctor lists every setting)"
+            raise ConfigError(f"{where}: unknown setting{hint}")
+        home = schema.table_of(key, info.section)
+        if home != name:
+            raise ConfigError(f"{where}: this setting belongs in [{home}], not in [{name}]")
+        parse_value(key, raw, where)
+
+
+# --------------------------------------------------------------------------- inheritance
+
+
+def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: tables merged key by key, everything else replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _find_file(board_id: str, near: Path | None, environ: Mapping[str, str] | None) -> Path | None:
+    folders = ([near] if near is not None else []) + boards_dirs(environ)
+    for folder in folders:
+        candidate = folder / f"{board_id}.toml"
+        if candidate.is_file():
+            try:
+                if tomllib.loads(candidate.read_text()).get("identity", {}).get("id") == board_id:
+                    return candidate
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+                pass
+        for other in sorted(folder.glob("*.toml")) if folder.is_dir() else ():
+            try:
+                if tomllib.loads(other.read_text()).get("identity", {}).get("id") == board_id:
+                    return other
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+                continue
+    return None
+
+
+def load(path: Path, environ: Mapping[str, str] | None = None) -> Board:
+    """Parse one profile and the bases it extends; ConfigError naming the file, table, key and problem."""
+    path = Path(path)
+    chain: list[tuple[str, Path, dict[str, Any]]] = []
+    current: Path | None = path
+    while current is not None:
+        data = _read(current)
+        board_id = data["identity"]["id"]
+        if any(board_id == seen for seen, _, _ in chain):
+            ids = " -> ".join([seen for seen, _, _ in reversed(chain)] + [board_id])
+            raise ConfigError(f"{path}: 'extends' goes round in a circle: {ids}")
+        chain.append((board_id, current, data))
+        if len(chain) > _MAX_CHAIN:
+            raise ConfigError(f"{path}: more than {_MAX_CHAIN} profiles in the 'extends' chain")
+        base = data.get("extends")
+        if base is None:
+            current = None
+            continue
+        found = _find_file(base, current.parent, environ)
+        if found is None:
+            where = ", ".join(str(d) for d in [current.parent, *boards_dirs(environ)])
+            raise ConfigError(f"{current}: extends {base!r}, but no profile has that id (searched {where})")
+        current = found
+    chain.reverse()  # base first
+    merged: dict[str, Any] = {}
+    for _, _, data in chain:
+        merged = _merge(merged, {k: v for k, v in data.items() if k != "extends"})
+    merged["identity"] = {**merged.get("identity", {}), "id": chain[-1][0]}
+    return _board(path, merged, tuple(c[0] for c in chain), tuple(c[1] for c in chain))
+
+
+def _board(path: Path, merged: dict[str, Any], chain: tuple[str, ...], files: tuple[Path, ...]) -> Board:
+    shown = " -> ".join(chain)
+    typed = {name: schema.decode(name, merged.get(name, {}) if name != "identity" else merged["identity"])
+             for name, kind in schema.TABLES.items() if kind is not None}
+    identity: schema.Identity = typed["identity"]
+    if identity.arch not in schema.ARCHES:
+        raise ConfigError(f"{path}: [identity] arch must be one of {', '.join(schema.ARCHES)} "
+                          f"(here or in a base: {shown}), got {identity.arch or 'nothing'!r}")
+    cpu_table: schema.Cpu = typed["cpu"]
+    _check_level(path, identity.arch, cpu_table, shown)
+    storage: schema.Storage = typed["storage"]
+    data_dir = Path(storage.data_dir).expanduser()
+    dirs = storage.plugin_dirs if storage.plugin_dirs is not None else DEFAULT_PLUGIN_DIRS
+    settings: dict[str, Any] = {}
+    for table in schema.SETTINGS_TABLES:
+        settings.update(merged.get(table, {}))
     return Board(
-        id=str(_field(board, "id", str, path)),
-        description=str(_field(board, "description", str, path, "")),
-        arch=str(_field(match, "arch", str, path)),
-        models=tuple(models),
-        priority=int(_field(match, "priority", int, path, 0)),  # type: ignore[call-overload]
-        data_dir=data_dir,
-        path=path,
-        plugin_dirs=tuple(_expand_dir(d, data_dir, path) for d in dirs),
-        settings=settings,
-        plugins=plugins,
-        sandbox=sandbox,
+        id=identity.id, name=identity.name, vendor=identity.vendor, arch=identity.arch, path=path,
+        data_dir=data_dir, plugin_dirs=tuple(_expand_dir(d, data_dir, path) for d in dirs), settings=settings,
+        plugins=merged.get("plugins", {}), sandbox=merged.get("sandbox", {}), match=typed["match"],
+        cpu=cpu_table, memory=typed["memory"], storage=storage, firmware=typed["firmware"],
+        sources=identity.sources, chain=chain, files=files, tables=merged,
     )
+
+
+def _check_level(path: Path, arch: str, cpu_table: schema.Cpu, shown: str) -> None:
+    """The profile's expected level must be the one the dispatcher picks for its features."""
+    from mcp_edge.native import cpu
+
+    known = cpu.feature_names(arch)
+    for key in ("isa_required", "isa_optional"):
+        foreign = [f for f in getattr(cpu_table, key) if f not in known]
+        if foreign:
+            raise ConfigError(f"{path}: [cpu] {key}: {', '.join(foreign)} is not a feature of {arch} "
+                              f"(known: {', '.join(known)})")
+    picked = cpu.best_level_for(arch, (*cpu_table.isa_required, *cpu_table.isa_optional))
+    if picked != cpu_table.expected_level:
+        raise ConfigError(f"{path}: [cpu] expected_level is {cpu_table.expected_level!r}, but the dispatcher "
+                          f"picks {picked!r} on a {arch} CPU with {_features(cpu_table) or 'no features'} "
+                          f"(resolved: {shown})")
+
+
+def _features(cpu_table: schema.Cpu) -> str:
+    return ", ".join((*cpu_table.isa_required, *cpu_table.isa_optional))
 
 
 def _expand_dir(template: str, data_dir: Path, path: Path) -> Path:
@@ -161,24 +321,58 @@ def _expand_dir(template: str, data_dir: Path, path: Path) -> Path:
         text = template.format(checkout=_CHECKOUT, prefix=sys.prefix, data_dir=data_dir)
     except (KeyError, IndexError, ValueError) as exc:
         raise ConfigError(
-            f"{path}: plugin_dirs entry {template!r}: unknown placeholder {exc} "
+            f"{path}: [storage] plugin_dirs entry {template!r}: unknown placeholder {exc} "
             "(known: {checkout}, {prefix}, {data_dir})"
         ) from None
     return Path(text).expanduser()
 
 
+# --------------------------------------------------------------------------- finding
+
+
 def load_all(environ: Mapping[str, str] | None = None) -> list[Board]:
-    """Every profile found, first of each id."""
+    """Every profile found, first of each id, resolved."""
     seen: dict[str, Board] = {}
     for folder in boards_dirs(environ):
         for file in sorted(folder.glob("*.toml")):
-            b = load(file)
+            b = load(file, environ)
             seen.setdefault(b.id, b)
     return list(seen.values())
 
 
-def _model_string() -> str:
-    for name in _MODEL_FILES:
+def resolve(name: str, environ: Mapping[str, str] | None = None) -> Board:
+    """The profile whose id is ``name`` (or the profile file ``name`` when it is a path to one)."""
+    if name.endswith(".toml") and Path(name).is_file():
+        return load(Path(name), environ)
+    found = _find_file(name, None, environ)
+    if found is None:
+        known = ", ".join(sorted(b.id for b in load_all(environ))) or "none"
+        raise ConfigError(f"no board profile {name!r} (known: {known})")
+    return load(found, environ)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What detection looks at on a box."""
+
+    arch: str
+    dt_model: str = ""
+    dmi_product: str = ""
+    cpu_model: str = ""
+    features: frozenset[str] = frozenset()
+
+    @classmethod
+    def here(cls) -> Facts:
+        from mcp_edge.native import cpu
+
+        return cls(arch=platform.machine(), dt_model=_first_line(("/proc/device-tree/model",
+                                                                    "/sys/firmware/devicetree/base/model")),
+                   dmi_product=_first_line(("/sys/class/dmi/id/product_name",)), cpu_model=cpu_model(),
+                   features=frozenset(name for name, on in cpu.features().items() if on))
+
+
+def _first_line(names: Iterable[str]) -> str:
+    for name in names:
         try:
             return Path(name).read_text(errors="replace").strip("\x00\n ")
         except OSError:
@@ -186,21 +380,126 @@ def _model_string() -> str:
     return ""
 
 
-def detect(arch: str | None = None, model: str | None = None, environ: Mapping[str, str] | None = None) -> Board:
-    """The profile of this box: ``$MCP_EDGE_BOARD`` if set, else the best match (``environ``: the process's)."""
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("" where it has none, as on most Arm kernels)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("model name", "cpu model"):
+            return value.strip()
+    return ""
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How one profile fares against a box's facts."""
+
+    board: Board
+    fits: bool
+    reasons: tuple[str, ...]  # why it fits, or why not
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        m = self.board.match
+        return (m.priority, sum(1 for rule in (m.dt_model, m.dmi_product, m.cpu_model, m.cpu_features) if rule))
+
+
+def _fit(board: Board, facts: Facts) -> Fit:
+    m = board.match
+    if board.arch != facts.arch:
+        return Fit(board, False, (f"arch is {facts.arch}, the profile's is {board.arch}",))
+    reasons = [f"arch {facts.arch}"]
+    for label, rule, seen in (("device-tree model", m.dt_model, facts.dt_model),
+                              ("DMI product", m.dmi_product, facts.dmi_product),
+                              ("CPU model", m.cpu_model, facts.cpu_model)):
+        if not rule:
+            continue
+        hit = next((s for s in rule if s in seen), None)
+        if hit is None:
+            return Fit(board, False, (f"{label} {seen or '(none)'!r} contains none of {', '.join(map(repr, rule))}",))
+        reasons.append(f"{label} {seen!r} contains {hit!r}")
+    if m.cpu_features:
+        missing = [f for f in m.cpu_features if f not in facts.features]
+        if missing:
+            return Fit(board, False, (f"the CPU lacks {', '.join(missing)}",))
+        reasons.append(f"the CPU has {', '.join(m.cpu_features)}")
+    if len(reasons) == 1:
+        reasons.append(f"no other rule: the fallback for {facts.arch} boxes")
+    return Fit(board, True, tuple(reasons))
+
+
+def fits(facts: Facts, boards: Iterable[Board]) -> list[Fit]:
+    """Every profile against ``facts``, the chosen one first, then the other fits, then the rest."""
+    rated = [_fit(b, facts) for b in boards]
+    return sorted(rated, key=lambda f: (not f.fits, tuple(-x for x in f.rank), f.board.id))
+
+
+def detect(arch: str | None = None, model: str | None = None, environ: Mapping[str, str] | None = None,
+           facts: Facts | None = None) -> Board:
+    """The profile of this box (see the module docstring for the order); ``picked`` says why."""
     env = process_environ() if environ is None else environ
-    boards = load_all(env)
     forced = env.get(BOARD_ENV)
     if forced:
-        for b in boards:
-            if b.id == forced:
-                return b
-        known = ", ".join(sorted(b.id for b in boards)) or "none"
-        raise ConfigError(f"{BOARD_ENV}={forced}: no such board profile (known: {known})")
-    arch = arch or platform.machine()
-    model = _model_string() if model is None else model
-    fits = [b for b in boards if b.matches(arch, model)]
-    if not fits:
+        try:
+            return replace(resolve(forced, env), picked=f"named by {BOARD_ENV}")
+        except ConfigError as exc:
+            raise ConfigError(f"{BOARD_ENV}={forced}: {exc}") from None
+    file_env = env.get(BOARD_FILE_ENV)
+    board_file = Path(file_env) if file_env else BOARD_FILE
+    if file_env or board_file.is_file():
+        return replace(load(board_file, env), picked=f"the installed profile {board_file}")
+    if facts is None:
+        facts = Facts.here()
+        if arch or model is not None:
+            facts = replace(facts, arch=arch or facts.arch, dt_model=model or "", dmi_product=model or "")
+    boards = load_all(env)
+    ranked = fits(facts, boards)
+    if not ranked or not ranked[0].fits:
         where = ", ".join(str(d) for d in boards_dirs(env)) or "no board folder found"
-        raise ConfigError(f"no board profile matches this {arch} box (searched {where}); set {BOARD_ENV}")
-    return max(fits, key=lambda b: (b.priority, len(b.models)))
+        raise ConfigError(f"no board profile matches this {facts.arch} box (searched {where}); set {BOARD_ENV}")
+    best = ranked[0]
+    return replace(best.board, picked="; ".join(best.reasons))
+
+
+# --------------------------------------------------------------------------- TOML out
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key and all(c.isalnum() or c in "-_" for c in key) else json.dumps(key)
+
+
+def dump_toml(tables: Mapping[str, Any], prefix: str = "") -> str:
+    """``tables`` (each a mapping) as TOML text: values first, then sub-tables."""
+    out: list[str] = []
+    for name, table in tables.items():
+        header = f"{prefix}{_toml_key(name)}"
+        plain = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
+        nested = {k: v for k, v in table.items() if isinstance(v, Mapping)}
+        out.append(f"\n[{header}]")
+        out.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in plain.items())
+        if nested:
+            out.append(dump_toml(nested, header + ".").rstrip("\n"))
+    return "\n".join(out).lstrip("\n") + "\n"

@@ -128,6 +128,11 @@ class Settings:
     spin_us: int = _s(-1, "transport", "int",
                       "Microseconds the event loop polls before sleeping (-1: 100 when the process may run on "
                       "several CPUs, else 0).", -1)
+    transport_mode: str = _s("http", "transport", "str",
+                             "What `mcp-edge serve` serves with no --stdio/--http/--unix flag.",
+                             choices=("http", "stdio", "unix"))
+    unix_path: str = _s("", "transport", "str",
+                        "The socket `serve` listens on in unix mode without --unix ('': <data_dir>/mcp-edge.sock).")
     asyncio_tls: bool = _s(False, "transport", "bool",
                            "Keep asyncio's TLS support loaded (costs about 4.5 MiB of RSS); for plugins that need it.")
     # -- http ----------------------------------------------------------------------------------------------
@@ -156,6 +161,9 @@ class Settings:
     stream_backlog: int = _s(4 * MiB, "http", "int", "A GET stream whose client lets this much pile up is dropped.",
                              64 * KiB)
     # -- io --------------------------------------------------------------------------------------------------
+    io_uring_entries: int = _s(256, "io", "int",
+                               "Submission-queue entries of the process's io_uring ring (the threads engine runs "
+                               "min(entries, 32) threads).", 1)
     io_engine: str = _s("auto", "io", "str", "I/O engine: uring, threads or auto (uring, else threads).",
                         env="MCP_EDGE_IO", choices=("uring", "threads", "auto"))
     # -- ipc: slab pools and shared-memory rings ------------------------------------------------------------
@@ -570,6 +578,11 @@ def parse_value(name: str, raw: Any, where: str) -> Any:
     raise ConfigError(f"{where}: setting {name} must be {shown}, got {raw!r}")
 
 
+def field_default(name: str) -> Any:
+    """The default of setting ``name``."""
+    return {f.name: f.default for f in fields(Settings)}[name]
+
+
 def env_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
     """One setting from the environment alone (its default when unset), for code that runs before or without
     a ``Settings`` (the process-wide I/O engine opened on first use)."""
@@ -577,39 +590,44 @@ def env_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
     env = process_environ() if environ is None else environ
     raw = env.get(info.env)
     if raw is None or raw.strip() == "":
-        default = {f.name: f.default for f in fields(Settings)}[name]
-        return default
+        return field_default(name)
     return parse_value(name, raw, info.env)
 
 
 def _profile_layer(board: Board) -> dict[str, Any]:
+    from mcp_edge.board.schema import table_of
+
     out: dict[str, Any] = {}
     for key, raw in board.settings.items():
-        where = f"{board.path}: [settings] {key}"
-        if key in ("board", "environ", "plugin_config", "enabled_plugins", "disabled_plugins", "entry_points",
-                   "data_dir", "plugin_dirs", "plugin_isolation"):
-            raise ConfigError(f"{where}: set this in [paths] or [plugins], not in [settings]")
-        out[key] = parse_value(key, raw, where)
-    plugins = dict(board.plugins)
+        info = _BY_NAME.get(key)
+        table = table_of(key, info.section) if info else "runtime"
+        out[key] = parse_value(key, raw, f"{board.path}: [{table}] {key}")
+    out.update(plugin_layer(board.plugins, f"{board.path}: [plugins]"))
+    return out
+
+
+def plugin_layer(plugins: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The settings a profile's [plugins] table sets; ConfigError naming ``where`` and the key."""
+    out: dict[str, Any] = {}
     config: dict[str, Mapping[str, Any]] = {}
     for key, raw in plugins.items():
-        where = f"{board.path}: [plugins] {key}"
+        at = f"{where} {key}"
         if key in ("enabled", "disabled"):
-            out[f"{key}_plugins"] = parse_value(f"{key}_plugins", raw, where)
+            out[f"{key}_plugins"] = parse_value(f"{key}_plugins", raw, at)
         elif key == "entry_points":
-            out["entry_points"] = parse_value("entry_points", raw, where)
+            out["entry_points"] = parse_value("entry_points", raw, at)
         elif key == "isolation":  # reserved: no plugin may be called "isolation"
             if not isinstance(raw, dict):
-                raise ConfigError(f"{where}: expected a table of <plugin id> = \"inproc\" or \"process\"")
+                raise ConfigError(f"{at}: expected a table of <plugin id> = \"inproc\" or \"process\"")
             for plugin_id, mode in raw.items():
                 if not isinstance(mode, str) or mode.lower() not in ISOLATION_MODES:
-                    raise ConfigError(f"{where}.{plugin_id}: must be one of {', '.join(ISOLATION_MODES)}, "
+                    raise ConfigError(f"{at}.{plugin_id}: must be one of {', '.join(ISOLATION_MODES)}, "
                                       f"got {mode!r}")
             out["plugin_isolation"] = {k: v.lower() for k, v in raw.items()}
         elif isinstance(raw, dict):
             config[key] = raw
         else:
-            raise ConfigError(f"{where}: expected enabled, disabled, entry_points, isolation or a [plugins.{key}] "
+            raise ConfigError(f"{at}: expected enabled, disabled, entry_points, isolation or a [plugins.{key}] "
                               "table of that plugin's config")
     if config:
         out["plugin_config"] = config

@@ -44,6 +44,7 @@ _logged: set[str] = set()
 _log_lock = threading.Lock()
 _default: Engine | None = None
 _configured: str | None = None
+_entries = 256  # ring entries of the default engine (Settings.io_uring_entries)
 _default_lock = threading.Lock()
 _atexit_registered = False
 
@@ -57,11 +58,14 @@ def _log_once(level: int, msg: str, *args: object) -> None:
     log.log(level, msg, *args)
 
 
-def configure_default(kind: str) -> None:
-    """The engine kind the process-wide default engine gets (the runtime passes ``Settings.io_engine``)."""
-    global _configured
+def configure_default(kind: str, entries: int | None = None) -> None:
+    """The engine kind (and ring entries) the process-wide default engine gets (the runtime passes
+    ``Settings.io_engine`` and ``Settings.io_uring_entries``)."""
+    global _configured, _entries
     requested_kind(kind)
     _configured = kind
+    if entries is not None:
+        _entries = entries
 
 
 def requested_kind(kind: str | None = None) -> str:
@@ -153,7 +157,7 @@ def get_engine() -> Engine:
     global _default
     with _default_lock:
         if _default is None or _default.closed:
-            _default = open_engine()
+            _default = open_engine(entries=_entries)
             if not _atexit_registered:
                 _register_atexit()
         return _default

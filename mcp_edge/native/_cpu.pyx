@@ -13,6 +13,7 @@ from mcp_edge.native.includes.me_cpu cimport (
     ME_CPU_FEATURE_COUNT,
     ME_LEVEL_COUNT,
     me_cpu_best_level,
+    me_cpu_best_level_for,
     me_cpu_feature_name,
     me_cpu_features,
     me_cpu_level_from_name,
@@ -46,6 +47,57 @@ cdef bint _feature_on_this_arch(int bit):
     import platform
     arm = platform.machine() in ("aarch64", "arm64")
     return (bit >= 8) == arm
+
+
+_ARCHES = {"x86_64": 0, "amd64": 0, "aarch64": 1, "arm64": 1}
+
+
+def feature_names(str arch):
+    """feature_names(arch) -> list[str]
+
+    The feature names of architecture ``arch`` (x86_64 or aarch64) that the
+    level logic knows, in bit order; ValueError for another architecture.
+    """
+    aarch64 = _arch_number(arch)
+    cdef int i
+    cdef const char *name
+    out = []
+    for i in range(ME_CPU_FEATURE_COUNT):
+        name = me_cpu_feature_name(i)
+        if name != NULL and (i >= 8) == bool(aarch64):
+            out.append(name.decode())
+    return out
+
+
+cdef int _arch_number(str arch) except -1:
+    number = _ARCHES.get(arch)
+    if number is None:
+        raise ValueError(f"unknown architecture {arch!r}: levels exist for x86_64 and aarch64")
+    return number
+
+
+def best_level_for(str arch, features):
+    """best_level_for(arch, features) -> str
+
+    int me_cpu_best_level_for(uint32_t features, int aarch64)
+
+    The level the dispatcher would pick on a CPU of ``arch`` with the named
+    ``features`` (names from feature_names(arch)); ValueError naming an unknown
+    feature. The same rule as this CPU's choice, fed another CPU's features.
+    """
+    cdef int aarch64 = _arch_number(arch)
+    known = feature_names(arch)
+    cdef uint32_t bits = 0
+    cdef int i
+    cdef const char *name
+    for feature in features:
+        if feature not in known:
+            raise ValueError(f"unknown {arch} CPU feature {feature!r} (known: {', '.join(known)})")
+        for i in range(ME_CPU_FEATURE_COUNT):
+            name = me_cpu_feature_name(i)
+            if name != NULL and name.decode() == feature:
+                bits |= 1u << i
+    return me_cpu_level_name(me_cpu_best_level_for(bits, aarch64)).decode()
 
 
 # Probed once: cpuid traps to the hypervisor in a VM and costs tens of microseconds.

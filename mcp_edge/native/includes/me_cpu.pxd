@@ -11,3 +11,4 @@ cdef extern from "cpu/me_cpu.h" nogil:
     int me_cpu_level_from_name(const char *name)
     int me_cpu_level_runnable(int level)
     int me_cpu_best_level()
+    int me_cpu_best_level_for(uint32_t features, int aarch64)
