@@ -23,13 +23,13 @@ if TYPE_CHECKING:
 __all__ = ["main", "parse_serve", "run_serve"]
 
 _FLAGS = {"--stdio": "stdio", "--http": "http", "-q": "quiet", "--quiet": "quiet"}
-_VALUES = {"--unix": "unix_path", "--host": "host", "--port": "port"}
+_VALUES = {"--unix": "unix_path", "--host": "host", "--port": "port", "--board": "board"}
 
 
 def parse_serve(args: list[str]) -> dict[str, Any] | None:
     """The options of ``serve ARGS``, or None when click should handle them (help, unknown or repeated options)."""
     out: dict[str, Any] = {"stdio": False, "http": False, "unix_path": None, "host": None, "port": None,
-                           "quiet": False, "sets": []}
+                           "quiet": False, "sets": [], "board": None}
     seen: set[str] = set()
     it = iter(args)
     for arg in it:
@@ -86,15 +86,15 @@ def _without_ssl(keep_tls: bool) -> None:
 
 
 def run_serve(*, stdio: bool, http: bool, unix_path: Path | None, host: str | None, port: str | None,
-              quiet: bool, sets: list[str] | None = None) -> None:
-    """``mcp-edge serve``: load the plugins and serve MCP (Streamable HTTP on 127.0.0.1 unless told otherwise)."""
+              quiet: bool, sets: list[str] | None = None, board: str | None = None) -> None:
+    """``mcp-edge serve``: load the plugins and serve MCP (the profile's transport_mode unless told otherwise:
+    Streamable HTTP on 127.0.0.1 by default). ``board`` names the profile; without it detection picks one."""
     import logging
 
     modes = [name for name, on in (("--stdio", stdio), ("--http", http), ("--unix", unix_path is not None)) if on]
     if len(modes) > 1:
         _fail(ValueError(f"choose one of --stdio, --http, --unix (got {' and '.join(modes)})"))
-    mode = modes[0][2:] if modes else "http"
-    if mode != "http" and (host is not None or port is not None):
+    if modes and modes[0] != "--http" and (host is not None or port is not None):
         _fail(ValueError("--host and --port apply to --http only"))
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
                         format="mcp-edge: %(levelname)s %(name)s: %(message)s")
@@ -116,7 +116,21 @@ def run_serve(*, stdio: bool, http: bool, unix_path: Path | None, host: str | No
     try:
         from mcp_edge.board.settings import Settings
 
-        settings = Settings.load(**overrides)
+        def load() -> Settings:
+            if board is None:
+                return Settings.load(**overrides)
+            from dataclasses import replace
+
+            from mcp_edge.board.profiles import resolve
+
+            return Settings.load(replace(resolve(board), picked="named by --board"), **overrides)
+
+        settings = load()
+        mode = modes[0][2:] if modes else settings.transport_mode
+        if mode == "unix" and unix_path is None:
+            unix_path = Path(settings.unix_path) if settings.unix_path else settings.data_dir / "mcp-edge.sock"
+        if mode != "http" and (host is not None or port is not None):
+            _fail(ValueError(f"--host and --port apply to HTTP only; the profile's transport_mode is {mode}"))
         from mcp_edge.logs import configure
 
         configure(settings, level=logging.WARNING if quiet else logging.INFO)  # text or JSON, stderr or journald
@@ -132,7 +146,7 @@ def run_serve(*, stdio: bool, http: bool, unix_path: Path | None, host: str | No
         from mcp_edge.transport.spin import loop_factory
 
         with asyncio.Runner(loop_factory=loop_factory(settings.spin_us)) as runner:
-            runner.run(_serve(settings, mode, unix_path, quiet, lambda: Settings.load(**overrides)))
+            runner.run(_serve(settings, mode, unix_path, quiet, load))
     except McpEdgeError as exc:
         _fail(exc)
     except OSError as exc:
@@ -168,7 +182,8 @@ async def _serve_until(supervisor: Supervisor, settings: Settings, mode: str, un
         say(f"serving MCP over {what} at {where}")
 
     if not quiet:
-        say(f"board {settings.board.id}; plugins: {_plugins_line(running.registry.status())}")
+        why = f" ({settings.board.picked})" if settings.board.picked else ""
+        say(f"board {settings.board.id}{why}; plugins: {_plugins_line(running.registry.status())}")
     try:
         if mode == "stdio":
             supervisor.serving(running.registry.status, what)

@@ -48,6 +48,80 @@ def doctor(as_json: bool, data_dir: Path | None) -> None:
 
 
 @cli.group()
+def board() -> None:
+    """Board profiles: list them, show one resolved, detect this box's, check this box against one."""
+
+
+@board.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the profiles as JSON.")
+def board_list(as_json: bool) -> None:
+    """Every profile found (boards folders, first of each id), with its architecture, level and base."""
+    try:
+        from mcp_edge.board.profiles import load_all
+        from mcp_edge.board.report import board_dict, render_list
+
+        boards = load_all()
+    except McpEdgeError as exc:
+        _fail(exc)
+    click.echo(json.dumps([board_dict(b) for b in boards], indent=2) if as_json else render_list(boards))
+
+
+@board.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the resolved profile as JSON.")
+def board_show(name: str, as_json: bool) -> None:
+    """Profile NAME resolved: its bases merged in (the chain shown) and derived figures, as TOML."""
+    try:
+        from mcp_edge.board.profiles import resolve
+        from mcp_edge.board.report import board_dict, render_show
+
+        b = resolve(name)
+    except McpEdgeError as exc:
+        _fail(exc)
+    click.echo(json.dumps(board_dict(b), indent=2) if as_json else render_show(b))
+
+
+@board.command("detect")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def board_detect(as_json: bool) -> None:
+    """Which profile fits this machine, and why (and why not the others)."""
+    try:
+        from mcp_edge.board.profiles import Facts, detect, fits, load_all
+        from mcp_edge.board.report import detect_dict, render_detect
+
+        facts = Facts.here()
+        picked = detect(facts=facts)
+        ranked = fits(facts, load_all())
+    except McpEdgeError as exc:
+        _fail(exc)
+    click.echo(json.dumps(detect_dict(facts, ranked, picked), indent=2) if as_json
+               else render_detect(facts, ranked, picked))
+
+
+@board.command("check")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Folder probed for O_DIRECT (default: the profile's data_dir).")
+def board_check(name: str, as_json: bool, data_dir: Path | None) -> None:
+    """Does this machine satisfy profile NAME? Each check pass, warn or fail with the reason; exit 1 on a fail."""
+    try:
+        from mcp_edge.board.check import Machine, check, render
+        from mcp_edge.board.profiles import resolve
+
+        b = resolve(name)
+        checks = check(b, Machine.here(data_dir or b.data_dir))
+    except McpEdgeError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps({"board": b.id, "chain": list(b.chain), "checks": [c.as_dict() for c in checks],
+                               "ok": not any(c.status == "fail" for c in checks)}, indent=2))
+    else:
+        click.echo(render(b, checks))
+    sys.exit(1 if any(c.status == "fail" for c in checks) else 0)
+
+
+@cli.group()
 def perf() -> None:
     """Benchmarks against peers, in one run, as ratios."""
 
@@ -82,12 +156,15 @@ def perf_run(only: str | None, quick: bool, json_path: Path, bench_dir: Path | N
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
 @click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
               help="Override one setting (repeatable); `mcp-edge doctor` lists them all.")
+@click.option("--board", default=None, metavar="NAME",
+              help="The board profile to run with (default: detected; `mcp-edge board detect` says why).")
 def serve(stdio: bool, http_: bool, unix_path: Path | None, host: str | None, port: str | None, quiet: bool,
-          sets: tuple[str, ...]) -> None:
+          sets: tuple[str, ...], board: str | None) -> None:
     """Load the plugins and serve MCP: Streamable HTTP on 127.0.0.1 unless told otherwise."""
     from mcp_edge.cli import run_serve
 
-    run_serve(stdio=stdio, http=http_, unix_path=unix_path, host=host, port=port, quiet=quiet, sets=list(sets))
+    run_serve(stdio=stdio, http=http_, unix_path=unix_path, host=host, port=port, quiet=quiet, sets=list(sets),
+              board=board)
 
 
 @cli.group()

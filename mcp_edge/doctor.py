@@ -148,7 +148,8 @@ def collect(data_dir: Path | None = None) -> dict[str, Any]:
         "kernel": platform.release(),
         "cpu": cpu_model(),
         "cores": os.cpu_count() or 1,
-        "board": {"id": board.id, "description": board.description, "profile": str(board.path)},
+        "board": {"id": board.id, "description": board.description, "profile": str(board.path),
+                  "chain": list(board.chain), "picked": board.picked, "expected_level": board.cpu.expected_level},
         "isa": {
             "features": cpu.features(),
             "levels": cpu.levels(),
@@ -233,7 +234,8 @@ def render(report: dict[str, Any]) -> str:
     uring, odirect, huge, numa = report["io_uring"], report["odirect"], report["hugepages"], report["numa"]
     lines = [
         "mcp-edge doctor",
-        f"  board        {report['board']['id']} ({report['board']['profile']})",
+        f"  board        {report['board']['id']} ({report['board']['profile']}; "
+        f"{report['board']['picked'] or 'named'}; expects {report['board']['expected_level']})",
         f"  arch         {report['arch']}, kernel {report['kernel']}, {report['cores']} cores",
         f"  cpu          {report['cpu']}",
         f"  isa features {feats}",

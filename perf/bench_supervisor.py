@@ -199,9 +199,9 @@ def board_profile(plugin_dir: Path, data_dir: Path, arch: str) -> str:
     """The TOML of the bench's board profile: only ``plugin_dir`` is searched for plugins."""
     return (
         "# Written by perf/bench_supervisor.py: serve the bench's plugins and nothing else.\n"
-        f'[board]\nid = "{BOARD_ID}"\ndescription = "supervisor bench: perf/plugins only"\n\n'
-        f'[match]\narch = "{arch}"\npriority = -1000\n\n'
-        f"[paths]\ndata_dir = {json.dumps(str(data_dir))}\nplugin_dirs = [{json.dumps(str(plugin_dir))}]\n"
+        f'[identity]\nid = "{BOARD_ID}"\nname = "supervisor bench: perf/plugins only"\narch = "{arch}"\n\n'
+        f'[match]\npriority = -1000\n\n'
+        f"[storage]\ndata_dir = {json.dumps(str(data_dir))}\nplugin_dirs = [{json.dumps(str(plugin_dir))}]\n"
     )
 
 

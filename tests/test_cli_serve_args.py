@@ -11,7 +11,7 @@ from mcp_edge.cli import parse_serve
 
 def test_defaults() -> None:
     assert parse_serve([]) == {"stdio": False, "http": False, "unix_path": None, "host": None, "port": None,
-                               "quiet": False, "sets": []}
+                               "quiet": False, "sets": [], "board": None}
 
 
 @pytest.mark.parametrize(("args", "want"), [
@@ -20,6 +20,7 @@ def test_defaults() -> None:
     (["--http", "--host", "0.0.0.0", "--port=0", "--quiet"], {"http": True, "host": "0.0.0.0", "port": "0",
                                                               "quiet": True}),
     (["--unix", "/run/x.sock"], {"unix_path": Path("/run/x.sock")}),
+    (["--board", "raspberry-pi-5", "--stdio"], {"board": "raspberry-pi-5", "stdio": True}),
     (["--stdio", "--http"], {"stdio": True, "http": True}),  # run_serve refuses the pair, with its message
 ])
 def test_parsed(args: list[str], want: dict[str, object]) -> None:

@@ -116,7 +116,7 @@ def test_bad_isa_is_exit_2_with_message() -> None:
 def test_unknown_board_is_exit_2() -> None:
     out = mcp_edge("doctor", MCP_EDGE_BOARD="no-such-board")
     assert out.returncode == 2
-    assert "no such board profile" in out.stderr
+    assert "MCP_EDGE_BOARD=no-such-board: no board profile 'no-such-board' (known: " in out.stderr
 
 
 NUMA = Path(__file__).resolve().parent / "data" / "numa"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mcp_edge.board.schema import ELSEWHERE, table_of
 from mcp_edge.board.settings import FIELDS, Settings
 
 _SKIP = frozenset({"environ", "plugin_config"})
@@ -39,7 +40,7 @@ def table() -> str:
     """The markdown table: one row per setting, grouped by section."""
     defaults = {f.name: f.default_factory() if f.default is dataclasses.MISSING  # type: ignore[misc]
                 and f.default_factory is not dataclasses.MISSING else f.default for f in dataclasses.fields(Settings)}
-    rows = ["| setting | section | default | environment | what it does |", "|---|---|---|---|---|"]
+    rows = ["| setting | profile table | default | environment | what it does |", "|---|---|---|---|---|"]
     order = ["paths", "protocol", "transport", "http", "io", "ipc", "supervisor", "tls", "auth", "audit",
              "observability", "plugins"]
     for info in sorted(FIELDS, key=lambda i: order.index(i.section)):
@@ -47,7 +48,8 @@ def table() -> str:
             continue
         default = defaults[info.name]
         shown = "from the board profile" if info.name in ("data_dir", "plugin_dirs") else _shown(info.name, default)
-        rows.append(f"| `{info.name}` | {info.section} | {shown} | `{info.env}` | {info.doc} |")
+        where = ELSEWHERE.get(info.name) or f"[{table_of(info.name, info.section)}]"
+        rows.append(f"| `{info.name}` | {where} | {shown} | `{info.env}` | {info.doc} |")
     return "\n".join(rows)
 
 

@@ -67,11 +67,11 @@ class Board:
     # The [sandbox] table: what every process plugin's sandbox is narrowed to (read, write, deny_syscalls,
     # network), and [sandbox.<plugin id>] sub-tables narrowing one plugin further (mcp_edge.system.confine).
     sandbox: Mapping[str, Any] = field(default_factory=dict)
-    match: schema.Match = schema.Match()
-    cpu: schema.Cpu = schema.Cpu()
-    memory: schema.Memory = schema.Memory()
-    storage: schema.Storage = schema.Storage()
-    firmware: schema.Firmware = schema.Firmware()
+    match: schema.Match = field(default_factory=schema.Match)
+    cpu: schema.Cpu = field(default_factory=schema.Cpu)
+    memory: schema.Memory = field(default_factory=schema.Memory)
+    storage: schema.Storage = field(default_factory=schema.Storage)
+    firmware: schema.Firmware = field(default_factory=schema.Firmware)
     sources: tuple[str, ...] = ()
     chain: tuple[str, ...] = ()  # ids from the first base to this profile
     files: tuple[Path, ...] = ()  # their files, in the same order
@@ -122,7 +122,7 @@ def _read(path: Path) -> dict[str, Any]:
             continue
         if key in schema.RENAMED:
             raise ConfigError(f"{path}: [{key}] is not a table of this profile format: its keys are now in "
-                              f"{schema.RENAMED[key]} (see boards/README.md)")
+                              f"{schema.RENAMED[key]} (see docs/boards.md)")
         if key not in schema.TABLES:
             raise ConfigError(f"{path}: unknown table [{key}] (known: extends, "
                               f"{', '.join(f'[{k}]' for k in schema.TABLES)})")
@@ -247,7 +247,7 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> Board:
         data = _read(current)
         board_id = data["identity"]["id"]
         if any(board_id == seen for seen, _, _ in chain):
-            ids = " -> ".join([seen for seen, _, _ in reversed(chain)] + [board_id])
+            ids = " extends ".join([seen for seen, _, _ in chain] + [board_id])
             raise ConfigError(f"{path}: 'extends' goes round in a circle: {ids}")
         chain.append((board_id, current, data))
         if len(chain) > _MAX_CHAIN:

@@ -33,11 +33,7 @@ ARCHES: Final = ("x86_64", "aarch64")
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 
-class _Table(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    pass
-
-
-class Identity(_Table):
+class Identity(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """What the box is."""
 
     id: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]*$")]
@@ -47,7 +43,7 @@ class Identity(_Table):
     sources: tuple[str, ...] = ()  # where the profile's facts come from (datasheets, vendor pages)
 
 
-class Match(_Table):
+class Match(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """How ``board detect`` recognises the box: every rule given must hold (any item of a list)."""
 
     dt_model: tuple[str, ...] = ()  # substrings of the device-tree model (/proc/device-tree/model)
@@ -57,7 +53,7 @@ class Match(_Table):
     priority: int = 0  # among profiles that fit, the highest wins, then the one with more rules
 
 
-class Cpu(_Table):
+class Cpu(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """The processor: the ISA floor the runtime needs, the features the fast paths use, the level they give."""
 
     cores: NonNegative = 0  # 0: not stated
@@ -70,13 +66,13 @@ class Cpu(_Table):
     page_size: Annotated[int, msgspec.Meta(ge=4096)] = 4096
 
 
-class Memory(_Table):
+class Memory(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     size_mib: NonNegative = 0  # the smallest memory the board ships with; 0: not stated
     hugepages: NonNegative = 0  # 2 MiB huge pages the box should reserve for the slab arena
     numa_nodes: Annotated[int, msgspec.Meta(ge=1)] = 1
 
 
-class Storage(_Table):
+class Storage(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     data_dir: str = "/var/lib/mcp-edge"
     # Searched in order for plugin folders; {checkout}, {prefix} and {data_dir} are expanded. None: the default.
     plugin_dirs: tuple[str, ...] | None = None
@@ -85,7 +81,7 @@ class Storage(_Table):
     io_uring: bool = True  # the kernel is expected to run io_uring (false: the threads engine, and why)
 
 
-class Firmware(_Table):
+class Firmware(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """What a firmware bundle (``mcp-edge bundle``) is built for: the image's own interpreter."""
 
     python: Annotated[str, msgspec.Meta(pattern=r"^3\.[0-9]+$")] = "3.11"
@@ -93,7 +89,7 @@ class Firmware(_Table):
 
 
 # The tables, in the order ``board show`` prints them; the typed ones decode into these structs.
-TABLES: Final[dict[str, type[_Table] | None]] = {
+TABLES: Final[dict[str, type[msgspec.Struct] | None]] = {
     "identity": Identity, "match": Match, "cpu": Cpu, "memory": Memory, "storage": Storage,
     "firmware": Firmware, "runtime": None, "transport": None, "limits": None, "plugins": None, "sandbox": None,
 }
@@ -125,9 +121,3 @@ def decode(table: str, raw: Any) -> Any:
     kind = TABLES[table]
     assert kind is not None
     return msgspec.convert(raw, kind)
-
-
-def encode(value: _Table) -> dict[str, Any]:
-    """A typed table as plain TOML-ready values (tuples as lists)."""
-    out: dict[str, Any] = msgspec.to_builtins(value)
-    return out

@@ -18,15 +18,15 @@ from mcp_edge.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[2]
 
 PROFILE = """
-[board]
+[identity]
 id = "testbox"
-[match]
 arch = "x86_64"
-[paths]
+[storage]
 data_dir = "{data}"
 plugin_dirs = []
-[settings]
+[runtime]
 max_inflight = 7
+[transport]
 head_timeout_s = 2.5
 allowed_origins = ["https://ops.example"]
 [plugins]
@@ -44,7 +44,7 @@ def _board(tmp_path: Path, text: str = PROFILE) -> Path:
 
 
 def test_defaults_and_every_limit_documented(tmp_path: Path) -> None:
-    s = Settings.load(load(_board(tmp_path, PROFILE.split("[settings]")[0])), environ={})
+    s = Settings.load(load(_board(tmp_path, PROFILE.split("[runtime]")[0])), environ={})
     assert s.max_frame == 4 * 1024 * 1024 and s.max_inflight == 256 and s.io_engine == "auto"
     for info in FIELDS:
         assert info.doc and info.env.startswith("MCP_EDGE_") and info.section
@@ -71,17 +71,17 @@ def test_environment_beats_profile_and_caller_beats_both(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(("table", "needle"), [
-    ("[settings]\nmax_inflightt = 3\n", "unknown setting 'max_inflightt'"),
-    ("[settings]\nmax_inflight = \"lots\"\n", "[settings] max_inflight: setting max_inflight must be an integer"),
-    ("[settings]\nmax_inflight = 0\n", "max_inflight must be at least 1"),
-    ("[settings]\nio_engine = \"spdk\"\n", "io_engine must be one of uring, threads, auto"),
-    ("[settings]\ndata_dir = \"/x\"\n", "set this in [paths] or [plugins]"),
-    ("[limits]\nx = 1\n", "unknown table [limits]"),
+    ("[runtime]\nmax_inflightt = 3\n", "[runtime] max_inflightt: unknown setting (did you mean 'max_inflight'?)"),
+    ("[runtime]\nmax_inflight = \"lots\"\n", "[runtime] max_inflight: setting max_inflight must be an integer"),
+    ("[runtime]\nmax_inflight = 0\n", "max_inflight must be at least 1"),
+    ("[runtime]\nio_engine = \"spdk\"\n", "io_engine must be one of uring, threads, auto"),
+    ("[runtime]\ndata_dir = \"/x\"\n", "set this in [storage], not in [runtime]"),
+    ("[limitz]\nx = 1\n", "unknown table [limitz]"),
     ("[plugins]\nfs = 3\n",
      "[plugins] fs: expected enabled, disabled, entry_points, isolation or a [plugins.fs] table"),
 ])
 def test_profile_errors_name_file_and_key(tmp_path: Path, table: str, needle: str) -> None:
-    text = PROFILE.split("[settings]")[0] + table
+    text = PROFILE.split("[runtime]")[0] + table
     path = _board(tmp_path, text)
     with pytest.raises(ConfigError) as exc:
         Settings.load(load(path), environ={})
@@ -91,7 +91,7 @@ def test_profile_errors_name_file_and_key(tmp_path: Path, table: str, needle: st
 
 def test_unknown_key_in_paths_is_refused(tmp_path: Path) -> None:
     path = _board(tmp_path, PROFILE.replace("plugin_dirs = []", "plugin_dir = []"))
-    with pytest.raises(ConfigError, match=r"unknown key 'plugin_dir' in \[paths\]"):
+    with pytest.raises(ConfigError, match=r"unknown key 'plugin_dir' in \[storage\]"):
         load(path)
 
 
@@ -122,7 +122,7 @@ def test_plugin_folder_under_data_dir_follows_data_dir(tmp_path: Path) -> None:
 
 
 def test_empty_variables_are_unset(tmp_path: Path) -> None:
-    board = load(_board(tmp_path, PROFILE.split("[settings]")[0]))
+    board = load(_board(tmp_path, PROFILE.split("[runtime]")[0]))
     s = Settings.load(board, environ={"MCP_EDGE_ENTRY_POINTS": "", "MCP_EDGE_MAX_FRAME": "",
                                       "MCP_EDGE_NO_EP_CACHE": "0"})
     assert s.entry_points is True  # the default, not "empty means false"
@@ -241,12 +241,12 @@ def test_plugin_settings_carry_config_and_isolation(tmp_path: Path) -> None:
     ("profile", '"process"', "[plugins] isolation: expected a table of <plugin id>"),
 ])
 def test_bad_isolation_is_refused_naming_where(tmp_path: Path, where: str, value: str, needle: str) -> None:
-    if where == "env":
-        board, env = load(_board(tmp_path)), {"MCP_EDGE_PLUGIN_ISOLATION": value}
-    else:
-        board, env = load(_board(tmp_path, PROFILE.replace("[plugins.fs]", f"isolation = {value}\n[plugins.fs]"))), {}
-    with pytest.raises(ConfigError) as err:
-        Settings.load(board, environ=env)
+    with pytest.raises(ConfigError) as err:  # a profile's is refused as it loads, the environment's at Settings.load
+        if where == "env":
+            Settings.load(load(_board(tmp_path)), environ={"MCP_EDGE_PLUGIN_ISOLATION": value})
+        else:
+            Settings.load(load(_board(tmp_path, PROFILE.replace("[plugins.fs]", f"isolation = {value}\n[plugins.fs]"))),
+                          environ={})
     assert needle in str(err.value)
 
 
@@ -264,7 +264,7 @@ def test_max_read_must_fit_the_outgoing_frame(tmp_path: Path) -> None:
 
 def test_ipc_lists_of_integers_from_profile_and_environment(tmp_path: Path) -> None:
     """Slab classes keep their order from a TOML array and from a comma-separated variable."""
-    text = PROFILE.replace("[settings]\n", "[settings]\nslab_sizes = [128, 4096]\nslab_counts = [8, 2]\n")
+    text = PROFILE.replace("[runtime]\n", "[runtime]\nslab_sizes = [128, 4096]\nslab_counts = [8, 2]\n")
     s = Settings.load(load(_board(tmp_path, text)), environ={})
     assert (s.slab_sizes, s.slab_counts) == ((128, 4096), (8, 2))
     s = Settings.load(load(_board(tmp_path, text)), environ={"MCP_EDGE_SLAB_SIZES": "64, 1024,65536",
@@ -293,7 +293,7 @@ def test_ipc_settings_refuse_bad_values(tmp_path: Path, env: dict[str, str], nee
 
 
 def test_ipc_profile_refuses_a_list_of_strings(tmp_path: Path) -> None:
-    text = PROFILE.replace("[settings]\n", '[settings]\nslab_sizes = ["64"]\n')
+    text = PROFILE.replace("[runtime]\n", '[runtime]\nslab_sizes = ["64"]\n')
     with pytest.raises(ConfigError, match="slab_sizes must be a list of integers"):
         Settings.load(load(_board(tmp_path, text)), environ={})
 

@@ -72,10 +72,10 @@ def test_bad_plugin_dir_exits_2(tmp_path: Path) -> None:
 
 def test_bad_board_plugin_dirs_exits_2(tmp_path: Path) -> None:
     (tmp_path / "b.toml").write_text(
-        '[board]\nid = "weird"\n[match]\narch = "x86_64"\n[paths]\nplugin_dirs = "plugins"\n')
+        '[identity]\nid = "weird"\narch = "x86_64"\n[storage]\nplugin_dirs = "plugins"\n')
     proc = mcp_edge("plugins", "list", env={"MCP_EDGE_BOARDS_DIR": str(tmp_path), "MCP_EDGE_BOARD": "weird"})
     assert proc.returncode == 2
-    assert "'plugin_dirs' must be a list of strings" in proc.stderr
+    assert "[storage] plugin_dirs: expected array | null, got str" in proc.stderr
 
 
 def test_list_uses_the_profile_plugin_layer(tmp_path: Path) -> None:
@@ -84,8 +84,8 @@ def test_list_uses_the_profile_plugin_layer(tmp_path: Path) -> None:
     boards.mkdir()
     machine = os.uname().machine
     (boards / "cfgtest.toml").write_text(
-        f'[board]\nid = "cfgtest"\n[match]\narch = "{machine}"\n'
-        f'[paths]\ndata_dir = "{tmp_path / "data"}"\nplugin_dirs = ["{FIXTURES}"]\n'
+        f'[identity]\nid = "cfgtest"\narch = "{machine}"\n'
+        f'[storage]\ndata_dir = "{tmp_path / "data"}"\nplugin_dirs = ["{FIXTURES}"]\n'
         '[plugins]\ndisabled = ["native_hello"]\n[plugins.hello]\ntimes = 99\n')
     proc = mcp_edge("plugins", "list", "--json", "--no-entry-points",
                     env={"MCP_EDGE_BOARDS_DIR": str(boards), "MCP_EDGE_BOARD": "cfgtest"})

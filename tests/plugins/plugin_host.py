@@ -48,8 +48,7 @@ def _board() -> Board:
     try:
         return detect()
     except ConfigError:
-        return Board(id="test", description="test board", arch="?", models=(), priority=0,
-                     data_dir=Path("/var/lib/mcp-edge"), path=Path("/dev/null"))
+        return Board(id="test", name="test board", data_dir=Path("/var/lib/mcp-edge"), path=Path("/dev/null"))
 
 
 class CountingEngine:

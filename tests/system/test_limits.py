@@ -205,8 +205,8 @@ def test_a_cgroup_the_worker_may_not_write_is_reported_not_raised() -> None:
 def test_this_machine_says_why_or_applies(tmp_path: Path) -> None:
     """The real /proc: applied where a writable cgroup v2 exists, else a reason (cgroup v1 here), never a crash."""
     board = tmp_path / "b.toml"
-    board.write_text(f'[board]\nid = "b"\n[match]\narch = "x86_64"\n[paths]\ndata_dir = "{tmp_path}"\n'
-                     "[settings]\nworker_memory_max = 268435456\nworker_rlimit_nofile = 512\n")
+    board.write_text(f'[identity]\nid = "b"\narch = "x86_64"\n[storage]\ndata_dir = "{tmp_path}"\n'
+                     "[limits]\nworker_memory_max = 268435456\nworker_rlimit_nofile = 512\n")
     settings = Settings.load(load(board), environ={})
     got = _child(f"""
         import json

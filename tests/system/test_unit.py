@@ -12,6 +12,8 @@ import pytest
 from ci_honesty import require_or_skip
 
 from mcp_edge.board import Settings, load
+from mcp_edge.board.schema import table_of
+from mcp_edge.board.settings import FIELDS
 from mcp_edge.errors import ConfigError
 from mcp_edge.system.unit import (
     CONFINE_SYSCALLS,
@@ -23,21 +25,23 @@ from mcp_edge.system.unit import (
 )
 
 PROFILE = """
-[board]
+[identity]
 id = "testbox"
-[match]
 arch = "x86_64"
-[paths]
+[storage]
 data_dir = "{data}"
 plugin_dirs = []
-[settings]
 {settings}
 """
 EXEC = Path(sys.executable)  # any absolute path to an executable; verify checks it exists
 
 
 def _settings(tmp_path: Path, data: str | None = None, **values: object) -> Settings:
-    lines = "\n".join(f"{k} = {v!r}" for k, v in values.items())
+    tables: dict[str, list[str]] = {}
+    sections = {info.name: info.section for info in FIELDS}
+    for k, v in values.items():
+        tables.setdefault(table_of(k, sections[k]), []).append(f"{k} = {v!r}")
+    lines = "\n".join(f"[{t}]\n" + "\n".join(rows) for t, rows in tables.items())
     path = tmp_path / "testbox.toml"
     path.write_text(PROFILE.format(data=data or tmp_path / "data", settings=lines))
     return Settings.load(load(path), environ={})

@@ -455,7 +455,7 @@ def test_the_board_profile_sandboxes_a_plugin_that_declares_none(tmp_path: Path)
     (other / "f").write_text("other")
     # The board narrows every process plugin (no mkdir) and this one further (reads: its folder, its data).
     profile = tmp_path / "boxy.toml"
-    profile.write_text('[board]\nid = "boxy"\n[match]\narch = "x86_64"\n'
+    profile.write_text('[identity]\nid = "boxy"\narch = "x86_64"\n'
                        '[sandbox]\ndeny_syscalls = ["mkdir"]\n[sandbox.boxed]\nread = []\nwrite = []\n')
     board = load_board(profile)
     assert board.sandbox["deny_syscalls"] == ["mkdir"]
@@ -481,6 +481,6 @@ def test_a_bad_board_sandbox_fails_the_profile_naming_the_key(tmp_path: Path) ->
     from mcp_edge.errors import ConfigError
 
     profile = tmp_path / "bad.toml"
-    profile.write_text('[board]\nid = "bad"\n[match]\narch = "x86_64"\n[sandbox]\ndeny_syscalls = ["nosuch"]\n')
+    profile.write_text('[identity]\nid = "bad"\narch = "x86_64"\n[sandbox]\ndeny_syscalls = ["nosuch"]\n')
     with pytest.raises(ConfigError, match=r"bad.toml: \[sandbox\] deny_syscalls: unknown syscall 'nosuch'"):
         load_board(profile)

@@ -11,14 +11,13 @@ from mcp_edge.worker import protocol as p
 from mcp_edge.worker.main import settings_from_overrides, settings_overrides
 
 PROFILE = """
-[board]
+[identity]
 id = "workerbox"
-[match]
 arch = "x86_64"
-[paths]
+[storage]
 data_dir = "{data}"
 plugin_dirs = ["{data}/plugins"]
-[settings]
+[runtime]
 max_inflight = 9
 slab_sizes = [128, 4096]
 slab_counts = [8, 4]

@@ -15,9 +15,9 @@ from worker.stdio_server import PERF_PLUGINS, WAIT, StdioServer, clean_env
 
 
 def _profile(data: Path, *, timeout: float, isolation: str, port: int, extra: str = "") -> str:
-    return (f'[board]\nid = "sighup"\n[match]\narch = "{os.uname().machine}"\npriority = -1000\n'
-            f'[paths]\ndata_dir = {json.dumps(str(data))}\nplugin_dirs = [{json.dumps(str(PERF_PLUGINS))}]\n'
-            f'[settings]\ntool_timeout_s = {timeout}\nhttp_port = {port}\n'
+    return (f'[identity]\nid = "sighup"\narch = "{os.uname().machine}"\n[match]\npriority = -1000\n'
+            f'[storage]\ndata_dir = {json.dumps(str(data))}\nplugin_dirs = [{json.dumps(str(PERF_PLUGINS))}]\n'
+            f'[runtime]\ntool_timeout_s = {timeout}\n[transport]\nhttp_port = {port}\n'
             f'[plugins]\nisolation = {{ payload = "{isolation}" }}\n{extra}')
 
 
