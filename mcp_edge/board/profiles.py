@@ -84,7 +84,7 @@ class Board:
 
     @property
     def interpreter(self) -> str:
-        """The image's Python a bundle for this board runs on."""
+        """The image's Python a bundle for this board runs on (``firmware.interpreter``, filled in at load)."""
         return self.firmware.interpreter or f"/usr/bin/python{self.firmware.python}"
 
     def to_toml(self) -> str:
@@ -280,6 +280,9 @@ def _board(path: Path, merged: dict[str, Any], chain: tuple[str, ...], files: tu
     cpu_table: schema.Cpu = typed["cpu"]
     _check_level(path, identity.arch, cpu_table, shown)
     storage: schema.Storage = typed["storage"]
+    firmware: schema.Firmware = typed["firmware"]
+    if not firmware.interpreter:
+        firmware = msgspec.structs.replace(firmware, interpreter=f"/usr/bin/python{firmware.python}")
     data_dir = Path(storage.data_dir).expanduser()
     dirs = storage.plugin_dirs if storage.plugin_dirs is not None else DEFAULT_PLUGIN_DIRS
     settings: dict[str, Any] = {}
@@ -289,7 +292,7 @@ def _board(path: Path, merged: dict[str, Any], chain: tuple[str, ...], files: tu
         id=identity.id, name=identity.name, vendor=identity.vendor, arch=identity.arch, path=path,
         data_dir=data_dir, plugin_dirs=tuple(_expand_dir(d, data_dir, path) for d in dirs), settings=settings,
         plugins=merged.get("plugins", {}), sandbox=merged.get("sandbox", {}), match=typed["match"],
-        cpu=cpu_table, memory=typed["memory"], storage=storage, firmware=typed["firmware"],
+        cpu=cpu_table, memory=typed["memory"], storage=storage, firmware=firmware,
         sources=identity.sources, chain=chain, files=files, tables=merged,
     )
 

@@ -84,7 +84,7 @@ class Storage(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
 class Firmware(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """What a firmware bundle (``mcp-edge bundle``) is built for: the image's own interpreter."""
 
-    python: Annotated[str, msgspec.Meta(pattern=r"^3\.[0-9]+$")] = "3.11"
+    python: Annotated[str, msgspec.Meta(pattern=r"^3\.(1[1-9]|[2-9][0-9])$")] = "3.11"  # mcp_edge needs >= 3.11
     interpreter: str = ""  # "": /usr/bin/python<python>
 
 

@@ -88,7 +88,7 @@ def settings_from_overrides(values: dict[str, Any], board_path: str) -> Settings
             value = tuple(value)
         fixed[name] = value
     environ = fixed.pop("environ", {})
-    board = load(Path(board_path)) if board_path else None
+    board = load(Path(board_path), environ) if board_path else None  # its bases from the runtime's folders
     return Settings.load(board, environ=environ, **fixed)
 
 
