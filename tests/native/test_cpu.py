@@ -87,3 +87,27 @@ def test_level_this_cpu_lacks_is_an_import_error() -> None:
     assert out.returncode != 0
     assert f"cannot run ISA level '{lacking}'; it runs " + ", ".join(cpu.levels()) in out.stderr
 
+
+
+def test_best_level_for_this_cpus_features_is_its_best_level() -> None:
+    """The rule fed another CPU's features (board profiles) is the one that picked this CPU's level."""
+    arch = "x86_64" if X86 else "aarch64"
+    mine = [name for name, on in cpu.features().items() if on]
+    assert cpu.best_level_for(arch, mine) == cpu.levels()[-1]
+
+
+@pytest.mark.parametrize(
+    ("arch", "features", "level"),
+    [
+        ("aarch64", ["asimd", "crc32"], "armv8crc"),  # Cortex-A72 without the crypto extension (Pi 4)
+        ("aarch64", ["asimd", "crc32", "pmull"], "neon"),
+        ("aarch64", ["asimd", "pmull"], "scalar"),
+        ("x86_64", ["sse42", "pclmulqdq", "avx2", "avx512f", "avx512bw", "avx512vl"], "avx2"),  # no VPCLMULQDQ
+        ("x86_64", ["sse42", "pclmulqdq", "avx2", "avx512f", "avx512bw", "avx512vl", "vpclmulqdq"], "avx512"),
+        ("x86_64", ["sse42", "avx2"], "sse42"),
+        ("x86_64", [], "scalar"),
+    ],
+)
+def test_best_level_for_either_arch_on_any_host(arch: str, features: list[str], level: str) -> None:
+    assert cpu.best_level_for(arch, features) == level
+    assert set(features) <= set(cpu.feature_names(arch))
