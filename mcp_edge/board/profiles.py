@@ -109,10 +109,26 @@ def boards_dirs(environ: Mapping[str, str] | None = None) -> list[Path]:
 # --------------------------------------------------------------------------- one file
 
 
+_PARSED: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
+
+
+def _parse(path: Path) -> dict[str, Any]:
+    """A profile file's TOML, parsed once per process while the file is unchanged (detection reads every
+    profile and each base once per profile that extends it); OSError, UnicodeDecodeError, TOMLDecodeError."""
+    st = path.stat()
+    stamp = (st.st_mtime_ns, st.st_size)
+    hit = _PARSED.get(path)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    data = tomllib.loads(path.read_text())
+    _PARSED[path] = (stamp, data)
+    return data
+
+
 def _read(path: Path) -> dict[str, Any]:
     """One profile file's tables, each checked; ConfigError naming the file, table and key."""
     try:
-        data = tomllib.loads(path.read_text())
+        data = _parse(path)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read board profile: {exc}") from None
     for key, value in data.items():
@@ -225,13 +241,13 @@ def _find_file(board_id: str, near: Path | None, environ: Mapping[str, str] | No
         candidate = folder / f"{board_id}.toml"
         if candidate.is_file():
             try:
-                if tomllib.loads(candidate.read_text()).get("identity", {}).get("id") == board_id:
+                if _parse(candidate).get("identity", {}).get("id") == board_id:
                     return candidate
             except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
                 pass
         for other in sorted(folder.glob("*.toml")) if folder.is_dir() else ():
             try:
-                if tomllib.loads(other.read_text()).get("identity", {}).get("id") == board_id:
+                if _parse(other).get("identity", {}).get("id") == board_id:
                     return other
             except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
                 continue
