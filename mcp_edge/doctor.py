@@ -25,9 +25,14 @@ def _read(path: str) -> str | None:
 
 
 def cpu_model() -> str:
-    """The CPU's marketing name, or the best the kernel tells."""
+    """The CPU's marketing name, or the best the kernel tells (Arm kernels name no model: the part, the board)."""
+    from mcp_edge.board.profiles import cpu_model as model_name
+
+    name = model_name()
+    if name:
+        return name
     info = _read("/proc/cpuinfo") or ""
-    for key in ("model name", "Model", "Hardware", "CPU part"):
+    for key in ("Model", "Hardware", "CPU part"):
         for line in info.splitlines():
             if line.startswith(key) and ":" in line:
                 return line.split(":", 1)[1].strip()
