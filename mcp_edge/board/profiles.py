@@ -125,13 +125,14 @@ def _parse(path: Path) -> dict[str, Any]:
     return data
 
 
-def _read(path: Path) -> dict[str, Any]:
-    """One profile file's tables, each checked; ConfigError naming the file, table and key."""
+def _read(path: Path, check: bool = True) -> dict[str, Any]:
+    """One profile file's tables, each checked (unless ``check`` is false: detection looks at [identity] and
+    [match] alone, and checks the profile it picks); ConfigError naming the file, table and key."""
     try:
         data = _parse(path)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read board profile: {exc}") from None
-    for key, value in data.items():
+    for key, value in data.items() if check else ():
         if key == "extends":
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{path}: 'extends' must name a base profile (a string), got {value!r}")
@@ -145,8 +146,6 @@ def _read(path: Path) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: '{key}' must be a table ([{key}]), got {value!r}")
         _check_table(path, key, value)
-    if not isinstance(data.get("identity", {}).get("id"), str):
-        raise ConfigError(f"{path}: [identity] id is missing: every profile names itself")
     return data
 
 
@@ -257,11 +256,21 @@ def _find_file(board_id: str, near: Path | None, environ: Mapping[str, str] | No
 def load(path: Path, environ: Mapping[str, str] | None = None) -> Board:
     """Parse one profile and the bases it extends; ConfigError naming the file, table, key and problem."""
     path = Path(path)
+    merged, ids, files = _resolve(path, environ, check=True)
+    return _board(path, merged, ids, files)
+
+
+def _resolve(path: Path, environ: Mapping[str, str] | None, check: bool
+             ) -> tuple[dict[str, Any], tuple[str, ...], tuple[Path, ...]]:
+    """The merged tables of ``path`` and its bases, the chain's ids and files (base first)."""
     chain: list[tuple[str, Path, dict[str, Any]]] = []
     current: Path | None = path
     while current is not None:
-        data = _read(current)
-        board_id = data["identity"]["id"]
+        data = _read(current, check)
+        identity = data.get("identity")
+        board_id = identity.get("id") if isinstance(identity, dict) else None
+        if not isinstance(board_id, str):
+            raise ConfigError(f"{current}: [identity] id is missing: every profile names itself")
         if any(board_id == seen for seen, _, _ in chain):
             ids = " extends ".join([seen for seen, _, _ in chain] + [board_id])
             raise ConfigError(f"{path}: 'extends' goes round in a circle: {ids}")
@@ -282,7 +291,27 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> Board:
     for _, _, data in chain:
         merged = _merge(merged, {k: v for k, v in data.items() if k != "extends"})
     merged["identity"] = {**merged.get("identity", {}), "id": chain[-1][0]}
-    return _board(path, merged, tuple(c[0] for c in chain), tuple(c[1] for c in chain))
+    return merged, tuple(c[0] for c in chain), tuple(c[1] for c in chain)
+
+
+def _sketches(environ: Mapping[str, str] | None) -> list[Board]:
+    """Every profile found (first of each id) with its id, arch and [match] alone, unchecked: what detection
+    ranks. One that cannot even be read that far is left out with a warning, not the start stopped."""
+    seen: dict[str, Board] = {}
+    for folder in boards_dirs(environ):
+        for file in sorted(folder.glob("*.toml")):
+            try:
+                merged, ids, files = _resolve(file, environ, check=False)
+                match = msgspec.convert(merged.get("match", {}), schema.Match)
+                arch = merged["identity"].get("arch", "")
+            except (ConfigError, msgspec.ValidationError) as exc:
+                import logging
+
+                logging.getLogger("mcp_edge.board").warning("board profile %s left out of detection: %s", file, exc)
+                continue
+            seen.setdefault(ids[-1], Board(id=ids[-1], arch=str(arch), path=file, match=match, chain=ids,
+                                           files=files))
+    return list(seen.values())
 
 
 def _board(path: Path, merged: dict[str, Any], chain: tuple[str, ...], files: tuple[Path, ...]) -> Board:
@@ -474,13 +503,12 @@ def detect(arch: str | None = None, model: str | None = None, environ: Mapping[s
         facts = Facts.here()
         if arch or model is not None:
             facts = replace(facts, arch=arch or facts.arch, dt_model=model or "", dmi_product=model or "")
-    boards = load_all(env)
-    ranked = fits(facts, boards)
+    ranked = fits(facts, _sketches(env))
     if not ranked or not ranked[0].fits:
         where = ", ".join(str(d) for d in boards_dirs(env)) or "no board folder found"
         raise ConfigError(f"no board profile matches this {facts.arch} box (searched {where}); set {BOARD_ENV}")
     best = ranked[0]
-    return replace(best.board, picked="; ".join(best.reasons))
+    return replace(load(best.board.path, env), picked="; ".join(best.reasons))
 
 
 # --------------------------------------------------------------------------- TOML out

@@ -325,3 +325,16 @@ def test_bad_plugin_dirs(tmp_path: Path, value: str, message: str) -> None:
     path.write_text(f'[identity]\nid = "b"\narch = "x86_64"\n[storage]\nplugin_dirs = {value}\n')
     with pytest.raises(ConfigError, match=message):
         load(path)
+
+
+def test_a_broken_profile_of_another_board_does_not_stop_detection(boards: Path, caplog: pytest.LogCaptureFixture
+                                                                   ) -> None:
+    (boards / "broken.toml").write_text('[identity]\nid = "broken"\narch = "aarch64"\n[cpu]\ncores = "many"\n')
+    (boards / "garbled.toml").write_text("[identity\n")
+    b = detect(facts=Facts(arch="aarch64", dt_model="Child Board"))
+    assert b.id == "child"
+    assert any("garbled.toml left out of detection" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ConfigError, match=r"broken.toml: \[cpu\] cores: expected int, got str"):
+        resolve("broken")  # named, it is checked
+    with pytest.raises(ConfigError, match="garbled.toml: cannot read board profile"):
+        load_all()  # board list shows every problem
