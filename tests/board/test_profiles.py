@@ -336,5 +336,5 @@ def test_a_broken_profile_of_another_board_does_not_stop_detection(boards: Path,
     assert any("garbled.toml left out of detection" in r.getMessage() for r in caplog.records)
     with pytest.raises(ConfigError, match=r"broken.toml: \[cpu\] cores: expected int, got str"):
         resolve("broken")  # named, it is checked
-    with pytest.raises(ConfigError, match="garbled.toml: cannot read board profile"):
+    with pytest.raises(ConfigError, match=r"broken\.toml: \[cpu\] cores"):
         load_all()  # board list shows every problem
