@@ -10,7 +10,7 @@ STAMP := $(VENV)/.mcp-edge-installed
 # libmimalloc2.0: peers of the slab bench; strace: the frame I/O test of the system calls).
 DEBS := gcc make pkg-config python3-venv liburing-dev libnuma-dev libisal2 fio libjemalloc2 libmimalloc2.0 strace
 
-.PHONY: all setup deps build run test lint pytest bench test-aarch64 test-sanitize conformance fuzz clean
+.PHONY: all setup deps build run test lint pytest bench test-perf test-aarch64 test-sanitize conformance fuzz clean
 FUZZ_TIME ?= 300
 
 all: setup
@@ -57,6 +57,19 @@ conformance: setup
 fuzz: setup
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/fuzz --ignore=tests/fuzz/test_atheris_short.py
 	$(PY) tools/fuzz/run.py --time $(FUZZ_TIME)
+
+# The perf suite end to end: a --quick run, compare against itself (must pass) and against a copy with a planted
+# regression (must fail), then the report and its PNGs read back.
+test-perf: setup
+	@mkdir -p perf-results
+	$(VENV)/bin/mcp-edge perf run --quick --json perf-results/quick.json
+	$(VENV)/bin/mcp-edge perf compare perf-results/quick.json perf-results/quick.json
+	$(PY) tools/perf_selftest.py plant perf-results/quick.json perf-results/quick-regressed.json
+	@$(VENV)/bin/mcp-edge perf compare perf-results/quick.json perf-results/quick-regressed.json; rc=$$?; \
+	  if [ $$rc -ne 1 ]; then echo "perf compare: exit $$rc on a planted regression, expected 1" >&2; exit 1; fi; \
+	  echo "perf compare: exit 1 on the planted regression, as it should"
+	$(VENV)/bin/mcp-edge perf report perf-results/quick.json -o perf-results/report
+	$(PY) tools/perf_selftest.py pngs perf-results/report
 
 test-aarch64: setup
 	PYTHON=$(PY) bash tools/aarch64/test.sh

@@ -133,17 +133,58 @@ def perf() -> None:
               help="Where to write the results (DESIGN.md format).")
 @click.option("--bench-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder of bench_*.py files (default: ./perf, the checkout's, or the installed one).")
-def perf_run(only: str | None, quick: bool, json_path: Path, bench_dir: Path | None) -> None:
+@click.option("--board", default=None, metavar="NAME",
+              help="The board profile recorded in the results' fingerprint (default: the detected one).")
+@click.option("--profile", is_flag=True,
+              help="Record a py-spy flame graph of our server in the MCP bench (<json stem>.flame.svg).")
+def perf_run(only: str | None, quick: bool, json_path: Path, bench_dir: Path | None, board: str | None,
+             profile: bool) -> None:
     """Run the benchmarks and write their results as JSON."""
     try:
         from mcp_edge.perf import format_table, run
 
         names = [n.strip() for n in only.split(",") if n.strip()] if only else None
-        result = run(only=names, quick=quick, json_path=json_path, bench_dir=bench_dir, progress=True)
+        result = run(only=names, quick=quick, json_path=json_path, bench_dir=bench_dir, progress=True,
+                     board=board, profile=profile)
     except McpEdgeError as exc:
         _fail(exc)
     click.echo(format_table(result))
     click.echo(f"results written to {json_path}")
+
+
+@perf.command("compare")
+@click.argument("base", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("new", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def perf_compare(base: Path, new: Path, as_json: bool) -> None:
+    """Compare two runs row by row; exit 1 on a regression beyond the noise (the rule is printed)."""
+    try:
+        from mcp_edge.perf.regression import compare_results, format_comparison, load_result
+
+        comparison = compare_results(load_result(base), load_result(new))
+    except McpEdgeError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(comparison.as_dict(), indent=1))
+    else:
+        click.echo(format_comparison(comparison))
+    sys.exit(1 if comparison.regressions else 0)
+
+
+@perf.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder for report.md, report.html and the PNG plots (created if missing).")
+def perf_report(runs: tuple[Path, ...], out: Path) -> None:
+    """Write a Markdown and a self-contained HTML report with plots of one run (or one row per board of several)."""
+    try:
+        from mcp_edge.perf.document import write_report
+        from mcp_edge.perf.regression import load_result
+
+        files = write_report([(str(path), load_result(path)) for path in runs], out)
+    except McpEdgeError as exc:
+        _fail(exc)
+    click.echo(f"report written to {out}: {', '.join(p.name for p in files)}")
 
 
 @cli.command()

@@ -390,10 +390,10 @@ def run(ctx: BenchContext) -> Iterator[Row]:
                     ctx.peer_failed(impl, exc)
             timings = ctx.compare(timers, label=case, rounds=rounds)
             for impl, timing in timings.items():
-                yield Row(case, impl, "GB/s", timing.gb_per_s(len(buf), best=False))
+                yield Row.from_samples(case, impl, "GB/s", timing.gb_per_s_samples(len(buf)))
             if case == CALLS_CASE:
                 for impl, timing in timings.items():
-                    yield Row(case, impl, "calls/s", timing.per_second(best=False))
+                    yield Row.from_samples(case, impl, "calls/s", timing.per_second_samples())
     finally:
         for handle in opened:
             handle.close()

@@ -61,14 +61,15 @@ fio must report no error. An impl that cannot run here (no io_uring, liburing
 or fio not installed) is skipped with a note; a peer that fails is noted and
 its rows left out.
 
-Timing. Each impl gets ``ctx.rounds`` rounds per case (about 2 s in all with
-``--quick``, 6 s otherwise), and ``DIRECT_ROUNDS`` times as many of the same
-length in the O_DIRECT cases: a virtual disk's IOPS vary by 10-20% from one
+Timing. Each impl gets ``ctx.rounds`` rounds per case (about 0.6 s in all with
+``--quick``, which keeps the whole quick suite under 3 minutes on a 2-core VM;
+6 s otherwise), and in a full run ``DIRECT_ROUNDS`` (2) times as many of the
+same length in the O_DIRECT cases: a virtual disk's IOPS vary by 10-20% from one
 second to the next, more than two engines at the kernel's speed differ, and
 the best of more rounds finds each one's peak. Rounds are interleaved across
 impls (one round of each, in an order that rotates from round to round) so
-that noise hits them alike, and the best round is reported, as for every
-bench. The garbage collector is off while timing.
+that noise hits them alike, and the best round is reported (each round's
+figure is a sample of the row). The garbage collector is off while timing.
 
 The file. ``io-1GiB.bin`` in $MCP_EDGE_PERF_IO_DIR, else in the checkout's
 ``build/perf/`` (else ``./build/perf/``): seeded random bytes, written once and
@@ -87,8 +88,9 @@ guest: on a VM the host's page cache holds the disk image, and random reads
 warm it round by round (on a KVM guest this project ran on, rand4k-qd32-direct went
 from 9k to 74k IOPS over five rounds, so impls that ran later gained). So
 before each O_DIRECT case the whole file is read once with O_DIRECT,
-sequentially (about a second): the rounds then start where they end. On bare
-metal that pass changes nothing.
+sequentially (about a second; ``--quick`` does it before the first O_DIRECT
+case only): the rounds then start where they end. On bare metal that pass
+changes nothing.
 """
 
 from __future__ import annotations
@@ -125,8 +127,8 @@ FILE_DIR_ENV = "MCP_EDGE_PERF_IO_DIR"
 WRITE_CHUNK = 64 << 20
 RANDOM_OFFSETS = 1 << 19  # ~6 s of 4 KiB reads at 80k IOPS before an impl wraps around
 CHECK_READS = 64
-SECONDS = {True: 2.0, False: 6.0}  # per impl and case, all rounds together: quick, full
-DIRECT_ROUNDS = 2  # O_DIRECT cases get this many times ctx.rounds rounds, each as long
+SECONDS = {True: 0.6, False: 6.0}  # per impl and case, all rounds together: quick, full
+DIRECT_ROUNDS = {True: 1, False: 2}  # O_DIRECT cases get this many times ctx.rounds rounds, each as long
 BATCH_BYTES = 16 << 20  # reads per read_batch call: this many bytes, at least 64 * depth reads
 MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "hugetlbfs", "devtmpfs"})
 
@@ -960,12 +962,14 @@ def _open(path: Path, case: Case) -> int:
 
 
 def _rounds(ctx: BenchContext, case: Case) -> int:
-    return ctx.rounds * (DIRECT_ROUNDS if case.direct else 1)
+    return ctx.rounds * (DIRECT_ROUNDS[ctx.quick] if case.direct else 1)
 
 
-def _run_case(ctx: BenchContext, av: Available, path: Path, case: Case, round_s: float) -> Iterator[Row]:
+def _run_case(ctx: BenchContext, av: Available, path: Path, case: Case, round_s: float,
+              warm_device: bool = True) -> Iterator[Row]:
     if case.direct:
-        _warm_device(path)
+        if warm_device:
+            _warm_device(path)
     else:
         _warm_cache(ctx, path)
     offsets = case_offsets(case, FILE_SIZE, RANDOM_OFFSETS)
@@ -998,9 +1002,8 @@ def _run_case(ctx: BenchContext, av: Available, path: Path, case: Case, round_s:
     for impl, per_round in rates.items():
         if impl in ctx.failed or not per_round:
             continue
-        best = max(per_round)
-        yield Row(case.name, impl, "IOPS", best)
-        yield Row(case.name, impl, "MB/s", best * case.block / 1e6)
+        yield Row.from_samples(case.name, impl, "IOPS", per_round, value="best")
+        yield Row.from_samples(case.name, impl, "MB/s", [v * case.block / 1e6 for v in per_round], value="best")
 
 
 def run(ctx: BenchContext) -> Iterator[Row]:
@@ -1013,8 +1016,10 @@ def run(ctx: BenchContext) -> Iterator[Row]:
     ctx.plan(sum(_rounds(ctx, case) for case in CASES) * len(av.impls))
     round_s = SECONDS[ctx.quick] / ctx.rounds
     try:
+        first_direct = next(case for case in CASES if case.direct)
         for case in CASES:
-            yield from _run_case(ctx, av, path, case, round_s)
+            # --quick warms the device once, before the first O_DIRECT case (the host cache then holds the file)
+            yield from _run_case(ctx, av, path, case, round_s, not ctx.quick or case is first_direct)
     finally:
         if av.liburing is not None:
             av.liburing.close()

@@ -260,8 +260,8 @@ def measure_rtt(ctx: BenchContext, pairs: Pairs, impls: Sequence[str], case: str
                 p99[impl].append(got[1])
     ctx.advance(len(impls), case)
     for impl in pairs.impls(impls):
-        yield Row(case, impl, "p50_us", statistics.median(p50[impl]) / 1e3, higher_is_better=False)
-        yield Row(case, impl, "p99_us", statistics.median(p99[impl]) / 1e3, higher_is_better=False)
+        yield Row.from_samples(case, impl, "p50_us", [v / 1e3 for v in p50[impl]], higher_is_better=False)
+        yield Row.from_samples(case, impl, "p99_us", [v / 1e3 for v in p99[impl]], higher_is_better=False)
 
 
 def _calibrate(ctx: BenchContext, pairs: Pairs, impl: str, size: int, mode: str) -> int | None:
@@ -291,9 +291,8 @@ def measure_stream(
                 rates[impl].append(counts[impl] * 1e9 / max(int(ns), 1))
     ctx.advance(len(impls), case)
     for impl in pairs.impls(list(counts)):
-        msgs = statistics.median(rates[impl])
-        yield Row(case, impl, "GB/s", msgs * size / 1e9)
-        yield Row(case, impl, "msgs/s", msgs)
+        yield Row.from_samples(case, impl, "GB/s", [msgs * size / 1e9 for msgs in rates[impl]])
+        yield Row.from_samples(case, impl, "msgs/s", rates[impl])
 
 
 # --------------------------------------------------------------------------- the bench
@@ -479,8 +478,10 @@ def _hot_path_allocs(ctx: BenchContext, cpus: tuple[int, int], options: dict[str
             what = "every Python object allocation counted (PYTHONMALLOC=malloc)" if "PYTHONMALLOC" in env \
                 else "the C heap (glibc malloc; Python objects come from pymalloc's arenas)"
             ctx.note(f"{impl}: {n} messages of {RTT_SIZE} B after {warm}: producer {p_allocs} allocations "
-                     f"({p_frees} frees), consumer {c_allocs} ({c_frees} frees); {what}", impl)
-            yield Row(ALLOCS_CASE, impl, "count", (p_allocs + c_allocs) / n, higher_is_better=False)
+                     f"({p_frees} frees), consumer {c_allocs} ({c_frees} frees); {what}; a count, one sample", impl)
+            per_message = (p_allocs + c_allocs) / n
+            # a count, not a timing: one sample (perf compare shows it and never calls it a regression)
+            yield Row(ALLOCS_CASE, impl, "count", per_message, higher_is_better=False, samples=(per_message,))
             if impl == "mcp_edge[ring-py]":
                 kept = pairs.call(impl, "count_allocs", RTT_SIZE, warm, traced, "trace")
                 if kept is not None:

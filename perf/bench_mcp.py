@@ -57,7 +57,7 @@ Cases (bench ``mcp``):
 - ``exit-after-eof`` (``ms``, best of the same N spawns): from closing the child's stdin to its exit
   (pidfd).
 - ``rss-after-20k`` (``MiB``): ``VmRSS`` of the stdio server used for ``stdio-seq``/``-pipelined`` once it
-  has answered 20,000 echo calls (``--quick``: 5,000, said in a note; the case name stays), and
+  has answered 20,000 echo calls (``--quick``: 2,000, said in a note; the case name stays), and
   ``rss-growth`` (``MiB``): that minus its RSS after the warm-up calls (lazy imports on the first call do
   not count as growth).
 - ``plugin-load-<id>`` and ``plugin-init-<id>`` (``ms``, impl ``mcp_edge``, best of N): ``load_ms`` and
@@ -81,7 +81,6 @@ import selectors
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,12 +100,13 @@ MODERN = "2026-07-28"
 ECHO_TEXT = "hello from the mcp bench"
 ID_DIGITS = 7  # HTTP ids in the timed rounds: 1,000,000 .. 9,999,999, so Content-Length is the same for all
 DEPTH = 32  # calls in flight in the pipelined cases
-ROUND_S = {True: 0.25, False: 0.6}  # seconds per round of one server in one throughput case: quick, full
+ROUND_S = {True: 0.15, False: 0.6}  # seconds per round of one server in one throughput case: quick, full
 SPAWNS = {True: 3, False: 7}  # spawns per server for spawn-to-first-answer, idle-rss, exit-after-eof
 IMPORT_RUNS = {True: 3, False: 10}
 PLUGIN_RUNS = {True: 3, False: 7}
 PLUGIN_CALLS = 2000
-# plugin-call: argv[1] the plugin folder, argv[2] rounds, argv[3] calls per round; prints the best us per call.
+# plugin-call: argv[1] the plugin folder, argv[2] rounds, argv[3] calls per round; prints the us per call of
+# each round (after a warm-up round), space-separated.
 PLUGIN_CALL_CODE = """
 import asyncio, sys, time
 from pathlib import Path
@@ -114,17 +114,17 @@ from mcp_edge.plugin import NullRequestContext, Registry
 async def main():
     reg = Registry([Path(sys.argv[1])], entry_points=False)
     await reg.start()
-    rctx, args, n, best = NullRequestContext(), {"text": "hi"}, int(sys.argv[3]), float("inf")
+    rctx, args, n, rounds = NullRequestContext(), {"text": "hi"}, int(sys.argv[3]), []
     for _ in range(int(sys.argv[2]) + 1):
         t0 = time.perf_counter()
         for _ in range(n):
             await reg.call_tool("echo", args, rctx)
-        best = min(best, (time.perf_counter() - t0) / n)
+        rounds.append((time.perf_counter() - t0) / n * 1e6)
     await reg.stop()
-    print(best * 1e6)
+    print(" ".join(repr(us) for us in rounds[1:]))
 asyncio.run(main())
 """
-RSS_CALLS = {True: 5_000, False: 20_000}
+RSS_CALLS = {True: 2_000, False: 20_000}
 WARMUP_CALLS = 300
 IDLE_S = 0.5
 IO_TIMEOUT_S = 30.0  # no answer for this long: the server is hung
@@ -1052,6 +1052,60 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# --------------------------------------------------------------------------- --profile
+
+
+def start_profile(ctx: BenchContext, pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    """``--profile``: py-spy attached to our stdio server ``pid`` for the handshake-era stdio cases.
+
+    py-spy samples (100 Hz, pausing the process for each sample) until the server exits, then writes a flame
+    graph to ``out``. None, with a note saying why, when py-spy is not installed or cannot attach.
+    """
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(exe).is_file():
+        ctx.note("--profile: py-spy is not installed (pip install 'mcp-edge[perf]'); no flame graph", "mcp_edge")
+        return None
+    log = out.with_name(out.name + ".log")
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--output", str(out), "--format", "flamegraph",
+                                 "--rate", "100"], stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+    time.sleep(0.5)  # attached before the timed rounds (an attach failure shows here, not at the end)
+    if proc.poll() is not None:
+        ctx.note(f"--profile: py-spy could not attach to our server (exit {proc.returncode}): "
+                 f"{_spy_reason(log)}; no flame graph", "mcp_edge")
+        return None
+    ctx.note(f"--profile: py-spy samples our stdio server (pid {pid}) through stdio-seq, stdio-pipelined and "
+             "rss-after-20k; those mcp_edge figures are taken under the profiler (slower than a plain run)",
+             "mcp_edge")
+    return proc
+
+
+def finish_profile(ctx: BenchContext, proc: subprocess.Popen[bytes], out: Path) -> None:
+    """Wait for py-spy to write the flame graph once our server has exited; a note says where it is, or why not."""
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.wait(10)
+    log = out.with_name(out.name + ".log")
+    if proc.returncode == 0 and out.is_file() and out.stat().st_size > 0:
+        ctx.note(f"--profile: flame graph of our stdio server written to {out}", "mcp_edge")
+        log.unlink(missing_ok=True)
+    else:
+        ctx.note(f"--profile: py-spy wrote no flame graph (exit {proc.returncode}): {_spy_reason(log)}", "mcp_edge")
+
+
+def _spy_reason(log: Path) -> str:
+    try:
+        text = log.read_text(errors="replace").strip()
+    except OSError:
+        text = ""
+    if "Permission denied" in text or "Operation not permitted" in text:
+        return ("ptrace is not permitted here (run as root, or set kernel.yama.ptrace_scope=0, or give py-spy "
+                f"CAP_SYS_PTRACE); py-spy said: {text[-300:]}")
+    return text[-300:] or "no output"
+
+
 # --------------------------------------------------------------------------- set-up
 
 
@@ -1224,7 +1278,10 @@ class Bench:
         self.ctx.advance(len(bare))
         for name in bare:
             if name not in self.dropped:
-                yield Row("import", name, "ms", import_ms(bare[name], imp[name]), higher_is_better=False)
+                # value: best import minus best bare start; samples: each run's import minus its own bare start
+                samples = [max(0.0, (i - b) / 1e6) for b, i in zip(bare[name], imp[name], strict=True)]
+                yield Row("import", name, "ms", import_ms(bare[name], imp[name]), higher_is_better=False,
+                          samples=samples)
 
     def _time_python(self, impl: Impl, code: str) -> int:
         t0 = _now()
@@ -1263,41 +1320,53 @@ class Bench:
         for name in first:
             if name in self.dropped:
                 continue
-            yield Row("spawn-to-first-answer", name, "ms", min(first[name]) / 1e6, higher_is_better=False)
-            yield Row("idle-rss", name, "MiB", statistics.median(rss[name]), higher_is_better=False)
+            yield Row.from_samples("spawn-to-first-answer", name, "ms", [t / 1e6 for t in first[name]],
+                                   higher_is_better=False, value="best")
+            yield Row.from_samples("idle-rss", name, "MiB", rss[name], higher_is_better=False)
             if exits[name]:
-                yield Row("exit-after-eof", name, "ms", min(exits[name]) / 1e6, higher_is_better=False)
+                yield Row.from_samples("exit-after-eof", name, "ms", [t / 1e6 for t in exits[name]],
+                                       higher_is_better=False, value="best")
 
     # -- throughput
 
     def _rounds(self, cases: Sequence[str], servers: Mapping[str, Any],
                 run_one: Callable[[Any, str, float, array[int]], tuple[int, int]]) -> Iterator[Row]:
-        """Interleaved rounds of each case over ``servers``; rows for calls/s, p50 and p99."""
+        """Interleaved rounds of each case over ``servers``; rows for calls/s, p50 and p99.
+
+        calls/s: the best round, samples each round's; p50/p99: over every call of every round, samples each
+        round's own percentile.
+        """
         seconds = ROUND_S[self.ctx.quick]
         for case in cases:
-            best: dict[str, float] = {}
+            rates: dict[str, list[float]] = {n: [] for n in servers}
+            per_round: dict[str, list[array[int]]] = {n: [] for n in servers}
             lat: dict[str, array[int]] = {n: array("q") for n in servers}
             for r in range(self.ctx.rounds):
                 for name in rotate(list(servers), r):
                     if name in self.dropped:
                         continue
                     gc.disable()
+                    this_round: array[int] = array("q")
                     try:
-                        n, ns = run_one(servers[name], case, seconds, lat[name])
+                        n, ns = run_one(servers[name], case, seconds, this_round)
                     except ServerFailed as exc:
                         self.failed(self.impls[name], exc, f"case {case}")
                         continue
                     finally:
                         gc.enable()
-                    best[name] = max(best.get(name, 0.0), n * 1e9 / max(ns, 1))
+                    lat[name].extend(this_round)
+                    if this_round:
+                        per_round[name].append(array("q", sorted(this_round)))
+                    rates[name].append(n * 1e9 / max(ns, 1))
             self.ctx.advance(len(servers))
             for name in servers:
                 if name in self.dropped or not lat[name]:
                     continue
                 values = sorted(lat[name])
-                yield Row(case, name, "calls/s", best[name])
-                yield Row(case, name, "p50_ms", percentile(values, 0.50) / 1e6, higher_is_better=False)
-                yield Row(case, name, "p99_ms", percentile(values, 0.99) / 1e6, higher_is_better=False)
+                yield Row.from_samples(case, name, "calls/s", rates[name], value="best")
+                for metric, q in (("p50_ms", 0.50), ("p99_ms", 0.99)):
+                    yield Row(case, name, metric, percentile(values, q) / 1e6, higher_is_better=False,
+                              samples=[percentile(r, q) / 1e6 for r in per_round[name]])
 
     @staticmethod
     def _stdio_one(srv: StdioServer, case: str, seconds: float, lat: array[int]) -> tuple[int, int]:
@@ -1329,12 +1398,17 @@ class Bench:
 
     def stdio_rows(self) -> Iterator[Row]:
         servers = self._start_stdio(HANDSHAKE)
+        spy = None
+        if self.ctx.profile_path is not None and "mcp_edge" in servers:
+            spy = start_profile(self.ctx, servers["mcp_edge"].proc.pid, self.ctx.profile_path)
         try:
             warm_rss = {name: srv.rss_mib() for name, srv in servers.items()}
             yield from self._rounds(THROUGHPUT_CASES[:2], servers, self._stdio_one)
             target = RSS_CALLS[self.ctx.quick]
             if self.ctx.quick:
                 self.ctx.note(f"--quick: rss-after-20k is measured after {target:,} calls, not 20,000")
+            self.ctx.note("rss-after-20k and rss-growth are one long run per server, one sample each: perf compare "
+                          "shows them as too few samples, never as a regression")
             for name, srv in servers.items():
                 if name in self.dropped:
                     continue
@@ -1345,12 +1419,16 @@ class Bench:
                 except ServerFailed as exc:
                     self.failed(self.impls[name], exc, "rss-after-20k")
                     continue
-                yield Row("rss-after-20k", name, "MiB", after, higher_is_better=False)
-                yield Row("rss-growth", name, "MiB", after - warm_rss[name], higher_is_better=False)
+                # one sample each: one long run of calls per server (repeating it would double the bench)
+                yield Row("rss-after-20k", name, "MiB", after, higher_is_better=False, samples=(after,))
+                growth = after - warm_rss[name]
+                yield Row("rss-growth", name, "MiB", growth, higher_is_better=False, samples=(growth,))
             self.ctx.advance(len(servers))
         finally:
             for srv in servers.values():
                 srv.close_stdin()
+            if spy is not None and self.ctx.profile_path is not None:
+                finish_profile(self.ctx, spy, self.ctx.profile_path)
         servers = self._start_stdio(MODERN)
         try:
             yield from self._rounds(MODERN_CASES[:2], servers, self._stdio_one)
@@ -1411,18 +1489,22 @@ class Bench:
                     times[pid].append(got)
         self.ctx.advance(1)
         for pid, values in times.items():
-            yield Row(f"plugin-load-{pid}", "mcp_edge", "ms", min(v[0] for v in values), higher_is_better=False)
-            yield Row(f"plugin-init-{pid}", "mcp_edge", "ms", min(v[1] for v in values), higher_is_better=False)
+            yield Row.from_samples(f"plugin-load-{pid}", "mcp_edge", "ms", [v[0] for v in values],
+                                   higher_is_better=False, value="best")
+            yield Row.from_samples(f"plugin-init-{pid}", "mcp_edge", "ms", [v[1] for v in values],
+                                   higher_is_better=False, value="best")
         if BENCH_PLUGIN in solo:
             cmd = [ours.python, "-c", PLUGIN_CALL_CODE, str(solo[BENCH_PLUGIN]), str(runs), str(PLUGIN_CALLS)]
             done = subprocess.run(cmd, env=ours.env, cwd=CHECKOUT, capture_output=True, text=True, timeout=120)
             try:
                 if done.returncode != 0:
                     raise ValueError(f"exit status {done.returncode}: {done.stderr.strip()[-400:]}")
-                per_call = float(done.stdout.strip().splitlines()[-1])
+                per_round = [float(v) for v in done.stdout.strip().splitlines()[-1].split()]
+                if not per_round:
+                    raise ValueError("no rounds printed")
             except (ValueError, IndexError) as exc:
                 raise BenchError(f"plugin-call: {exc}") from exc
-            yield Row("plugin-call", "mcp_edge", "us", per_call, higher_is_better=False)
+            yield Row.from_samples("plugin-call", "mcp_edge", "us", per_round, higher_is_better=False, value="best")
 
 
 def run(ctx: BenchContext) -> Iterator[Row]:

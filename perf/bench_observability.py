@@ -30,7 +30,6 @@ import os
 import platform
 import select
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -168,16 +167,15 @@ def per_request_rows(ctx: BenchContext, work: Path, issuer: Issuer) -> Iterator[
     calls = ROUND_CALLS[ctx.quick]
     routers = Routers(work, issuer)
 
-    async def measure() -> dict[str, float]:
+    async def measure() -> dict[str, list[float]]:
         await routers.start()
-        best: dict[str, float] = {}
+        rounds: dict[str, list[float]] = {impl: [] for impl in IMPLS}
         try:
             for impl in IMPLS:
                 await routers.round(impl, WARMUP)
             for r in range(ctx.rounds):
                 for impl in _mcp.rotate(list(IMPLS), r):
-                    us = per_call_us(await routers.round(impl, calls), calls)
-                    best[impl] = min(best.get(impl, us), us)
+                    rounds[impl].append(per_call_us(await routers.round(impl, calls), calls))
             metrics = routers.servers[METRICS].registry.metrics
             counted = sum(row[0] for _, row in metrics.rows()) if metrics is not None else 0
             if counted != WARMUP + ctx.rounds * calls:
@@ -185,15 +183,16 @@ def per_request_rows(ctx: BenchContext, work: Path, issuer: Issuer) -> Iterator[
                                  f"{WARMUP + ctx.rounds * calls} made")
         finally:
             await routers.stop()
-        return best
+        return rounds
 
-    best = asyncio.run(measure())
+    rounds = asyncio.run(measure())
+    best = {impl: min(rounds[impl]) for impl in IMPLS}
     ctx.note(f"per-request: {calls} tools/call echo a round through Router.handle (no transport; for {AUTH} also "
              f"the authenticator's check of the request's token and scopes), {ctx.rounds} rounds alternating, best "
              "round each; " + "; ".join(f"{impl} adds {best[impl] - best[OFF]:+.3f} us a request "
                                          f"({best[impl] / best[OFF]:.3f}x of off)" for impl in IMPLS[1:]))
     for impl in IMPLS:
-        yield Row("per-request", impl, "us", best[impl], higher_is_better=False)
+        yield Row.from_samples("per-request", impl, "us", rounds[impl], higher_is_better=False, value="best")
     ctx.advance(len(IMPLS))
 
 
@@ -304,7 +303,7 @@ def idle_rss_rows(ctx: BenchContext, work: Path, issuer: Issuer) -> Iterator[Row
     ctx.note(f"idle-rss: VmRSS of `mcp-edge serve --http` with perf/plugins after one tools/call over HTTP (and, "
              f"with metrics on, one GET /metrics), median of {SPAWNS[ctx.quick]} spawns each, alternating")
     for impl in IMPLS:
-        yield Row("idle-rss", impl, "MiB", statistics.median(got[impl]) / 1024, higher_is_better=False)
+        yield Row.from_samples("idle-rss", impl, "MiB", [kib / 1024 for kib in got[impl]], higher_is_better=False)
     ctx.advance(len(IMPLS))
 
 

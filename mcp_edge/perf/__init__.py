@@ -6,6 +6,7 @@ See :mod:`mcp_edge.perf.harness` for the bench protocol and the result format,
 
 from mcp_edge.perf.harness import (
     BENCH_DIR_ENV,
+    MIN_SAMPLES,
     BenchContext,
     BenchError,
     Machine,
@@ -26,6 +27,7 @@ from mcp_edge.perf.timing import Call, Timer, Timing, compare, measure
 
 __all__ = [
     "BENCH_DIR_ENV",
+    "MIN_SAMPLES",
     "BenchContext",
     "BenchError",
     "Call",

@@ -12,10 +12,19 @@ checkout, ``<prefix>/share/mcp-edge/perf`` once installed). ``<name>`` is made o
         ctx.plan(measurements=2)          # optional: sizes the progress bar
         timings = ctx.compare({"mcp_edge": Call(fn, buf), "peer": Call(peer_fn, buf)}, label="1MiB")
         for impl, t in timings.items():
-            yield Row("1MiB", impl, "GB/s", t.gb_per_s(len(buf)))
+            yield Row.from_samples("1MiB", impl, "GB/s", t.gb_per_s_samples(len(buf)))
 
 ``run`` may be a generator. It yields :class:`Row` objects (case, impl, metric,
-value, higher_is_better); the harness adds the bench name and checks each one.
+value, higher_is_better, samples); the harness adds the bench name and checks
+each one. ``samples`` holds the row's repeated measurements, one per round, in
+the row's metric (:meth:`Timing.gb_per_s_samples`, :meth:`Timing.per_second_samples`,
+:attr:`Timing.samples_ns` give them from a timing); ``value`` is the figure the
+tables print: :meth:`Row.from_samples` makes it the median of the samples (or the
+best one, ``value="best"``), and a bench that computes it otherwise says how in
+its docstring. ``mcp-edge perf compare`` judges rows on the medians of their
+samples, and calls a row with fewer than :data:`MIN_SAMPLES` samples "too few
+samples" rather than a regression: every row should carry at least three (a
+row that is one long measurement repeats it, or a note says why it cannot).
 Heavy imports (numpy, peers) belong inside ``run``, so that listing or
 selecting benches stays cheap. A peer that is not installed is skipped with
 ``ctx.note(...)``, never a crash. Every bench runs its peers in the same run
@@ -56,16 +65,19 @@ by a bench passes through unchanged.
 
 Result
 ------
-The JSON of DESIGN.md, "Perf result format": ``{"machine": {...}, "results":
-[{bench, case, impl, metric, value, higher_is_better}, ...], "notes": [{bench,
-impl, text}, ...]}``, written atomically (temporary file in the same directory,
-then ``os.replace``). ``notes`` holds every note of the run in order: skipped
+The JSON of DESIGN.md, "Perf result format": ``{"date": ..., "quick": ...,
+"machine": {...}, "results": [{bench, case, impl, metric, value,
+higher_is_better, samples}, ...], "notes": [{bench, impl, text}, ...]}``
+(``date``: when the run started, UTC, ISO 8601; ``quick``: whether it ran with
+``--quick``; ``machine``: :func:`machine_info`), written atomically (temporary
+file in the same directory, then ``os.replace``). ``notes`` holds every note of the run in order: skipped
 and failed peers (``impl`` names them), the kernel a dispatched row ran,
 caveats (``impl`` null).
 """
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import importlib.util
 import json
@@ -73,6 +85,9 @@ import math
 import os
 import platform
 import re
+import shutil
+import statistics
+import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -92,6 +107,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BENCH_DIR_ENV",
     "FULL",
+    "MIN_SAMPLES",
     "QUICK",
     "BenchContext",
     "BenchError",
@@ -129,16 +145,47 @@ class Budget:
 QUICK = Budget(min_time=0.2, rounds=3)
 FULL = Budget(min_time=1.0, rounds=5)
 
+MIN_SAMPLES = 3
+"""Samples a row needs before ``perf compare`` judges it (fewer: "too few samples", never a regression)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One figure a bench yields; the harness adds the bench name."""
+    """One figure a bench yields; the harness adds the bench name.
+
+    ``samples`` are the repeated measurements behind ``value`` (one per round,
+    in ``metric``); ``value`` is the figure printed, see :meth:`from_samples`.
+    """
 
     case: str
     impl: str
     metric: str
     value: float
     higher_is_better: bool = True
+    samples: Sequence[float] = ()
+
+    @classmethod
+    def from_samples(
+        cls,
+        case: str,
+        impl: str,
+        metric: str,
+        samples: Iterable[float],
+        *,
+        higher_is_better: bool = True,
+        value: str = "median",
+    ) -> Row:
+        """A row whose value is the median of ``samples`` (``value="best"``: the best one in its direction)."""
+        got = tuple(float(v) for v in samples)
+        if not got:
+            raise BenchError(f"row {case}/{impl}/{metric} has no samples")
+        if value == "median":
+            figure = statistics.median(got)
+        elif value == "best":
+            figure = max(got) if higher_is_better else min(got)
+        else:
+            raise ValueError(f"value must be 'median' or 'best', not {value!r}")
+        return cls(case, impl, metric, figure, higher_is_better, got)
 
 
 class ResultRow(TypedDict):
@@ -148,15 +195,21 @@ class ResultRow(TypedDict):
     metric: str
     value: float
     higher_is_better: bool
+    samples: list[float]
 
 
 class Machine(TypedDict):
     arch: str
     cpu: str
+    cpu_flags: list[str]
     isa: list[str]
     cores: int
     kernel: str
     board: str
+    python: str
+    mcp_edge: str
+    mcp_edge_commit: str | None
+    peers: dict[str, str]
 
 
 class Note(TypedDict):
@@ -166,6 +219,8 @@ class Note(TypedDict):
 
 
 class PerfResult(TypedDict):
+    date: str
+    quick: bool
     machine: Machine
     results: list[ResultRow]
     notes: list[Note]
@@ -223,9 +278,12 @@ class _Reporter:
 class BenchContext:
     """What a bench's ``run(ctx)`` gets: the budget, timing helpers, progress and notes."""
 
-    def __init__(self, bench: str, *, quick: bool, reporter: _Reporter | None = None) -> None:
+    def __init__(self, bench: str, *, quick: bool, reporter: _Reporter | None = None,
+                 profile_path: Path | None = None) -> None:
         self.bench = bench
         self.quick = quick
+        self.profile_path = profile_path
+        """``--profile``: the flame graph (SVG) a bench that supports it records (the MCP bench); None: off."""
         budget = QUICK if quick else FULL
         self.min_time: float = budget.min_time
         self.rounds: int = budget.rounds
@@ -471,7 +529,11 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _board_id(arch: str) -> str:
+def _board_id(arch: str, board: str | None) -> str:
+    if board is not None:
+        from mcp_edge.board.profiles import resolve
+
+        return str(resolve(board).id)
     try:
         from mcp_edge.board import detect
     except ImportError:
@@ -479,18 +541,121 @@ def _board_id(arch: str) -> str:
     return str(detect().id)
 
 
-def machine_info() -> Machine:
-    """The ``machine`` object of the result: arch, cpu model, SIMD levels, cores, kernel, board."""
+# The /proc/cpuinfo flags that decide which kernel runs (x86 "flags", aarch64 "Features"):
+# SIMD levels, carry-less multiply, CRC, and what the I/O and IPC paths lean on.
+RELEVANT_CPU_FLAGS = frozenset({
+    "sse4_2", "pclmulqdq", "avx", "avx2", "bmi2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq",
+    "avx512_vnni", "vpclmulqdq", "gfni", "vaes", "sha_ni", "erms", "fsrm", "movdir64b", "waitpkg",
+    "constant_tsc", "hypervisor",
+    "asimd", "neon", "crc32", "pmull", "aes", "sha1", "sha2", "atomics", "sve", "sve2", "asimddp",
+})
+
+
+def cpu_flags(cpuinfo: str | None = None) -> list[str]:
+    """The relevant flags of the first CPU in /proc/cpuinfo (``cpuinfo`` to parse given text), sorted."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return []
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("flags", "features"):
+            return sorted(set(value.split()) & RELEVANT_CPU_FLAGS)
+    return []
+
+
+def _git_commit() -> str | None:
+    """The checkout's commit (``+dirty`` when the tree has changes), or None outside a git checkout."""
+    import mcp_edge
+
+    root = Path(mcp_edge.__file__).resolve().parents[1]
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if dirty else head
+
+
+# Peers that are not in the perf extra: the MCP bench's servers (it installs these pins in its own venvs,
+# the versions here are those of the runtime's environment) and the tools the benches run.
+_EXTRA_PEERS = ("mcp", "fastmcp")
+_TOOL_PEERS = {"fio": ["fio", "--version"]}
+
+
+def peer_versions() -> dict[str, str]:
+    """Versions of the peers: the Python packages of the ``perf`` extra (and the MCP servers), the tools.
+
+    A peer not installed reads ``"not installed"``; the value is what its metadata or ``--version`` says.
+    """
+    from importlib import metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    names: list[str] = []
+    try:
+        for text in metadata.requires("mcp-edge") or []:
+            try:
+                req = Requirement(text)
+            except InvalidRequirement:
+                continue
+            if req.marker is not None and req.marker.evaluate({"extra": "perf"}) and not req.marker.evaluate(
+                    {"extra": ""}):
+                names.append(req.name)
+    except metadata.PackageNotFoundError:
+        pass
+    versions: dict[str, str] = {}
+    for name in [*names, *_EXTRA_PEERS]:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    for tool, argv in _TOOL_PEERS.items():
+        if shutil.which(argv[0]) is None:
+            versions[tool] = "not installed"
+            continue
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError) as exc:
+            out = f"unknown ({exc})"
+        versions[tool] = out.splitlines()[0] if out else "unknown"
+    return versions
+
+
+def machine_info(board: str | None = None) -> Machine:
+    """The ``machine`` object of the result: the fingerprint of the box and of the software measured.
+
+    arch, cpu model, the relevant cpu flags, SIMD levels, cores, kernel, board
+    (``board`` resolved through the board profiles, else the detected one), the
+    Python version, ours (version and git commit when run from a checkout) and
+    the peers' (:func:`peer_versions`).
+    """
+    from importlib import metadata
+
     from mcp_edge.native import cpu
 
     arch = platform.machine()
+    try:
+        ours = metadata.version("mcp-edge")
+    except metadata.PackageNotFoundError:
+        ours = "unknown"
     return {
         "arch": arch,
         "cpu": _cpu_model(),
+        "cpu_flags": cpu_flags(),
         "isa": [level for level in cpu.levels() if level != "scalar"],
         "cores": os.cpu_count() or 1,
         "kernel": platform.release(),
-        "board": _board_id(arch),
+        "board": _board_id(arch, board),
+        "python": platform.python_version(),
+        "mcp_edge": ours,
+        "mcp_edge_commit": _git_commit(),
+        "peers": peer_versions(),
     }
 
 
@@ -508,6 +673,10 @@ def _result_row(bench: str, row: object) -> ResultRow:
         raise BenchError(f"bench {bench} yielded a row whose value is not a finite number: {row!r}")
     if not isinstance(row.higher_is_better, bool):
         raise BenchError(f"bench {bench} yielded a row whose higher_is_better is not a bool: {row!r}")
+    samples = list(row.samples)
+    for sample in samples:
+        if isinstance(sample, bool) or not isinstance(sample, int | float) or not math.isfinite(sample):
+            raise BenchError(f"bench {bench} yielded a row with a sample that is not a finite number: {row!r}")
     return {
         "bench": bench,
         "case": row.case,
@@ -515,6 +684,7 @@ def _result_row(bench: str, row: object) -> ResultRow:
         "metric": row.metric,
         "value": float(value),
         "higher_is_better": row.higher_is_better,
+        "samples": [float(v) for v in samples],
     }
 
 
@@ -533,6 +703,11 @@ def _run_bench(name: str, path: Path, ctx: BenchContext) -> list[ResultRow]:
     except Exception as exc:
         raise BenchError(f"bench {name} ({path}) failed: {type(exc).__name__}: {exc}") from exc
     return [row for row in rows if row["impl"] not in ctx.failed]
+
+
+def _profile_path(json_path: Path) -> Path:
+    """Where ``--profile`` puts the flame graph: beside the JSON, ``<stem>.flame.svg``."""
+    return json_path.with_name(f"{json_path.stem}.flame.svg")
 
 
 def _check_json_target(json_path: Path) -> None:
@@ -575,6 +750,8 @@ def run(
     json_path: Path,
     bench_dir: Path | None,
     progress: bool,
+    board: str | None = None,
+    profile: bool = False,
 ) -> PerfResult:
     """Run the selected benches and write the result JSON; return what was written.
 
@@ -591,24 +768,33 @@ def run(
         Bench directory (``--bench-dir``); None searches (see :func:`find_bench_dir`).
     progress:
         Show a progress bar, if stderr is a terminal.
+    board:
+        The board id recorded in the fingerprint (``--board``, resolved through
+        the board profiles); None records the detected board.
+    profile:
+        ``--profile``: benches that support it record a profile next to the JSON
+        (the MCP bench: a py-spy flame graph of our server, ``<json stem>.flame.svg``).
 
     Raises
     ------
     ConfigError
-        No bench directory, an unknown name in ``only``, an unwritable ``json_path``.
+        No bench directory, an unknown name in ``only``, an unwritable ``json_path``,
+        an unknown ``board``.
     BenchError
         A bench failed; nothing is written then.
     """
     directory = find_bench_dir(bench_dir)
     selected = select(discover(directory), only)
     _check_json_target(json_path)
-    machine = machine_info()
+    machine = machine_info(board)
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     reporter = _Reporter(progress and sys.stderr.isatty(), sys.stderr)
     rows: list[ResultRow] = []
     notes: list[Note] = []
     try:
         for name, path in selected.items():
-            ctx = BenchContext(name, quick=quick, reporter=reporter)
+            ctx = BenchContext(name, quick=quick, reporter=reporter,
+                               profile_path=_profile_path(json_path) if profile else None)
             try:
                 rows.extend(_run_bench(name, path, ctx))
             finally:
@@ -616,6 +802,6 @@ def run(
             reporter.finish()
     finally:
         reporter.finish()
-    result: PerfResult = {"machine": machine, "results": rows, "notes": notes}
+    result: PerfResult = {"date": started, "quick": quick, "machine": machine, "results": rows, "notes": notes}
     write_json(json_path, result)
     return result

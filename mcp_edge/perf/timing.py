@@ -78,6 +78,19 @@ class Timing:
 
         return statistics.median(self.round_ns) / self.calls
 
+    @property
+    def samples_ns(self) -> tuple[float, ...]:
+        """Nanoseconds per call in each round, in the order they ran (the row's ``samples``)."""
+        return tuple(ns / self.calls for ns in self.round_ns)
+
+    def per_second_samples(self, units_per_call: float = 1.0) -> tuple[float, ...]:
+        """Units per second in each round (see :meth:`per_second`), in the order they ran."""
+        return tuple(units_per_call * 1e9 / max(ns, 1e-9) for ns in self.samples_ns)
+
+    def gb_per_s_samples(self, nbytes: int) -> tuple[float, ...]:
+        """Decimal GB/s in each round for ``nbytes`` processed per call."""
+        return tuple(v / 1e9 for v in self.per_second_samples(nbytes))
+
     def per_second(self, units_per_call: float = 1.0, *, best: bool = True) -> float:
         """Throughput in units per second (calls/s by default), from the best or the median round.
 

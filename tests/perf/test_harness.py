@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -44,6 +45,7 @@ ROW_KEYS = {
     "metric": str,
     "value": float,
     "higher_is_better": bool,
+    "samples": list,
 }
 
 FAKE_BENCH = '''
@@ -59,7 +61,7 @@ def run(ctx):
         label="tiny", min_time=0.002, rounds=2,
     )
     for impl, t in timings.items():
-        yield Row("tiny", impl, "calls/s", t.per_second())
+        yield Row.from_samples("tiny", impl, "calls/s", t.per_second_samples())
     yield Row("fixed", "mcp_edge", "ms", 2, higher_is_better=False)
 '''
 
@@ -90,11 +92,15 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def check_schema(result: dict[str, Any]) -> None:
-    assert set(result) == {"machine", "results", "notes"}
+    assert set(result) == {"date", "quick", "machine", "results", "notes"}
     machine = result["machine"]
-    assert set(machine) == {"arch", "cpu", "isa", "cores", "kernel", "board"}
-    for key in ("arch", "cpu", "kernel", "board"):
+    assert set(machine) == {"arch", "cpu", "cpu_flags", "isa", "cores", "kernel", "board", "python", "mcp_edge",
+                            "mcp_edge_commit", "peers"}
+    for key in ("arch", "cpu", "kernel", "board", "python", "mcp_edge"):
         assert isinstance(machine[key], str) and machine[key]
+    assert isinstance(machine["cpu_flags"], list) and all(isinstance(x, str) for x in machine["cpu_flags"])
+    assert machine["mcp_edge_commit"] is None or isinstance(machine["mcp_edge_commit"], str)
+    assert isinstance(machine["peers"], dict) and all(isinstance(v, str) for v in machine["peers"].values())
     assert isinstance(machine["cores"], int) and machine["cores"] >= 1
     assert isinstance(machine["isa"], list) and all(isinstance(x, str) for x in machine["isa"])
     assert "scalar" not in machine["isa"]
@@ -102,6 +108,7 @@ def check_schema(result: dict[str, Any]) -> None:
         assert set(row) == set(ROW_KEYS), row
         for key, kind in ROW_KEYS.items():
             assert type(row[key]) is kind, (key, row)
+        assert all(type(v) is float for v in row["samples"]), row
     for note in result["notes"]:
         assert set(note) == {"bench", "impl", "text"}, note
         assert isinstance(note["bench"], str) and isinstance(note["text"], str) and note["text"]
@@ -217,7 +224,10 @@ def test_run_writes_result_json(bench_dir: Path, tmp_path: Path) -> None:
     ]
     fixed = rows[2]
     assert fixed["value"] == 2.0 and fixed["metric"] == "ms" and fixed["higher_is_better"] is False
+    assert fixed["samples"] == []  # a row given no samples keeps none (perf compare: too few samples)
     assert all(r["value"] > 0 for r in rows)
+    tiny = rows[0]
+    assert len(tiny["samples"]) == 2 and tiny["value"] == statistics.median(tiny["samples"])  # one per round
 
 
 def test_run_only_runs_selected(bench_dir: Path, tmp_path: Path) -> None:
@@ -304,7 +314,8 @@ def test_write_json_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_machine_info_shape() -> None:
-    check_schema({"machine": machine_info(), "results": [], "notes": []})
+    check_schema({"date": "2026-12-04T00:00:00+00:00", "quick": True, "machine": machine_info(), "results": [],
+                  "notes": []})
 
 
 # ----------------------------------------------------------------- context and timing
