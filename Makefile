@@ -10,7 +10,7 @@ STAMP := $(VENV)/.mcp-edge-installed
 # libmimalloc2.0: peers of the slab bench; strace: the frame I/O test of the system calls).
 DEBS := gcc make pkg-config python3-venv liburing-dev libnuma-dev libisal2 fio libjemalloc2 libmimalloc2.0 strace
 
-.PHONY: all setup deps build run test lint pytest bench test-perf test-aarch64 test-sanitize conformance fuzz clean
+.PHONY: all setup deps build run test lint pytest bench wheels test-firmware test-perf test-aarch64 test-sanitize conformance fuzz clean
 FUZZ_TIME ?= 300
 
 all: setup
@@ -70,6 +70,10 @@ test-perf: setup
 	  echo "perf compare: exit 1 on the planted regression, as it should"
 	$(VENV)/bin/mcp-edge perf report perf-results/quick.json -o perf-results/report
 	$(PY) tools/perf_selftest.py pngs perf-results/report
+
+# manylinux wheels of mcp_edge for x86_64 and aarch64 in dist/ (auditwheel-repaired; aarch64 cross-compiled).
+wheels: setup
+	PYTHON=$(PY) $(PY) tools/wheels.py
 
 test-aarch64: setup
 	PYTHON=$(PY) bash tools/aarch64/test.sh

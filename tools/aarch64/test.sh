@@ -3,6 +3,7 @@
 # SPDX-License-Identifier: Apache-2.0
 #
 # Usage (`make test-aarch64`): PYTHON=.venv/bin/python tools/aarch64/test.sh [pytest args]
+# AARCH64_STAGE_ONLY=1 stops after the staged package (steps a-d): what make wheels builds the arm64 wheel from.
 # As root it apt-installs what is missing; otherwise it prints the command and exits 2.
 # Everything it makes lives under .cross/aarch64/ (gitignored), each step skipped
 # when its stamp says it is up to date:
@@ -163,6 +164,12 @@ fi
 
 # --- (d) cythonize on the host, cross-compile, stage the package ----------------
 "$PYTHON" tools/aarch64/cross_build.py "$SYSROOT" "$CROSS/build" "$STAGE"
+
+# AARCH64_STAGE_ONLY=1 (make wheels, make test-firmware): the sysroot and the staged package, no tests.
+if [[ ${AARCH64_STAGE_ONLY:-0} == 1 ]]; then
+    say "staged: $STAGE (aarch64 extensions), interpreter $ARM_PY"
+    exit 0
+fi
 
 # --- (e) the suites under qemu, in parallel ------------------------------------
 [[ -d tests/native ]] || die "no tests/native to run"
