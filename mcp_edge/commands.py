@@ -262,6 +262,29 @@ def health(url: str | None, unix_path: Path | None, timeout: float) -> None:
     sys.exit(EXIT_READY if ok else EXIT_NOT_READY)
 
 
+@cli.command("bundle")
+@click.option("--board", "board_name", required=True, metavar="NAME", help="The board profile to build for.")
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder for the overlay tarball, its manifest and the update image (created if missing).")
+@click.option("--wheel", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="mcp_edge's wheel for the board (default: the newest matching one in the checkout's dist/).")
+@click.option("--sign-key", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="PEM private key: also write a signed SWUpdate image (.swu) of the overlay.")
+@click.option("--sign-cert", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="PEM certificate of --sign-key.")
+def bundle(board_name: str, out: Path, wheel: Path | None, sign_key: Path | None, sign_cert: Path | None) -> None:
+    """A root-filesystem overlay of mcp-edge for a board's firmware image (docs/firmware.md)."""
+    try:
+        from mcp_edge.bundle.build import build_bundle
+
+        result = build_bundle(board_name, out, wheel=wheel, sign_key=sign_key, sign_cert=sign_cert)
+    except McpEdgeError as exc:
+        _fail(exc)
+    click.echo(str(result.tarball))
+    if result.swu is not None:
+        click.echo(str(result.swu))
+
+
 @cli.command("systemd-unit")
 @click.option("--user", default=None, help="Run the service as this user and its group (default: root, "
                                            "still without capabilities).")

@@ -88,7 +88,7 @@ def repair(wheel: Path, out: Path, env: dict[str, str], arch: str) -> Path:
     """auditwheel show, then repair at the oldest manylinux tag the symbols allow (``--plat auto``, which takes
     the architecture from the wheel's name; for aarch64 the libraries come from the sysroot)."""
     if arch == "aarch64":
-        libs = [CROSS / "sysroot" / "usr" / "lib" / "aarch64-linux-gnu", CROSS / "sysroot" / "lib" / "aarch64-linux-gnu"]
+        libs = [CROSS / "sysroot" / sub / "aarch64-linux-gnu" for sub in ("usr/lib", "lib")]
         env = {**env, "LD_LIBRARY_PATH": os.pathsep.join(str(p) for p in libs)}
     show = subprocess.run(["auditwheel", "show", str(wheel)], capture_output=True, text=True, env=env, cwd=ROOT)
     print(show.stdout.strip(), flush=True)

@@ -1,0 +1,1 @@
+"""Firmware bundles: mcp-edge bundle (imported by that command only)."""
