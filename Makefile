@@ -75,6 +75,10 @@ test-perf: setup
 wheels: setup
 	PYTHON=$(PY) $(PY) tools/wheels.py
 
+# The qemu-virt-aarch64 bundle end to end in an arm64 Debian root under qemu-user (tools/firmware/e2e.sh; root).
+test-firmware: setup
+	PYTHON=$(PY) bash tools/firmware/e2e.sh
+
 test-aarch64: setup
 	PYTHON=$(PY) bash tools/aarch64/test.sh
 

@@ -262,13 +262,14 @@ def render(report: dict[str, Any]) -> str:
     if "io" in report:
         lines += _render_io(report["io"])
     if "settings" in report:
-        lines.append("  settings     (profile [settings], then MCP_EDGE_<NAME>, then serve --set NAME=VALUE)")
+        lines.append("  settings     (by section: the board profile's [runtime], [transport] and [limits], then "
+                     "MCP_EDGE_<NAME>, then serve --set NAME=VALUE)")
         section = None
         order = [row["section"] for row in report["settings"]]
         for row in sorted(report["settings"], key=lambda r: order.index(r["section"])):
             if row["section"] != section:
                 section = row["section"]
-                lines.append(f"    [{section}]")
+                lines.append(f"    {section}:")
             mark = "" if row["default"] is None or row["value"] == row["default"] else "  (changed)"
             lines.append(f"      {row['name']:<20} {row['value']!s:<24}{mark}")
     return "\n".join(lines)

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# tools/firmware/e2e.sh (make test-firmware): the qemu-virt-aarch64 bundle in an arm64 Debian root, under qemu.
+# SPDX-License-Identifier: Apache-2.0
+#
+# 1. the aarch64 wheel (make wheels) and the bundle for qemu-virt-aarch64 with its signed SWUpdate image, which
+#    swupdate's own check accepts;
+# 2. an arm64 Debian 12 root filesystem made by mmdebstrap (its second stage runs under qemu-user through
+#    binfmt_misc), cached as a tarball in $MCP_EDGE_FIRMWARE_CACHE (default ~/.cache/mcp-edge-firmware) and
+#    unpacked afresh each run; the bundle's overlay unpacked into it;
+# 3. inside it, under emulation (chroot): `mcp-edge board check qemu-virt-aarch64`, `mcp-edge doctor` (the neon
+#    level), `mcp-edge serve`, and an MCP client session from outside the root (the host's SDK client:
+#    initialize, list tools, the fs and sysinfo tools); again with MCP_EDGE_ISA capped to the Pi 4's level
+#    (armv8crc), with `board check raspberry-pi-4`;
+# 4. the aarch64 wheel installed with pip in the root (which has no compiler) and imported there.
+# Needs root (apt-get, mounts, chroot). Prints each phase's duration; the doctor output is kept in
+# build/firmware/doctor-*.txt.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+PY=${PYTHON:-.venv/bin/python}
+MCP_EDGE=$(dirname "$PY")/mcp-edge
+BOARD=qemu-virt-aarch64
+PI4=raspberry-pi-4
+SUITE=bookworm
+MIRROR=${MCP_EDGE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+ROOT_PKGS=python3,python3-pip,ca-certificates
+CACHE=${MCP_EDGE_FIRMWARE_CACHE:-$HOME/.cache/mcp-edge-firmware}
+WORK=$ROOT/build/firmware
+RFS=$WORK/root
+HOST_DEBS=(mmdebstrap arch-test qemu-user-static binfmt-support swupdate openssl)
+
+START=$(date +%s)
+LAST=$START
+say() { printf '== firmware: %s\n' "$*"; }
+die() { printf 'tools/firmware/e2e.sh: %s\n' "$*" >&2; exit 1; }
+phase() {  # the duration of the phase that just ended
+    local now; now=$(date +%s)
+    say "$1 ($((now - LAST)) s; $((now - START)) s in all)"
+    LAST=$now
+}
+
+[[ $(id -u) -eq 0 ]] || die "needs root (apt-get, binfmt_misc, mounts and chroot); run it as root"
+bash tools/deps.sh "${HOST_DEBS[@]}"
+
+# --- binfmt_misc: arm64 binaries run through qemu-user, also inside the chroot (the F flag) -----------------
+mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+if [[ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]]; then
+    update-binfmts --enable qemu-aarch64 2>/dev/null || cat /usr/lib/binfmt.d/qemu-aarch64.conf >/proc/sys/fs/binfmt_misc/register
+fi
+grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 || die "binfmt_misc's qemu-aarch64 entry is not enabled"
+grep -q '^flags: .*F' /proc/sys/fs/binfmt_misc/qemu-aarch64 || die "qemu-aarch64 is registered without the F flag"
+phase "host packages and binfmt_misc"
+
+# --- the wheel, the bundle, the signed update image ------------------------------------------------------------
+rm -rf "$WORK" && mkdir -p "$WORK/out" "$WORK/keys"
+"$PY" tools/wheels.py --arch aarch64
+WHEEL=$(ls -t dist/mcp_edge-*-cp311-cp311-manylinux*_aarch64.whl | head -1)
+"$PY" -c 'import sys; from pathlib import Path; from mcp_edge.bundle.swupdate import make_signing_key
+make_signing_key(Path(sys.argv[1]), "mcp-edge firmware test")' "$WORK/keys"
+KEY=$(ls "$WORK"/keys/*key*.pem | head -1)
+CERT=$(ls "$WORK"/keys/*.pem | grep -v -- "$KEY" | head -1)
+"$MCP_EDGE" bundle --board "$BOARD" -o "$WORK/out" --wheel "$WHEEL" --sign-key "$KEY" --sign-cert "$CERT"
+OVERLAY=$(ls "$WORK"/out/mcp-edge-*-"$BOARD"-aarch64.tar.gz)
+SWU=$(ls "$WORK"/out/mcp-edge-*-"$BOARD"-aarch64.swu)
+SWU_ARGS=(-k "$CERT")
+swupdate -h 2>&1 | grep -q -- '--cert-purpose' && SWU_ARGS+=(--cert-purpose "${MCP_EDGE_SWU_PURPOSE:-emailProtection}")
+swupdate -c -i "$SWU" "${SWU_ARGS[@]}" >"$WORK/swupdate-check.log" 2>&1 \
+    || { cat "$WORK/swupdate-check.log"; die "swupdate -c refused the signed image"; }
+say "swupdate -c accepts $(basename "$SWU")"
+phase "aarch64 wheel, bundle and signed SWUpdate image"
+
+# --- the arm64 root filesystem (cached tarball, unpacked afresh) ------------------------------------------------
+KEYSTR=$(printf '%s %s %s' "$SUITE" "$ROOT_PKGS" "$MIRROR" | sha256sum | cut -c1-12)
+ROOTFS_TAR=$CACHE/rootfs-$SUITE-arm64-$KEYSTR.tar
+if [[ ! -s $ROOTFS_TAR ]]; then
+    mkdir -p "$CACHE"
+    say "mmdebstrap --arch=arm64 $SUITE ($ROOT_PKGS) -> $ROOTFS_TAR"
+    mmdebstrap --arch=arm64 --variant=apt --include="$ROOT_PKGS" "$SUITE" "$ROOTFS_TAR.tmp" "$MIRROR" \
+        >"$WORK/mmdebstrap.log" 2>&1 || { tail -30 "$WORK/mmdebstrap.log"; die "mmdebstrap failed"; }
+    mv -f "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
+    phase "arm64 root filesystem made (cached for the next run)"
+fi
+mkdir -p "$RFS"
+tar -xf "$ROOTFS_TAR" -C "$RFS"
+tar -xzf "$OVERLAY" -C "$RFS"
+mkdir -p "$RFS/var/lib/mcp-edge"
+phase "root filesystem unpacked with the overlay"
+
+cleanup() {
+    [[ -n ${SERVER:-} ]] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
+    for m in dev/pts dev sys proc; do mountpoint -q "$RFS/$m" && umount -l "$RFS/$m"; done
+    return 0
+}
+trap cleanup EXIT
+mount -t proc proc "$RFS/proc"
+mount --rbind /sys "$RFS/sys"
+mount --rbind /dev "$RFS/dev"
+
+# Inside the root: a clean environment, the image's own interpreter (the launcher's default).
+inside() { chroot "$RFS" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
+check_no_compiler() { ! inside sh -c 'command -v gcc || command -v cc || command -v clang' >/dev/null; }
+check_no_compiler || die "the arm64 root has a C compiler; the wheel test needs a box without one"
+inside uname -m | grep -qx aarch64 || die "the chroot does not run aarch64 binaries"
+
+serve_and_talk() {  # $1: expected ISA level, $2: board id, rest: env for the server
+    local isa=$1 board=$2; shift 2
+    local port log
+    port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    log=$WORK/serve-$isa.log
+    inside "$@" /opt/mcp-edge/bin/mcp-edge serve --http --port "$port" >"$log" 2>&1 &
+    SERVER=$!
+    for _ in $(seq 1 600); do
+        grep -q 'serving MCP over Streamable HTTP' "$log" && break
+        kill -0 "$SERVER" 2>/dev/null || { cat "$log"; die "mcp-edge serve ended before serving"; }
+        sleep 0.5
+    done
+    grep -q 'serving MCP over Streamable HTTP' "$log" || { cat "$log"; die "mcp-edge serve did not start in 300 s"; }
+    grep -q "board $board" "$log" || { cat "$log"; die "the server did not run with board $board"; }
+    "$PY" tools/firmware/client.py "http://127.0.0.1:$port/mcp" --isa "$isa" --board "$board" --arch aarch64 \
+        || { cat "$log"; die "the MCP session against the arm64 server failed"; }
+    kill -TERM "$SERVER"
+    wait "$SERVER" || { cat "$log"; die "mcp-edge serve did not stop cleanly on SIGTERM"; }
+    SERVER=
+    grep -q stopped "$log" || { cat "$log"; die "no clean stop in the server's log"; }
+}
+
+# --- the default level: neon ------------------------------------------------------------------------------------
+inside /opt/mcp-edge/bin/mcp-edge board check "$BOARD" | tee "$WORK/board-check-neon.txt" \
+    || die "board check $BOARD failed inside the arm64 root"
+inside /opt/mcp-edge/bin/mcp-edge doctor | tee "$WORK/doctor-neon.txt"
+grep -Eq '^ +isa active +neon' "$WORK/doctor-neon.txt" || die "doctor does not report the neon level"
+grep -Eq "^ +board +$BOARD " "$WORK/doctor-neon.txt" || die "doctor does not report board $BOARD"
+phase "board check and doctor at neon"
+serve_and_talk neon "$BOARD"
+phase "serve and an MCP session at neon"
+
+# --- capped to the Pi 4's level -------------------------------------------------------------------------------
+inside MCP_EDGE_ISA=armv8crc /opt/mcp-edge/bin/mcp-edge doctor | tee "$WORK/doctor-armv8crc.txt"
+grep -Eq '^ +isa active +armv8crc' "$WORK/doctor-armv8crc.txt" || die "doctor does not report the armv8crc cap"
+inside MCP_EDGE_ISA=armv8crc /opt/mcp-edge/bin/mcp-edge board check "$PI4" | tee "$WORK/board-check-pi4.txt" \
+    || die "board check $PI4 failed under the armv8crc cap"
+serve_and_talk armv8crc "$BOARD" MCP_EDGE_ISA=armv8crc
+phase "doctor, board check $PI4, serve and a session capped at armv8crc"
+
+# --- the aarch64 wheel, installed by pip in the root (no compiler there) ----------------------------------------
+mkdir -p "$RFS/tmp/wheels"
+cp "$WHEEL" "$RFS/tmp/wheels/"
+"$PY" -m pip download -q --disable-pip-version-check --only-binary=:all: --python-version 3.11 --implementation cp \
+    --abi cp311 --platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux_2_28_aarch64 \
+    --platform manylinux_2_34_aarch64 \
+    -d "$RFS/tmp/wheels" "$WHEEL"
+inside python3 -m pip install -q --no-index --find-links /tmp/wheels --break-system-packages --root-user-action=ignore \
+    mcp-edge
+inside sh -c 'cd /tmp && python3 -c "import mcp_edge, mcp_edge.native.cpu as c, mcp_edge.native._uring
+print(\"wheel:\", mcp_edge.__file__, c.active())"' | tee "$WORK/wheel-import.txt"
+grep -q '/usr/local/lib/python3.11/dist-packages/mcp_edge' "$WORK/wheel-import.txt" \
+    || die "the wheel's package was not the one imported"
+inside /usr/local/bin/mcp-edge board list >/dev/null || die "the wheel's mcp-edge command does not run"
+check_no_compiler || die "installing the wheel brought a compiler"
+phase "the aarch64 wheel installed by pip and imported in the arm64 root"
+
+say "passed in $(( $(date +%s) - START )) s; doctor output in $WORK/doctor-neon.txt"
