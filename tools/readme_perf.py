@@ -57,7 +57,8 @@ def section(run: Mapping[str, Any], run_path: str, report: str, quick: bool, not
         f"kernel {m.get('kernel', '?')}, board `{m.get('board', '?')}`; Python {m.get('python', '?')}, "
         f"mcp_edge {m.get('mcp_edge', '?')}{commit}. Peers ran in the same run on the same machine; the ratio "
         "is how many times better than the best peer mcp_edge is (above 1: better, whatever the metric's "
-        "direction). Your box will differ: run `mcp-edge perf run` on it.",
+        "direction). Each line is the dispatched `mcp_edge` row, or, where a bench has only `mcp_edge[...]` "
+        "variants, the best of them (named). Your box will differ: run `mcp-edge perf run` on it.",
     ]
     if quick:
         lines += ["", "This is a `--quick` run (short measurements, fewer rounds): the ratios hold, the absolute "
@@ -73,7 +74,8 @@ def section(run: Mapping[str, Any], run_path: str, report: str, quick: bool, not
     plots = [name for name in ("ratios-crc32c.png", "ratios-mcp.png", "latency-ipc.png")
              if (report_dir / name).is_file()]
     lines += ["", f"The whole report, with every row and its plots: [{report}/report.md]({report}/report.md)."]
-    lines += [""] + [f"![{name.removesuffix('.png')}]({report}/{name})" for name in plots]
+    for name in plots:
+        lines += ["", f"![{name.removesuffix('.png')}]({report}/{name})"]
     lines += ["", END]
     return "\n".join(lines)
 

@@ -189,7 +189,9 @@ def _fingerprint(doc: _Doc, runs: Sequence[tuple[str, Mapping[str, Any]]]) -> No
     keys = ["board", "cpu", "cores", "arch", "isa", "cpu_flags", "kernel", "python", "mcp_edge", "mcp_edge_commit",
             "peers"]
     header = ["", *[_board(run, i) for i, (_, run) in enumerate(runs)]]
-    rows = [["file", *[name for name, _ in runs]]]
+    rows = [["file", *[name for name, _ in runs]],
+            ["date", *[str(run.get("date", "-")) for _, run in runs]],
+            ["quick", *[str(run["quick"]).lower() if "quick" in run else "-" for _, run in runs]]]
     for key in keys:
         cells = []
         for _, run in runs:

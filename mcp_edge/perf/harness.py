@@ -57,7 +57,9 @@ are kept, the rest of that bench is lost).
 - ``ctx.note(text, impl=None)`` for a line on stderr that does not break the
   bar; it is also kept in the result's ``notes`` (with the impl it is about);
 - ``ctx.child(peer, "file.py:factory", *args)`` and ``ctx.peer_failed(impl, exc)``
-  for isolated peers (above); ``ctx.failed`` holds the impls that failed.
+  for isolated peers (above); ``ctx.failed`` holds the impls that failed;
+- ``ctx.profile_path``: where ``--profile`` wants a flame graph (None without it);
+  the MCP bench attaches py-spy to its server there.
 
 An exception from a bench aborts the run with :class:`BenchError` (naming the
 bench) and no JSON is written; an :class:`~mcp_edge.errors.McpEdgeError` raised
