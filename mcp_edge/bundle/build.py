@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mcp_edge.board.environ import process_environ
 from mcp_edge.board.profiles import Board, resolve
 from mcp_edge.errors import ConfigError
 
@@ -140,7 +141,7 @@ def _plugins(dest: Path, board: Board, source: Path) -> list[str]:
             shutil.copy2(folder / "plugin.py", target / "plugin.py")
         sources = sorted(folder.glob("*.c"))
         if sources:
-            cc = _CC[board.arch] if board.arch != platform.machine() else os.environ.get("CC", "cc")
+            cc = _CC[board.arch] if board.arch != platform.machine() else process_environ().get("CC", "cc")
             if shutil.which(cc) is None:
                 raise ConfigError(f"plugin {folder.name} is native: building it for {board.arch} needs {cc} "
                                   f"(Debian: gcc-{board.arch.replace('_', '-')}-linux-gnu)")
@@ -215,7 +216,7 @@ def _manifest(root: Path, board: Board, version: str, packages: dict[str, str], 
 
 
 def _epoch() -> int:
-    return int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
+    return int(process_environ().get("SOURCE_DATE_EPOCH") or time.time())
 
 
 def _tar(root: Path, out: Path) -> None:
