@@ -282,7 +282,8 @@ def build_bundle(board_name: str, out_dir: Path, *, wheel: Path | None = None, w
     if sign_key is not None and sign_cert is not None:
         from mcp_edge.bundle.swupdate import build_swu
 
-        swu = build_swu(tarball, out_dir / f"{stem}.swu", key=sign_key, cert=sign_cert, version=version)
+        swu = build_swu(tarball, out_dir / f"{stem}.swu", key=sign_key, cert=sign_cert, version=version,
+                        board=board.id)
         _say(f"{swu} (signed SWUpdate image)")
     return Bundle(tarball=tarball, manifest=manifest, swu=swu)
 

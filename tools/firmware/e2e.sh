@@ -53,21 +53,30 @@ grep -q '^flags: .*F' /proc/sys/fs/binfmt_misc/qemu-aarch64 || die "qemu-aarch64
 phase "host packages and binfmt_misc"
 
 # --- the wheel, the bundle, the signed update image ------------------------------------------------------------
-rm -rf "$WORK" && mkdir -p "$WORK/out" "$WORK/keys"
+rm -rf "$WORK" && mkdir -p "$WORK/out" "$WORK/keys" "$WORK/swupdate-tmp"
+export TMPDIR_SWU=$WORK/swupdate-tmp  # swupdate's control sockets go to $TMPDIR: a folder of this run's own
+swu_check() { TMPDIR=$TMPDIR_SWU swupdate -c "$@"; }
 "$PY" tools/wheels.py --arch aarch64
 WHEEL=$(ls -t dist/mcp_edge-*-cp311-cp311-manylinux*_aarch64.whl | head -1)
 "$PY" -c 'import sys; from pathlib import Path; from mcp_edge.bundle.swupdate import make_signing_key
 make_signing_key(Path(sys.argv[1]), "mcp-edge firmware test")' "$WORK/keys"
-KEY=$(ls "$WORK"/keys/*key*.pem | head -1)
-CERT=$(ls "$WORK"/keys/*.pem | grep -v -- "$KEY" | head -1)
+KEY=$WORK/keys/signer-key.pem CERT=$WORK/keys/signer.pem CA=$WORK/keys/ca.pem
 "$MCP_EDGE" bundle --board "$BOARD" -o "$WORK/out" --wheel "$WHEEL" --sign-key "$KEY" --sign-cert "$CERT"
 OVERLAY=$(ls "$WORK"/out/mcp-edge-*-"$BOARD"-aarch64.tar.gz)
 SWU=$(ls "$WORK"/out/mcp-edge-*-"$BOARD"-aarch64.swu)
-SWU_ARGS=(-k "$CERT")
-swupdate -h 2>&1 | grep -q -- '--cert-purpose' && SWU_ARGS+=(--cert-purpose "${MCP_EDGE_SWU_PURPOSE:-emailProtection}")
-swupdate -c -i "$SWU" "${SWU_ARGS[@]}" >"$WORK/swupdate-check.log" 2>&1 \
+# SWUpdate's own check: the CMS signature of sw-description (against the CA), the board section and the
+# payload's SHA-256; a copy with one payload byte flipped must be refused.
+swu_check -i "$SWU" -k "$CA" -H "$BOARD:1.0" >"$WORK/swupdate-check.log" 2>&1 \
     || { cat "$WORK/swupdate-check.log"; die "swupdate -c refused the signed image"; }
-say "swupdate -c accepts $(basename "$SWU")"
+"$PY" -c 'import sys; from pathlib import Path; from mcp_edge.bundle.swupdate import cpio_members, cpio_newc_crc
+desc, sig, (name, payload) = cpio_members(Path(sys.argv[1]).read_bytes())
+bad = bytearray(payload); bad[len(bad) // 2] ^= 0xFF  # cpio checksums right again: the signed hash must catch it
+Path(sys.argv[2]).write_bytes(cpio_newc_crc([desc, sig, (name, bytes(bad))]))' "$SWU" "$WORK/tampered.swu"
+if swu_check -i "$WORK/tampered.swu" -k "$CA" -H "$BOARD:1.0" >"$WORK/swupdate-tampered.log" 2>&1; then
+    die "swupdate -c accepted an image with a flipped payload byte"
+fi
+grep -q 'HASH mismatch' "$WORK/swupdate-tampered.log" || { cat "$WORK/swupdate-tampered.log"; die "no hash mismatch"; }
+say "swupdate -c accepts $(basename "$SWU") and refuses a tampered copy (HASH mismatch)"
 phase "aarch64 wheel, bundle and signed SWUpdate image"
 
 # --- the arm64 root filesystem (cached tarball, unpacked afresh) ------------------------------------------------
@@ -76,9 +85,10 @@ ROOTFS_TAR=$CACHE/rootfs-$SUITE-arm64-$KEYSTR.tar
 if [[ ! -s $ROOTFS_TAR ]]; then
     mkdir -p "$CACHE"
     say "mmdebstrap --arch=arm64 $SUITE ($ROOT_PKGS) -> $ROOTFS_TAR"
-    mmdebstrap --arch=arm64 --variant=apt --include="$ROOT_PKGS" "$SUITE" "$ROOTFS_TAR.tmp" "$MIRROR" \
+    partial=$CACHE/.partial-$KEYSTR.tar  # mmdebstrap picks the output format from the .tar name
+    mmdebstrap --arch=arm64 --variant=apt --include="$ROOT_PKGS" "$SUITE" "$partial" "$MIRROR" \
         >"$WORK/mmdebstrap.log" 2>&1 || { tail -30 "$WORK/mmdebstrap.log"; die "mmdebstrap failed"; }
-    mv -f "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
+    mv -f "$partial" "$ROOTFS_TAR"
     phase "arm64 root filesystem made (cached for the next run)"
 fi
 mkdir -p "$RFS"
