@@ -127,8 +127,12 @@ def check(board: Board, machine: Machine) -> list[Check]:
                   f"{where} on {od.get('fs') or '?'}: {od.get('reason')}"))
     if od["probed"] != od["data_dir"]:
         add(Check("data dir", "warn", f"{od['data_dir']} does not exist yet (probed {od['probed']})"))
-    if board.storage.filesystem and od.get("fs") and od["fs"] != board.storage.filesystem:
-        add(Check("filesystem", "warn", f"{od['data_dir']} is on {od['fs']}, the profile expects "
+    fs = od.get("fs") or "unknown"
+    if board.storage.filesystem and fs == "unknown":
+        add(Check("filesystem", "warn", f"cannot tell the filesystem of {od['data_dir']} here (no mount of it in "
+                                         f"/proc/self/mountinfo); the profile expects {board.storage.filesystem}"))
+    elif board.storage.filesystem and fs != board.storage.filesystem:
+        add(Check("filesystem", "warn", f"{od['data_dir']} is on {fs}, the profile expects "
                                          f"{board.storage.filesystem}"))
     numa = board.memory.numa_nodes
     add(Check("numa", "pass" if machine.numa_nodes == numa else "warn",

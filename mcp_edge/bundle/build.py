@@ -10,7 +10,8 @@ The overlay tarball (``mcp-edge-<version>-<board>-<arch>.tar.gz``) holds, with p
   ``plugins/`` (the Python plugins, and the native ones compiled for the architecture); ``manifest.json``:
   versions and the SHA-256, size and mode of every other file;
 - ``/etc/mcp-edge/board.toml``: the resolved profile (no ``extends``) with the bundle's plugin folders, which
-  the runtime takes as its board; ``/etc/mcp-edge/boards/``: the profile's source files, for ``board check``;
+  the runtime takes as its board; ``/etc/mcp-edge/boards/``: the shipped profiles (this one's chain among them),
+  for ``board check`` and ``board list`` on the box;
 - ``/etc/systemd/system/mcp-edge.service``: the hardened unit for the board, running the launcher.
 
 Nothing depends on where it is unpacked but the unit's and the profile's paths, which name ``/opt/mcp-edge``.
@@ -266,7 +267,7 @@ def build_bundle(board_name: str, out_dir: Path, *, wheel: Path | None = None, w
         (etc / "boards").mkdir(parents=True)
         toml_text = _board_toml(board)
         (etc / "board.toml").write_text(toml_text)
-        for source in board.files:
+        for source in {*board.files, *(_CHECKOUT / "boards").glob("*.toml")}:  # board check/list of any board
             shutil.copy2(source, etc / "boards" / source.name)
         unit_dir = root / "etc" / "systemd" / "system"
         unit_dir.mkdir(parents=True)
