@@ -168,7 +168,7 @@ def collect(data_dir: Path | None = None) -> dict[str, Any]:
         "hugepages": probe_hugepages(),
         "numa": probe_numa(),
         "slab": probe_slab(settings.slab_sizes, settings.slab_counts, settings.slab_numa),
-        "io": probe_storage(data_dir),
+        "io": probe_storage(data_dir, settings.io_engine, settings.io_uring_entries),
         "clock": clock_state(),
         "settings": _settings_report(settings),
     }

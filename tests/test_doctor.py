@@ -82,7 +82,7 @@ def test_doctor_shows_the_storage_engine_alignment_and_pages() -> None:
     (ROOT / "build").mkdir(exist_ok=True)
     out = mcp_edge("doctor", "--data-dir", str(ROOT / "build"), MCP_EDGE_IO="threads")
     assert out.returncode == 0, out.stderr
-    assert "io engine    threads (MCP_EDGE_IO=threads asks for it): 32 workers" in out.stdout
+    assert "io engine    threads (io_engine=threads asks for it): 32 workers" in out.stdout
     report = json.loads(mcp_edge("doctor", "--json", "--data-dir", str(ROOT / "build"), MCP_EDGE_IO="threads").stdout)
     align = report["io"]["alignment"]
     assert align["probed"] == str(ROOT / "build")

@@ -112,11 +112,11 @@ def _open_uring(entries: int) -> Engine:
     return UringEngine(entries)
 
 
-def _open(kind: str | None, entries: int) -> tuple[Engine, str, str]:
-    """(engine, requested kind, reason) without logging."""
+def _open(kind: str | None, entries: int, source: str | None = None) -> tuple[Engine, str, str]:
+    """(engine, requested kind, reason) without logging; ``source`` names where ``kind`` came from."""
     want = requested_kind(kind)
     workers = max(1, min(entries, _MAX_WORKERS))
-    who = f"{ENGINE_ENV}={want}" if kind is None else f"kind={want!r}"
+    who = f"{ENGINE_ENV}={want}" if kind is None else f"{source}={want}" if source else f"kind={want!r}"
     if want == "threads":
         return ThreadEngine(workers), want, f"{who} asks for it"
     try:
@@ -179,14 +179,15 @@ def _close_default() -> None:
             log.warning("the default storage engine was not closed: %s", exc)
 
 
-def probe_storage(data_dir: Path) -> dict[str, Any]:
-    """The storage path as ``mcp-edge doctor`` reports it: the engine that would run, the O_DIRECT alignment
-    on the data folder's filesystem (its nearest existing folder), and the pages a buffer pool gets."""
+def probe_storage(data_dir: Path, kind: str | None = None, entries: int = 256) -> dict[str, Any]:
+    """The storage path as ``mcp-edge doctor`` reports it: the engine that would run (``kind``: the settings'
+    io_engine; None: the environment's), the O_DIRECT alignment on the data folder's filesystem (its nearest
+    existing folder), and the pages a buffer pool gets."""
     from mcp_edge.native._dio import BufferPool, hugepage_size
 
     out: dict[str, Any] = {}
     try:
-        engine, want, reason = _open(None, 256)
+        engine, want, reason = _open(kind, entries, "io_engine")
     except EngineUnavailable as exc:
         out["engine"] = {"name": None, "requested": "uring", "error": str(exc.strerror)}
     else:
