@@ -117,7 +117,7 @@ serve_and_talk() {  # $1: expected ISA level, $2: board id, rest: env for the se
     local isa=$1 board=$2; shift 2
     local port log
     port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    log=$WORK/serve-$isa.log
+    log=$WORK/serve-$isa.log; : >"$log"  # there before the wait below reads it
     # exec all the way down (chroot, env, the launcher's exec): $SERVER is the server itself, so SIGTERM reaches it
     (exec chroot "$RFS" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 "$@" \
         /opt/mcp-edge/bin/mcp-edge serve --http --port "$port") >"$log" 2>&1 &
