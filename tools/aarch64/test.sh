@@ -37,7 +37,7 @@ PY_PKGS=(
     libnsl2 libtirpc3 libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0
     libcom-err2 libkeyutils1
 )
-TEST_DEPS=(pytest crc32c numpy hypothesis)
+TEST_DEPS=(pytest crc32c numpy hypothesis msgspec)  # msgspec: the board profiles (a runtime dependency)
 # Run at the default ISA level besides tests/native (paths relative to the root; missing ones are left out).
 EXTRA_TESTS=(tests/ipc tests/io/test_frame_io.py)
 
