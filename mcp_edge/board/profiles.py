@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import re
 import sys
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -234,7 +235,12 @@ def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_ID = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
 def _find_file(board_id: str, near: Path | None, environ: Mapping[str, str] | None) -> Path | None:
+    if not _ID.fullmatch(board_id):  # never a path: "../x" or "a/b" name no profile
+        return None
     folders = ([near] if near is not None else []) + boards_dirs(environ)
     for folder in folders:
         candidate = folder / f"{board_id}.toml"

@@ -161,7 +161,8 @@ def _launcher(board: Board) -> str:
     return f"""#!/bin/sh
 # mcp-edge launcher of a firmware bundle (mcp-edge bundle, board {board.id}): runs the image's own Python on
 # lib/boot.py, which checks the interpreter against manifest.json first. MCP_EDGE_PYTHON overrides the path.
-here=$(cd "$(dirname "$0")/.." && pwd -P)
+self=$(readlink -f "$0" 2>/dev/null) || self=$0  # through a symlink such as /usr/bin/mcp-edge too
+here=$(cd "$(dirname "$self")/.." && pwd -P)
 py=${{MCP_EDGE_PYTHON:-{board.interpreter}}}
 if ! [ -x "$py" ]; then
     echo "mcp-edge: this bundle runs on $py (CPython {board.firmware.python}, the board profile's [firmware])," \

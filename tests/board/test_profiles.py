@@ -338,3 +338,9 @@ def test_a_broken_profile_of_another_board_does_not_stop_detection(boards: Path,
         resolve("broken")  # named, it is checked
     with pytest.raises(ConfigError, match=r"broken\.toml: \[cpu\] cores"):
         load_all()  # board list shows every problem
+
+
+@pytest.mark.parametrize("name", ["../boards/generic-x86_64", "boards/generic-x86_64", "..", "/etc/passwd", "A"])
+def test_a_name_is_never_a_path(name: str) -> None:
+    with pytest.raises(ConfigError, match="no board profile"):
+        resolve(name, {})

@@ -146,3 +146,17 @@ def test_bad_input(wheel: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no mcp_edge wheel for cp311 on .* \(make wheels builds them"):
         build_bundle(BOARD, tmp_path, wheel_dir=tmp_path)
     assert not list(tmp_path.glob("*.tar.gz"))
+
+
+def test_launcher_through_a_symlink(unpacked: tuple[Path, Path], tmp_path: Path) -> None:
+    """As /usr/bin/mcp-edge -> /opt/mcp-edge/bin/mcp-edge: the bundle is found from the link's target."""
+    _, root = unpacked
+    link = tmp_path / "bin" / "mcp-edge"
+    link.parent.mkdir()
+    link.symlink_to(root / "opt/mcp-edge/bin/mcp-edge")
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_EDGE_", "PYTHON"))}
+    full.update({"MCP_EDGE_PYTHON": str(BASE_PYTHON), "MCP_EDGE_BOARD_FILE": str(root / "etc/mcp-edge/board.toml")})
+    out = subprocess.run([str(link), "board", "show", BOARD, "--json"], capture_output=True, text=True, env=full,
+                         timeout=120, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["id"] == BOARD
