@@ -156,7 +156,7 @@ def test_launcher_through_a_symlink(unpacked: tuple[Path, Path], tmp_path: Path)
     link.symlink_to(root / "opt/mcp-edge/bin/mcp-edge")
     full = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_EDGE_", "PYTHON"))}
     full.update({"MCP_EDGE_PYTHON": str(BASE_PYTHON), "MCP_EDGE_BOARD_FILE": str(root / "etc/mcp-edge/board.toml")})
-    out = subprocess.run([str(link), "board", "show", BOARD, "--json"], capture_output=True, text=True, env=full,
-                         timeout=120, cwd="/")
+    out = subprocess.run([str(link), "doctor", "--json"], capture_output=True, text=True, env=full, timeout=120,
+                         cwd="/")
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["id"] == BOARD
+    assert json.loads(out.stdout)["board"]["id"] == BOARD
