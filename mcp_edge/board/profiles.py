@@ -17,6 +17,7 @@ the best match for this box (:func:`detect`; ``mcp-edge board detect`` says why)
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import platform
@@ -532,7 +533,9 @@ def _toml_value(value: Any) -> str:
             return "inf" if value > 0 else "-inf"
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a TOML basic string
+        return json.dumps(value).replace("\x7f", "\\u007f")  # a JSON string is a TOML basic string (DEL escaped)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()  # TOML's own date and time forms
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
@@ -541,7 +544,7 @@ def _toml_value(value: Any) -> str:
 
 
 def _toml_key(key: str) -> str:
-    return key if key and all(c.isalnum() or c in "-_" for c in key) else json.dumps(key)
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
 
 
 def dump_toml(tables: Mapping[str, Any], prefix: str = "") -> str:

@@ -1,7 +1,7 @@
 """Start-up of a firmware bundle's mcp-edge (installed as /opt/mcp-edge/lib/boot.py; bin/mcp-edge runs it).
 
-Before anything is imported from the bundle's site-packages, the interpreter is checked against the
-bundle's manifest.json: the CPython version and the machine the compiled extensions were built for. A
+Before mcp_edge is imported (this file uses the standard library alone), the interpreter is checked against
+the bundle's manifest.json: the CPython version and the machine the compiled extensions were built for. A
 mismatch ends the start with the reason and exit status 2, not with an ImportError later.
 """
 

@@ -25,6 +25,7 @@ import io
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -45,7 +46,6 @@ __all__ = ["PREFIX", "Bundle", "build_bundle"]
 PREFIX = "/opt/mcp-edge"
 _CHECKOUT = Path(__file__).resolve().parents[2]
 _PLUGIN_DIRS = [f"{PREFIX}/plugins", "/etc/mcp-edge/plugins", "{data_dir}/plugins"]
-_BOOT = (Path(__file__).parent / "boot.py").read_text
 _CC = {"x86_64": "x86_64-linux-gnu-gcc", "aarch64": "aarch64-linux-gnu-gcc"}
 
 
@@ -142,7 +142,9 @@ def _plugins(dest: Path, board: Board, source: Path) -> list[str]:
             shutil.copy2(folder / "plugin.py", target / "plugin.py")
         sources = sorted(folder.glob("*.c"))
         if sources:
-            cc = _CC[board.arch] if board.arch != platform.machine() else process_environ().get("CC", "cc")
+            cc = process_environ().get("CC", "cc") if board.arch == platform.machine() else _CC.get(board.arch, "")
+            if not cc:
+                raise ConfigError(f"plugin {folder.name} is native: no cross compiler is known for {board.arch}")
             if shutil.which(cc) is None:
                 raise ConfigError(f"plugin {folder.name} is native: building it for {board.arch} needs {cc} "
                                   f"(Debian: gcc-{board.arch.replace('_', '-')}-linux-gnu)")
@@ -163,7 +165,7 @@ def _launcher(board: Board) -> str:
 # lib/boot.py, which checks the interpreter against manifest.json first. MCP_EDGE_PYTHON overrides the path.
 self=$(readlink -f "$0" 2>/dev/null) || self=$0  # through a symlink such as /usr/bin/mcp-edge too
 here=$(cd "$(dirname "$self")/.." && pwd -P)
-py=${{MCP_EDGE_PYTHON:-{board.interpreter}}}
+py=${{MCP_EDGE_PYTHON:-{shlex.quote(board.interpreter)}}}
 if ! [ -x "$py" ]; then
     echo "mcp-edge: this bundle runs on $py (CPython {board.firmware.python}, the board profile's [firmware])," \
          "which is not on this image" >&2
@@ -221,22 +223,35 @@ def _epoch() -> int:
     return int(process_environ().get("SOURCE_DATE_EPOCH") or time.time())
 
 
+# Folders every root filesystem has: left out of the overlay, so that unpacking it never changes their modes.
+_SYSTEM_DIRS = frozenset({"etc", "opt", "etc/systemd", "etc/systemd/system"})
+
+
 def _tar(root: Path, out: Path) -> None:
-    """A gzip tarball of ``root``'s tree, owned by root, entries sorted, times from SOURCE_DATE_EPOCH or now."""
+    """A gzip tarball of ``root``'s tree: owned by root, modes 0755 (folders, executables) or 0644 whatever the
+    build host's umask, the system's own folders left out, entries sorted, times from SOURCE_DATE_EPOCH or now."""
     mtime = _epoch()
     tmp = out.with_name(f".{out.name}.tmp")
-    with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(root.rglob("*")):
-            info = tar.gettarinfo(str(path), arcname=path.relative_to(root).as_posix())
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            info.mtime = mtime
-            if info.isfile():
-                with path.open("rb") as fh:
-                    tar.addfile(info, fh)
-            else:
-                tar.addfile(info)
-    os.replace(tmp, out)
+    try:
+        with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+            for path in sorted(root.rglob("*")):
+                name = path.relative_to(root).as_posix()
+                if name in _SYSTEM_DIRS:
+                    continue
+                info = tar.gettarinfo(str(path), arcname=name)
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                info.mtime = mtime
+                info.mode = 0o755 if info.isdir() or info.mode & 0o111 else 0o644
+                if info.isfile():
+                    with path.open("rb") as fh:
+                        tar.addfile(info, fh)
+                else:
+                    tar.addfile(info)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def build_bundle(board_name: str, out_dir: Path, *, wheel: Path | None = None, wheel_dir: Path | None = None,
@@ -245,6 +260,13 @@ def build_bundle(board_name: str, out_dir: Path, *, wheel: Path | None = None, w
     board = resolve(board_name)
     if (sign_key is None) != (sign_cert is None):
         raise ConfigError("signing needs both --sign-key and --sign-cert")
+    if sign_key is not None and sign_cert is not None:
+        from mcp_edge.bundle.swupdate import check_board_name
+
+        check_board_name(board.id)  # before any work: the image's board section is named after it
+        for path, what in ((sign_key, "signing key"), (sign_cert, "signing certificate")):
+            if not path.is_file():
+                raise ConfigError(f"{path}: no such {what}")
     wheel = wheel or find_wheel(board, wheel_dir or _CHECKOUT / "dist")
     if not wheel.is_file():
         raise ConfigError(f"{wheel}: no such wheel")
@@ -258,7 +280,7 @@ def build_bundle(board_name: str, out_dir: Path, *, wheel: Path | None = None, w
         site.mkdir(parents=True)
         _install(wheel, site, board)
         packages = _packages(site)
-        (opt / "lib" / "boot.py").write_text(_BOOT())
+        (opt / "lib" / "boot.py").write_text((Path(__file__).parent / "boot.py").read_text())
         bin_dir = opt / "bin"
         bin_dir.mkdir()
         (bin_dir / "mcp-edge").write_text(_launcher(board))
@@ -268,7 +290,8 @@ def build_bundle(board_name: str, out_dir: Path, *, wheel: Path | None = None, w
         (etc / "boards").mkdir(parents=True)
         toml_text = _board_toml(board)
         (etc / "board.toml").write_text(toml_text)
-        for source in {*board.files, *(_CHECKOUT / "boards").glob("*.toml")}:  # board check/list of any board
+        # Every shipped profile (board check/list of any board), then the board's own chain, which wins a name clash.
+        for source in [*sorted((_CHECKOUT / "boards").glob("*.toml")), *board.files]:
             shutil.copy2(source, etc / "boards" / source.name)
         unit_dir = root / "etc" / "systemd" / "system"
         unit_dir.mkdir(parents=True)

@@ -13,6 +13,7 @@ emailProtection purpose, SWUpdate's default ``--cert-purpose``).
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -49,13 +50,14 @@ def make_signing_key(folder: Path, cn: str = "mcp-edge update signer") -> Signin
     """A CA and a signer certificate issued by it (EC P-256, emailProtection), for tests and for a first
     device fleet without a PKI of its own. Writes ca.pem, ca-key.pem, signer.pem and signer-key.pem."""
     openssl = _openssl()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca_key, ca, key, cert = (folder / n for n in ("ca-key.pem", "ca.pem", "signer-key.pem", "signer.pem"))
     csr, ext = folder / "signer.csr", folder / "signer.ext"
     for k in (ca_key, key):
+        k.touch(mode=0o600)  # private from the start: openssl writes into the existing file
+        k.chmod(0o600)
         _run([openssl, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(k)],
              "making a key")
-        k.chmod(0o600)
     _run([openssl, "req", "-x509", "-new", "-key", str(ca_key), "-subj", f"/CN={cn} CA", "-days", "3650",
           "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
           "-out", str(ca)], "making the CA certificate")
@@ -69,6 +71,13 @@ def make_signing_key(folder: Path, cn: str = "mcp-edge update signer") -> Signin
     return SigningKey(key=key, cert=cert, ca=ca)
 
 
+def check_board_name(board: str) -> None:
+    """ConfigError unless ``board`` can name a libconfig setting (the image's board section)."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", board):
+        raise ConfigError(f"{board!r}: a board name in sw-description starts with a letter and holds letters, "
+                          "digits, - and _ (rename the profile to sign its bundle)")
+
+
 def sw_description(*, name: str, version: str, payload: str, sha256: str, install_path: str, board: str,
                    revisions: tuple[str, ...] = ("1.0",)) -> str:
     """The libconfig text of the image's description: one archive extracted into ``install_path``, in a section
@@ -80,8 +89,7 @@ def sw_description(*, name: str, version: str, payload: str, sha256: str, instal
             raise ConfigError(f"{text!r}: quotes, backslashes and newlines cannot go into sw-description")
         return f'"{text}"'
 
-    if not board or not all(c.isalnum() or c in "-_" for c in board):
-        raise ConfigError(f"{board!r}: a board name in sw-description is letters, digits, - and _")
+    check_board_name(board)
     lines = ["software =", "{", f"\tversion = {quoted(version)};", f"\tdescription = {quoted(name + ' ' + version)};",
              f"\t{board} = {{",
              f"\t\thardware-compatibility: [ {', '.join(quoted(r) for r in revisions)} ];",
@@ -129,12 +137,19 @@ def cpio_members(data: bytes) -> list[tuple[str, bytes]]:
         header = data[pos:pos + 110]
         if len(header) < 110 or header[:6] not in (b"070701", b"070702"):
             raise ConfigError(f"not a newc cpio archive at offset {pos}")
-        size, namesize = int(header[54:62], 16), int(header[94:102], 16)
-        name = data[pos + 110:pos + 110 + namesize - 1].decode()
+        try:
+            size, namesize = int(header[54:62], 16), int(header[94:102], 16)
+            name = data[pos + 110:pos + 110 + namesize - 1].decode()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"bad cpio header at offset {pos}: {exc}") from None
+        if namesize < 1:
+            raise ConfigError(f"bad cpio header at offset {pos}: empty name")
         pos += 110 + namesize
         pos += -pos % 4
         if name == _TRAILER:
             return out
+        if pos + size > len(data):
+            raise ConfigError(f"cpio member {name!r} is cut short ({size} bytes declared)")
         out.append((name, data[pos:pos + size]))
         pos += size
         pos += -pos % 4

@@ -202,6 +202,8 @@ def test_to_toml_round_trips(tmp_path: Path) -> None:
          r"\[runtime\] max_inflight: setting max_inflight must be an integer"),
         ('[identity]\nid = "x"\narch = "x86_64"\n[firmware]\npython = "2.7"\n', r"\[firmware\] python: expected str"),
         ('extends = 5\n[identity]\nid = "x"\n', r"'extends' must name a base profile"),
+        ('[identity]\nid = "x"\narch = "x86_64"\n[firmware]\ninterpreter = "/usr/bin/python3}; rm -rf /opt #"\n',
+         r"\[firmware\] interpreter: expected str matching"),
         ('[identity]\nid = "x"\narch = "x86_64"\n[plugins]\nfs = 3\n',
          r"\[plugins\] fs: expected enabled, disabled, entry_points, isolation or a \[plugins.fs\] table"),
     ],

@@ -44,7 +44,12 @@ def unpacked(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     result = build_bundle(BOARD, out, wheel=wheel)
     root = tmp_path_factory.mktemp("root")
     with tarfile.open(result.tarball) as tar:
-        assert {m.uid for m in tar.getmembers()} == {0} and {m.uname for m in tar.getmembers()} == {"root"}
+        members = tar.getmembers()
+        assert {m.uid for m in members} == {0} and {m.uname for m in members} == {"root"}
+        assert {m.mode for m in members if m.isdir()} == {0o755}  # whatever the build host's umask
+        assert {m.mode for m in members if m.isfile()} <= {0o644, 0o755}
+        names = {m.name for m in members}
+        assert not names & {"etc", "opt", "etc/systemd", "etc/systemd/system"}  # the system's own folders
         tar.extractall(root, filter="tar")
     return result.tarball, root
 

@@ -13,7 +13,8 @@
 #    (armv8crc), with `board check raspberry-pi-4`;
 # 4. the aarch64 wheel installed with pip in the root (which has no compiler) and imported there.
 # Needs root (apt-get, mounts, chroot). Prints each phase's duration; the doctor output is kept in
-# build/firmware/doctor-*.txt.
+# build/firmware/doctor-*.txt. It leaves binfmt_misc mounted with qemu-aarch64 registered (as qemu-user-static's
+# package does on a host that boots with systemd-binfmt).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -53,9 +54,23 @@ grep -q '^flags: .*F' /proc/sys/fs/binfmt_misc/qemu-aarch64 || die "qemu-aarch64
 phase "host packages and binfmt_misc"
 
 # --- the wheel, the bundle, the signed update image ------------------------------------------------------------
-rm -rf "$WORK" && mkdir -p "$WORK/out" "$WORK/keys" "$WORK/swupdate-tmp"
+# A run killed before its trap leaves the root's /proc, /sys and /dev mounted: unmount them first, and never
+# let rm cross into a mount (it would delete the host's device nodes).
+if [[ -d $WORK ]]; then
+    findmnt -rn -o TARGET | grep -F "$WORK/" | sort -r | while read -r m; do umount -l "$m"; done
+    if findmnt -rn -o TARGET | grep -qF "$WORK/"; then die "$WORK still holds mounts; unmount them first"; fi
+fi
+rm -rf --one-file-system "$WORK" && mkdir -p "$WORK/out" "$WORK/keys" "$WORK/swupdate-tmp"
 export TMPDIR_SWU=$WORK/swupdate-tmp  # swupdate's control sockets go to $TMPDIR: a folder of this run's own
-swu_check() { TMPDIR=$TMPDIR_SWU swupdate -c "$@"; }
+swu_check() {  # swupdate -c; a run that prints success and no error but exits 1 (a race of swupdate 2022.12's
+    local i out rc  # exit status with its progress thread on a loaded machine) is repeated, twice at most
+    for i in 1 2 3; do
+        rc=0; out=$(TMPDIR=$TMPDIR_SWU swupdate -c "$@" 2>&1) || rc=$?
+        if ((rc == 0)) || ! grep -q 'SWUPDATE successful' <<<"$out" || grep -q '\[ERROR\]' <<<"$out"; then break; fi
+    done
+    printf '%s\n' "$out"
+    return "$rc"
+}
 "$PY" tools/wheels.py --arch aarch64
 WHEEL=$(ls -t dist/mcp_edge-*-cp311-cp311-manylinux*_aarch64.whl | head -1)
 "$PY" -c 'import sys; from pathlib import Path; from mcp_edge.bundle.swupdate import make_signing_key
@@ -91,21 +106,23 @@ if [[ ! -s $ROOTFS_TAR ]]; then
     mv -f "$partial" "$ROOTFS_TAR"
     phase "arm64 root filesystem made (cached for the next run)"
 fi
-mkdir -p "$RFS"
-tar -xf "$ROOTFS_TAR" -C "$RFS"
-tar -xzf "$OVERLAY" -C "$RFS"
-mkdir -p "$RFS/var/lib/mcp-edge"
-phase "root filesystem unpacked with the overlay"
-
 cleanup() {
     [[ -n ${SERVER:-} ]] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
     for m in dev/pts dev sys proc; do mountpoint -q "$RFS/$m" && umount -l "$RFS/$m"; done
     return 0
 }
 trap cleanup EXIT
+mkdir -p "$RFS"
+tar -xf "$ROOTFS_TAR" -C "$RFS"
+tar -xzf "$OVERLAY" -C "$RFS"
+mkdir -p "$RFS/var/lib/mcp-edge"
+phase "root filesystem unpacked with the overlay"
+
 mount -t proc proc "$RFS/proc"
 mount --rbind /sys "$RFS/sys"
 mount --rbind /dev "$RFS/dev"
+mount --make-rslave "$RFS/sys"  # unmounting them later must not reach the host's own mounts
+mount --make-rslave "$RFS/dev"
 
 # Inside the root: a clean environment, the image's own interpreter (the launcher's default).
 inside() { chroot "$RFS" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
