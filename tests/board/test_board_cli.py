@@ -81,15 +81,15 @@ def test_check_generic_profile_of_this_arch_passes(tmp_path: Path) -> None:
     assert "fail" not in statuses.values()
 
 
-def test_check_raspberry_pi_5_fails_on_arch_here() -> None:
-    if ARCH == "aarch64":
-        pytest.skip("this machine is aarch64: the Pi 5 profile's arch fits")
-    out = mcp_edge("board", "check", "raspberry-pi-5")
+def test_check_a_profile_of_the_other_arch_fails_on_arch_here() -> None:
+    """On x86-64 the Pi 5's profile (the issue's case), on aarch64 the N100's: exit 1, the arch named."""
+    other = "raspberry-pi-5" if ARCH == "x86_64" else "intel-n100"
+    want = f"this machine is {ARCH}; the profile is for {OTHER_ARCH}"
+    out = mcp_edge("board", "check", other)
     assert out.returncode == 1
-    assert "FAIL  arch  this machine is x86_64; the profile is for aarch64" in out.stdout
-    data = json.loads(mcp_edge("board", "check", "raspberry-pi-5", "--json").stdout)
-    assert data["checks"] == [{"check": "arch", "status": "fail",
-                               "detail": "this machine is x86_64; the profile is for aarch64"}]
+    assert f"FAIL  arch  {want}" in out.stdout
+    data = json.loads(mcp_edge("board", "check", other, "--json").stdout)
+    assert data["checks"] == [{"check": "arch", "status": "fail", "detail": want}]
 
 
 # --------------------------------------------------------------------------- the rules, on made-up machines
