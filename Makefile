@@ -8,9 +8,11 @@ STAMP := $(VENV)/.mcp-edge-installed
 # Debian packages the build and the test suite need (liburing/libnuma: the data
 # path; libisal2 and fio: peers of the CRC32C and I/O benches; libjemalloc2 and
 # libmimalloc2.0: peers of the slab bench; strace: the frame I/O test of the system calls; swupdate and
-# openssl: the signed update image's tests, checked by SWUpdate's own tool).
+# openssl: the signed update image's tests, checked by SWUpdate's own tool; podman, runc, catatonit, netavark,
+# aardvark-dns, iptables and busybox-static: the real engine the containers and kubernetes plugins are tested
+# against, started by the tests themselves, with a local busybox image and nothing pulled).
 DEBS := gcc make pkg-config python3-venv liburing-dev libnuma-dev libisal2 fio libjemalloc2 libmimalloc2.0 strace \
-	swupdate openssl
+	swupdate openssl podman runc catatonit netavark aardvark-dns iptables busybox-static
 
 .PHONY: all setup deps build run test lint pytest bench wheels test-firmware test-perf test-aarch64 test-sanitize conformance fuzz clean
 FUZZ_TIME ?= 300

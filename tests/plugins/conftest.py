@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from ci_honesty import require_or_skip
 from plugin_host import BUILD, KINDS, uring_unavailable
+from podman_service import PodmanService, podman_unavailable
 
 from mcp_edge.io import Engine, open_engine
 
@@ -35,3 +36,16 @@ def workdir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def podman() -> Iterator[PodmanService]:
+    """A private real Podman with its API socket and the local busybox image (tests/podman_service.py); skipped
+    with the reason where this machine cannot run one (a failure under CI=true)."""
+    if why := podman_unavailable():
+        require_or_skip("podman", f"no Podman engine here: {why}")
+    service = PodmanService().start()
+    try:
+        yield service
+    finally:
+        service.stop()
