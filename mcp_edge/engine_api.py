@@ -116,8 +116,12 @@ def normalize_event(raw: Mapping[str, Any]) -> Event:
     an event."""
     if not isinstance(raw, Mapping):
         raise EngineError(f"an event must be a JSON object, not {type(raw).__name__}")
-    actor = raw.get("Actor") if isinstance(raw.get("Actor"), Mapping) else {}
-    attrs = actor.get("Attributes") if isinstance(actor.get("Attributes"), Mapping) else {}
+    actor: Mapping[str, Any] = raw.get("Actor") or {}
+    if not isinstance(actor, Mapping):
+        actor = {}
+    attrs: Mapping[str, Any] = actor.get("Attributes") or {}
+    if not isinstance(attrs, Mapping):
+        attrs = {}
     raw_action = str(raw.get("Action") or raw.get("status") or raw.get("Status") or "")
     action = raw_action.split(":", 1)[0].strip()
     action = _ACTIONS.get(action, action)
