@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from mcp_edge.health import Health
     from mcp_edge.plugin import Registry
-    from mcp_edge.plugin.types import ToolResult
+    from mcp_edge.plugin.types import ResourceDef, ToolResult
     from mcp_edge.plugin.watch import PluginWatcher
     from mcp_edge.runtime.metrics import Metrics
     from mcp_edge.runtime.reconfigure import Changes
@@ -104,8 +104,12 @@ class ConfiguredServer:
                 await router_ref[0].list_changed(kind)
 
         def context(plugin_id: str, config: Mapping[str, Any]) -> DefaultPluginContext:
+            async def publish(resources: list[ResourceDef]) -> None:
+                await registry.publish(plugin_id, resources)
+
             return DefaultPluginContext(plugin_id, settings=s, config=config,
-                                        on_resource_updated=resource_updated, on_list_changed=list_changed)
+                                        on_resource_updated=resource_updated, on_list_changed=list_changed,
+                                        on_publish=publish)
 
         registry = Registry.from_settings(s, context_factory=context)
         registry.on_list_changed = list_changed

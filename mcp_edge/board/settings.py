@@ -86,6 +86,9 @@ class Settings:
                                              "Isolation per plugin id, inproc or process, over the manifest's "
                                              "(the profile's [plugins] isolation table; "
                                              "MCP_EDGE_PLUGIN_ISOLATION=id=mode,...).")
+    max_published_resources: int = _s(1000, "plugins", "int",
+                                      "Concrete resources one plugin may publish for resources/list (each "
+                                      "matching one of its templates: a container, a Kubernetes object).", 0)
     init_timeout_s: float = _s(30.0, "plugins", "float",
                                "How long a plugin's initialize may take before the plugin fails.", 0.001)
     plugin_shutdown_timeout_s: float = _s(10.0, "plugins", "float",
@@ -95,8 +98,13 @@ class Settings:
                                0.0)
     server_name: str = _s("mcp-edge", "protocol", "str", "serverInfo.name sent to clients.")
     instructions: str | None = _s(None, "protocol", "str", "Instructions sent to clients at initialize.")
+    plugin_environ: tuple[str, ...] = _s(("DOCKER_HOST", "DOCKER_API_VERSION", "DOCKER_TLS_VERIFY",
+                                          "DOCKER_CERT_PATH", "KUBECONFIG"), "plugins", "strs",
+                                         "Variables of the runtime's environment, besides MCP_EDGE_*, that plugins "
+                                         "see in settings.environ (where the container engine and the cluster are).")
     environ: Mapping[str, str] = _s({}, "plugins", "mapping",
-                                    "The MCP_EDGE_* variables seen at load (plugin config overrides come from it).")
+                                    "The MCP_EDGE_* variables seen at load (plugin config overrides come from it), "
+                                    "and those plugin_environ names.")
     # -- protocol ----------------------------------------------------------------------------------------
     page_size: int = _s(100, "protocol", "int", "Items per page of tools/list, resources/list and prompts/list.", 1)
     max_input_rounds: int = _s(8, "protocol", "int",
@@ -390,7 +398,8 @@ class Settings:
             values["cache_dir"] = Path(env["XDG_CACHE_HOME"]) / "mcp-edge"
         if parse_value("entry_point_cache", env.get("MCP_EDGE_NO_EP_CACHE") or "0", "MCP_EDGE_NO_EP_CACHE"):
             values["entry_point_cache"] = False
-        values["environ"] = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+        passed = frozenset(values.get("plugin_environ", Settings.__dataclass_fields__["plugin_environ"].default))
+        values["environ"] = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX) or k in passed}
         isolation = env.get(ISOLATION_ENV)
         if isolation:
             values["plugin_isolation"] = {**values.get("plugin_isolation", {}),

@@ -9,15 +9,18 @@ lists clients page through, and the most specific template for a URI.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
 
-from mcp_edge.errors import PluginLoadError
+from mcp_edge.errors import PluginError, PluginLoadError
 from mcp_edge.plugin.types import PromptDef, ResourceDef, ResourceTemplateDef, ToolDef
 from mcp_edge.plugin.uritemplate import UriTemplate
 
 __all__ = ["Catalog", "PluginCatalog"]
+
+log = logging.getLogger("mcp_edge.plugin")
 
 
 class PluginCatalog(msgspec.Struct, kw_only=True):
@@ -64,6 +67,8 @@ class Catalog:
         self._templates: dict[str, tuple[str, UriTemplate]] = {}
         self._template_order: list[tuple[str, UriTemplate]] = []
         self._prompts: dict[str, str] = {}
+        self._published: dict[str, list[ResourceDef]] = {}
+        self._staged: dict[str, tuple[list[ResourceDef], int]] = {}  # published during initialize, before add
         self._lists: dict[str, list[Any]] = {}
 
     def __contains__(self, plugin_id: str) -> bool:
@@ -99,12 +104,20 @@ class Catalog:
         for pr in cat.prompts:
             self._prompts[pr.name] = plugin_id
         self._reindex()
+        staged = self._staged.pop(plugin_id, None)
+        if staged is not None:
+            try:
+                self.publish(plugin_id, *staged)
+            except PluginError as exc:
+                log.warning("%s", exc)
 
     def remove(self, plugin_id: str) -> PluginCatalog | None:
         """Stop routing to ``plugin_id``; its catalog, if it had one."""
+        self._staged.pop(plugin_id, None)
         cat = self._offers.pop(plugin_id, None)
         if cat is None:
             return None
+        self._published.pop(plugin_id, None)
         for table in (self._tools, self._resources, self._prompts):
             for key in [k for k, v in table.items() if v == plugin_id]:
                 del table[key]
@@ -118,9 +131,17 @@ class Catalog:
         (``tools``, ``resources``, ``prompts``), for list_changed notifications. Nothing changes on a
         collision (PluginLoadError)."""
         self.check(plugin_id, cat)
+        kept = self._published.get(plugin_id, [])
         old = self.remove(plugin_id) or PluginCatalog()
         self.add(plugin_id, cat)
+        if kept:  # what the plugin published goes on, less what the new templates no longer match
+            own = [t for owner, t in self._template_order if owner == plugin_id]
+            self._published[plugin_id] = [r for r in kept if r.uri not in self._resources
+                                          and any(t.match(r.uri) is not None for t in own)]
+            self._lists.pop("resources", None)
         changed = set()
+        if self._published.get(plugin_id, []) != kept:
+            changed.add("resources")
         if old.tools != cat.tools:
             changed.add("tools")
         if old.resources != cat.resources or old.templates != cat.templates:
@@ -128,6 +149,47 @@ class Catalog:
         if old.prompts != cat.prompts:
             changed.add("prompts")
         return changed
+
+    def publish(self, plugin_id: str, resources: list[ResourceDef], limit: int) -> bool:
+        """Set the concrete resources ``plugin_id`` lists besides its fixed ones (see
+        ``PluginContext.publish_resources``); whether the list changed. PluginError, nothing changed, when one is
+        not a match of the plugin's own templates, is a fixed resource, is given twice or they are over ``limit``.
+        A plugin not in the index yet (publishing from its initialize) has its list kept until ``add``."""
+        if len(resources) > limit:
+            raise PluginError(f"plugin {plugin_id} published {len(resources)} resources, over the "
+                              f"max_published_resources limit of {limit}")
+        if plugin_id not in self._offers:
+            self._staged[plugin_id] = (list(resources), limit)
+            return False
+        own = [t for owner, t in self._template_order if owner == plugin_id]
+        seen: set[str] = set()
+        for res in resources:
+            if not isinstance(res, ResourceDef):
+                raise PluginError(f"plugin {plugin_id} published {type(res).__name__}, not a ResourceDef")
+            if res.uri in seen or res.uri in self._resources:
+                raise PluginError(f"plugin {plugin_id} published {res.uri!r} twice, or it is a fixed resource")
+            if not any(t.match(res.uri) is not None for t in own):
+                raise PluginError(f"plugin {plugin_id} published {res.uri!r}, which none of its resource templates "
+                                  "matches (a published resource is read through its template)")
+            seen.add(res.uri)
+        if self._published.get(plugin_id, []) == resources:
+            return False
+        if resources:
+            self._published[plugin_id] = list(resources)
+        else:
+            self._published.pop(plugin_id, None)
+        self._lists.pop("resources", None)
+        return True
+
+    def published(self, plugin_id: str) -> list[ResourceDef]:
+        return list(self._published.get(plugin_id, ()))
+
+    def published_owner(self, uri: str) -> str | None:
+        """The plugin that published ``uri`` (the owner of the template it is read through), or None."""
+        found = self.match(uri)
+        if found is None or not any(r.uri == uri for r in self._published.get(found[0], ())):
+            return None
+        return found[0]
 
     def _reindex(self) -> None:
         self._lists.clear()
@@ -177,7 +239,12 @@ class Catalog:
         return None
 
     def resources(self) -> list[ResourceDef]:
-        return self._list("resources")
+        """The fixed resources, then the published ones, plugin by plugin."""
+        out = self._lists.get("resources")
+        if out is None:
+            out = self._lists["resources"] = [item for cat in self._offers.values() for item in cat.resources] + \
+                [item for pid in self._offers for item in self._published.get(pid, ())]
+        return list(out)
 
     def resource_templates(self) -> list[ResourceTemplateDef]:
         return self._list("templates")

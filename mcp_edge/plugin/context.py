@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from mcp_edge.plugin.types import LogLevel
+from mcp_edge.plugin.types import LogLevel, ResourceDef
 
 if TYPE_CHECKING:
     from mcp_edge.board import Board, Settings
@@ -52,6 +52,14 @@ class PluginContext(Protocol):
         ...
     async def notify_list_changed(self, kind: str) -> None:
         """Tell clients the list of ``tools``, ``resources`` or ``prompts`` changed."""
+        ...
+    async def publish_resources(self, resources: Sequence[ResourceDef]) -> None:
+        """Replace the concrete resources this plugin lists in ``resources/list`` besides its fixed ones (one per
+        container, per Kubernetes object...). Each URI must match one of the plugin's own resource templates
+        (reads go through that template's handler) and be neither a fixed resource nor given twice; at most
+        ``settings.max_published_resources``. Clients get ``notifications/resources/list_changed`` when the list
+        changed. A bad list is refused whole (PluginError in process; a warning in the runtime's log from a
+        worker) and the last good one stays. A restart or reload starts with none: publish again at initialize."""
         ...
 
 

@@ -7,27 +7,28 @@ Registry uses when none is given, and what tests hand to ``call_tool``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mcp_edge.plugin.types import LogLevel
+from mcp_edge.plugin.types import LogLevel, ResourceDef
 
 if TYPE_CHECKING:
     from mcp_edge.board import Board, Settings
     from mcp_edge.io import Engine
     from mcp_edge.runtime.principal import Principal
 
-__all__ = ["DefaultPluginContext", "Notifier", "NullRequestContext"]
+__all__ = ["DefaultPluginContext", "Notifier", "NullRequestContext", "Publisher"]
 
 Notifier = Callable[[str], Awaitable[None]]
+Publisher = Callable[[list[ResourceDef]], Awaitable[None]]
 
 
 class DefaultPluginContext:
     """A PluginContext: the runtime's settings (``Settings.load()`` when none are given), the folder
     ``<data_dir>/plugin-data/<id>``, logger ``mcp_edge.plugin.<id>``.
 
-    ``notify_*`` call the given callbacks, or do nothing without them.
+    ``notify_*`` and ``publish_resources`` call the given callbacks, or do nothing without them.
     """
 
     def __init__(
@@ -39,6 +40,7 @@ class DefaultPluginContext:
         config: Mapping[str, Any] | None = None,
         on_resource_updated: Notifier | None = None,
         on_list_changed: Notifier | None = None,
+        on_publish: Publisher | None = None,
     ) -> None:
         self._id = plugin_id
         self._settings = settings
@@ -48,6 +50,7 @@ class DefaultPluginContext:
         self._logger = logging.getLogger(f"mcp_edge.plugin.{plugin_id}")
         self._on_resource_updated = on_resource_updated
         self._on_list_changed = on_list_changed
+        self._on_publish = on_publish
 
     @property
     def plugin_id(self) -> str:
@@ -95,6 +98,10 @@ class DefaultPluginContext:
     async def notify_list_changed(self, kind: str) -> None:
         if self._on_list_changed is not None:
             await self._on_list_changed(kind)
+
+    async def publish_resources(self, resources: Sequence[ResourceDef]) -> None:
+        if self._on_publish is not None:
+            await self._on_publish(list(resources))
 
 
 _pools: dict[tuple[Any, ...], Any] = {}

@@ -291,8 +291,19 @@ class Registry:
             if self.on_list_changed is not None:
                 await self.on_list_changed(kind)
 
+        async def publish(resources: list[ResourceDef]) -> None:
+            await self.publish(plugin_id, resources)
+
         return DefaultPluginContext(plugin_id, settings=self._settings, config=config,
-                                    on_resource_updated=resource_updated, on_list_changed=list_changed)
+                                    on_resource_updated=resource_updated, on_list_changed=list_changed,
+                                    on_publish=publish)
+
+    async def publish(self, plugin_id: str, resources: list[ResourceDef]) -> None:
+        """Plugin ``plugin_id``'s published resources (``PluginContext.publish_resources``): PluginError when the
+        list is refused; clients told when it changed."""
+        if self.catalog.publish(plugin_id, resources, self.settings.max_published_resources) and \
+                self.on_list_changed is not None:
+            await self.on_list_changed("resources")
 
     async def stop(self) -> None:
         """Shut the plugins down in reverse activation order: stopping -> stopped (or failed)."""

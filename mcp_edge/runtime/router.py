@@ -710,9 +710,22 @@ class Router:
         return await self.registry.call_tool(name, args, rctx)
 
     async def _resources_list(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
+        items = self.registry.resources()
+        if self.policy is not None:  # a published resource shows where reading it is allowed (_authorize_uri)
+            items = [r for r in items if self._may_read(session, r.uri)]
+        return self._list(req, "resources", items)
+
+    def _may_read(self, session: Session, uri: str) -> bool:
+        """``_authorize_uri`` without the denial's log line: by the URI and its owner, or its template."""
         cat = self.registry.catalog
-        return self._list(req, "resources", self._visible(session, "resource", self.registry.resources(), "uri",
-                                                          cat.resource_owner))
+        owner = cat.resource_owner(uri)
+        if owner is not None:
+            return self._allowed(session, "resource", uri, owner)
+        found = cat.match(uri)
+        if found is None:
+            return self._allowed(session, "resource", uri, None)
+        return self._allowed(session, "resource", found[1], found[0]) or \
+            self._allowed(session, "resource", uri, found[0])
 
     async def _templates_list(self, req: Request, session: Session, rctx: RequestContextImpl) -> Any:
         cat = self.registry.catalog

@@ -373,6 +373,12 @@ class ProcessHost(PluginHost):
                 await ctx.notify_resource_updated(event.value)
             elif event.kind == "list_changed":
                 await ctx.notify_list_changed(event.value)
+            elif event.kind == "published":
+                import msgspec
+
+                from mcp_edge.plugin.types import ResourceDef
+
+                await ctx.publish_resources(msgspec.json.decode(event.value, type=list[ResourceDef]))
         except Exception:
             log.exception("plugin %s: delivering its %s notification failed", self.plugin_id, event.kind)
 

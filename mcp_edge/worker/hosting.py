@@ -73,5 +73,10 @@ def context_for(plugin_id: str, settings: Settings, config: Any, event: Event) -
     async def changed(kind: str) -> None:
         await event("list_changed", kind)
 
+    async def publish(resources: list[Any]) -> None:
+        import msgspec
+
+        await event("published", msgspec.json.encode(resources).decode())
+
     return DefaultPluginContext(plugin_id, settings=settings, config=config, on_resource_updated=updated,
-                                on_list_changed=changed)
+                                on_list_changed=changed, on_publish=publish)

@@ -178,8 +178,8 @@ class Note(_Body):
 
 
 class Event(_Body):
-    """A notification of the plugin's own: ``resource_updated`` (value: the uri) or ``list_changed`` (value:
-    tools | resources | prompts)."""
+    """A notification of the plugin's own: ``resource_updated`` (value: the uri), ``list_changed`` (value:
+    tools | resources | prompts) or ``published`` (value: the JSON list of the ResourceDefs it publishes)."""
 
     kind: str
     value: str

@@ -75,6 +75,9 @@ class FakePluginContext:
     board: Board = field(default_factory=_board)
     updated: list[str] = field(default_factory=list)
     list_changed: list[str] = field(default_factory=list)
+    published: list[Any] = field(default_factory=list)
+    publishes: int = 0
+    registry: Any = None
     # The runtime's settings: defaults for this board (the environment left out), data_dir this test's folder,
     # and ``settings`` overrides (max_read, max_regex...).
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -95,6 +98,14 @@ class FakePluginContext:
 
     async def notify_list_changed(self, kind: str) -> None:
         self.list_changed.append(kind)
+
+    async def publish_resources(self, resources: Any) -> None:
+        """Through the registry, as in the runtime (``Host`` sets ``registry``): the URIs checked against the
+        plugin's templates, then listed by ``registry.resources()``; kept as ``published`` too."""
+        if self.registry is not None:
+            await self.registry.publish(self.plugin_id, list(resources))
+        self.published = list(resources)
+        self.publishes += 1
 
 
 @dataclass
@@ -143,6 +154,7 @@ class Host:
         self.registry = Registry([PLUGINS], entry_points=False, config={plugin_id: dict(config)},
                                  enabled=[plugin_id], context_factory=lambda _pid, _config: ctx,
                                  environ=dict(environ or {}))
+        ctx.registry = self.registry
         self.plugin: Any = None
 
     @property
