@@ -151,3 +151,45 @@ def test_the_catalog_refuses_another_plugins_uris_and_fixed_ones() -> None:
     assert cat.match("y://1") == ("b", "y://{n}")
     cat.remove("b")
     assert [r.uri for r in cat.resources()] == ["x://fixed/1"]
+
+
+def test_under_a_policy_resources_list_shows_the_published_ones_the_caller_may_read(tmp_path: Path) -> None:
+    import json
+
+    from mcp_edge.mcp.connection import Request, ServerConnection
+    from mcp_edge.runtime.outcome import Failure, Result
+    from mcp_edge.runtime.principal import Principal
+    from mcp_edge.runtime.router import Session
+    from mcp_edge.server import Server
+
+    root = tmp_path / "plugins"
+    things(root)
+    (tmp_path / "policy.toml").write_text(
+        '[roles.one]\nresources = ["box://things/first"]\ntools = ["*"]\n'
+        '[roles.all]\nresources = ["box://things/{name}"]\n'
+        '[principals]\n"token:one" = ["one"]\n"token:all" = ["all"]\n"token:none" = []\n')
+    settings = Settings.load(environ={}, data_dir=tmp_path, plugin_dirs=(root,), entry_points=False,
+                             reload_watch=False, auth_policy_file=str(tmp_path / "policy.toml"))
+
+    async def main() -> dict[str, Any]:
+        running = await Server.configure(settings).start()
+        seen: dict[str, Any] = {}
+        try:
+            router = running.router
+            for who in ("one", "all", "none"):
+                session = Session(ServerConnection(router.info), principal=Principal(who, "token"))
+                out = await router.handle(Request(1, "resources/list", {}, "2025-11-25", False), session, None)
+                assert isinstance(out, Result), out
+                seen[who] = sorted(r["uri"] for r in json.loads(out.encoded)["result"]["resources"])
+                read = await router.handle(Request(2, "resources/read", {"uri": "box://things/first"},
+                                                   "2025-11-25", False), session, None)
+                seen[who + "-read"] = isinstance(read, Result)
+                assert isinstance(read, Result | Failure)
+        finally:
+            await running.stop()
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen["one"] == ["box://things/first"] and seen["one-read"]
+    assert seen["all"] == ["box://things/first"] and seen["all-read"]  # allowed through the template's text
+    assert seen["none"] == [] and not seen["none-read"]
