@@ -4,6 +4,7 @@ read of it, and the second plugin of an id already found fails naming the first.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -103,6 +104,7 @@ class PluginRecord:
             "resources": len(c.resources) + len(c.templates) if c else 0,
             "prompts": len(c.prompts) if c else 0,
             "pid": getattr(self.host, "pid", None) if self.host is not None else None,
+            "rss_bytes": _rss(getattr(self.host, "pid", None)) if self.isolation == "process" else None,
             "restarts": self.restarts,
             "reloads": self.reloads,
             "reload_ms": None if self.reload_ms is None else round(self.reload_ms, 3),
@@ -207,3 +209,17 @@ def _fallback_record(folder: Path) -> PluginRecord:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
         pass
     return PluginRecord(id=plugin_id, version=version, kind=kind, source=folder)  # type: ignore[arg-type]
+
+
+def _rss(pid: int | None) -> int | None:
+    """A worker's resident memory in bytes (/proc/<pid>/statm), or None when it is gone."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -26,6 +26,7 @@ def _session(tmp_path: Path, mode: str, version: str) -> dict[str, Any]:
         rows = {r["id"]: r for r in status["plugins"]}
         out["isolation"] = {p: (rows[p]["isolation"], rows[p]["state"], rows[p]["pid"] != rows["runtime"]["pid"])
                             for p in PLUGINS}
+        out["rss"] = {p: rows[p]["rss_bytes"] for p in PLUGINS}
         out["tools"] = sorted((t["name"], json.dumps(t["inputSchema"], sort_keys=True))
                               for t in s.result("tools/list")["tools"])
         out["write"] = s.result("tools/call", {"name": "fs_write", "arguments": {"path": "a/b.txt", "content": "hé",
@@ -49,7 +50,9 @@ def test_the_builtin_plugins_answer_the_same_in_process_and_in_workers(tmp_path:
     process = _session(tmp_path, "process", version)
     assert inproc["isolation"] == {p: ("inproc", "active", False) for p in PLUGINS}
     assert process["isolation"] == {p: ("process", "active", True) for p in PLUGINS}
-    del inproc["isolation"], process["isolation"]
+    assert inproc["rss"] == dict.fromkeys(PLUGINS)  # only a worker has memory of its own to show
+    assert all(isinstance(v, int) and v > 4 << 20 for v in process["rss"].values()), process["rss"]
+    del inproc["isolation"], process["isolation"], inproc["rss"], process["rss"]
     assert process == inproc
     assert "hé" in json.dumps(inproc["read"], ensure_ascii=False) and inproc["missing"]["isError"] is True
     if version == "2025-11-25":
