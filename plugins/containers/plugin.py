@@ -818,9 +818,10 @@ class Containers(PluginBase):
         body: dict[str, Any] = {"Container": container}
         if aliases:
             body["EndpointConfig"] = {"Aliases": aliases}
+        # raw: Podman 4.3 answers the text OK here (Docker: an empty body), which is not JSON
         await self._request("POST", f"/networks/{_ref('network', network)}/connect", json_body=body,
                             kind="network or container", ref=f"{network}, {container}",
-                            lister="network.list and container.list")
+                            lister="network.list and container.list", raw=True)
         return Connected(network=network, container=container, connected=True)
 
     # -- resources -------------------------------------------------------------------------------------------
