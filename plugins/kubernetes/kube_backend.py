@@ -1,0 +1,111 @@
+"""What the kubernetes plugin's tools need of a backend (the API server, or Podman's kube support), and the
+kinds both know by name."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["KINDS", "Applied", "Backend", "BackendError", "Kind", "Notify", "Rollout", "Validate", "find_kind",
+           "object_uri"]
+
+Notify = Callable[[str], Awaitable[None]]
+Validate = Callable[[dict[str, Any]], None]
+
+
+class BackendError(Exception):
+    """The backend refused or failed (the message names the object and the backend)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    kind: str  # as in manifests: Deployment
+    api_version: str  # apps/v1
+    plural: str  # deployments
+    namespaced: bool = True
+    short: tuple[str, ...] = ()
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("Pod", "v1", "pods", short=("po",)),
+    Kind("Deployment", "apps/v1", "deployments", short=("deploy",)),
+    Kind("ConfigMap", "v1", "configmaps", short=("cm",)),
+    Kind("PersistentVolumeClaim", "v1", "persistentvolumeclaims", short=("pvc",)),
+    Kind("Secret", "v1", "secrets"),
+    Kind("Service", "v1", "services", short=("svc",)),
+    Kind("ServiceAccount", "v1", "serviceaccounts", short=("sa",)),
+    Kind("StatefulSet", "apps/v1", "statefulsets", short=("sts",)),
+    Kind("DaemonSet", "apps/v1", "daemonsets", short=("ds",)),
+    Kind("ReplicaSet", "apps/v1", "replicasets", short=("rs",)),
+    Kind("Job", "batch/v1", "jobs"),
+    Kind("CronJob", "batch/v1", "cronjobs", short=("cj",)),
+    Kind("Ingress", "networking.k8s.io/v1", "ingresses", short=("ing",)),
+    Kind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", short=("netpol",)),
+    Kind("Role", "rbac.authorization.k8s.io/v1", "roles"),
+    Kind("RoleBinding", "rbac.authorization.k8s.io/v1", "rolebindings"),
+    Kind("Namespace", "v1", "namespaces", namespaced=False, short=("ns",)),
+    Kind("Node", "v1", "nodes", namespaced=False, short=("no",)),
+    Kind("PersistentVolume", "v1", "persistentvolumes", namespaced=False, short=("pv",)),
+    Kind("ClusterRole", "rbac.authorization.k8s.io/v1", "clusterroles", namespaced=False),
+    Kind("ClusterRoleBinding", "rbac.authorization.k8s.io/v1", "clusterrolebindings", namespaced=False),
+)
+
+
+def find_kind(name: str) -> Kind | None:
+    """The kind called ``name`` (as in manifests, lower case, plural or short name), or None."""
+    low = name.strip().lower()
+    for k in KINDS:
+        if low in (k.kind.lower(), k.plural, *k.short):
+            return k
+    return None
+
+
+def object_uri(namespace: str, kind: str, name: str) -> str:
+    """The watch resource of one object: ``k8s://{namespace}/{kind}/{name}`` (cluster-scoped: namespace ``_``)."""
+    return f"k8s://{namespace or '_'}/{kind}/{name}"
+
+
+@dataclass(slots=True)
+class Applied:
+    """What apply did to one object."""
+
+    kind: str
+    name: str
+    namespace: str
+    action: str  # created, configured, unchanged
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Rollout:
+    """One look at a Deployment's rollout."""
+
+    done: bool
+    failed: bool
+    message: str
+    replicas: int = 0
+    ready: int = 0
+    pods: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Backend(Protocol):
+    """One place Kubernetes objects live. Kinds arrive canonical (``Deployment``); errors are BackendError."""
+
+    name: str
+
+    async def apply(self, obj: dict[str, Any], namespace: str) -> Applied: ...
+    async def get(self, kind: Kind, namespace: str, name: str, api_version: str | None) -> dict[str, Any]: ...
+    async def list_objects(self, kind: Kind, namespace: str, selector: str | None, api_version: str | None,
+                   limit: int) -> list[dict[str, Any]]: ...
+    async def delete(self, kind: Kind, namespace: str, name: str, api_version: str | None) -> str: ...
+    async def patch(self, kind: Kind, namespace: str, name: str, patch: Any, patch_type: str,
+                    validate: Validate, api_version: str | None) -> dict[str, Any]: ...
+    def logs(self, namespace: str, pod: str, container: str | None, tail: int | None,
+             follow: bool) -> AsyncGenerator[str, None]: ...
+    async def scale(self, namespace: str, name: str, replicas: int) -> str: ...
+    async def rollout(self, namespace: str, name: str) -> Rollout: ...
+    async def watch(self, uri_kind: Kind, namespace: str, name: str, notify: Notify) -> None:
+        """Make sure changes of this object are followed (and ``notify(uri)`` called for them)."""
+        ...
+    async def aclose(self) -> None: ...

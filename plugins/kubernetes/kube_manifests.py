@@ -1,0 +1,160 @@
+"""Manifests of the kubernetes plugin: parsed from YAML or JSON text and checked offline, before anything is sent.
+
+``parse_documents`` reads one or many documents (YAML ``---`` streams, a JSON object, a JSON array, or a ``List``
+kind's ``items``). ``check`` then refuses what a server would refuse, against the Kubernetes OpenAPI schemas that
+``kubernetes-validate`` ships: a missing ``apiVersion``/``kind``/``metadata.name``, an unknown kind, a field of the
+wrong type, and (strict, the default) a field the schema does not have. Each error names the document (1-based,
+as written), the object as ``Kind/name`` and the dotted path of the bad field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+__all__ = ["Document", "ManifestError", "check", "describe", "field_path", "parse_documents", "schema_versions"]
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be sent (the message names the document, the object and the field)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One object of the input: its place (1-based) and its content."""
+
+    index: int
+    obj: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.obj.get("kind") or "")
+
+    @property
+    def name(self) -> str:
+        meta = self.obj.get("metadata")
+        return str(meta.get("name") or "") if isinstance(meta, dict) else ""
+
+    @property
+    def namespace(self) -> str:
+        meta = self.obj.get("metadata")
+        return str(meta.get("namespace") or "") if isinstance(meta, dict) else ""
+
+
+def describe(doc: Document) -> str:
+    """``document 2 (Deployment/web)`` as errors name it."""
+    what = f"{doc.kind or '?'}/{doc.name or '?'}"
+    return f"document {doc.index} ({what})"
+
+
+def field_path(parts: Any) -> str:
+    """``spec.template.spec.containers[0].image`` from a jsonschema path (keys and indexes)."""
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(the object itself)"
+
+
+def parse_documents(text: str, max_documents: int) -> list[Document]:
+    """The objects of ``text`` (YAML or JSON, one or many documents); ManifestError naming the document."""
+    if not text.strip():
+        raise ManifestError("the manifest is empty: give one or more YAML or JSON documents")
+    raw: list[Any]
+    stripped = text.lstrip()
+    if stripped[:1] in ("{", "["):
+        try:
+            loaded = json.loads(text)
+        except ValueError as exc:
+            raise ManifestError(f"the manifest is not valid JSON: {exc}") from None
+        raw = loaded if isinstance(loaded, list) else [loaded]
+    else:
+        raw = []
+        try:
+            for i, item in enumerate(yaml.safe_load_all(text), 1):
+                if i > max_documents + 1:
+                    break
+                raw.append(item)
+        except yaml.YAMLError as exc:
+            where = ""
+            mark = getattr(exc, "problem_mark", None)
+            if mark is not None:
+                where = f" at line {mark.line + 1}, column {mark.column + 1}"
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ManifestError(f"document {len(raw) + 1}: not valid YAML{where}: {problem}") from None
+    docs: list[Document] = []
+    for i, item in enumerate(raw, 1):
+        if item is None:  # an empty document (a trailing ---)
+            continue
+        if not isinstance(item, dict):
+            raise ManifestError(f"document {i}: a manifest must be an object (a mapping), not "
+                                f"{type(item).__name__}")
+        if isinstance(item.get("kind"), str) and item["kind"].endswith("List") and "items" in item:
+            items = item["items"]
+            if not isinstance(items, list):
+                raise ManifestError(f"document {i} ({item['kind']}): items must be a list")
+            for j, sub in enumerate(items):
+                if not isinstance(sub, dict):
+                    raise ManifestError(f"document {i} ({item['kind']}): items[{j}] must be an object")
+                docs.append(Document(i, sub))
+        else:
+            docs.append(Document(i, item))
+    if not docs:
+        raise ManifestError("the manifest holds no object (only empty documents)")
+    if len(docs) > max_documents:
+        raise ManifestError(f"the manifest holds more than {max_documents} objects (max_documents): apply it in "
+                            f"parts")
+    return docs
+
+
+def schema_versions() -> list[str]:
+    """The Kubernetes versions whose schemas kubernetes-validate ships (``1.25`` ...)."""
+    import kubernetes_validate  # type: ignore[import-untyped]
+
+    out: list[str] = []
+    for v in kubernetes_validate.utils.all_versions():
+        mm = ".".join(str(v).split(".")[:2])
+        if mm not in out:
+            out.append(mm)
+    return out
+
+
+def check(doc: Document, version: str, strict: bool) -> None:
+    """ManifestError unless ``doc`` is a valid object of Kubernetes ``version`` (see the module docstring)."""
+    import kubernetes_validate
+    from kubernetes_validate.utils import (  # type: ignore[import-untyped]
+        SchemaNotFoundError,
+        ValidationError,
+        VersionNotSupportedError,
+    )
+
+    obj = doc.obj
+    where = describe(doc)
+    for key in ("apiVersion", "kind"):
+        if not isinstance(obj.get(key), str) or not obj[key]:
+            raise ManifestError(f"{where}: {key} is missing (every object needs apiVersion and kind, e.g. "
+                                f"apiVersion: apps/v1, kind: Deployment)")
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
+        raise ManifestError(f"{where}: metadata.name is missing (generateName is not supported: the object must "
+                            f"be found again by its name)")
+    try:
+        kubernetes_validate.validate(obj, version, strict)
+    except ValidationError as exc:
+        raise ManifestError(f"{where}: {field_path(exc.path)}: {_message(exc)} (Kubernetes {version} "
+                            f"schema{', strict: unknown fields refused' if strict else ''})") from None
+    except SchemaNotFoundError:
+        raise ManifestError(f"{where}: unknown kind {obj['kind']!r} of apiVersion {obj['apiVersion']!r} in the "
+                            f"Kubernetes {version} schemas (check the spelling, or the apiVersion)") from None
+    except VersionNotSupportedError:
+        raise ManifestError(f"Kubernetes version {version!r} has no schemas here; known: "
+                            f"{', '.join(schema_versions())}") from None
+
+
+def _message(exc: Any) -> str:
+    msg = str(exc.message)
+    if len(msg) > 300:
+        msg = msg[:300] + "..."
+    return msg
