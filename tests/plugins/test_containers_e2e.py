@@ -1,0 +1,222 @@
+"""The containers plugin end to end: ``python -m mcp_edge.cli serve --http`` as a subprocess with the plugin in
+its worker process (its manifest's ``isolation = "process"``, its [sandbox] applied), configured through
+``MCP_EDGE_CONTAINERS_*``, driven by the official ``mcp`` SDK client against the session's real Podman: tool
+calls with structured results and progress, resources/list with the published containers, and resource
+updates fed by the engine's events through ``resources/subscribe`` (handshake era) and ``subscriptions/listen``
+(2026-07-28)."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ci_honesty import importorskip
+from plugin_host import BUILD
+from podman_service import IMAGE, PodmanService
+
+importorskip("mcp", "interop", "the end-to-end test needs the mcp SDK (pip install -e '.[test]')")
+anyio = importorskip("anyio", "interop", "the end-to-end test needs anyio (a dependency of the mcp SDK)")
+
+from mcp import Client  # noqa: E402
+from mcp.client.subscriptions import ResourceUpdated  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT = 60.0  # only to end a broken test, never a timing assertion
+MODERN = "2026-07-28"
+TOOLS = {"container.list", "container.inspect", "container.create", "container.start", "container.stop",
+         "container.restart", "container.remove", "container.logs", "container.stats", "container.exec",
+         "image.list", "image.inspect", "image.pull", "image.remove", "image.prune", "network.list",
+         "network.inspect", "network.create", "network.remove", "network.connect"}
+
+
+def _wait_for_url(proc: subprocess.Popen[bytes], lines: list[str]) -> str:
+    assert proc.stderr is not None
+    marker = "serving MCP over Streamable HTTP at "
+    fd = proc.stderr.fileno()
+    buf = b""
+    end = time.monotonic() + WAIT
+    while time.monotonic() < end:
+        if not select.select([fd], [], [], 0.2)[0]:
+            if proc.poll() is not None:
+                break
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n" in buf:
+            raw, buf = buf.split(b"\n", 1)
+            line = raw.decode(errors="replace")
+            lines.append(line)
+            if marker in line:
+                return line.split(marker, 1)[1].strip()
+    raise AssertionError("the server did not start:\n" + "\n".join(lines) + buf.decode(errors="replace"))
+
+
+@pytest.fixture(scope="module")
+def server(podman: PodmanService) -> Iterator[str]:
+    """``mcp-edge serve --http`` with only the containers plugin, pointed at the test engine."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    data = BUILD / f"containers-e2e-{uuid.uuid4().hex[:8]}"
+    data.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_EDGE_", "DOCKER_"))}
+    # the board profile's plugin folders hold the repository's plugins/ already
+    env.update({"MCP_EDGE_DATA_DIR": str(data), "MCP_EDGE_ENABLED_PLUGINS": "containers", "MCP_EDGE_ENTRY_POINTS": "0",
+                "MCP_EDGE_CONTAINERS_HOST": podman.host, "MCP_EDGE_CONTAINERS_ALLOW_DESTRUCTIVE": "true",
+                "MCP_EDGE_CONTAINERS_EVENTS_BACKOFF_MIN_S": "0.1", "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen([sys.executable, "-m", "mcp_edge.cli", "serve", "--http", "--host", "127.0.0.1",
+                             "--port", "0"], env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lines: list[str] = []
+    try:
+        url = _wait_for_url(proc, lines)
+        assert proc.stderr is not None
+        stderr = proc.stderr
+        threading.Thread(target=lambda: lines.extend(x.decode(errors="replace") for x in stderr),
+                         daemon=True).start()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(WAIT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+            subprocess.run(["rm", "-rf", str(data)], check=False)
+
+
+def run(fn: Callable[[], Awaitable[None]]) -> None:
+    async def bounded() -> None:
+        with anyio.fail_after(3 * WAIT):
+            await fn()
+
+    anyio.run(bounded)
+
+
+def unique() -> str:
+    return f"mcpe2e-{uuid.uuid4().hex[:10]}"
+
+
+def _status(podman: PodmanService, name: str) -> str:
+    return podman.podman("inspect", "-f", "{{.State.Status}}", name).stdout.strip()
+
+
+@pytest.mark.filterwarnings("ignore:resources/subscribe is removed")  # the handshake era is tested on purpose
+def test_handshake_era_tools_resources_and_subscribe(server: str, podman: PodmanService) -> None:
+    name = unique()
+    uri = f"docker://containers/{name}"
+
+    async def main() -> None:
+        updated: list[str] = []
+        got_update = anyio.Event()
+
+        async def on_message(message: Any) -> None:
+            note = getattr(message, "root", message)
+            if getattr(note, "method", None) == "notifications/resources/updated":
+                updated.append(str(note.params.uri))
+                if str(note.params.uri) == uri:
+                    got_update.set()
+
+        async with Client(server, mode="legacy", message_handler=on_message, read_timeout_seconds=WAIT) as c:
+            assert c.protocol_version != MODERN
+            tools = {t.name: t for t in (await c.list_tools()).tools}
+            assert set(tools) >= TOOLS
+            assert tools["container.list"].output_schema is not None
+            assert tools["container.stop"].annotations is not None and tools["container.stop"].annotations \
+                .destructive_hint is True
+
+            # the plugin runs in its worker, sandboxed (no new privileges, seccomp), and still reaches the socket
+            status = await c.read_resource("mcp-edge://plugins")
+            plugins = {p["id"]: p for p in json.loads(status.contents[0].text)["plugins"]}
+            assert plugins["containers"]["isolation"] == "process" and plugins["containers"]["state"] == "active"
+            pid = plugins["containers"]["pid"]
+            proc_status = Path(f"/proc/{pid}/status").read_text()
+            assert "NoNewPrivs:\t1" in proc_status and "Seccomp:\t2" in proc_status
+
+            made = await c.call_tool("container.create", {"image": IMAGE, "name": name, "start": True,
+                                                          "command": ["sh", "-c", "echo hello-e2e; sleep 600"]})
+            assert not made.is_error, made
+            assert made.structured_content is not None and made.structured_content["name"] == name
+
+            listed = await c.call_tool("container.list", {"name": name})
+            assert [x["name"] for x in (listed.structured_content or {})["containers"]] == [name]
+
+            ran = await c.call_tool("container.exec", {"container": name, "command": ["sh", "-c", "echo ok; exit 7"]})
+            assert (ran.structured_content or {}).get("exit_code") == 7
+            assert (ran.structured_content or {}).get("stdout") == "ok\n"
+
+            pulled = await c.call_tool("image.pull", {"image": "localhost:1/nothing:latest"})
+            assert pulled.is_error and "pulling localhost:1/nothing:latest failed" in pulled.content[0].text
+
+            with anyio.fail_after(WAIT):
+                while uri not in {str(r.uri) for r in (await c.list_resources()).resources}:
+                    await anyio.sleep(0.05)
+
+            await c.subscribe_resource(uri)
+            await anyio.to_thread.run_sync(lambda: podman.podman("stop", "-t", "0", name))
+            with anyio.fail_after(WAIT):
+                await got_update.wait()
+            read = await c.read_resource(uri)
+            assert json.loads(read.contents[0].text)["state"]["Running"] is False
+
+            # follow a log to its container's end, with the lines as progress notifications: the container is
+            # stopped once the first line arrived
+            restarted = await c.call_tool("container.start", {"container": name})
+            assert (restarted.structured_content or {})["running"] is True
+            lines: list[str] = []
+
+            async def on_line(p: float, total: float | None, message: str | None) -> None:
+                lines.append(message or "")
+                if len(lines) == 1:
+                    threading.Thread(target=podman.podman, args=("stop", "-t", "0", name),
+                                     kwargs={"check": False}, daemon=True).start()
+
+            followed = await c.call_tool("container.logs", {"container": name, "follow": True, "tail": 1},
+                                         progress_callback=on_line)
+            assert (followed.structured_content or {})["ended"] == "stopped"
+            assert lines[0] == "[stdout] hello-e2e", lines
+
+            gone = await c.call_tool("container.remove", {"container": name, "force": True})
+            assert not gone.is_error
+
+    try:
+        run(main)
+    finally:
+        podman.podman("rm", "-f", "-t", "0", name, check=False)
+
+
+def test_2026_listen_gets_resource_updates(server: str, podman: PodmanService) -> None:
+    name = unique()
+    uri = f"docker://containers/{name}"
+    podman.podman("create", "--name", name, IMAGE, "sleep", "600")
+
+    async def main() -> None:
+        async with Client(server, mode="auto", read_timeout_seconds=WAIT) as c:
+            assert c.protocol_version == MODERN
+            async with c.listen(resource_subscriptions=[uri]) as sub:
+                await anyio.to_thread.run_sync(lambda: podman.podman("start", name))
+                with anyio.fail_after(WAIT):
+                    async for event in sub:
+                        if isinstance(event, ResourceUpdated) and event.uri == uri:
+                            break
+            assert _status(podman, name) == "running"
+            read = await c.read_resource(uri)
+            assert json.loads(read.contents[0].text)["state"]["Running"] is True
+
+    try:
+        run(main)
+    finally:
+        podman.podman("rm", "-f", "-t", "0", name, check=False)
