@@ -622,3 +622,69 @@ def test_resources_notifications_completion_and_published(podman: PodmanService,
         run(main())
     finally:
         rm(podman, name)
+
+
+class SocketProxy:
+    """A unix socket that forwards to the engine's; ``cut()`` drops every connection, as an engine restart does."""
+
+    def __init__(self, path: Path, target: Path) -> None:
+        self.path, self.target = path, target
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(str(self.target))
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        for w in self.writers:
+            w.close()
+        self.writers.clear()
+
+    async def stop(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+
+
+def test_events_reconnect_after_the_engine_went_away(podman: PodmanService, workdir: Path) -> None:
+    """The event stream breaks (the engine restarted): the task follows again after its backoff and the
+    notifications go on."""
+    name = unique()
+
+    async def main() -> None:
+        proxy = SocketProxy(workdir / "proxy.sock", podman.sock)
+        await proxy.start()
+        try:
+            async with plugin(f"unix://{proxy.path}", workdir, events_backoff_min_s=0.05,
+                              events_backoff_max_s=0.2) as (h, ctx):
+                await until("the events stream", lambda: _async(h.plugin.events_connects == 1))
+                proxy.cut()
+                await until("a second connection", lambda: _async(h.plugin.events_connects >= 2))
+                assert h.plugin.events_failures >= 1
+                mark = len(ctx.updated)
+                podman.podman("create", "--name", name, IMAGE, "true")
+                await until("the create heard on the new stream",
+                            lambda: _async(f"docker://containers/{name}" in ctx.updated[mark:]))
+        finally:
+            await proxy.stop()
+
+    try:
+        run(main())
+    finally:
+        rm(podman, name)
