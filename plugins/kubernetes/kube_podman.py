@@ -139,6 +139,7 @@ class PodmanBackend:
         self._connected = False
         self._lock = asyncio.Lock()  # one change at a time: a play and a down of the same pod must not interleave
         self._watch: asyncio.Task[None] | None = None
+        self._following = asyncio.Event()  # set while the event stream is open
         self._notify: Notify | None = None
 
     # -- plumbing ------------------------------------------------------------------------------------------------
@@ -501,10 +502,14 @@ class PodmanBackend:
         pods = [await self._pod_status(p) for p in await self._pod_names("Deployment", name)]
         ready = sum(1 for p in pods if p["ready"])
         failed = [(p["name"], c) for p in pods for c in p["containers"]
-                  if (c["state"] in ("exited", "stopped") and c["exitCode"] != 0) or c["error"]]
+                  if (c["state"] in ("exited", "stopped") and c["exitCode"] != 0) or c["error"] or c["restarts"]]
         if failed:
             pod, c = failed[0]
-            why = f"container {c['name']} of pod {pod} {c['state']} with exit code {c['exitCode']}"
+            if c["restarts"]:
+                why = (f"container {c['name']} of pod {pod} keeps exiting: restarted {c['restarts']} times (now "
+                       f"{c['state']}" + (f", exit code {c['exitCode']})" if c["exitCode"] else ")"))
+            else:
+                why = f"container {c['name']} of pod {pod} {c['state']} with exit code {c['exitCode']}"
             if c["error"]:
                 why += f": {c['error']}"
             return Rollout(False, True, why, want, ready, pods)
@@ -580,7 +585,11 @@ class PodmanBackend:
         self._notify = notify
         if self._watch is None or self._watch.done():
             await self._engine()
+            self._following.clear()
             self._watch = asyncio.create_task(self._follow_events(), name="kubernetes-podman-events")
+        # changes from now on reach subscribers: wait until the stream is open (or give up at the timeout)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._following.wait(), self.client.timeout)
 
     async def _notify_object(self, kind: str, name: str) -> None:
         if self._notify is not None:
@@ -611,6 +620,7 @@ class PodmanBackend:
                                          params={"stream": True,
                                                  "filters": {"type": ["pod", "container"]}}) as resp:
                     delay = 1.0
+                    self._following.set()
                     async for chunk in resp.aiter_raw():
                         seen: set[tuple[str, str]] = set()
                         for raw in lines.feed(chunk):
@@ -625,6 +635,7 @@ class PodmanBackend:
                 raise
             except Exception as exc:  # the engine went away: follow again once it is back
                 log.info("kubernetes: Podman's event stream ended (%s); following again in %.0f s", exc, delay)
+            self._following.clear()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
