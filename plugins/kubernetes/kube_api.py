@@ -122,6 +122,8 @@ def _resource(api_version: str, kind: str) -> Any:
 
 def _api_error(exc: Exception, what: str) -> BackendError:
     status = getattr(exc, "status", None)
+    if status is None:  # no answer: the server could not be reached, or the connection broke
+        return BackendError(f"{what}: cannot reach the Kubernetes API server: {type(exc).__name__}: {exc}")
     code = getattr(status, "code", None)
     message = getattr(status, "message", None) or str(exc)
     return BackendError(f"the API server refused {what}: {message}" + (f" (HTTP {code})" if code else ""))
@@ -155,6 +157,7 @@ class ApiBackend:
 
     async def apply(self, obj: dict[str, Any], namespace: str) -> Applied:
         from lightkube import codecs
+        from lightkube.core.resource import NamespacedResource
 
         kind, name = obj["kind"], obj["metadata"]["name"]
         res = _resource(obj["apiVersion"], kind)
@@ -162,7 +165,7 @@ class ApiBackend:
             resource = codecs.from_dict(obj)
         except Exception as exc:
             raise BackendError(f"{kind}/{name}: {exc}") from None
-        namespaced = hasattr(res, "_api_info") and res._api_info.resource.namespaced
+        namespaced = issubclass(res, NamespacedResource)
         ns = (obj["metadata"].get("namespace") or namespace or self.default_namespace) if namespaced else None
         async with self._call(f"apply of {kind}/{name}"):
             before = None
