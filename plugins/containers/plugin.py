@@ -898,7 +898,9 @@ class Containers(PluginBase):
         for name in (event.name, self._names.get(event.id, "")):
             if name:
                 uris.add(container_uri(name))
-        if event.name:
+        if event.action == "destroy":
+            self._names.pop(event.id, None)
+        elif event.name:
             self._names[event.id] = event.name
         for uri in sorted(uris):
             await self.ctx.notify_resource_updated(uri)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from podman_service import IMAGE, PodmanService
 importorskip("mcp", "interop", "the end-to-end test needs the mcp SDK (pip install -e '.[test]')")
 anyio = importorskip("anyio", "interop", "the end-to-end test needs anyio (a dependency of the mcp SDK)")
 
-from mcp import Client  # noqa: E402
+from mcp import Client, MCPError  # noqa: E402
 from mcp.client.subscriptions import ResourceUpdated  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,17 +65,17 @@ def _wait_for_url(proc: subprocess.Popen[bytes], lines: list[str]) -> str:
     raise AssertionError("the server did not start:\n" + "\n".join(lines) + buf.decode(errors="replace"))
 
 
-@pytest.fixture(scope="module")
-def server(podman: PodmanService) -> Iterator[str]:
-    """``mcp-edge serve --http`` with only the containers plugin, pointed at the test engine."""
+@contextmanager
+def serving(podman: PodmanService, **extra: str) -> Iterator[str]:
+    """``mcp-edge serve --http`` with only the containers plugin, pointed at the test engine; its URL."""
     BUILD.mkdir(parents=True, exist_ok=True)
     data = BUILD / f"containers-e2e-{uuid.uuid4().hex[:8]}"
     data.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_EDGE_", "DOCKER_"))}
     # the board profile's plugin folders hold the repository's plugins/ already
-    env.update({"MCP_EDGE_DATA_DIR": str(data), "MCP_EDGE_ENABLED_PLUGINS": "containers", "MCP_EDGE_ENTRY_POINTS": "0",
-                "MCP_EDGE_CONTAINERS_HOST": podman.host, "MCP_EDGE_CONTAINERS_ALLOW_DESTRUCTIVE": "true",
-                "MCP_EDGE_CONTAINERS_EVENTS_BACKOFF_MIN_S": "0.1", "PYTHONUNBUFFERED": "1"})
+    env.update({"MCP_EDGE_DATA_DIR": str(data), "MCP_EDGE_ENABLED_PLUGINS": "containers",
+                "MCP_EDGE_ENTRY_POINTS": "0", "MCP_EDGE_CONTAINERS_HOST": podman.host,
+                "MCP_EDGE_CONTAINERS_EVENTS_BACKOFF_MIN_S": "0.1", "PYTHONUNBUFFERED": "1", **extra})
     proc = subprocess.Popen([sys.executable, "-m", "mcp_edge.cli", "serve", "--http", "--host", "127.0.0.1",
                              "--port", "0"], env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -95,7 +97,14 @@ def server(podman: PodmanService) -> Iterator[str]:
                 proc.wait()
             if proc.stderr is not None:
                 proc.stderr.close()
-            subprocess.run(["rm", "-rf", str(data)], check=False)
+            shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(podman: PodmanService) -> Iterator[str]:
+    """The server with allow_destructive on (no role policy)."""
+    with serving(podman, MCP_EDGE_CONTAINERS_ALLOW_DESTRUCTIVE="true") as url:
+        yield url
 
 
 def run(fn: Callable[[], Awaitable[None]]) -> None:
@@ -220,3 +229,34 @@ def test_2026_listen_gets_resource_updates(server: str, podman: PodmanService) -
         run(main)
     finally:
         podman.podman("rm", "-f", "-t", "0", name, check=False)
+
+
+def test_role_policy_decides_destructive(podman: PodmanService) -> None:
+    """With a role policy and allow_destructive off, the policy decides: the router refuses a tool the role
+    lacks, and the plugin runs a destructive tool the role grants."""
+    name = unique()
+    BUILD.mkdir(parents=True, exist_ok=True)
+    policy = BUILD / f"containers-policy-{uuid.uuid4().hex[:8]}.toml"
+    policy.write_text('[roles.ops]\ntools = ["container.*"]\nclasses = ["read", "write", "destructive"]\n\n'
+                      '[principals]\n"anonymous" = ["ops"]\n')
+    podman.podman("run", "-d", "--name", name, IMAGE, "sleep", "600")
+
+    async def main(url: str) -> None:
+        async with Client(url, mode="legacy", read_timeout_seconds=WAIT) as c:
+            tools = {t.name for t in (await c.list_tools()).tools}
+            assert "container.stop" in tools and "image.remove" not in tools  # only what the role may use
+            stopped = await c.call_tool("container.stop", {"container": name, "timeout_s": 0})
+            assert not stopped.is_error, stopped
+            assert (stopped.structured_content or {})["running"] is False
+            with pytest.raises(MCPError) as refused:
+                await c.call_tool("image.remove", {"image": IMAGE})
+            assert refused.value.error.code == -32012
+        assert _status(podman, name) == "exited"
+        assert podman.podman("image", "exists", IMAGE, check=False).returncode == 0
+
+    try:
+        with serving(podman, MCP_EDGE_AUTH_POLICY_FILE=str(policy)) as url:
+            run(lambda: main(url))
+    finally:
+        podman.podman("rm", "-f", "-t", "0", name, check=False)
+        policy.unlink(missing_ok=True)

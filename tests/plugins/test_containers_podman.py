@@ -550,6 +550,7 @@ def test_engine_down(workdir: Path) -> None:
             assert h.plugin.events_state.startswith("retrying in") and str(sock) in h.plugin.events_state
             with pytest.raises(Exception, match="cannot be reached"):
                 await h.read("docker://containers")
+        assert h.plugin._events.done()  # shutdown() stopped the events task
 
     run(main())
 
@@ -613,15 +614,26 @@ def test_resources_notifications_completion_and_published(podman: PodmanService,
             def listed() -> set[str]:
                 return {r.uri for r in h.registry.resources()}
             await until("the container among the published resources", lambda: _async(by_name in listed()))
-            podman.podman("rm", "-f", name)
-            await until("the removed container gone from the resources", lambda: _async(by_name not in listed()))
+
+            # a rename: the old name's URI hears of it, the new name is published in its place
+            renamed = f"{name}-b"
+            by_new = f"docker://containers/{renamed}"
+            mark = len(ctx.updated)
+            podman.podman("rename", name, renamed)
+            await until("updates for the rename, old and new name",
+                        lambda: _async({by_id, by_name, by_new} <= set(ctx.updated[mark:])))
+            await until("the new name published instead of the old",
+                        lambda: _async(by_new in listed() and by_name not in listed()))
+
+            podman.podman("rm", "-f", renamed)
+            await until("the removed container gone from the resources", lambda: _async(by_new not in listed()))
             with pytest.raises(Exception, match="no such container"):
-                await h.read(by_name)
+                await h.read(by_new)
 
     try:
         run(main())
     finally:
-        rm(podman, name)
+        rm(podman, name, f"{name}-b")
 
 
 class SocketProxy:
