@@ -257,12 +257,78 @@ def test_logs_follow_until_stopped_and_bounds(podman: PodmanService, workdir: Pa
         rm(podman, short, ticker, quiet)
 
 
+class Conn:
+    """One connection through the proxy: what the client sent (the first 64 KiB) and whether it closed."""
+
+    def __init__(self) -> None:
+        self.sent = bytearray()
+        self.closed = False
+
+
+class SocketProxy:
+    """A unix socket that forwards to the engine's and records each connection; ``cut()`` drops every
+    connection, as an engine restart does."""
+
+    def __init__(self, path: Path, target: Path) -> None:
+        self.path, self.target = path, target
+        self.writers: list[asyncio.StreamWriter] = []
+        self.conns: list[Conn] = []
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(str(self.target))
+        self.writers += [writer, up_writer]
+        conn = Conn()
+        self.conns.append(conn)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, record: bool) -> None:
+            try:
+                while data := await src.read(65536):
+                    if record and len(conn.sent) < 65536:
+                        conn.sent += data
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                if record:
+                    conn.closed = True  # the client closed its end (or the proxy cut it)
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+    def cut(self) -> None:
+        for w in self.writers:
+            w.close()
+        self.writers.clear()
+
+    async def stop(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+
+
 def test_logs_follow_cancelled(podman: PodmanService, workdir: Path) -> None:
-    """A cancelled follow ends at once (CancelledError out of the call) and reads no more of the stream."""
+    """A cancelled follow ends at once (CancelledError out of the call), closes its connection to the engine
+    (seen through a proxy in front of the engine's socket) and reports nothing more."""
     name = unique()
 
+    def follows(proxy: SocketProxy) -> list[Conn]:
+        return [c for c in proxy.conns if b"/logs?" in c.sent and b"follow=1" in c.sent]
+
     async def main() -> None:
-        async with plugin(podman.host, workdir) as (h, _):
+        proxy = SocketProxy(workdir / "proxy.sock", podman.sock)
+        await proxy.start()
+        try:
+            await cancel(proxy)
+        finally:
+            await proxy.stop()
+
+    async def cancel(proxy: SocketProxy) -> None:
+        async with plugin(f"unix://{proxy.path}", workdir) as (h, _):
             await create(h, name, ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.05; done"],
                          start=True)
             three = asyncio.Event()
@@ -270,9 +336,12 @@ def test_logs_follow_cancelled(podman: PodmanService, workdir: Path) -> None:
             task = asyncio.create_task(h.call("container.logs", {"container": name, "follow": True, "tail": 0},
                                               req))
             await asyncio.wait_for(three.wait(), WAIT)
+            streams = follows(proxy)
+            assert len(streams) == 1 and not streams[0].closed
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await asyncio.wait_for(task, WAIT)
+            await until("the follow's connection closed", lambda: _async(streams[0].closed))
             seen = len(req.progress)
 
             def ticks() -> int:
@@ -286,6 +355,8 @@ def test_logs_follow_cancelled(podman: PodmanService, workdir: Path) -> None:
             with pytest.raises(asyncio.CancelledError):
                 await h.call("container.logs", {"container": name, "follow": True, "tail": 0}, req2)
             assert len(req2.progress) == 2
+            await until("the second follow's connection closed", lambda: _async(
+                len(follows(proxy)) == 2 and all(c.closed for c in follows(proxy))))
             # the plugin goes on serving
             assert ok(await h.call("container.logs", {"container": name, "tail": 1}))["lines"] == 1
 
@@ -634,44 +705,6 @@ def test_resources_notifications_completion_and_published(podman: PodmanService,
         run(main())
     finally:
         rm(podman, name, f"{name}-b")
-
-
-class SocketProxy:
-    """A unix socket that forwards to the engine's; ``cut()`` drops every connection, as an engine restart does."""
-
-    def __init__(self, path: Path, target: Path) -> None:
-        self.path, self.target = path, target
-        self.writers: list[asyncio.StreamWriter] = []
-        self.server: asyncio.AbstractServer | None = None
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_unix_server(self._serve, path=str(self.path))
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_unix_connection(str(self.target))
-        self.writers += [writer, up_writer]
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    def cut(self) -> None:
-        for w in self.writers:
-            w.close()
-        self.writers.clear()
-
-    async def stop(self) -> None:
-        self.cut()
-        if self.server is not None:
-            self.server.close()
 
 
 def test_events_reconnect_after_the_engine_went_away(podman: PodmanService, workdir: Path) -> None:
