@@ -247,8 +247,15 @@ class PodmanBackend:
             if kind == "ConfigMap":
                 self.store.put(kind, name, obj)
                 action = "created" if prev is None else ("unchanged" if prev == obj else "configured")
-                return Applied(kind, name, ns, action, "kept for the workloads that reference it (Podman reads "
-                                                       "ConfigMaps only with a workload)")
+                detail = "kept for the workloads that reference it (Podman reads ConfigMaps only with a workload)"
+                if action == "configured":  # the workloads that read it start again with the new values
+                    users = [(k, m) for k in ("Deployment", "Pod") for m in self.store.of_kind(k)
+                             if _references(m, name)]
+                    for k, m in users:
+                        await self._run(k, m["metadata"]["name"], m, m)
+                    if users:
+                        detail = "re-played " + ", ".join(f"{k}/{m['metadata']['name']}" for k, m in users)
+                return Applied(kind, name, ns, action, detail)
             if kind == "PersistentVolumeClaim":
                 engine = await self._engine()
                 try:
@@ -266,21 +273,25 @@ class PodmanBackend:
             pods = await self._pod_names(kind, name)
             if prev == obj and len(pods) == (_replicas(obj) if kind == "Deployment" else 1):
                 return Applied(kind, name, ns, "unchanged", self._pods_text(pods))
-            await self._down(kind, name, prev)
-            if kind == "Pod" or _replicas(obj) > 0:
-                try:
-                    await self._play(obj)
-                except BackendError:
-                    if prev is not None:  # put back what ran before, then report why the new one failed
-                        with contextlib.suppress(BackendError):
-                            await self._down(kind, name, obj)
-                            if prev["kind"] == "Pod" or _replicas(prev) > 0:
-                                await self._play(prev)
-                    raise
-            self.store.put(kind, name, obj)
-            pods = await self._pod_names(kind, name)
+            pods = await self._run(kind, name, obj, prev)
         await self._notify_object(kind, name)
         return Applied(kind, name, ns, "created" if prev is None else "configured", self._pods_text(pods))
+
+    async def _run(self, kind: str, name: str, obj: dict[str, Any], prev: dict[str, Any] | None) -> list[str]:
+        """Replace what runs for a workload (``prev``, None if nothing) by ``obj`` and keep it; when Podman refuses
+        ``obj``, what it left is removed and ``prev`` is played again before the error is raised."""
+        await self._down(kind, name, prev)
+        if kind == "Pod" or _replicas(obj) > 0:
+            try:
+                await self._play(obj)
+            except BackendError:
+                with contextlib.suppress(BackendError):
+                    await self._down(kind, name, obj)
+                    if prev is not None and (prev["kind"] == "Pod" or _replicas(prev) > 0):
+                        await self._play(prev)
+                raise
+        self.store.put(kind, name, obj)
+        return await self._pod_names(kind, name)
 
     @staticmethod
     def _pods_text(pods: list[str]) -> str:
@@ -646,6 +657,19 @@ class PodmanBackend:
                 await self._watch
             self._watch = None
         await self.client.aclose()
+
+
+def _references(obj: Any, configmap: str) -> bool:
+    """Whether a workload's manifest reads ConfigMap ``configmap`` (env, envFrom or a volume)."""
+    if isinstance(obj, dict):
+        for key in ("configMapKeyRef", "configMapRef", "configMap"):
+            ref = obj.get(key)
+            if isinstance(ref, dict) and ref.get("name") == configmap:
+                return True
+        return any(_references(v, configmap) for v in obj.values())
+    if isinstance(obj, list):
+        return any(_references(v, configmap) for v in obj)
+    return False
 
 
 def _selector(selector: str | None) -> list[tuple[str, str, str]]:

@@ -165,6 +165,15 @@ spec:
             again = ok(await host.call("k8s.apply", {"manifest": manifest}))
             assert {o["action"] for o in again["objects"]} == {"unchanged"}
             assert podman.podman("pod", "inspect", "--format", "{{.Id}}", f"{web}-pod-0").stdout.strip() == pod_id
+            # a changed ConfigMap re-plays the workloads that read it
+            changed = ok(await host.call("k8s.apply", {"manifest": manifest.replace("from-the-configmap",
+                                                                                    "changed-value")}))
+            by_kind = {o["kind"]: o for o in changed["objects"]}
+            assert by_kind["ConfigMap"]["action"] == "configured"
+            assert by_kind["ConfigMap"]["detail"] == f"re-played Deployment/{web}"
+            assert by_kind["Deployment"]["action"] == "unchanged"
+            await rolled_out(host, web)
+            assert container_env(podman, f"{web}-pod-0-main")["FROM_CM"] == "changed-value"
 
             # a volume in use cannot go; then everything is deleted
             busy = error_of(await host.call("k8s.delete", {"kind": "pvc", "name": data}))
@@ -270,6 +279,17 @@ def test_patch_three_types(podman: PodmanService, workdir: Path) -> None:
             assert podman.podman("pod", "inspect", "--format", "{{.Id}}",
                                  f"{name}-pod-0").stdout.strip() == pod_id
             assert container_env(podman, main_c)["GREETING"] == "by-json"
+
+            # Podman itself refuses the patched Deployment (no such image, nothing may be pulled): what it left is
+            # removed and the last good one runs again
+            missing = {"spec": {"template": {"spec": {"containers": [
+                {"name": "main", "image": "localhost/missing:latest"}]}}}}
+            msg = error_of(await host.call("k8s.patch", {"kind": "Deployment", "name": name, "patch": missing}))
+            assert f"Podman refused Deployment/{name}" in msg and "localhost/missing" in msg
+            await rolled_out(host, name)
+            assert container_env(podman, main_c)["GREETING"] == "by-json"
+            image = ok(await host.call("k8s.get", {"kind": "Deployment", "name": name}))["object"]["spec"]["template"]
+            assert image["spec"]["containers"][0]["image"] == IMAGE
 
             # strategic $patch: delete removes an env entry
             delete = {"spec": {"template": {"spec": {"containers": [
@@ -481,6 +501,12 @@ spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}
                     assert w in msg, (label, msg)
                 assert (pods(podman), volumes(podman)) == before, label
             assert not (workdir / "podman-objects.json").exists()
+            # Podman refuses a new Deployment (its image is missing and nothing may be pulled): nothing is left
+            missing = deployment(f"noimage-{t}").replace(IMAGE, "localhost/missing:latest")
+            msg = error_of(await host.call("k8s.apply", {"manifest": missing}))
+            assert f"Podman refused Deployment/noimage-{t}" in msg
+            assert (pods(podman), volumes(podman)) == before
+            assert "not found" in error_of(await host.call("k8s.get", {"kind": "Deployment", "name": f"noimage-{t}"}))
             # JSON input works as well as YAML: an array of objects
             doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"json-{t}"}, "data": {"k": "v"}}
             got = ok(await host.call("k8s.apply", {"manifest": json.dumps([doc])}))
