@@ -7,6 +7,7 @@ updates fed by the engine's events through ``resources/subscribe`` (handshake er
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import select
@@ -260,3 +261,62 @@ def test_role_policy_decides_destructive(podman: PodmanService) -> None:
     finally:
         podman.podman("rm", "-f", "-t", "0", name, check=False)
         policy.unlink(missing_ok=True)
+
+
+def test_cancel_over_the_wire_closes_the_engine_stream(podman: PodmanService) -> None:
+    """A client that gives up on a followed log (notifications/cancelled) ends the handler in the worker, which
+    closes its stream to the engine: seen through a recording proxy in front of the engine's socket."""
+    from test_containers_podman import SocketProxy
+
+    name = unique()
+    BUILD.mkdir(parents=True, exist_ok=True)
+    folder = BUILD / f"containers-proxy-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    proxy = SocketProxy(folder / "engine.sock", podman.sock)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(proxy.start(), loop).result(WAIT)
+    podman.podman("run", "-d", "--name", name, IMAGE, "sh", "-c",
+                  "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.05; done")
+
+    def follows() -> list[Any]:
+        return [c for c in list(proxy.conns) if b"/logs?" in c.sent and b"follow=1" in c.sent]
+
+    async def main(url: str) -> None:
+        async with Client(url, mode="legacy", read_timeout_seconds=WAIT) as c:
+            first = anyio.Event()
+            scopes: list[anyio.CancelScope] = []
+
+            async def on_line(p: float, total: float | None, message: str | None) -> None:
+                first.set()
+
+            async def follow() -> None:
+                with anyio.CancelScope() as scope:
+                    scopes.append(scope)
+                    await c.call_tool("container.logs", {"container": name, "follow": True, "tail": 0},
+                                      progress_callback=on_line)
+                    raise AssertionError("the follow ended by itself")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follow)
+                with anyio.fail_after(WAIT):
+                    await first.wait()
+                streams = follows()
+                assert len(streams) == 1 and not streams[0].closed
+                scopes[0].cancel()
+            with anyio.fail_after(WAIT):
+                while not streams[0].closed:
+                    await anyio.sleep(0.05)
+            after = await c.call_tool("container.logs", {"container": name, "tail": 1})
+            assert (after.structured_content or {}).get("lines") == 1
+
+    try:
+        with serving(podman, MCP_EDGE_CONTAINERS_HOST=f"unix://{proxy.path}") as url:
+            run(lambda: main(url))
+    finally:
+        podman.podman("rm", "-f", "-t", "0", name, check=False)
+        asyncio.run_coroutine_threadsafe(proxy.stop(), loop).result(WAIT)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(WAIT)
+        shutil.rmtree(folder, ignore_errors=True)
