@@ -220,10 +220,11 @@ class PodmanBackend:
 
     # -- apply ---------------------------------------------------------------------------------------------------
 
-    async def check(self, obj: dict[str, Any]) -> None:
+    async def check(self, obj: dict[str, Any], namespace: str = "") -> None:
         """BackendError for what this backend cannot run (checked for every document before any is sent)."""
         kind, name = obj["kind"], obj["metadata"]["name"]
         self._supported(kind)
+        self._ns(namespace)
         self._ns(str(obj["metadata"].get("namespace") or ""))
         if kind == "Deployment" and _replicas(obj) > self.max_replicas:
             raise BackendError(f"Deployment/{name}: {_replicas(obj)} replicas; the Podman backend runs at most "
@@ -237,7 +238,7 @@ class PodmanBackend:
                                    f"create; delete it first (k8s.delete kind=Pod name={pods[0]})")
 
     async def apply(self, obj: dict[str, Any], namespace: str) -> Applied:
-        await self.check(obj)
+        await self.check(obj, namespace)
         obj = copy.deepcopy(obj)
         obj["metadata"].pop("namespace", None)
         kind, name = obj["kind"], obj["metadata"]["name"]

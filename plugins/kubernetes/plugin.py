@@ -245,7 +245,7 @@ class Kubernetes(PluginBase):
         if check_backend is not None:
             for doc in docs:
                 try:
-                    await check_backend(doc.obj)
+                    await check_backend(doc.obj, namespace or self.namespace)
                 except BackendError as exc:
                     raise BackendError(f"{describe(doc)}: {exc}") from None
         order = {"Namespace": 0, "ConfigMap": 1, "Secret": 1, "PersistentVolumeClaim": 2}

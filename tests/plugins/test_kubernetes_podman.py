@@ -500,6 +500,8 @@ spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}
                 for w in wanted:
                     assert w in msg, (label, msg)
                 assert (pods(podman), volumes(podman)) == before, label
+            msg = error_of(await host.call("k8s.apply", {"manifest": good, "namespace": "staging"}))
+            assert "namespace 'staging'" in msg and "only 'default'" in msg
             assert not (workdir / "podman-objects.json").exists()
             # Podman refuses a new Deployment (its image is missing and nothing may be pulled): nothing is left
             missing = deployment(f"noimage-{t}").replace(IMAGE, "localhost/missing:latest")
