@@ -733,3 +733,129 @@ def test_events_reconnect_after_the_engine_went_away(podman: PodmanService, work
         run(main())
     finally:
         rm(podman, name)
+
+
+# -- a scripted Docker 29 engine ---------------------------------------------------------------------------
+
+class FakeDocker:
+    """A unix-socket HTTP server that answers as Docker 29 (API 1.52) would, for what Podman here cannot show: a
+    pull that succeeds with progress, a pull that fails half way, and events without the old fields."""
+
+    CID = "c0ffee" * 10 + "abcd"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.requests: list[str] = []
+        self.events_open = asyncio.Event()
+        self.server: asyncio.AbstractServer | None = None
+        self.event_writer: asyncio.StreamWriter | None = None
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+
+    async def stop(self) -> None:
+        if self.event_writer is not None:
+            self.event_writer.close()
+        if self.server is not None:
+            self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                line = head.split(b"\r\n", 1)[0].decode()
+                length = re.search(rb"(?i)content-length: (\d+)", head)
+                if length:
+                    await reader.readexactly(int(length[1]))
+                self.requests.append(line)
+                if not await self._answer(line.split()[1], writer):
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def _answer(self, target: str, writer: asyncio.StreamWriter) -> bool:
+        """Write the answer to ``target``; False when the connection is done."""
+        def send(status: str, body: bytes) -> None:
+            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                         f"\r\n".encode() + body)
+
+        path = target.split("?", 1)[0]
+        if path == "/version":
+            send("200 OK", json.dumps({"ApiVersion": "1.52", "MinAPIVersion": "1.24", "Version": "29.0.1",
+                                       "Components": [{"Name": "Engine", "Version": "29.0.1"}]}).encode())
+        elif path == "/v1.52/events":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            self.event_writer = writer
+            self.events_open.set()
+            return False  # left open: the test writes events into it
+        elif path == "/v1.52/images/create":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
+            fail = "broken" in target
+            lines = [{"status": "Pulling from app", "id": "1"}, {"status": "Pulling fs layer", "id": "a1b2"},
+                     {"status": "Downloading", "progressDetail": {"current": 5, "total": 10},
+                      "progress": "[=====>     ]", "id": "a1b2"}]
+            lines += [{"errorDetail": {"message": "unexpected EOF"}, "error": "unexpected EOF"}] if fail else \
+                [{"status": "Pull complete", "id": "a1b2"}, {"status": "Digest: sha256:feed"},
+                 {"status": "Status: Downloaded newer image for example.org/app:1"}]
+            for item in lines:
+                writer.write(json.dumps(item).encode() + b"\r\n")
+                await writer.drain()
+            writer.close()
+            return False
+        elif path == "/v1.52/images/example.org%2Fapp%3A1/json":
+            send("200 OK", json.dumps({"Id": "sha256:" + "ab" * 32}).encode())
+        elif path == "/v1.52/containers/json":
+            send("200 OK", json.dumps([{"Id": self.CID, "Names": ["/web"], "Image": "nginx", "State": "running",
+                                        "Status": "Up", "Created": 1700000000, "Ports": [], "Labels": {}}]).encode())
+        else:
+            send("404 Not Found", json.dumps({"message": f"no route {path}"}).encode())
+        await writer.drain()
+        return True
+
+    async def event(self, raw: dict[str, Any]) -> None:
+        assert self.event_writer is not None
+        self.event_writer.write(json.dumps(raw).encode() + b"\n")
+        await self.event_writer.drain()
+
+
+def test_docker_29_pull_progress_and_events(workdir: Path) -> None:
+    async def main() -> None:
+        fake = FakeDocker(workdir / "docker.sock")
+        await fake.start()
+        try:
+            async with plugin(f"unix://{fake.path}", workdir) as (h, ctx):
+                req = FakeRequest()
+                pulled = ok(await h.call("image.pull", {"image": "example.org/app:1"}, req))
+                assert pulled == {"image": "example.org/app:1", "status": "Status: Downloaded newer image for "
+                                  "example.org/app:1", "id": "sha256:" + "ab" * 32, "progress_lines": 6}
+                assert "POST /v1.52/images/create?fromImage=example.org%2Fapp&tag=1 HTTP/1.1" in fake.requests
+                messages = [m for _, _, m in req.progress]
+                assert "a1b2: Downloading [=====>     ]" in messages and len(messages) == 6
+                assert [p for p, _, _ in req.progress] == [1, 2, 3, 4, 5, 6]
+
+                req2 = FakeRequest()
+                failed = error_of(await h.call("image.pull", {"image": "example.org/broken"}, req2))
+                assert failed == "ContainersError: pulling example.org/broken:latest failed: unexpected EOF"
+                assert len(req2.progress) == 3  # what came before the error was reported
+
+                # an API 1.52 event: no status, id or from; Actor and Action only
+                await asyncio.wait_for(fake.events_open.wait(), WAIT)
+                assert any(r.startswith("GET /v1.52/events?filters=") for r in fake.requests)
+                mark = len(ctx.updated)
+                await fake.event({"Type": "container", "Action": "start", "scope": "local",
+                                  "Actor": {"ID": FakeDocker.CID, "Attributes": {"name": "web", "image": "nginx"}},
+                                  "time": 1700000000, "timeNano": 1700000000000000000})
+                want = {f"docker://containers/{FakeDocker.CID}", "docker://containers/web", "docker://containers"}
+                await until("the 1.52 event's notifications", lambda: _async(want <= set(ctx.updated[mark:])))
+                # an image event is not a container's: no notification
+                mark = len(ctx.updated)
+                await fake.event({"Type": "image", "Action": "pull", "Actor": {"ID": "example.org/app:1"}})
+                await fake.event({"Type": "container", "Action": "die", "Actor": {"ID": FakeDocker.CID,
+                                                                                   "Attributes": {"name": "web"}}})
+                await until("the die event", lambda: _async("docker://containers/web" in ctx.updated[mark:]))
+                assert not any("example.org" in u for u in ctx.updated[mark:])
+        finally:
+            await fake.stop()
+
+    run(main())
