@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kube_backend import Applied, BackendError, Kind, Notify, Rollout, Validate, object_uri
+from kube_backend import Applied, BackendError, Kind, Notify, Rollout, Validate, object_uri, parse_selector
 from kube_patch import PatchError, json_patch, merge_patch, strategic_merge
 
 __all__ = ["SERVICE_ACCOUNT", "ApiBackend", "KubeconfigError", "in_cluster", "kubeconfig_path", "load_kubeconfig"]
@@ -195,7 +195,7 @@ class ApiBackend:
         ns = self._ns(kind, namespace)
         items = []
         async with self._call(f"list of {kind.plural}"):
-            kwargs: dict[str, Any] = {"labels": selector} if selector else {}
+            kwargs: dict[str, Any] = {"labels": _lightkube_selector(selector)} if selector else {}
             if ns:
                 kwargs["namespace"] = ns
             async for obj in self.client.list(res, **kwargs):
@@ -346,6 +346,23 @@ class _Guard:
         if not isinstance(exc, Exception):
             return False
         raise _api_error(exc, self.what) from None
+
+
+def _lightkube_selector(selector: str) -> list[tuple[str, Any]]:
+    """A label selector (``app=web,tier!=db,debug,!old``) as lightkube's pairs."""
+    from lightkube import operators
+
+    pairs: list[tuple[str, Any]] = []
+    for key, op, value in parse_selector(selector):
+        if op == "=":
+            pairs.append((key, value))
+        elif op == "!=":
+            pairs.append((key, operators.not_equal(value)))
+        elif op == "exists":
+            pairs.append((key, operators.exists()))
+        else:
+            pairs.append((key, operators.not_exists()))
+    return pairs
 
 
 def _summary(kind: str, obj: dict[str, Any]) -> str:

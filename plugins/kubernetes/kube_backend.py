@@ -3,12 +3,13 @@ kinds both know by name."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = ["KINDS", "Applied", "Backend", "BackendError", "Kind", "Notify", "Rollout", "Validate", "find_kind",
-           "object_uri"]
+           "object_uri", "parse_selector"]
 
 Notify = Callable[[str], Awaitable[None]]
 Validate = Callable[[dict[str, Any]], None]
@@ -59,6 +60,24 @@ def find_kind(name: str) -> Kind | None:
         if low in (k.kind.lower(), k.plural, *k.short):
             return k
     return None
+
+
+def parse_selector(selector: str | None) -> list[tuple[str, str, str]]:
+    """``app=web,tier!=db,debug`` -> [(key, op, value)]: equality (=, ==), inequality (!=) and existence."""
+    out: list[tuple[str, str, str]] = []
+    for part in (selector or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"(!?)([A-Za-z0-9_./-]+)\s*(?:(==|=|!=)\s*([A-Za-z0-9_.-]*))?", part)
+        if m is None:
+            raise BackendError(f"label selector {part!r}: the plugin understands key=value, key!=value, key "
+                               f"and !key")
+        neg, key, op, value = m.groups()
+        if neg and op:
+            raise BackendError(f"label selector {part!r}: '!' goes with a key alone")
+        out.append((key, "!" if neg else ({"==": "="}.get(op, op) or "exists"), value or ""))
+    return out
 
 
 def object_uri(namespace: str, kind: str, name: str) -> str:

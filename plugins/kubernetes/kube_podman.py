@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kube_backend import Applied, BackendError, Kind, Notify, Rollout, Validate, object_uri
+from kube_backend import Applied, BackendError, Kind, Notify, Rollout, Validate, object_uri, parse_selector
 from kube_patch import PatchError, json_patch, merge_patch, strategic_merge
 
 from mcp_edge.engine_api import Conflict, EngineClient, EngineError, FrameDecoder, JsonLines, NotFound, normalize_event
@@ -398,7 +398,7 @@ class PodmanBackend:
                    limit: int) -> list[dict[str, Any]]:
         self._ns(namespace)
         self._supported(kind.kind)
-        want = _selector(selector)
+        want = parse_selector(selector)
         out: list[dict[str, Any]] = []
         names = {m["metadata"]["name"] for m in self.store.of_kind(kind.kind)}
         for m in self.store.of_kind(kind.kind):
@@ -671,24 +671,6 @@ def _references(obj: Any, configmap: str) -> bool:
     if isinstance(obj, list):
         return any(_references(v, configmap) for v in obj)
     return False
-
-
-def _selector(selector: str | None) -> list[tuple[str, str, str]]:
-    """``app=web,tier!=db,debug`` -> [(key, op, value)]: equality (=, ==), inequality (!=) and existence."""
-    out: list[tuple[str, str, str]] = []
-    for part in (selector or "").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        m = re.fullmatch(r"(!?)([A-Za-z0-9_./-]+)\s*(?:(==|=|!=)\s*([A-Za-z0-9_.-]*))?", part)
-        if m is None:
-            raise BackendError(f"label selector {part!r}: the Podman backend understands key=value, key!=value, key "
-                               f"and !key")
-        neg, key, op, value = m.groups()
-        if neg and op:
-            raise BackendError(f"label selector {part!r}: '!' goes with a key alone")
-        out.append((key, "!" if neg else ({"==": "="}.get(op, op) or "exists"), value or ""))
-    return out
 
 
 def _labels_match(obj: dict[str, Any], want: list[tuple[str, str, str]]) -> bool:

@@ -337,3 +337,25 @@ def test_store_survives_corruption(workdir: Path) -> None:
         assert again.objects == {} and path.with_suffix(".bad").read_text() == "{not json"
 
     run(main())
+
+
+def test_label_selectors(workdir: Path) -> None:
+    async def main() -> None:
+        host = await kube_host(workdir, {"host": NO_ENGINE}).start()
+        try:
+            backend = sibling(host, "kube_backend")
+            api = sibling(host, "kube_api")
+        finally:
+            await host.stop()
+        assert backend.parse_selector("app=web, tier!=db,debug,!old,x==y") == [
+            ("app", "=", "web"), ("tier", "!=", "db"), ("debug", "exists", ""), ("old", "!", ""), ("x", "=", "y")]
+        assert backend.parse_selector(None) == [] and backend.parse_selector(" , ") == []
+        for bad in ("tier in (a)", "!a=b", "a=b=c", "=x"):
+            with pytest.raises(backend.BackendError, match="label selector"):
+                backend.parse_selector(bad)
+        from lightkube.core.selector import build_selector
+
+        assert build_selector(api._lightkube_selector("app=web,tier!=db,debug,!old")) == \
+            "app=web,tier!=db,debug,!old"
+
+    run(main())
