@@ -134,6 +134,8 @@ def test_container_lifecycle(podman: PodmanService, workdir: Path) -> None:
             assert stopped["running"] is False and stopped["state"] == "exited"
             assert name not in docker(podman, "ps", "--format", "{{.Names}}").split()
             assert f"{name} exited" in docker(podman, "ps", "-a", "--format", "{{.Names}} {{.State}}")
+            # Podman answers a stopped container's stats with HTTP 200 and no body
+            assert "no statistics" in error_of(await h.call("container.stats", {"container": name}))
 
             again = ok(await h.call("container.restart", {"container": name, "timeout_s": 1}))
             assert again["running"] is True
