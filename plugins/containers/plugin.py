@@ -333,10 +333,14 @@ class Containers(PluginBase):
                                       kind="image", ref=image, lister="image.list")
         ident = str((created or {}).get("Id") or "")
         warnings = [str(w) for w in (created or {}).get("Warnings") or [] if w]
-        if start:
-            await self._request("POST", f"/containers/{_ref('container', ident)}/start", kind="container",
-                                ref=ident)
         shown = name or container_name(await self._inspect(ident))
+        if start:
+            try:
+                await self._request("POST", f"/containers/{_ref('container', ident)}/start", kind="container",
+                                    ref=ident)
+            except ContainersError as exc:
+                raise ContainersError(f"created the container {shown} ({ident[:12]}) but it did not start: {exc}; "
+                                      f"container.logs may say why, container.remove removes it") from None
         return Created(id=ident, name=shown, started=start, warnings=warnings, uri=container_uri(shown))
 
     @tool(name="container.start", title="Start a container", annotations=_WRITE)
@@ -918,7 +922,6 @@ class Containers(PluginBase):
         while True:
             reason = "the engine ended the event stream"
             try:
-                eng = await self._engine()
                 async with self._stream("GET", "/events", params={"filters": {"type": ["container"]}}) as resp:
                     self.events_connects += 1
                     self.events_state = "following"
@@ -930,7 +933,6 @@ class Containers(PluginBase):
                     async for chunk in resp.aiter_raw():
                         for item in lines.feed(chunk):
                             await self._on_event(item)
-                del eng
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the engine away, restarting, or answering nonsense: retried below

@@ -600,6 +600,14 @@ def test_bad_inputs(podman: PodmanService, workdir: Path) -> None:
             missing = error_of(await h.call("container.create", {"image": "localhost/no-such-image:1"}))
             assert "no such image" in missing and "image.list" in missing
             assert "status 'up'" in error_of(await h.call("container.list", {"status": ["up"]}))
+            broken = unique()
+            try:
+                failed = error_of(await h.call("container.create", {"image": IMAGE, "name": broken, "start": True,
+                                                                    "command": ["no-such-program"]}))
+                assert f"created the container {broken}" in failed and "did not start" in failed
+                assert podman.podman("container", "exists", broken, check=False).returncode == 0
+            finally:
+                rm(podman, broken)
             assert "stop_timeout_max_s" in error_of(await h.call("container.stop", {"container": ghost,
                                                                                      "timeout_s": 10**6}))
 
