@@ -310,6 +310,15 @@ class EngineClient:
         """A name or id as one path segment."""
         return quote(name, safe="")
 
+    @staticmethod
+    def segment(name: str, what: str = "name") -> str:
+        """``quote`` for a name that came from outside: EngineError for an empty name, ``.`` or ``..`` (which the
+        HTTP client folds into the path: ``/containers/../json`` is sent as ``/json``), control characters or more
+        than 1024 characters, so that no argument reaches another API path."""
+        if not name or name in (".", "..") or len(name) > 1024 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise EngineError(f"{name[:100]!r} is not a valid {what}")
+        return quote(name, safe="")
+
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = self._make()

@@ -95,12 +95,12 @@ class ContainersError(Exception):
 
 
 def _ref(kind: str, value: str) -> str:
-    """A container, image or network reference as one quoted path segment. A reference is never empty, ``.``
-    or ``..`` (which an HTTP client would fold into the path) and holds no control characters, so no argument
-    can reach another API path."""
-    if not value or value in (".", "..") or any(ord(c) < 32 or ord(c) == 127 for c in value) or len(value) > 1024:
-        raise ContainersError(f"{value!r} is not a {kind} name or id")
-    return EngineClient.quote(value)
+    """A container, image or network reference as one quoted path segment (``EngineClient.segment``: never
+    empty, ``.`` or ``..``, which the HTTP client would fold into the path, nor control characters)."""
+    try:
+        return EngineClient.segment(value, f"{kind} name or id")
+    except EngineError as exc:
+        raise ContainersError(exc.message) from None
 
 
 def _since(value: str | None) -> str | None:

@@ -581,9 +581,9 @@ def test_bad_inputs(podman: PodmanService, workdir: Path) -> None:
                 msg = error_of(await h.call("container.inspect", {"container": sneaky}))
                 assert "no such container" in msg and "ApiVersion" not in msg, sneaky
             for dots in ("..", ".", ""):
-                assert "is not a container name or id" in error_of(await h.call("container.inspect",
+                assert "is not a valid container name or id" in error_of(await h.call("container.inspect",
                                                                                    {"container": dots}))
-            assert "is not a image name or id" in error_of(await h.call("image.inspect", {"image": "a\nb"}))
+            assert "is not a valid image name or id" in error_of(await h.call("image.inspect", {"image": "a\nb"}))
             # one path segment: Podman parses it as an image reference and refuses it
             sneaky = error_of(await h.call("image.inspect", {"image": "../../version"}))
             assert "invalid reference format" in sneaky and "ApiVersion" not in sneaky

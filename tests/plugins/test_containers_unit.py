@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import httpx
 import pytest
 
-from mcp_edge.engine_api import EngineError, FrameDecoder, normalize_event
+from mcp_edge.engine_api import EngineClient, EngineError, FrameDecoder, normalize_event
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -193,3 +194,16 @@ def test_line_splitter_cuts_long_lines_and_flushes() -> None:
     assert sp.feed(b"a" * 150 + b"\nb") == ["a" * 100 + "… [50 more characters]"]
     assert sp.flush() == ["b"] and sp.flush() == []
     assert sp.feed(b"x" * 500) == ["x" * 100 + "… [400 more characters]"]  # no newline for too long
+
+
+def test_segment_keeps_a_name_in_its_path_segment() -> None:
+    """httpx folds dot segments (``/containers/../json`` goes out as ``/json``): segment refuses them, and
+    anything else stays one segment of the path that is sent."""
+    assert httpx.URL("http://engine/v1.41/containers/../json").raw_path == b"/v1.41/json"  # why it matters
+    for bad in ("", ".", "..", "a\nb", "x\x7f", "n" * 1025):
+        with pytest.raises(EngineError, match="is not a valid container"):
+            EngineClient.segment(bad, "container")
+    for name in ("../../version", "a/b", "%2e%2e", "web.1", "localhost/busybox:latest", "..."):
+        path = f"/v1.41/containers/{EngineClient.segment(name)}/json"
+        raw = httpx.URL("http://engine" + path).raw_path.decode()
+        assert raw == path and raw.count("/") == 4, name
