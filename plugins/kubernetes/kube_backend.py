@@ -112,6 +112,7 @@ class Backend(Protocol):
     """One place Kubernetes objects live. Kinds arrive canonical (``Deployment``); errors are BackendError."""
 
     name: str
+    default_namespace: str  # for calls that name none (and the config names none)
 
     async def apply(self, obj: dict[str, Any], namespace: str) -> Applied: ...
     async def get(self, kind: Kind, namespace: str, name: str, api_version: str | None) -> dict[str, Any]: ...

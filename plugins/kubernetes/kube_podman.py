@@ -132,6 +132,7 @@ class PodmanBackend:
                  stop_timeout: int, timeout: float) -> None:
         self.host = host
         self.namespace = namespace
+        self.default_namespace = namespace
         self.max_replicas = max_replicas
         self.stop_timeout = stop_timeout
         self.client = EngineClient(host, timeout=timeout)

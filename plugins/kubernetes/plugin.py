@@ -136,7 +136,7 @@ class Kubernetes(PluginBase):
                                   f"{', '.join(versions)}")
         self.version = ".".join(wanted.lstrip("v").split(".")[:2]) if wanted else versions[-1]
         self.strict = bool(config.get("strict", True))
-        self.namespace = str(config.get("namespace") or "default")
+        self.namespace = str(config.get("namespace") or "")
         self._backend: Backend | None = None
         self._backend_lock = asyncio.Lock()
 
@@ -190,7 +190,7 @@ class Kubernetes(PluginBase):
         from kube_podman import PodmanBackend
 
         self.ctx.logger.info("kubernetes: Podman backend at %s", where)
-        return PodmanBackend(where, self.ctx.data_dir, namespace=self.namespace,
+        return PodmanBackend(where, self.ctx.data_dir, namespace=self.namespace or "default",
                              max_objects=int(self.config.get("max_objects", 500)),
                              max_replicas=int(self.config.get("max_replicas", 1)),
                              stop_timeout=int(self.config.get("stop_timeout_s", 5)), timeout=timeout)
@@ -216,8 +216,9 @@ class Kubernetes(PluginBase):
 
         check(Document(1, obj), self.version, self.strict)
 
-    def _uri(self, kind: str, namespace: str, name: str) -> str:
-        return object_uri(namespace or self.namespace, kind, name)
+    def _ns(self, backend: Backend, namespace: str) -> str:
+        """The namespace of a call: its argument, else the config's, else the backend's default."""
+        return namespace or self.namespace or backend.default_namespace
 
     # -- tools ---------------------------------------------------------------------------------------------------
 
@@ -241,19 +242,20 @@ class Kubernetes(PluginBase):
         for doc in docs:
             check(doc, self.version, self.strict)
         backend = await self.backend()
+        ns = self._ns(backend, namespace)
         check_backend = getattr(backend, "check", None)
         if check_backend is not None:
             for doc in docs:
                 try:
-                    await check_backend(doc.obj, namespace or self.namespace)
+                    await check_backend(doc.obj, ns)
                 except BackendError as exc:
                     raise BackendError(f"{describe(doc)}: {exc}") from None
         order = {"Namespace": 0, "ConfigMap": 1, "Secret": 1, "PersistentVolumeClaim": 2}
         out = []
         for n, doc in enumerate(sorted(docs, key=lambda d: order.get(d.kind, 3)), 1):
-            done = await backend.apply(doc.obj, namespace or self.namespace)
+            done = await backend.apply(doc.obj, ns)
             out.append(AppliedObject(kind=done.kind, name=done.name, namespace=done.namespace, action=done.action,
-                                     detail=done.detail, uri=self._uri(done.kind, done.namespace, done.name)))
+                                     detail=done.detail, uri=object_uri(done.namespace, done.kind, done.name)))
             if ctx is not None:
                 await ctx.report_progress(n, len(docs), f"{done.kind}/{done.name} {done.action}")
         return ApplyResult(backend=backend.name, objects=out)
@@ -280,9 +282,10 @@ class Kubernetes(PluginBase):
         if patch_type != "json" and not isinstance(patch, dict):
             raise KubernetesError(f"a {patch_type} patch is an object (a list is a json patch: patch_type=json)")
         backend = await self.backend()
-        obj = await backend.patch(k, namespace or self.namespace, name, patch, patch_type, self._validate,
+        ns = self._ns(backend, namespace)
+        obj = await backend.patch(k, ns, name, patch, patch_type, self._validate,
                                   api_version)
-        return ObjectResult(backend=backend.name, uri=self._uri(k.kind, namespace, name), object=obj)
+        return ObjectResult(backend=backend.name, uri=object_uri(ns if k.namespaced else "", k.kind, name), object=obj)
 
     @tool(name="k8s.get", title="Get a Kubernetes object", annotations=_READ)
     async def get(self, kind: str, name: str, namespace: str = "", api_version: str | None = None) -> ObjectResult:
@@ -296,8 +299,9 @@ class Kubernetes(PluginBase):
         """
         k = self._kind(kind)
         backend = await self.backend()
-        obj = await backend.get(k, namespace or self.namespace, name, api_version)
-        return ObjectResult(backend=backend.name, uri=self._uri(k.kind, namespace, name), object=obj)
+        ns = self._ns(backend, namespace)
+        obj = await backend.get(k, ns, name, api_version)
+        return ObjectResult(backend=backend.name, uri=object_uri(ns if k.namespaced else "", k.kind, name), object=obj)
 
     @tool(name="k8s.list", title="List Kubernetes objects", annotations=_READ)
     async def list_objects(self, kind: str, namespace: str = "", label_selector: str | None = None,
@@ -312,9 +316,10 @@ class Kubernetes(PluginBase):
         """
         k = self._kind(kind)
         backend = await self.backend()
+        ns = self._ns(backend, namespace)
         limit = int(self.config.get("max_list", 500))
-        items = await backend.list_objects(k, namespace or self.namespace, label_selector, api_version, limit + 1)
-        return ListResult(backend=backend.name, kind=k.kind, namespace=namespace or self.namespace,
+        items = await backend.list_objects(k, ns, label_selector, api_version, limit + 1)
+        return ListResult(backend=backend.name, kind=k.kind, namespace=ns,
                           items=[msgspec.convert(i, ListItem) for i in items[:limit]], truncated=len(items) > limit)
 
     @tool(name="k8s.delete", title="Delete a Kubernetes object", annotations=_DELETE)
@@ -330,8 +335,9 @@ class Kubernetes(PluginBase):
         self._destructive("k8s.delete")
         k = self._kind(kind)
         backend = await self.backend()
-        result = await backend.delete(k, namespace or self.namespace, name, api_version)
-        return DeleteResult(backend=backend.name, kind=k.kind, name=name, namespace=namespace or self.namespace,
+        ns = self._ns(backend, namespace)
+        result = await backend.delete(k, ns, name, api_version)
+        return DeleteResult(backend=backend.name, kind=k.kind, name=name, namespace=ns,
                             result=result)
 
     @tool(name="pod.logs", title="Read a pod's logs", annotations=_READ)
@@ -349,12 +355,13 @@ class Kubernetes(PluginBase):
             follow: go on reading as the container writes.
         """
         backend = await self.backend()
+        ns = self._ns(backend, namespace)
         max_lines = int(self.config.get("max_log_lines", 5000))
         follow_s = float(self.config.get("follow_timeout_s", 600))
         lines: list[str] = []
         dropped = read = 0
         ended = "end of log"
-        stream = backend.logs(namespace or self.namespace, pod, container, tail, follow)
+        stream = backend.logs(ns, pod, container, tail, follow)
         try:
             async with asyncio.timeout(follow_s if follow else None):
                 async for line in stream:
@@ -389,8 +396,9 @@ class Kubernetes(PluginBase):
         """
         self._destructive("deployment.scale")
         backend = await self.backend()
-        result = await backend.scale(namespace or self.namespace, name, replicas)
-        return ScaleResult(backend=backend.name, name=name, namespace=namespace or self.namespace,
+        ns = self._ns(backend, namespace)
+        result = await backend.scale(ns, name, replicas)
+        return ScaleResult(backend=backend.name, name=name, namespace=ns,
                            replicas=replicas, result=result)
 
     @tool(name="deployment.rollout_status", title="Wait for a Deployment's rollout", annotations=_READ)
@@ -409,7 +417,7 @@ class Kubernetes(PluginBase):
         wait = min(timeout_s, cap) if timeout_s is not None else cap
         interval = float(self.config.get("poll_interval_s", 0.5))
         backend = await self.backend()
-        ns = namespace or self.namespace
+        ns = self._ns(backend, namespace)
         deadline = time.monotonic() + wait
         polls = 0
         while True:
@@ -438,8 +446,8 @@ class Kubernetes(PluginBase):
                                    "(cluster-scoped objects: namespace _)")
     async def watch(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
         k = self._kind(kind)
-        ns = "" if namespace == "_" else namespace
         backend = await self.backend()
-        obj = await backend.get(k, ns or self.namespace, name, None)
-        await backend.watch(k, ns or self.namespace, name, self.ctx.notify_resource_updated)
+        ns = self._ns(backend, "" if namespace == "_" else namespace)
+        obj = await backend.get(k, ns, name, None)
+        await backend.watch(k, ns, name, self.ctx.notify_resource_updated)
         return obj
