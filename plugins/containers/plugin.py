@@ -919,12 +919,14 @@ class Containers(PluginBase):
         """Follow the engine's container events for as long as the plugin lives, reconnecting with a backoff
         (events_backoff_min_s doubling up to events_backoff_max_s) when the engine is away or restarts."""
         delay = self.backoff_min
+        last_reason = ""
         while True:
             reason = "the engine ended the event stream"
             try:
                 async with self._stream("GET", "/events", params={"filters": {"type": ["container"]}}) as resp:
                     self.events_connects += 1
                     self.events_state = "following"
+                    last_reason = ""
                     delay = self.backoff_min
                     log.info("containers: following the events of %s", self.host)
                     # containers may have come and gone while the stream was down: list them again
@@ -939,6 +941,10 @@ class Containers(PluginBase):
                 reason = str(exc)
             self.events_failures += 1
             self.events_state = f"retrying in {delay:g} s: {reason}"
-            log.warning("containers: event stream of %s: %s; retrying in %g s", self.host, reason, delay)
+            # A box without an engine would log this every events_backoff_max_s for ever: a warning when the
+            # reason is new, the repeats at debug (the docker://containers index always shows the state).
+            level = logging.DEBUG if reason == last_reason else logging.WARNING
+            log.log(level, "containers: event stream of %s: %s; retrying in %g s", self.host, reason, delay)
+            last_reason = reason
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.backoff_max)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import subprocess
 import time
@@ -616,8 +617,10 @@ def test_bad_inputs(podman: PodmanService, workdir: Path) -> None:
 
 # -- the engine away ---------------------------------------------------------------------------------------
 
-def test_engine_down(workdir: Path) -> None:
-    """No socket: the plugin initializes, tools say which host cannot be reached, the events task retries."""
+def test_engine_down(workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """No socket: the plugin initializes, tools say which host cannot be reached, the events task retries (one
+    warning for the reason, the repeats at debug)."""
+    caplog.set_level(logging.DEBUG, logger="mcp_edge.plugins.containers")
     sock = workdir / "no-engine" / "docker.sock"
 
     async def main() -> None:
@@ -632,6 +635,8 @@ def test_engine_down(workdir: Path) -> None:
             with pytest.raises(Exception, match="cannot be reached"):
                 await h.read("docker://containers")
         assert h.plugin._events.done()  # shutdown() stopped the events task
+        retries = [r for r in caplog.records if "event stream of" in r.getMessage()]
+        assert len(retries) >= 3 and [r.levelno for r in retries].count(logging.WARNING) == 1
 
     run(main())
 
