@@ -23,6 +23,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import msgspec
 from shapes import (
@@ -63,7 +64,7 @@ from mcp_edge.engine_api import (
     engine_host,
     normalize_event,
 )
-from mcp_edge.errors import PluginError, ResourceNotFoundError
+from mcp_edge.errors import PluginConfigError, PluginError, ResourceNotFoundError
 from mcp_edge.plugin import (
     PluginBase,
     PluginContext,
@@ -121,6 +122,13 @@ class Containers(PluginBase):
     async def initialize(self, config: Mapping[str, Any], ctx: PluginContext) -> None:
         await super().initialize(config, ctx)
         self.host = engine_host(str(config.get("host") or ""), ctx.settings.environ)
+        parts = urlsplit(self.host)
+        if parts.scheme not in ("unix", "tcp", "http", "https") or not (parts.path if parts.scheme == "unix"
+                                                                        else parts.hostname):
+            # a malformed address is a mistake to fix now; an engine that is not there yet is not (see below)
+            raise PluginConfigError(f"containers: engine host {self.host!r} must be unix:///path/to/socket, "
+                                    f"tcp://host:port, http://host:port or https://host:port (the plugin's host "
+                                    f"key, else $DOCKER_HOST)")
         self.timeout_s = float(config.get("timeout_s", 30))
         self.allow_destructive = bool(config.get("allow_destructive", False))
         self.list_max = int(config.get("list_max", 1000))

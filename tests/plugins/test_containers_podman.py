@@ -641,6 +641,16 @@ def test_engine_down(workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
     run(main())
 
 
+@pytest.mark.parametrize("host", ["ftp://engine", "unix://", "tcp://", "/run/docker.sock"])
+def test_malformed_host_fails_initialize(host: str, workdir: Path) -> None:
+    async def main() -> None:
+        with pytest.raises(Exception, match="must be unix:///path/to/socket"):
+            async with plugin(host, workdir):
+                pass
+
+    run(main())
+
+
 def test_engine_comes_later(podman: PodmanService, workdir: Path) -> None:
     """The engine appears after the plugin started (DOCKER_HOST from the runtime's environment, here a
     symbolic link made later): tools and the events stream pick it up."""
