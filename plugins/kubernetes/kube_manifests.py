@@ -84,6 +84,11 @@ def parse_documents(text: str, max_documents: int) -> list[Document]:
                 where = f" at line {mark.line + 1}, column {mark.column + 1}"
             problem = getattr(exc, "problem", None) or str(exc)
             raise ManifestError(f"document {len(raw) + 1}: not valid YAML{where}: {problem}") from None
+    budget = [max(len(text), 1024)]  # values one text of this size can hold, unless YAML aliases repeat them
+    for i, item in enumerate(raw, 1):
+        if not _within(item, budget):
+            raise ManifestError(f"document {i}: holds far more values than its text (YAML aliases repeating "
+                                f"others?): refused")
     docs: list[Document] = []
     for i, item in enumerate(raw, 1):
         if item is None:  # an empty document (a trailing ---)
@@ -107,6 +112,22 @@ def parse_documents(text: str, max_documents: int) -> list[Document]:
         raise ManifestError(f"the manifest holds more than {max_documents} objects (max_documents): apply it in "
                             f"parts")
     return docs
+
+
+def _within(obj: Any, budget: list[int]) -> bool:
+    """Walk ``obj`` (shared parts counted each time they are reached) while ``budget[0]`` lasts."""
+    stack = [obj]
+    while stack:
+        cur = stack.pop()
+        budget[0] -= 1
+        if budget[0] < 0:
+            return False
+        if isinstance(cur, dict):
+            stack.extend(cur.keys())
+            stack.extend(cur.values())
+        elif isinstance(cur, list):
+            stack.extend(cur)
+    return True
 
 
 def schema_versions() -> list[str]:

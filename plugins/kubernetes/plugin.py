@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from kube_backend import Backend, BackendError, Kind, find_kind, object_uri
-from kube_manifests import check, describe, parse_documents, schema_versions
+from kube_manifests import Document, check, describe, parse_documents, schema_versions
 
 from mcp_edge.plugin import PluginBase, PluginContext, RequestContext, resource_template, tool
 from mcp_edge.plugin.types import ToolAnnotations
@@ -211,9 +211,13 @@ class Kubernetes(PluginBase):
                                   f"Service, StatefulSet, ... (as in manifests, plural or short names such as deploy)")
         return kind
 
-    def _validate(self, obj: dict[str, Any]) -> None:
-        from kube_manifests import Document
+    def _parse_and_check(self, manifest: str) -> list[Document]:
+        docs = parse_documents(manifest, int(self.config.get("max_documents", 100)))
+        for doc in docs:
+            check(doc, self.version, self.strict)
+        return docs
 
+    def _validate(self, obj: dict[str, Any]) -> None:
         check(Document(1, obj), self.version, self.strict)
 
     def _ns(self, backend: Backend, namespace: str) -> str:
@@ -238,9 +242,9 @@ class Kubernetes(PluginBase):
         if len(manifest.encode()) > limit:
             raise KubernetesError(f"the manifest is {len(manifest.encode())} bytes, more than max_manifest_bytes "
                                   f"({limit}): apply it in parts")
-        docs = parse_documents(manifest, int(self.config.get("max_documents", 100)))
-        for doc in docs:
-            check(doc, self.version, self.strict)
+        # parsing and schema checks take CPU time in proportion to the text: in a thread, so that the worker's
+        # event loop (its heartbeats, other calls, cancellation) goes on meanwhile
+        docs = await asyncio.to_thread(self._parse_and_check, manifest)
         backend = await self.backend()
         ns = self._ns(backend, namespace)
         check_backend = getattr(backend, "check", None)

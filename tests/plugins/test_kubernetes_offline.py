@@ -359,3 +359,21 @@ def test_label_selectors(workdir: Path) -> None:
             "app=web,tier!=db,debug,!old"
 
     run(main())
+
+
+def test_yaml_alias_bomb_refused(workdir: Path) -> None:
+    """A few hundred bytes of YAML aliases that expand to 10^9 values: refused, not walked."""
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    bomb = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n" + \
+        "\n".join("  " + line for line in lines) + "\n"
+
+    async def main() -> None:
+        host = await kube_host(workdir, {"backend": "podman", "host": NO_ENGINE, "allow_destructive": True}).start()
+        try:
+            msg = error_of(await host.call("k8s.apply", {"manifest": bomb}))
+            assert "document 1: holds far more values than its text" in msg
+        finally:
+            await host.stop()
+
+    run(main())
