@@ -155,6 +155,9 @@ class ApiBackend:
     def _call(self, what: str) -> Any:
         return _Guard(what)
 
+    async def check(self, obj: dict[str, Any], namespace: str) -> None:
+        _resource(obj["apiVersion"], obj["kind"])
+
     async def apply(self, obj: dict[str, Any], namespace: str) -> Applied:
         from lightkube import codecs
         from lightkube.core.resource import NamespacedResource

@@ -221,7 +221,7 @@ class PodmanBackend:
 
     # -- apply ---------------------------------------------------------------------------------------------------
 
-    async def check(self, obj: dict[str, Any], namespace: str = "") -> None:
+    async def check(self, obj: dict[str, Any], namespace: str) -> None:
         """BackendError for what this backend cannot run (checked for every document before any is sent)."""
         kind, name = obj["kind"], obj["metadata"]["name"]
         self._supported(kind)

@@ -247,13 +247,12 @@ class Kubernetes(PluginBase):
         docs = await asyncio.to_thread(self._parse_and_check, manifest)
         backend = await self.backend()
         ns = self._ns(backend, namespace)
-        check_backend = getattr(backend, "check", None)
-        if check_backend is not None:
-            for doc in docs:
-                try:
-                    await check_backend(doc.obj, ns)
-                except BackendError as exc:
-                    raise BackendError(f"{describe(doc)}: {exc}") from None
+        for doc in docs:  # what this backend cannot take is refused before anything is sent, too
+            try:
+                await backend.check(doc.obj, ns)
+            except BackendError as exc:
+                why = str(exc).removeprefix(f"{doc.kind}/{doc.name}: ")
+                raise BackendError(f"{describe(doc)}: {why}") from None
         order = {"Namespace": 0, "ConfigMap": 1, "Secret": 1, "PersistentVolumeClaim": 2}
         out = []
         for n, doc in enumerate(sorted(docs, key=lambda d: order.get(d.kind, 3)), 1):
