@@ -99,18 +99,43 @@ spec:
             assert obj["status"]["readyReplicas"] == 1
             await c.subscribe_resource(uri)
 
-            seen: list[float] = []
+            lines: list[str] = []
+            with anyio.fail_after(WAIT):
+                while not lines:  # the container writes its line as it starts
+                    logs = await c.call_tool("pod.logs", {"pod": name})
+                    assert logs.structured_content is not None, logs
+                    lines = logs.structured_content["lines"]
+            assert lines == ["served"]
+
+            # follow: the line comes as a progress notification; the client then cancels the call
+            seen: list[str | None] = []
+            got_line = anyio.Event()
 
             async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-                seen.append(progress)
+                seen.append(message)
+                got_line.set()
 
-            logs = await c.call_tool("pod.logs", {"pod": name}, progress_callback=on_progress)
-            assert logs.structured_content is not None and logs.structured_content["lines"] == ["served"]
+            async def follow() -> None:
+                await c.call_tool("pod.logs", {"pod": name, "follow": True}, progress_callback=on_progress)
 
+            with anyio.fail_after(WAIT):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(follow)
+                    await got_line.wait()
+                    tg.cancel_scope.cancel()
+            assert seen[0] == "served"
+
+            # a change made outside (the container stopped with the CLI) reaches the subscriber from the worker's
+            # event-following task
+            podman.podman("stop", "-t", "0", f"{name}-pod-0-main")
+            with anyio.fail_after(WAIT):
+                await got_update.wait()
+            updates.clear()
             scaled = await c.call_tool("deployment.scale", {"name": name, "replicas": 0})
             assert not scaled.is_error, scaled
             with anyio.fail_after(WAIT):
-                await got_update.wait()
+                while uri not in updates:
+                    await anyio.sleep(0.02)
             assert f"{name}-pod-0" not in podman.podman("pod", "ps", "--format", "{{.Name}}").stdout.split()
 
             bad = await c.call_tool("k8s.apply", {"manifest": manifest.replace("image:", "imag:")})
