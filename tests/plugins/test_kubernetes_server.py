@@ -62,14 +62,11 @@ spec:
       - {{name: main, image: {IMAGE}, command: ["sh", "-c", "echo served; sleep 1000"]}}
 """
     updates: list[str] = []
-    got_update = anyio.Event()
 
     async def on_message(message: Any) -> None:
         u = updated_uri(message)
         if u is not None:
             updates.append(u)
-            if u == uri:
-                got_update.set()
 
     async def main() -> None:
         params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_edge.cli", "serve", "--stdio", "-q"],
@@ -127,9 +124,11 @@ spec:
 
             # a change made outside (the container stopped with the CLI) reaches the subscriber from the worker's
             # event-following task
+            updates.clear()
             podman.podman("stop", "-t", "0", f"{name}-pod-0-main")
             with anyio.fail_after(WAIT):
-                await got_update.wait()
+                while uri not in updates:
+                    await anyio.sleep(0.02)
             updates.clear()
             scaled = await c.call_tool("deployment.scale", {"name": name, "replicas": 0})
             assert not scaled.is_error, scaled
