@@ -10,12 +10,16 @@ as written), the object as ``Kind/name`` and the dotted path of the bad field.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 __all__ = ["Document", "ManifestError", "check", "describe", "field_path", "parse_documents", "schema_versions"]
+
+
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}")  # a name that is one path segment of the API
 
 
 class ManifestError(ValueError):
@@ -161,6 +165,11 @@ def check(doc: Document, version: str, strict: bool) -> None:
     if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
         raise ManifestError(f"{where}: metadata.name is missing (generateName is not supported: the object must "
                             f"be found again by its name)")
+    for key in ("name", "namespace"):
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, str) or not _SEGMENT.fullmatch(value)):
+            raise ManifestError(f"{where}: metadata.{key} {value!r} is not a valid name (letters, digits, '-', '.', "
+                                f"'_' or ':', starting with a letter or digit, at most 253)")
     try:
         kubernetes_validate.validate(obj, version, strict)
     except ValidationError as exc:

@@ -18,6 +18,7 @@ config's ``allow_destructive`` is true; with a policy, the router already decide
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -30,6 +31,15 @@ from mcp_edge.plugin import PluginBase, PluginContext, RequestContext, resource_
 from mcp_edge.plugin.types import ToolAnnotations
 
 __all__ = ["Kubernetes", "KubernetesError"]
+
+# Names as path segments of the API: what Kubernetes and Podman accept, never "", "." or ".." (which HTTP clients
+# fold into the path), "/" or "%"; ":" for RBAC names such as system:auth-delegator.
+# ("$(?!\n)": Python's "$" also matches before a final newline; the look-ahead refuses it, and means nothing to an
+# ECMA-262 regex, which a client checks the schema's pattern with)
+_NAME_RX = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}$(?!\n)"
+Name = Annotated[str, msgspec.Meta(pattern=_NAME_RX, description="an object's name (metadata.name)")]
+Namespace = Annotated[str, msgspec.Meta(pattern=r"^([a-z0-9][a-z0-9-]{0,62})?$(?!\n)",
+                                        description="the namespace; empty: the configured one")]
 
 _READ = ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=True)
 _CHANGE = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True)
@@ -227,7 +237,7 @@ class Kubernetes(PluginBase):
     # -- tools ---------------------------------------------------------------------------------------------------
 
     @tool(name="k8s.apply", title="Apply Kubernetes manifests", annotations=_CHANGE)
-    async def apply(self, manifest: str, namespace: str = "", ctx: RequestContext | None = None) -> ApplyResult:
+    async def apply(self, manifest: str, namespace: Namespace = "", ctx: RequestContext | None = None) -> ApplyResult:
         """Create or update objects from YAML or JSON manifests (one or many documents), by server-side apply.
 
         Every document is checked against the Kubernetes schemas first; if one is wrong nothing is sent and the
@@ -264,8 +274,8 @@ class Kubernetes(PluginBase):
         return ApplyResult(backend=backend.name, objects=out)
 
     @tool(name="k8s.patch", title="Patch a Kubernetes object", annotations=_CHANGE)
-    async def patch(self, kind: str, name: str, patch: dict[str, Any] | list[dict[str, Any]],
-                    patch_type: Literal["strategic", "merge", "json"] = "strategic", namespace: str = "",
+    async def patch(self, kind: str, name: Name, patch: dict[str, Any] | list[dict[str, Any]],
+                    patch_type: Literal["strategic", "merge", "json"] = "strategic", namespace: Namespace = "",
                     api_version: str | None = None) -> ObjectResult:
         """Change an object with a patch; the patched object is checked against the schemas before it is sent.
 
@@ -291,7 +301,8 @@ class Kubernetes(PluginBase):
         return ObjectResult(backend=backend.name, uri=object_uri(ns if k.namespaced else "", k.kind, name), object=obj)
 
     @tool(name="k8s.get", title="Get a Kubernetes object", annotations=_READ)
-    async def get(self, kind: str, name: str, namespace: str = "", api_version: str | None = None) -> ObjectResult:
+    async def get(self, kind: str, name: Name, namespace: Namespace = "",
+                  api_version: str | None = None) -> ObjectResult:
         """One object with its live status (Podman backend: its pods and containers as Podman runs them).
 
         Args:
@@ -307,7 +318,7 @@ class Kubernetes(PluginBase):
         return ObjectResult(backend=backend.name, uri=object_uri(ns if k.namespaced else "", k.kind, name), object=obj)
 
     @tool(name="k8s.list", title="List Kubernetes objects", annotations=_READ)
-    async def list_objects(self, kind: str, namespace: str = "", label_selector: str | None = None,
+    async def list_objects(self, kind: str, namespace: Namespace = "", label_selector: str | None = None,
                            api_version: str | None = None) -> ListResult:
         """The objects of one kind, with a one-line summary and the live status of each.
 
@@ -326,7 +337,8 @@ class Kubernetes(PluginBase):
                           items=[msgspec.convert(i, ListItem) for i in items[:limit]], truncated=len(items) > limit)
 
     @tool(name="k8s.delete", title="Delete a Kubernetes object", annotations=_DELETE)
-    async def delete(self, kind: str, name: str, namespace: str = "", api_version: str | None = None) -> DeleteResult:
+    async def delete(self, kind: str, name: Name, namespace: Namespace = "",
+                     api_version: str | None = None) -> DeleteResult:
         """Delete an object (Podman backend: its pods, or the volume of a PersistentVolumeClaim, are removed).
 
         Args:
@@ -344,7 +356,7 @@ class Kubernetes(PluginBase):
                             result=result)
 
     @tool(name="pod.logs", title="Read a pod's logs", annotations=_READ)
-    async def logs(self, pod: str, container: str | None = None, namespace: str = "",
+    async def logs(self, pod: Name, container: Name | None = None, namespace: Namespace = "",
                    tail: Annotated[int, msgspec.Meta(ge=1)] | None = None, follow: bool = False,
                    ctx: RequestContext | None = None) -> LogsResult:
         """A pod's container log. With follow, each new line is also sent as a progress notification until the
@@ -389,7 +401,8 @@ class Kubernetes(PluginBase):
                           followed=follow, ended=ended)
 
     @tool(name="deployment.scale", title="Scale a Deployment", annotations=_CHANGE)
-    async def scale(self, name: str, replicas: Annotated[int, msgspec.Meta(ge=0)], namespace: str = "") -> ScaleResult:
+    async def scale(self, name: Name, replicas: Annotated[int, msgspec.Meta(ge=0)],
+                    namespace: Namespace = "") -> ScaleResult:
         """Set a Deployment's replicas (Podman backend: 0 takes its pods down; more than max_replicas is refused).
 
         Args:
@@ -405,7 +418,7 @@ class Kubernetes(PluginBase):
                            replicas=replicas, result=result)
 
     @tool(name="deployment.rollout_status", title="Wait for a Deployment's rollout", annotations=_READ)
-    async def rollout_status(self, name: str, namespace: str = "",
+    async def rollout_status(self, name: Name, namespace: Namespace = "",
                              timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None,
                              ctx: RequestContext | None = None) -> RolloutResult:
         """Wait until a Deployment's pods run (progress notifications while waiting; cancellable), or report what
@@ -449,6 +462,10 @@ class Kubernetes(PluginBase):
                                    "(cluster-scoped objects: namespace _)")
     async def watch(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
         k = self._kind(kind)
+        if not re.fullmatch(_NAME_RX, name) or not (namespace == "_" or re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}",
+                                                                                          namespace)):
+            raise KubernetesError(f"k8s://{namespace}/{kind}/{name}: not an object's URI (k8s://<namespace or _>/"
+                                  f"<kind>/<name>)")
         backend = await self.backend()
         ns = self._ns(backend, "" if namespace == "_" else namespace)
         obj = await backend.get(k, ns, name, None)

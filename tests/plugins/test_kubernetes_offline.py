@@ -377,3 +377,31 @@ def test_yaml_alias_bomb_refused(workdir: Path) -> None:
             await host.stop()
 
     run(main())
+
+
+def test_names_that_are_not_path_segments(workdir: Path) -> None:
+    """Names travel as path segments of Podman's and the API server's URLs: "..", "/" and the like are refused."""
+    from mcp_edge.errors import InvalidArgumentsError
+
+    async def main() -> None:
+        host = await kube_host(workdir, {"backend": "podman", "host": NO_ENGINE, "allow_destructive": True}).start()
+        try:
+            for args in ({"kind": "Pod", "name": ".."}, {"kind": "Pod", "name": "a/b"}, {"kind": "Pod", "name": ""},
+                         {"kind": "Pod", "name": "ok", "namespace": "../x"}, {"kind": "Pod", "name": "x\n"}):
+                with pytest.raises(InvalidArgumentsError):
+                    await host.call("k8s.get", args)
+            with pytest.raises(InvalidArgumentsError):
+                await host.call("pod.logs", {"pod": "p", "container": ".."})
+            for name in ("..", "a/b", "x%2F", ""):
+                text = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {json.dumps(name)}}}\n"
+                msg = error_of(await host.call("k8s.apply", {"manifest": text}))
+                assert "metadata.name" in msg, msg
+            text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: ..}\n"
+            assert "metadata.namespace '..' is not a valid name" in error_of(
+                await host.call("k8s.apply", {"manifest": text}))
+            with pytest.raises(Exception, match="not an object's URI"):
+                await host.read("k8s://default/Pod/%2E%2E")
+        finally:
+            await host.stop()
+
+    run(main())
