@@ -170,6 +170,7 @@ async def main() -> None:
             "env now " + ", ".join(e["name"] for e in r["object"]["spec"]["template"]["spec"]["containers"][0]["env"])
             + f"; running: MODE={service.podman('exec', 'web-pod-0-main', 'sh', '-c', 'echo $MODE').stdout.strip()}"))
         await d.call("deployment.scale", {"name": "web", "replicas": 0}, lambda r: r["result"])
+        await d.call("deployment.scale", {"name": "web", "replicas": 1}, lambda r: r["result"])
         await d.call("deployment.scale", {"name": "web", "replicas": 3}, lambda r: r["result"])
         for _ in range(100):
             if "k8s://default/Deployment/web" in updates:
@@ -177,7 +178,9 @@ async def main() -> None:
             await asyncio.sleep(0.05)
         print(f"notifications/resources/updated -> {sorted(set(updates))}")
         await d.call("k8s.apply", {"manifest": MANIFEST.replace("image:", "imagee:")}, lambda r: r)
-        await d.call("k8s.delete", {"kind": "Deployment", "name": "web"}, lambda r: f"Deployment/web {r['result']}")
+        await d.call("k8s.delete", {"kind": "Deployment", "name": "web"}, lambda r: (
+            f"Deployment/web: {r['result']}; podman pod ps: "
+            f"{service.podman('pod', 'ps', '--format', '{{.Name}}').stdout.split() or 'no pods'}"))
         await d.call("k8s.delete", {"kind": "pvc", "name": "web-data"}, lambda r: f"PVC/web-data {r['result']}")
         await d.call("k8s.delete", {"kind": "cm", "name": "web-config"}, lambda r: f"ConfigMap/web-config "
                                                                                    f"{r['result']}")
