@@ -264,9 +264,14 @@ class Kubernetes(PluginBase):
                 why = str(exc).removeprefix(f"{doc.kind}/{doc.name}: ")
                 raise BackendError(f"{describe(doc)}: {why}") from None
         order = {"Namespace": 0, "ConfigMap": 1, "Secret": 1, "PersistentVolumeClaim": 2}
-        out = []
+        out: list[AppliedObject] = []
         for n, doc in enumerate(sorted(docs, key=lambda d: order.get(d.kind, 3)), 1):
-            done = await backend.apply(doc.obj, ns)
+            try:
+                done = await backend.apply(doc.obj, ns)
+            except BackendError as exc:
+                before = "; ".join(f"{o.kind}/{o.name} {o.action}" for o in out)
+                raise BackendError(f"{describe(doc)}: {exc}" + (f" (applied before it: {before})" if before else
+                                                                  " (nothing was applied)")) from None
             out.append(AppliedObject(kind=done.kind, name=done.name, namespace=done.namespace, action=done.action,
                                      detail=done.detail, uri=object_uri(done.namespace, done.kind, done.name)))
             if ctx is not None:

@@ -165,6 +165,19 @@ spec:
             again = ok(await host.call("k8s.apply", {"manifest": manifest}))
             assert {o["action"] for o in again["objects"]} == {"unchanged"}
             assert podman.podman("pod", "inspect", "--format", "{{.Id}}", f"{web}-pod-0").stdout.strip() == pod_id
+            # objects before a refused one stay applied, and the error says which
+            extra = f"""---
+apiVersion: v1
+kind: Pod
+metadata: {{name: noimage-{t}}}
+spec: {{containers: [{{name: c, image: localhost/missing:latest}}]}}
+"""
+            msg = error_of(await host.call("k8s.apply", {"manifest": manifest + extra}))
+            assert f"document 5 (Pod/noimage-{t}): Podman refused Pod/noimage-{t}" in msg
+            assert f"(applied before it: ConfigMap/{cfg} unchanged; PersistentVolumeClaim/{data} unchanged; " \
+                   f"Deployment/{web} unchanged; Pod/{solo} unchanged)" in msg
+            assert f"noimage-{t}" not in pods(podman)
+
             # a changed ConfigMap re-plays the workloads that read it
             changed = ok(await host.call("k8s.apply", {"manifest": manifest.replace("from-the-configmap",
                                                                                     "changed-value")}))
@@ -506,7 +519,7 @@ spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}
             # Podman refuses a new Deployment (its image is missing and nothing may be pulled): nothing is left
             missing = deployment(f"noimage-{t}").replace(IMAGE, "localhost/missing:latest")
             msg = error_of(await host.call("k8s.apply", {"manifest": missing}))
-            assert f"Podman refused Deployment/noimage-{t}" in msg
+            assert f"Podman refused Deployment/noimage-{t}" in msg and msg.endswith("(nothing was applied)")
             assert (pods(podman), volumes(podman)) == before
             assert "not found" in error_of(await host.call("k8s.get", {"kind": "Deployment", "name": f"noimage-{t}"}))
             # JSON input works as well as YAML: an array of objects
