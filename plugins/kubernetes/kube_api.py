@@ -122,8 +122,11 @@ def _resource(api_version: str, kind: str) -> Any:
 
 def _api_error(exc: Exception, what: str) -> BackendError:
     status = getattr(exc, "status", None)
-    if status is None:  # no answer: the server could not be reached, or the connection broke
-        return BackendError(f"{what}: cannot reach the Kubernetes API server: {type(exc).__name__}: {exc}")
+    if status is None:
+        # lightkube's HTTP client (httpx, or its fork httpx2 in lightkube 1.x): a transport error is no answer
+        if any(c.__name__ == "TransportError" for c in type(exc).__mro__):
+            return BackendError(f"{what}: cannot reach the Kubernetes API server: {type(exc).__name__}: {exc}")
+        return BackendError(f"{what} failed: {type(exc).__name__}: {exc}")
     code = getattr(status, "code", None)
     message = getattr(status, "message", None) or str(exc)
     return BackendError(f"the API server refused {what}: {message}" + (f" (HTTP {code})" if code else ""))

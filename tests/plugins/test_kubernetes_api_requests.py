@@ -9,8 +9,10 @@ these calls; it is not a Kubernetes implementation and the test asserts nothing 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,6 +30,7 @@ class Recorder(ThreadingHTTPServer):
         self.requests: list[dict[str, Any]] = []
         self.objects: dict[str, dict[str, Any]] = {}
         self.version = 1
+        self.watch_events: list[dict[str, Any]] = []  # sent to the next watch request, then it waits and ends
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -57,6 +60,12 @@ class Handler(BaseHTTPRequestHandler):
                                      "type": self.headers.get("Content-Type", ""), "body": body})
         path = parts.path
         objs = self.server.objects
+        if self.command == "GET" and parse_qs(parts.query).get("watch") == ["true"]:
+            events, self.server.watch_events = self.server.watch_events, []
+            if not events:
+                time.sleep(0.2)  # a quiet watch: lightkube asks again when it ends
+            self._send(200, "".join(json.dumps(e) + "\n" for e in events))
+            return
         if path.endswith("/log"):
             self._send(200, "first line\nsecond line\n", "text/plain")
             return
@@ -236,6 +245,43 @@ def test_api_backend_requests(workdir: Path, endpoint: Recorder) -> None:
                  "message": "ReplicaSet web-1 has timed out progressing."}]
             failed = ok(await host.call("deployment.rollout_status", {"name": "web"}))
             assert failed["failed"] and "progress deadline" in failed["message"]
+        finally:
+            await host.stop()
+
+    run(main())
+
+
+def test_api_backend_watch(workdir: Path, endpoint: Recorder) -> None:
+    """Reading a k8s:// resource starts one watch per (kind, namespace); its events notify the objects' URIs."""
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "greeting", "namespace": "apps",
+                                                                "resourceVersion": "5"}, "data": {"a": "b"}}
+    endpoint.objects["/api/v1/namespaces/apps/configmaps/greeting"] = cm
+
+    async def main() -> None:
+        host = await api_host(workdir, endpoint, max_watches=1).start()
+        try:
+            contents = await host.read("k8s://apps/ConfigMap/greeting")
+            assert json.loads(contents[0].text)["data"] == {"a": "b"}  # type: ignore[union-attr]
+            other = dict(cm, metadata={"name": "other", "namespace": "apps", "resourceVersion": "6"})
+            endpoint.watch_events = [{"type": "MODIFIED", "object": other}]
+            deadline = time.monotonic() + 30
+            while "k8s://apps/ConfigMap/other" not in host.ctx.updated and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert "k8s://apps/ConfigMap/other" in host.ctx.updated
+            watches = [r for r in endpoint.requests if r["query"].get("watch") == ["true"]]
+            assert watches[0]["path"] == "/api/v1/namespaces/apps/configmaps"
+            # an answer lightkube cannot read is an error that says so (not "cannot reach")
+            endpoint.objects["/api/v1/namespaces/apps/pods/bad"] = {
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bad", "namespace": "apps"}, "spec": {}}
+            msg = error_of(await host.call("k8s.get", {"kind": "Pod", "name": "bad"}))
+            assert "get of Pod/bad failed: ValidationError" in msg and "containers" in msg
+            # the same kind and namespace again: no second watch; another kind: over max_watches
+            await host.read("k8s://apps/ConfigMap/greeting")
+            endpoint.objects["/api/v1/namespaces/apps/pods/p"] = {
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "apps"},
+                "spec": {"containers": [{"name": "c", "image": "i"}]}}
+            with pytest.raises(Exception, match="max_watches"):
+                await host.read("k8s://apps/Pod/p")
         finally:
             await host.stop()
 
