@@ -405,3 +405,29 @@ def test_names_that_are_not_path_segments(workdir: Path) -> None:
             await host.stop()
 
     run(main())
+
+
+def test_service_account_config(workdir: Path) -> None:
+    """In a pod with no kubeconfig: the service account's token, CA and namespace, the server from the
+    environment (IPv6 in brackets)."""
+    account = workdir / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text("tok\n")
+    (account / "namespace").write_text("edge-apps")
+    (account / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+
+    async def main() -> None:
+        host = await kube_host(workdir, {"host": NO_ENGINE}).start()
+        try:
+            api = sibling(host, "kube_api")
+        finally:
+            await host.stop()
+        env = {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}
+        assert api.in_cluster(env, account) and not api.in_cluster({}, account)
+        assert not api.in_cluster(env, workdir / "nothing")
+        cfg = api.service_account_config(env, account)
+        assert cfg.cluster.server == "https://[fd00::1]:6443"
+        assert cfg.cluster.certificate_auth == str(account / "ca.crt")
+        assert cfg.context.namespace == "edge-apps" and cfg.user.token == "tok"
+
+    run(main())
