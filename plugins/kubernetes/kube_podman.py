@@ -129,8 +129,9 @@ class PodmanBackend:
     name = "podman"
 
     def __init__(self, host: str, data_dir: Path, *, namespace: str, max_objects: int, max_replicas: int,
-                 stop_timeout: int, timeout: float) -> None:
+                 stop_timeout: int, timeout: float, network: str = "") -> None:
         self.host = host
+        self.network = network
         self.namespace = namespace
         self.default_namespace = namespace
         self.max_replicas = max_replicas
@@ -173,7 +174,8 @@ class PodmanBackend:
             else _dump(obj)
         try:
             report = await engine.request("POST", "/play/kube", content=body, libpod=True,
-                                          headers={"Content-Type": "application/yaml"}, params={"start": True})
+                                          headers={"Content-Type": "application/yaml"},
+                                          params={"start": True, "network": self.network or None})
         except EngineError as exc:
             raise BackendError(f"Podman refused {obj['kind']}/{obj['metadata']['name']}: {exc.message}") from None
         for pod in (report or {}).get("Pods") or []:

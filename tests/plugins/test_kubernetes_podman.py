@@ -568,3 +568,25 @@ spec: {{containers: [{{name: c, image: {IMAGE}}}]}}
             await host.stop()
 
     run(main())
+
+
+def test_network_key(podman: PodmanService, workdir: Path) -> None:
+    """The network config key: the pods Podman plays join that network."""
+    t = tag()
+    net, name = f"kn-{t}", f"net-{t}"
+    podman.podman("network", "create", net)
+
+    async def main() -> None:
+        host = await kube_host(podman, workdir, network=net).start()
+        try:
+            ok(await host.call("k8s.apply", {"manifest": deployment(name)}))
+            await rolled_out(host, name)
+            nets = json.loads(podman.podman("pod", "inspect", "--format", "{{json .InfraConfig.Networks}}",
+                                            f"{name}-pod-0").stdout)
+            assert nets == [net]
+            ok(await host.call("k8s.delete", {"kind": "Deployment", "name": name}))
+        finally:
+            await host.stop()
+            podman.podman("network", "rm", "-f", net, check=False)
+
+    run(main())
