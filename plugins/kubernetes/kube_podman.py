@@ -31,6 +31,7 @@ import re
 import tempfile
 import time
 from collections.abc import AsyncGenerator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +130,9 @@ class PodmanBackend:
     name = "podman"
 
     def __init__(self, host: str, data_dir: Path, *, namespace: str, max_objects: int, max_replicas: int,
-                 stop_timeout: int, timeout: float, network: str = "") -> None:
+                 stop_timeout: int, timeout: float, network: str = "", min_ready: float = 1.0) -> None:
         self.host = host
+        self.min_ready = min_ready
         self.network = network
         self.namespace = namespace
         self.default_namespace = namespace
@@ -303,14 +305,17 @@ class PodmanBackend:
 
     # -- read ----------------------------------------------------------------------------------------------------
 
-    async def _pod_status(self, pod: str) -> dict[str, Any]:
-        """A pod's live state: phase, Podman's status and each container's state and exit code."""
+    async def _pod_status(self, pod: str, min_ready: float | None = None) -> dict[str, Any]:
+        """A pod's live state: phase, Podman's status and each container's state, exit code, restarts and how
+        long it has run; ``ready`` once every container has run for ``min_ready`` seconds (default: the
+        ``min_ready_s`` key), so that a container that exits at once is not counted ready while it starts."""
+        wait = self.min_ready if min_ready is None else min_ready
         engine = await self._engine()
         try:
             info = await engine.request("GET", f"/pods/{engine.quote(pod)}/json", libpod=True)
         except NotFound:
             return {"name": pod, "phase": "Missing", "podmanStatus": "missing", "containers": []}
-        containers = []
+        containers: list[dict[str, Any]] = []
         infra = info.get("InfraContainerID")
         for c in info.get("Containers") or []:
             if c.get("Id") == infra:
@@ -328,9 +333,11 @@ class PodmanBackend:
                 "exitCode": int(state.get("ExitCode") or 0),
                 "restarts": int(ci.get("RestartCount") or 0) if state else 0,
                 "error": str(state.get("Error") or ""),
+                "runningFor": _age(str(state.get("StartedAt") or "")) if state.get("Status") == "running" else None,
             })
         status = str(info.get("State") or "")
         running = bool(containers) and all(c["state"] == "running" for c in containers)
+        ready = running and all((c["runningFor"] or 0.0) >= wait for c in containers)
         if running:
             phase = "Running"
         elif containers and all(c["state"] in ("exited", "stopped") for c in containers):
@@ -338,7 +345,7 @@ class PodmanBackend:
         else:
             phase = "Pending"
         return {"name": pod, "phase": phase, "podmanStatus": status, "id": info.get("Id", ""),
-                "containers": containers, "ready": running}
+                "containers": containers, "ready": ready}
 
     async def _status(self, kind: str, name: str, manifest: dict[str, Any]) -> dict[str, Any]:
         engine = await self._engine()
@@ -514,7 +521,8 @@ class PodmanBackend:
         if manifest is None:
             raise BackendError(f"Deployment/{name} not found on the Podman backend")
         want = _replicas(manifest)
-        pods = [await self._pod_status(p) for p in await self._pod_names("Deployment", name)]
+        wait = max(self.min_ready, float((manifest.get("spec") or {}).get("minReadySeconds") or 0))
+        pods = [await self._pod_status(p, wait) for p in await self._pod_names("Deployment", name)]
         ready = sum(1 for p in pods if p["ready"])
         failed = [(p["name"], c) for p in pods for c in p["containers"]
                   if (c["state"] in ("exited", "stopped") and c["exitCode"] != 0) or c["error"] or c["restarts"]]
@@ -661,6 +669,20 @@ class PodmanBackend:
                 await self._watch
             self._watch = None
         await self.client.aclose()
+
+
+def _age(started: str) -> float | None:
+    """Seconds since an RFC 3339 time as Podman writes it (nanoseconds, Z or an offset); None if unreadable."""
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", started.strip())
+    if m is None:
+        return None
+    frac = (m.group(2) or ".0")[:7]
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    try:
+        when = datetime.fromisoformat(f"{m.group(1)}{frac}{zone}")
+    except ValueError:
+        return None
+    return max(0.0, time.time() - when.timestamp())
 
 
 def _references(obj: Any, configmap: str) -> bool:

@@ -204,7 +204,8 @@ class Kubernetes(PluginBase):
                              max_objects=int(self.config.get("max_objects", 500)),
                              max_replicas=int(self.config.get("max_replicas", 1)),
                              stop_timeout=int(self.config.get("stop_timeout_s", 5)), timeout=timeout,
-                             network=str(self.config.get("network") or ""))
+                             network=str(self.config.get("network") or ""),
+                             min_ready=float(self.config.get("min_ready_s", 1.0)))
 
     def _destructive(self, tool_name: str) -> None:
         if self.ctx.settings.auth_policy_file or self.config.get("allow_destructive"):

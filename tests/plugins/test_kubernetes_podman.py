@@ -25,7 +25,7 @@ def kube_host(podman: PodmanService, data: Path, **config: Any) -> Host:
     """The plugin in process on the Podman backend, destructive tools on, pods killed at once when removed."""
     ctx = FakePluginContext("kubernetes", data, None)
     host = Host("kubernetes", {"backend": "podman", "host": podman.host, "allow_destructive": True,
-                               "stop_timeout_s": 0, **config}, ctx)
+                               "stop_timeout_s": 0, "min_ready_s": 0.5, **config}, ctx)
     host.registry.isolation = {"kubernetes": "inproc"}  # the manifest says process; these tests call it in process
     return host
 

@@ -32,6 +32,7 @@ def server_env(podman: PodmanService, data: Path) -> dict[str, str]:
         "MCP_EDGE_KUBERNETES_HOST": podman.host,
         "MCP_EDGE_KUBERNETES_ALLOW_DESTRUCTIVE": "true",
         "MCP_EDGE_KUBERNETES_STOP_TIMEOUT_S": "0",
+        "MCP_EDGE_KUBERNETES_MIN_READY_S": "0.5",
         "PYTHONUNBUFFERED": "1",
     })
     return env
