@@ -158,7 +158,7 @@ class ApiBackend:
     def _call(self, what: str) -> Any:
         return _Guard(what)
 
-    async def check(self, obj: dict[str, Any], namespace: str) -> None:
+    async def check(self, obj: dict[str, Any], namespace: str, batch: list[dict[str, Any]]) -> None:
         _resource(obj["apiVersion"], obj["kind"])
 
     async def apply(self, obj: dict[str, Any], namespace: str) -> Applied:

@@ -114,9 +114,9 @@ class Backend(Protocol):
     name: str
     default_namespace: str  # for calls that name none (and the config names none)
 
-    async def check(self, obj: dict[str, Any], namespace: str) -> None:
-        """BackendError if this backend cannot take ``obj`` (a valid manifest); called for every document of an
-        apply before any is sent."""
+    async def check(self, obj: dict[str, Any], namespace: str, batch: list[dict[str, Any]]) -> None:
+        """BackendError if this backend cannot take ``obj`` (a valid manifest) as one of ``batch`` (every object of
+        the apply); called for every document of an apply before any is sent."""
         ...
     async def apply(self, obj: dict[str, Any], namespace: str) -> Applied: ...
     async def get(self, kind: Kind, namespace: str, name: str, api_version: str | None) -> dict[str, Any]: ...

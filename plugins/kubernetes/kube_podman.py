@@ -80,10 +80,14 @@ class Store:
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(e["manifest"]) for k, e in sorted(self.objects.items()) if k.startswith(kind + "/")]
 
-    def room_for(self, kind: str, name: str) -> None:
-        if f"{kind}/{name}" not in self.objects and len(self.objects) >= self.max_objects:
-            raise BackendError(f"the Podman backend keeps at most {self.max_objects} objects (max_objects) and "
-                               f"keeps that many: delete some, or raise max_objects")
+    def room_for(self, kind: str, name: str, batch: list[tuple[str, str]] | None = None) -> None:
+        """BackendError unless ``Kind/name`` can be kept, with the other new objects of ``batch`` kept too."""
+        new = {f"{k}/{n}" for k, n in (batch or [(kind, name)])} | {f"{kind}/{name}"}
+        new -= self.objects.keys()
+        if f"{kind}/{name}" in new and len(self.objects) + len(new) > self.max_objects:
+            raise BackendError(f"the Podman backend keeps at most {self.max_objects} objects (max_objects): it keeps "
+                               f"{len(self.objects)} and this apply adds {len(new)}; delete some, or raise "
+                               f"max_objects")
 
     def put(self, kind: str, name: str, manifest: dict[str, Any]) -> None:
         self.objects[f"{kind}/{name}"] = {"manifest": manifest, "applied_at": time.time()}
@@ -225,7 +229,7 @@ class PodmanBackend:
 
     # -- apply ---------------------------------------------------------------------------------------------------
 
-    async def check(self, obj: dict[str, Any], namespace: str) -> None:
+    async def check(self, obj: dict[str, Any], namespace: str, batch: list[dict[str, Any]] | None = None) -> None:
         """BackendError for what this backend cannot run (checked for every document before any is sent)."""
         kind, name = obj["kind"], obj["metadata"]["name"]
         self._supported(kind)
@@ -235,7 +239,7 @@ class PodmanBackend:
             raise BackendError(f"Deployment/{name}: {_replicas(obj)} replicas; the Podman backend runs at most "
                                f"{self.max_replicas} (max_replicas): Podman plays each replica as a pod on this one "
                                f"box")
-        self.store.room_for(kind, name)
+        self.store.room_for(kind, name, [(o["kind"], o["metadata"]["name"]) for o in batch or [obj]])
         if kind in ("Pod", "Deployment") and self.store.get(kind, name) is None:
             pods = await self._pod_names(kind, name)
             if pods:

@@ -261,7 +261,7 @@ class Kubernetes(PluginBase):
         ns = self._ns(backend, namespace)
         for doc in docs:  # what this backend cannot take is refused before anything is sent, too
             try:
-                await backend.check(doc.obj, ns)
+                await backend.check(doc.obj, ns, [d.obj for d in docs])
             except BackendError as exc:
                 why = str(exc).removeprefix(f"{doc.kind}/{doc.name}: ")
                 raise BackendError(f"{describe(doc)}: {why}") from None

@@ -331,6 +331,11 @@ def test_store_survives_corruption(workdir: Path) -> None:
         with pytest.raises(Exception, match="max_objects"):
             store.room_for("ConfigMap", "c")
         store.room_for("ConfigMap", "b")  # replacing one that is kept is fine
+        store.room_for("ConfigMap", "b", [("ConfigMap", "a"), ("ConfigMap", "b")])
+        store.drop("ConfigMap", "b")
+        with pytest.raises(Exception, match="keeps 1 and this apply adds 2"):  # new ones of one apply add up
+            store.room_for("ConfigMap", "c", [("ConfigMap", "c"), ("ConfigMap", "d")])
+        store.put("ConfigMap", "b", {"kind": "ConfigMap", "metadata": {"name": "b"}})
         assert not list(workdir.glob(".objects-*"))  # no temporary file left
         path.write_text("{not json")
         again = podman.Store(path, 2)
@@ -429,5 +434,22 @@ def test_service_account_config(workdir: Path) -> None:
         assert cfg.cluster.server == "https://[fd00::1]:6443"
         assert cfg.cluster.certificate_auth == str(account / "ca.crt")
         assert cfg.context.namespace == "edge-apps" and cfg.user.token == "tok"
+
+    run(main())
+
+
+def test_max_objects_counts_the_whole_apply(workdir: Path) -> None:
+    three = "".join(f"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{k: v}}\n"
+                    for i in range(3))
+
+    async def main() -> None:
+        host = await kube_host(workdir, {"backend": "podman", "host": NO_ENGINE, "allow_destructive": True,
+                                         "max_objects": 2}).start()
+        try:
+            msg = error_of(await host.call("k8s.apply", {"manifest": three}))
+            assert "document 1 (ConfigMap/c0)" in msg and "max_objects" in msg and "adds 3" in msg
+            assert not (workdir / "podman-objects.json").exists()
+        finally:
+            await host.stop()
 
     run(main())
