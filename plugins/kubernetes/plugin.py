@@ -383,7 +383,8 @@ class Kubernetes(PluginBase):
         lines: list[str] = []
         dropped = read = 0
         ended = "end of log"
-        stream = backend.logs(ns, pod, container, tail, follow)
+        # never more than max_log_lines of what was written so far: the engine or server sends only those
+        stream = backend.logs(ns, pod, container, min(tail or max_lines, max_lines), follow)
         try:
             async with asyncio.timeout(follow_s if follow else None):
                 async for line in stream:

@@ -364,6 +364,17 @@ def test_logs_follow_and_cancel(podman: PodmanService, workdir: Path) -> None:
             assert "has no container 'nope'" in error_of(await host.call(
                 "pod.logs", {"pod": f"{name}-pod-0", "container": "nope"}))
             assert "not found" in error_of(await host.call("pod.logs", {"pod": f"nothing-{name}"}))
+        finally:
+            await host.stop()
+        # max_log_lines bounds both: the last lines written so far, and how many a follow reads
+        host = await kube_host(podman, workdir, max_log_lines=2).start()
+        try:
+            last = ok(await host.call("pod.logs", {"pod": name}))
+            assert len(last["lines"]) == 2 and last["lines"][0].startswith("tick ")
+            first_tick = int(last["lines"][0].split()[1])
+            assert last["lines"][1] == f"tick {first_tick + 1}"
+            followed = ok(await host.call("pod.logs", {"pod": name, "follow": True}, FakeRequest()))
+            assert followed["ended"] == "max_log_lines" and len(followed["lines"]) == 2
             ok(await host.call("k8s.delete", {"kind": "Deployment", "name": name}))
         finally:
             await host.stop()
