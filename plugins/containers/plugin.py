@@ -86,7 +86,7 @@ TEMPLATE = "docker://containers/{id}"
 _READ = ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=False)
 _WRITE = ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=False)
 _DESTRUCTIVE = ToolAnnotations(readOnlyHint=False, destructiveHint=True, openWorldHint=False)
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,253}$")  # Docker's rule for container and network names
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,253}\Z")  # Docker's rule for container and network names
 _REPUBLISH = frozenset({"create", "destroy", "remove", "rename"})
 
 

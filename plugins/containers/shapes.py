@@ -270,7 +270,7 @@ def network_summary(raw: Mapping[str, Any]) -> NetworkSummary:
                           labels=_labels(raw.get("Labels")), containers=names)
 
 
-_LABEL = re.compile(r"^[^=\s]+(=.*)?$")
+_LABEL = re.compile(r"^[^=\s]+(=.*)?\Z", re.S)
 
 
 def list_filters(status: Iterable[str] = (), label: Iterable[str] = (), name: str | None = None,

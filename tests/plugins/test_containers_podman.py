@@ -596,6 +596,10 @@ def test_bad_inputs(podman: PodmanService, workdir: Path) -> None:
                 await h.call("container.exec", {"container": "x", "command": "ls /"})
             assert "container name 'a/b'" in error_of(await h.call("container.create", {"image": IMAGE,
                                                                                           "name": "a/b"}))
+            # regression: a trailing newline passed a `...$` pattern (Python's $ matches before a final newline)
+            assert "container name 'web\\n'" in error_of(await h.call("container.create", {"image": IMAGE,
+                                                                                             "name": "web\n"}))
+            assert "label" in error_of(await h.call("container.list", {"label": ["a=b", "c\n"]}))
             assert "port 'http'" in error_of(await h.call("container.create", {"image": IMAGE, "ports": ["http"]}))
             assert "env name" in error_of(await h.call("container.create", {"image": IMAGE, "env": {"A=B": "c"}}))
             missing = error_of(await h.call("container.create", {"image": "localhost/no-such-image:1"}))
