@@ -104,8 +104,8 @@ class ConfiguredServer:
                 await router_ref[0].list_changed(kind)
 
         def context(plugin_id: str, config: Mapping[str, Any]) -> DefaultPluginContext:
-            async def publish(resources: list[ResourceDef]) -> None:
-                await registry.publish(plugin_id, resources)
+            async def publish(source: Any, resources: list[ResourceDef]) -> None:
+                await registry.publish(plugin_id, resources, source)
 
             return DefaultPluginContext(plugin_id, settings=s, config=config,
                                         on_resource_updated=resource_updated, on_list_changed=list_changed,

@@ -83,6 +83,7 @@ async def abandon(registry: Registry, rec: PluginRecord, exc: BaseException, t0:
     if t0 is not None:
         rec.init_ms = (time.perf_counter() - t0) * 1e3
     fail(rec, exc)
+    registry.catalog.drop_staged(rec.id)  # what it published from its initialize goes with it
     if rec.host is not None and rec.isolation != "inproc":
         await rec.host.stop(0.0)
     elif rec.host is not None:

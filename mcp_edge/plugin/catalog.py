@@ -181,6 +181,10 @@ class Catalog:
         self._lists.pop("resources", None)
         return True
 
+    def drop_staged(self, plugin_id: str) -> None:
+        """Forget what ``plugin_id`` published before it was indexed (its initialize failed)."""
+        self._staged.pop(plugin_id, None)
+
     def published(self, plugin_id: str) -> list[ResourceDef]:
         return list(self._published.get(plugin_id, ()))
 

@@ -59,7 +59,9 @@ class PluginContext(Protocol):
         (reads go through that template's handler) and be neither a fixed resource nor given twice; at most
         ``settings.max_published_resources``. Clients get ``notifications/resources/list_changed`` when the list
         changed. A bad list is refused whole (PluginError in process; a warning in the runtime's log from a
-        worker) and the last good one stays. A restart or reload starts with none: publish again at initialize."""
+        worker) and the last good one stays. Publish at initialize too: after a reload or a restart the list is
+        the new instance's (what the replaced one publishes no longer counts), and until the new one publishes,
+        the old list stays at most as far as the new templates still match it."""
         ...
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["DefaultPluginContext", "Notifier", "NullRequestContext", "Publisher"]
 
 Notifier = Callable[[str], Awaitable[None]]
-Publisher = Callable[[list[ResourceDef]], Awaitable[None]]
+Publisher = Callable[[Any, list[ResourceDef]], Awaitable[None]]  # (the publishing context, its resources)
 
 
 class DefaultPluginContext:
@@ -101,7 +101,7 @@ class DefaultPluginContext:
 
     async def publish_resources(self, resources: Sequence[ResourceDef]) -> None:
         if self._on_publish is not None:
-            await self._on_publish(list(resources))
+            await self._on_publish(self, list(resources))
 
 
 _pools: dict[tuple[Any, ...], Any] = {}

@@ -133,6 +133,9 @@ class Registry:
         self._settings = settings
         self.on_resource_updated: Notifier | None = None
         self.on_list_changed: Notifier | None = None
+        import weakref
+
+        self._early_published: weakref.WeakKeyDictionary[Any, list[ResourceDef]] = weakref.WeakKeyDictionary()
         self._found = Discovery(self.enabled, self.disabled)
         self._discovered = self._loaded = self._started = False
         self._order: list[PluginRecord] = []
@@ -291,19 +294,44 @@ class Registry:
             if self.on_list_changed is not None:
                 await self.on_list_changed(kind)
 
-        async def publish(resources: list[ResourceDef]) -> None:
-            await self.publish(plugin_id, resources)
+        async def publish(source: Any, resources: list[ResourceDef]) -> None:
+            await self.publish(plugin_id, resources, source)
 
         return DefaultPluginContext(plugin_id, settings=self._settings, config=config,
                                     on_resource_updated=resource_updated, on_list_changed=list_changed,
                                     on_publish=publish)
 
-    async def publish(self, plugin_id: str, resources: list[ResourceDef]) -> None:
+    async def publish(self, plugin_id: str, resources: list[ResourceDef], source: Any = None) -> None:
         """Plugin ``plugin_id``'s published resources (``PluginContext.publish_resources``): PluginError when the
-        list is refused; clients told when it changed."""
+        list is refused; clients told when it changed. ``source``, the publishing context, binds the list to a
+        generation of the plugin: the serving host's counts at once (kept until the plugin is indexed when it
+        comes from its initialize), a generation still starting (a reload, a restart) has its latest list kept
+        until it takes over (``adopt_published``), and one already replaced is ignored."""
+        rec = self.get(plugin_id)
+        current = getattr(rec.host, "context", None) if rec is not None else None
+        if source is not None and current is not None and source is not current:
+            if len(resources) > self.settings.max_published_resources:
+                raise PluginError(f"plugin {plugin_id} published {len(resources)} resources, over the "
+                                  f"max_published_resources limit of {self.settings.max_published_resources}")
+            try:
+                self._early_published[source] = list(resources)  # weak: a generation that never serves goes
+                return
+            except TypeError:  # a context of an embedder's own that cannot be weakly referenced: taken as is
+                pass
         if self.catalog.publish(plugin_id, resources, self.settings.max_published_resources) and \
                 self.on_list_changed is not None:
             await self.on_list_changed("resources")
+
+    async def adopt_published(self, rec: PluginRecord) -> None:
+        """``rec``'s new host has taken over: what it published while starting becomes the plugin's list."""
+        early = self._early_published.pop(getattr(rec.host, "context", None), None) \
+            if getattr(rec.host, "context", None) is not None else None
+        if early is None:
+            return
+        try:
+            await self.publish(rec.id, early)
+        except PluginError as exc:
+            log.warning("%s", exc)
 
     async def stop(self) -> None:
         """Shut the plugins down in reverse activation order: stopping -> stopped (or failed)."""

@@ -86,6 +86,7 @@ async def reload(registry: Registry, plugin_id: str) -> PluginRecord:
             gate.set()
     changed = registry.catalog.replace(rec.id, catalog)
     rec.host, rec.catalog, rec.reason = new, catalog, None
+    await registry.adopt_published(rec)
     rec.version = rec.manifest.version if rec.manifest is not None else new.version or rec.version
     rec.capabilities = rec.capabilities | new.capabilities | catalog.kinds()
     rec.reload_ms = (time.perf_counter() - t0) * 1e3

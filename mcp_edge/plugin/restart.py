@@ -67,6 +67,7 @@ async def restart(reg: Registry, plugin_id: str) -> bool:
         return False
     rec.host, rec.catalog = host, catalog
     reg.catalog.add(rec.id, catalog)
+    await reg.adopt_published(rec)
     rec.restarts += 1
     rec.reason = None
     rec.error = None

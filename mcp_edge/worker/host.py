@@ -179,7 +179,7 @@ class ProcessHost(PluginHost):
 
     async def start(self, config: Mapping[str, Any], ctx: Any) -> None:
         """Initialize the plugin in the worker with ``config``; ``ctx`` receives its notifications."""
-        self._ctx = ctx
+        self._ctx = self.context = ctx
         self._config = dict(config)
         await self._send_control(p.START, p.encode(p.Start(self._config, self._state)))
         self._state = None

@@ -73,7 +73,7 @@ def context_for(plugin_id: str, settings: Settings, config: Any, event: Event) -
     async def changed(kind: str) -> None:
         await event("list_changed", kind)
 
-    async def publish(resources: list[Any]) -> None:
+    async def publish(_source: Any, resources: list[Any]) -> None:
         import msgspec
 
         await event("published", msgspec.json.encode(resources).decode())

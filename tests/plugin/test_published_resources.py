@@ -45,6 +45,10 @@ class Things(PluginBase):
 '''
 
 
+class _Generation:
+    """Stands for the context of a plugin generation that is not the serving one."""
+
+
 def things(tmp_path: Path) -> None:
     write_plugin(tmp_path, "things", code=THINGS, plugin_extra='capabilities = ["tools", "resources"]')
 
@@ -90,12 +94,15 @@ def test_published_resources_are_listed_read_and_announced(tmp_path: Path, isola
             before = len(changed)
             for bad in (["w", "x", "y", "z"], ["ok", "../escape/x"]):
                 await reg.call_tool("things_set", {"names": bad}, NullRequestContext())
-            await asyncio.sleep(0.2)
-            assert uris(reg) == ["box://index", "box://things/a", "box://things/b"]
             # the same list again changes nothing and tells nobody
             await reg.call_tool("things_set", {"names": ["a", "b"]}, NullRequestContext())
-            await asyncio.sleep(0.2)
-            assert len(changed) == before
+            # a barrier: publishes from one worker arrive in order, so once this list shows, the ones above
+            # have been dealt with
+            await reg.call_tool("things_set", {"names": ["a", "b", "c"]}, NullRequestContext())
+            await until(lambda: uris(reg) == ["box://index", "box://things/a", "box://things/b", "box://things/c"])
+            assert len(changed) == before + 1  # the bad lists and the repeated one told nobody
+            await reg.call_tool("things_set", {"names": ["a", "b"]}, NullRequestContext())
+            await until(lambda: uris(reg) == ["box://index", "box://things/a", "box://things/b"])
             # an empty list leaves the fixed resources
             await reg.call_tool("things_set", {"names": []}, NullRequestContext())
             await until(lambda: uris(reg) == ["box://index"])
@@ -193,3 +200,38 @@ def test_under_a_policy_resources_list_shows_the_published_ones_the_caller_may_r
     assert seen["one"] == ["box://things/first"] and seen["one-read"]
     assert seen["all"] == ["box://things/first"] and seen["all-read"]  # allowed through the template's text
     assert seen["none"] == [] and not seen["none-read"]
+
+
+def test_a_replaced_generations_publishes_stop_counting(tmp_path: Path) -> None:
+    """The list belongs to the host that serves: a generation still starting has its list kept until it takes
+    over, and once replaced, what the old one publishes is ignored (a reload's old instance drains meanwhile)."""
+    things(tmp_path)
+    settings = Settings.load(environ={}, plugin_dirs=(tmp_path,), entry_points=False, max_published_resources=5)
+
+    def defs(*names: str) -> list[ResourceDef]:
+        return [ResourceDef(uri=f"box://things/{n}", name=n) for n in names]
+
+    async def main() -> None:
+        reg = Registry.from_settings(settings)
+        await reg.start()
+        try:
+            rec = reg.get("things")
+            assert rec is not None and rec.host is not None
+            old, new = rec.host.context, _Generation()
+            assert old is not None
+            await reg.publish("things", defs("new1"), new)  # a generation still starting: kept aside
+            assert uris(reg) == ["box://index", "box://things/first"]
+            await reg.publish("things", defs("old1"), old)  # the serving one still counts
+            assert uris(reg) == ["box://index", "box://things/old1"]
+            rec.host.context = new  # the new generation takes over (reload/restart swap the host)
+            await reg.adopt_published(rec)
+            assert uris(reg) == ["box://index", "box://things/new1"]
+            await reg.publish("things", defs("old2"), old)  # the replaced one: ignored
+            assert uris(reg) == ["box://index", "box://things/new1"]
+            with pytest.raises(PluginError, match="max_published_resources"):
+                await reg.publish("things", defs(*"abcdef"), _Generation())
+            rec.host.context = old
+        finally:
+            await reg.stop()
+
+    run(main())

@@ -35,6 +35,7 @@ class PluginHost(abc.ABC):
         self.version = ""
         self.capabilities: frozenset[str] = frozenset()
         self.inflight = 0  # calls in it now (the registry counts): a replaced host drains to 0 before it stops
+        self.context: Any = None  # the PluginContext it was started with: whose publishes count (publish_resources)
 
     @abc.abstractmethod
     async def load(self) -> PluginCatalog:

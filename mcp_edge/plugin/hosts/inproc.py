@@ -152,6 +152,7 @@ class InprocHost(PluginHost):
         return catalog
 
     async def start(self, config: Mapping[str, Any], ctx: PluginContext) -> None:
+        self.context = ctx
         await asyncio.wait_for(self.plugin.initialize(config, ctx), self.init_timeout)
         self._started = True
         state, self._state = self._state, None
