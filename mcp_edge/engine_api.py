@@ -21,6 +21,7 @@ client chosen for them by import cost and RSS; docs/containers.md has the figure
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -29,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, urlsplit
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 __all__ = [
@@ -38,12 +41,14 @@ __all__ = [
     "Conflict",
     "EngineClient",
     "EngineError",
+    "EngineTLS",
     "EngineUnavailable",
     "Event",
     "FrameDecoder",
     "JsonLines",
     "NotFound",
     "engine_host",
+    "engine_tls",
     "normalize_event",
     "version_tuple",
 ]
@@ -96,6 +101,61 @@ def engine_host(configured: str, environ: Mapping[str, str]) -> str:
 
 
 @dataclass
+@dataclass(frozen=True)
+class EngineTLS:
+    """How to speak TLS to a tcp:// engine (``engine_tls``): ``tls`` on or off, ``verify`` True (system CAs), a
+    CA bundle's path or False (no check), ``cert`` the client's (cert.pem, key.pem) or None."""
+
+    tls: bool = False
+    verify: bool | str = True
+    cert: tuple[str, str] | None = None
+
+
+def engine_tls(config: Mapping[str, Any], environ: Mapping[str, str]) -> EngineTLS:
+    """The TLS settings as the Docker CLI takes them, with config keys over the environment.
+
+    ``DOCKER_TLS_VERIFY`` non-empty (any value, as the Docker CLI reads it) turns TLS on with verification
+    against ``$DOCKER_CERT_PATH/ca.pem`` (``DOCKER_CERT_PATH`` defaults to ``$HOME/.docker``) and the client
+    certificate ``cert.pem`` + ``key.pem`` there when both exist. The config keys ``tls_ca``, ``tls_cert``,
+    ``tls_key`` (paths) and ``tls_verify`` (bool) override those; any of them set turns TLS on too (``tls_verify =
+    false`` alone, without the environment, leaves it off). Raises EngineError naming the missing file or
+    folder, and where its path came from."""
+    def given(key: str) -> str:
+        value = config.get(key)
+        return str(value) if value not in (None, "") else ""
+
+    env_on = bool(environ.get("DOCKER_TLS_VERIFY", ""))
+    ca, cert, key = given("tls_ca"), given("tls_cert"), given("tls_key")
+    verify_key = config.get("tls_verify")
+    if not (env_on or ca or cert or key or verify_key is True):
+        return EngineTLS()
+    if env_on:
+        folder = environ.get("DOCKER_CERT_PATH", "")
+        where = "DOCKER_CERT_PATH"
+        if not folder:
+            home = environ.get("HOME", "")
+            folder, where = (os.path.join(home, ".docker") if home else ""), "$HOME/.docker (no DOCKER_CERT_PATH)"
+        if not folder or not os.path.isdir(folder):
+            raise EngineError(f"DOCKER_TLS_VERIFY is set but the certificate folder {folder or '(none)'!r} from "
+                              f"{where} is not a folder: set DOCKER_CERT_PATH to the folder holding ca.pem, "
+                              f"cert.pem and key.pem (or the tls_ca, tls_cert, tls_key config keys)")
+        in_folder = {n: os.path.join(folder, f"{n}.pem") for n in ("ca", "cert", "key")}
+        ca = ca or (in_folder["ca"] if os.path.isfile(in_folder["ca"]) else "")
+        if not ca and verify_key is not False:
+            raise EngineError(f"DOCKER_TLS_VERIFY is set but {in_folder['ca']} (from {where}) does not exist: the "
+                              f"engine's CA certificate is needed to verify it")
+        if not cert and not key and os.path.isfile(in_folder["cert"]) and os.path.isfile(in_folder["key"]):
+            cert, key = in_folder["cert"], in_folder["key"]
+    if bool(cert) != bool(key):
+        raise EngineError("a client certificate needs both tls_cert and tls_key (cert.pem and key.pem)")
+    for what, path in (("tls_ca", ca), ("tls_cert", cert), ("tls_key", key)):
+        if path and not os.path.isfile(path):
+            raise EngineError(f"{what}: {path!r} does not exist or is not a file")
+    verify: bool | str = False if verify_key is False else (ca or True)
+    return EngineTLS(tls=True, verify=verify, cert=(cert, key) if cert else None)
+
+
+@dataclass(frozen=True)
 class Event:
     """One engine event, the same shape from Docker and Podman: ``type`` (container, image, network, volume,
     pod), ``action`` (Docker's word: create, start, die, stop, destroy, ...; ``exec_start: sh`` is
@@ -226,7 +286,8 @@ class EngineClient:
     and ``aclose``."""
 
     def __init__(self, host: str = DEFAULT_HOST, *, timeout: float = 30.0, api_version: str | None = None,
-                 tls_verify: bool | str = True, tls_cert: tuple[str, str] | None = None) -> None:
+                 tls_verify: bool | str = True, tls_cert: tuple[str, str] | None = None,
+                 tls: bool | None = None) -> None:
         self.host = host
         self.timeout = timeout
         self.pinned = api_version
@@ -236,6 +297,8 @@ class EngineClient:
         self.version: dict[str, Any] = {}
         self._tls_verify = tls_verify
         self._tls_cert = tls_cert
+        # tcp:// speaks TLS when this is True, or (None) when a client certificate is given
+        self.tls = tls
         self._client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> EngineClient:
@@ -257,14 +320,40 @@ class EngineClient:
             transport = httpx.AsyncHTTPTransport(uds=path)
             return httpx.AsyncClient(transport=transport, base_url="http://engine", timeout=timeout)
         if parts.scheme in ("tcp", "http", "https"):
-            tls = parts.scheme == "https" or (parts.scheme == "tcp" and self._tls_cert is not None)
+            tls = parts.scheme == "https" or (parts.scheme == "tcp" and (
+                self.tls if self.tls is not None else self._tls_cert is not None))
             if not parts.hostname:
                 raise EngineError(f"{self.host!r}: no host name")
             port = parts.port or (2376 if tls else 2375)
             base = f"{'https' if tls else 'http'}://{parts.hostname}:{port}"
-            return httpx.AsyncClient(base_url=base, timeout=timeout, verify=self._tls_verify if tls else True,
-                                     cert=self._tls_cert if tls else None)
+            return httpx.AsyncClient(base_url=base, timeout=timeout, verify=self._ssl() if tls else True)
         raise EngineError(f"{self.host!r}: the engine host must be unix://, tcp://, http:// or https://")
+
+    @property
+    def tls_settings(self) -> EngineTLS:
+        """What this client was built with (tls None is reported as what it means for tcp://)."""
+        tls = self.tls if self.tls is not None else self._tls_cert is not None
+        return EngineTLS(tls=tls, verify=self._tls_verify, cert=self._tls_cert)
+
+    def _ssl(self) -> ssl.SSLContext:
+        """The TLS context: the CA bundle (or the system's, or no check) and the client certificate."""
+        import ssl  # here, as httpx: a box without a TLS engine does not load OpenSSL for this module
+
+        try:
+            if self._tls_verify is False:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            elif isinstance(self._tls_verify, str):
+                context = ssl.create_default_context(cafile=self._tls_verify)
+            else:
+                context = ssl.create_default_context()
+            if self._tls_cert is not None:
+                context.load_cert_chain(*self._tls_cert)
+        except (OSError, ssl.SSLError) as exc:
+            raise EngineError(f"{self.host}: the TLS files cannot be used (CA {self._tls_verify!r}, client "
+                              f"certificate {self._tls_cert!r}): {exc}") from None
+        return context
 
     async def connect(self) -> None:
         """Reach the engine and negotiate the API version (EngineUnavailable when it cannot be reached)."""

@@ -62,6 +62,7 @@ from mcp_edge.engine_api import (
     JsonLines,
     NotFound,
     engine_host,
+    engine_tls,
     normalize_event,
 )
 from mcp_edge.errors import PluginConfigError, PluginError, ResourceNotFoundError
@@ -88,6 +89,11 @@ _WRITE = ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHin
 _DESTRUCTIVE = ToolAnnotations(readOnlyHint=False, destructiveHint=True, openWorldHint=False)
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,253}\Z")  # Docker's rule for container and network names
 _REPUBLISH = frozenset({"create", "destroy", "remove", "rename"})
+_GONE = frozenset({"destroy", "remove"})  # Docker says destroy, Podman 4.3 remove (and destroy): the name goes
+_API_VERSION = re.compile(r"^[0-9]+\.[0-9]+\Z")
+# container.create's network modes that join the box's own namespaces (or another container's): root on the host
+# for practical purposes, so they take the destructive rule (_host_network). A plain network name does not.
+_HOST_NETWORK = re.compile(r"^(host|container:.+|ns:.+)\Z", re.IGNORECASE | re.DOTALL)
 
 
 class ContainersError(Exception):
@@ -102,6 +108,15 @@ def _ref(kind: str, value: str) -> str:
         return EngineClient.segment(value, f"{kind} name or id")
     except EngineError as exc:
         raise ContainersError(exc.message) from None
+
+
+def _env_list(env: Mapping[str, str]) -> list[str]:
+    """``env`` as the engine's ``NAME=value`` list; a name that is empty or holds ``=`` or NUL is refused (it
+    would set another variable than the one named)."""
+    bad = [k for k in env if not k or "=" in k or "\0" in k]
+    if bad:
+        raise ContainersError(f"env name {bad[0]!r}: a name may not be empty or hold = or NUL")
+    return [f"{k}={v}" for k, v in env.items()]
 
 
 def _since(value: str | None) -> str | None:
@@ -144,9 +159,23 @@ class Containers(PluginBase):
         self.pull_timeout_s = float(config.get("pull_timeout_s", 600))
         self.backoff_min = float(config.get("events_backoff_min_s", 0.5))
         self.backoff_max = max(float(config.get("events_backoff_max_s", 30)), self.backoff_min)
-        self.client = EngineClient(self.host, timeout=self.timeout_s)
+        environ = ctx.settings.environ
+        try:
+            tls = engine_tls(config, environ)
+        except EngineError as exc:
+            raise PluginConfigError(f"containers: {exc.message}") from None
+        api_version = str(config.get("api_version") or environ.get("DOCKER_API_VERSION") or "")
+        if api_version and not _API_VERSION.match(api_version):
+            raise PluginConfigError(f"containers: API version {api_version!r} (the api_version key, else "
+                                    f"$DOCKER_API_VERSION) must be like 1.41")
+        self.republish_interval_s = float(config.get("republish_interval_s", 0.5))
+        self.client = EngineClient(self.host, timeout=self.timeout_s, api_version=api_version or None,
+                                   tls_verify=tls.verify, tls_cert=tls.cert, tls=tls.tls)
         self._connected = False
         self._connect_lock = asyncio.Lock()
+        self._republisher: asyncio.Task[None] | None = None
+        self._dirty = False
+        self._last_listing = -1e9  # loop time of the last listing for publish_resources
         self._names: dict[str, str] = {}  # container id -> name, to notify a renamed or removed one's old URI
         # What the events task is doing (shown in the docker://containers index): for operators and tests.
         self.events_state = "starting"
@@ -157,9 +186,12 @@ class Containers(PluginBase):
         ctx.logger.info("containers: engine %s", self.host)
 
     async def shutdown(self) -> None:
-        self._events.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._events
+        for task in (self._events, self._republisher):
+            if task is None:
+                continue
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await self.client.aclose()
 
     # -- the engine ------------------------------------------------------------------------------------------
@@ -223,13 +255,17 @@ class Containers(PluginBase):
             raise ContainersError(f"the engine answered {type(data).__name__} for container {container!r}")
         return data
 
-    def _destructive(self, tool_name: str) -> None:
-        """Refuse a destructive tool unless a role policy is configured or allow_destructive is on."""
-        if self.ctx.settings.auth_policy_file or self.allow_destructive:
+    def _destructive_allowed(self) -> bool:
+        return bool(self.ctx.settings.auth_policy_file or self.allow_destructive)
+
+    def _destructive(self, tool_name: str, what: str = "") -> None:
+        """Refuse a destructive tool (or ``what`` a tool does) unless a role policy is configured or
+        allow_destructive is on."""
+        if self._destructive_allowed():
             return
         raise ContainersError(
-            f"{tool_name} is destructive and destructive tools are off: no role policy is configured and the "
-            f"plugin's allow_destructive is false. Turn them on with allow_destructive = true in the board "
+            f"{what or tool_name + ' is destructive'} and destructive tools are off: no role policy is configured "
+            f"and the plugin's allow_destructive is false. Turn them on with allow_destructive = true in the board "
             f"profile's [plugins.containers] table (or MCP_EDGE_CONTAINERS_ALLOW_DESTRUCTIVE=true), or configure a "
             f"role policy (auth_policy_file) whose roles grant the destructive class")
 
@@ -294,7 +330,9 @@ class Containers(PluginBase):
             tty: give the container a terminal (its logs are then one stream, not stdout and stderr apart).
             ports: published ports, each container_port[/tcp|udp], host_port:container_port or
                 ip:host_port:container_port.
-            network: the network to attach it to (network.list shows them).
+            network: the network to attach it to (network.list shows them; bridge, none, default). The modes that
+                join the box's namespaces (host, container:<id>, ns:<path>) are refused unless destructive tools
+                are allowed.
             start: start it once created.
         """
         if name is not None and not _NAME.match(name):
@@ -308,10 +346,7 @@ class Containers(PluginBase):
         if entrypoint is not None:
             body["Entrypoint"] = entrypoint
         if env:
-            bad = [k for k in env if not k or "=" in k or "\0" in k]
-            if bad:
-                raise ContainersError(f"env name {bad[0]!r}: a name may not be empty or hold = or NUL")
-            body["Env"] = [f"{k}={v}" for k, v in env.items()]
+            body["Env"] = _env_list(env)
         if labels:
             body["Labels"] = labels
         if working_dir:
@@ -333,8 +368,8 @@ class Containers(PluginBase):
             body["ExposedPorts"] = exposed
             if bindings:
                 host_config["PortBindings"] = bindings
-        if network:
-            host_config["NetworkMode"] = network
+        if network is not None:
+            host_config["NetworkMode"] = self._network_mode(network)
         if host_config:
             body["HostConfig"] = host_config
         created = await self._request("POST", "/containers/create", params={"name": name}, json_body=body,
@@ -350,6 +385,22 @@ class Containers(PluginBase):
                 raise ContainersError(f"created the container {shown} ({ident[:12]}) but it did not start: {exc}; "
                                       f"container.logs may say why, container.remove removes it") from None
         return Created(id=ident, name=shown, started=start, warnings=warnings, uri=container_uri(shown))
+
+    def _network_mode(self, network: str) -> str:
+        """container.create's network as HostConfig.NetworkMode. The engine reads that field as a mode, not only a
+        network name: ``host``, ``container:<id>`` and ``ns:<path>`` put the container in the box's (or another
+        container's) network namespace, which a tool marked write must not do; they take the destructive rule.
+        The tool exposes no other HostConfig mode (pid, ipc, userns, privileged, binds, mounts, cap_add, devices
+        are never set)."""
+        if _HOST_NETWORK.match(network):
+            self._destructive("container.create", f"container.create with network {network!r} joins the "
+                                                  f"namespace of the host or of another container; that is "
+                                                  f"host access")
+            return network
+        if not _NAME.match(network):
+            raise ContainersError(f"network {network!r}: give a network's name (letters, digits, _ . -, not "
+                                  f"first; network.list shows them) or bridge, none, default")
+        return network
 
     @tool(name="container.start", title="Start a container", annotations=_WRITE)
     async def container_start(self, container: str) -> StateResult:
@@ -553,7 +604,8 @@ class Containers(PluginBase):
         """Run a command in a running container (no TTY) and return its exit code, stdout and stderr.
 
         Output beyond the plugin's exec_max_bytes is dropped (truncated: true); a command still running after
-        exec_timeout_s is left running and reported with timed_out: true.
+        exec_timeout_s is reported with timed_out: true and may still be running in the container (the Engine API
+        cannot signal an exec: container.restart or container.stop ends it).
 
         Args:
             container: the container's name or id.
@@ -568,7 +620,7 @@ class Containers(PluginBase):
         body: dict[str, Any] = {"Cmd": command, "AttachStdin": False, "AttachStdout": True, "AttachStderr": True,
                                 "Tty": False}
         if env:
-            body["Env"] = [f"{k}={v}" for k, v in env.items()]
+            body["Env"] = _env_list(env)
         if working_dir:
             body["WorkingDir"] = working_dir
         if user:
@@ -611,7 +663,11 @@ class Containers(PluginBase):
         if truncated:
             notes.append(f"output over exec_max_bytes ({self.exec_max_bytes}) was dropped")
         if timed_out:
-            notes.append(f"still running after exec_timeout_s ({self.exec_timeout_s:g} s); it was left running")
+            # Not killed: the exec inspect's Pid is the host's, which means nothing inside the container's PID
+            # namespace (and the Engine API has no exec kill): the command is left as it is.
+            notes.append(f"no answer within exec_timeout_s ({self.exec_timeout_s:g} s): the command may still be "
+                         f"running in the container (it was not stopped; container.restart or container.stop "
+                         f"ends it)")
         return ExecResult(container=container, command=command, exit_code=code,
                           stdout=buf["stdout"].decode("utf-8", "replace"),
                           stderr=buf["stderr"].decode("utf-8", "replace"), truncated=truncated,
@@ -652,8 +708,9 @@ class Containers(PluginBase):
             raise ContainersError(f"the engine answered {type(data).__name__} for image {image!r}")
         return data
 
+    # Destructive: it re-points an existing local tag (the old image can be left dangling) and can fill the disk.
     @tool(name="image.pull", title="Pull an image",
-          annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True))
+          annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, openWorldHint=True))
     async def image_pull(self, image: str, tag: str | None = None, ctx: RequestContext | None = None
                          ) -> PullResult:
         """Pull an image from its registry; the engine's progress lines are sent as progress notifications.
@@ -662,6 +719,7 @@ class Containers(PluginBase):
             image: the image reference (registry/repo[:tag] or repo@digest).
             tag: the tag, when image has none (latest without either).
         """
+        self._destructive("image.pull")
         if not image or any(c.isspace() for c in image):
             raise ContainersError(f"{image!r} is not an image reference")
         name, _, own_tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
@@ -885,17 +943,30 @@ class Containers(PluginBase):
         if len(containers) > limit:
             log.warning("containers: %d containers, only the first %d (max_published_resources) are listed",
                         len(containers), limit)
-        # The registry accepts a publication once the plugin is active (after initialize returns): retry a
-        # little while when this runs first.
-        for _ in range(50):
+        try:
+            await self.ctx.publish_resources(defs)  # staged by the catalog when the plugin is not indexed yet
+        except PluginError as exc:
+            log.warning("containers: resources not published: %s", exc)
+
+    def _mark_dirty(self) -> None:
+        """A container came, went or was renamed: republish, at most one listing per republish_interval_s (a
+        burst of events gives one listing at its end)."""
+        self._dirty = True
+        if self._republisher is None or self._republisher.done():
+            self._republisher = asyncio.create_task(self._republish_soon(), name="containers-republish")
+
+    async def _republish_soon(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._dirty:
+            wait = self._last_listing + self.republish_interval_s - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._dirty = False  # events from here on need a listing after this one
+            self._last_listing = loop.time()
             try:
-                await self.ctx.publish_resources(defs)
-                return
-            except PluginError as exc:
-                if "not active" not in str(exc):
-                    log.warning("containers: resources not published: %s", exc)
-                    return
-                await asyncio.sleep(0.1)
+                await self._republish()
+            except ContainersError as exc:
+                log.warning("containers: cannot list containers to publish them: %s", exc)
 
     async def _on_event(self, raw: Any) -> None:
         try:
@@ -910,7 +981,7 @@ class Containers(PluginBase):
         for name in (event.name, self._names.get(event.id, "")):
             if name:
                 uris.add(container_uri(name))
-        if event.action == "destroy":
+        if event.action in _GONE:
             self._names.pop(event.id, None)
         elif event.name:
             self._names[event.id] = event.name
@@ -918,10 +989,7 @@ class Containers(PluginBase):
             await self.ctx.notify_resource_updated(uri)
         await self.ctx.notify_resource_updated(INDEX_URI)
         if event.action in _REPUBLISH:
-            try:
-                await self._republish()
-            except ContainersError as exc:
-                log.warning("containers: cannot list containers to publish them: %s", exc)
+            self._mark_dirty()
 
     async def _follow_events(self) -> None:
         """Follow the engine's container events for as long as the plugin lives, reconnecting with a backoff
@@ -938,6 +1006,7 @@ class Containers(PluginBase):
                     delay = self.backoff_min
                     log.info("containers: following the events of %s", self.host)
                     # containers may have come and gone while the stream was down: list them again
+                    self._last_listing = asyncio.get_running_loop().time()
                     await self._republish()
                     lines = JsonLines()
                     async for chunk in resp.aiter_raw():

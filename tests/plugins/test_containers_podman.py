@@ -10,6 +10,7 @@ tests/plugins/test_containers_e2e.py runs it in its worker). Nothing is pulled: 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -25,6 +26,7 @@ import pytest
 from plugin_host import PLUGINS, FakePluginContext, FakeRequest, Host, error_of, ok, run
 from podman_service import IMAGE, PodmanService
 
+from mcp_edge.engine_api import EngineTLS
 from mcp_edge.errors import InvalidArgumentsError
 from mcp_edge.plugin import Registry
 from mcp_edge.plugin.types import TextResourceContents
@@ -46,8 +48,11 @@ class InprocHost(Host):
 
 @asynccontextmanager
 async def plugin(host: str, workdir: Path, *, settings: dict[str, Any] | None = None,
+                 environ: dict[str, str] | None = None,
                  **config: Any) -> AsyncIterator[tuple[InprocHost, FakePluginContext]]:
     ctx = FakePluginContext("containers", workdir, None, overrides=settings or {})
+    if environ is not None:  # what the runtime's environment passes to plugins (settings.environ)
+        ctx.settings = dataclasses.replace(ctx.settings, environ=environ)
     h = InprocHost({"host": host, **config}, ctx)
     await h.start()
     try:
@@ -386,6 +391,14 @@ def test_exec_bounds_and_errors(podman: PodmanService, workdir: Path) -> None:
             assert len(big["stdout"]) + len(big["stderr"]) == 1024
             slow = ok(await h.call("container.exec", {"container": name, "command": ["sleep", "30"]}))
             assert slow["timed_out"] is True and slow["exit_code"] is None and "exec_timeout_s" in slow["note"]
+            # regression: the note said the command "was left running" as if that were known; it may be
+            assert "may still be running in the container" in slow["note"]
+            # regression: exec passed env names unchecked ("A=B" set A, not a variable called A=B)
+            for bad in ({"A=B": "x"}, {"": "x"}, {"A\u0000": "x"}):
+                assert "env name" in error_of(await h.call("container.exec", {"container": name, "command": ["env"],
+                                                                              "env": bad})), bad
+            good = ok(await h.call("container.exec", {"container": name, "command": ["env"], "env": {"MCPT": "1"}}))
+            assert "MCPT=1" in good["stdout"].split()
             missing = ok(await h.call("container.exec", {"container": name, "command": ["no-such-program"]}))
             assert missing["exit_code"] not in (0, None)
             assert "command is empty" in error_of(await h.call("container.exec", {"container": name,
@@ -451,7 +464,7 @@ def test_images_list_inspect_remove_prune(podman: PodmanService, workdir: Path) 
 def test_pull_errors_are_clear(podman: PodmanService, workdir: Path) -> None:
     """The engine answers HTTP 200 and reports the failure inside the stream: an isError naming the registry."""
     async def main() -> None:
-        async with plugin(podman.host, workdir) as (h, _):
+        async with plugin(podman.host, workdir, allow_destructive=True) as (h, _):
             far = error_of(await h.call("image.pull", {"image": "localhost:1/nothing:latest"}, FakeRequest()))
             assert far.startswith("ContainersError: pulling localhost:1/nothing:latest failed:")
             assert "localhost:1" in far and "connection refused" in far
@@ -513,6 +526,8 @@ DESTRUCTIVE = {
     "container.remove": {"container": "NAME", "force": True}, "container.exec": {"container": "NAME",
                                                                                   "command": ["true"]},
     "image.remove": {"image": IMAGE}, "image.prune": {}, "network.remove": {"network": "podman"},
+    # it re-points a local tag (the old image may be left dangling) and can fill the disk
+    "image.pull": {"image": "localhost:1/nothing:latest"},
 }
 
 
@@ -528,7 +543,7 @@ def test_destructive_tools_refused_without_policy_or_allow(podman: PodmanService
             for tool in ("container.list", "container.logs", "container.stats", "image.list", "network.inspect"):
                 ann = defs[tool].annotations
                 assert ann is not None and ann.readOnlyHint is True, tool
-            for tool in ("container.create", "container.start", "network.create", "network.connect", "image.pull"):
+            for tool in ("container.create", "container.start", "network.create", "network.connect"):
                 ann = defs[tool].annotations
                 assert ann is not None and ann.destructiveHint is False and not ann.readOnlyHint, tool
             await create(h, name, ["sleep", "600"], start=True)
@@ -778,6 +793,12 @@ class FakeDocker:
         self.events_open = asyncio.Event()
         self.server: asyncio.AbstractServer | None = None
         self.event_writer: asyncio.StreamWriter | None = None
+        self.containers: list[dict[str, Any]] = [self.container(self.CID, "web")]
+
+    @staticmethod
+    def container(cid: str, name: str) -> dict[str, Any]:
+        return {"Id": cid, "Names": [f"/{name}"], "Image": "nginx", "State": "running", "Status": "Up",
+                "Created": 1700000000, "Ports": [], "Labels": {}}
 
     async def start(self) -> None:
         self.server = await asyncio.start_unix_server(self._serve, path=str(self.path))
@@ -835,8 +856,7 @@ class FakeDocker:
         elif path == "/v1.52/images/example.org%2Fapp%3A1/json":
             send("200 OK", json.dumps({"Id": "sha256:" + "ab" * 32}).encode())
         elif path == "/v1.52/containers/json":
-            send("200 OK", json.dumps([{"Id": self.CID, "Names": ["/web"], "Image": "nginx", "State": "running",
-                                        "Status": "Up", "Created": 1700000000, "Ports": [], "Labels": {}}]).encode())
+            send("200 OK", json.dumps(self.containers).encode())
         else:
             send("404 Not Found", json.dumps({"message": f"no route {path}"}).encode())
         await writer.drain()
@@ -853,7 +873,7 @@ def test_docker_29_pull_progress_and_events(workdir: Path) -> None:
         fake = FakeDocker(workdir / "docker.sock")
         await fake.start()
         try:
-            async with plugin(f"unix://{fake.path}", workdir) as (h, ctx):
+            async with plugin(f"unix://{fake.path}", workdir, allow_destructive=True) as (h, ctx):
                 req = FakeRequest()
                 pulled = ok(await h.call("image.pull", {"image": "example.org/app:1"}, req))
                 assert pulled == {"image": "example.org/app:1", "status": "Status: Downloaded newer image for "
@@ -886,5 +906,173 @@ def test_docker_29_pull_progress_and_events(workdir: Path) -> None:
                 assert not any("example.org" in u for u in ctx.updated[mark:])
         finally:
             await fake.stop()
+
+    run(main())
+
+
+def test_event_burst_coalesced_into_few_listings(workdir: Path) -> None:
+    """Regression: each create/destroy/remove/rename event re-listed every container inline. A burst of them gives
+    at most two listings (one may already be due when it starts) and the published list is the final one; Podman's
+    remove drops the name as Docker's destroy does."""
+    async def main() -> None:
+        fake = FakeDocker(workdir / "docker.sock")
+        await fake.start()
+        try:
+            # the interval only bounds how often a listing is made: the whole burst is written well within it
+            async with plugin(f"unix://{fake.path}", workdir, republish_interval_s=2) as (h, _):
+                def listings() -> int:
+                    return sum(r.startswith("GET /v1.52/containers/json") for r in fake.requests)
+
+                def published() -> set[str]:
+                    return {r.uri for r in h.registry.resources() if r.uri.startswith("docker://containers/")}
+
+                await asyncio.wait_for(fake.events_open.wait(), WAIT)
+                await until("the first publication", lambda: _async(published() == {"docker://containers/web"}))
+                before = listings()
+                assert before == 1
+                made = [(f"{i:064x}", f"box{i}") for i in range(1, 31)]
+                for cid, name in made:
+                    fake.containers.append(FakeDocker.container(cid, name))
+                    await fake.event({"Type": "container", "Action": "create",
+                                      "Actor": {"ID": cid, "Attributes": {"name": name}}})
+                # the last ten go again: Podman says remove, Docker destroy
+                for i, (cid, name) in enumerate(made[20:]):
+                    fake.containers.remove(FakeDocker.container(cid, name))
+                    await fake.event({"Type": "container", "Action": "remove" if i % 2 else "destroy",
+                                      "Actor": {"ID": cid, "Attributes": {"name": name}}})
+                want = {"docker://containers/web"} | {f"docker://containers/{n}" for _, n in made[:20]}
+                await until("the final list published", lambda: _async(published() == want))
+                await until("every event seen", lambda: _async(h.plugin.events_seen == 40))
+                assert 1 <= listings() - before <= 2, fake.requests
+                gone = {cid for cid, _ in made[20:]}
+                assert not gone & set(h.plugin._names)  # both spellings of removal dropped the name
+                assert {cid for cid, _ in made[:20]} <= set(h.plugin._names)
+        finally:
+            await fake.stop()
+
+    run(main())
+
+
+# -- host access through container.create ------------------------------------------------------------------
+
+def test_create_host_network_modes_need_destructive(podman: PodmanService, workdir: Path) -> None:
+    """Regression: container.create (a write tool) copied network into HostConfig.NetworkMode, so host,
+    container:<id> and ns:<path> joined the box's network namespace. They now take the destructive rule."""
+    name, plain, hosted, net = unique(), unique(), unique(), unique("net")
+
+    async def main() -> None:
+        async with plugin(podman.host, workdir) as (h, _):
+            await create(h, name, ["sleep", "600"], start=True)
+            for mode in ("host", "HOST", f"container:{name}", "ns:/proc/1/ns/net", "ns:/proc/self/ns/net"):
+                msg = error_of(await h.call("container.create", {"image": IMAGE, "name": hosted, "network": mode}))
+                assert f"network {mode!r} joins the namespace of the host or of another container" in msg, mode
+                assert "allow_destructive = true" in msg and "auth_policy_file" in msg
+                assert podman.podman("container", "exists", hosted, check=False).returncode != 0
+            for bad in ("../x", "a/b", "bridge:opt", "-x", "net\n", ""):
+                msg = error_of(await h.call("container.create", {"image": IMAGE, "name": hosted, "network": bad}))
+                assert "give a network's name" in msg, bad
+            # a network by name, and none, are not host access
+            ok(await h.call("network.create", {"name": net}))
+            ok(await h.call("container.create", {"image": IMAGE, "name": plain, "network": net}))
+            assert net in json.loads(docker(podman, "inspect", plain))[0]["NetworkSettings"]["Networks"]
+            rm(podman, plain)
+            ok(await h.call("container.create", {"image": IMAGE, "name": plain, "network": "none"}))
+            assert json.loads(docker(podman, "inspect", plain))[0]["HostConfig"]["NetworkMode"] == "none"
+        async with plugin(podman.host, workdir, allow_destructive=True) as (h, _):
+            made = ok(await h.call("container.create", {"image": IMAGE, "name": hosted, "network": "host"}))
+            assert made["name"] == hosted
+            assert json.loads(docker(podman, "inspect", hosted))[0]["HostConfig"]["NetworkMode"] == "host"
+
+    try:
+        run(main())
+    finally:
+        rm(podman, name, plain, hosted)
+        podman.podman("network", "rm", "-f", net, check=False)
+
+
+# -- TLS and the API version from the environment (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_API_VERSION) ---
+
+def _certs(folder: Path) -> Path:
+    """A self-signed certificate as ca.pem, cert.pem and key.pem (what DOCKER_CERT_PATH holds)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=engine",
+                    "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem")], check=True,
+                   capture_output=True, timeout=60)
+    (folder / "ca.pem").write_bytes((folder / "cert.pem").read_bytes())
+    return folder
+
+
+def test_tls_and_api_version_from_the_environment(workdir: Path) -> None:
+    certs = _certs(workdir / "certs")
+    other = _certs(workdir / "other")
+    tcp = "tcp://127.0.0.1:1"  # nothing listens: what matters is what the client is built with
+
+    async def main() -> None:
+        env = {"DOCKER_HOST": tcp, "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(certs),
+               "DOCKER_API_VERSION": "1.41"}
+        async with plugin("", workdir, environ=env, events_backoff_min_s=5, events_backoff_max_s=5) as (h, _):
+            client = h.plugin.client
+            assert client.host == tcp and client.pinned == "1.41"
+            assert client.tls_settings == EngineTLS(tls=True, verify=str(certs / "ca.pem"),
+                                                    cert=(str(certs / "cert.pem"), str(certs / "key.pem")))
+            made = client._make()
+            try:
+                assert (made.base_url.scheme, made.base_url.host, made.base_url.port) == ("https", "127.0.0.1", 1)
+            finally:
+                await made.aclose()
+            assert client.url("/containers/json") == "/v1.41/containers/json"
+        # the config keys override the environment
+        async with plugin("", workdir, environ=env, tls_ca=str(other / "ca.pem"), tls_cert=str(other / "cert.pem"),
+                          tls_key=str(other / "key.pem"), api_version="1.43", events_backoff_min_s=5,
+                          events_backoff_max_s=5) as (h, _):
+            assert h.plugin.client.tls_settings == EngineTLS(tls=True, verify=str(other / "ca.pem"),
+                                                             cert=(str(other / "cert.pem"), str(other / "key.pem")))
+            assert h.plugin.client.pinned == "1.43"
+        async with plugin("", workdir, environ=env, tls_verify=False, events_backoff_min_s=5,
+                          events_backoff_max_s=5) as (h, _):
+            assert h.plugin.client.tls_settings.tls is True and h.plugin.client.tls_settings.verify is False
+        # no DOCKER_TLS_VERIFY: plain tcp:// as before
+        async with plugin(tcp, workdir, environ={"DOCKER_CERT_PATH": str(certs)}, events_backoff_min_s=5,
+                          events_backoff_max_s=5) as (h, _):
+            assert h.plugin.client.tls_settings == EngineTLS() and h.plugin.client.pinned is None
+
+    run(main())
+
+
+@pytest.mark.parametrize(("environ", "config", "message"), [
+    ({"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/nonexistent/certs"}, {},
+     "the certificate folder '/nonexistent/certs' from DOCKER_CERT_PATH is not a folder"),
+    ({"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "EMPTY"}, {}, "ca.pem (from DOCKER_CERT_PATH) does not exist"),
+    ({}, {"tls_ca": "/nonexistent/ca.pem"}, "tls_ca: '/nonexistent/ca.pem' does not exist"),
+    ({}, {"tls_cert": "/nonexistent/cert.pem"}, "needs both tls_cert and tls_key"),
+    ({"DOCKER_API_VERSION": "latest"}, {}, "API version 'latest'"),
+])
+def test_bad_tls_or_api_version_fails_initialize(environ: dict[str, str], config: dict[str, Any], message: str,
+                                                 workdir: Path) -> None:
+    (workdir / "empty").mkdir()
+    environ = {k: (str(workdir / "empty") if v == "EMPTY" else v) for k, v in environ.items()}
+
+    async def main() -> None:
+        with pytest.raises(Exception, match=re.escape(message)):
+            async with plugin("tcp://127.0.0.1:1", workdir, environ=environ, **config):
+                pass
+
+    run(main())
+
+
+def test_unusable_tls_files_give_a_clear_error(workdir: Path) -> None:
+    """Files that exist but hold no certificate: initialize passes (the paths are right), the first call says
+    which files cannot be used."""
+    certs = workdir / "junk"
+    certs.mkdir()
+    for n in ("ca", "cert", "key"):
+        (certs / f"{n}.pem").write_text("not a certificate\n")
+
+    async def main() -> None:
+        async with plugin("tcp://127.0.0.1:1", workdir, environ={"DOCKER_TLS_VERIFY": "1",
+                                                                 "DOCKER_CERT_PATH": str(certs)},
+                          events_backoff_min_s=5, events_backoff_max_s=5) as (h, _):
+            msg = error_of(await h.call("container.list", {}))
+            assert "the TLS files cannot be used" in msg and str(certs / "ca.pem") in msg
 
     run(main())

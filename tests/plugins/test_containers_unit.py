@@ -4,6 +4,7 @@ engines' shapes, filters, since, ports, line splitting and the frame decoder. No
 from __future__ import annotations
 
 import importlib.util
+import re
 import struct
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from types import ModuleType
 import httpx
 import pytest
 
-from mcp_edge.engine_api import EngineClient, EngineError, FrameDecoder, normalize_event
+from mcp_edge.engine_api import EngineClient, EngineError, EngineTLS, FrameDecoder, engine_tls, normalize_event
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -207,3 +208,57 @@ def test_segment_keeps_a_name_in_its_path_segment() -> None:
         path = f"/v1.41/containers/{EngineClient.segment(name)}/json"
         raw = httpx.URL("http://engine" + path).raw_path.decode()
         assert raw == path and raw.count("/") == 4, name
+
+
+# -- TLS settings (engine_tls) -----------------------------------------------------------------------------
+
+def _pem_folder(folder: Path, *names: str) -> Path:
+    folder.mkdir()
+    for n in names:
+        (folder / f"{n}.pem").write_text("-\n")  # engine_tls checks paths; the files' content is EngineClient's
+    return folder
+
+
+def test_engine_tls_from_the_environment_like_the_docker_cli(tmp_path: Path) -> None:
+    full = _pem_folder(tmp_path / "full", "ca", "cert", "key")
+    assert engine_tls({}, {}) == EngineTLS()
+    assert engine_tls({}, {"DOCKER_CERT_PATH": str(full)}) == EngineTLS()  # the folder alone: no TLS
+    want = EngineTLS(tls=True, verify=str(full / "ca.pem"), cert=(str(full / "cert.pem"), str(full / "key.pem")))
+    assert engine_tls({}, {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(full)}) == want
+    # any non-empty value turns it on, as the Docker CLI reads it; DOCKER_CERT_PATH defaults to $HOME/.docker
+    home = tmp_path / "home"
+    home.mkdir()
+    _pem_folder(home / ".docker", "ca", "cert", "key")
+    mine = engine_tls({}, {"DOCKER_TLS_VERIFY": "0", "HOME": str(home)})
+    assert mine.tls and mine.verify == str(home / ".docker" / "ca.pem")
+    # without cert.pem and key.pem: TLS verified, no client certificate
+    ca_only = _pem_folder(tmp_path / "ca-only", "ca")
+    assert engine_tls({}, {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(ca_only)}) == EngineTLS(
+        tls=True, verify=str(ca_only / "ca.pem"))
+    # config keys: tls_verify = false alone leaves TLS off; with the environment it drops the check
+    assert engine_tls({"tls_verify": False}, {}) == EngineTLS()
+    assert engine_tls({"tls_verify": False}, {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(full)}).verify is False
+    assert engine_tls({"tls_verify": True}, {}) == EngineTLS(tls=True, verify=True)
+    assert engine_tls({"tls_ca": str(full / "ca.pem")}, {}) == EngineTLS(tls=True, verify=str(full / "ca.pem"))
+
+
+@pytest.mark.parametrize(("config", "environ", "message"), [
+    ({}, {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/nonexistent"}, "'/nonexistent' from DOCKER_CERT_PATH"),
+    ({}, {"DOCKER_TLS_VERIFY": "1"}, "(none)"),  # no DOCKER_CERT_PATH and no HOME
+    ({"tls_key": "/k.pem"}, {}, "needs both tls_cert and tls_key"),
+    ({"tls_ca": "/nonexistent/ca.pem"}, {}, "tls_ca: '/nonexistent/ca.pem' does not exist"),
+])
+def test_engine_tls_bad_paths(config: dict[str, object], environ: dict[str, str], message: str) -> None:
+    with pytest.raises(EngineError, match=re.escape(message)):
+        engine_tls(config, environ)
+
+
+def test_engine_client_tls_context(tmp_path: Path) -> None:
+    """tls=True makes tcp:// speak https (2376 by default); unreadable files are an EngineError naming them."""
+    junk = _pem_folder(tmp_path / "junk", "ca")
+    plain = EngineClient("tcp://10.0.0.1")._make()
+    assert str(plain.base_url).startswith("http://10.0.0.1:2375")
+    secure = EngineClient("tcp://10.0.0.1", tls=True, tls_verify=False)._make()
+    assert str(secure.base_url).startswith("https://10.0.0.1:2376")
+    with pytest.raises(EngineError, match="the TLS files cannot be used"):
+        EngineClient("tcp://10.0.0.1", tls=True, tls_verify=str(junk / "ca.pem"))._make()
