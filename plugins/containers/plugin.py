@@ -57,6 +57,7 @@ from mcp_edge.engine_api import (
     Conflict,
     EngineClient,
     EngineError,
+    EngineTLS,
     EngineUnavailable,
     FrameDecoder,
     JsonLines,
@@ -161,7 +162,8 @@ class Containers(PluginBase):
         self.backoff_max = max(float(config.get("events_backoff_max_s", 30)), self.backoff_min)
         environ = ctx.settings.environ
         try:
-            tls = engine_tls(config, environ)
+            # TLS settings matter to tcp:// and https:// only: a unix socket ignores a stale DOCKER_TLS_VERIFY
+            tls = engine_tls(config, environ) if parts.scheme != "unix" else EngineTLS()
         except EngineError as exc:
             raise PluginConfigError(f"containers: {exc.message}") from None
         api_version = str(config.get("api_version") or environ.get("DOCKER_API_VERSION") or "")

@@ -1035,6 +1035,10 @@ def test_tls_and_api_version_from_the_environment(workdir: Path) -> None:
         async with plugin(tcp, workdir, environ={"DOCKER_CERT_PATH": str(certs)}, events_backoff_min_s=5,
                           events_backoff_max_s=5) as (h, _):
             assert h.plugin.client.tls_settings == EngineTLS() and h.plugin.client.pinned is None
+        # a unix socket ignores the TLS variables, even a stale certificate folder
+        async with plugin(f"unix://{workdir / 'none.sock'}", workdir, events_backoff_min_s=5, events_backoff_max_s=5,
+                          environ={"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/nonexistent"}) as (h, _):
+            assert h.plugin.client.tls_settings == EngineTLS()
 
     run(main())
 
