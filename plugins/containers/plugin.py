@@ -846,7 +846,8 @@ class Containers(PluginBase):
 
         Args:
             name: the network's name ([a-zA-Z0-9][a-zA-Z0-9_.-]*).
-            driver: bridge (the default), macvlan, ...
+            driver: bridge (the default); any other driver (macvlan, ipvlan: containers straight on the box's
+                LAN) needs destructive tools allowed.
             internal: no route to the outside.
             labels: labels to set.
             subnet: the subnet in CIDR form (10.89.7.0/24); the engine picks one without it.
@@ -855,6 +856,9 @@ class Containers(PluginBase):
         if not _NAME.match(name):
             raise ContainersError(f"network name {name!r}: use letters, digits, _ . - (not first), at most 254")
         body: dict[str, Any] = {"Name": name, "CheckDuplicate": True, "Internal": internal}
+        if driver and driver != "bridge":
+            self._destructive("network.create", f"a {driver!r} network can put containers straight on the box's "
+                                                "own networks (only bridge is a plain write)")
         if driver:
             body["Driver"] = driver
         if labels:

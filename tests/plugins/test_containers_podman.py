@@ -552,6 +552,11 @@ def test_destructive_tools_refused_without_policy_or_allow(podman: PodmanService
                 msg = error_of(await h.call(tool, args))
                 assert f"{tool} is destructive" in msg and "allow_destructive = true" in msg
                 assert "[plugins.containers]" in msg and "auth_policy_file" in msg
+            # a network on another driver can put containers straight on the box's LAN: destructive too
+            lan = unique("lan")
+            msg = error_of(await h.call("network.create", {"name": lan, "driver": "macvlan"}))
+            assert "'macvlan' network" in msg and "allow_destructive = true" in msg
+            assert lan not in docker(podman, "network", "ls", "--format", "{{.Name}}").split()
             assert name in docker(podman, "ps", "--format", "{{.Names}}").split()  # nothing happened
             assert podman.podman("image", "exists", IMAGE, check=False).returncode == 0
 
