@@ -20,7 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kube_backend import Applied, BackendError, Kind, Notify, Rollout, Validate, object_uri, parse_selector
+from kube_backend import (
+    Applied,
+    BackendError,
+    Kind,
+    LineCutter,
+    Notify,
+    Rollout,
+    Validate,
+    object_uri,
+    parse_selector,
+)
 from kube_patch import PatchError, json_patch, merge_patch, strategic_merge
 
 __all__ = ["SERVICE_ACCOUNT", "ApiBackend", "KubeconfigError", "in_cluster", "kubeconfig_path", "load_kubeconfig"]
@@ -254,11 +264,33 @@ class ApiBackend:
         return out
 
     async def logs(self, namespace: str, pod: str, container: str | None, tail: int | None,
-                   follow: bool) -> AsyncGenerator[str, None]:
+                   follow: bool, max_line: int, max_bytes: int) -> AsyncGenerator[str, None]:
+        # lightkube's client.log reads a whole answer (or whole lines, however long) into memory: the request is
+        # lightkube's, the reading ours, streamed and split by LineCutter; the server sends at most max_bytes
+        import httpx2
+        from lightkube.resources.core_v1 import Pod
+
+        inner: Any = self.client._client
+        br = inner.prepare_request("get", Pod.Log, name=pod, namespace=namespace or self.default_namespace,
+                                   params={"container": container, "follow": follow, "tailLines": tail,
+                                           "limitBytes": max_bytes})
+        br.timeout = httpx2.Timeout(self._timeout)
+        if follow:
+            br.timeout.read = None
+        lines = LineCutter(max_line)
         async with self._call(f"logs of pod {pod}"):
-            async for line in self.client.log(pod, namespace=namespace or self.default_namespace,
-                                              container=container, follow=follow, tail_lines=tail, newlines=False):
-                yield line
+            resp = await inner.send(inner.build_adapter_request(br), stream=True)
+            try:
+                if resp.is_error:
+                    await resp.aread()
+                inner.raise_for_status(resp)
+                async for chunk in resp.aiter_bytes():
+                    for line in lines.feed(chunk):
+                        yield line
+            finally:
+                await resp.aclose()
+        for line in lines.flush():
+            yield line
 
     async def scale(self, namespace: str, name: str, replicas: int) -> str:
         from lightkube.resources.apps_v1 import Deployment
@@ -304,11 +336,16 @@ class ApiBackend:
         if len([t for t in self._watches.values() if not t.done()]) >= self.max_watches:
             raise BackendError(f"the API backend follows at most {self.max_watches} (kind, namespace) pairs "
                                f"(max_watches)")
+        _resource(uri_kind.api_version, uri_kind.kind)  # an unknown kind is the caller's error, before any task
         self._watches[key] = asyncio.create_task(self._follow(uri_kind, namespace, notify),
                                                  name=f"kubernetes-watch-{uri_kind.kind}-{namespace}")
 
     async def _follow(self, kind: Kind, namespace: str, notify: Notify) -> None:
-        res = _resource(kind.api_version, kind.kind)
+        try:  # in the task's own try: a failure is logged and the task ends, not left with an unretrieved error
+            res = _resource(kind.api_version, kind.kind)
+        except BackendError as exc:
+            log.warning("kubernetes: no watch of %s: %s", kind.kind, exc)
+            return
         ns = self._ns(kind, namespace)
         delay = 1.0
         while True:

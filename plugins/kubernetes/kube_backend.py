@@ -8,8 +8,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["KINDS", "Applied", "Backend", "BackendError", "Kind", "Notify", "Rollout", "Validate", "find_kind",
-           "object_uri", "parse_selector"]
+__all__ = ["KINDS", "Applied", "Backend", "BackendError", "Kind", "LineCutter", "Notify", "Rollout", "Validate",
+           "cut_note", "find_kind", "object_uri", "parse_selector"]
 
 Notify = Callable[[str], Awaitable[None]]
 Validate = Callable[[dict[str, Any]], None]
@@ -17,6 +17,59 @@ Validate = Callable[[dict[str, Any]], None]
 
 class BackendError(Exception):
     """The backend refused or failed (the message names the object and the backend)."""
+
+
+def cut_note(max_line: int) -> str:
+    """What ends a log line cut at ``max_line`` bytes."""
+    return f" [line cut at {max_line} bytes (max_line): the rest of it is left out]"
+
+
+class LineCutter:
+    """A log's bytes as lines, split as they come: only the unfinished line is kept, and at most ``max_line`` bytes
+    of it. A longer line is given at once, cut at ``max_line`` bytes and ending with ``cut_note``; the rest of it, up
+    to its newline, is dropped (so memory stays bounded however long a line a container writes)."""
+
+    def __init__(self, max_line: int) -> None:
+        self.max_line = max(1, max_line)
+        self._tail = bytearray()
+        self._cut = False  # the current line was cut (and given): drop the rest of it
+        self.cut_lines = 0
+
+    def _give(self) -> str:
+        line = bytes(self._tail).decode("utf-8", "replace")
+        self._tail.clear()
+        return line
+
+    def feed(self, data: bytes) -> list[str]:
+        out: list[str] = []
+        start = 0
+        while start <= len(data):
+            nl = data.find(b"\n", start)
+            end = len(data) if nl < 0 else nl
+            if not self._cut:
+                room = self.max_line - len(self._tail)
+                if end - start > room:
+                    self._tail += data[start:start + room]
+                    out.append(self._give() + cut_note(self.max_line))
+                    self._cut = True
+                    self.cut_lines += 1
+                else:
+                    self._tail += data[start:end]
+            if nl < 0:
+                break
+            if self._cut:
+                self._cut = False
+            else:
+                out.append(self._give())
+            start = nl + 1
+        return out
+
+    def flush(self) -> list[str]:
+        """The last line, when the log does not end with a newline."""
+        if self._cut or not self._tail:
+            self._cut = False
+            return []
+        return [self._give()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +179,10 @@ class Backend(Protocol):
     async def patch(self, kind: Kind, namespace: str, name: str, patch: Any, patch_type: str,
                     validate: Validate, api_version: str | None) -> dict[str, Any]: ...
     def logs(self, namespace: str, pod: str, container: str | None, tail: int | None,
-             follow: bool) -> AsyncGenerator[str, None]: ...
+             follow: bool, max_line: int, max_bytes: int) -> AsyncGenerator[str, None]:
+        """The log's lines, each at most ``max_line`` bytes (cut by LineCutter); ``max_bytes`` is a hint of the most
+        the caller keeps (the API server is asked for no more)."""
+        ...
     async def scale(self, namespace: str, name: str, replicas: int) -> str: ...
     async def rollout(self, namespace: str, name: str) -> Rollout: ...
     async def watch(self, uri_kind: Kind, namespace: str, name: str, notify: Notify) -> None:

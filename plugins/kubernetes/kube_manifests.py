@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Document", "ManifestError", "check", "describe", "field_path", "parse_documents", "schema_versions"]
+__all__ = ["Document", "ManifestError", "admit", "check", "check_depth", "describe", "field_path", "parse_documents",
+           "schema_versions"]
 
 
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}")  # a name that is one path segment of the API
@@ -62,8 +63,14 @@ def field_path(parts: Any) -> str:
     return out or "(the object itself)"
 
 
-def parse_documents(text: str, max_documents: int) -> list[Document]:
-    """The objects of ``text`` (YAML or JSON, one or many documents); ManifestError naming the document."""
+_TOO_DEEP = "is nested too deeply"
+
+
+def parse_documents(text: str, max_documents: int, max_depth: int = 64) -> list[Document]:
+    """The objects of ``text`` (YAML or JSON, one or many documents); ManifestError naming the document.
+
+    Objects and lists nested more than ``max_depth`` levels are refused (the parsers and the schema check recurse:
+    ``[[[[...`` would otherwise end in a RecursionError)."""
     if not text.strip():
         raise ManifestError("the manifest is empty: give one or more YAML or JSON documents")
     raw: list[Any]
@@ -73,6 +80,9 @@ def parse_documents(text: str, max_documents: int) -> list[Document]:
             loaded = json.loads(text)
         except ValueError as exc:
             raise ManifestError(f"the manifest is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ManifestError(f"document 1 {_TOO_DEEP} for the JSON parser: objects and lists may be nested "
+                                f"at most {max_depth} levels (max_depth)") from None
         raw = loaded if isinstance(loaded, list) else [loaded]
     else:
         raw = []
@@ -88,11 +98,18 @@ def parse_documents(text: str, max_documents: int) -> list[Document]:
                 where = f" at line {mark.line + 1}, column {mark.column + 1}"
             problem = getattr(exc, "problem", None) or str(exc)
             raise ManifestError(f"document {len(raw) + 1}: not valid YAML{where}: {problem}") from None
+        except RecursionError:
+            raise ManifestError(f"document {len(raw) + 1} {_TOO_DEEP} for the YAML parser: mappings and lists may "
+                                f"be nested at most {max_depth} levels (max_depth)") from None
     budget = [max(len(text), 1024)]  # values one text of this size can hold, unless YAML aliases repeat them
     for i, item in enumerate(raw, 1):
         if not _within(item, budget):
             raise ManifestError(f"document {i}: holds far more values than its text (YAML aliases repeating "
                                 f"others?): refused")
+        depth = _depth(item, max_depth)
+        if depth > max_depth:
+            raise ManifestError(f"document {i} {_TOO_DEEP}: more than {max_depth} levels of objects and lists "
+                                f"(max_depth)")
     docs: list[Document] = []
     for i, item in enumerate(raw, 1):
         if item is None:  # an empty document (a trailing ---)
@@ -116,6 +133,28 @@ def parse_documents(text: str, max_documents: int) -> list[Document]:
         raise ManifestError(f"the manifest holds more than {max_documents} objects (max_documents): apply it in "
                             f"parts")
     return docs
+
+
+def _depth(obj: Any, limit: int) -> int:
+    """How deeply ``obj`` nests objects and lists (a scalar: 0), counted without recursion, up to ``limit + 1``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(obj, 0)]
+    while stack:
+        cur, level = stack.pop()
+        if isinstance(cur, (dict, list)):
+            level += 1
+            deepest = max(deepest, level)
+            if level > limit:
+                return level
+            stack.extend((v, level) for v in (cur.values() if isinstance(cur, dict) else cur))
+    return deepest
+
+
+def check_depth(doc: Document, max_depth: int) -> None:
+    """ManifestError if ``doc`` nests more than ``max_depth`` levels (a patched object, say)."""
+    if _depth(doc.obj, max_depth) > max_depth:
+        raise ManifestError(f"{describe(doc)} {_TOO_DEEP}: more than {max_depth} levels of objects and lists "
+                            f"(max_depth)")
 
 
 def _within(obj: Any, budget: list[int]) -> bool:
@@ -188,3 +227,90 @@ def _message(exc: Any) -> str:
     if len(msg) > 300:
         msg = msg[:300] + "..."
     return msg
+
+
+# -- host access -----------------------------------------------------------------------------------------------------
+
+_HOST_KEY = "allow_host_access"
+_CONFINED_TYPES = ("container_t", "container_init_t")  # the SELinux types a container may ask for (spc_t may not)
+
+
+def _pod_specs(obj: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(path, pod spec) of the pod templates an object holds (Pod, workloads, CronJob)."""
+    kind = obj.get("kind")
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return []
+    if kind == "Pod":
+        return [("spec", spec)]
+    if kind == "CronJob":
+        job = spec.get("jobTemplate")
+        spec = job.get("spec") if isinstance(job, dict) else None
+        prefix = "spec.jobTemplate.spec.template.spec"
+    else:
+        prefix = "spec.template.spec"
+    template = spec.get("template") if isinstance(spec, dict) else None
+    pod = template.get("spec") if isinstance(template, dict) else None
+    return [(prefix, pod)] if isinstance(pod, dict) else []
+
+
+def _security(path: str, sc: Any) -> list[str]:
+    """The fields of a (pod or container) securityContext that give host access."""
+    if not isinstance(sc, dict):
+        return []
+    bad: list[str] = []
+    if sc.get("privileged") is True:
+        bad.append(f"{path}.privileged")
+    caps = sc.get("capabilities")
+    if isinstance(caps, dict) and caps.get("add"):
+        bad.append(f"{path}.capabilities.add")
+    if sc.get("procMount") == "Unmasked":
+        bad.append(f"{path}.procMount")
+    for key in ("seccompProfile", "appArmorProfile"):
+        prof = sc.get(key)
+        if isinstance(prof, dict) and prof.get("type") == "Unconfined":
+            bad.append(f"{path}.{key}.type")
+    selinux = sc.get("seLinuxOptions")
+    if isinstance(selinux, dict) and selinux.get("type") not in (None, "", *_CONFINED_TYPES):
+        bad.append(f"{path}.seLinuxOptions.type")
+    windows = sc.get("windowsOptions")
+    if isinstance(windows, dict) and windows.get("hostProcess") is True:
+        bad.append(f"{path}.windowsOptions.hostProcess")
+    return bad
+
+
+def host_access(obj: dict[str, Any]) -> list[str]:
+    """The field paths of ``obj`` that reach the host: host namespaces, hostPath volumes, privileged containers,
+    added capabilities, unconfined seccomp/AppArmor, an SELinux type other than a container's, an unmasked /proc,
+    a Windows host process."""
+    bad: list[str] = []
+    for prefix, pod in _pod_specs(obj):
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            if pod.get(key) is True:
+                bad.append(f"{prefix}.{key}")
+        volumes = pod.get("volumes")
+        for i, vol in enumerate(volumes if isinstance(volumes, list) else []):
+            if isinstance(vol, dict) and vol.get("hostPath") is not None:
+                bad.append(f"{prefix}.volumes[{i}].hostPath")
+        bad += _security(f"{prefix}.securityContext", pod.get("securityContext"))
+        for group in ("initContainers", "containers", "ephemeralContainers"):
+            cs = pod.get(group)
+            for i, c in enumerate(cs if isinstance(cs, list) else []):
+                if isinstance(c, dict):
+                    bad += _security(f"{prefix}.{group}[{i}].securityContext", c.get("securityContext"))
+    return bad
+
+
+def admit(doc: Document, allow_host_access: bool) -> None:
+    """ManifestError if ``doc`` asks for access to the host (see ``host_access``) and ``allow_host_access`` is off:
+    on the Podman backend kube play runs it with the Podman socket's rights (often root's)."""
+    if allow_host_access:
+        return
+    bad = host_access(doc.obj)
+    if bad:
+        more = f" (and {len(bad) - 1} more: {', '.join(bad[1:4])}{', ...' if len(bad) > 4 else ''})" \
+            if len(bad) > 1 else ""
+        raise ManifestError(f"{describe(doc)}: {bad[0]}{more}: access to the host (host namespaces, hostPath "
+                            f"volumes, privileged containers, added capabilities, unconfined profiles) is refused; "
+                            f"set {_HOST_KEY} = true in [plugins.kubernetes] (MCP_EDGE_KUBERNETES_ALLOW_HOST_ACCESS"
+                            f"=true) to allow it")

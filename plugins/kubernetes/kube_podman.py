@@ -36,7 +36,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kube_backend import Applied, BackendError, Kind, Notify, Rollout, Validate, object_uri, parse_selector
+from kube_backend import (
+    Applied,
+    BackendError,
+    Kind,
+    LineCutter,
+    Notify,
+    Rollout,
+    Validate,
+    object_uri,
+    parse_selector,
+)
 from kube_patch import PatchError, json_patch, merge_patch, strategic_merge
 
 from mcp_edge.engine_api import Conflict, EngineClient, EngineError, FrameDecoder, JsonLines, NotFound, normalize_event
@@ -50,12 +60,21 @@ STORE_VERSION = 1
 
 
 class Store:
-    """The last-applied manifests, by ``Kind/name``, in one JSON file replaced atomically on each change."""
+    """The last-applied manifests, by ``Kind/name``, in one JSON file replaced atomically on each change.
 
-    def __init__(self, path: Path, max_objects: int) -> None:
+    The file is at most ``max_store_bytes`` (a put that would pass it is refused); it is written in a thread, one
+    write at a time and in the order of the changes (a write that a later one makes stale is skipped)."""
+
+    def __init__(self, path: Path, max_objects: int, max_store_bytes: int = 16 << 20) -> None:
         self.path = path
         self.max_objects = max_objects
+        self.max_store_bytes = max_store_bytes
         self.objects: dict[str, dict[str, Any]] = {}
+        self._sizes: dict[str, int] = {}  # the JSON size of each entry, for the file's size without writing it
+        self._changes = 0  # changes made, and those written
+        self._written = 0
+        self._save_lock = asyncio.Lock()
+        self._writing: asyncio.Future[None] | None = None
         self._load()
 
     def _load(self) -> None:
@@ -63,7 +82,7 @@ class Store:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
             return
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             bad = self.path.with_suffix(".bad")
             with contextlib.suppress(OSError):
                 os.replace(self.path, bad)
@@ -72,6 +91,12 @@ class Store:
             return
         if isinstance(data, dict) and data.get("version") == STORE_VERSION and isinstance(data.get("objects"), dict):
             self.objects = {str(k): v for k, v in data["objects"].items() if isinstance(v, dict)}
+            self._sizes = {k: _entry_size(k, v) for k, v in self.objects.items()}
+
+    @property
+    def size(self) -> int:
+        """About the size of the file in bytes (the entries' JSON and the frame around them)."""
+        return 64 + sum(self._sizes.values())
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         entry = self.objects.get(f"{kind}/{name}")
@@ -89,17 +114,55 @@ class Store:
                                f"{len(self.objects)} and this apply adds {len(new)}; delete some, or raise "
                                f"max_objects")
 
-    def put(self, kind: str, name: str, manifest: dict[str, Any]) -> None:
-        self.objects[f"{kind}/{name}"] = {"manifest": manifest, "applied_at": time.time()}
-        self._save()
+    def bytes_for(self, manifests: list[dict[str, Any]]) -> None:
+        """BackendError unless the store, with ``manifests`` kept (replacing those of the same Kind/name), stays
+        within max_store_bytes."""
+        sizes = dict(self._sizes)
+        for m in manifests:
+            key = f"{m['kind']}/{m['metadata']['name']}"
+            sizes[key] = _entry_size(key, {"manifest": m, "applied_at": 0.0})
+        total = 64 + sum(sizes.values())
+        if total > self.max_store_bytes:
+            raise BackendError(f"the Podman backend's manifest store would grow to about {total} bytes, more than "
+                               f"max_store_bytes ({self.max_store_bytes}; it holds {self.size} now): delete objects "
+                               f"it keeps, or raise max_store_bytes")
 
-    def drop(self, kind: str, name: str) -> None:
-        if self.objects.pop(f"{kind}/{name}", None) is not None:
-            self._save()
+    async def put(self, kind: str, name: str, manifest: dict[str, Any]) -> None:
+        key = f"{kind}/{name}"
+        entry = {"manifest": copy.deepcopy(manifest), "applied_at": time.time()}
+        size = _entry_size(key, entry)
+        total = self.size - self._sizes.get(key, 0) + size
+        if total > self.max_store_bytes:
+            raise BackendError(f"{key}: the Podman backend's manifest store would grow to about {total} bytes, more "
+                               f"than max_store_bytes ({self.max_store_bytes}): delete objects it keeps, or raise "
+                               f"max_store_bytes")
+        self.objects[key] = entry
+        self._sizes[key] = size
+        await self._save()
 
-    def _save(self) -> None:
+    async def drop(self, kind: str, name: str) -> None:
+        key = f"{kind}/{name}"
+        if self.objects.pop(key, None) is not None:
+            self._sizes.pop(key, None)
+            await self._save()
+
+    async def _save(self) -> None:
+        """Write the store as it is now, in a thread; writes never overlap and land in the order of the changes."""
+        self._changes += 1
+        async with self._save_lock:
+            if self._writing is not None and not self._writing.done():  # one whose caller was cancelled
+                await asyncio.wait([self._writing])
+            if self._written >= self._changes:
+                return  # a write that began after this change already holds it
+            upto = self._changes
+            snapshot = dict(self.objects)  # entries are replaced, never changed: a shallow copy is a snapshot
+            self._writing = asyncio.ensure_future(asyncio.to_thread(self._write, snapshot))
+            await asyncio.shield(self._writing)
+            self._written = max(self._written, upto)
+
+    def _write(self, objects: dict[str, dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps({"version": STORE_VERSION, "objects": self.objects}, sort_keys=True)
+        data = json.dumps({"version": STORE_VERSION, "objects": objects}, sort_keys=True)
         fd, tmp = tempfile.mkstemp(prefix=".objects-", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w") as f:
@@ -118,6 +181,11 @@ class Store:
             os.close(dfd)
 
 
+def _entry_size(key: str, entry: dict[str, Any]) -> int:
+    """The bytes ``"key": entry,`` takes in the store's file."""
+    return len(json.dumps(key)) + len(json.dumps(entry, sort_keys=True).encode()) + 4
+
+
 def _dump(*objs: dict[str, Any]) -> bytes:
     return yaml.safe_dump_all(list(objs), sort_keys=False).encode()
 
@@ -134,7 +202,8 @@ class PodmanBackend:
     name = "podman"
 
     def __init__(self, host: str, data_dir: Path, *, namespace: str, max_objects: int, max_replicas: int,
-                 stop_timeout: int, timeout: float, network: str = "", min_ready: float = 1.0) -> None:
+                 stop_timeout: int, timeout: float, network: str = "", min_ready: float = 1.0,
+                 max_store_bytes: int = 16 << 20) -> None:
         self.host = host
         self.min_ready = min_ready
         self.network = network
@@ -143,7 +212,7 @@ class PodmanBackend:
         self.max_replicas = max_replicas
         self.stop_timeout = stop_timeout
         self.client = EngineClient(host, timeout=timeout)
-        self.store = Store(data_dir / "podman-objects.json", max_objects)
+        self.store = Store(data_dir / "podman-objects.json", max_objects, max_store_bytes)
         self._connected = False
         self._lock = asyncio.Lock()  # one change at a time: a play and a down of the same pod must not interleave
         self._watch: asyncio.Task[None] | None = None
@@ -240,6 +309,7 @@ class PodmanBackend:
                                f"{self.max_replicas} (max_replicas): Podman plays each replica as a pod on this one "
                                f"box")
         self.store.room_for(kind, name, [(o["kind"], o["metadata"]["name"]) for o in batch or [obj]])
+        self.store.bytes_for(batch or [obj])
         if kind in ("Pod", "Deployment") and self.store.get(kind, name) is None:
             pods = await self._pod_names(kind, name)
             if pods:
@@ -255,7 +325,7 @@ class PodmanBackend:
             prev = self.store.get(kind, name)
             ns = self.namespace
             if kind == "ConfigMap":
-                self.store.put(kind, name, obj)
+                await self.store.put(kind, name, obj)
                 action = "created" if prev is None else ("unchanged" if prev == obj else "configured")
                 detail = "kept for the workloads that reference it (Podman reads ConfigMaps only with a workload)"
                 if action == "configured":  # the workloads that read it start again with the new values
@@ -275,7 +345,7 @@ class PodmanBackend:
                     exists = False
                 if not exists:
                     await self._play(obj)
-                self.store.put(kind, name, obj)
+                await self.store.put(kind, name, obj)
                 if exists:
                     return Applied(kind, name, ns, "unchanged" if prev == obj else "configured",
                                    f"volume {name} exists (Podman volumes cannot be resized)")
@@ -300,7 +370,7 @@ class PodmanBackend:
                     if prev is not None and (prev["kind"] == "Pod" or _replicas(prev) > 0):
                         await self._play(prev)
                 raise
-        self.store.put(kind, name, obj)
+        await self.store.put(kind, name, obj)
         return await self._pod_names(kind, name)
 
     @staticmethod
@@ -452,7 +522,7 @@ class PodmanBackend:
             if kind.kind == "ConfigMap":
                 if prev is None:
                     raise BackendError(f"ConfigMap/{name} not found on the Podman backend")
-                self.store.drop(kind.kind, name)
+                await self.store.drop(kind.kind, name)
                 what = "forgotten (pods already running keep the values they started with)"
             elif kind.kind == "PersistentVolumeClaim":
                 try:
@@ -463,14 +533,14 @@ class PodmanBackend:
                 except EngineError as exc:
                     raise BackendError(f"Podman could not remove volume {name} of PersistentVolumeClaim/{name}: "
                                        f"{exc.message} (delete the workloads that mount it first)") from None
-                self.store.drop(kind.kind, name)
+                await self.store.drop(kind.kind, name)
                 what = f"volume {name} removed"
             else:
                 pods = await self._pod_names(kind.kind, name)
                 if prev is None and not pods:
                     raise BackendError(f"{kind.kind}/{name} not found on the Podman backend")
                 await self._down(kind.kind, name, prev)
-                self.store.drop(kind.kind, name)
+                await self.store.drop(kind.kind, name)
                 what = f"{self._pods_text(pods)} removed" if pods else "removed (it ran no pod)"
         await self._notify_object(kind.kind, name)
         return what
@@ -583,7 +653,7 @@ class PodmanBackend:
         return pod, found[0][0], found[0][1]
 
     async def logs(self, namespace: str, pod: str, container: str | None, tail: int | None,
-                   follow: bool) -> AsyncGenerator[str, None]:
+                   follow: bool, max_line: int, max_bytes: int) -> AsyncGenerator[str, None]:
         self._ns(namespace)
         engine = await self._engine()
         _, cid, _ = await self._container_of(pod, container)
@@ -591,19 +661,17 @@ class PodmanBackend:
         if tail is not None:
             params["tail"] = tail
         decoder = FrameDecoder()
-        pending = b""
+        lines = LineCutter(max_line)  # split as the bytes come; a line without end is cut at max_line
         try:
             async with engine.stream("GET", f"/containers/{cid}/logs", params=params) as resp:
                 async for chunk in resp.aiter_raw():
                     for _, payload in decoder.feed(chunk):
-                        pending += payload
-                        *lines, pending = pending.split(b"\n")
-                        for line in lines:
-                            yield line.decode("utf-8", "replace")
+                        for line in lines.feed(payload):
+                            yield line
         except EngineError as exc:
             raise BackendError(f"Podman could not read the logs of pod {pod}: {exc.message}") from None
-        if pending:
-            yield pending.decode("utf-8", "replace")
+        for line in lines.flush():
+            yield line
 
     # -- watch ---------------------------------------------------------------------------------------------------
 

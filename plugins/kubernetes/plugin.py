@@ -18,14 +18,25 @@ config's ``allow_destructive`` is true; with a policy, the router already decide
 from __future__ import annotations
 
 import asyncio
+import collections
+import json
 import re
 import time
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import msgspec
-from kube_backend import Backend, BackendError, Kind, find_kind, object_uri
-from kube_manifests import Document, check, describe, parse_documents, schema_versions
+from kube_backend import Backend, BackendError, Kind, cut_note, find_kind, object_uri
+from kube_manifests import (
+    Document,
+    ManifestError,
+    admit,
+    check,
+    check_depth,
+    describe,
+    parse_documents,
+    schema_versions,
+)
 
 from mcp_edge.plugin import PluginBase, PluginContext, RequestContext, resource_template, tool
 from mcp_edge.plugin.types import ToolAnnotations
@@ -103,9 +114,10 @@ class LogsResult(msgspec.Struct, kw_only=True):
     pod: str
     container: str | None
     lines: list[str]
-    dropped: int  # earlier lines left out (max_log_lines)
+    dropped: int  # earlier lines left out (max_log_lines, max_log_bytes)
+    cut_lines: int  # lines longer than max_line bytes, cut there (each ends with a note saying so)
     followed: bool
-    ended: str  # "end of log", "cancelled", "max_log_lines", "follow_timeout_s"
+    ended: str  # "end of log", "cancelled", "max_log_lines", "max_log_bytes", "follow_timeout_s"
 
 
 class ScaleResult(msgspec.Struct, kw_only=True):
@@ -149,11 +161,14 @@ class Kubernetes(PluginBase):
         self.namespace = str(config.get("namespace") or "")
         self._backend: Backend | None = None
         self._backend_lock = asyncio.Lock()
+        self._closed = False
 
     async def shutdown(self) -> None:
-        if self._backend is not None:
-            await self._backend.aclose()
-            self._backend = None
+        async with self._backend_lock:
+            self._closed = True  # no backend (an HTTP client, watch tasks) is made again after this
+            if self._backend is not None:
+                await self._backend.aclose()
+                self._backend = None
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
@@ -177,6 +192,9 @@ class Kubernetes(PluginBase):
 
     async def backend(self) -> Backend:
         async with self._backend_lock:
+            if self._closed:
+                raise KubernetesError("the kubernetes plugin is shut down: its backend is closed (the runtime is "
+                                      "stopping or reloading the plugin); call again once it is started")
             if self._backend is None:
                 self._backend = self._make_backend()
             return self._backend
@@ -205,7 +223,8 @@ class Kubernetes(PluginBase):
                              max_replicas=int(self.config.get("max_replicas", 1)),
                              stop_timeout=int(self.config.get("stop_timeout_s", 5)), timeout=timeout,
                              network=str(self.config.get("network") or ""),
-                             min_ready=float(self.config.get("min_ready_s", 1.0)))
+                             min_ready=float(self.config.get("min_ready_s", 1.0)),
+                             max_store_bytes=int(self.config.get("max_store_bytes", 16 << 20)))
 
     def _destructive(self, tool_name: str) -> None:
         if self.ctx.settings.auth_policy_file or self.config.get("allow_destructive"):
@@ -224,13 +243,24 @@ class Kubernetes(PluginBase):
         return kind
 
     def _parse_and_check(self, manifest: str) -> list[Document]:
-        docs = parse_documents(manifest, int(self.config.get("max_documents", 100)))
+        docs = parse_documents(manifest, int(self.config.get("max_documents", 100)),
+                               int(self.config.get("max_depth", 64)))
         for doc in docs:
             check(doc, self.version, self.strict)
+            admit(doc, bool(self.config.get("allow_host_access", False)))
         return docs
 
     def _validate(self, obj: dict[str, Any]) -> None:
-        check(Document(1, obj), self.version, self.strict)
+        """The checks of k8s.apply, for a patched object: its size, depth, schema and host access."""
+        doc = Document(1, obj)
+        limit = int(self.config.get("max_manifest_bytes", 1 << 20))
+        size = len(json.dumps(obj, separators=(",", ":"), default=str).encode())
+        if size > limit:
+            raise ManifestError(f"{describe(doc)}: the patched object is {size} bytes (as JSON), more than "
+                                f"max_manifest_bytes ({limit})")
+        check_depth(doc, int(self.config.get("max_depth", 64)))
+        check(doc, self.version, self.strict)
+        admit(doc, bool(self.config.get("allow_host_access", False)))
 
     def _ns(self, backend: Backend, namespace: str) -> str:
         """The namespace of a call: its argument, else the config's, else the backend's default."""
@@ -367,7 +397,9 @@ class Kubernetes(PluginBase):
                    tail: Annotated[int, msgspec.Meta(ge=1)] | None = None, follow: bool = False,
                    ctx: RequestContext | None = None) -> LogsResult:
         """A pod's container log. With follow, each new line is also sent as a progress notification until the
-        call is cancelled, the container stops, max_log_lines lines were read or follow_timeout_s passed.
+        call is cancelled, the container stops, max_log_lines lines (or max_log_bytes bytes) were read or
+        follow_timeout_s passed. A line longer than max_line bytes is cut there, with a note saying so; the result
+        keeps the last lines that fit in max_log_lines and max_log_bytes (dropped counts the earlier ones).
 
         Args:
             pod: the pod's name (Podman backend: a Deployment's name stands for its first pod).
@@ -380,18 +412,25 @@ class Kubernetes(PluginBase):
         ns = self._ns(backend, namespace)
         max_lines = int(self.config.get("max_log_lines", 5000))
         follow_s = float(self.config.get("follow_timeout_s", 600))
-        lines: list[str] = []
-        dropped = read = 0
+        max_line = int(self.config.get("max_line", 16384))
+        max_bytes = int(self.config.get("max_log_bytes", 4 << 20))
+        note = cut_note(max_line)
+        lines: collections.deque[str] = collections.deque()
+        dropped = read = kept_bytes = read_bytes = cut = 0
         ended = "end of log"
         # never more than max_log_lines of what was written so far: the engine or server sends only those
-        stream = backend.logs(ns, pod, container, min(tail or max_lines, max_lines), follow)
+        stream = backend.logs(ns, pod, container, min(tail or max_lines, max_lines), follow, max_line, max_bytes)
         try:
             async with asyncio.timeout(follow_s if follow else None):
                 async for line in stream:
                     read += 1
+                    size = len(line.encode()) + 1
+                    read_bytes += size
+                    kept_bytes += size
+                    cut += line.endswith(note)
                     lines.append(line)
-                    if len(lines) > max_lines:
-                        lines.pop(0)
+                    while len(lines) > max_lines or (kept_bytes > max_bytes and len(lines) > 1):
+                        kept_bytes -= len(lines.popleft().encode()) + 1
                         dropped += 1
                     if follow and ctx is not None:
                         await ctx.report_progress(read, None, line)
@@ -401,12 +440,15 @@ class Kubernetes(PluginBase):
                     if follow and read >= max_lines:
                         ended = "max_log_lines"
                         break
+                    if follow and read_bytes >= max_bytes:
+                        ended = "max_log_bytes"
+                        break
         except TimeoutError:
             ended = "follow_timeout_s"
         finally:
             await stream.aclose()
-        return LogsResult(backend=backend.name, pod=pod, container=container, lines=lines, dropped=dropped,
-                          followed=follow, ended=ended)
+        return LogsResult(backend=backend.name, pod=pod, container=container, lines=list(lines), dropped=dropped,
+                          cut_lines=cut, followed=follow, ended=ended)
 
     @tool(name="deployment.scale", title="Scale a Deployment", annotations=_CHANGE)
     async def scale(self, name: Name, replicas: Annotated[int, msgspec.Meta(ge=0)],

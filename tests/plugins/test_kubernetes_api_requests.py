@@ -66,6 +66,15 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(0.2)  # a quiet watch: lightkube asks again when it ends
             self._send(200, "".join(json.dumps(e) + "\n" for e in events))
             return
+        if path.endswith("/long/log"):  # a container that wrote 5 MB without a newline, then two short lines
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            for _ in range(80):
+                self.wfile.write(b"y" * 65536)
+            self.wfile.write(b"\nafter\nlast")
+            self.close_connection = True
+            return
         if path.endswith("/log"):
             self._send(200, "first line\nsecond line\n", "text/plain")
             return
@@ -168,7 +177,7 @@ def test_api_backend_requests(workdir: Path, endpoint: Recorder) -> None:
     cm_path = "/api/v1/namespaces/apps/configmaps/greeting"
 
     async def main() -> None:
-        host = await api_host(workdir, endpoint).start()
+        host = await api_host(workdir, endpoint, max_line=4096).start()
         try:
             got = ok(await host.call("k8s.apply", {"manifest": CM}))
             assert got["backend"] == "api"
@@ -215,6 +224,13 @@ def test_api_backend_requests(workdir: Path, endpoint: Recorder) -> None:
             log_req = reqs[-1]
             assert log_req["path"] == "/api/v1/namespaces/apps/pods/hello/log"
             assert log_req["query"]["tailLines"] == ["2"] and log_req["query"]["container"] == ["main"]
+            assert log_req["query"]["limitBytes"] == [str(4 << 20)]  # the server sends no more than max_log_bytes
+
+            # a line without end is cut at max_line as it streams in (not read whole), and says so
+            long = ok(await host.call("pod.logs", {"pod": "long"}))
+            assert long["cut_lines"] == 1 and long["dropped"] == 0
+            assert long["lines"][0].startswith("y" * 4096) and "line cut at 4096 bytes (max_line)" in long["lines"][0]
+            assert len(long["lines"][0]) < 4096 + 200 and long["lines"][1:] == ["after", "last"]
 
             deleted = ok(await host.call("k8s.delete", {"kind": "ConfigMap", "name": "greeting"}))
             assert deleted["namespace"] == "apps" and reqs[-1]["method"] == "DELETE"

@@ -325,17 +325,17 @@ def test_store_survives_corruption(workdir: Path) -> None:
             await host.stop()
         path = workdir / "podman-objects.json"
         store = podman.Store(path, 2)
-        store.put("ConfigMap", "a", {"kind": "ConfigMap", "metadata": {"name": "a"}})
+        await store.put("ConfigMap", "a", {"kind": "ConfigMap", "metadata": {"name": "a"}})
         assert podman.Store(path, 2).get("ConfigMap", "a") == {"kind": "ConfigMap", "metadata": {"name": "a"}}
-        store.put("ConfigMap", "b", {"kind": "ConfigMap", "metadata": {"name": "b"}})
+        await store.put("ConfigMap", "b", {"kind": "ConfigMap", "metadata": {"name": "b"}})
         with pytest.raises(Exception, match="max_objects"):
             store.room_for("ConfigMap", "c")
         store.room_for("ConfigMap", "b")  # replacing one that is kept is fine
         store.room_for("ConfigMap", "b", [("ConfigMap", "a"), ("ConfigMap", "b")])
-        store.drop("ConfigMap", "b")
+        await store.drop("ConfigMap", "b")
         with pytest.raises(Exception, match="keeps 1 and this apply adds 2"):  # new ones of one apply add up
             store.room_for("ConfigMap", "c", [("ConfigMap", "c"), ("ConfigMap", "d")])
-        store.put("ConfigMap", "b", {"kind": "ConfigMap", "metadata": {"name": "b"}})
+        await store.put("ConfigMap", "b", {"kind": "ConfigMap", "metadata": {"name": "b"}})
         assert not list(workdir.glob(".objects-*"))  # no temporary file left
         path.write_text("{not json")
         again = podman.Store(path, 2)
