@@ -50,9 +50,9 @@ class Document:
 
 
 def describe(doc: Document) -> str:
-    """``document 2 (Deployment/web)`` as errors name it."""
+    """``document 2 (Deployment/web)`` as errors name it; index 0 is the result of a patch."""
     what = f"{doc.kind or '?'}/{doc.name or '?'}"
-    return f"document {doc.index} ({what})"
+    return f"the patched object ({what})" if doc.index == 0 else f"document {doc.index} ({what})"
 
 
 def field_path(parts: Any) -> str:

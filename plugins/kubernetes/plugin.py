@@ -252,11 +252,11 @@ class Kubernetes(PluginBase):
 
     def _validate(self, obj: dict[str, Any]) -> None:
         """The checks of k8s.apply, for a patched object: its size, depth, schema and host access."""
-        doc = Document(1, obj)
+        doc = Document(0, obj)  # named "the patched object" in errors
         limit = int(self.config.get("max_manifest_bytes", 1 << 20))
         size = len(json.dumps(obj, separators=(",", ":"), default=str).encode())
         if size > limit:
-            raise ManifestError(f"{describe(doc)}: the patched object is {size} bytes (as JSON), more than "
+            raise ManifestError(f"{describe(doc)} is {size} bytes (as JSON), more than "
                                 f"max_manifest_bytes ({limit})")
         check_depth(doc, int(self.config.get("max_depth", 64)))
         check(doc, self.version, self.strict)

@@ -217,7 +217,7 @@ def test_patch_to_host_access_refused(workdir: Path) -> None:
         try:
             msg = error_of(await host.call("k8s.patch", {"kind": "Pod", "name": "box", "patch_type": "merge",
                                                          "patch": {"spec": {"hostPID": True}}}))
-            assert "Pod/box): spec.hostPID" in msg and "allow_host_access" in msg
+            assert "the patched object (Pod/box): spec.hostPID" in msg and "allow_host_access" in msg
             ops = [{"op": "add", "path": "/spec/containers/0/securityContext", "value": {"privileged": True}}]
             msg = error_of(await host.call("k8s.patch", {"kind": "Pod", "name": "box", "patch_type": "json",
                                                          "patch": ops}))
@@ -316,7 +316,7 @@ def test_patched_object_bounded_by_max_manifest_bytes(workdir: Path) -> None:
             ok(await host.call("k8s.apply", {"manifest": _configmap("small", 100)}))
             msg = error_of(await host.call("k8s.patch", {"kind": "ConfigMap", "name": "small", "patch_type": "merge",
                                                          "patch": {"data": {"big": "b" * 3000, "more": "c" * 3000}}}))
-            assert "ConfigMap/small): the patched object is" in msg and "max_manifest_bytes (4096)" in msg, msg
+            assert "the patched object (ConfigMap/small) is" in msg and "max_manifest_bytes (4096)" in msg, msg
             kept = json.loads((workdir / "podman-objects.json").read_text())["objects"]["ConfigMap/small"]
             assert set(kept["manifest"]["data"]) == {"blob"}  # the stored manifest is as it was
         finally:

@@ -178,6 +178,8 @@ async def main() -> None:
             await asyncio.sleep(0.05)
         print(f"notifications/resources/updated -> {sorted(set(updates))}")
         await d.call("k8s.apply", {"manifest": MANIFEST.replace("image:", "imagee:")}, lambda r: r)
+        await d.call("k8s.patch", {"kind": "Deployment", "name": "web", "patch_type": "merge", "patch": {
+            "spec": {"template": {"spec": {"hostNetwork": True}}}}}, lambda r: r)  # refused: allow_host_access off
         await d.call("k8s.delete", {"kind": "Deployment", "name": "web"}, lambda r: (
             f"Deployment/web: {r['result']}; podman pod ps: "
             f"{service.podman('pod', 'ps', '--format', '{{.Name}}').stdout.split() or 'no pods'}"))
