@@ -279,11 +279,36 @@ def _security(path: str, sc: Any) -> list[str]:
     return bad
 
 
+_PROFILE_ANNOTATIONS = ("seccomp.security.alpha.kubernetes.io/pod", "container.seccomp.security.alpha.kubernetes.io/",
+                        "container.apparmor.security.beta.kubernetes.io/")  # read by kube play too
+
+
+def _annotations(obj: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(path, annotations) of the object and of its pod templates."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    raw = obj.get("spec")
+    spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    template = spec.get("template")
+    places = [("metadata", obj.get("metadata")),
+              ("spec.template.metadata", template.get("metadata") if isinstance(template, dict) else None)]
+    job = spec.get("jobTemplate")
+    if isinstance(job, dict) and isinstance(job.get("spec"), dict) and isinstance(job["spec"].get("template"), dict):
+        places.append(("spec.jobTemplate.spec.template.metadata", job["spec"]["template"].get("metadata")))
+    for path, meta in places:
+        if isinstance(meta, dict) and isinstance(meta.get("annotations"), dict):
+            out.append((f"{path}.annotations", meta["annotations"]))
+    return out
+
+
 def host_access(obj: dict[str, Any]) -> list[str]:
     """The field paths of ``obj`` that reach the host: host namespaces, hostPath volumes, privileged containers,
     added capabilities, unconfined seccomp/AppArmor, an SELinux type other than a container's, an unmasked /proc,
     a Windows host process."""
     bad: list[str] = []
+    for path, notes in _annotations(obj):
+        for key, value in notes.items():
+            if str(key).startswith(_PROFILE_ANNOTATIONS) and str(value).strip().lower() == "unconfined":
+                bad.append(f"{path}[{key}]")
     for prefix, pod in _pod_specs(obj):
         for key in ("hostNetwork", "hostPID", "hostIPC"):
             if pod.get(key) is True:

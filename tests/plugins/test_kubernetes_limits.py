@@ -143,6 +143,15 @@ HOST_ACCESS = {
                 "spec.containers[0].securityContext.seLinuxOptions.type"),
     "procMount": (_container(securityContext={"procMount": "Unmasked"}),
                   "spec.containers[0].securityContext.procMount"),
+    "seccompAnnotation": ({**_pod(), "metadata": {"name": "box", "annotations": {
+        "seccomp.security.alpha.kubernetes.io/pod": "unconfined"}}},
+        "metadata.annotations[seccomp.security.alpha.kubernetes.io/pod]"),
+    "apparmorAnnotation": ({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "box"},
+                            "spec": {"selector": {"matchLabels": {"a": "b"}},
+                                     "template": {"metadata": {"labels": {"a": "b"}, "annotations": {
+                                         "container.apparmor.security.beta.kubernetes.io/c": "unconfined"}},
+                                         "spec": {"containers": [{"name": "c", "image": "i"}]}}}},
+                           "spec.template.metadata.annotations[container.apparmor.security.beta.kubernetes.io/c]"),
     "initContainer": (_pod(initContainers=[{"name": "init", "image": "i", "securityContext": {"privileged": True}}]),
                       "spec.initContainers[0].securityContext.privileged"),
     "deployment": ({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "box"},
