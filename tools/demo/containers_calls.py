@@ -9,64 +9,26 @@ reads one container's resource, and prints ``tool -> short result``. Everything 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
 import sys
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from demo_common import ROOT, Demo, demo_settings, podman_service
 
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-podman_service = _load("podman_service", ROOT / "tests" / "podman_service.py")
-
-from mcp_edge.board import Board, Settings, detect  # noqa: E402
-from mcp_edge.errors import ConfigError  # noqa: E402
-from mcp_edge.plugin import DefaultPluginContext, Registry  # noqa: E402
-from mcp_edge.plugin.types import TextContent, TextResourceContents, ToolResult  # noqa: E402
+from mcp_edge.plugin import DefaultPluginContext, Registry
+from mcp_edge.plugin.types import TextResourceContents
 
 WEB, NET, COPY = "demo-web", "demo-net", "localhost/busybox-copy:demo"
 
 
-def _settings(data_dir: Path) -> Settings:
-    try:
-        board = detect()
-    except ConfigError:
-        board = Board(id="demo", name="demo", data_dir=data_dir, path=Path("/dev/null"))
-    return Settings.load(board=board, environ={}, data_dir=data_dir)
 
 
 def _mib(n: int | None) -> str:
     return "?" if n is None else f"{n / (1 << 20):.1f} MiB"
 
 
-class Demo:
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-        self.lines: list[str] = []
-
-    async def call(self, tool: str, args: dict[str, Any], show: Any) -> dict[str, Any]:
-        result: ToolResult = await self.registry.call_tool(tool, args, None)
-        if result.isError:
-            first = result.content[0]
-            text = first.text if isinstance(first, TextContent) else str(first)
-            shown = text if len(text) <= 200 else f"{text[:110]} … {text[-80:]}"
-            print(f"{tool} -> error: {shown}")
-            return {}
-        data = result.structuredContent or {}
-        print(f"{tool} -> {show(data)}")
-        return data
 
 
 async def main() -> None:
@@ -75,13 +37,13 @@ async def main() -> None:
     service = podman_service.PodmanService().start()
     data_dir = service.dir / "mcp-edge-data"
     data_dir.mkdir()
-    settings = _settings(data_dir)
+    settings = demo_settings(data_dir)
     config = {"containers": {"host": service.host, "allow_destructive": True}}
     registry = Registry([ROOT / "plugins"], entry_points=False, config=config, enabled=["containers"],
                         isolation={"containers": "inproc"}, settings=settings,
                         context_factory=lambda pid, conf: DefaultPluginContext(pid, settings=settings, config=conf))
     await registry.start()
-    d = Demo(registry)
+    d = Demo(registry, 200)
     try:
         await d.call("image.list", {}, lambda r: f"{r['total']} image(s): " + ", ".join(
             f"{', '.join(i['tags'])} ({_mib(i['size'])})" for i in r["images"]))

@@ -10,32 +10,17 @@ made is removed at the end.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from demo_common import ROOT, Demo, demo_settings, podman_service
 
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-podman_service = _load("podman_service", ROOT / "tests" / "podman_service.py")
-
-from mcp_edge.board import Board, Settings, detect  # noqa: E402
-from mcp_edge.errors import ConfigError  # noqa: E402
-from mcp_edge.plugin import DefaultPluginContext, Registry  # noqa: E402
-from mcp_edge.plugin.types import TextContent, TextResourceContents, ToolResult  # noqa: E402
+from mcp_edge.plugin import DefaultPluginContext, Registry
+from mcp_edge.plugin.types import TextResourceContents
 
 IMAGE = podman_service.IMAGE
 MANIFEST = f"""apiVersion: v1
@@ -69,12 +54,6 @@ spec:
 """
 
 
-def _settings(data_dir: Path) -> Settings:
-    try:
-        board = detect()
-    except ConfigError:
-        board = Board(id="demo", name="demo", data_dir=data_dir, path=Path("/dev/null"))
-    return Settings.load(board=board, environ={}, data_dir=data_dir)
 
 
 class Progress:
@@ -95,21 +74,6 @@ class Progress:
         return None
 
 
-class Demo:
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-
-    async def call(self, tool: str, args: dict[str, Any], show: Any, rctx: Any = None) -> dict[str, Any]:
-        result: ToolResult = await self.registry.call_tool(tool, args, rctx)
-        if result.isError:
-            first = result.content[0]
-            text = first.text if isinstance(first, TextContent) else str(first)
-            shown = text if len(text) <= 220 else f"{text[:130]} … {text[-80:]}"
-            print(f"{tool} -> error: {shown}")
-            return {}
-        data = result.structuredContent or {}
-        print(f"{tool} -> {show(data)}")
-        return data
 
 
 def _pods(status: dict[str, Any]) -> str:
@@ -122,7 +86,7 @@ async def main() -> None:
     service = podman_service.PodmanService().start()
     data_dir = service.dir / "mcp-edge-data"
     data_dir.mkdir()
-    settings = _settings(data_dir)
+    settings = demo_settings(data_dir)
     updates: list[str] = []
 
     async def updated(uri: str) -> None:
@@ -135,7 +99,7 @@ async def main() -> None:
                         context_factory=lambda pid, conf: DefaultPluginContext(
                             pid, settings=settings, config=conf, on_resource_updated=updated))
     await registry.start()
-    d = Demo(registry)
+    d = Demo(registry, 220)
     try:
         await d.call("k8s.apply", {"manifest": MANIFEST}, lambda r: "; ".join(
             f"{o['kind']}/{o['name']} {o['action']} ({o['detail']})" for o in r["objects"]))
