@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import select
 import shutil
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +24,9 @@ import pytest
 from ci_honesty import importorskip
 from plugin_host import BUILD
 from podman_service import IMAGE, PodmanService
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "transport"))
+from transport_helpers import ServerProcess
 
 importorskip("mcp", "interop", "the end-to-end test needs the mcp SDK (pip install -e '.[test]')")
 anyio = importorskip("anyio", "interop", "the end-to-end test needs anyio (a dependency of the mcp SDK)")
@@ -42,30 +43,6 @@ TOOLS = {"container.list", "container.inspect", "container.create", "container.s
          "network.inspect", "network.create", "network.remove", "network.connect"}
 
 
-def _wait_for_url(proc: subprocess.Popen[bytes], lines: list[str]) -> str:
-    assert proc.stderr is not None
-    marker = "serving MCP over Streamable HTTP at "
-    fd = proc.stderr.fileno()
-    buf = b""
-    end = time.monotonic() + WAIT
-    while time.monotonic() < end:
-        if not select.select([fd], [], [], 0.2)[0]:
-            if proc.poll() is not None:
-                break
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        buf += chunk
-        while b"\n" in buf:
-            raw, buf = buf.split(b"\n", 1)
-            line = raw.decode(errors="replace")
-            lines.append(line)
-            if marker in line:
-                return line.split(marker, 1)[1].strip()
-    raise AssertionError("the server did not start:\n" + "\n".join(lines) + buf.decode(errors="replace"))
-
-
 @contextmanager
 def serving(podman: PodmanService, **extra: str) -> Iterator[str]:
     """``mcp-edge serve --http`` with only the containers plugin, pointed at the test engine; its URL."""
@@ -80,25 +57,14 @@ def serving(podman: PodmanService, **extra: str) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-m", "mcp_edge.cli", "serve", "--http", "--host", "127.0.0.1",
                              "--port", "0"], env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    lines: list[str] = []
+    server = ServerProcess(proc)  # tests/transport/transport_helpers.py: stderr read, kept and drained
     try:
-        url = _wait_for_url(proc, lines)
-        assert proc.stderr is not None
-        stderr = proc.stderr
-        threading.Thread(target=lambda: lines.extend(x.decode(errors="replace") for x in stderr),
-                         daemon=True).start()
-        yield url
+        yield server.wait_ready("serving MCP over Streamable HTTP at ")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(WAIT)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if proc.stderr is not None:
-                proc.stderr.close()
-            shutil.rmtree(data, ignore_errors=True)
+        server.stop()
+        if proc.stderr is not None:
+            proc.stderr.close()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
