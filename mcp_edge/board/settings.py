@@ -412,6 +412,7 @@ class Settings:
         if moved != board.data_dir:  # the profile's {data_dir}/... plugin folders follow a data_dir set later
             values["plugin_dirs"] = tuple(moved / p.relative_to(board.data_dir) if p.is_relative_to(board.data_dir)
                                           else p for p in values["plugin_dirs"])
+        values["plugin_dirs"] = _unique_dirs(values["plugin_dirs"])
         settings = cls(**values)
         settings = replace(settings, cache_dir=settings.cache_dir.expanduser())
         settings.validate()
@@ -526,6 +527,20 @@ _NAMES: Final = frozenset(_BY_NAME)
 _NOT_FROM_ENV: Final = frozenset({"plugin_config", "environ", "plugin_dirs", "plugin_isolation"})
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+
+
+def _unique_dirs(dirs: Any) -> tuple[Path, ...]:
+    """Plugin folders in order, each once (a folder named by MCP_EDGE_PLUGIN_DIRS and by the profile would
+    otherwise be scanned twice, its plugins failing as duplicates of themselves)."""
+    seen: set[Path] = set()
+    out = []
+    for d in dirs:
+        path = Path(d)
+        key = path.expanduser().resolve(strict=False)
+        if key not in seen:
+            seen.add(key)
+            out.append(path)
+    return tuple(out)
 
 
 def parse_value(name: str, raw: Any, where: str) -> Any:

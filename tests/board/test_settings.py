@@ -328,3 +328,14 @@ def test_supervisor_settings_refuse_what_cannot_work(tmp_path: Path, overrides: 
     with pytest.raises(ConfigError) as err:
         Settings.load(load(_board(tmp_path)), environ={}, **overrides)
     assert needle in str(err.value)
+
+
+def test_a_plugin_folder_named_twice_is_scanned_once(tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    other = tmp_path / "more"
+    s = Settings.load(environ={"MCP_EDGE_PLUGIN_DIRS": f"{plugins}:{other}:{tmp_path}/x/../plugins"},
+                      data_dir=tmp_path)
+    dirs = list(s.plugin_dirs)
+    assert dirs[:2] == [plugins, other]
+    assert sum(1 for d in dirs if d.resolve() == plugins.resolve()) == 1
