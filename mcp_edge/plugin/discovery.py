@@ -23,7 +23,7 @@ __all__ = ["RUNTIME_PLUGIN_ID", "Discovery", "PluginKind", "PluginRecord"]
 
 RUNTIME_PLUGIN_ID = "runtime"
 
-PluginKind = Literal["python", "native", "entry_point", "builtin"]
+PluginKind = Literal["python", "native", "wasm", "bridge", "entry_point", "builtin"]
 
 
 class PluginRecord:
@@ -199,13 +199,18 @@ def _fallback_record(folder: Path) -> PluginRecord:
 
     plugin_id, version, kind = folder.name, "", "python"
     try:
-        table = tomllib.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("plugin", {})
+        data = tomllib.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        table = data.get("plugin", {})
         if isinstance(table.get("id"), str):
             plugin_id = table["id"]
         if isinstance(table.get("version"), str):
             version = table["version"]
         if "library" in table:
             kind = "native"
+        elif "wasm" in table:
+            kind = "wasm"
+        elif "bridge" in data:
+            kind = "bridge"
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
         pass
     return PluginRecord(id=plugin_id, version=version, kind=kind, source=folder)  # type: ignore[arg-type]

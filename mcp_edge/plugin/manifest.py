@@ -10,10 +10,15 @@
     module = "plugin"             # plugin.py or plugin/__init__.py in this folder ...
     class = "Hello"               # ... and the class in it (optional when the module has one plugin class)
     # library = "hello.so"        # ... or a native shared object, relative to this folder
+    # wasm = "hello.wasm"         # ... or a WebAssembly module (abi: the WASM ABI, docs/wasm-plugins.md)
     capabilities = ["tools", "greetings"]
 
     [requires]
     other = ">=1.2,<2"            # plugin id = PEP 440 version specifiers ("" or "*": any version)
+
+    # [wasm]                      # a wasm plugin's limits and capabilities (mcp_edge.plugin.wasm)
+    # [bridge]                    # ... or, with none of module/library/wasm: an existing MCP server mounted as
+    #                             # this plugin, a stdio command or a Streamable HTTP URL (mcp_edge.plugin.bridge)
 
     [config.schema]               # JSON Schema of the config (the subset in mcp_edge.plugin.config)
     type = "object"
@@ -40,6 +45,7 @@ NATIVE_ABI_VERSION = 1
 """The native plugin ABI this runtime speaks: ``MCP_EDGE_PLUGIN_ABI`` in ``plugins/include/mcp_edge_plugin.h``."""
 
 _ID = re.compile(r"^[a-z][a-z0-9_-]*$")
+_TABLES = frozenset({"plugin", "requires", "config", "sandbox", "wasm", "bridge"})
 
 
 class Manifest(NamedTuple):
@@ -47,7 +53,7 @@ class Manifest(NamedTuple):
 
     id: str
     version: str
-    kind: Literal["python", "native"]
+    kind: Literal["python", "native", "wasm", "bridge"]
     folder: Path
     description: str = ""
     abi: int = 1
@@ -59,6 +65,9 @@ class Manifest(NamedTuple):
     config_schema: Mapping[str, Any] | None = None
     isolation: Literal["inproc", "process"] = "inproc"
     sandbox: Mapping[str, Any] | None = None  # the [sandbox] table: applied in the plugin's worker
+    wasm: str | None = None  # a wasm plugin's module, relative to the folder
+    wasm_policy: Mapping[str, Any] | None = None  # the [wasm] table (checked by mcp_edge.plugin.wasm.check_table)
+    bridge: Mapping[str, Any] | None = None  # the [bridge] table (checked by mcp_edge.plugin.bridge.check_table)
 
     @property
     def path(self) -> Path:
@@ -109,14 +118,15 @@ def read_manifest(folder: Path) -> Manifest:
         raise PluginLoadError(f"{path}: cannot read plugin manifest: {exc}") from None
     except RecursionError:  # tomllib recurses per nesting level of arrays and inline tables
         raise PluginLoadError(f"{path}: cannot read plugin manifest: nested too deeply") from None
-    unknown = set(data) - {"plugin", "requires", "config", "sandbox"}
+    unknown = set(data) - _TABLES
     if unknown:
         tables = ", ".join(sorted(unknown))
-        raise PluginLoadError(f"{path}: unknown table(s) {tables} (known: plugin, requires, config, sandbox)")
+        raise PluginLoadError(f"{path}: unknown table(s) {tables} (known: {', '.join(sorted(_TABLES))})")
     table = data.get("plugin")
     if not isinstance(table, dict):
         raise PluginLoadError(f"{path}: needs a [plugin] table with id, version, abi and module or library")
-    known = {"id", "version", "description", "abi", "module", "class", "library", "capabilities", "isolation"}
+    known = {"id", "version", "description", "abi", "module", "class", "library", "wasm", "capabilities",
+             "isolation"}
     unknown = set(table) - known
     if unknown:
         raise PluginLoadError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} in [plugin]")
@@ -131,13 +141,25 @@ def read_manifest(folder: Path) -> Manifest:
         return value
 
     version = str(text("version", required=True))
-    module, class_name, library = text("module"), text("class"), text("library")
-    if (module is None) == (library is None):
-        raise PluginLoadError(f"{path}: set exactly one of 'module' (a Python plugin) or 'library' (a native one)")
+    module, class_name, library, wasm = text("module"), text("class"), text("library"), text("wasm")
+    bridge = data.get("bridge")
+    chosen = [k for k, v in (("module", module), ("library", library), ("wasm", wasm)) if v is not None]
+    if bridge is not None:
+        chosen.append("[bridge]")
+    if len(chosen) != 1:
+        raise PluginLoadError(
+            f"{path}: set exactly one of 'module' (a Python plugin), 'library' (a native one), 'wasm' (a WebAssembly "
+            f"one) or a [bridge] table (a mounted MCP server); got {', '.join(chosen) or 'none'}"
+        )
     if class_name is not None and module is None:
         raise PluginLoadError(f"{path}: 'class' goes with 'module', not with 'library'")
-    kind: Literal["python", "native"] = "python" if module is not None else "native"
-    abi = table.get("abi")
+    if data.get("wasm") is not None and wasm is None:
+        raise PluginLoadError(f"{path}: a [wasm] table goes with 'wasm = \"<module>.wasm\"' in [plugin]")
+    kind: Literal["python", "native", "wasm", "bridge"] = (
+        "python" if module is not None else "native" if library is not None else "wasm" if wasm is not None
+        else "bridge"
+    )
+    abi = table.get("abi", 1 if kind == "bridge" else None)
     if not isinstance(abi, int) or isinstance(abi, bool):
         raise PluginLoadError(f"{path}: 'abi' must be an integer (the plugin API version it speaks), got {abi!r}")
     if kind == "python":
@@ -149,12 +171,27 @@ def read_manifest(folder: Path) -> Manifest:
                 f"this runtime speaks version {PLUGIN_API_VERSION}",
                 plugin_abi=abi, runtime_abi=PLUGIN_API_VERSION,
             )
-    elif abi != NATIVE_ABI_VERSION:
+    elif kind == "native" and abi != NATIVE_ABI_VERSION:
         raise AbiMismatchError(
             f"plugin {plugin_id} ({path}) declares native plugin ABI {abi}, "
             f"this runtime speaks native ABI {NATIVE_ABI_VERSION}",
             plugin_abi=abi, runtime_abi=NATIVE_ABI_VERSION,
         )
+    wasm_policy: Mapping[str, Any] | None = None
+    if kind == "wasm":
+        from mcp_edge.plugin.wasm import WASM_ABI_VERSION, check_table as check_wasm
+
+        if abi != WASM_ABI_VERSION:
+            raise AbiMismatchError(
+                f"plugin {plugin_id} ({path}) declares WASM plugin ABI {abi}, "
+                f"this runtime speaks WASM ABI {WASM_ABI_VERSION}",
+                plugin_abi=abi, runtime_abi=WASM_ABI_VERSION,
+            )
+        wasm_policy = check_wasm(data.get("wasm", {}), f"{path}: [wasm]")
+    elif kind == "bridge":
+        from mcp_edge.plugin.bridge import check_table as check_bridge
+
+        bridge = check_bridge(bridge, f"{path}: [bridge]", folder)
     # Native code defaults to a worker of its own: a crash in C then ends the worker, not the runtime.
     isolation = table.get("isolation", "process" if kind == "native" else "inproc")
     if isolation not in ("inproc", "process"):
@@ -191,4 +228,7 @@ def read_manifest(folder: Path) -> Manifest:
         config_schema=schema,
         isolation=isolation,
         sandbox=sandbox,
+        wasm=wasm,
+        wasm_policy=wasm_policy,
+        bridge=bridge,
     )
