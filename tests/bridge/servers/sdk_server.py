@@ -1,0 +1,95 @@
+"""A mounted server for the bridge tests, built with the official ``mcp`` SDK (``MCPServer``): stdio by default,
+``--http PORT`` for Streamable HTTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import TypedDict
+
+from mcp.server.mcpserver import Context, MCPServer
+
+server = MCPServer("bridge-fixture-sdk")
+
+
+class Sum(TypedDict):
+    total: int
+    parts: list[int]
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Say ``text`` back."""
+    return text
+
+
+@server.tool()
+def add(a: int, b: int) -> Sum:
+    """Add two numbers (structured output)."""
+    return {"total": a + b, "parts": [a, b]}
+
+
+@server.tool()
+def whoami() -> str:
+    """This server's process id."""
+    return str(os.getpid())
+
+
+@server.tool()
+async def slow(seconds: float) -> str:
+    """Sleep, then answer."""
+    await asyncio.sleep(seconds)
+    return f"slept {seconds}"
+
+
+@server.tool()
+async def count(steps: int, ctx: Context) -> str:
+    """Report progress ``steps`` times."""
+    for i in range(steps):
+        await ctx.report_progress(i + 1, steps, f"step {i + 1}")
+    return f"counted {steps}"
+
+
+def extra(word: str) -> str:
+    """A tool added at run time."""
+    return word.upper()
+
+
+@server.tool()
+async def grow(ctx: Context) -> str:
+    """Add the tool ``extra`` and say the tool list changed."""
+    server.add_tool(extra, name="extra")
+    await ctx.session.send_tool_list_changed()
+    return "grown"
+
+
+@server.tool()
+def fail() -> str:
+    """Raise (an isError result)."""
+    raise ValueError("this tool fails on purpose")
+
+
+@server.resource("fixture://greeting", mime_type="text/plain")
+def greeting() -> str:
+    """A fixed resource."""
+    return "hello from the fixture"
+
+
+@server.resource("fixture://item/{item_id}")
+def item(item_id: str) -> str:
+    """A templated resource."""
+    return f"item {item_id}"
+
+
+@server.prompt()
+def greet(name: str) -> str:
+    """A prompt with one argument."""
+    return f"Please greet {name} warmly."
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--http":
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        server.run()
