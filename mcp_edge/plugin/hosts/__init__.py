@@ -8,6 +8,7 @@ from mcp_edge.errors import AbiMismatchError, PluginLoadError
 from mcp_edge.plugin.hosts.base import PluginHost
 
 if TYPE_CHECKING:
+    from mcp_edge.plugin.catalog import PluginCatalog
     from mcp_edge.plugin.discovery import PluginRecord
     from mcp_edge.plugin.registry import Registry
 
@@ -25,6 +26,16 @@ def host_for(rec: PluginRecord, registry: Registry) -> PluginHost:
         host = InprocHost.of(_RuntimePlugin(registry))
         rec.version = host.version
         return host
+    if rec.kind == "bridge":  # a mounted MCP server: always a process of its own, the runtime its client
+        from mcp_edge.plugin.hosts.bridge import BridgeHost, catalog_changed
+
+        assert rec.manifest is not None
+        rec.isolation = "process"  # (no worker between: it would add a hop and isolate nothing more)
+
+        async def on_catalog(host: BridgeHost, catalog: PluginCatalog) -> None:
+            await catalog_changed(registry, host, catalog)
+
+        return BridgeHost(rec.manifest, registry.settings, on_lost=registry.worker_lost, on_catalog=on_catalog)
     if rec.isolation == "process":
         from mcp_edge.worker.host import ProcessHost, WorkerSpec
 
@@ -37,6 +48,11 @@ def host_for(rec: PluginRecord, registry: Registry) -> PluginHost:
 
         assert rec.manifest is not None
         return NativeHost.from_manifest(rec.manifest, init_timeout=timeout)
+    if rec.kind == "wasm":
+        from mcp_edge.plugin.hosts.wasm import WasmHost
+
+        assert rec.manifest is not None
+        return WasmHost.from_manifest(rec.manifest, registry.settings, init_timeout=timeout)
     from mcp_edge.plugin.hosts.inproc import InprocHost
 
     if rec.kind == "python":
