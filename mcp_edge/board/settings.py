@@ -96,6 +96,34 @@ class Settings:
     native_drain_s: float = _s(5.0, "plugins", "float",
                                "At shutdown, how long running native calls may finish before the plugin stops.",
                                0.0)
+    # -- mounted MCP servers (bridge plugins, docs/bridge.md) ----------------------------------------------------
+    bridge_max_message: int = _s(8 * MiB, "plugins", "int",
+                                 "Largest message a mounted MCP server may send (one stdio line, one HTTP body or "
+                                 "SSE event); past it the server is stopped and restarted.", 1024)
+    bridge_max_list_pages: int = _s(100, "plugins", "int",
+                                    "Pages of tools/resources/prompts a mounted server may answer one listing with; "
+                                    "past it the plugin fails.", 1)
+    bridge_stderr_line_max: int = _s(2048, "plugins", "int",
+                                     "A stdio server's stderr goes to the runtime's log line by line, each cut at "
+                                     "this many bytes.", 80)
+    # -- WASM plugins: defaults of a plugin's [wasm] table, and the box's ceilings over it ------------------
+    wasm_memory_mb: int = _s(64, "plugins", "int",
+                             "A WASM plugin's linear-memory cap in MiB when its [wasm] memory_mb says none.", 1)
+    wasm_memory_max_mb: int = _s(512, "plugins", "int",
+                                 "The most memory (MiB) any WASM plugin gets, whatever its [wasm] memory_mb asks.", 1)
+    wasm_deadline_ms: int = _s(5000, "plugins", "int",
+                               "A WASM plugin call's wall-clock limit (ms) when its [wasm] deadline_ms says none.", 1)
+    wasm_deadline_max_ms: int = _s(60000, "plugins", "int",
+                                   "The longest any WASM plugin call may run (ms), whatever its deadline_ms asks.", 1)
+    wasm_host_functions: tuple[str, ...] = _s(("log", "progress", "data_read", "data_write", "http_get"),
+                                              "plugins", "strs",
+                                              "Host functions the box lets WASM plugins be granted (a plugin "
+                                              "gets those its [wasm] host_functions also names).")
+    wasm_http_max_bytes: int = _s(1 << 20, "plugins", "int",
+                                  "Largest response body (bytes) a WASM plugin's http_get may receive.", 0)
+    wasm_idle_instances: int = _s(4, "plugins", "int",
+                                  "Idle instances kept per WASM plugin for the next calls (0: a fresh one each call).",
+                                  0)
     server_name: str = _s("mcp-edge", "protocol", "str", "serverInfo.name sent to clients.")
     instructions: str | None = _s(None, "protocol", "str", "Instructions sent to clients at initialize.")
     plugin_environ: tuple[str, ...] = _s(("DOCKER_HOST", "DOCKER_API_VERSION", "DOCKER_TLS_VERIFY",
@@ -328,6 +356,24 @@ class Settings:
     trusted_keys: tuple[str, ...] = _s((), "audit", "strs",
                                        "More trusted public keys from the board profile, as NAME=HEX (raw "
                                        "Ed25519); mcp-edge keys list shows them.")
+    # -- plugin index (mcp_edge.index, docs/plugin-index.md) ---------------------------------------------------
+    plugin_index: str = _s("", "plugins", "str",
+                           "The signed plugin index mcp-edge plugin install/update read: an http(s) URL, a file:// "
+                           "URL or a path ('': none).")
+    index_timeout_s: float = _s(30.0, "plugins", "float",
+                                "Deadline of each network read of the plugin index or an artifact.", 0.1)
+    index_max_bytes: int = _s(4 * MiB, "plugins", "int", "Largest plugin index document read.", 1024)
+    plugin_max_download: int = _s(256 * MiB, "plugins", "int",
+                                  "Largest plugin artifact downloaded (also bounded by the size the index gives).",
+                                  1024)
+    plugin_max_unpacked: int = _s(512 * MiB, "plugins", "int",
+                                  "Most bytes one plugin artifact may unpack to.", 1024)
+    plugin_max_members: int = _s(10000, "plugins", "int",
+                                 "Most files and folders one plugin artifact may hold.", 1)
+    plugin_update_interval_s: float = _s(0.0, "plugins", "float",
+                                         "How often the running server checks the index and installs newer "
+                                         "versions of the plugins installed from it, hot-reloading them (0: never).",
+                                         0.0)
     # -- observability ------------------------------------------------------------------------------------------
     log_format: str = _s("text", "observability", "str",
                          "Log lines as text (mcp-edge: LEVEL logger: message) or json (one object a line: ts, "
@@ -412,6 +458,9 @@ class Settings:
         if moved != board.data_dir:  # the profile's {data_dir}/... plugin folders follow a data_dir set later
             values["plugin_dirs"] = tuple(moved / p.relative_to(board.data_dir) if p.is_relative_to(board.data_dir)
                                           else p for p in values["plugin_dirs"])
+        installed = moved / "plugins"  # plugins installed from the index (mcp_edge.index), scanned last
+        if installed.is_dir():
+            values["plugin_dirs"] = (*values["plugin_dirs"], installed)
         values["plugin_dirs"] = _unique_dirs(values["plugin_dirs"])
         settings = cls(**values)
         settings = replace(settings, cache_dir=settings.cache_dir.expanduser())
