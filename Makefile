@@ -10,9 +10,11 @@ STAMP := $(VENV)/.mcp-edge-installed
 # libmimalloc2.0: peers of the slab bench; strace: the frame I/O test of the system calls; swupdate and
 # openssl: the signed update image's tests, checked by SWUpdate's own tool; podman, runc, catatonit, netavark,
 # aardvark-dns, iptables and busybox-static: the real engine the containers and kubernetes plugins are tested
-# against, started by the tests themselves, with a local busybox image and nothing pulled).
+# against, started by the tests themselves, with a local busybox image and nothing pulled; clang, lld, wasi-libc and
+# libclang-rt-dev-wasm32: the WASM plugins, compiled from C for wasm32-wasi by setup.py and by the tests).
 DEBS := gcc make pkg-config python3-venv liburing-dev libnuma-dev libisal2 fio libjemalloc2 libmimalloc2.0 strace \
-	swupdate openssl podman runc catatonit netavark aardvark-dns iptables busybox-static
+	swupdate openssl podman runc catatonit netavark aardvark-dns iptables busybox-static \
+	clang lld wasi-libc libclang-rt-dev-wasm32
 
 .PHONY: all setup deps build run test lint pytest bench wheels test-firmware test-perf test-aarch64 test-sanitize conformance fuzz clean
 FUZZ_TIME ?= 300
@@ -92,4 +94,4 @@ test-sanitize: setup
 	PYTHON=$(PY) bash tools/sanitize/run.sh --python
 
 clean:
-	rm -rf build .cross mcp_edge/native/*.so mcp_edge/native/_*.c plugins/*/*.so *.egg-info
+	rm -rf build .cross mcp_edge/native/*.so mcp_edge/native/_*.c plugins/*/*.so plugins/*/*.wasm *.egg-info

@@ -82,6 +82,32 @@ NATIVE_PLUGINS: dict[str, list[str]] = {
     "plugins/native_hello/native_hello.so": ["plugins/native_hello/native_hello.c"],
 }
 
+# WASM plugins built in place (module -> C sources) with clang for wasm32-wasi: modules speaking
+# plugins/include/mcp_edge_wasm.h, run by the wasm host (wasmtime). Debian: clang lld wasi-libc
+# libclang-rt-dev-wasm32 (make deps installs them).
+WASM_PLUGINS: dict[str, list[str]] = {
+    "plugins/wasm_hello/wasm_hello.wasm": ["plugins/wasm_hello/wasm_hello.c"],
+}
+WASM_CFLAGS = ["--target=wasm32-wasi", "-O2", "-mexec-model=reactor", "-Wall", "-Wextra", "-Werror",
+               "-Iplugins/include", "-Wl,--strip-debug"]
+
+
+def build_wasm_plugins(force: bool = False) -> None:
+    """Compile WASM_PLUGINS with clang; a missing compiler or WASI sysroot is an error naming the packages."""
+    from setuptools.modified import newer_group
+
+    for target, sources in WASM_PLUGINS.items():
+        if not (force or newer_group([*sources, "plugins/include/mcp_edge_wasm.h"], target, "newer")):
+            continue
+        clang = shutil.which("clang")
+        if clang is None:
+            sys.exit(f"building {target} needs clang for wasm32-wasi: apt-get install clang lld wasi-libc "
+                     "libclang-rt-dev-wasm32")
+        proc = subprocess.run([clang, *WASM_CFLAGS, "-o", target, *sources], capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"building {target} failed (the WASI toolchain is Debian's clang, lld, wasi-libc and "
+                     f"libclang-rt-dev-wasm32):\n{proc.stderr}")
+
 
 def c_sources(ext_name: str, arch: str) -> list[tuple[str, list[str]]]:
     """(source, extra flags) of the project C an extension links, for `arch`."""
@@ -132,6 +158,7 @@ class BuildExt(build_ext):
     def run(self) -> None:
         super().run()
         self.build_native_plugins()
+        build_wasm_plugins(bool(self.force))
 
     def build_native_plugins(self) -> None:
         from setuptools.modified import newer_group

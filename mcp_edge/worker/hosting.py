@@ -27,7 +27,7 @@ def open_host(init: Init, settings: Settings) -> InprocHost:
         from mcp_edge.plugin.entrypoints import EntryPointInfo
 
         return InprocHost.from_entry_point(EntryPointInfo(init.plugin_id, init.source, "", ""), init_timeout=timeout)
-    if init.kind not in ("python", "native"):
+    if init.kind not in ("python", "native", "wasm"):
         raise PluginLoadError(f"plugin {init.plugin_id}: a worker cannot run a plugin of kind {init.kind!r}")
     from mcp_edge.plugin.manifest import read_manifest
 
@@ -41,6 +41,10 @@ def open_host(init: Init, settings: Settings) -> InprocHost:
         from mcp_edge.plugin.hosts.native import NativeHost
 
         return NativeHost.from_manifest(manifest, init_timeout=timeout)
+    if init.kind == "wasm":
+        from mcp_edge.plugin.hosts.wasm import WasmHost
+
+        return WasmHost.from_manifest(manifest, settings, init_timeout=timeout)
     return InprocHost.from_folder(manifest, init_timeout=timeout)
 
 

@@ -1,0 +1,323 @@
+"""The host functions of module ``mcp_edge`` a WASM plugin may import: log, progress, data_read, data_write,
+http_get (docs/wasm-plugins.md).
+
+Each runs on the thread that runs the call, with that call's :class:`CallScope` (a thread-local: one instance is
+driven by one thread at a time). A function the plugin was not granted answers ``-EPERM`` to the module and
+marks the call refused: the host then answers the call with an error naming the function, whatever the module
+returned. Files are opened beneath the plugin's data folder component by component with ``O_NOFOLLOW``, so
+``..``, absolute paths and symbolic links cannot leave it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mcp_edge.plugin.wasm import WasmPolicy
+
+__all__ = ["CallScope", "SIGNATURES", "current", "define_all"]
+
+# name -> (params, results) as wasm value types
+SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "log": (("i32", "i32", "i32"), ()),
+    "progress": (("f64", "f64", "i32", "i32"), ()),
+    "data_read": (("i32", "i32"), ("i64",)),
+    "data_write": (("i32", "i32", "i32", "i32", "i32"), ("i32",)),
+    "http_get": (("i32", "i32", "i32"), ("i64",)),
+}
+# WASI's errno numbering (wasi-libc's <errno.h>), which differs from Linux's: the host answers in it.
+_WASI_ERRNO_NAMES = (
+    "", "E2BIG", "EACCES", "EADDRINUSE", "EADDRNOTAVAIL", "EAFNOSUPPORT", "EAGAIN", "EALREADY", "EBADF", "EBADMSG",
+    "EBUSY", "ECANCELED", "ECHILD", "ECONNABORTED", "ECONNREFUSED", "ECONNRESET", "EDEADLK", "EDESTADDRREQ", "EDOM",
+    "EDQUOT", "EEXIST", "EFAULT", "EFBIG", "EHOSTUNREACH", "EIDRM", "EILSEQ", "EINPROGRESS", "EINTR", "EINVAL", "EIO",
+    "EISCONN", "EISDIR", "ELOOP", "EMFILE", "EMLINK", "EMSGSIZE", "EMULTIHOP", "ENAMETOOLONG", "ENETDOWN",
+    "ENETRESET", "ENETUNREACH", "ENFILE", "ENOBUFS", "ENODEV", "ENOENT", "ENOEXEC", "ENOLCK", "ENOLINK", "ENOMEM",
+    "ENOMSG", "ENOPROTOOPT", "ENOSPC", "ENOSYS", "ENOTCONN", "ENOTDIR", "ENOTEMPTY", "ENOTRECOVERABLE", "ENOTSOCK",
+    "ENOTSUP", "ENOTTY", "ENXIO", "EOVERFLOW", "EOWNERDEAD", "EPERM", "EPIPE", "EPROTO", "EPROTONOSUPPORT",
+    "EPROTOTYPE", "ERANGE", "EROFS", "ESPIPE", "ESRCH", "ESTALE", "ETIMEDOUT", "ETXTBSY", "EXDEV",
+)
+_WASI_ERRNO = {getattr(errno, name): n for n, name in enumerate(_WASI_ERRNO_NAMES) if hasattr(errno, name)}
+
+
+def wasi_errno(linux: int | None) -> int:
+    """A negative WASI errno for the host's errno ``linux`` (EIO when WASI has no such number)."""
+    return -_WASI_ERRNO.get(linux or errno.EIO, _WASI_ERRNO[errno.EIO])
+
+
+_LEVELS = ((logging.DEBUG, "debug"), (logging.INFO, "info"), (logging.WARNING, "warning"), (logging.ERROR, "error"))
+_MAX_PATH = 4096
+
+
+class CallScope:
+    """What the host functions of one call see."""
+
+    def __init__(self, plugin_id: str, policy: WasmPolicy, data_dir: Path | None, logger: logging.Logger,
+                 rctx: Any = None, loop: asyncio.AbstractEventLoop | None = None, deadline: float = 0.0) -> None:
+        self.plugin_id = plugin_id
+        self.policy = policy
+        self.data_dir = data_dir
+        self.logger = logger
+        self.rctx = rctx
+        self.loop = loop
+        self.deadline = deadline  # time.monotonic() when the call's time is up
+        self.refused: str | None = None  # the first host function refused to this call
+
+
+_local = threading.local()
+
+
+def current() -> CallScope | None:
+    scope: CallScope | None = getattr(_local, "scope", None)
+    return scope
+
+
+def set_current(scope: CallScope | None) -> None:
+    _local.scope = scope
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+
+
+def _read(caller: Any, ptr: int, length: int, limit: int) -> bytes:
+    if length < 0 or length > limit:
+        raise ValueError
+    mem = caller["memory"]
+    data: bytes = mem.read(caller, ptr, ptr + length)
+    return data
+
+
+def _give(caller: Any, data: bytes) -> int:
+    """Copy ``data`` into a buffer the module allocates (its mcp_alloc): the packed pointer/length, or -ENOMEM."""
+    ptr = caller["mcp_alloc"](caller, len(data))
+    if not ptr:
+        return wasi_errno(errno.ENOMEM)
+    caller["memory"].write(caller, data, ptr)
+    return (int(ptr) << 32) | len(data)
+
+
+def _schedule(scope: CallScope, coro_fn: Callable[[], Any]) -> None:
+    """Run a client notification on the event loop, without waiting for it."""
+    if scope.rctx is None or scope.loop is None or scope.loop.is_closed():
+        return
+    try:
+        asyncio.run_coroutine_threadsafe(coro_fn(), scope.loop)
+    except RuntimeError:  # the loop is shutting down
+        pass
+
+
+def _path_parts(raw: bytes) -> list[str] | None:
+    """The components of a relative path, or None when it is absolute, empty, has '..' or a NUL."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text or text.startswith("/") or "\0" in text:
+        return None
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." for p in parts):
+        return None
+    return parts
+
+
+def _open_beneath(root: Path, parts: list[str], flags: int, create_dirs: bool) -> int:
+    """An fd for ``root/parts`` opened without following any symbolic link on the way; OSError otherwise (a
+    link: EACCES)."""
+    import stat
+
+    def no_link(part: str, dir_fd: int) -> None:  # the clearer errno; O_NOFOLLOW holds even if a link appears now
+        try:
+            if stat.S_ISLNK(os.stat(part, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                raise PermissionError(errno.EACCES, f"{part} is a symbolic link")
+        except FileNotFoundError:
+            pass
+
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            no_link(part, fd)
+            try:
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except FileNotFoundError:
+                if not create_dirs:
+                    raise
+                os.mkdir(part, 0o700, dir_fd=fd)
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        no_link(parts[-1], fd)
+        return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _granted(scope: CallScope | None, name: str) -> CallScope | None:
+    """The call's scope when ``name`` is granted to it; else None, the call marked refused."""
+    if scope is None:
+        return None
+    if name not in scope.policy.host_functions:
+        if scope.refused is None:
+            scope.refused = name
+        return None
+    return scope
+
+
+# -- the functions ----------------------------------------------------------------------------------------
+
+
+def host_log(caller: Any, level: int, ptr: int, length: int) -> None:
+    scope = _granted(current(), "log")
+    if scope is None:
+        return
+    try:
+        text = _read(caller, ptr, length, 64 * 1024).decode("utf-8", "replace")
+    except ValueError:
+        return
+    py_level, name = _LEVELS[min(max(level, 0), 3)]
+    scope.logger.log(py_level, "%s", text)
+    rctx = scope.rctx
+    _schedule(scope, lambda: rctx.log(name, text, scope.plugin_id))
+
+
+def host_progress(caller: Any, done: float, total: float, ptr: int, length: int) -> None:
+    scope = _granted(current(), "progress")
+    if scope is None:
+        return
+    try:
+        message = _read(caller, ptr, length, 64 * 1024).decode("utf-8", "replace") if length else None
+    except ValueError:
+        message = None
+    rctx = scope.rctx
+    _schedule(scope, lambda: rctx.report_progress(done, None if total < 0 else total, message))
+
+
+def host_data_read(caller: Any, ptr: int, length: int) -> int:
+    scope = _granted(current(), "data_read")
+    if scope is None:
+        return wasi_errno(errno.EPERM)
+    if scope.data_dir is None:
+        return wasi_errno(errno.ENOENT)
+    try:
+        parts = _path_parts(_read(caller, ptr, length, _MAX_PATH))
+    except ValueError:
+        return wasi_errno(errno.ENAMETOOLONG)
+    if parts is None:
+        return wasi_errno(errno.EACCES)
+    limit = scope.policy.memory_mb << 20
+    try:
+        fd = _open_beneath(scope.data_dir, parts, os.O_RDONLY, False)
+        with os.fdopen(fd, "rb") as f:
+            if os.fstat(f.fileno()).st_size > limit:
+                return wasi_errno(errno.EFBIG)
+            data = f.read(limit + 1)
+    except OSError as exc:
+        return wasi_errno(errno.EACCES if exc.errno == errno.ELOOP else exc.errno)
+    if len(data) > limit:
+        return wasi_errno(errno.EFBIG)
+    return _give(caller, data)
+
+
+def host_data_write(caller: Any, ptr: int, length: int, data_ptr: int, data_len: int, flags: int) -> int:
+    scope = _granted(current(), "data_write")
+    if scope is None:
+        return wasi_errno(errno.EPERM)
+    if scope.data_dir is None:
+        return wasi_errno(errno.ENOENT)
+    try:
+        parts = _path_parts(_read(caller, ptr, length, _MAX_PATH))
+        data = _read(caller, data_ptr, data_len, scope.policy.memory_mb << 20)
+    except ValueError:
+        return wasi_errno(errno.EINVAL)
+    if parts is None:
+        return wasi_errno(errno.EACCES)
+    mode = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if flags & 1 else os.O_TRUNC)
+    try:
+        fd = _open_beneath(scope.data_dir, parts, mode, True)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        return wasi_errno(errno.EACCES if exc.errno == errno.ELOOP else exc.errno)
+    return 0
+
+
+def host_allows(hosts: tuple[str, ...], host: str, port: int) -> bool:
+    """Whether ``host:port`` is listed (a bare host allows any port of it)."""
+    host = host.lower()
+    shown = f"[{host}]" if ":" in host else host
+    return shown in hosts or f"{shown}:{port}" in hosts
+
+
+def host_http_get(caller: Any, ptr: int, length: int, status_ptr: int) -> int:
+    scope = _granted(current(), "http_get")
+    if scope is None:
+        return wasi_errno(errno.EPERM)
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    try:
+        url = _read(caller, ptr, length, 8192).decode("utf-8")
+        parsed = urllib.parse.urlsplit(url)
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except (ValueError, UnicodeDecodeError):
+        return wasi_errno(errno.EINVAL)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return wasi_errno(errno.EINVAL)
+    if not host_allows(scope.policy.http_hosts, parsed.hostname, port):
+        scope.logger.warning("http_get to %s refused: not in [wasm] http_hosts", parsed.netloc)
+        return wasi_errno(errno.EACCES)
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:  # a redirect could leave the listed hosts
+            return None
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+    timeout = max(0.05, scope.deadline - time.monotonic())
+    limit = scope.policy.http_max_bytes
+    try:
+        try:
+            resp = opener.open(urllib.request.Request(url, method="GET"), timeout=timeout)
+        except urllib.error.HTTPError as exc:  # a 4xx/5xx (or an unfollowed 3xx) is an answer too
+            resp = exc
+        with resp:
+            status = int(resp.status or 0)
+            body = resp.read(limit + 1)
+    except TimeoutError:
+        return wasi_errno(errno.ETIMEDOUT)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None)
+        if isinstance(reason, TimeoutError):
+            return wasi_errno(errno.ETIMEDOUT)
+        code = getattr(reason, "errno", None) or getattr(exc, "errno", None)
+        return wasi_errno(code if isinstance(code, int) and code > 0 else errno.EHOSTUNREACH)
+    if len(body) > limit:
+        return wasi_errno(errno.EFBIG)
+    if status_ptr:
+        caller["memory"].write(caller, status.to_bytes(4, "little", signed=True), status_ptr)
+    return _give(caller, body)
+
+
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "log": host_log,
+    "progress": host_progress,
+    "data_read": host_data_read,
+    "data_write": host_data_write,
+    "http_get": host_http_get,
+}
+
+
+def define_all(linker: Any) -> None:
+    """Define every host function in ``linker`` (module "mcp_edge"); each checks its grant per call."""
+    import wasmtime
+
+    types = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64(), "f64": wasmtime.ValType.f64()}
+    for name, (params, results) in SIGNATURES.items():
+        ty = wasmtime.FuncType([types[p] for p in params], [types[r] for r in results])
+        linker.define_func("mcp_edge", name, ty, _FUNCTIONS[name], access_caller=True)

@@ -1,0 +1,425 @@
+"""A WASM plugin loaded with wasmtime: the compiled module, its instances, and calls under deadline and memory cap.
+
+One engine per process (epoch interruption on). A ticker thread advances its epoch every ``TICK_S`` while any
+WASM code runs, and sleeps otherwise; each call sets its store's deadline to its ``deadline_ms`` in ticks, so a
+module that never returns traps there and only that call fails.
+
+The module is compiled once per load; instances come from an idle list (``settings.wasm_idle_instances``) or
+are made fresh, each in its own store with the memory cap (``Store.set_limits``: ``memory.grow`` past it
+answers -1, which C's malloc turns into NULL). An instance that trapped, passed its deadline, or was refused a
+host function is thrown away, never reused: the next call gets a fresh one. Calls run on threads
+(``asyncio.to_thread``), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from mcp_edge.errors import AbiMismatchError, InvalidArgumentsError, PluginLoadError, ToolNotFoundError
+from mcp_edge.plugin.config import check_schema, validate
+from mcp_edge.plugin.types import TextContent, ToolAnnotations, ToolDef, ToolResult
+from mcp_edge.plugin.wasm import WASM_ABI_VERSION, WasmPolicy
+from mcp_edge.plugin.wasm.hostfuncs import SIGNATURES, CallScope, define_all, set_current
+
+if TYPE_CHECKING:
+    from mcp_edge.plugin.context import PluginContext, RequestContext
+    from mcp_edge.plugin.manifest import Manifest
+
+__all__ = ["TICK_S", "WasmPlugin", "WasmToolHandler", "engine"]
+
+TICK_S = 0.01
+_REQUIRED_EXPORTS = ("memory", "mcp_abi_version", "mcp_alloc", "mcp_free", "mcp_catalog", "mcp_call")
+_encode = msgspec.json.encode
+log = logging.getLogger("mcp_edge.plugin")
+
+
+class _Ticker:
+    """The engine's epoch clock: ticks while at least one call is in WASM code."""
+
+    def __init__(self, eng: Any) -> None:
+        self._engine = eng
+        self._busy = 0
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def enter(self) -> None:
+        with self._cond:
+            self._busy += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="mcp-edge-wasm-epoch", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def leave(self) -> None:
+        with self._cond:
+            self._busy -= 1
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._busy > 0)
+            time.sleep(TICK_S)
+            self._engine.increment_epoch()
+
+
+_engine_lock = threading.Lock()
+_engine: tuple[Any, _Ticker] | None = None
+
+
+def engine() -> tuple[Any, _Ticker]:
+    """The process's wasmtime engine and its epoch ticker (made on first use)."""
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            try:
+                import wasmtime
+            except ImportError as exc:
+                raise PluginLoadError(
+                    f"WASM plugins need wasmtime (pip install 'mcp-edge[wasm]'): {exc}") from None
+            config = wasmtime.Config()
+            config.epoch_interruption = True
+            config.parallel_compilation = False
+            eng = wasmtime.Engine(config)
+            _engine = (eng, _Ticker(eng))
+        return _engine
+
+
+class _ToolSpec(msgspec.Struct):
+    name: str
+    inputSchema: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object"})
+    description: str | None = None
+    title: str | None = None
+    outputSchema: dict[str, Any] | None = None
+    annotations: ToolAnnotations | None = None
+
+
+class _Catalog(msgspec.Struct):
+    tools: list[_ToolSpec] = msgspec.field(default_factory=list)
+
+
+class _CallFailed(Exception):
+    """A call that produced no result: the message says why; the instance is not reused."""
+
+
+class _Instance:
+    """One instance in its own store."""
+
+    __slots__ = ("exports", "instance", "memory", "store")
+
+    def __init__(self, store: Any, instance: Any) -> None:
+        self.store = store
+        self.instance = instance
+        self.exports = instance.exports(store)
+        self.memory = self.exports["memory"]
+
+    def memory_mib(self) -> float:
+        return float(self.memory.data_len(self.store)) / (1 << 20)
+
+
+class WasmToolHandler:
+    """One tool of a WASM plugin, with the same ``call`` as a Python tool handler."""
+
+    __slots__ = ("_def", "name", "raw_name", "schema")
+
+    def __init__(self, spec: _ToolSpec) -> None:
+        self.name = spec.name
+        self.raw_name = spec.name.encode()
+        self.schema = spec.inputSchema
+        self._def = ToolDef(name=spec.name, inputSchema=spec.inputSchema, title=spec.title,
+                            description=spec.description, outputSchema=spec.outputSchema,
+                            annotations=spec.annotations)
+
+    def definition(self) -> ToolDef:
+        return self._def
+
+    @property
+    def is_async(self) -> bool:
+        return True  # it runs on a thread: a worker must not run it inline
+
+    async def call(self, instance: WasmPlugin, arguments: Mapping[str, Any] | None,
+                   rctx: RequestContext | None) -> ToolResult:
+        arguments = {} if arguments is None else arguments
+        problem = validate(arguments, self.schema)
+        if problem is not None:
+            where, message = problem
+            raise InvalidArgumentsError(f"invalid arguments for tool '{self.name}': {where or '(arguments)'}: "
+                                        f"{message}")
+        loop = asyncio.get_running_loop()
+        return await asyncio.to_thread(instance.call_sync, self.name, _encode(arguments), rctx, loop)
+
+
+class WasmPlugin:
+    """A loaded WASM plugin: a ``Plugin`` whose tools run in instances of its module."""
+
+    def __init__(self, manifest: Manifest, policy: WasmPolicy) -> None:
+        self.manifest = manifest
+        self.id = manifest.id
+        self.version = manifest.version
+        self.description = manifest.description
+        self.capabilities = manifest.capabilities | {"tools"}
+        self.policy = policy
+        self.logger = logging.getLogger(f"mcp_edge.plugin.{manifest.id}")
+        self.tools: dict[str, WasmToolHandler] = {}
+        self._engine, self._ticker = engine()
+        self._config = b"{}"
+        self._data_dir: Path | None = None
+        self._idle: list[_Instance] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pre = self._compile()
+        self._read_catalog()
+
+    # -- loading --------------------------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"wasm plugin {self.id}"
+
+    def _compile(self) -> Any:
+        import wasmtime
+
+        assert self.manifest.wasm is not None
+        path = (self.manifest.folder / self.manifest.wasm).resolve()
+        if not path.is_file():
+            raise PluginLoadError(
+                f"{self._where()}: {path} does not exist (the WASM plugins shipped with mcp_edge are built by "
+                "`make build`, which needs clang, lld and wasi-libc)"
+            )
+        try:
+            module = wasmtime.Module.from_file(self._engine, str(path))
+        except wasmtime.WasmtimeError as exc:
+            raise PluginLoadError(f"{self._where()}: {path} is not a valid WebAssembly module: {exc}") from None
+        for imp in module.imports:
+            if imp.module == "mcp_edge" and imp.name in SIGNATURES or imp.module == "wasi_snapshot_preview1":
+                continue
+            raise PluginLoadError(
+                f"{self._where()}: {path.name} imports {imp.module}::{imp.name}, which this runtime does not provide "
+                f"(host functions are in module \"mcp_edge\": {', '.join(SIGNATURES)}; and WASI preview 1)"
+            )
+        exports = {e.name for e in module.exports}
+        missing = [e for e in _REQUIRED_EXPORTS if e not in exports]
+        if missing:
+            raise PluginLoadError(
+                f"{self._where()}: {path.name} does not export {', '.join(missing)} (see plugins/include/"
+                "mcp_edge_wasm.h: MCP_EDGE_WASM_PLUGIN() defines the allocator exports)"
+            )
+        linker = wasmtime.Linker(self._engine)
+        linker.define_wasi()
+        define_all(linker)
+        try:
+            return linker.instantiate_pre(module)
+        except wasmtime.WasmtimeError as exc:
+            raise PluginLoadError(f"{self._where()}: {path.name} cannot be linked: {exc}") from None
+
+    def _read_catalog(self) -> None:
+        """Make one instance, check its ABI version and read its catalog (the instance is not kept: it has
+        seen no config)."""
+        try:
+            inst = self._with_deadline(None, lambda: self._new_instance(config=False))
+            abi = self._with_deadline(inst, lambda: inst.exports["mcp_abi_version"](inst.store))
+            if abi != WASM_ABI_VERSION:
+                raise AbiMismatchError(
+                    f"{self._where()}: its module speaks WASM ABI {abi}, this runtime speaks WASM ABI "
+                    f"{WASM_ABI_VERSION}; rebuild it against this runtime's mcp_edge_wasm.h",
+                    plugin_abi=abi if isinstance(abi, int) else None, runtime_abi=WASM_ABI_VERSION,
+                )
+            raw = self._with_deadline(inst, lambda: self._take(inst, inst.exports["mcp_catalog"](inst.store)))
+        except _CallFailed as exc:
+            raise PluginLoadError(f"{self._where()}: {exc}") from None
+        try:
+            catalog = msgspec.json.decode(raw, type=_Catalog)
+        except msgspec.DecodeError as exc:
+            raise PluginLoadError(f"{self._where()}: mcp_catalog did not return a catalog: {exc}") from None
+        for spec in catalog.tools:
+            if spec.name in self.tools:
+                raise PluginLoadError(f"{self._where()}: tool {spec.name!r} is declared twice")
+            check_schema(spec.inputSchema, f"{self._where()}: inputSchema of tool {spec.name!r}")
+            self.tools[spec.name] = WasmToolHandler(spec)
+
+    def _new_instance(self, config: bool = True) -> _Instance:
+        import wasmtime
+
+        store = wasmtime.Store(self._engine)
+        store.set_limits(memory_size=self.policy.memory_mb << 20)
+        wasi = wasmtime.WasiConfig()
+        for pre in self.policy.preopens if config else ():  # (the catalog's instance, before start: none)
+            wasi.preopen_dir(str(self._preopen_source(pre.source)), pre.guest, fs_mutable=pre.writable)
+        store.set_wasi(wasi)
+        store.set_epoch_deadline(self._ticks())
+        try:
+            inst = _Instance(store, self._pre.instantiate(store))
+        except wasmtime.WasmtimeError as exc:  # Trap is one of these
+            raise _CallFailed(f"cannot instantiate its module under its {self.policy.memory_mb} MiB memory cap: "
+                              f"{_first_line(exc)}") from None
+        init = inst.exports.get("_initialize")
+        if init is not None:
+            init(store)
+        setup = inst.exports.get("mcp_init")
+        if config and setup is not None:
+            ptr = self._give(inst, self._config)
+            rc = setup(store, ptr, len(self._config))
+            if rc != 0:
+                raise _CallFailed(f"its mcp_init refused the config ({rc})")
+        return inst
+
+    def _preopen_source(self, source: str) -> Path:
+        first, _, rest = source.partition("/")
+        if first == "plugin":
+            root = self.manifest.folder.resolve()
+        else:
+            if self._data_dir is None:
+                raise _CallFailed("preopen of its data folder before it started")
+            root = self._data_dir.resolve()
+        path = (root / rest).resolve() if rest else root
+        if path != root and root not in path.parents:  # a symbolic link out of the folder
+            raise _CallFailed(f"preopen {source!r} leaves its folder ({path})")
+        if first == "data":
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _ticks(self) -> int:
+        return math.ceil(self.policy.deadline_ms / 1000 / TICK_S) + 1
+
+    # -- memory transfers -----------------------------------------------------------------------------------
+
+    def _give(self, inst: _Instance, data: bytes) -> int:
+        ptr = int(inst.exports["mcp_alloc"](inst.store, max(len(data), 1)))
+        if not ptr:
+            raise _CallFailed(f"its mcp_alloc could not allocate {len(data)} bytes (memory cap "
+                              f"{self.policy.memory_mb} MiB)")
+        inst.memory.write(inst.store, data, ptr)
+        return ptr
+
+    def _take(self, inst: _Instance, packed: int) -> bytes:
+        packed &= (1 << 64) - 1
+        ptr, length = packed >> 32, packed & 0xFFFFFFFF
+        if not ptr:
+            raise _CallFailed(f"it returned no result (out of memory? cap {self.policy.memory_mb} MiB, in use "
+                              f"{inst.memory_mib():.1f} MiB)")
+        if ptr + length > inst.memory.data_len(inst.store):
+            raise _CallFailed("it returned a result outside its memory")
+        data: bytes = inst.memory.read(inst.store, ptr, ptr + length)
+        inst.exports["mcp_free"](inst.store, ptr)
+        return data
+
+    def _with_deadline(self, inst: _Instance | None, fn: Any) -> Any:
+        """Run ``fn`` (WASM code) with the ticker running; a trap becomes _CallFailed saying why."""
+        import wasmtime
+
+        if inst is not None:
+            inst.store.set_epoch_deadline(self._ticks())
+        started = time.monotonic()
+        self._ticker.enter()
+        try:
+            return fn()
+        except wasmtime.Trap as exc:
+            raise _CallFailed(self._trap_reason(exc, inst, time.monotonic() - started)) from None
+        except wasmtime.WasmtimeError as exc:
+            raise _CallFailed(f"failed in WASM: {_first_line(exc)}") from None
+        finally:
+            self._ticker.leave()
+
+    def _trap_reason(self, exc: Any, inst: _Instance | None, elapsed: float) -> str:
+        import wasmtime
+
+        if exc.trap_code == wasmtime.TrapCode.INTERRUPT or elapsed * 1000 >= self.policy.deadline_ms:
+            return f"stopped: its deadline of {self.policy.deadline_ms} ms passed ([wasm] deadline_ms)"
+        used = f"{inst.memory_mib():.1f}" if inst is not None else "?"
+        return (f"trapped: {_first_line(exc)} (memory in use {used} MiB of its {self.policy.memory_mb} MiB cap, "
+                "[wasm] memory_mb: an allocation past the cap fails)")
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    async def initialize(self, config: Mapping[str, Any], ctx: PluginContext) -> None:
+        self._config = _encode(dict(config))
+        self._data_dir = ctx.data_dir
+        if self.policy.preopens:
+            for pre in self.policy.preopens:
+                self._preopen_source(pre.source)
+
+    async def shutdown(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._idle.clear()
+
+    # -- calls ----------------------------------------------------------------------------------------------
+
+    def _acquire(self) -> _Instance:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._with_deadline(None, self._new_instance)  # type: ignore[no-any-return]
+
+    def _release(self, inst: _Instance) -> None:
+        with self._lock:
+            if not self._closed and len(self._idle) < self.policy.idle_instances:
+                self._idle.append(inst)
+
+    def call_sync(self, name: str, args: bytes, rctx: Any, loop: asyncio.AbstractEventLoop | None) -> ToolResult:
+        """Run tool ``name`` on a thread: its result, or an isError result saying why it has none."""
+        from mcp_edge.plugin.native import _decode_result
+
+        handler = self.tools.get(name)
+        if handler is None:
+            raise ToolNotFoundError(f"unknown tool: {name}")
+        scope = CallScope(self.id, self.policy, self._data_dir, self.logger, rctx, loop,
+                          time.monotonic() + self.policy.deadline_ms / 1000)
+        set_current(scope)
+        inst: _Instance | None = None
+        try:
+            inst = self._acquire()
+            live = inst
+
+            def run() -> bytes:
+                name_ptr = self._give(live, handler.raw_name)
+                args_ptr = self._give(live, args)
+                packed = live.exports["mcp_call"](live.store, name_ptr, len(handler.raw_name), args_ptr, len(args))
+                out = self._take(live, packed)
+                live.exports["mcp_free"](live.store, name_ptr)
+                live.exports["mcp_free"](live.store, args_ptr)
+                return out
+
+            out = self._with_deadline(live, run)
+        except _CallFailed as exc:
+            inst = None
+            if scope.refused is not None:
+                return self._refused(name, scope.refused)
+            return _error(f"PluginError: {self._where()}: tool {name} {exc}")
+        finally:
+            set_current(None)
+        if scope.refused is not None:  # the module went on after the refusal: its answer is not used
+            return self._refused(name, scope.refused)
+        self._release(inst)
+        try:
+            return _decode_result(out)
+        except msgspec.DecodeError as exc:
+            return _error(f"PluginError: {self._where()} returned an invalid result for {name}: {exc}")
+
+    def _refused(self, tool: str, function: str) -> ToolResult:
+        self.logger.warning("tool %s called host function %s, which it is not granted", tool, function)
+        return _error(
+            f"PluginError: {self._where()}: tool {tool} refused: it called host function '{function}', which "
+            f"this plugin is not granted (plugin.toml [wasm] host_functions, within the box's wasm_host_functions)"
+        )
+
+
+def _error(text: str) -> ToolResult:
+    return ToolResult(isError=True, content=[TextContent(text=text)])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_wasm(manifest: Manifest, policy: WasmPolicy) -> WasmPlugin:
+    """Compile the manifest's module, check its imports, exports and ABI, and read its catalog."""
+    return WasmPlugin(manifest, policy)
