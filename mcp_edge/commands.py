@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mcp_edge.errors import McpEdgeError
+from mcp_edge.errors import IndexRefused, McpEdgeError
 
 if TYPE_CHECKING:
     from mcp_edge.runtime.auth import ApiKeys
@@ -228,6 +228,199 @@ def plugins_list(as_json: bool, plugin_dirs: tuple[Path, ...], no_entry_points: 
     except McpEdgeError as exc:
         _fail(exc)
     click.echo(json.dumps(rows, indent=2) if as_json else render_plugins(rows))
+
+
+_INDEX_OPT = click.option("--index", "index_src", default=None, metavar="URL|PATH",
+                          help="The plugin index to read (default: the plugin_index setting).")
+
+
+@cli.group()
+def plugin() -> None:
+    """Plugins from the signed plugin index (docs/plugin-index.md): search, info, install, update, remove,
+    verify; and for authors, sign."""
+
+
+@plugin.command("search")
+@click.argument("text", default="")
+@_INDEX_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+def plugin_search(text: str, index_src: str | None, as_json: bool) -> None:
+    """Plugins of the index (newest version this box runs) whose id or description holds TEXT."""
+    try:
+        from mcp_edge.index.cli import installer, render_entries
+
+        click.echo(render_entries(installer(index_src).search(text), as_json))
+    except McpEdgeError as exc:
+        _fail(exc)
+
+
+@plugin.command("info")
+@click.argument("plugin_id")
+@_INDEX_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+def plugin_info(plugin_id: str, index_src: str | None, as_json: bool) -> None:
+    """Every version of PLUGIN_ID the index lists (architecture, ABI, size, SHA-256) and what is installed."""
+    try:
+        from mcp_edge.index.cli import installer
+
+        box = installer(index_src)
+        index = box.refresh()
+        entries = index.versions_of(plugin_id)
+        if not entries:
+            raise IndexRefused(f"the index (version {index.version}) lists no plugin {plugin_id}")
+        have = box.state.installed().get(plugin_id)
+    except McpEdgeError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps({"index_version": index.version, "installed": have,
+                               "versions": [dict(e.as_dict(), fits=e.fits(box.arch)) for e in entries]}, indent=2))
+        return
+    click.echo(f"{plugin_id}: {entries[0].description}")
+    click.echo(f"installed: {have['version'] if have else 'no'}")
+    for e in entries:
+        click.echo(f"  {e.version}\t{e.kind} abi {e.abi}\t{e.arch}\t{e.size} bytes\tsha256:{e.sha256[:16]}"
+                   f"{'' if e.fits(box.arch) else chr(9) + '(not for this box)'}")
+
+
+@plugin.command("install")
+@click.argument("specs", nargs=-1, required=True, metavar="ID[==VERSION]...")
+@_INDEX_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
+def plugin_install(specs: tuple[str, ...], index_src: str | None, as_json: bool) -> None:
+    """Download, verify and install plugins into <data_dir>/plugins (the newest version this box runs, or the
+    one named); a running server loads a new plugin at its next start."""
+    from mcp_edge.index.cli import installer, render_changes, split_spec
+
+    try:
+        box = installer(index_src)
+        index = box.refresh()
+        changes = [c for c in (box.install(*split_spec(s), index=index) for s in specs) if c is not None]
+    except (McpEdgeError, OSError) as exc:
+        _fail(exc)
+    click.echo(render_changes(changes, as_json, "already installed"))
+
+
+@plugin.command("update")
+@click.argument("plugin_ids", nargs=-1)
+@_INDEX_OPT
+@click.option("--auto", "auto", is_flag=True,
+              help="For a timer: update every installed plugin; without a plugin_index, do nothing (exit 0).")
+@click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
+def plugin_update(plugin_ids: tuple[str, ...], index_src: str | None, auto: bool, as_json: bool) -> None:
+    """Update installed plugins (default: all) to the newest version the index offers for this box; a running
+    server reloads them (its folder watcher, or SIGHUP)."""
+    from mcp_edge.index.cli import installer, render_changes
+
+    try:
+        box = installer(index_src)
+        if auto and not box.source:
+            click.echo("mcp-edge: no plugin_index set: nothing to update", err=True)
+            return
+        changes = box.update(list(plugin_ids) or None)
+    except (McpEdgeError, OSError) as exc:
+        _fail(exc)
+    click.echo(render_changes(changes, as_json, "up to date"))
+
+
+@plugin.command("remove")
+@click.argument("plugin_id")
+def plugin_remove(plugin_id: str) -> None:
+    """Remove a plugin installed from the index (a running server runs it until its next start)."""
+    from mcp_edge.index.cli import installer
+
+    try:
+        change = installer("").remove(plugin_id)
+    except (McpEdgeError, OSError) as exc:
+        _fail(exc)
+    click.echo(str(change))
+
+
+@plugin.command("verify")
+@click.argument("target", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def plugin_verify(target: str | None, as_json: bool) -> None:
+    """Check installed plugins (TARGET an id, or all) against what the signed index installed, or an artifact
+    file TARGET against its .sig and the last trusted index. Exit 1 when one fails."""
+    from mcp_edge.index.cli import installer, render_rows
+
+    try:
+        box = installer("")
+        if target is not None and ("/" in target or target.endswith(".tar.gz")):
+            row = box.verify_artifact(Path(target))
+            click.echo(json.dumps(row, indent=2) if as_json else f"{target}: OK ("
+                       + ", ".join(f"{k} {row[k]}" for k in ("signed_by", "index") if k in row) + ")")
+            return
+        rows = box.verify(target)
+    except IndexRefused as exc:
+        click.echo(f"mcp-edge: {exc}", err=True)
+        sys.exit(1)
+    except McpEdgeError as exc:
+        _fail(exc)
+    click.echo(render_rows(rows, as_json, lambda r: f"{r['id']}\t{r['version']}\t"
+                                                   f"{'OK' if r['ok'] else 'FAILED'}\t{r['reason']}")
+               if rows else "no plugin installed from the index")
+    sys.exit(0 if all(r["ok"] for r in rows) else 1)
+
+
+@plugin.command("sign")
+@click.argument("artifact", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--key", "key_path", type=click.Path(path_type=Path, dir_okay=False, exists=True), required=True,
+              help="The publisher's Ed25519 private key (PEM; mcp-edge index keygen makes one).")
+def plugin_sign(artifact: Path, key_path: Path) -> None:
+    """Sign ARTIFACT (its SHA-256 and size): writes ARTIFACT.sig."""
+    from mcp_edge.index.build import sign_artifact
+
+    try:
+        click.echo(str(sign_artifact(artifact, key_path)))
+    except McpEdgeError as exc:
+        _fail(exc)
+
+
+@cli.group("index")
+def index_group() -> None:
+    """For publishers: keys and the signed plugin index (docs/plugin-index.md)."""
+
+
+@index_group.command("keygen")
+@click.argument("key_path", type=click.Path(path_type=Path, dir_okay=False))
+def index_keygen(key_path: Path) -> None:
+    """Make an Ed25519 signing key at KEY_PATH (PEM, 0600) and its public half at KEY_PATH.pub (hex: what a
+    box puts in its trust folder or trusted_keys)."""
+    from mcp_edge.index.signing import generate_key
+
+    try:
+        kid = generate_key(key_path)
+    except FileExistsError:
+        _fail(FileExistsError(f"{key_path} exists: a key is never overwritten"))
+    except (McpEdgeError, OSError) as exc:
+        _fail(exc)
+    click.echo(f"key id {kid}; public key in {key_path}.pub")
+
+
+@index_group.command("build")
+@click.argument("source", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder for the artifacts and index.json (an index already there is carried over).")
+@click.option("--key", "key_path", type=click.Path(path_type=Path, dir_okay=False, exists=True), required=True,
+              help="The publisher's Ed25519 private key (PEM).")
+@click.option("--version", "version", type=int, default=None,
+              help="The index version (default: one above the index already in the output folder, else 1).")
+@click.option("--expires-days", type=float, default=30.0, show_default=True,
+              help="Days until the index expires (boxes refuse it after).")
+@click.option("--arch", type=click.Choice(["x86_64", "aarch64"]), default=None,
+              help="The architecture of native plugins (default: this machine's).")
+def index_build(source: Path, out: Path, key_path: Path, version: int | None, expires_days: float,
+                arch: str | None) -> None:
+    """Pack each plugin folder of SOURCE, sign the artifacts and the index, write them to the output folder."""
+    from mcp_edge.index.build import build_index
+
+    try:
+        doc = build_index(source, out, key_path, version=version, expires_days=expires_days, arch=arch)
+    except (McpEdgeError, OSError) as exc:
+        _fail(exc)
+    signed = doc["signed"]
+    click.echo(f"index version {signed['version']} (expires {signed['expires']}): "
+               f"{len(signed['plugins'])} artifact(s) in {out}")
 
 
 @cli.command()

@@ -16,6 +16,7 @@ __all__ = [
     "FrameError",
     "HandshakeError",
     "InvalidArgumentsError",
+    "IndexRefused",
     "IpcError",
     "IsaLevelError",
     "McpEdgeError",
@@ -236,6 +237,12 @@ class PromptNotFoundError(PluginError, LookupError):
     """No active plugin provides a prompt of that name (JSON-RPC -32602)."""
 
     code = INVALID_PARAMS
+
+
+class IndexRefused(McpEdgeError):
+    """The plugin index, or an artifact it lists, was refused (unsigned, a bad signature, an unknown key, a
+    rollback, a frozen or expired index, a hash or size that does not match, an unsafe archive); the message says
+    why and nothing installed was changed."""
 
 
 class ProtocolError(McpEdgeError):

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable
 
     from mcp_edge.health import Health
+    from mcp_edge.index.auto import AutoUpdater
     from mcp_edge.plugin import Registry
     from mcp_edge.plugin.types import ResourceDef, ToolResult
     from mcp_edge.plugin.watch import PluginWatcher
@@ -116,6 +117,9 @@ class ConfiguredServer:
         if s.metrics:
             registry.metrics = _metrics(s)
         registry.discover()
+        from mcp_edge.index.guard import check_file_roots
+
+        check_file_roots(s, registry)  # no client-writable root over <data_dir>/plugins: refused before any start
         await registry.start()
         info = ServerInfo(
             name=s.server_name,
@@ -160,6 +164,13 @@ class RunningServer:
             except OSError as exc:
                 log.warning("plugin folders are not watched for reloads: %s", exc)
                 self._watcher = None
+        self._updater: AutoUpdater | None = None
+        if settings.plugin_update_interval_s > 0:  # update --auto in the runtime (mcp_edge.index.auto)
+            from mcp_edge.index.auto import AutoUpdater
+
+            watcher = self._watcher
+            self._updater = AutoUpdater(registry, on_reloaded=watcher.rewatch if watcher is not None else None)
+            self._updater.start()
 
     @property
     def settings(self) -> Settings:
@@ -325,6 +336,9 @@ class RunningServer:
         """Shut the plugins down in reverse dependency order."""
         self._check()
         self._stopped = True
+        if self._updater is not None:
+            await self._updater.close()
+            self._updater = None
         if self._watcher is not None:
             await self._watcher.close()
             self._watcher = None

@@ -45,13 +45,28 @@ class PluginWatcher:
         for rec in self.registry.records:
             if rec.state is not PluginState.ACTIVE or rec.manifest is None:
                 continue
-            for folder in _folders(rec.manifest.folder):
-                try:
-                    self._wds[_sys.inotify_add_watch(self._fd, folder, _sys.IN_CHANGES)] = rec.id
-                except OSError as exc:
-                    log.warning("plugin %s: cannot watch %s for reloads: %s", rec.id, folder, exc.strerror)
+            self._watch(rec.id, rec.manifest.folder)
         asyncio.get_running_loop().add_reader(self._fd, self._readable)
         return len(self._wds)
+
+    def _watch(self, plugin_id: str, root: Path) -> None:
+        from mcp_edge.native import _sys
+
+        for folder in _folders(root):
+            try:
+                self._wds[_sys.inotify_add_watch(self._fd, folder, _sys.IN_CHANGES)] = plugin_id
+            except OSError as exc:
+                log.warning("plugin %s: cannot watch %s for reloads: %s", plugin_id, folder, exc.strerror)
+
+    def rewatch(self, plugin_id: str) -> None:
+        """Watch the folders plugin ``plugin_id`` has now: after a reload its folder may be a new one (the plugin
+        index swaps a whole folder in), and watches follow folders, not names."""
+        rec = self.registry.get(plugin_id)
+        if self._fd < 0 or rec is None or rec.manifest is None:
+            return
+        for wd in [wd for wd, pid in self._wds.items() if pid == plugin_id]:
+            del self._wds[wd]  # (a folder still there gets its same watch back just below)
+        self._watch(plugin_id, rec.manifest.folder)
 
     def _readable(self) -> None:
         try:
@@ -88,6 +103,7 @@ class PluginWatcher:
         try:
             await self.registry.reload(plugin_id)
             self.reloads += 1
+            self.rewatch(plugin_id)
         except Exception as exc:
             log.warning("plugin %s: not reloaded: %s", plugin_id, exc)
 

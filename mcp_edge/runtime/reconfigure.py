@@ -34,6 +34,7 @@ RESTART_FIELDS: Final = frozenset({
     "environ",  # the process's environment cannot change under it
     "shutdown_timeout_s", "watchdog_s", "service_memory_max",  # the supervisor's and systemd's, set at start
     "reload_watch",  # the folder watcher runs or not from the start
+    "plugin_update_interval_s",  # the index's auto-update task runs or not from the start (mcp_edge.index.auto)
     "malloc_mmap_threshold", "malloc_keep",  # the C library's, set once at start
 })
 # Fields a plugin sees through its new version (hot reload): its config, isolation and the limits it reads.

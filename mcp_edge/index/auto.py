@@ -1,0 +1,86 @@
+"""``update --auto`` inside the runtime: every ``plugin_update_interval_s`` a task of the running server asks
+the index for newer versions of the plugins installed from it, installs them (download, verify, unpack beside,
+swap: :mod:`mcp_edge.index.installer`, in a thread so the event loop keeps serving) and hot-reloads each one
+through the registry (:mod:`mcp_edge.plugin.reload`: the new version loads beside the old one and takes the new
+calls once initialized; the old one finishes its calls), so no call fails. A refused index or artifact is
+logged and changes nothing; the next round tries again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mcp_edge.errors import McpEdgeError
+
+if TYPE_CHECKING:
+    from mcp_edge.index.installer import Change
+    from mcp_edge.plugin.registry import Registry
+
+__all__ = ["AutoUpdater"]
+
+log = logging.getLogger("mcp_edge.index")
+
+
+class AutoUpdater:
+    """The auto-update task of one running server (``registry.settings`` read at each round: SIGHUP changes the
+    index, keys and limits it uses; the interval is set at start)."""
+
+    def __init__(self, registry: Registry, *, on_reloaded: Callable[[str], None] | None = None) -> None:
+        self.registry = registry
+        self.on_reloaded = on_reloaded
+        self._task: asyncio.Task[None] | None = None
+        self.rounds = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="mcp-edge plugin auto-update")
+        log.info("plugin index: checking %s every %g s for newer plugins", self.registry.settings.plugin_index,
+                 self.registry.settings.plugin_update_interval_s)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.registry.settings.plugin_update_interval_s, 0.1))
+            try:
+                await self.run_once()
+            except Exception:  # never the end of the task: the next round tries again
+                log.exception("plugin index: the auto-update round failed")
+
+    async def run_once(self) -> list[Change]:
+        """One round: install what is newer, reload each plugin that runs from the folder it was installed in."""
+        from mcp_edge.index.installer import Installer
+        from mcp_edge.plugin.lifecycle import PluginState
+
+        settings = self.registry.settings
+        self.rounds += 1
+        if not settings.plugin_index:
+            return []
+        try:
+            changes = await asyncio.to_thread(Installer(settings).update)
+        except McpEdgeError as exc:
+            log.warning("plugin index: no update: %s", exc)
+            return []
+        for change in changes:
+            rec = self.registry.get(change.id)
+            running = rec is not None and rec.state is PluginState.ACTIVE and rec.manifest is not None and \
+                Path(rec.manifest.folder).resolve() == change.folder.resolve()
+            if not running:
+                log.warning("plugin index: %s; it loads at the next start", change)
+                continue
+            try:
+                await self.registry.reload(change.id)
+            except McpEdgeError as exc:  # (a reload already running, from the folder watcher: it loads the same)
+                log.info("plugin %s: %s", change.id, exc)
+                continue
+            if self.on_reloaded is not None:
+                self.on_reloaded(change.id)
+        return changes
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,109 @@
+"""Reading the index and downloading artifacts: ``http://``, ``https://``, ``file://`` or a plain path, with
+the standard library only (urllib), every read bounded in bytes and time (``Settings.index_max_bytes``,
+``plugin_max_download``, ``index_timeout_s``). A download is streamed into a file the caller owns while it is
+hashed; one that ends early (the server closed the connection) or runs long is refused, and the caller throws
+the partial file away."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import BinaryIO, Final
+
+from mcp_edge.errors import IndexRefused
+
+__all__ = ["download", "read_bounded", "resolve"]
+
+_CHUNK: Final = 256 * 1024
+_SCHEMES: Final = ("http", "https", "file")
+
+
+def _is_url(text: str) -> bool:
+    return urllib.parse.urlsplit(text).scheme in _SCHEMES and "://" in text
+
+
+def resolve(base: str, url: str) -> str:
+    """``url`` as an absolute location: an absolute http(s)/file URL as is; a relative one beside ``base`` (the
+    index's own URL or path). IndexRefused for another scheme."""
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme and "://" in url:
+        if scheme not in _SCHEMES:
+            raise IndexRefused(f"artifact URL {url!r}: only http, https and file URLs are fetched")
+        return url
+    if _is_url(base):
+        return urllib.parse.urljoin(base, url)
+    return str(Path(base).expanduser().parent / url)
+
+
+def _open(source: str, timeout: float) -> tuple[BinaryIO, int | None]:
+    """A readable stream of ``source`` and its announced length (None: not announced)."""
+    if _is_url(source) and not source.startswith("file:"):
+        req = urllib.request.Request(source, headers={"User-Agent": "mcp-edge", "Accept-Encoding": "identity"})
+        try:
+            resp = urllib.request.urlopen(req, timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            raise IndexRefused(f"cannot fetch {source}: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise IndexRefused(f"cannot fetch {source}: {reason}") from None
+        length = resp.headers.get("Content-Length")
+        return resp, int(length) if length and length.isdigit() else None
+    path = Path(urllib.parse.unquote(urllib.parse.urlsplit(source).path) if source.startswith("file:")
+                else source).expanduser()
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise IndexRefused(f"cannot read {path}: {exc.strerror or exc}") from None
+    return f, os.fstat(f.fileno()).st_size
+
+
+def read_bounded(source: str, limit: int, timeout: float, what: str) -> bytes:
+    """All of ``source``, refused past ``limit`` bytes."""
+    stream, length = _open(source, timeout)
+    with stream:
+        if length is not None and length > limit:
+            raise IndexRefused(f"{what} {source} is {length} bytes, more than {limit}")
+        try:
+            data = stream.read(limit + 1)
+        except (OSError, ValueError) as exc:
+            raise IndexRefused(f"cannot fetch {source}: {exc}") from None
+    if len(data) > limit:
+        raise IndexRefused(f"{what} {source} is more than {limit} bytes")
+    return data
+
+
+def download(source: str, out: BinaryIO, size: int, timeout: float) -> str:
+    """Stream exactly ``size`` bytes of ``source`` into ``out``; their SHA-256. IndexRefused when it ends early
+    (``interrupted``), runs past ``size`` or cannot be fetched."""
+    import http.client
+
+    h = hashlib.sha256()
+    got = 0
+    stream, length = _open(source, timeout)
+    with stream:
+        if length is not None and length != size:
+            raise IndexRefused(f"{source} is {length} bytes; the index says {size}")
+        try:
+            while got <= size:
+                chunk = stream.read(min(_CHUNK, size + 1 - got))
+                if not chunk:
+                    break
+                got += len(chunk)
+                if got > size:
+                    break
+                h.update(chunk)
+                out.write(chunk)
+        except http.client.IncompleteRead as exc:
+            raise IndexRefused(f"download of {source} interrupted after {got + len(exc.partial)} of {size} bytes "
+                               "(the connection closed)") from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            raise IndexRefused(f"download of {source} interrupted after {got} of {size} bytes: {exc}") from None
+    if got > size:
+        raise IndexRefused(f"{source} is longer than the {size} bytes the index says")
+    if got < size:
+        raise IndexRefused(f"download of {source} interrupted after {got} of {size} bytes (the connection closed)")
+    return h.hexdigest()

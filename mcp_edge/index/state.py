@@ -1,0 +1,120 @@
+"""What the box remembers of the plugin index, under ``<data_dir>/plugin-index/``, and the rules an index must
+pass to be trusted (the TUF ideas for one role, docs/plugin-index.md):
+
+- ``trusted.json``: the version, expiry and SHA-256 of the last index trusted (the canonical ``signed`` bytes);
+- ``index.json``: that index as it came, for ``search``/``info``/``verify`` without the network;
+- ``installed.json``: each plugin installed from the index (id, version, sha256, tree_sha256, index version);
+- ``lock``: held (``flock``) by whoever changes any of it or ``<data_dir>/plugins``.
+
+An index is trusted when, in this order: it parses; a trusted key signed it; it has not expired (a frozen
+mirror cannot keep a box on old versions past the expiry); its version is not below the kept one (rollback);
+the same version carries the same content. Each refusal is an ``IndexRefused`` that says which rule failed.
+Every file is replaced atomically (:func:`mcp_edge.atomic.replace_file`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+from mcp_edge.atomic import replace_file
+from mcp_edge.errors import IndexRefused
+from mcp_edge.index.format import Index, format_time, parse_document
+from mcp_edge.index.signing import TrustStore, canonical, verify_signatures
+
+__all__ = ["IndexState", "accept"]
+
+TRUSTED: Final = "trusted.json"
+CACHED: Final = "index.json"
+INSTALLED: Final = "installed.json"
+
+
+def accept(data: bytes, source: str, trust: TrustStore, kept: dict[str, Any] | None, now: dt.datetime) -> Index:
+    """The index in ``data`` if it passes every rule against the ``kept`` state; IndexRefused saying which
+    rule it fails."""
+    index = parse_document(data, f"index {source}")
+    verify_signatures(canonical(index.signed), index.signatures, trust, f"index {source}")
+    if index.expires <= now:
+        raise IndexRefused(f"index {source} (version {index.version}) expired at {format_time(index.expires)}: "
+                           "the publisher has not renewed it, or a mirror serves a frozen copy; refused")
+    if kept is not None:
+        kept_version = int(kept.get("version", 0))
+        if index.version < kept_version:
+            raise IndexRefused(f"index {source} is version {index.version}, older than version {kept_version} "
+                               "this box already trusted: a rollback, refused")
+        if index.version == kept_version and digest(index) != kept.get("sha256"):
+            raise IndexRefused(f"index {source} is version {kept_version} again but with other content than the "
+                               "version this box trusted: refused (a publisher raises the version on every change)")
+    return index
+
+
+def digest(index: Index) -> str:
+    return hashlib.sha256(canonical(index.signed)).hexdigest()
+
+
+class IndexState:
+    """The files of ``<data_dir>/plugin-index``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive use of the index state and the plugins folder (another installer waits)."""
+        self.folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+        fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _read(self, name: str) -> Any:
+        try:
+            return json.loads((self.folder / name).read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise IndexRefused(f"{self.folder / name}: unreadable ({exc}); remove it to start over") from None
+
+    def kept(self) -> dict[str, Any] | None:
+        value = self._read(TRUSTED)
+        return value if isinstance(value, dict) else None
+
+    def keep(self, index: Index, data: bytes, source: str) -> None:
+        """Remember ``index`` (its raw ``data``) as the last one trusted."""
+        kept = self.kept()
+        if kept is not None and int(kept.get("version", 0)) == index.version:
+            return
+        replace_file(self.folder / CACHED, data, sync=True)
+        replace_file(self.folder / TRUSTED, json.dumps({
+            "version": index.version, "expires": format_time(index.expires), "sha256": digest(index),
+            "source": source, "trusted_at": format_time(dt.datetime.now(dt.UTC)),
+        }, indent=1).encode() + b"\n", sync=True)
+
+    def cached(self) -> bytes | None:
+        try:
+            return (self.folder / CACHED).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def installed(self) -> dict[str, dict[str, Any]]:
+        value = self._read(INSTALLED)
+        return value if isinstance(value, dict) else {}
+
+    def record(self, plugin_id: str, entry: dict[str, Any] | None) -> None:
+        """Set (or with None, drop) what is recorded of installed plugin ``plugin_id``."""
+        installed = self.installed()
+        if entry is None:
+            installed.pop(plugin_id, None)
+        else:
+            installed[plugin_id] = entry
+        replace_file(self.folder / INSTALLED, json.dumps(installed, indent=1, sort_keys=True).encode() + b"\n",
+                     sync=True)
