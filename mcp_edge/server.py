@@ -169,7 +169,8 @@ class RunningServer:
             from mcp_edge.index.auto import AutoUpdater
 
             watcher = self._watcher
-            self._updater = AutoUpdater(registry, on_reloaded=watcher.rewatch if watcher is not None else None)
+            self._updater = AutoUpdater(registry, on_reloaded=None if watcher is None else
+                                        lambda plugin_id: watcher.rewatch(plugin_id, reloaded=True))
             self._updater.start()
 
     @property

@@ -103,7 +103,7 @@ def unpack(archive: Path, dest: Path, *, max_members: int, max_bytes: int) -> in
                     continue
                 if not member.isreg():
                     what = ("a symbolic link" if member.issym() else "a hard link" if member.islnk()
-                            else "a device" if member.isdev() else "a FIFO" if member.isfifo() else "not a file")
+                            else "a FIFO" if member.isfifo() else "a device" if member.isdev() else "not a file")
                     raise IndexRefused(f"{where}: member {member.name!r} is {what}; artifacts hold regular files "
                                        "and folders only")
                 if rel == PurePosixPath(".") or rel in seen:

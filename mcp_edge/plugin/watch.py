@@ -58,12 +58,16 @@ class PluginWatcher:
             except OSError as exc:
                 log.warning("plugin %s: cannot watch %s for reloads: %s", plugin_id, folder, exc.strerror)
 
-    def rewatch(self, plugin_id: str) -> None:
+    def rewatch(self, plugin_id: str, *, reloaded: bool = False) -> None:
         """Watch the folders plugin ``plugin_id`` has now: after a reload its folder may be a new one (the plugin
-        index swaps a whole folder in), and watches follow folders, not names."""
+        index swaps a whole folder in), and watches follow folders, not names. ``reloaded``: someone else just
+        reloaded it from its new folder, so a reload scheduled by the old folder's removal is dropped."""
         rec = self.registry.get(plugin_id)
         if self._fd < 0 or rec is None or rec.manifest is None:
             return
+        handle = self._pending.pop(plugin_id, None) if reloaded else None
+        if handle is not None:
+            handle.cancel()
         for wd in [wd for wd, pid in self._wds.items() if pid == plugin_id]:
             del self._wds[wd]  # (a folder still there gets its same watch back just below)
         self._watch(plugin_id, rec.manifest.folder)
