@@ -30,6 +30,7 @@ __all__ = ["HttpTransport"]
 
 log = logging.getLogger("mcp_edge.bridge")
 _ACCEPT = "application/json, text/event-stream"
+_batch = msgspec.json.Decoder(list[Incoming])
 
 
 class HttpTransport:
@@ -146,7 +147,7 @@ class HttpTransport:
                     self._feed("\n".join(data).encode(), call)
                 data, size = [], 0
                 continue
-            if line.startswith("data:"):
+            if line.startswith("data:") and line[5:].strip():
                 piece = line[5:].removeprefix(" ")
                 size += len(piece)
                 if size > limit:
@@ -160,9 +161,7 @@ class HttpTransport:
         if self._deliver is None:
             return
         try:
-            value = msgspec.json.decode(body)
-            items = value if isinstance(value, list) else [value]
-            msgs = [msgspec.convert(item, Incoming) if not isinstance(item, Incoming) else item for item in items]
+            msgs = _batch.decode(body) if body.lstrip()[:1] == b"[" else [decode(body)]
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("plugin %s: the server sent something that is not a JSON-RPC message (%s): %.200s",
                         self.plugin_id, exc, body.decode(errors="replace"))

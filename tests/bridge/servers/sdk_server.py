@@ -37,10 +37,30 @@ def whoami() -> str:
 
 
 @server.tool()
-async def slow(seconds: float) -> str:
-    """Sleep, then answer."""
-    await asyncio.sleep(seconds)
+async def slow(seconds: float, marker: str = "") -> str:
+    """Sleep, then answer; cancelled (notifications/cancelled), write "cancelled" to the file ``marker``."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        if marker:
+            with open(marker, "w") as f:
+                f.write("cancelled")
+        raise
     return f"slept {seconds}"
+
+
+@server.tool()
+def environ(name: str) -> str:
+    """The value of variable ``name`` in this server's environment ("" when unset)."""
+    return os.environ.get(name, "")
+
+
+@server.tool()
+def confinement() -> dict[str, int]:
+    """This process's open-file limit and whether it leads its own process group."""
+    import resource
+
+    return {"nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0], "own_group": int(os.getpgid(0) == os.getpid())}
 
 
 @server.tool()
