@@ -376,6 +376,28 @@ def plugin_sign(artifact: Path, key_path: Path) -> None:
         _fail(exc)
 
 
+@plugin.command("timer-units")
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
+              show_default=True, help="Folder for the .service and .timer files (/etc/systemd/system/).")
+@click.option("--user", default=None, help="Run the update as this user (the runtime's).")
+@click.option("--exec", "exec_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Absolute path of the mcp-edge executable (default: the one running now).")
+def plugin_timer_units(out: Path, user: str | None, exec_path: Path | None) -> None:
+    """Write a systemd timer (and its oneshot service) that runs `mcp-edge plugin update --auto` every
+    plugin_update_interval_s (a day when 0)."""
+    try:
+        from mcp_edge.board.settings import Settings
+        from mcp_edge.index.timer import timer_units
+
+        units = timer_units(Settings.load(), exec_path=exec_path or _this_executable(), user=user)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in units.items():
+            (out / name).write_text(text)
+            click.echo(str(out / name))
+    except (McpEdgeError, OSError) as exc:
+        _fail(exc)
+
+
 @cli.group("index")
 def index_group() -> None:
     """For publishers: keys and the signed plugin index (docs/plugin-index.md)."""

@@ -36,6 +36,14 @@ class AutoUpdater:
         self.rounds = 0
 
     def start(self) -> None:
+        """Start the task; ConfigError (the server does not start) when cryptography is missing."""
+        import importlib.util
+
+        if importlib.util.find_spec("cryptography") is None:
+            from mcp_edge.errors import ConfigError
+
+            raise ConfigError("plugin_update_interval_s > 0 needs cryptography, which is not installed: "
+                              "pip install 'mcp-edge[index]' (or set plugin_update_interval_s = 0)")
         self._task = asyncio.get_running_loop().create_task(self._run(), name="mcp-edge plugin auto-update")
         log.info("plugin index: checking %s every %g s for newer plugins", self.registry.settings.plugin_index,
                  self.registry.settings.plugin_update_interval_s)
