@@ -351,8 +351,8 @@ class Settings:
     audit_sign: bool = _s(False, "audit", "bool",
                           "Sign each audit file's final hash with the box's Ed25519 audit key (NAME.sig).")
     trust_dir: str = _s("/etc/mcp-edge/trust", "audit", "str",
-                        "Folder of public keys this box trusts (later: to verify plugins, the plugin index and "
-                        "updates); mcp-edge keys list shows them.")
+                        "Folder of public keys this box trusts (one a file, hex or PEM): the plugin index and its "
+                        "artifacts must be signed by one (docs/plugin-index.md); mcp-edge keys list shows them.")
     trusted_keys: tuple[str, ...] = _s((), "audit", "strs",
                                        "More trusted public keys from the board profile, as NAME=HEX (raw "
                                        "Ed25519); mcp-edge keys list shows them.")
