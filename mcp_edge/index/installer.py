@@ -138,8 +138,8 @@ class Installer:
         index = index or self.refresh()
         entry = index.pick(plugin_id, version, self.arch)
         with self.state.locked():
-            have = self.state.installed().get(plugin_id)
             target = self.plugins / plugin_id
+            have = self._reconcile(index, plugin_id, self.state.installed().get(plugin_id), target)
             if have is not None and target.is_dir():
                 if have.get("sha256") == entry.sha256:
                     return None
@@ -158,6 +158,28 @@ class Installer:
         change = Change(plugin_id, str(old) if old is not None else None, entry.version, target)
         log.info("plugin index: %s (index version %d)", change, index.version)
         return change
+
+    def _reconcile(self, index: Index, plugin_id: str, have: dict[str, Any] | None,
+                   target: Path) -> dict[str, Any] | None:
+        """What is installed, as the folder says: a process killed between the swap and the record leaves a
+        folder whose files are an entry's of the trusted index (its ``tree_sha256``) but another record, or
+        none; the record is set right from that entry. A folder that matches no entry is left to the checks."""
+        if not target.is_dir() or (have is not None and have.get("tree_sha256") is None):
+            return have
+        digest = tree_digest(target)
+        if have is not None and have.get("tree_sha256") == digest:
+            return have
+        for entry in index.versions_of(plugin_id):
+            if entry.tree_sha256 == digest:
+                fixed = {"version": entry.version, "sha256": entry.sha256, "size": entry.size,
+                         "tree_sha256": digest, "kind": entry.kind, "index_version": index.version,
+                         "url": entry.url, "installed_at": format_time(self._now())}
+                self.state.record(plugin_id, fixed)
+                log.warning("plugin index: %s: the record said %s, the folder holds %s (an install was cut "
+                            "short after its swap); record set right", plugin_id,
+                            have.get("version") if have else "nothing", entry.version)
+                return fixed
+        return have
 
     def _install(self, index: Index, entry: Entry, target: Path) -> None:
         s = self.settings

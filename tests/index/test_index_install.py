@@ -152,3 +152,31 @@ def test_manifest_that_disagrees_with_the_index_is_refused(tmp_path: Path) -> No
     with pytest.raises(IndexRefused, match=r"plugin\.toml says id 'other', the index says 'hello'"):
         box.install(PLUGIN_ID)
     assert not (tmp_path / "data" / "plugins" / PLUGIN_ID).exists()
+
+
+def test_an_install_cut_short_after_its_swap_is_set_right(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process dies between the swap and writing installed.json (here: that write fails): the next run
+    finds the folder holds an artifact of the trusted index and corrects the record instead of refusing."""
+    from mcp_edge.index.state import IndexState
+
+    pub = Publisher(tmp_path / "pub")
+    trust = pub.trust_into(tmp_path / "trust")
+    pub.publish("1.0.0", "v1")
+    index = str(pub.out / "index.json")
+    box = installer(tmp_path, index, trust)
+    box.install(PLUGIN_ID)
+    pub.publish("2.0.0", "v2")
+    real = IndexState.record
+
+    def fail_once(self: IndexState, plugin_id: str, entry: object) -> None:
+        monkeypatch.setattr(IndexState, "record", real)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(IndexState, "record", fail_once)
+    with pytest.raises(OSError, match="No space left"):
+        box.update()
+    folder = tmp_path / "data" / "plugins" / PLUGIN_ID
+    assert _answer(folder) == "'v2'" and box.state.installed()[PLUGIN_ID]["version"] == "1.0.0"
+    assert installer(tmp_path, index, trust).update() == []  # nothing to download again ...
+    assert box.state.installed()[PLUGIN_ID]["version"] == "2.0.0"  # ... and the record says what is there
+    assert [r["ok"] for r in box.verify()] == [True]
