@@ -115,6 +115,45 @@ def test_resources_and_prompts_pass_through(shared: str, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ERAS)
+def test_completions_are_forwarded(shared: str, mode: str) -> None:
+    from mcp import types
+
+    async def main() -> None:
+        async with client(shared, mode) as c:
+            names = await c.complete(types.PromptReference(type="ref/prompt", name="sdk_greet"),
+                                     {"name": "name", "value": "A"})
+            assert names.completion.values == ["Ada", "Alan"]
+            ids = await c.complete(types.ResourceTemplateReference(type="ref/resource",
+                                                                   uri="fixture://item/{item_id}"),
+                                   {"name": "item_id", "value": "1"})
+            assert ids.completion.values == ["1", "12"]
+
+    run(main)
+
+
+@pytest.mark.filterwarnings("ignore:resources/subscribe is removed")  # the handshake era is tested on purpose
+def test_resource_updates_of_the_server_reach_subscribers(shared: str) -> None:
+    async def main() -> None:
+        updated = anyio.Event()
+
+        async def on_message(message: Any) -> None:
+            note = getattr(message, "root", message)
+            if getattr(note, "method", None) == "notifications/resources/updated" and \
+                    str(note.params.uri) == "fixture://greeting":
+                updated.set()
+
+        async with client(shared, "legacy", message_handler=on_message) as c:
+            await c.subscribe_resource("fixture://greeting")
+            with anyio.fail_after(WAIT):  # the bridge subscribes at the server in the background after start
+                while text_of(await c.call_tool("sdk_touch", {"uri": "fixture://greeting"})) != "sent":
+                    await anyio.sleep(0.05)
+            with anyio.fail_after(WAIT):
+                await updated.wait()
+
+    run(main)
+
+
+@pytest.mark.parametrize("mode", ERAS)
 def test_progress_of_a_call_reaches_the_client(shared: str, mode: str) -> None:
     async def main() -> None:
         seen: list[tuple[float, float | None, str | None]] = []

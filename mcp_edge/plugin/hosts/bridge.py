@@ -111,6 +111,8 @@ class BridgeHost(PluginHost):
         self._relisting: asyncio.Task[None] | None = None
         self._relist_again = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._uris: list[str] = []  # the server's fixed resources
+        self._subscribed: set[str] = set()  # ... subscribed to at the server (this session)
 
     def _transport(self) -> Any:
         t = self.table
@@ -131,6 +133,7 @@ class BridgeHost(PluginHost):
         client = McpClient(self._transport(), self.plugin_id, on_notification=self._notification,
                            on_lost=self._lost)
         self.client = client
+        self._subscribed = set()
         try:
             await client.connect(self.table["protocol_version"], self.settings.init_timeout_s)
             catalog = await self._list(client)
@@ -144,9 +147,31 @@ class BridgeHost(PluginHost):
         return catalog
 
     async def start(self, config: Mapping[str, Any], ctx: Any) -> None:
-        """Nothing to initialize (the server was at ``load``); ``ctx`` receives its resource updates."""
+        """Nothing to initialize (the server was at ``load``); ``ctx`` receives its resource updates. A server
+        that offers subscriptions is subscribed to each of its fixed resources (in the background), so its
+        ``resources/updated`` reach the clients subscribed here."""
         self.context = ctx
         self._config = dict(config)
+        self._subscribe()
+
+    def _subscribe(self) -> None:
+        client = self.client
+        resources = client.capabilities.get("resources") if client is not None else None
+        if client is None or not isinstance(resources, dict) or resources.get("subscribe") is not True:
+            return
+        wanted = [uri for uri in self._uris if uri not in self._subscribed]
+
+        async def run() -> None:
+            for uri in wanted:
+                try:
+                    await client.request("resources/subscribe", {"uri": uri}, timeout=self.settings.init_timeout_s)
+                except Exception as exc:
+                    log.info("plugin %s: subscribing to %s at the server failed: %s", self.plugin_id, uri, exc)
+                    continue
+                self._subscribed.add(uri)
+
+        if wanted:
+            self._spawn(run())
 
     async def stop(self, timeout: float) -> None:
         for task in list(self._tasks):
@@ -248,6 +273,7 @@ class BridgeHost(PluginHost):
                     continue
                 completions.update(("resource", tmpl.uriTemplate, var) for var in variables)
         self._tools, self._prompts = names, prompt_names
+        self._uris = [r.uri for r in resources]
         return PluginCatalog(tools=tools, resources=resources, templates=templates, prompts=prompts,
                              completions=sorted(completions))
 
@@ -292,6 +318,7 @@ class BridgeHost(PluginHost):
                 self.capabilities = frozenset(catalog.kinds())
                 if self.on_catalog is not None:
                     await self.on_catalog(self, catalog)
+                self._subscribe()
                 if not self._relist_again:
                     return
 

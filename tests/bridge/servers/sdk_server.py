@@ -8,9 +8,27 @@ import os
 import sys
 from typing import TypedDict
 
+from mcp import types
 from mcp.server.mcpserver import Context, MCPServer
 
 server = MCPServer("bridge-fixture-sdk")
+subscribed: set[str] = set()
+
+
+async def on_subscribe(ctx: object, params: types.SubscribeRequestParams) -> types.EmptyResult:
+    subscribed.add(str(params.uri))
+    return types.EmptyResult()
+
+
+# MCPServer has no decorator for resources/subscribe: its low-level server takes the handler.
+server._lowlevel_server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, on_subscribe)
+
+
+@server.completion()
+async def complete(ref: object, argument: types.CompletionArgument, context: object) -> types.Completion | None:
+    """Names for greet's ``name``, ids for the item template's ``item_id``."""
+    choices = {"name": ["Ada", "Alan", "Grace"], "item_id": ["1", "12", "2"]}.get(argument.name, [])
+    return types.Completion(values=[c for c in choices if c.startswith(argument.value)])
 
 
 class Sum(TypedDict):
@@ -82,6 +100,15 @@ async def grow(ctx: Context) -> str:
     server.add_tool(extra, name="extra")
     await ctx.session.send_tool_list_changed()
     return "grown"
+
+
+@server.tool()
+async def touch(uri: str, ctx: Context) -> str:
+    """Send resources/updated for ``uri`` if the client subscribed to it."""
+    if uri not in subscribed:
+        return "not subscribed"
+    await ctx.session.send_resource_updated(uri)
+    return "sent"
 
 
 @server.tool()
