@@ -362,6 +362,9 @@ class Settings:
                            "URL or a path ('': none).")
     index_timeout_s: float = _s(30.0, "plugins", "float",
                                 "Deadline of each network read of the plugin index or an artifact.", 0.1)
+    index_deadline_s: float = _s(600.0, "plugins", "float",
+                                 "Longest a whole read of the plugin index or download of an artifact may take "
+                                 "(a server that sends slowly is cut off).", 0.1)
     index_max_bytes: int = _s(4 * MiB, "plugins", "int", "Largest plugin index document read.", 1024)
     plugin_max_download: int = _s(256 * MiB, "plugins", "int",
                                   "Largest plugin artifact downloaded (also bounded by the size the index gives).",

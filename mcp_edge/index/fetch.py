@@ -1,13 +1,14 @@
 """Reading the index and downloading artifacts: ``http://``, ``https://``, ``file://`` or a plain path, with
 the standard library only (urllib), every read bounded in bytes and time (``Settings.index_max_bytes``,
-``plugin_max_download``, ``index_timeout_s``). A download is streamed into a file the caller owns while it is
-hashed; one that ends early (the server closed the connection) or runs long is refused, and the caller throws
-the partial file away."""
+``plugin_max_download``; ``index_timeout_s`` for each network read, ``index_deadline_s`` for the whole). A
+download is streamed into a file the caller owns while it is hashed; one that ends early (the server closed the
+connection) or runs long is refused, and the caller throws the partial file away."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -61,26 +62,43 @@ def _open(source: str, timeout: float) -> tuple[BinaryIO, int | None]:
     return f, os.fstat(f.fileno()).st_size
 
 
-def read_bounded(source: str, limit: int, timeout: float, what: str) -> bytes:
-    """All of ``source``, refused past ``limit`` bytes."""
+def _late(source: str, deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise IndexRefused(f"reading {source} took longer than index_deadline_s: cut off")
+
+
+def read_bounded(source: str, limit: int, timeout: float, what: str, deadline_s: float = 600.0) -> bytes:
+    """All of ``source``, refused past ``limit`` bytes or ``deadline_s`` seconds."""
+    import http.client
+
+    deadline = time.monotonic() + deadline_s
     stream, length = _open(source, timeout)
+    parts: list[bytes] = []
+    got = 0
     with stream:
         if length is not None and length > limit:
             raise IndexRefused(f"{what} {source} is {length} bytes, more than {limit}")
         try:
-            data = stream.read(limit + 1)
-        except (OSError, ValueError) as exc:
+            while got <= limit:
+                chunk = stream.read(min(_CHUNK, limit + 1 - got))
+                if not chunk:
+                    break
+                parts.append(chunk)
+                got += len(chunk)
+                _late(source, deadline)
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             raise IndexRefused(f"cannot fetch {source}: {exc}") from None
-    if len(data) > limit:
+    if got > limit:
         raise IndexRefused(f"{what} {source} is more than {limit} bytes")
-    return data
+    return b"".join(parts)
 
 
-def download(source: str, out: BinaryIO, size: int, timeout: float) -> str:
+def download(source: str, out: BinaryIO, size: int, timeout: float, deadline_s: float = 600.0) -> str:
     """Stream exactly ``size`` bytes of ``source`` into ``out``; their SHA-256. IndexRefused when it ends early
-    (``interrupted``), runs past ``size`` or cannot be fetched."""
+    (``interrupted``), runs past ``size`` or ``deadline_s`` seconds, or cannot be fetched."""
     import http.client
 
+    deadline = time.monotonic() + deadline_s
     h = hashlib.sha256()
     got = 0
     stream, length = _open(source, timeout)
@@ -97,6 +115,7 @@ def download(source: str, out: BinaryIO, size: int, timeout: float) -> str:
                     break
                 h.update(chunk)
                 out.write(chunk)
+                _late(source, deadline)
         except http.client.IncompleteRead as exc:
             raise IndexRefused(f"download of {source} interrupted after {got + len(exc.partial)} of {size} bytes "
                                "(the connection closed)") from None

@@ -96,7 +96,7 @@ class Installer:
         if not self.source:
             raise ConfigError("no plugin index: set plugin_index (a URL or a path) or pass --index")
         s = self.settings
-        data = read_bounded(self.source, s.index_max_bytes, s.index_timeout_s, "index")
+        data = read_bounded(self.source, s.index_max_bytes, s.index_timeout_s, "index", s.index_deadline_s)
         with self.state.locked():
             index = accept(data, self.source, self.trust, self.state.kept(), self._now())
             self.state.keep(index, data, self.source)
@@ -194,7 +194,7 @@ class Installer:
             artifact = work / "artifact.tar.gz"
             url = resolve(self.source, entry.url)
             with artifact.open("wb") as out:
-                sha = download(url, out, entry.size, s.index_timeout_s)
+                sha = download(url, out, entry.size, s.index_timeout_s, s.index_deadline_s)
             if sha != entry.sha256:
                 raise IndexRefused(f"plugin {entry.id} {entry.version}: the artifact's SHA-256 is {sha}, the signed "
                                    f"index says {entry.sha256}: tampered or corrupted, refused")

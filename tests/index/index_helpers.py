@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -80,6 +81,16 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self) -> None:
         name = self.path.lstrip("/").split("?", 1)[0]
         self.server.requests.append(name)
+        if name in self.server.slow:  # a server that drips: a little, then a pause, and so on
+            data = (self.server.root / name).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            for at in range(0, len(data), 64):
+                self.wfile.write(data[at:at + 64])
+                self.wfile.flush()
+                time.sleep(0.2)
+            return
         if name in self.server.cut:
             data = (self.server.root / name).read_bytes()
             self.send_response(200)
@@ -98,6 +109,7 @@ class _Server(http.server.ThreadingHTTPServer):
     def __init__(self, root: Path) -> None:
         self.root = root
         self.cut: set[str] = set()
+        self.slow: set[str] = set()
         self.requests: list[str] = []
         super().__init__(("127.0.0.1", 0), lambda *a: _Handler(*a, directory=str(root)))
 

@@ -180,3 +180,23 @@ def test_an_install_cut_short_after_its_swap_is_set_right(tmp_path: Path, monkey
     assert installer(tmp_path, index, trust).update() == []  # nothing to download again ...
     assert box.state.installed()[PLUGIN_ID]["version"] == "2.0.0"  # ... and the record says what is there
     assert [r["ok"] for r in box.verify()] == [True]
+
+
+def test_a_server_that_drips_is_cut_off_at_the_deadline(tmp_path: Path) -> None:
+    from index_helpers import box_settings
+
+    from mcp_edge.index.installer import Installer
+
+    pub = Publisher(tmp_path / "pub")
+    trust = pub.trust_into(tmp_path / "trust")
+    pub.publish("1.0.0", "v1")
+    with serve_folder(pub.out) as http:
+        box = Installer(box_settings(tmp_path, base_url(http) + "index.json", trust, index_deadline_s=0.5))
+        box.refresh()
+        http.slow.add(f"{PLUGIN_ID}-1.0.0.tar.gz")  # 64 bytes every 0.2 s: each read is in time, the whole is not
+        with pytest.raises(IndexRefused, match="took longer than index_deadline_s"):
+            box.install(PLUGIN_ID)
+        assert not (tmp_path / "data" / "plugins" / PLUGIN_ID).exists()
+        http.slow.add("index.json")
+        with pytest.raises(IndexRefused, match="took longer than index_deadline_s"):
+            box.refresh()
