@@ -249,6 +249,47 @@ def test_list_changed_is_forwarded_and_the_catalog_follows(tmp_path: Path) -> No
         run(lambda: main(server.where))
 
 
+@pytest.mark.filterwarnings("ignore:resources/subscribe is removed")  # the handshake era is tested on purpose
+def test_a_server_spoken_to_in_the_stateless_revision(tmp_path: Path) -> None:
+    """protocol_version = "2026-07-28": server/discover, _meta on every request, one subscriptions/listen stream
+    for list changes and resource updates; clients of either era see no difference."""
+    root = tmp_path / "plugins"
+    stdio_plugin(root, "sdk", "sdk_server.py", f'protocol_version = "{MODERN}"')
+
+    async def main(url: str) -> None:
+        changed, updated = anyio.Event(), anyio.Event()
+
+        async def on_message(message: Any) -> None:
+            method = getattr(getattr(message, "root", message), "method", None)
+            if method == "notifications/tools/list_changed":
+                changed.set()
+            elif method == "notifications/resources/updated":
+                updated.set()
+
+        async with client(url, "legacy", message_handler=on_message) as c:
+            added = await c.call_tool("sdk_add", {"a": 20, "b": 22})
+            assert added.structured_content == {"total": 42, "parts": [20, 22]}
+            assert added.meta is None or "io.modelcontextprotocol/serverInfo" not in added.meta
+            assert (await c.read_resource("fixture://item/9")).contents[0].text == "item 9"
+            got = await c.get_prompt("sdk_greet", {"name": "Lin"})
+            assert got.messages[0].content.text == "Please greet Lin warmly."
+            await c.subscribe_resource("fixture://greeting")
+            with anyio.fail_after(WAIT):  # (the bridge opens its listen stream in the background after start)
+                while not updated.is_set():
+                    assert text_of(await c.call_tool("sdk_touch", {"uri": "fixture://greeting"})) == "sent"
+                    with anyio.move_on_after(0.2):
+                        await updated.wait()
+            assert text_of(await c.call_tool("sdk_grow")) == "grown"
+            with anyio.fail_after(WAIT):
+                await changed.wait()
+            assert text_of(await c.call_tool("sdk_extra", {"word": "up"})) == "UP"
+        async with client(url, MODERN) as c:
+            assert text_of(await c.call_tool("sdk_echo", {"text": "stateless both ways"})) == "stateless both ways"
+
+    with serving(root, tmp_path / "data") as server:
+        run(lambda: main(server.where))
+
+
 def test_a_killed_server_is_restarted_and_serves_again(tmp_path: Path) -> None:
     root = tmp_path / "plugins"
     stdio_plugin(root, "sdk", "sdk_server.py")
@@ -311,10 +352,13 @@ def test_a_hung_call_hits_its_deadline_and_others_go_on(tmp_path: Path) -> None:
         run(lambda: main(server.where))
 
 
-def test_a_streamable_http_server_mounted_by_url(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server_era", ["2025-11-25", MODERN])
+def test_a_streamable_http_server_mounted_by_url(tmp_path: Path, server_era: str) -> None:
+    """The bridge speaks the handshake era (a session) or 2026-07-28 (no session, subscriptions/listen) to it."""
     port = free_port()
     root = tmp_path / "plugins"
-    bridge_plugin(root, "web", f'[bridge]\nurl = "http://127.0.0.1:{port}/mcp"\nprefix = "w"')
+    bridge_plugin(root, "web", f'[bridge]\nurl = "http://127.0.0.1:{port}/mcp"\nprefix = "w"\n'
+                               f'protocol_version = "{server_era}"')
 
     async def main(url: str) -> None:
         changed = anyio.Event()

@@ -13,7 +13,8 @@
     cwd = "."                                        # its working folder, relative to the plugin folder
     # url = "http://127.0.0.1:9000/mcp"              # ... or a Streamable HTTP server
     # headers = { Authorization = "Bearer ..." }     # ... sent with each of its requests
-    protocol_version = "2025-11-25"                  # the handshake revision offered first (default: our newest)
+    protocol_version = "2025-11-25"                  # the revision offered (default: our newest handshake one;
+                                                     # "2026-07-28": the stateless revision, server/discover)
     prefix = "weather"                               # tools and prompts become weather_<name> (default: the id)
 
 A stdio server's environment is small on purpose: ``PATH``, ``HOME`` and ``LANG`` from the runtime's, then the
@@ -33,7 +34,7 @@ from types import MappingProxyType
 from typing import Any
 
 from mcp_edge.errors import PluginLoadError
-from mcp_edge.mcp.versions import HANDSHAKE_VERSIONS, LATEST_HANDSHAKE
+from mcp_edge.mcp.versions import HANDSHAKE_VERSIONS, LATEST_HANDSHAKE, STATELESS_VERSIONS
 
 __all__ = ["INHERITED_ENV", "PREFIX_SEPARATOR", "check_table", "prefixed"]
 
@@ -125,9 +126,9 @@ def check_table(table: object, where: str, folder: Path) -> Mapping[str, Any]:
             raise PluginLoadError(f"{where}: header {bad[0]!r} is not a valid HTTP header")
         out["headers"] = headers
     version = table.get("protocol_version", LATEST_HANDSHAKE)
-    if version not in HANDSHAKE_VERSIONS:
-        raise PluginLoadError(f"{where}: 'protocol_version' must be one of {', '.join(HANDSHAKE_VERSIONS)}, "
-                              f"got {version!r}")
+    if version not in HANDSHAKE_VERSIONS and version not in STATELESS_VERSIONS:
+        raise PluginLoadError(f"{where}: 'protocol_version' must be one of "
+                              f"{', '.join(STATELESS_VERSIONS + HANDSHAKE_VERSIONS)}, got {version!r}")
     out["protocol_version"] = version
     prefix = table.get("prefix")
     if prefix is not None and (not isinstance(prefix, str) or not _PREFIX.match(prefix)):

@@ -24,7 +24,7 @@ import msgspec
 
 from mcp_edge.errors import PluginError, PluginLoadError, ProtocolError
 from mcp_edge.mcp import jsonrpc
-from mcp_edge.mcp.versions import HANDSHAKE_VERSIONS
+from mcp_edge.mcp.versions import HANDSHAKE_VERSIONS, STATELESS_VERSIONS
 
 __all__ = ["BridgeLost", "Incoming", "McpClient", "Transport"]
 
@@ -74,8 +74,9 @@ class Transport(Protocol):
         """Start the server or the session; ``deliver(message, call)`` gets each message (``call``: the id of
         our request on whose stream it came, where the transport knows it), ``closed(reason)`` once at the end."""
 
-    async def send(self, data: bytes, call: int | None = None) -> None:
-        """Send one message (``call``: our request's id when it is one)."""
+    async def send(self, data: bytes, call: int | None = None, head: dict[str, str] | None = None) -> None:
+        """Send one message (``call``: our request's id when it is one; ``head``: HTTP headers that say what it
+        is, in the 2026-07-28 revision)."""
 
     def initialized(self, result: dict[str, Any], version: str) -> None:
         """The handshake is done (HTTP: the session's protocol version header from now on)."""
@@ -120,6 +121,9 @@ class McpClient:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._open = False
+        self.stateless = False  # 2026-07-28 with the server: no handshake, _meta on every request
+        self._meta: dict[str, Any] = {}
+        self._listen: asyncio.Task[None] | None = None
 
     @property
     def alive(self) -> bool:
@@ -128,20 +132,22 @@ class McpClient:
     # -- life -----------------------------------------------------------------------------------------------
 
     async def connect(self, offer: str, timeout: float) -> None:
-        """Open the transport and do the handshake offering revision ``offer``; PluginLoadError saying why not."""
+        """Open the transport and do the handshake offering revision ``offer`` (a 2026-07-28 ``offer``:
+        ``server/discover``, then that revision's ``_meta`` on every request; a server that answers
+        ``initialize`` with method-not-found is asked ``server/discover`` too). PluginLoadError saying why not."""
         await self.transport.open(self._deliver, self._closed)
         self._open = True
+        if offer in STATELESS_VERSIONS:
+            await self._discover(offer, timeout)
+            return
         params = {"protocolVersion": offer, "capabilities": {},
                   "clientInfo": {"name": "mcp-edge-bridge", "version": "1"}}
         try:
-            answer = await self.request("initialize", params, timeout=timeout)
-        except BridgeLost as exc:
-            raise PluginLoadError(f"plugin {self.plugin_id}: the server ({self.transport.describe()}) ended "
-                                  f"before the handshake: {exc.reason}") from None
-        except TimeoutError:
-            raise PluginLoadError(f"plugin {self.plugin_id}: the server ({self.transport.describe()}) did not "
-                                  f"answer initialize within {timeout:g} s (init_timeout_s)") from None
+            answer = await self._first("initialize", params, timeout)
         except ProtocolError as exc:
+            if exc.code == jsonrpc.METHOD_NOT_FOUND:  # a server of the stateless revision only
+                await self._discover(STATELESS_VERSIONS[0], timeout)
+                return
             raise PluginLoadError(f"plugin {self.plugin_id}: the server refused initialize: {exc.message} "
                                   f"(code {exc.code})") from None
         result = msgspec.json.decode(answer) if answer else None
@@ -160,6 +166,65 @@ class McpClient:
         self.instructions = text if isinstance(text, str) else None
         self.transport.initialized(result, self.version)
         await self.notify("notifications/initialized")
+
+    async def _first(self, method: str, params: dict[str, Any], timeout: float) -> msgspec.Raw:
+        try:
+            return await self.request(method, params, timeout=timeout)
+        except BridgeLost as exc:
+            raise PluginLoadError(f"plugin {self.plugin_id}: the server ({self.transport.describe()}) ended "
+                                  f"before the handshake: {exc.reason}") from None
+        except TimeoutError:
+            raise PluginLoadError(f"plugin {self.plugin_id}: the server ({self.transport.describe()}) did not "
+                                  f"answer {method} within {timeout:g} s (init_timeout_s)") from None
+
+    async def _discover(self, version: str, timeout: float) -> None:
+        self.stateless = True
+        self.version = version
+        self._meta = {"io.modelcontextprotocol/protocolVersion": version,
+                      "io.modelcontextprotocol/clientCapabilities": {},
+                      "io.modelcontextprotocol/clientInfo": {"name": "mcp-edge-bridge", "version": "1"}}
+        try:
+            answer = await self._first("server/discover", {}, timeout)
+        except ProtocolError as exc:
+            raise PluginLoadError(f"plugin {self.plugin_id}: the server refused server/discover: {exc.message} "
+                                  f"(code {exc.code})") from None
+        result = msgspec.json.decode(answer) if answer else None
+        supported = result.get("supportedVersions") if isinstance(result, dict) else None
+        if not isinstance(supported, list) or version not in supported:
+            raise PluginLoadError(f"plugin {self.plugin_id}: the server speaks {supported!r}, not {version} "
+                                  "(set protocol_version to one it speaks)")
+        assert isinstance(result, dict)
+        self.version = version
+        caps = result.get("capabilities")
+        self.capabilities = caps if isinstance(caps, dict) else {}
+        meta = result.get("_meta")
+        info = meta.get("io.modelcontextprotocol/serverInfo") if isinstance(meta, dict) else None
+        self.server_info = info if isinstance(info, dict) else {}
+        text = result.get("instructions")
+        self.instructions = text if isinstance(text, str) else None
+        self.transport.initialized(result, version)
+
+    def listen(self, uris: list[str]) -> None:
+        """2026-07-28: (re)open the ``subscriptions/listen`` stream for the list changes and ``uris``' updates
+        (the previous one is cancelled)."""
+        if self._listen is not None:
+            self._listen.cancel()
+        wanted: dict[str, Any] = {"toolsListChanged": True, "promptsListChanged": True,
+                                  "resourcesListChanged": True}
+        if uris:
+            wanted["resourceSubscriptions"] = list(uris)
+
+        async def run() -> None:
+            try:
+                await self.request("subscriptions/listen", {"notifications": wanted})
+            except BridgeLost:
+                pass
+            except ProtocolError as exc:
+                log.info("plugin %s: the server refused subscriptions/listen: %s", self.plugin_id, exc.message)
+
+        self._listen = asyncio.get_running_loop().create_task(run(), name=f"bridge-{self.plugin_id}-listen")
+        self._tasks.add(self._listen)
+        self._listen.add_done_callback(self._tasks.discard)
 
     async def close(self, grace: float) -> None:
         """End the session and the server (within ``grace`` seconds); pending calls fail."""
@@ -185,13 +250,16 @@ class McpClient:
         call_id = next(self._ids)
         body = dict(params) if params is not None else {}
         call = _Call(asyncio.get_running_loop().create_future(), rctx, call_id if progress else None)
-        if progress:
+        if progress or self.stateless:
             meta = body.get("_meta")
-            body["_meta"] = {**(meta if isinstance(meta, dict) else {}), "progressToken": call_id}
-            self._tokens[call_id] = call
+            body["_meta"] = {**(meta if isinstance(meta, dict) else {}), **self._meta}
+            if progress:
+                body["_meta"]["progressToken"] = call_id
+                self._tokens[call_id] = call
         self._calls[call_id] = call
         try:
-            await self.transport.send(jsonrpc.request(call_id, method, body or None), call_id)
+            await self.transport.send(jsonrpc.request(call_id, method, body or None), call_id,
+                                      self._head(method, body) if self.stateless else None)
             async with asyncio.timeout(timeout):
                 msg = await call.future
         except (asyncio.CancelledError, TimeoutError):
@@ -209,7 +277,17 @@ class McpClient:
         return msg.result
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
-        await self.transport.send(jsonrpc.notification(method, params))
+        await self.transport.send(jsonrpc.notification(method, params), None,
+                                  self._head(method, params or {}) if self.stateless else None)
+
+    def _head(self, method: str, params: dict[str, Any]) -> dict[str, str]:
+        """The 2026-07-28 HTTP headers of a message: its revision, method and (tools/call, prompts/get,
+        resources/read) the name or URI it is about."""
+        head = {"MCP-Protocol-Version": self.version or STATELESS_VERSIONS[0], "Mcp-Method": method}
+        name = params.get("uri" if method == "resources/read" else "name")
+        if method in ("tools/call", "prompts/get", "resources/read") and isinstance(name, str):
+            head["Mcp-Name"] = name
+        return head
 
     async def _cancel(self, call_id: int) -> None:
         with contextlib.suppress(Exception):

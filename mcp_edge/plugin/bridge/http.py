@@ -74,23 +74,23 @@ class HttpTransport:
             head.update(extra)
         return head
 
-    async def send(self, data: bytes, call: int | None = None) -> None:
+    async def send(self, data: bytes, call: int | None = None, head: dict[str, str] | None = None) -> None:
         from mcp_edge.plugin.bridge.client import BridgeLost
 
         if self._client is None:
             raise BridgeLost(f"plugin {self.plugin_id}: its server session is closed", "its session is closed")
         if call is None:  # a notification or our answer: 202 expected, nothing to wait for
-            await self._post(data, None)
+            await self._post(data, None, head)
             return
-        task = asyncio.get_running_loop().create_task(self._post(data, call))
+        task = asyncio.get_running_loop().create_task(self._post(data, call, head))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _post(self, data: bytes, call: int | None) -> None:
+    async def _post(self, data: bytes, call: int | None, head: dict[str, str] | None) -> None:
         import httpx
 
         try:
-            async with self._client.stream("POST", self.url, content=data, headers=self._head()) as resp:
+            async with self._client.stream("POST", self.url, content=data, headers=self._head(head)) as resp:
                 if call is not None and self.session_id is None:
                     sid = resp.headers.get("mcp-session-id")
                     if sid:
@@ -181,6 +181,8 @@ class HttpTransport:
 
     def initialized(self, result: dict[str, Any], version: str) -> None:
         self.version = version
+        if self.session_id is None:  # no session (the 2026-07-28 revision, or a stateless server): no GET stream
+            return
         self._listen = asyncio.get_running_loop().create_task(self._listen_stream(),
                                                               name=f"bridge-{self.plugin_id}-listen")
 

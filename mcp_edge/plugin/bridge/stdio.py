@@ -97,7 +97,7 @@ class StdioTransport:
         self._tasks = [loop.create_task(self._read(deliver), name=f"bridge-{self.plugin_id}-stdout"),
                        loop.create_task(self._stderr(), name=f"bridge-{self.plugin_id}-stderr")]
 
-    async def send(self, data: bytes, call: int | None = None) -> None:
+    async def send(self, data: bytes, call: int | None = None, head: dict[str, str] | None = None) -> None:
         from mcp_edge.plugin.bridge.client import BridgeLost
 
         proc = self._proc

@@ -113,6 +113,7 @@ class BridgeHost(PluginHost):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._uris: list[str] = []  # the server's fixed resources
         self._subscribed: set[str] = set()  # ... subscribed to at the server (this session)
+        self._listening: list[str] | None = None  # ... in the listen stream (2026-07-28 with the server)
 
     def _transport(self) -> Any:
         t = self.table
@@ -134,6 +135,7 @@ class BridgeHost(PluginHost):
                            on_lost=self._lost)
         self.client = client
         self._subscribed = set()
+        self._listening = None
         try:
             await client.connect(self.table["protocol_version"], self.settings.init_timeout_s)
             catalog = await self._list(client)
@@ -156,6 +158,11 @@ class BridgeHost(PluginHost):
 
     def _subscribe(self) -> None:
         client = self.client
+        if client is not None and client.stateless:  # 2026-07-28: one subscriptions/listen stream for it all
+            if self._listening != self._uris:
+                self._listening = list(self._uris)
+                client.listen(self._uris)
+            return
         resources = client.capabilities.get("resources") if client is not None else None
         if client is None or not isinstance(resources, dict) or resources.get("subscribe") is not True:
             return
@@ -351,7 +358,10 @@ class BridgeHost(PluginHost):
         params: dict[str, Any] = {"name": own}
         if arguments is not None:
             params["arguments"] = dict(arguments)
-        raw = await self._client().request("tools/call", params, rctx=rctx, progress=_wants_progress(rctx))
+        client = self._client()
+        raw = await client.request("tools/call", params, rctx=rctx, progress=_wants_progress(rctx))
+        if client.stateless:
+            return self._complete_result(raw, "tools/call")
         version = getattr(rctx, "protocol_version", None)
         if version is None or version == LATEST_HANDSHAKE or getattr(rctx, "stateless", False):
             return raw  # embedded as the server sent it (the router decodes it for a stateless client's envelope)
@@ -364,8 +374,8 @@ class BridgeHost(PluginHost):
             if exc.code == jsonrpc.RESOURCE_NOT_FOUND:
                 raise ResourceNotFoundError(exc.message) from None
             raise
-        result = msgspec.json.decode(raw) if raw else None
-        contents = result.get("contents") if isinstance(result, dict) else None
+        result = self._complete_result(raw, "resources/read")
+        contents = result.get("contents")
         if not isinstance(contents, list):
             from mcp_edge.errors import PluginError
 
@@ -380,7 +390,31 @@ class BridgeHost(PluginHost):
         if arguments is not None:
             params["arguments"] = dict(arguments)
         raw = await self._client().request("prompts/get", params, rctx=rctx)
-        return msgspec.json.decode(raw)
+        return self._complete_result(raw, "prompts/get")
+
+    def _complete_result(self, raw: msgspec.Raw, method: str) -> dict[str, Any]:
+        """The server's result as data; a 2026-07-28 result without its envelope (``resultType``, cache hints,
+        the server's info in ``_meta``: the router adds the runtime's own for a client of that revision).
+        PluginError for an input-required result (not passed on) or one that is not an object."""
+        from mcp_edge.errors import PluginError
+
+        result = msgspec.json.decode(raw) if raw else None
+        if not isinstance(result, dict):
+            raise PluginError(f"plugin {self.plugin_id}: the server's {method} result is not an object")
+        kind = result.get("resultType")
+        if kind is not None and kind != "complete":
+            raise PluginError(f"plugin {self.plugin_id}: the server answered {method} with resultType {kind!r} "
+                              "(it asks the client for input), which the bridge does not pass on")
+        for key in _ENVELOPE:
+            result.pop(key, None)
+        meta = result.get("_meta")
+        if isinstance(meta, dict) and "io.modelcontextprotocol/serverInfo" in meta:
+            rest = {k: v for k, v in meta.items() if k != "io.modelcontextprotocol/serverInfo"}
+            if rest:
+                result["_meta"] = rest
+            else:
+                del result["_meta"]
+        return result
 
     async def complete(self, kind: str, ref: str, argument: str, value: str, context: Mapping[str, Any]) -> Any:
         if kind == "prompt":
@@ -399,6 +433,9 @@ class BridgeHost(PluginHost):
             return msgspec.convert(result.get("completion") if isinstance(result, dict) else None, Completion)
         except msgspec.ValidationError:
             return Completion(values=[], total=0, hasMore=False)
+
+
+_ENVELOPE = ("resultType", "ttlMs", "cacheScope")
 
 
 def _wants_progress(rctx: Any) -> bool:

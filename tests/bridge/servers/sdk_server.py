@@ -98,13 +98,20 @@ def extra(word: str) -> str:
 async def grow(ctx: Context) -> str:
     """Add the tool ``extra`` and say the tool list changed."""
     server.add_tool(extra, name="extra")
-    await ctx.session.send_tool_list_changed()
+    if ctx.protocol_version == "2026-07-28":  # to subscriptions/listen streams
+        await ctx.notify_tools_changed()
+    else:
+        await ctx.session.send_tool_list_changed()
     return "grown"
 
 
 @server.tool()
 async def touch(uri: str, ctx: Context) -> str:
-    """Send resources/updated for ``uri`` if the client subscribed to it."""
+    """Send resources/updated for ``uri``: to a client that subscribed to it (handshake era), or to the
+    subscriptions/listen streams that name it (2026-07-28)."""
+    if ctx.protocol_version == "2026-07-28":
+        await ctx.notify_resource_updated(uri)
+        return "sent"
     if uri not in subscribed:
         return "not subscribed"
     await ctx.session.send_resource_updated(uri)
