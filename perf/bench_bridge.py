@@ -22,6 +22,7 @@ runtime, server) on this machine's CPUs, the direct one two.
 from __future__ import annotations
 
 import importlib.util
+import json
 import platform
 import sys
 import tempfile
@@ -50,7 +51,7 @@ def _bench_mcp() -> ModuleType:
 
 def _plugin(folder: Path, python: str, script: Path) -> None:
     folder.mkdir(parents=True)
-    argv = ", ".join(f'"{a}"' for a in (python, str(script), "--stdio"))
+    argv = ", ".join(json.dumps(a) for a in (python, str(script), "--stdio"))  # (a JSON string is a TOML one)
     (folder / "plugin.toml").write_text(
         f'[plugin]\nid = "sdk"\nversion = "1.0.0"\n\n[bridge]\ncommand = [{argv}]\nprefix = ""\n')
 
