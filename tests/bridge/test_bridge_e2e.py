@@ -290,6 +290,31 @@ def test_a_server_spoken_to_in_the_stateless_revision(tmp_path: Path) -> None:
         run(lambda: main(server.where))
 
 
+def test_editing_the_manifest_hot_reloads_the_bridge(tmp_path: Path) -> None:
+    """A changed plugin.toml (here its prefix) is a hot reload: a new server beside the old, swapped in; the
+    old one is stopped."""
+    root = tmp_path / "plugins"
+    folder = stdio_plugin(root, "sdk", "sdk_server.py")
+
+    async def main(url: str) -> None:
+        async with client(url, "legacy") as c:
+            old_pid = int(text_of(await c.call_tool("sdk_whoami")))
+            text = (folder / "plugin.toml").read_text()
+            (folder / "plugin.toml").write_text(text + 'prefix = "again"\n')
+            with anyio.fail_after(WAIT):
+                while "again_whoami" not in {t.name for t in (await c.list_tools()).tools}:
+                    await anyio.sleep(0.05)
+            new_pid = int(text_of(await c.call_tool("again_whoami")))
+            assert new_pid != old_pid
+            with anyio.fail_after(WAIT):
+                while not gone(old_pid):
+                    await anyio.sleep(0.05)
+            assert (await plugins_status(c))["sdk"]["reloads"] >= 1
+
+    with serving(root, tmp_path / "data", reload_watch=True) as server:
+        run(lambda: main(server.where))
+
+
 def test_a_killed_server_is_restarted_and_serves_again(tmp_path: Path) -> None:
     root = tmp_path / "plugins"
     stdio_plugin(root, "sdk", "sdk_server.py")
