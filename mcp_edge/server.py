@@ -303,6 +303,9 @@ class RunningServer:
         found = changes(self._settings, settings)
         merged = merge(self._settings, settings, found)
         merged.validate()
+        from mcp_edge.index.guard import check_file_roots
+
+        check_file_roots(merged, self._registry, merged.plugin_config)  # SIGHUP may not open a root over plugins
         if found.need_restart:
             log.warning("reload: %s changed; the running server keeps the old value%s until it restarts",
                         ", ".join(found.need_restart), "s" if len(found.need_restart) > 1 else "")
