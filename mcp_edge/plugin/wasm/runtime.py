@@ -196,7 +196,7 @@ class WasmPlugin:
         try:
             module = wasmtime.Module.from_file(self._engine, str(path))
         except wasmtime.WasmtimeError as exc:
-            raise PluginLoadError(f"{self._where()}: {path} is not a valid WebAssembly module: {exc}") from None
+            raise PluginLoadError(f"{self._where()}: {path} is not a valid WebAssembly module: {_one_line(exc)}") from None
         for imp in module.imports:
             if imp.module == "mcp_edge" and imp.name in SIGNATURES or imp.module == "wasi_snapshot_preview1":
                 continue
@@ -413,6 +413,11 @@ class WasmPlugin:
 
 def _error(text: str) -> ToolResult:
     return ToolResult(isError=True, content=[TextContent(text=text)])
+
+
+def _one_line(exc: BaseException) -> str:
+    """wasmtime's message with its "Caused by" lines joined."""
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip() and line.strip() != "Caused by:")
 
 
 def _first_line(exc: BaseException) -> str:

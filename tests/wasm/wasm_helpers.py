@@ -1,0 +1,56 @@
+"""Helpers of the WASM plugin tests: the test module built from C with clang, plugin folders written on the fly,
+and a registry or a real server running them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+from ci_honesty import importorskip, require_or_skip
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+WASM_HELLO = ROOT / "plugins" / "wasm_hello"
+TWIN = FIXTURES / "text_stats_py"
+HEADER_DIR = ROOT / "plugins" / "include"
+CFLAGS = ["--target=wasm32-wasi", "-O2", "-mexec-model=reactor", "-Wall", "-Wextra", "-Werror",
+          f"-I{HEADER_DIR}"]
+
+
+def need_wasmtime() -> None:
+    importorskip("wasmtime", "wasmtime", "the WASM plugin tests need wasmtime (pip install -e '.[test]')")
+
+
+def build_c(source: Path | str, out: Path, extra: tuple[str, ...] = ()) -> Path:
+    """``source`` (a path, or C text) compiled to ``out`` with clang for wasm32-wasi; skipped (failed under CI)
+    when the toolchain is missing."""
+    clang = shutil.which("clang")
+    if clang is None:
+        require_or_skip("clang", "the WASM tests build their modules with clang (apt-get install clang lld wasi-libc "
+                        "libclang-rt-dev-wasm32; make deps does)")
+    if not isinstance(source, Path):
+        path = out.with_suffix(".c")
+        path.write_text(textwrap.dedent(source))
+        source = path
+    proc = subprocess.run([clang, *CFLAGS, *extra, "-o", str(out), str(source)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        if "wasm32-wasi" in proc.stderr and ("not found" in proc.stderr or "No such file" in proc.stderr):
+            require_or_skip("clang", f"clang cannot build for wasm32-wasi here (wasi-libc, lld, "
+                                     f"libclang-rt-dev-wasm32 missing?): {proc.stderr.strip()}")
+        raise AssertionError(f"clang failed on {source}:\n{proc.stderr}")
+    return out
+
+
+def write_wasm_plugin(root: Path, plugin_id: str, module: Path, wasm_table: str = "", plugin_extra: str = "",
+                      abi: int = 1) -> Path:
+    """A WASM plugin folder ``root/<id>`` with ``module`` copied in and the given ``[wasm]`` table body."""
+    folder = root / plugin_id
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(module, folder / "module.wasm")
+    text = f'[plugin]\nid = "{plugin_id}"\nversion = "1.0.0"\nabi = {abi}\nwasm = "module.wasm"\n{plugin_extra}\n'
+    if wasm_table:
+        text += "[wasm]\n" + textwrap.dedent(wasm_table)
+    (folder / "plugin.toml").write_text(text)
+    return folder
