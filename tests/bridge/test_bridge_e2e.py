@@ -355,6 +355,33 @@ async def _status(url: str) -> dict[str, dict[str, Any]]:
         return await plugins_status(c)
 
 
+def test_an_oversized_message_stops_the_server_and_it_comes_back(tmp_path: Path) -> None:
+    """A message over bridge_max_message stops the server (its call gets a clear error) and it is restarted."""
+    root = tmp_path / "plugins"
+    stdio_plugin(root, "sdk", "sdk_server.py")
+
+    async def main(url: str) -> None:
+        async with client(url, "legacy") as c:
+            assert text_of(await c.call_tool("sdk_big", {"size": 1000})) == "x" * 1000
+            first = int(text_of(await c.call_tool("sdk_whoami")))
+            with pytest.raises(MCPError) as too_big:
+                await c.call_tool("sdk_big", {"size": 100_000})
+            assert "bridge_max_message" in too_big.value.error.message
+            with anyio.fail_after(WAIT):
+                while True:
+                    try:
+                        result = await c.call_tool("sdk_whoami")
+                    except MCPError:
+                        await anyio.sleep(0.05)
+                        continue
+                    if not result.is_error:
+                        break
+            assert int(text_of(result)) != first
+
+    with serving(root, tmp_path / "data", bridge_max_message=16384, breaker_open_s=0.5) as server:
+        run(lambda: main(server.where))
+
+
 def test_a_hung_call_hits_its_deadline_and_others_go_on(tmp_path: Path) -> None:
     root = tmp_path / "plugins"
     stdio_plugin(root, "sdk", "sdk_server.py")

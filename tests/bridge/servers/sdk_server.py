@@ -119,6 +119,12 @@ async def touch(uri: str, ctx: Context) -> str:
 
 
 @server.tool()
+def big(size: int) -> str:
+    """A text of ``size`` bytes."""
+    return "x" * size
+
+
+@server.tool()
 def fail() -> str:
     """Raise (an isError result)."""
     raise ValueError("this tool fails on purpose")
