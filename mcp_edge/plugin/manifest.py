@@ -179,7 +179,8 @@ def read_manifest(folder: Path) -> Manifest:
         )
     wasm_policy: Mapping[str, Any] | None = None
     if kind == "wasm":
-        from mcp_edge.plugin.wasm import WASM_ABI_VERSION, check_table as check_wasm
+        from mcp_edge.plugin.wasm import WASM_ABI_VERSION
+        from mcp_edge.plugin.wasm import check_table as check_wasm
 
         if abi != WASM_ABI_VERSION:
             raise AbiMismatchError(

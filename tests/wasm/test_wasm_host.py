@@ -105,11 +105,9 @@ def test_arguments_are_checked_against_the_input_schema_before_wasm_runs(plugin:
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
-        body = b"hello from " + self.path.encode()
-        self.send_response(200 if self.path != "/big" else 200)
-        if self.path == "/big":
-            body = b"x" * 5000
+    def do_GET(self) -> None:
+        body = b"x" * 5000 if self.path == "/big" else b"hello from " + self.path.encode()
+        self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

@@ -19,7 +19,7 @@ from ci_honesty import importorskip
 from wasm_helpers import ROOT, TWIN, write_wasm_plugin
 
 sys.path.insert(0, str(ROOT / "tests" / "transport"))
-from transport_helpers import ServerProcess  # noqa: E402
+from transport_helpers import ServerProcess
 
 importorskip("mcp", "interop", "the WASM server tests need the mcp SDK (pip install -e '.[test]')")
 anyio = importorskip("anyio", "interop", "the WASM server tests need anyio (a dependency of the mcp SDK)")

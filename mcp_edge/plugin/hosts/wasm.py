@@ -2,9 +2,9 @@
 
 The sandbox is the WASM engine's (:mod:`mcp_edge.plugin.wasm.runtime`): the module reaches nothing but the host
 functions and WASI directories its policy grants, each call runs on a thread under a wall-clock deadline and a
-memory cap, and a trap ends that call only. Loading (compiling the module, reading its catalog under the
-deadline) is synchronous, as for every in-process host: the registry loads in-process hosts without waiting. So the default isolation of a WASM plugin is ``inproc``;
-``isolation = "process"`` runs this same host in a worker.
+memory cap, and a trap ends that call only. So the default isolation of a WASM plugin is ``inproc``;
+``isolation = "process"`` runs this same host in a worker. Loading (compiling the module, reading its catalog
+under the deadline) is synchronous, as for every in-process host: the registry loads those without waiting.
 """
 
 from __future__ import annotations

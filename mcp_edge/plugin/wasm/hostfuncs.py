@@ -11,6 +11,7 @@ returned. Files are opened beneath the plugin's data folder component by compone
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mcp_edge.plugin.wasm import WasmPolicy
 
-__all__ = ["CallScope", "SIGNATURES", "current", "define_all"]
+__all__ = ["SIGNATURES", "CallScope", "current", "define_all"]
 
 # name -> (params, results) as wasm value types
 SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -107,10 +108,8 @@ def _schedule(scope: CallScope, coro_fn: Callable[[], Any]) -> None:
     """Run a client notification on the event loop, without waiting for it."""
     if scope.rctx is None or scope.loop is None or scope.loop.is_closed():
         return
-    try:
+    with contextlib.suppress(RuntimeError):  # the loop is shutting down
         asyncio.run_coroutine_threadsafe(coro_fn(), scope.loop)
-    except RuntimeError:  # the loop is shutting down
-        pass
 
 
 def _path_parts(raw: bytes) -> list[str] | None:

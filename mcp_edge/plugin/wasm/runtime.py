@@ -196,9 +196,10 @@ class WasmPlugin:
         try:
             module = wasmtime.Module.from_file(self._engine, str(path))
         except wasmtime.WasmtimeError as exc:
-            raise PluginLoadError(f"{self._where()}: {path} is not a valid WebAssembly module: {_one_line(exc)}") from None
+            raise PluginLoadError(
+                f"{self._where()}: {path} is not a valid WebAssembly module: {_one_line(exc)}") from None
         for imp in module.imports:
-            if imp.module == "mcp_edge" and imp.name in SIGNATURES or imp.module == "wasi_snapshot_preview1":
+            if (imp.module == "mcp_edge" and imp.name in SIGNATURES) or imp.module == "wasi_snapshot_preview1":
                 continue
             raise PluginLoadError(
                 f"{self._where()}: {path.name} imports {imp.module}::{imp.name}, which this runtime does not provide "
