@@ -12,6 +12,9 @@
      "signatures": [{"keyid": "<sha256 of the raw public key>", "sig": "<base64 Ed25519>"}]}
 
 Parsing checks every field's type and form and names the first bad one; it never trusts a value it did not check.
+The JSON is read strictly, so no two readers can take one document two ways: a key given twice in an object,
+``NaN`` or ``Infinity``, and text that cannot be put in the canonical form (a lone surrogate) are refused before
+the signature is checked; the canonical bytes are made once, at parsing, and are what is verified and kept.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from mcp_edge.errors import IndexRefused
+from mcp_edge.index.signing import canonical
 
 __all__ = ["ARCHES", "INDEX_TYPE", "KINDS", "SPEC", "Entry", "Index", "format_time", "parse_document",
            "parse_time", "runtime_abi", "this_arch"]
@@ -40,11 +44,11 @@ _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}
 
 def parse_time(text: object, where: str) -> dt.datetime:
     """An RFC 3339 timestamp as an aware UTC datetime; IndexRefused naming ``where``."""
-    if not isinstance(text, str) or not _RFC3339.match(text):
+    if not isinstance(text, str) or not _RFC3339.fullmatch(text):
         raise IndexRefused(f"{where}: expires must be an RFC 3339 time such as 2026-12-31T00:00:00Z, got {text!r}")
     try:
         return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.UTC)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # (year 9999 with a negative offset overflows in UTC)
         raise IndexRefused(f"{where}: expires {text!r}: {exc}") from None
 
 
@@ -121,6 +125,7 @@ class Index:
     plugins: tuple[Entry, ...]
     signed: Mapping[str, Any] = field(repr=False)
     signatures: Sequence[Any] = field(repr=False)
+    signed_bytes: bytes = field(repr=False, default=b"")  # canonical(signed): what a signature must cover
 
     def versions_of(self, plugin_id: str) -> list[Entry]:
         """The entries of ``plugin_id``, newest version first."""
@@ -165,8 +170,21 @@ def newer(a: str, b: str) -> bool:
 
 def parse_document(data: bytes, where: str) -> Index:
     """The index in ``data`` (JSON), every field checked; IndexRefused naming ``where`` and the field."""
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(items)
+        if len(out) != len(items):
+            import collections
+
+            twice = sorted(k for k, n in collections.Counter(k for k, _ in items).items() if n > 1)
+            raise IndexRefused(f"{where}: key(s) {', '.join(map(repr, twice[:5]))} given twice in one object: "
+                               "readers could take it two ways; refused")
+        return out
+
+    def constant(name: str) -> Any:
+        raise IndexRefused(f"{where}: {name} is not a JSON number; refused")
+
     try:
-        doc = json.loads(data)
+        doc = json.loads(data, object_pairs_hook=pairs, parse_constant=constant)
     except (ValueError, RecursionError) as exc:
         raise IndexRefused(f"{where}: not JSON: {exc}") from None
     if not isinstance(doc, dict) or set(doc) != {"signed", "signatures"}:
@@ -174,9 +192,9 @@ def parse_document(data: bytes, where: str) -> Index:
     signed = doc["signed"]
     if not isinstance(signed, dict):
         raise IndexRefused(f"{where}: 'signed' must be an object")
-    if signed.get("type") != INDEX_TYPE:
+    if not isinstance(signed.get("type"), str) or signed.get("type") != INDEX_TYPE:
         raise IndexRefused(f"{where}: signed.type must be {INDEX_TYPE!r}, got {signed.get('type')!r}")
-    if signed.get("spec") != SPEC:
+    if type(signed.get("spec")) is not int or signed.get("spec") != SPEC:
         raise IndexRefused(f"{where}: index spec {signed.get('spec')!r}; this runtime reads spec {SPEC}")
     unknown = set(signed) - {"type", "spec", "version", "expires", "plugins"}
     if unknown:
@@ -195,7 +213,11 @@ def parse_document(data: bytes, where: str) -> Index:
         if key in seen:
             raise IndexRefused(f"{where}: plugin {e.id} {e.version} for {e.arch} is listed twice")
         seen.add(key)
-    return Index(version, expires, entries, signed, doc["signatures"])
+    try:
+        signed_bytes = canonical(signed)
+    except ValueError as exc:  # a lone surrogate has no UTF-8
+        raise IndexRefused(f"{where}: the signed object has no canonical form ({exc}); refused") from None
+    return Index(version, expires, entries, signed, doc["signatures"], signed_bytes)
 
 
 def _entry(raw: object, where: str) -> Entry:
@@ -211,7 +233,7 @@ def _entry(raw: object, where: str) -> Entry:
         value = raw.get(key)
         if optional and value is None:
             return ""
-        if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
+        if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
             raise IndexRefused(f"{where}: {key} is missing or malformed: {value!r}")
         return value
 
@@ -233,7 +255,7 @@ def _entry(raw: object, where: str) -> Entry:
     if not isinstance(sigs, list) or not all(isinstance(s, dict) for s in sigs):
         raise IndexRefused(f"{where}: signatures must be a list of objects")
     tree = raw.get("tree_sha256")
-    if tree is not None and (not isinstance(tree, str) or not _HEX64.match(tree)):
+    if tree is not None and (not isinstance(tree, str) or not _HEX64.fullmatch(tree)):
         raise IndexRefused(f"{where}: tree_sha256 must be 64 lowercase hex characters")
     return Entry(plugin_id, text("version", _VERSION), text("description", optional=True), abi, kind, arch, url,
                  text("sha256", _HEX64), size, tree, tuple(sigs))

@@ -110,10 +110,9 @@ class Installer:
             return None
         kept = self.state.kept()
         from mcp_edge.index.format import parse_document
-        from mcp_edge.index.signing import canonical
 
         index = parse_document(data, f"kept index {self.state.folder}")
-        verify_signatures(canonical(index.signed), index.signatures, self.trust, "the kept index")
+        verify_signatures(index.signed_bytes, index.signatures, self.trust, "the kept index")
         if kept is not None and kept.get("version") != index.version:
             raise IndexRefused(f"{self.state.folder}: the kept index and trusted.json disagree; remove both")
         return index

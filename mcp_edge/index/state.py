@@ -27,7 +27,7 @@ from typing import Any, Final
 from mcp_edge.atomic import replace_file
 from mcp_edge.errors import IndexRefused
 from mcp_edge.index.format import Index, format_time, parse_document
-from mcp_edge.index.signing import TrustStore, canonical, verify_signatures
+from mcp_edge.index.signing import TrustStore, verify_signatures
 
 __all__ = ["IndexState", "accept"]
 
@@ -40,7 +40,7 @@ def accept(data: bytes, source: str, trust: TrustStore, kept: dict[str, Any] | N
     """The index in ``data`` if it passes every rule against the ``kept`` state; IndexRefused saying which
     rule it fails."""
     index = parse_document(data, f"index {source}")
-    verify_signatures(canonical(index.signed), index.signatures, trust, f"index {source}")
+    verify_signatures(index.signed_bytes, index.signatures, trust, f"index {source}")
     if index.expires <= now:
         raise IndexRefused(f"index {source} (version {index.version}) expired at {format_time(index.expires)}: "
                            "the publisher has not renewed it, or a mirror serves a frozen copy; refused")
@@ -56,7 +56,7 @@ def accept(data: bytes, source: str, trust: TrustStore, kept: dict[str, Any] | N
 
 
 def digest(index: Index) -> str:
-    return hashlib.sha256(canonical(index.signed)).hexdigest()
+    return hashlib.sha256(index.signed_bytes).hexdigest()
 
 
 class IndexState:
