@@ -404,6 +404,7 @@ def test_a_hung_call_hits_its_deadline_and_others_go_on(tmp_path: Path) -> None:
         run(lambda: main(server.where))
 
 
+@pytest.mark.filterwarnings("ignore::mcp.MCPDeprecationWarning")  # logging/setLevel: deprecated, still served
 @pytest.mark.parametrize("server_era", ["2025-11-25", MODERN])
 def test_a_streamable_http_server_mounted_by_url(tmp_path: Path, server_era: str) -> None:
     """The bridge speaks the handshake era (a session) or 2026-07-28 (no session, subscriptions/listen) to it."""
@@ -439,6 +440,19 @@ def test_a_streamable_http_server_mounted_by_url(tmp_path: Path, server_era: str
             with anyio.fail_after(WAIT):
                 await changed.wait()
             assert "w_extra" in {t.name for t in (await c.list_tools()).tools}
+
+        logged: list[Any] = []
+
+        async def on_log(params: Any) -> None:
+            logged.append((params.level, params.data))
+
+        async with client(url, "legacy", logging_callback=on_log) as c:
+            await c.set_logging_level("warning")
+            assert text_of(await c.call_tool("w_chatty")) == "done"
+            with anyio.fail_after(WAIT):  # a call's log messages come on its HTTP stream: they reach its client
+                while not logged:
+                    await anyio.sleep(0.01)
+            assert logged == [("warning", "almost there")]  # the client's level is applied
 
         async with client(url, MODERN) as c:
             assert text_of(await c.call_tool("w_echo", {"text": "modern"})) == "modern"

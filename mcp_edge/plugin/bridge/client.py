@@ -180,9 +180,11 @@ class McpClient:
     async def _discover(self, version: str, timeout: float) -> None:
         self.stateless = True
         self.version = version
+        # logLevel debug: the server sends a call's log messages, the router passes on what its client wants
         self._meta = {"io.modelcontextprotocol/protocolVersion": version,
                       "io.modelcontextprotocol/clientCapabilities": {},
-                      "io.modelcontextprotocol/clientInfo": {"name": "mcp-edge-bridge", "version": "1"}}
+                      "io.modelcontextprotocol/clientInfo": {"name": "mcp-edge-bridge", "version": "1"},
+                      "io.modelcontextprotocol/logLevel": "debug"}
         try:
             answer = await self._first("server/discover", {}, timeout)
         except ProtocolError as exc:

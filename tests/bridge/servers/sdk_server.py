@@ -125,6 +125,14 @@ def big(size: int) -> str:
 
 
 @server.tool()
+async def chatty(ctx: Context) -> str:
+    """Log two messages during the call, then answer."""
+    await ctx.info("working on it")
+    await ctx.warning("almost there")
+    return "done"
+
+
+@server.tool()
 def fail() -> str:
     """Raise (an isError result)."""
     raise ValueError("this tool fails on purpose")
