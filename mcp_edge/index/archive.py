@@ -5,7 +5,9 @@ Packing takes regular files and folders only (``__pycache__``, ``*.pyc`` and nam
 out; a symbolic link is an error), with fixed owners, times and modes, so the same folder packs to the same
 bytes. Unpacking refuses, before anything is written outside the fresh folder it fills: absolute names, ``..``,
 links of any kind, devices, FIFOs, a name given twice, more members than ``max_members`` and more bytes than
-``max_bytes``; each file is created with ``O_EXCL | O_NOFOLLOW`` beneath that folder.
+``max_bytes``; each file is created with ``O_EXCL | O_NOFOLLOW`` beneath that folder. The decompressed tar stream
+itself is bounded too (``max_bytes`` plus a header allowance per member), so bytes that no file holds (a huge PAX
+header or GNU long name, which tarfile reads whole into memory) are not read past that.
 """
 
 from __future__ import annotations
@@ -27,6 +29,27 @@ __all__ = ["pack", "tree_digest", "unpack"]
 _SKIP_DIRS: Final = ("__pycache__",)
 _SKIP_SUFFIXES: Final = (".pyc", ".pyo")
 _CHUNK: Final = 256 * 1024
+# What a tar stream may hold beyond its files' bytes: per member a header, a PAX or long-name header and padding;
+# once, the end-of-archive blocks, the record padding and the reader's read-ahead.
+_MEMBER_ALLOWANCE: Final = 4096
+_STREAM_SLACK: Final = 1024 * 1024
+
+
+class _Capped:
+    """A readable stream that refuses to give more than ``cap`` bytes of ``inner`` (the decompressed artifact)."""
+
+    def __init__(self, inner: io.BufferedIOBase, cap: int, where: str) -> None:
+        self.inner, self.cap, self.where, self.got = inner, cap, where, 0
+
+    def read(self, size: int = -1) -> bytes:
+        want = self.cap + 1 - self.got if size is None or size < 0 else min(size, self.cap + 1 - self.got)
+        data = self.inner.read(max(want, 0))
+        self.got += len(data)
+        if self.got > self.cap:
+            raise IndexRefused(f"{self.where}: its tar stream is longer than {self.cap} bytes, more than its files "
+                               "may hold (plugin_max_unpacked, plugin_max_members): a decompression bomb or data "
+                               "outside the files; refused")
+        return data
 
 
 def _skipped(name: str) -> bool:
@@ -89,9 +112,11 @@ def unpack(archive: Path, dest: Path, *, max_members: int, max_bytes: int) -> in
     where = f"artifact {archive.name}"
     members = written = 0
     seen: set[PurePosixPath] = set()
+    cap = max_bytes + (max_members + 1) * _MEMBER_ALLOWANCE + _STREAM_SLACK
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with tarfile.open(archive, mode="r|gz") as tar:
+        with gzip.open(archive, "rb") as gz, \
+                tarfile.open(fileobj=_Capped(gz, cap, where), mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
                 members += 1
                 if members > max_members:
