@@ -113,8 +113,10 @@ class HttpTransport:
                     body = await self._body(resp)
                     if body is not None:
                         self._feed(body, call)
-                elif call is not None and resp.status_code != 202:
+                elif call is not None:
                     self._fail(call, f"the server answered {resp.status_code} with content type {kind!r}")
+                if call is not None:  # (ignored when the answer came: only a call still waiting fails)
+                    self._fail(call, "the server ended its response without answering the request")
         except asyncio.CancelledError:
             raise
         except httpx.TransportError as exc:
