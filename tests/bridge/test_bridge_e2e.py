@@ -173,6 +173,17 @@ def test_progress_of_a_call_reaches_the_client(shared: str, mode: str) -> None:
     run(main)
 
 
+def test_a_request_from_the_server_is_answered_method_not_found(shared: str) -> None:
+    """The bridge offers no client capabilities: the server's roots/list (sampling, elicitation alike) gets
+    method-not-found at once, and the call goes on."""
+    async def main() -> None:
+        async with client(shared, "legacy") as c:
+            answer = text_of(await c.call_tool("sdk_roots"))
+            assert answer.startswith("refused:") and "method not found: roots/list" in answer, answer
+
+    run(main)
+
+
 def test_an_old_client_gets_its_revision(shared: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A 2024-11-05 client: no outputSchema, title or structuredContent; the structured result is in the text."""
     import json

@@ -133,6 +133,16 @@ async def chatty(ctx: Context) -> str:
 
 
 @server.tool()
+async def roots(ctx: Context) -> str:
+    """Ask the client for its roots (roots/list, a request from the server); say what came back."""
+    try:
+        got = await ctx.session.list_roots()
+    except Exception as exc:
+        return f"refused: {exc}"
+    return f"roots: {len(got.roots)}"
+
+
+@server.tool()
 def fail() -> str:
     """Raise (an isError result)."""
     raise ValueError("this tool fails on purpose")
