@@ -67,7 +67,7 @@ class AutoUpdater:
             return []
         try:
             changes = await asyncio.to_thread(Installer(settings).update)
-        except McpEdgeError as exc:
+        except (McpEdgeError, OSError) as exc:
             log.warning("plugin index: no update: %s", exc)
             return []
         for change in changes:

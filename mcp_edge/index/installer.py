@@ -243,7 +243,7 @@ class Installer:
         for plugin_id in names:
             try:
                 change = self.install(plugin_id, index=index, only_newer=True)
-            except McpEdgeError as exc:
+            except (McpEdgeError, OSError) as exc:  # (a full disk, a name too long: this plugin only)
                 log.warning("plugin index: %s not updated: %s", plugin_id, exc)
                 failures.append(f"{plugin_id}: {exc}")
                 continue
