@@ -160,12 +160,16 @@ def _version_key(text: str) -> tuple[int, Any]:
         return (0, text)
 
 
+def comparable(a: str, b: str) -> bool:
+    """Whether versions ``a`` and ``b`` can be ordered (both PEP 440)."""
+    return bool(_version_key(a)[0] and _version_key(b)[0])
+
+
 def newer(a: str, b: str) -> bool:
-    """Whether version ``a`` is newer than ``b`` (PEP 440 where both parse; else any difference is news)."""
+    """Whether version ``a`` is newer than ``b`` in PEP 440 order; False when either is not a PEP 440 version (no
+    one can tell which is newer, so ``update`` never takes it for an upgrade: it could be a downgrade)."""
     ka, kb = _version_key(a), _version_key(b)
-    if ka[0] and kb[0]:
-        return bool(ka[1] > kb[1])
-    return a != b
+    return bool(ka[0] and kb[0] and ka[1] > kb[1])
 
 
 def parse_document(data: bytes, where: str) -> Index:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 from mcp_edge.errors import ConfigError, IndexRefused, McpEdgeError
 from mcp_edge.index.archive import tree_digest, unpack
 from mcp_edge.index.fetch import download, read_bounded, resolve
-from mcp_edge.index.format import Entry, Index, format_time, newer, this_arch
+from mcp_edge.index.format import Entry, Index, comparable, format_time, newer, this_arch
 from mcp_edge.index.signing import TrustStore, artifact_message, verify_signatures
 from mcp_edge.index.state import IndexState, accept
 
@@ -143,6 +143,10 @@ class Installer:
                 if have.get("sha256") == entry.sha256:
                     return None
                 if only_newer and not newer(entry.version, str(have.get("version"))):
+                    if not comparable(entry.version, str(have.get("version"))):
+                        log.warning("plugin index: %s: not updated from %s to %s: not both PEP 440 versions, so "
+                                    "which is newer cannot be told (plugin install %s==%s installs it)", plugin_id,
+                                    have.get("version"), entry.version, plugin_id, entry.version)
                     return None
             old = have.get("version") if have is not None and target.is_dir() else None
             if old is None and target.exists():
