@@ -241,10 +241,16 @@ class Installer:
         plugin the index no longer lists, or that fails, is logged and the others go on. The changes made;
         IndexRefused for the first failure when every one failed."""
         index = self.refresh()
-        names = ids if ids else sorted(self.state.installed())
+        installed = self.state.installed()
+        names = ids if ids else sorted(installed)
         changes: list[Change] = []
         failures: list[str] = []
         for plugin_id in names:
+            if plugin_id not in installed:  # update changes what is there; it never installs
+                log.warning("plugin index: %s not updated: not installed from the index (plugin install %s)",
+                            plugin_id, plugin_id)
+                failures.append(f"{plugin_id}: not installed from the index (plugin install {plugin_id} installs it)")
+                continue
             try:
                 change = self.install(plugin_id, index=index, only_newer=True)
             except (McpEdgeError, OSError) as exc:  # (a full disk, a name too long: this plugin only)
