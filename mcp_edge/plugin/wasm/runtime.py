@@ -48,6 +48,15 @@ _EXPORT_SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "mcp_call": (("i32", "i32", "i32", "i32"), ("i64",)),
     "mcp_init": (("i32", "i32"), ("i32",)),
 }
+_TRAPS = {
+    "UNREACHABLE": "it reached an unreachable instruction (what abort() and __builtin_trap() compile to)",
+    "MEMORY_OUT_OF_BOUNDS": "a memory access out of bounds",
+    "STACK_OVERFLOW": "its stack overflowed",
+    "INTEGER_DIVISION_BY_ZERO": "an integer division by zero",
+    "INTEGER_OVERFLOW": "an integer overflow",
+    "INDIRECT_CALL_TO_NULL": "an indirect call to a null table entry",
+    "BAD_SIGNATURE": "an indirect call with the wrong signature",
+}
 _encode = msgspec.json.encode
 log = logging.getLogger("mcp_edge.plugin")
 
@@ -410,13 +419,17 @@ class WasmPlugin:
         if exc.trap_code == wasmtime.TrapCode.INTERRUPT or elapsed * 1000 >= self.policy.deadline_ms:
             return f"stopped: its deadline of {self.policy.deadline_ms} ms passed ([wasm] deadline_ms)"
         used = f"{inst.memory_mib():.1f}" if inst is not None else "?"
-        return (f"trapped: {_first_line(exc)} (memory in use {used} MiB of its {self.policy.memory_mb} MiB cap, "
+        code = exc.trap_code
+        what = _TRAPS.get(code.name, code.name.lower().replace("_", " ")) if code is not None else _first_line(exc)
+        return (f"trapped: {what} (memory in use {used} MiB of its {self.policy.memory_mb} MiB cap, "
                 "[wasm] memory_mb: an allocation past the cap fails)")
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
     async def initialize(self, config: Mapping[str, Any], ctx: PluginContext) -> None:
-        self._config = _encode(dict(config))
+        with self._lock:
+            self._config = _encode(dict(config))
+            self._idle.clear()  # instances made for another config are not reused
         self._data_dir = ctx.data_dir
         if self.policy.preopens:
             for pre in self.policy.preopens:
