@@ -131,4 +131,20 @@ def test_runaway_calls_fail_alone_and_the_server_keeps_serving(tmp_path: Path, m
                 assert answer(await c.call_tool("read", {"path": "n"})) == (False, ["kept"], None)
                 assert answer(await c.call_tool("ok", {})) == (False, ["fine"], None)
 
+            # log and progress (granted) reach the client, before the call's answer
+            logs: list[tuple[str, Any]] = []
+            progress: list[tuple[float, float | None, str | None]] = []
+
+            async def on_log(params: Any) -> None:
+                logs.append((params.level, params.data))
+
+            async def on_progress(done: float, total: float | None, message: str | None) -> None:
+                progress.append((done, total, message))
+
+            async with Client(url, read_timeout_seconds=WAIT, logging_callback=on_log, log_level="debug") as c:
+                shouted = await c.call_tool("shout", {}, progress_callback=on_progress)
+                assert answer(shouted) == (False, ["shouted"], None)
+                assert ("warning", "shouting") in logs, logs
+                assert progress == [(1.0, 2.0, "half")], progress
+
         run(main)

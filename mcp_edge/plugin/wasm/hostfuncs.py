@@ -105,11 +105,14 @@ def _give(caller: Any, data: bytes) -> int:
 
 
 def _schedule(scope: CallScope, coro_fn: Callable[[], Any]) -> None:
-    """Run a client notification on the event loop, without waiting for it."""
+    """Send a client notification from the event loop and wait until it is sent (at most what is left of the
+    call's time), so notifications keep their order and reach the client before the call's answer."""
     if scope.rctx is None or scope.loop is None or scope.loop.is_closed():
         return
     with contextlib.suppress(RuntimeError):  # the loop is shutting down
-        asyncio.run_coroutine_threadsafe(coro_fn(), scope.loop)
+        sent = asyncio.run_coroutine_threadsafe(coro_fn(), scope.loop)
+        with contextlib.suppress(Exception):  # a notification that fails or times out does not fail the call
+            sent.result(timeout=max(0.05, scope.deadline - time.monotonic()))
 
 
 def _path_parts(raw: bytes) -> list[str] | None:
