@@ -48,6 +48,9 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     stdio_plugin(root, "sdk", "sdk_server.py", 'env = { BRIDGE_SET = "from the manifest" }\n'
                                                 'pass_env = ["BRIDGE_PASSED"]')
     stdio_plugin(root, "fm", "fastmcp_server.py")
+    stdio_plugin(root, "fm26", "fastmcp_server.py", f'protocol_version = "{MODERN}"\n'  # stateless to the server
+                                                    'env = { FIXTURE_SCHEME = "fm26" }')
+    stdio_plugin(root, "fmdup", "fastmcp_server.py")  # its fmcp://motd is fm's already
     bridge_plugin(root, "ghost", '[bridge]\ncommand = ["/nonexistent/mcp-server", "--stdio"]')
     bridge_plugin(root, "badtable", '[bridge]\nurl = "ftp://example.invalid/mcp"')
     environ = {"BRIDGE_PASSED": "passed on", "BRIDGE_SECRET": "kept back"}
@@ -76,6 +79,10 @@ def test_tools_listed_with_prefix_and_called(shared: str, mode: str) -> None:
 
             area = await c.call_tool("fm_rectangle", {"width": 2.5, "height": 4})
             assert area.structured_content == {"width": 2.5, "height": 4.0, "area": 10.0}
+            area = await c.call_tool("fm26_rectangle", {"width": 3, "height": 3})  # fastmcp spoken to in 2026-07-28
+            assert area.structured_content == {"width": 3.0, "height": 3.0, "area": 9.0}
+            assert (await c.get_prompt("fm26_summarize", {"topic": "x"})).messages[0].content.text == \
+                "Summarize x in one line."
             assert text_of(await c.call_tool("fm_reverse", {"text": "abc"})) == "cba"
 
             failed = await c.call_tool("sdk_fail")
@@ -102,6 +109,7 @@ def test_resources_and_prompts_pass_through(shared: str, mode: str) -> None:
             assert item.contents[0].text == "item 7"
             motd = await c.read_resource("fmcp://motd")
             assert motd.contents[0].text == "message of the day"
+            assert (await c.read_resource("fm26://motd")).contents[0].text == "message of the day"
 
             prompts = {p.name: p for p in (await c.list_prompts()).prompts}
             assert {"sdk_greet", "fm_summarize"} <= set(prompts)
@@ -210,6 +218,8 @@ def test_a_server_that_cannot_start_fails_alone(shared: str) -> None:
             status = await plugins_status(c)
             assert status["ghost"]["state"] == "failed"
             assert "cannot start its server '/nonexistent/mcp-server'" in status["ghost"]["reason"]
+            assert status["fmdup"]["state"] == "failed"
+            assert "resource 'fmcp://motd' of plugin fmdup collides with plugin fm's" in status["fmdup"]["reason"]
             assert status["badtable"]["state"] == "failed"
             assert "'url' must be an http:// or https:// URL" in status["badtable"]["reason"]
             assert status["sdk"]["state"] == "active" and status["sdk"]["kind"] == "bridge"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from fastmcp import FastMCP
@@ -28,7 +29,8 @@ def reverse(text: str) -> str:
     return text[::-1]
 
 
-@server.resource("fmcp://motd", mime_type="text/plain")
+# the scheme from the environment: two mounts of this server can then offer different URIs
+@server.resource(f"{os.environ.get('FIXTURE_SCHEME', 'fmcp')}://motd", mime_type="text/plain")
 def motd() -> str:
     """A fixed resource."""
     return "message of the day"
