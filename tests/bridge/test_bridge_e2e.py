@@ -53,6 +53,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     stdio_plugin(root, "fmdup", "fastmcp_server.py")  # its fmcp://motd is fm's already
     bridge_plugin(root, "ghost", '[bridge]\ncommand = ["/nonexistent/mcp-server", "--stdio"]')
     bridge_plugin(root, "badtable", '[bridge]\nurl = "ftp://example.invalid/mcp"')
+    bridge_plugin(root, "boxed", '[bridge]\ncommand = ["true"]\n\n[sandbox]\nnetwork = false')
     environ = {"BRIDGE_PASSED": "passed on", "BRIDGE_SECRET": "kept back"}
     with serving(root, tmp_path_factory.mktemp("bridge-data"), environ, worker_rlimit_nofile=300) as server:
         yield server.where
@@ -220,6 +221,8 @@ def test_a_server_that_cannot_start_fails_alone(shared: str) -> None:
             assert "cannot start its server '/nonexistent/mcp-server'" in status["ghost"]["reason"]
             assert status["fmdup"]["state"] == "failed"
             assert "resource 'fmcp://motd' of plugin fmdup collides with plugin fm's" in status["fmdup"]["reason"]
+            assert status["boxed"]["state"] == "failed"
+            assert "a [sandbox] table does not apply to a mounted server" in status["boxed"]["reason"]
             assert status["badtable"]["state"] == "failed"
             assert "'url' must be an http:// or https:// URL" in status["badtable"]["reason"]
             assert status["sdk"]["state"] == "active" and status["sdk"]["kind"] == "bridge"

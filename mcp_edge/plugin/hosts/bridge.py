@@ -94,6 +94,10 @@ class BridgeHost(PluginHost):
                  on_catalog: CatalogChanged | None = None) -> None:
         super().__init__(manifest.id)
         assert manifest.bridge is not None
+        if manifest.sandbox is not None:  # refused rather than ignored: nobody should think the server confined
+            raise PluginLoadError(f"plugin {manifest.id} ({manifest.path}): a [sandbox] table does not apply to a "
+                                  "mounted server (it confines a worker running Python or native plugin code); "
+                                  "remove it, and confine the server by its own means")
         self.table = manifest.bridge
         self.folder = manifest.folder
         self.version = manifest.version
