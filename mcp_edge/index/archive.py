@@ -19,6 +19,7 @@ import io
 import os
 import stat
 import tarfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Final
 
@@ -142,8 +143,15 @@ def unpack(archive: Path, dest: Path, *, max_members: int, max_bytes: int) -> in
                     src = tar.extractfile(member)
                     assert src is not None
                     mode = 0o755 if member.mode & 0o111 else 0o644
-                    fd = os.open(rel.parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                 mode, dir_fd=parent)
+                    try:
+                        fd = os.open(rel.parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                     | os.O_CLOEXEC, mode, dir_fd=parent)
+                    except FileExistsError:
+                        raise IndexRefused(f"{where}: member {member.name!r} names a folder already there (a "
+                                           "name given twice, as a folder and as a file)") from None
+                    except OSError as exc:
+                        raise IndexRefused(f"{where}: member {member.name!r} cannot be created: "
+                                           f"{exc.strerror or exc}") from None
                     try:
                         left = member.size
                         while left:
@@ -159,8 +167,10 @@ def unpack(archive: Path, dest: Path, *, max_members: int, max_bytes: int) -> in
                         os.close(fd)
                 finally:
                     os.close(parent)
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as exc:
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise IndexRefused(f"{where}: cannot unpack it (a tar.gz is expected): {exc}") from None
+    except OSError as exc:  # (a full disk, say)
+        raise IndexRefused(f"{where}: cannot unpack it into {dest}: {exc.strerror or exc}") from None
     finally:
         os.close(root_fd)
     return written
