@@ -86,6 +86,10 @@ def test_tools_listed_with_prefix_and_called(shared: str, mode: str) -> None:
                 "Summarize x in one line."
             assert text_of(await c.call_tool("fm_reverse", {"text": "abc"})) == "cba"
 
+            # a name with characters no tool name may have: each one becomes "_", the call goes under the original
+            assert "sdk_ns_odd_name" in tools
+            assert text_of(await c.call_tool("sdk_ns_odd_name")) == "odd but reachable"
+
             failed = await c.call_tool("sdk_fail")
             assert failed.is_error and "fail" in text_of(failed)  # the SDK server words it
 

@@ -55,10 +55,10 @@ if TYPE_CHECKING:
 __all__ = ["BridgeHost", "catalog_changed"]
 
 log = logging.getLogger("mcp_edge.bridge")
-# A tool name as 2025-11-25 allows it; a longer or dotted one is kept but said (older clients want
-# [A-Za-z0-9_-]{1,64}).
+# A tool name as 2025-11-25 allows it (the runtime's own plugins use '.' too); one over 64 characters is kept but
+# said (some clients want at most 64).
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
-_PORTABLE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")  # what a tool name may not hold: each becomes "_"
 _LIST_CHANGED = {"notifications/tools/list_changed": "tools", "notifications/resources/list_changed": "resources",
                  "notifications/prompts/list_changed": "prompts"}
 
@@ -241,14 +241,14 @@ class BridgeHost(PluginHost):
             if not isinstance(own, str):
                 log.warning("plugin %s: a tool without a name is left out: %.200r", self.plugin_id, item)
                 continue
-            name = prefixed(self.prefix, own)
+            name = _UNSAFE.sub("_", prefixed(self.prefix, own))  # ("ns/tool" -> "<prefix>_ns_tool")
             if not _TOOL_NAME.match(name) or name in names:
-                log.warning("plugin %s: tool %r is left out: %r is not a valid tool name or is given twice",
+                log.warning("plugin %s: tool %r is left out: %r is longer than 128 characters or given twice",
                             self.plugin_id, own, name)
                 continue
-            if not _PORTABLE.match(name):
-                log.warning("plugin %s: tool name %r is longer than 64 characters or has a '.': some clients "
-                            "refuse it (a shorter prefix helps)", self.plugin_id, name)
+            if len(name) > 64:
+                log.warning("plugin %s: tool name %r is longer than 64 characters: some clients refuse it (a "
+                            "shorter prefix helps)", self.plugin_id, name)
             try:
                 tools.append(msgspec.convert({**item, "name": name}, ToolDef))
             except msgspec.ValidationError as exc:

@@ -48,6 +48,12 @@ def add(a: int, b: int) -> Sum:
     return {"total": a + b, "parts": [a, b]}
 
 
+@server.tool(name="ns/odd name")
+def odd() -> str:
+    """A tool whose name no client accepts as it is."""
+    return "odd but reachable"
+
+
 @server.tool()
 def whoami() -> str:
     """This server's process id."""
