@@ -7,13 +7,14 @@ connection) or runs long is refused, and the caller throws the partial file away
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import IO, BinaryIO, Final
 
 from mcp_edge.errors import IndexRefused
 
@@ -40,12 +41,25 @@ def resolve(base: str, url: str) -> str:
     return str(Path(base).expanduser().parent / url)
 
 
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Redirects from http(s) to http(s) only, and never from https down to http (urllib alone follows one to
+    ftp, or from https to plain http)."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: http.client.HTTPMessage, newurl: str) -> urllib.request.Request | None:
+        old, new = urllib.parse.urlsplit(req.full_url).scheme, urllib.parse.urlsplit(newurl).scheme
+        if new not in ("http", "https") or (old == "https" and new == "http"):
+            raise IndexRefused(f"{req.full_url} redirects to {newurl}: only redirects to http(s) are followed, "
+                               "and none from https to http; refused")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def _open(source: str, timeout: float) -> tuple[BinaryIO, int | None]:
     """A readable stream of ``source`` and its announced length (None: not announced)."""
     if _is_url(source) and not source.startswith("file:"):
         req = urllib.request.Request(source, headers={"User-Agent": "mcp-edge", "Accept-Encoding": "identity"})
         try:
-            resp = urllib.request.urlopen(req, timeout=timeout)
+            resp = urllib.request.build_opener(_Redirects).open(req, timeout=timeout)
         except urllib.error.HTTPError as exc:
             raise IndexRefused(f"cannot fetch {source}: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, OSError) as exc:
