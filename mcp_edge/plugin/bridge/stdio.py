@@ -66,12 +66,12 @@ class StdioTransport:
         return " ".join(self.argv)
 
     async def open(self, deliver: Deliver, closed: Closed) -> None:
+        from mcp_edge.system.limits import apply_rlimits  # imported here: the child must import nothing
+
         s = self.settings
         limit_as, limit_nofile = s.worker_rlimit_as, s.worker_rlimit_nofile
 
-        def limits() -> None:  # in the child, after fork, before exec
-            from mcp_edge.system.limits import apply_rlimits
-
+        def limits() -> None:  # in the child, after fork, before exec: setrlimit calls only
             apply_rlimits(address_space=limit_as, nofile=limit_nofile)
 
         if not os.path.isdir(self.cwd):
