@@ -141,7 +141,10 @@ class Installer:
             have = self._reconcile(index, plugin_id, self.state.installed().get(plugin_id), target)
             if have is not None and target.is_dir():
                 if have.get("sha256") == entry.sha256:
-                    return None
+                    if only_newer or have.get("tree_sha256") in (None, tree_digest(target)):
+                        return None
+                    log.warning("plugin index: %s: its files changed since it was installed; installing %s again",
+                                plugin_id, entry.version)  # (install repairs; update leaves local edits to verify)
                 if only_newer and not newer(entry.version, str(have.get("version"))):
                     if not comparable(entry.version, str(have.get("version"))):
                         log.warning("plugin index: %s: not updated from %s to %s: not both PEP 440 versions, so "
