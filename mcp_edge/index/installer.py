@@ -114,7 +114,9 @@ class Installer:
         index = parse_document(data, f"kept index {self.state.folder}")
         verify_signatures(index.signed_bytes, index.signatures, self.trust, "the kept index")
         if kept is not None and kept.get("version") != index.version:
-            raise IndexRefused(f"{self.state.folder}: the kept index and trusted.json disagree; remove both")
+            raise IndexRefused(f"{self.state.folder}: the kept index (version {index.version}) and trusted.json "
+                               f"(version {kept.get('version')}) disagree (a write cut short): fetch the index "
+                               "again (plugin search) to set them right")
         return index
 
     def search(self, text: str, index: Index | None = None) -> list[Entry]:

@@ -45,7 +45,7 @@ def accept(data: bytes, source: str, trust: TrustStore, kept: dict[str, Any] | N
         raise IndexRefused(f"index {source} (version {index.version}) expired at {format_time(index.expires)}: "
                            "the publisher has not renewed it, or a mirror serves a frozen copy; refused")
     if kept is not None:
-        kept_version = int(kept.get("version", 0))
+        kept_version: int = kept["version"]
         if index.version < kept_version:
             raise IndexRefused(f"index {source} is version {index.version}, older than version {kept_version} "
                                "this box already trusted: a rollback, refused")
@@ -85,19 +85,37 @@ class IndexState:
             raise IndexRefused(f"{self.folder / name}: unreadable ({exc}); remove it to start over") from None
 
     def kept(self) -> dict[str, Any] | None:
+        """The record of the last index trusted (None: none yet); IndexRefused when the file is damaged, never
+        None for it: that would drop the rollback protection without a word."""
+        path = self.folder / TRUSTED
+        if not path.exists():
+            return None
         value = self._read(TRUSTED)
-        return value if isinstance(value, dict) else None
+        if not isinstance(value, dict) or type(value.get("version")) is not int or value["version"] < 0 \
+                or not isinstance(value.get("sha256"), str):
+            raise IndexRefused(f"{path} is damaged (not the record of a trusted index version): restore it from a "
+                               "backup, or remove it to trust the next index of any version (which gives up the "
+                               "rollback protection once)")
+        return value
 
     def keep(self, index: Index, data: bytes, source: str) -> None:
-        """Remember ``index`` (its raw ``data``) as the last one trusted."""
+        """Remember ``index`` (its raw ``data``) as the last one trusted (both files again when they disagree)."""
         kept = self.kept()
-        if kept is not None and int(kept.get("version", 0)) == index.version:
+        if kept is not None and kept["version"] == index.version and self.cached_version() == index.version:
             return
         replace_file(self.folder / CACHED, data, sync=True)
         replace_file(self.folder / TRUSTED, json.dumps({
             "version": index.version, "expires": format_time(index.expires), "sha256": digest(index),
             "source": source, "trusted_at": format_time(dt.datetime.now(dt.UTC)),
         }, indent=1).encode() + b"\n", sync=True)
+
+    def cached_version(self) -> int | None:
+        """The version of the kept ``index.json`` as it says (None: absent or unreadable)."""
+        try:
+            version = json.loads(self.cached() or b"null")["signed"]["version"]
+        except (ValueError, TypeError, KeyError):
+            return None
+        return version if type(version) is int else None
 
     def cached(self) -> bytes | None:
         try:
