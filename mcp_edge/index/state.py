@@ -67,9 +67,14 @@ class IndexState:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Exclusive use of the index state and the plugins folder (another installer waits)."""
-        self.folder.mkdir(mode=0o755, parents=True, exist_ok=True)
-        fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        """Exclusive use of the index state and the plugins folder (another installer waits); IndexRefused saying
+        why when the state folder cannot be made or locked (another user's data folder, say)."""
+        try:
+            self.folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+            fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise IndexRefused(f"cannot lock the plugin index state in {self.folder}: {exc.strerror or exc} (run "
+                               "as the user that owns the data folder, or set data_dir)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
