@@ -3,6 +3,7 @@ file and the key) for what it refuses."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def test_a_url_server_and_a_string_command(tmp_path: Path) -> None:
     assert t["command"] == ["my-server", "--stdio"] and t["cwd"] == str(tmp_path.resolve())
 
 
-@pytest.mark.parametrize(("body", "words"), [
+BAD_TABLES = [
     ("[bridge]\n", "exactly one of 'command'"),
     ('[bridge]\ncommand = ["a"]\nurl = "http://x/mcp"', "exactly one of 'command'"),
     ("[bridge]\ncommand = []", "'command' must be a non-empty list of strings"),
@@ -60,7 +61,15 @@ def test_a_url_server_and_a_string_command(tmp_path: Path) -> None:
     ('[bridge]\nurl = "http://x/mcp"\nprefix = "has.dot"', "'prefix' must be up to 32 letters"),
     ('[bridge]\nurl = "http://x/mcp"\nprefx = "p"', "unknown key(s) prefx"),
     ('[bridge]\ncommand = ["a"]\nprefix = 5', "'prefix' must be up to 32 letters"),
-])
+]
+
+
+def _case_id(words: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", words.lower()).strip("-")[:40]
+
+
+@pytest.mark.parametrize(("body", "words"), BAD_TABLES,
+                         ids=[f"{i}-{_case_id(w)}" for i, (_, w) in enumerate(BAD_TABLES)])
 def test_a_bad_table_is_refused_naming_the_key(tmp_path: Path, body: str, words: str) -> None:
     folder = manifest(tmp_path, body)
     with pytest.raises(PluginLoadError) as err:
