@@ -12,7 +12,8 @@ for wasm32-wasi. Each figure is measured in a fresh interpreter, ``--runs`` time
 * calls/s: ``--calls`` calls of the tool, JSON encoded and decoded on the host side as a plugin host must.
 
 Rows: wasmtime through its public ``Func.__call__``, with its on-disk compile cache off and on (Extism turns
-wasmtime's cache on by default: its start figure is a warm one after the first run); Extism; and
+wasmtime's cache on by default: its start figure is a warm one after the first run); wasmtime through the wasm
+host's unchecked calls (``runtime._Direct``; mcp_edge's module imported, which its RSS counts); Extism; and
 ``mcp_edge wasm host``, our whole call path (``WasmPlugin.call_sync``: schema check, instance pool, deadline,
 result decoding) with its unchecked direct calls (``runtime._Direct``); its start includes importing mcp_edge's
 plugin machinery and loading Settings. Run it with the interpreter whose site-packages
@@ -122,7 +123,7 @@ t = time.perf_counter()
 if engine.startswith("wasmtime"):
     w = lib
     config = w.Config()
-    if engine == "wasmtime-cache":
+    if engine in ("wasmtime-cache", "wasmtime-direct"):
         config.cache = True  # wasmtime's on-disk compile cache, as Extism uses by default
     eng = w.Engine(config)
     mod = w.Module.from_file(eng, module)
@@ -135,14 +136,26 @@ if engine.startswith("wasmtime"):
     ex["_initialize"](store)
     mem, alloc, free, call_fn = ex["memory"], ex["mcp_alloc"], ex["mcp_free"], ex["mcp_call"]
     name = b"add"
-    def call(data):
-        np = alloc(store, len(name)); mem.write(store, name, np)
-        ap = alloc(store, len(data)); mem.write(store, data, ap)
-        packed = call_fn(store, np, len(name), ap, len(data)) & 0xFFFFFFFFFFFFFFFF
-        ptr, n = packed >> 32, packed & 0xFFFFFFFF
-        out = mem.read(store, ptr, ptr + n)
-        free(store, ptr); free(store, np); free(store, ap)
-        return json.loads(out)["structuredContent"]
+    if engine == "wasmtime-direct":  # the wasm host's unchecked calls (its module imported after the timing)
+        from mcp_edge.plugin.wasm.runtime import _Direct
+        d_alloc, d_free = _Direct(store, alloc, 1, False), _Direct(store, free, 1, False)
+        d_call = _Direct(store, call_fn, 4, True)
+        def call(data):  # as the host does it: name and arguments in one buffer
+            np = d_alloc(len(name) + len(data)); mem.write(store, name + data, np)
+            packed = d_call(np, len(name), np + len(name), len(data)) & 0xFFFFFFFFFFFFFFFF
+            ptr, n = packed >> 32, packed & 0xFFFFFFFF
+            out = mem.read(store, ptr, ptr + n)
+            d_free(ptr); d_free(np)
+            return json.loads(out)["structuredContent"]
+    else:
+        def call(data):
+            np = alloc(store, len(name)); mem.write(store, name, np)
+            ap = alloc(store, len(data)); mem.write(store, data, ap)
+            packed = call_fn(store, np, len(name), ap, len(data)) & 0xFFFFFFFFFFFFFFFF
+            ptr, n = packed >> 32, packed & 0xFFFFFFFF
+            out = mem.read(store, ptr, ptr + n)
+            free(store, ptr); free(store, np); free(store, ap)
+            return json.loads(out)["structuredContent"]
 elif engine == "extism":
     plugin = lib.Plugin({"wasm": [{"path": module}]}, wasi=True)
     def call(data):
@@ -230,13 +243,14 @@ def main(argv: list[str] | None = None) -> int:
         extism = build(Path(tmp) / "extism.wasm", EXTISM)
         runs = max(1, args.runs)
         rows = [measure(engine, extism if engine == "extism" else ours, runs, args.calls, args.python)
-                for engine in ("wasmtime", "wasmtime-cache", "extism", "mcp_edge")]
+                for engine in ("wasmtime", "wasmtime-cache", "wasmtime-direct", "extism", "mcp_edge")]
     if args.json:
         for row in rows:
             print(json.dumps({**row, "cpu": cpu_model(), "arch": platform.machine()}))
         return 0
     names = {"wasmtime": "wasmtime, public Func calls (our ABI)",
              "wasmtime-cache": "wasmtime, public Func calls, compile cache on",
+             "wasmtime-direct": "wasmtime, unchecked calls (runtime._Direct), compile cache on",
              "extism": "extism (its compile cache on, by default)",
              "mcp_edge": "mcp_edge wasm host (wasmtime, unchecked calls)"}
     print(f"CPU: {cpu_model()} ({platform.machine()}); {args.calls} calls, median of {args.runs} runs")

@@ -18,7 +18,8 @@
  *                                            fresh instance, before its first call; non-zero refuses the config
  *
  * An int64_t answer packs a buffer the module allocated: (pointer << 32) | length (me_pack). The host copies it
- * out and hands it back with mcp_free. Inputs are not NUL-terminated: use the lengths.
+ * out and hands it back with mcp_free. Inputs are not NUL-terminated: use the lengths. The host owns the
+ * input buffers (the name and the arguments may share one mcp_alloc buffer): never free or keep them.
  *
  * The host functions (module "mcp_edge") a plugin may call, each only when plugin.toml's [wasm] host_functions
  * grants it (and the box allows it). Calling one that is not granted ends the call with an error naming it.
