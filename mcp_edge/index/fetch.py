@@ -76,6 +76,14 @@ def _open(source: str, timeout: float) -> tuple[BinaryIO, int | None]:
     return f, os.fstat(f.fileno()).st_size
 
 
+def _read_some(stream: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes, whatever one read of the source gives (``read1``): a plain ``read(n)`` of a response
+    waits until all ``n`` bytes came, so a server that drips would hold it (and the install lock) far past
+    ``index_deadline_s``, which is checked between reads."""
+    read1 = getattr(stream, "read1", None)
+    return bytes(read1(n)) if read1 is not None else stream.read(n)
+
+
 def _late(source: str, deadline: float) -> None:
     if time.monotonic() > deadline:
         raise IndexRefused(f"reading {source} took longer than index_deadline_s: cut off")
@@ -94,7 +102,7 @@ def read_bounded(source: str, limit: int, timeout: float, what: str, deadline_s:
             raise IndexRefused(f"{what} {source} is {length} bytes, more than {limit}")
         try:
             while got <= limit:
-                chunk = stream.read(min(_CHUNK, limit + 1 - got))
+                chunk = _read_some(stream, min(_CHUNK, limit + 1 - got))
                 if not chunk:
                     break
                 parts.append(chunk)
@@ -121,7 +129,7 @@ def download(source: str, out: BinaryIO, size: int, timeout: float, deadline_s: 
             raise IndexRefused(f"{source} is {length} bytes; the index says {size}")
         try:
             while got <= size:
-                chunk = stream.read(min(_CHUNK, size + 1 - got))
+                chunk = _read_some(stream, min(_CHUNK, size + 1 - got))
                 if not chunk:
                     break
                 got += len(chunk)
