@@ -246,3 +246,77 @@ def test_modules_that_do_not_fit_are_refused_at_load(tmp_path: Path, misbehave: 
         assert reg.get("ok").state is PluginState.ACTIVE  # type: ignore[union-attr]
     finally:
         asyncio.run(reg.stop())
+
+
+def test_wasi_sees_only_its_preopens(misbehave: Path, tmp_path: Path) -> None:
+    root = tmp_path / "plugins"
+    folder = write_wasm_plugin(root, "misbehave", misbehave, """
+        [[wasm.preopens]]
+        guest = "/assets"
+        source = "plugin/assets"
+        [[wasm.preopens]]
+        guest = "/state"
+        source = "data/state"
+        writable = true
+    """)
+    (folder / "assets").mkdir()
+    (folder / "assets" / "motd.txt").write_text("hello from assets")
+    (tmp_path / "secret.txt").write_text("secret")
+    reg = start([folder], tmp_path)
+    try:
+        assert call(reg, "fread", {"path": "/assets/motd.txt"}) == (False, "hello from assets")
+        failed, _ = call(reg, "fwrite", {"path": "/assets/new.txt", "text": "x"})
+        assert failed and not (folder / "assets" / "new.txt").exists()  # read-only
+        assert call(reg, "fwrite", {"path": "/state/s.txt", "text": "kept"}) == (False, "written")
+        assert (tmp_path / "data" / "plugin-data" / "misbehave" / "state" / "s.txt").read_text() == "kept"
+        assert call(reg, "fread", {"path": "/state/s.txt"}) == (False, "kept")
+        for path in ("/assets/../plugin.toml", "/assets/../../secret.txt", str(tmp_path / "secret.txt"),
+                     "/etc/hostname", "plugin.toml"):
+            failed, text = call(reg, "fread", {"path": path})
+            assert failed and "secret" not in text and "[plugin]" not in text, (path, text)
+    finally:
+        asyncio.run(reg.stop())
+
+
+def test_a_preopen_that_leads_out_by_a_link_is_refused(misbehave: Path, tmp_path: Path) -> None:
+    folder = write_wasm_plugin(tmp_path / "plugins", "misbehave", misbehave, """
+        [[wasm.preopens]]
+        guest = "/assets"
+        source = "plugin/assets"
+    """)
+    os.symlink(tmp_path, folder / "assets")
+    reg = start([folder], tmp_path)
+    try:
+        rec = reg.get("misbehave")
+        assert rec is not None and rec.state is not PluginState.ACTIVE
+        assert "preopen 'plugin/assets' leaves its folder" in (rec.reason or ""), rec.reason
+    finally:
+        asyncio.run(reg.stop())
+
+
+def test_the_config_reaches_mcp_init(misbehave: Path, tmp_path: Path) -> None:
+    folder = write_wasm_plugin(tmp_path / "plugins", "misbehave", misbehave)
+    (folder / "plugin.toml").write_text((folder / "plugin.toml").read_text() + """
+[config.schema]
+type = "object"
+[config.schema.properties.greeting]
+type = "string"
+default = "hi"
+""")
+    reg = start([folder], tmp_path, {"MCP_EDGE_MISBEHAVE_GREETING": "hej"})
+    try:
+        assert call(reg, "config") == (False, '{"greeting":"hej"}')
+    finally:
+        asyncio.run(reg.stop())
+
+
+def test_the_sample_plugin_keeps_notes_in_its_data_folder(wasm_hello: Path, tmp_path: Path) -> None:
+    reg = start([wasm_hello], tmp_path)
+    try:
+        assert call(reg, "note_write", {"name": "todo.txt", "text": "ship it"}) == (False, "saved")
+        assert (tmp_path / "data" / "plugin-data" / "wasm_hello" / "todo.txt").read_text() == "ship it"
+        assert call(reg, "note_read", {"name": "todo.txt"}) == (False, "ship it")
+        assert call(reg, "note_read", {"name": "../todo.txt"}) == (True, "note_read: Permission denied")
+        assert call(reg, "note_read", {"name": "nothing"}) == (True, "note_read: No such file or directory")
+    finally:
+        asyncio.run(reg.stop())

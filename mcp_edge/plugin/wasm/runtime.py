@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from mcp_edge.errors import AbiMismatchError, InvalidArgumentsError, PluginLoadError, ToolNotFoundError
+from mcp_edge.errors import (
+    AbiMismatchError,
+    InvalidArgumentsError,
+    PluginError,
+    PluginLoadError,
+    ToolNotFoundError,
+)
 from mcp_edge.plugin.config import check_schema, validate
 from mcp_edge.plugin.types import TextContent, ToolAnnotations, ToolDef, ToolResult
 from mcp_edge.plugin.wasm import WASM_ABI_VERSION, WasmPolicy
@@ -431,9 +437,11 @@ class WasmPlugin:
             self._config = _encode(dict(config))
             self._idle.clear()  # instances made for another config are not reused
         self._data_dir = ctx.data_dir
-        if self.policy.preopens:
+        try:
             for pre in self.policy.preopens:
                 self._preopen_source(pre.source)
+        except _CallFailed as exc:
+            raise PluginError(f"{self._where()}: {exc}") from None
 
     async def shutdown(self) -> None:
         with self._lock:
