@@ -124,6 +124,10 @@ class Settings:
     wasm_idle_instances: int = _s(4, "plugins", "int",
                                   "Idle instances kept per WASM plugin for the next calls (0: a fresh one each call).",
                                   0)
+    wasm_compile_cache: bool = _s(False, "plugins", "bool",
+                                  "Keep WASM plugins' compiled code in cache_dir/wasmtime, so a load skips compiling "
+                                  "(faster start, less memory); the cache holds native code the runtime runs: keep "
+                                  "that folder writable by the runtime's user only.")
     server_name: str = _s("mcp-edge", "protocol", "str", "serverInfo.name sent to clients.")
     instructions: str | None = _s(None, "protocol", "str", "Instructions sent to clients at initialize.")
     plugin_environ: tuple[str, ...] = _s(("DOCKER_HOST", "DOCKER_API_VERSION", "DOCKER_TLS_VERIFY",

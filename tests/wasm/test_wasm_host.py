@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import http.server
 import os
+import subprocess
+import sys
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from wasm_helpers import build_c, write_wasm_plugin
+from wasm_helpers import ROOT, build_c, write_wasm_plugin
 
 from mcp_edge.errors import AbiMismatchError, InvalidArgumentsError, PluginLoadError
 from mcp_edge.plugin import NullRequestContext, PluginState, Registry, read_manifest
@@ -320,3 +323,27 @@ def test_the_sample_plugin_keeps_notes_in_its_data_folder(wasm_hello: Path, tmp_
         assert call(reg, "note_read", {"name": "nothing"}) == (True, "note_read: No such file or directory")
     finally:
         asyncio.run(reg.stop())
+
+
+def test_the_compile_cache_keeps_compiled_modules_where_the_settings_say(wasm_hello: Path, tmp_path: Path) -> None:
+    # the engine is made once per process: a fresh interpreter, as a runtime (or its worker) starts
+    script = f"""
+import asyncio
+from pathlib import Path
+from mcp_edge.board import Settings
+from mcp_edge.plugin import Registry, NullRequestContext
+env = {{"MCP_EDGE_DATA_DIR": {str(tmp_path / "data")!r}, "MCP_EDGE_CACHE_DIR": {str(tmp_path / "cache")!r},
+       "MCP_EDGE_WASM_COMPILE_CACHE": "1"}}
+reg = Registry([Path({str(wasm_hello)!r})], entry_points=False, environ=env, settings=Settings.load(environ=env))
+async def main():
+    await reg.start()
+    print((await reg.call_tool("text_stats", {{"text": "a b"}}, NullRequestContext())).content[0].text)
+    await reg.stop()
+asyncio.run(main())
+"""
+    for _ in range(2):  # compiled and stored, then loaded from the cache
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
+        assert out.stdout.strip() == "bytes=3 chars=3 words=2 lines=1 crc32=" + f"{zlib.crc32(b'a b'):08x}", out
+    cached = [p for p in (tmp_path / "cache" / "wasmtime" / "modules").rglob("*") if p.is_file()]
+    assert cached, "nothing in the compile cache"
+    assert (tmp_path / "cache" / "wasmtime").stat().st_mode & 0o077 == 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -64,6 +65,7 @@ class WasmPolicy(NamedTuple):
     http_max_bytes: int
     preopens: tuple[Preopen, ...]
     idle_instances: int
+    cache_dir: Path | None = None  # wasmtime's compile cache (settings.wasm_compile_cache), else None
 
 
 def _int(table: Mapping[str, Any], key: str, where: str, lo: int, hi: int) -> int | None:
@@ -171,4 +173,5 @@ def effective(table: Mapping[str, Any] | None, settings: Settings, plugin_id: st
         http_max_bytes=settings.wasm_http_max_bytes,
         preopens=tuple(table.get("preopens", ())),
         idle_instances=settings.wasm_idle_instances,
+        cache_dir=settings.cache_dir / "wasmtime" if settings.wasm_compile_cache else None,
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import threading
@@ -100,8 +101,9 @@ _engine_lock = threading.Lock()
 _engine: tuple[Any, _Ticker] | None = None
 
 
-def engine() -> tuple[Any, _Ticker]:
-    """The process's wasmtime engine and its epoch ticker (made on first use)."""
+def engine(cache_dir: Path | None = None) -> tuple[Any, _Ticker]:
+    """The process's wasmtime engine and its epoch ticker (made on first use; ``cache_dir``: wasmtime's compile
+    cache goes there, when the settings turn it on)."""
     global _engine
     with _engine_lock:
         if _engine is None:
@@ -113,9 +115,28 @@ def engine() -> tuple[Any, _Ticker]:
             config = wasmtime.Config()
             config.epoch_interruption = True
             config.parallel_compilation = False
+            if cache_dir is not None:
+                _use_cache(config, cache_dir)
             eng = wasmtime.Engine(config)
             _engine = (eng, _Ticker(eng))
         return _engine
+
+
+def _use_cache(config: Any, cache_dir: Path) -> None:
+    """Point wasmtime's compile cache at ``cache_dir`` (a cache.toml there says where); a folder it cannot use
+    is logged and the engine compiles every load instead."""
+    import wasmtime
+
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        toml = cache_dir / "cache.toml"
+        text = f"[cache]\ndirectory = {json.dumps(str(cache_dir / 'modules'))}\n"
+        if not toml.is_file() or toml.read_text() != text:
+            toml.write_text(text)
+        config.cache = str(toml)
+    except (OSError, wasmtime.WasmtimeError) as exc:
+        log.warning("WASM compile cache off: cannot use %s (%s); modules are compiled at every load", cache_dir,
+                    _one_line(exc))
 
 
 class _ToolSpec(msgspec.Struct):
@@ -248,7 +269,7 @@ class WasmPlugin:
         self.policy = policy
         self.logger = logging.getLogger(f"mcp_edge.plugin.{manifest.id}")
         self.tools: dict[str, WasmToolHandler] = {}
-        self._engine, self._ticker = engine()
+        self._engine, self._ticker = engine(policy.cache_dir)
         self._config = b"{}"
         self._data_dir: Path | None = None
         self._idle: list[_Instance] = []
