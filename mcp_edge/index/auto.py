@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +34,8 @@ class AutoUpdater:
         self.registry = registry
         self.on_reloaded = on_reloaded
         self._task: asyncio.Task[None] | None = None
+        self._stop = threading.Event()  # close(): the round's thread stops at its next read
+        self._inflight: asyncio.Future[list[Change]] | None = None
         self.rounds = 0
 
     def start(self) -> None:
@@ -65,8 +68,10 @@ class AutoUpdater:
         self.rounds += 1
         if not settings.plugin_index:
             return []
+        installer = Installer(settings, stop=self._stop)
+        self._inflight = asyncio.get_running_loop().run_in_executor(None, installer.update)
         try:
-            changes = await asyncio.to_thread(Installer(settings).update)
+            changes = await asyncio.shield(self._inflight)  # (cancelled, the round's thread goes on: close waits)
         except (McpEdgeError, OSError) as exc:
             log.warning("plugin index: no update: %s", exc)
             return []
@@ -87,8 +92,15 @@ class AutoUpdater:
         return changes
 
     async def close(self) -> None:
+        """Stop the task, and the round's thread at its next read (a download cut short leaves what is installed
+        as it was); returns once that thread is done, so nothing of an install outlives the server."""
+        self._stop.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._inflight is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._inflight
+            self._inflight = None

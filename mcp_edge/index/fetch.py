@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -84,13 +85,16 @@ def _read_some(stream: BinaryIO, n: int) -> bytes:
     return bytes(read1(n)) if read1 is not None else stream.read(n)
 
 
-def _late(source: str, deadline: float) -> None:
+def _late(source: str, deadline: float, stop: threading.Event | None = None) -> None:
     if time.monotonic() > deadline:
         raise IndexRefused(f"reading {source} took longer than index_deadline_s: cut off")
+    if stop is not None and stop.is_set():
+        raise IndexRefused(f"reading {source} cut off: the server is stopping")
 
 
-def read_bounded(source: str, limit: int, timeout: float, what: str, deadline_s: float = 600.0) -> bytes:
-    """All of ``source``, refused past ``limit`` bytes or ``deadline_s`` seconds."""
+def read_bounded(source: str, limit: int, timeout: float, what: str, deadline_s: float = 600.0,
+                 stop: threading.Event | None = None) -> bytes:
+    """All of ``source``, refused past ``limit`` bytes or ``deadline_s`` seconds, or once ``stop`` is set."""
     import http.client
 
     deadline = time.monotonic() + deadline_s
@@ -107,7 +111,7 @@ def read_bounded(source: str, limit: int, timeout: float, what: str, deadline_s:
                     break
                 parts.append(chunk)
                 got += len(chunk)
-                _late(source, deadline)
+                _late(source, deadline, stop)
         except (OSError, ValueError, http.client.HTTPException) as exc:
             raise IndexRefused(f"cannot fetch {source}: {exc}") from None
     if got > limit:
@@ -115,9 +119,11 @@ def read_bounded(source: str, limit: int, timeout: float, what: str, deadline_s:
     return b"".join(parts)
 
 
-def download(source: str, out: BinaryIO, size: int, timeout: float, deadline_s: float = 600.0) -> str:
+def download(source: str, out: BinaryIO, size: int, timeout: float, deadline_s: float = 600.0,
+             stop: threading.Event | None = None) -> str:
     """Stream exactly ``size`` bytes of ``source`` into ``out``; their SHA-256. IndexRefused when it ends early
-    (``interrupted``), runs past ``size`` or ``deadline_s`` seconds, or cannot be fetched."""
+    (``interrupted``), runs past ``size`` or ``deadline_s`` seconds, is stopped (``stop`` set: the server is
+    stopping), or cannot be fetched."""
     import http.client
 
     deadline = time.monotonic() + deadline_s
@@ -137,7 +143,7 @@ def download(source: str, out: BinaryIO, size: int, timeout: float, deadline_s: 
                     break
                 h.update(chunk)
                 out.write(chunk)
-                _late(source, deadline)
+                _late(source, deadline, stop)
         except http.client.IncompleteRead as exc:
             raise IndexRefused(f"download of {source} interrupted after {got + len(exc.partial)} of {size} bytes "
                                "(the connection closed)") from None

@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,8 @@ class Installer:
     """The box's side of the plugin index, configured by ``settings`` (``source`` overrides ``plugin_index``)."""
 
     def __init__(self, settings: Settings, *, source: str | None = None, trust: TrustStore | None = None,
-                 now: Callable[[], dt.datetime] | None = None, arch: str | None = None) -> None:
+                 now: Callable[[], dt.datetime] | None = None, arch: str | None = None,
+                 stop: threading.Event | None = None) -> None:
         self.settings = settings
         self.source = source if source is not None else settings.plugin_index
         self.plugins = plugins_folder(settings.data_dir)
@@ -82,6 +84,7 @@ class Installer:
         self._trust = trust
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self.arch = arch or this_arch()
+        self.stop = stop  # set: cut a download short and start no other (the server is stopping)
 
     @property
     def trust(self) -> TrustStore:
@@ -96,7 +99,8 @@ class Installer:
         if not self.source:
             raise ConfigError("no plugin index: set plugin_index (a URL or a path) or pass --index")
         s = self.settings
-        data = read_bounded(self.source, s.index_max_bytes, s.index_timeout_s, "index", s.index_deadline_s)
+        data = read_bounded(self.source, s.index_max_bytes, s.index_timeout_s, "index", s.index_deadline_s,
+                            self.stop)
         with self.state.locked():
             index = accept(data, self.source, self.trust, self.state.kept(), self._now())
             self.state.keep(index, data, self.source)
@@ -202,7 +206,7 @@ class Installer:
             artifact = work / "artifact.tar.gz"
             url = resolve(self.source, entry.url)
             with artifact.open("wb") as out:
-                sha = download(url, out, entry.size, s.index_timeout_s, s.index_deadline_s)
+                sha = download(url, out, entry.size, s.index_timeout_s, s.index_deadline_s, self.stop)
             if sha != entry.sha256:
                 raise IndexRefused(f"plugin {entry.id} {entry.version}: the artifact's SHA-256 is {sha}, the signed "
                                    f"index says {entry.sha256}: tampered or corrupted, refused")
@@ -251,6 +255,8 @@ class Installer:
         changes: list[Change] = []
         failures: list[str] = []
         for plugin_id in names:
+            if self.stop is not None and self.stop.is_set():
+                break
             if plugin_id not in installed:  # update changes what is there; it never installs
                 log.warning("plugin index: %s not updated: not installed from the index (plugin install %s)",
                             plugin_id, plugin_id)
