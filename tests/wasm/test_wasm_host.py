@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -347,3 +348,31 @@ asyncio.run(main())
     cached = [p for p in (tmp_path / "cache" / "wasmtime" / "modules").rglob("*") if p.is_file()]
     assert cached, "nothing in the compile cache"
     assert (tmp_path / "cache" / "wasmtime").stat().st_mode & 0o077 == 0
+
+
+def test_a_new_module_is_hot_reloaded_and_a_broken_one_leaves_the_old_serving(tmp_path: Path) -> None:
+    source = """
+        #include "mcp_edge_wasm.h"
+        MCP_EDGE_WASM_PLUGIN()
+        ME_EXPORT("mcp_catalog") int64_t mcp_catalog(void) {
+            me_buf b = {0};
+            me_buf_puts(&b, "{\\"tools\\":[{\\"name\\":\\"which\\",\\"inputSchema\\":{\\"type\\":\\"object\\"}}]}");
+            return me_buf_answer(&b);
+        }
+        ME_EXPORT("mcp_call") int64_t mcp_call(int32_t a, int32_t b, int32_t c, int32_t d) {
+            (void)a; (void)b; (void)c; (void)d; return me_text_result(VERSION, sizeof VERSION - 1, 0); }
+    """
+    v1 = build_c(source, tmp_path / "v1.wasm", ('-DVERSION="one"',))
+    v2 = build_c(source, tmp_path / "v2.wasm", ('-DVERSION="two"',))
+    folder = write_wasm_plugin(tmp_path / "plugins", "swap", v1)
+    reg = start([folder], tmp_path)
+    try:
+        assert call(reg, "which") == (False, "one")
+        shutil.copy(v2, folder / "module.wasm")
+        asyncio.run(reg.reload("swap"))
+        assert call(reg, "which") == (False, "two")
+        (folder / "module.wasm").write_bytes(b"\0asm broken")
+        asyncio.run(reg.reload("swap"))  # refused (logged): the running version keeps serving
+        assert call(reg, "which") == (False, "two")
+    finally:
+        asyncio.run(reg.stop())
