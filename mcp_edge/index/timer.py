@@ -31,7 +31,7 @@ def timer_units(settings: Settings, *, exec_path: Path, user: str | None = None,
     service = [
         "[Unit]",
         f"Description=mcp-edge: install newer plugins from the signed index (board {settings.board.id})",
-        "After=network-online.target",
+        "After=network-online.target time-sync.target",  # (expiry checks need the clock set)
         "Wants=network-online.target",
         "",
         "[Service]",
