@@ -75,6 +75,8 @@ def pack(folder: Path, out: BinaryIO) -> None:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for rel, path in _walk(folder):
+            if _control(rel):
+                raise ConfigError(f"{path}: a control character (a newline ...) in a name: rename it")
             st = path.lstat()
             info = tarfile.TarInfo(rel)
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
@@ -93,6 +95,12 @@ def pack(folder: Path, out: BinaryIO) -> None:
         gz.write(raw.getvalue())
 
 
+def _control(name: str) -> bool:
+    """Whether ``name`` holds a control character: a newline would let one name pass for several lines of
+    :func:`tree_digest`, so two different trees could share a digest."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)
+
+
 def _safe_name(name: str, where: str) -> PurePosixPath:
     path = PurePosixPath(name)
     if not name or name.startswith("/") or path.is_absolute():
@@ -102,8 +110,9 @@ def _safe_name(name: str, where: str) -> PurePosixPath:
         return PurePosixPath(".")
     if any(p == ".." for p in parts):
         raise IndexRefused(f"{where}: member {name!r} climbs out with '..'")
-    if any("\0" in p or "\\" in p for p in parts):
-        raise IndexRefused(f"{where}: member {name!r} has a NUL or a backslash in its name")
+    if any("\\" in p or _control(p) for p in parts):
+        raise IndexRefused(f"{where}: member {name!r} has a backslash or a control character (NUL, newline ...) "
+                           "in its name")
     return PurePosixPath(*parts)
 
 
