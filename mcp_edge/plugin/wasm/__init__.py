@@ -66,6 +66,7 @@ class WasmPolicy(NamedTuple):
     preopens: tuple[Preopen, ...]
     idle_instances: int
     cache_dir: Path | None = None  # wasmtime's compile cache (settings.wasm_compile_cache), else None
+    threads: int = 8  # settings.wasm_threads
 
 
 def _int(table: Mapping[str, Any], key: str, where: str, lo: int, hi: int) -> int | None:
@@ -174,4 +175,5 @@ def effective(table: Mapping[str, Any] | None, settings: Settings, plugin_id: st
         preopens=tuple(table.get("preopens", ())),
         idle_instances=settings.wasm_idle_instances,
         cache_dir=settings.cache_dir / "wasmtime" if settings.wasm_compile_cache else None,
+        threads=settings.wasm_threads,
     )

@@ -7,13 +7,14 @@ module that never returns traps there and only that call fails.
 The module is compiled once per load; instances come from an idle list (``settings.wasm_idle_instances``) or
 are made fresh, each in its own store with the memory cap (``Store.set_limits``: ``memory.grow`` past it
 answers -1, which C's malloc turns into NULL). An instance that trapped, passed its deadline, or was refused a
-host function is thrown away, never reused: the next call gets a fresh one. Calls run on threads
-(``asyncio.to_thread``), never on the event loop.
+host function is thrown away, never reused: the next call gets a fresh one. Calls run on threads of their
+own (``settings.wasm_threads``), never on the event loop nor on the loop's default executor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -139,6 +140,18 @@ def _use_cache(config: Any, cache_dir: Path) -> None:
                     _one_line(exc))
 
 
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def executor(threads: int) -> concurrent.futures.ThreadPoolExecutor:
+    """The threads WASM calls run on (all plugins of this process; made on first use with ``threads``)."""
+    global _executor
+    with _engine_lock:
+        if _executor is None:
+            _executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mcp-edge-wasm")
+        return _executor
+
+
 class _ToolSpec(msgspec.Struct):
     name: str
     inputSchema: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object"})
@@ -254,7 +267,8 @@ class WasmToolHandler:
             raise InvalidArgumentsError(f"invalid arguments for tool '{self.name}': {where or '(arguments)'}: "
                                         f"{message}")
         loop = asyncio.get_running_loop()
-        return await asyncio.to_thread(instance.call_sync, self.name, _encode(arguments), rctx, loop)
+        return await loop.run_in_executor(executor(instance.policy.threads), instance.call_sync, self.name,
+                                          _encode(arguments), rctx, loop)
 
 
 class WasmPlugin:
