@@ -143,6 +143,10 @@ class Installer:
         index = index or self.refresh()
         entry = index.pick(plugin_id, version, self.arch)
         with self.state.locked():
+            kept = self.state.kept()
+            if kept is not None and kept["version"] > index.version:  # (another installer trusted a newer one)
+                raise IndexRefused(f"plugin {plugin_id}: the box trusts index version {kept['version']} now, this "
+                                   f"install read version {index.version}: run it again")
             target = self.plugins / plugin_id
             have = self._reconcile(index, plugin_id, self.state.installed().get(plugin_id), target)
             if have is not None and target.is_dir():
