@@ -196,6 +196,7 @@ def _mkdirs(root_fd: int, parts: tuple[str, ...], where: str) -> int:
                 nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
             except OSError:
                 raise IndexRefused(f"{where}: {'/'.join(parts)} is not a folder it may unpack into") from None
+            os.fchmod(nxt, 0o755)  # (whatever the installer's umask: the runtime's user reads it)
             os.close(fd)
             fd = nxt
     except BaseException:
