@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -169,6 +170,22 @@ class _CallFailed(Exception):
     """A call that produced no result: the message says why; the instance is not reused."""
 
 
+_DIRECT_MAJOR = 50
+"""The wasmtime-py major version whose private ctypes bindings (``_ffi``, ``_func``, ``Store._context``,
+``Func._func``) :class:`_Direct` was written against: under any other, calls take the public ``Func.__call__``."""
+
+
+@functools.lru_cache(maxsize=1)
+def _wasmtime_major() -> int:
+    """The installed wasmtime-py's major version (-1 when it cannot be told)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return int(version("wasmtime").split(".", 1)[0])
+    except (PackageNotFoundError, ValueError):
+        return -1
+
+
 class _Direct:
     """A call of an exported function of known signature (integers in, one integer out) without wasmtime-py's
     per-call checks and value conversions: ``wasmtime_func_call_unchecked`` on a reused argument buffer.
@@ -176,7 +193,8 @@ class _Direct:
     ``Func.__call__`` costs 10 µs plus about 25 µs per argument here (it looks the type up, converts and unroots
     each value); a tool call makes five calls, so this path is what keeps a call near 20 µs instead of hundreds
     (tools/wasm_engine_cost.py). The signatures are checked at load (``_check_signatures``), which is what makes
-    the unchecked call sound. Uses wasmtime-py's ctypes bindings: when they are not there, ``Func.__call__``."""
+    the unchecked call sound. Uses wasmtime-py's private ctypes bindings, so only under the wasmtime-py major it
+    was written against (``_DIRECT_MAJOR``); under another, or when they are not there, ``Func.__call__``."""
 
     __slots__ = ("_buf", "_ctx", "_fallback", "_func", "_n", "_store", "_wide")
 
@@ -185,6 +203,9 @@ class _Direct:
         self._fallback = func
         self._wide = wide_result
         self._n = max(nparams, 1)
+        self._ctx = None
+        if _wasmtime_major() != _DIRECT_MAJOR:
+            return
         try:
             import ctypes
 
