@@ -70,6 +70,7 @@ class CallScope:
         self.loop = loop
         self.deadline = deadline  # time.monotonic() when the call's time is up
         self.refused: str | None = None  # the first host function refused to this call
+        self.failed: str | None = None  # the first host function that failed in the host (the call fails)
 
 
 _local = threading.local()
@@ -87,21 +88,46 @@ def set_current(scope: CallScope | None) -> None:
 # -- helpers --------------------------------------------------------------------------------------------------
 
 
+class _Fault(ValueError):
+    """A guest pointer and length that do not lie inside its memory: -EFAULT."""
+
+
+def _span(caller: Any, ptr: int, length: int) -> tuple[Any, int]:
+    """The module's memory and ``ptr`` as the unsigned address it is (wasm passes i32 signed), when
+    ``[ptr, ptr + length)`` lies inside that memory; else _Fault. (wasmtime-py's read and write take Python slice
+    indices: a negative start counts from the end, and a read past the end comes back short.)"""
+    mem = caller["memory"]
+    ptr &= 0xFFFFFFFF
+    if length < 0 or ptr + length > mem.data_len(caller):
+        raise _Fault
+    return mem, ptr
+
+
 def _read(caller: Any, ptr: int, length: int, limit: int) -> bytes:
+    """The guest's bytes at ``ptr``: ValueError when ``length`` is negative or past ``limit``, _Fault when they are
+    not all inside its memory."""
     if length < 0 or length > limit:
         raise ValueError
-    mem = caller["memory"]
-    data: bytes = mem.read(caller, ptr, ptr + length)
-    return data
+    mem, start = _span(caller, ptr, length)
+    return bytes(mem.read(caller, start, start + length))
+
+
+def _i64(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def _give(caller: Any, data: bytes) -> int:
-    """Copy ``data`` into a buffer the module allocates (its mcp_alloc): the packed pointer/length, or -ENOMEM."""
-    ptr = caller["mcp_alloc"](caller, len(data))
+    """Copy ``data`` into a buffer the module allocates (its mcp_alloc): the packed pointer/length, -ENOMEM, or
+    -EFAULT when the buffer it answered is not inside its memory."""
+    ptr = int(caller["mcp_alloc"](caller, len(data)) or 0) & 0xFFFFFFFF
     if not ptr:
         return wasi_errno(errno.ENOMEM)
-    caller["memory"].write(caller, data, ptr)
-    return (int(ptr) << 32) | len(data)
+    try:
+        mem, ptr = _span(caller, ptr, len(data))
+    except _Fault:
+        return wasi_errno(errno.EFAULT)
+    mem.write(caller, data, ptr)
+    return _i64((ptr << 32) | len(data))
 
 
 def _schedule(scope: CallScope, coro_fn: Callable[[], Any]) -> None:
@@ -208,8 +234,10 @@ def host_data_read(caller: Any, ptr: int, length: int) -> int:
         return wasi_errno(errno.ENOENT)
     try:
         parts = _path_parts(_read(caller, ptr, length, _MAX_PATH))
+    except _Fault:
+        return wasi_errno(errno.EFAULT)
     except ValueError:
-        return wasi_errno(errno.ENAMETOOLONG)
+        return wasi_errno(errno.ENAMETOOLONG if length > 0 else errno.EINVAL)
     if parts is None:
         return wasi_errno(errno.EACCES)
     limit = scope.policy.memory_mb << 20
@@ -235,6 +263,8 @@ def host_data_write(caller: Any, ptr: int, length: int, data_ptr: int, data_len:
     try:
         parts = _path_parts(_read(caller, ptr, length, _MAX_PATH))
         data = _read(caller, data_ptr, data_len, scope.policy.memory_mb << 20)
+    except _Fault:
+        return wasi_errno(errno.EFAULT)
     except ValueError:
         return wasi_errno(errno.EINVAL)
     if parts is None:
@@ -265,9 +295,13 @@ def host_http_get(caller: Any, ptr: int, length: int, status_ptr: int) -> int:
     import urllib.request
 
     try:
+        if status_ptr:
+            _span(caller, status_ptr, 4)
         url = _read(caller, ptr, length, 8192).decode("utf-8")
         parsed = urllib.parse.urlsplit(url)
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except _Fault:
+        return wasi_errno(errno.EFAULT)
     except (ValueError, UnicodeDecodeError):
         return wasi_errno(errno.EINVAL)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -302,7 +336,11 @@ def host_http_get(caller: Any, ptr: int, length: int, status_ptr: int) -> int:
     if len(body) > limit:
         return wasi_errno(errno.EFBIG)
     if status_ptr:
-        caller["memory"].write(caller, status.to_bytes(4, "little", signed=True), status_ptr)
+        try:
+            mem, at = _span(caller, status_ptr, 4)  # again: the module's memory may have changed meanwhile
+        except _Fault:
+            return wasi_errno(errno.EFAULT)
+        mem.write(caller, status.to_bytes(4, "little", signed=True), at)
     return _give(caller, body)
 
 
@@ -315,6 +353,26 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
+def _never_raises(name: str, fn: Callable[..., Any], answers: bool) -> Callable[..., Any]:
+    """``fn`` answering -EFAULT (or nothing) instead of raising. wasmtime-py keeps the exception of a host function
+    in one process-wide variable that the next trapping call on any thread raises, so one call's failure could
+    surface in another's; and a trap inside it (the module's mcp_alloc passing the deadline) must end the call.
+    The failure is kept in the call's scope: the call fails and its instance is not reused."""
+    fail = wasi_errno(errno.EFAULT) if answers else None
+
+    def guarded(caller: Any, *args: Any) -> Any:
+        try:
+            return fn(caller, *args)
+        except Exception as exc:  # nothing may leave a host function
+            scope = current()
+            if scope is not None and scope.failed is None:
+                text = str(exc).strip()
+                scope.failed = f"host function {name} failed: {text.splitlines()[0] if text else type(exc).__name__}"
+            return fail
+
+    return guarded
+
+
 def define_all(linker: Any) -> None:
     """Define every host function in ``linker`` (module "mcp_edge"); each checks its grant per call."""
     import wasmtime
@@ -322,4 +380,5 @@ def define_all(linker: Any) -> None:
     types = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64(), "f64": wasmtime.ValType.f64()}
     for name, (params, results) in SIGNATURES.items():
         ty = wasmtime.FuncType([types[p] for p in params], [types[r] for r in results])
-        linker.define_func("mcp_edge", name, ty, _FUNCTIONS[name], access_caller=True)
+        linker.define_func("mcp_edge", name, ty, _never_raises(name, _FUNCTIONS[name], bool(results)),
+                           access_caller=True)

@@ -413,7 +413,7 @@ class WasmPlugin:
         setup = inst.exports.get("mcp_init")
         if config and setup is not None:
             ptr = self._give(inst, self._config)
-            rc = setup(store, ptr, len(self._config))
+            rc = setup(store, _s32(ptr), len(self._config))
             if rc != 0:
                 raise _CallFailed(f"its mcp_init refused the config ({rc})")
         return inst
@@ -439,10 +439,14 @@ class WasmPlugin:
     # -- memory transfers -----------------------------------------------------------------------------------
 
     def _give(self, inst: _Instance, data: bytes) -> int:
-        ptr = inst.alloc(max(len(data), 1))
+        """``data`` copied into a buffer of the module's mcp_alloc: its address (unsigned; pass it back through
+        ``_s32``)."""
+        ptr = inst.alloc(max(len(data), 1)) & 0xFFFFFFFF  # wasm's i32 comes signed
         if not ptr:
             raise _CallFailed(f"its mcp_alloc could not allocate {len(data)} bytes (memory cap "
                               f"{self.policy.memory_mb} MiB)")
+        if ptr + len(data) > inst.memory.data_len(inst.store):
+            raise _CallFailed(f"its mcp_alloc answered a buffer outside its memory ({ptr:#x}, {len(data)} bytes)")
         inst.memory.write(inst.store, data, ptr)
         return ptr
 
@@ -455,7 +459,7 @@ class WasmPlugin:
         if ptr + length > inst.memory.data_len(inst.store):
             raise _CallFailed("it returned a result outside its memory")
         data = bytes(inst.memory.read(inst.store, ptr, ptr + length))
-        inst.free(ptr)
+        inst.free(_s32(ptr))
         return data
 
     def _with_deadline(self, inst: _Instance | None, fn: Any) -> Any:
@@ -535,8 +539,8 @@ class WasmPlugin:
             def run() -> bytes:  # name and arguments in one buffer: each crossing into WASM costs µs
                 name = handler.raw_name
                 ptr = self._give(live, name + args)
-                out = self._take(live, live.call(ptr, len(name), ptr + len(name), len(args)))
-                live.free(ptr)
+                out = self._take(live, live.call(_s32(ptr), len(name), _s32(ptr + len(name)), len(args)))
+                live.free(_s32(ptr))
                 return out
 
             out = self._with_deadline(live, run)
@@ -544,11 +548,15 @@ class WasmPlugin:
             inst = None
             if scope.refused is not None:
                 return self._refused(name, scope.refused)
+            if scope.failed is not None and "deadline" not in str(exc):
+                return _error(f"PluginError: {self._where()}: tool {name} {scope.failed}")
             return _error(f"PluginError: {self._where()}: tool {name} {exc}")
         finally:
             set_current(None)
         if scope.refused is not None:  # the module went on after the refusal: its answer is not used
             return self._refused(name, scope.refused)
+        if scope.failed is not None:  # nor after a host function failed in the host (its instance is dropped)
+            return _error(f"PluginError: {self._where()}: tool {name} {scope.failed}")
         self._release(inst)
         try:
             return _decode_result(out)
@@ -561,6 +569,12 @@ class WasmPlugin:
             f"PluginError: {self._where()}: tool {tool} refused: it called host function '{function}', which "
             f"this plugin is not granted (plugin.toml [wasm] host_functions, within the box's wasm_host_functions)"
         )
+
+
+def _s32(value: int) -> int:
+    """An address as the signed i32 wasm takes."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def _error(text: str) -> ToolResult:
