@@ -81,6 +81,10 @@ class Transport(Protocol):
     def initialized(self, result: dict[str, Any], version: str) -> None:
         """The handshake is done (HTTP: the session's protocol version header from now on)."""
 
+    def abandon(self, call: int) -> None:
+        """Our request ``call`` was given up (deadline, cancelled): stop waiting on whatever carries its answer
+        (HTTP: its POST, so a server that never answers holds no connection)."""
+
     async def close(self, grace: float) -> None:
         """End the server (or the session) within ``grace`` seconds, then by force."""
 
@@ -102,11 +106,14 @@ Notify = Callable[[str, dict[str, Any]], "Awaitable[None] | None"]
 
 class McpClient:
     """One session with one server (see the module docstring). ``on_notification(method, params)``: the
-    server's notifications other than progress; ``on_lost(reason)``: the transport ended while not closing."""
+    server's notifications other than progress; ``on_lost(reason)``: the transport ended while not closing;
+    ``notify_timeout``: how long sending one notification may take (a server that stops reading its stdin, or
+    never answers a POST, must not hold a call past its deadline)."""
 
     def __init__(self, transport: Transport, plugin_id: str, *, on_notification: Notify | None = None,
-                 on_lost: Callable[[str], None] | None = None) -> None:
+                 on_lost: Callable[[str], None] | None = None, notify_timeout: float = 30.0) -> None:
         self.transport = transport
+        self.notify_timeout = notify_timeout
         self.plugin_id = plugin_id
         self.on_notification = on_notification
         self.on_lost = on_lost
@@ -165,7 +172,11 @@ class McpClient:
         text = result.get("instructions")
         self.instructions = text if isinstance(text, str) else None
         self.transport.initialized(result, self.version)
-        await self.notify("notifications/initialized")
+        try:
+            await self.notify("notifications/initialized")
+        except TimeoutError:
+            raise PluginLoadError(f"plugin {self.plugin_id}: the server ({self.transport.describe()}) did not take "
+                                  f"notifications/initialized within {self.notify_timeout:g} s") from None
 
     async def _first(self, method: str, params: dict[str, Any], timeout: float) -> msgspec.Raw:
         try:
@@ -260,13 +271,14 @@ class McpClient:
                 self._tokens[call_id] = call
         self._calls[call_id] = call
         try:
-            await self.transport.send(jsonrpc.request(call_id, method, body or None), call_id,
-                                      self._head(method, body) if self.stateless else None)
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout):  # (sending too: a server that stops reading fills the pipe)
+                await self.transport.send(jsonrpc.request(call_id, method, body or None), call_id,
+                                          self._head(method, body) if self.stateless else None)
                 msg = await call.future
         except (asyncio.CancelledError, TimeoutError):
-            if self.alive and method != "initialize":
-                await self._cancel(call_id)
+            self.transport.abandon(call_id)
+            if self.alive and method != "initialize":  # sent beside, never awaited: the deadline holds
+                self._spawn(self._cancel(call_id))
             raise
         finally:
             self._calls.pop(call_id, None)
@@ -279,8 +291,10 @@ class McpClient:
         return msg.result
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
-        await self.transport.send(jsonrpc.notification(method, params), None,
-                                  self._head(method, params or {}) if self.stateless else None)
+        """Send a notification; TimeoutError when it takes over ``notify_timeout``."""
+        async with asyncio.timeout(self.notify_timeout):
+            await self.transport.send(jsonrpc.notification(method, params), None,
+                                      self._head(method, params or {}) if self.stateless else None)
 
     def _head(self, method: str, params: dict[str, Any]) -> dict[str, str]:
         """The 2026-07-28 HTTP headers of a message: its revision, method and (tools/call, prompts/get,
@@ -293,9 +307,8 @@ class McpClient:
 
     async def _cancel(self, call_id: int) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.shield(self.notify("notifications/cancelled",
-                                             {"requestId": call_id, "reason": "the runtime's deadline passed or "
-                                                                             "its client gave up"}))
+            await self.notify("notifications/cancelled",
+                              {"requestId": call_id, "reason": "the runtime's deadline passed or its client gave up"})
 
     # -- what the server sends ------------------------------------------------------------------------------
 

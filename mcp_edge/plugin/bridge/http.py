@@ -49,6 +49,7 @@ class HttpTransport:
         self._deliver: Deliver | None = None
         self._closed: Closed | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._posts: dict[int, asyncio.Task[None]] = {}  # our requests' POSTs, by request id
         self._listen: asyncio.Task[None] | None = None
 
     def describe(self) -> str:
@@ -84,7 +85,19 @@ class HttpTransport:
             return
         task = asyncio.get_running_loop().create_task(self._post(data, call, head))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._posts[call] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if self._posts.get(call) is t:
+                del self._posts[call]
+
+        task.add_done_callback(done)
+
+    def abandon(self, call: int) -> None:
+        task = self._posts.pop(call, None)
+        if task is not None:
+            task.cancel()  # its connection is closed, not left waiting on an answer nobody wants
 
     async def _post(self, data: bytes, call: int | None, head: dict[str, str] | None) -> None:
         import httpx
