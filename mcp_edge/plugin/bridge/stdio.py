@@ -1,7 +1,8 @@
 """A mounted server over stdio: the child process, its newline-delimited JSON, its stderr, its end.
 
 The child runs in a process group of its own (``start_new_session``), so stopping it ends whatever it started
-too: SIGTERM to the group after its stdin closes and a grace period, then SIGKILL. It gets the supervisor's
+too: SIGTERM to the group after its stdin closes and a grace period, then SIGKILL. It dies with the runtime
+(``PR_SET_PDEATHSIG``: SIGKILL when the runtime ends, even by SIGKILL). It gets the supervisor's
 per-worker limits (``worker_rlimit_as``, ``worker_rlimit_nofile`` set in the child before it execs;
 ``worker_memory_max`` as a cgroup of its own where the service's cgroup is writable), and the small environment
 :mod:`mcp_edge.plugin.bridge` describes. Its stderr goes to the runtime's log line by line (each cut at
@@ -66,12 +67,19 @@ class StdioTransport:
         return " ".join(self.argv)
 
     async def open(self, deliver: Deliver, closed: Closed) -> None:
-        from mcp_edge.system.limits import apply_rlimits  # imported here: the child must import nothing
+        from mcp_edge.native._sys import set_parent_death_signal  # imported here: the child must import nothing
+        from mcp_edge.system.limits import apply_rlimits
 
         s = self.settings
         limit_as, limit_nofile = s.worker_rlimit_as, s.worker_rlimit_nofile
+        parent = os.getpid()
 
-        def limits() -> None:  # in the child, after fork, before exec: setrlimit calls only
+        def limits() -> None:  # in the child, after fork, before exec: prctl and setrlimit calls only
+            # SIGKILLed with the runtime (its own session keeps it from the runtime's signals, and a server that
+            # ignores its stdin's end would outlive it); a runtime already gone before this: end here
+            set_parent_death_signal(signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(1)
             apply_rlimits(address_space=limit_as, nofile=limit_nofile)
 
         if not os.path.isdir(self.cwd):
@@ -112,6 +120,9 @@ class StdioTransport:
 
     def initialized(self, result: dict[str, Any], version: str) -> None:
         pass
+
+    def abandon(self, call: int) -> None:
+        pass  # (the request is in the pipe; notifications/cancelled follows it)
 
     async def _read(self, deliver: Deliver) -> None:
         proc = self._proc
