@@ -186,6 +186,20 @@ def _open_beneath(root: Path, parts: list[str], flags: int, create_dirs: bool) -
         os.close(fd)
 
 
+def _plain_file(fd: int) -> int:
+    """The size of the file open as ``fd``, when it is a regular file with one name: a FIFO or a device is
+    refused (EACCES; a directory EISDIR), and so is a hard link (a second name could be a file outside the data
+    folder, linked in by anyone who can write there)."""
+    import stat
+
+    st = os.fstat(fd)
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "a directory")
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        raise PermissionError(errno.EACCES, "not a regular file with one name")
+    return st.st_size
+
+
 def _granted(scope: CallScope | None, name: str) -> CallScope | None:
     """The call's scope when ``name`` is granted to it; else None, the call marked refused."""
     if scope is None:
@@ -242,9 +256,10 @@ def host_data_read(caller: Any, ptr: int, length: int) -> int:
         return wasi_errno(errno.EACCES)
     limit = scope.policy.memory_mb << 20
     try:
-        fd = _open_beneath(scope.data_dir, parts, os.O_RDONLY, False)
+        fd = _open_beneath(scope.data_dir, parts, os.O_RDONLY | os.O_NONBLOCK, False)  # a FIFO must not block
         with os.fdopen(fd, "rb") as f:
-            if os.fstat(f.fileno()).st_size > limit:
+            size = _plain_file(f.fileno())
+            if size > limit:
                 return wasi_errno(errno.EFBIG)
             data = f.read(limit + 1)
     except OSError as exc:
@@ -269,10 +284,13 @@ def host_data_write(caller: Any, ptr: int, length: int, data_ptr: int, data_len:
         return wasi_errno(errno.EINVAL)
     if parts is None:
         return wasi_errno(errno.EACCES)
-    mode = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if flags & 1 else os.O_TRUNC)
+    mode = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | (os.O_APPEND if flags & 1 else 0)
     try:
         fd = _open_beneath(scope.data_dir, parts, mode, True)
         with os.fdopen(fd, "wb") as f:
+            _plain_file(fd)
+            if not flags & 1:
+                os.ftruncate(fd, 0)  # only now: the checks come first
             f.write(data)
     except OSError as exc:
         return wasi_errno(errno.EACCES if exc.errno == errno.ELOOP else exc.errno)
