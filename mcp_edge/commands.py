@@ -288,7 +288,7 @@ def plugin_info(plugin_id: str, index_src: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
 def plugin_install(specs: tuple[str, ...], index_src: str | None, as_json: bool) -> None:
     """Download, verify and install plugins into <data_dir>/plugins (the newest version this box runs, or the
-    one named); a running server loads a new plugin at its next start."""
+    one named); a running server loads a new plugin at once (its folder watcher, or SIGHUP)."""
     from mcp_edge.index.cli import installer, render_changes, split_spec
 
     try:
@@ -325,7 +325,7 @@ def plugin_update(plugin_ids: tuple[str, ...], index_src: str | None, auto: bool
 @plugin.command("remove")
 @click.argument("plugin_id")
 def plugin_remove(plugin_id: str) -> None:
-    """Remove a plugin installed from the index (a running server runs it until its next start)."""
+    """Remove a plugin installed from the index (a running server stops it once its running calls finish)."""
     from mcp_edge.index.cli import installer
 
     try:

@@ -154,10 +154,18 @@ class RunningServer:
         self._router = router
         self._stopped = False
         self._session = Session(ServerConnection(router.info), principal=EMBEDDED)
+        installed = Path(settings.data_dir).expanduser() / "plugins"  # where `plugin install` puts plugins
+        if all(d.expanduser().resolve() != installed.resolve() for d in registry.plugin_dirs):
+            registry.plugin_dirs.append(installed)  # (absent at start: scanned once it is there)
+        from mcp_edge.index.guard import check_file_roots
+
+        registry.admit = lambda: check_file_roots(self._settings, registry)  # for a plugin added live, as at start
         self._watcher: PluginWatcher | None = None
         if settings.reload_watch:  # hot reload when a plugin's files change
             from mcp_edge.plugin.watch import PluginWatcher
 
+            with contextlib.suppress(OSError):  # watched for plugins installed or removed (mcp_edge.plugin.live)
+                installed.mkdir(mode=0o755, parents=True, exist_ok=True)
             self._watcher = PluginWatcher(registry)
             try:
                 self._watcher.start()
@@ -324,13 +332,18 @@ class RunningServer:
         return found
 
     async def reload_plugins(self) -> list[str]:
-        """Hot-reload every active folder plugin (SIGHUP): each new version beside its old one, swapped once it
+        """SIGHUP: add the plugins of new folders and remove those whose folder went (:mod:`mcp_edge.plugin.live`),
+        then hot-reload every other active folder plugin: each new version beside its old one, swapped once it
         is initialized; a version that fails leaves the old one serving. The ids reloaded."""
         from mcp_edge.plugin.lifecycle import PluginState
 
+        added, removed = await self._registry.rescan()
+        if self._watcher is not None:
+            self._watcher.follow(added, removed)
+        fresh = {id(rec) for rec in added}
         done = []
         for rec in self._registry.records:
-            if rec.state is PluginState.ACTIVE and rec.manifest is not None:
+            if rec.state is PluginState.ACTIVE and rec.manifest is not None and id(rec) not in fresh:
                 await self._registry.reload(rec.id)
                 if rec.reason is None:
                     done.append(rec.id)

@@ -262,7 +262,8 @@ class Settings:
                                      "Memory pressure (PSI some avg10, %) above which low-priority calls are "
                                      "refused (0: never).", 0.0)
     reload_watch: bool = _s(True, "supervisor", "bool",
-                            "Watch plugin folders (inotify) and hot-reload a plugin whose files change.")
+                            "Watch plugin folders (inotify): hot-reload a plugin whose files change, add or "
+                            "remove one whose folder appears or goes.")
     worker_rlimit_as: int = _s(0, "supervisor", "int",
                                "Address-space limit of each worker process in bytes (RLIMIT_AS; 0: none).", 0)
     worker_rlimit_nofile: int = _s(1024, "supervisor", "int",

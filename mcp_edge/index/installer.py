@@ -280,7 +280,7 @@ class Installer:
 
     def remove(self, plugin_id: str) -> Change:
         """Remove installed plugin ``plugin_id`` (only what the index installed); its folder leaves in one rename.
-        A running server keeps running it until its next restart."""
+        A running server removes it then (its folder watcher, or SIGHUP: :mod:`mcp_edge.plugin.live`)."""
         with self.state.locked():
             have = self.state.installed().get(plugin_id)
             target = self.plugins / plugin_id

@@ -45,7 +45,7 @@ TRANSITIONS: Final[dict[PluginState, dict[PluginState, str]]] = {
     _S.INITIALIZED: {_S.ACTIVE: "its tools, resources and prompts are routed",
                      _S.FAILED: "it could not be routed",
                      _S.STOPPING: "stopped"},
-    _S.ACTIVE: {_S.STOPPING: "the runtime stops",
+    _S.ACTIVE: {_S.STOPPING: "the runtime stops, or its folder was removed",
                 _S.RESTARTING: "its worker died or hung",
                 _S.RELOADING: "its files changed: a new version loads beside it"},
     _S.RESTARTING: {_S.ACTIVE: "a new worker is serving",

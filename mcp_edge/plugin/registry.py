@@ -11,7 +11,7 @@ the plugins down in reverse order; ``start`` may be called again after it.
 Calls go catalog -> owner -> host, through the owner's circuit breaker and bulkhead, with the call's deadline (the
 request context's, else ``tool_timeout_s``). A worker that dies or hangs is restarted with backoff while the
 others go on (:mod:`.supervision`, :mod:`mcp_edge.runtime.resilience`); hot reload is :mod:`.reload`, restarts
-:mod:`.restart`, SIGHUP's new settings ``apply_settings``.
+:mod:`.restart`, SIGHUP's new settings ``apply_settings``, plugins added and removed while running :mod:`.live`.
 """
 
 from __future__ import annotations
@@ -151,6 +151,8 @@ class Registry:
         self._psi_at = -1e9
         self.metrics: Metrics | None = None  # the request meter, when Settings.metrics is on (the server sets it)
         self.audit: AuditLog | None = None  # the audit log, when Settings.audit is on (the server sets it)
+        self.admit: Callable[[], None] | None = None  # the runtime's checks for a plugin added live (ConfigError)
+        self._live_lock: asyncio.Lock | None = None  # one add, remove or rescan at a time (mcp_edge.plugin.live)
 
     @classmethod
     def from_settings(cls, settings: Settings, *,
@@ -354,6 +356,25 @@ class Registry:
         from mcp_edge.plugin.reload import reload
 
         return await reload(self, plugin_id)
+
+    async def add_folder(self, folder: Path | str) -> PluginRecord:
+        """Add the plugin in ``folder`` to the running registry (see :mod:`.live`): its record, active or failed
+        with the reason."""
+        from mcp_edge.plugin.live import add_folder
+
+        return await add_folder(self, Path(folder))
+
+    async def remove(self, plugin_id: str) -> PluginRecord:
+        """Take an installed plugin out of the running registry, its calls drained first (see :mod:`.live`)."""
+        from mcp_edge.plugin.live import remove
+
+        return await remove(self, plugin_id)
+
+    async def rescan(self) -> tuple[list[PluginRecord], list[str]]:
+        """Add the plugins in new folders, remove those whose folder went (see :mod:`.live`): (added, removed)."""
+        from mcp_edge.plugin.live import rescan
+
+        return await rescan(self)
 
     async def worker_lost(self, host: PluginHost, reason: str) -> None:
         """A worker died or hung (its host says so): restart it with backoff; other plugins go on."""
