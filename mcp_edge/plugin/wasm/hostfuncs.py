@@ -308,9 +308,7 @@ def host_http_get(caller: Any, ptr: int, length: int, status_ptr: int) -> int:
     scope = _granted(current(), "http_get")
     if scope is None:
         return wasi_errno(errno.EPERM)
-    import urllib.error
     import urllib.parse
-    import urllib.request
 
     try:
         if status_ptr:
@@ -322,35 +320,17 @@ def host_http_get(caller: Any, ptr: int, length: int, status_ptr: int) -> int:
         return wasi_errno(errno.EFAULT)
     except (ValueError, UnicodeDecodeError):
         return wasi_errno(errno.EINVAL)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        return wasi_errno(errno.EINVAL)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or "@" in parsed.netloc:
+        return wasi_errno(errno.EINVAL)  # user:password@ too: the host checked must be the host reached
     if not host_allows(scope.policy.http_hosts, parsed.hostname, port):
         scope.logger.warning("http_get to %s refused: not in [wasm] http_hosts", parsed.netloc)
         return wasi_errno(errno.EACCES)
-
-    class _NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args: Any, **kwargs: Any) -> None:  # a redirect could leave the listed hosts
-            return None
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
-    timeout = max(0.05, scope.deadline - time.monotonic())
+    got = _fetch(scope, parsed.scheme, parsed.hostname, port, urllib.parse.urlunsplit(
+        ("", "", parsed.path or "/", parsed.query, "")))
+    if isinstance(got, int):
+        return got
+    status, body = got
     limit = scope.policy.http_max_bytes
-    try:
-        try:
-            resp = opener.open(urllib.request.Request(url, method="GET"), timeout=timeout)
-        except urllib.error.HTTPError as exc:  # a 4xx/5xx (or an unfollowed 3xx) is an answer too
-            resp = exc
-        with resp:
-            status = int(resp.status or 0)
-            body = resp.read(limit + 1)
-    except TimeoutError:
-        return wasi_errno(errno.ETIMEDOUT)
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None)
-        if isinstance(reason, TimeoutError):
-            return wasi_errno(errno.ETIMEDOUT)
-        code = getattr(reason, "errno", None) or getattr(exc, "errno", None)
-        return wasi_errno(code if isinstance(code, int) and code > 0 else errno.EHOSTUNREACH)
     if len(body) > limit:
         return wasi_errno(errno.EFBIG)
     if status_ptr:
@@ -360,6 +340,51 @@ def host_http_get(caller: Any, ptr: int, length: int, status_ptr: int) -> int:
             return wasi_errno(errno.EFAULT)
         mem.write(caller, status.to_bytes(4, "little", signed=True), at)
     return _give(caller, body)
+
+
+def _fetch(scope: CallScope, scheme: str, host: str, port: int, target: str) -> tuple[int, bytes] | int:
+    """GET ``target`` from exactly ``host:port`` (no proxy, no redirect followed): the status and at most
+    ``http_max_bytes + 1`` bytes of body, or a negative errno. The whole exchange ends at the call's deadline: a
+    timer shuts the socket down then, so a server answering a byte at a time cannot hold the call's thread past it
+    (a socket timeout alone is per read). Name resolution is not bounded by it."""
+    import http.client
+    import socket
+    import ssl
+
+    remaining = scope.deadline - time.monotonic()
+    if remaining <= 0:
+        return wasi_errno(errno.ETIMEDOUT)
+    conn = (http.client.HTTPSConnection(host, port, timeout=remaining, context=ssl.create_default_context())
+            if scheme == "https" else http.client.HTTPConnection(host, port, timeout=remaining))
+    cut = threading.Event()
+
+    def stop() -> None:
+        cut.set()
+        sock = conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(remaining, stop)
+    timer.daemon = True
+    timer.start()
+    try:
+        conn.request("GET", target, headers={"Accept-Encoding": "identity", "Connection": "close"})
+        resp = conn.getresponse()
+        status, body = int(resp.status), resp.read(scope.policy.http_max_bytes + 1)
+    except TimeoutError:
+        return wasi_errno(errno.ETIMEDOUT)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        if cut.is_set():
+            return wasi_errno(errno.ETIMEDOUT)
+        code = getattr(exc, "errno", None)
+        return wasi_errno(code if isinstance(code, int) and code > 0 else errno.EHOSTUNREACH)
+    finally:
+        timer.cancel()
+        conn.close()
+    if cut.is_set():  # a body cut short at the deadline is no answer
+        return wasi_errno(errno.ETIMEDOUT)
+    return status, body
 
 
 _FUNCTIONS: dict[str, Callable[..., Any]] = {

@@ -1,0 +1,109 @@
+"""http_get's edges: the host it checks is the host it reaches (a URL with user:password@ is refused), a
+redirect is answered as it is (never followed), and a server that answers a byte at a time cannot hold the call
+past its deadline (the connection is cut there: a socket timeout alone is per read)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from wasm_helpers import write_wasm_plugin
+
+from mcp_edge.plugin import NullRequestContext, PluginState, Registry
+
+DRIP = 60  # bytes, one each 0.1 s: six seconds, far past the plugin's deadline
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    drip_done = threading.Event()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "http://example.invalid/")
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"moved")
+            return
+        if self.path == "/drip":
+            self.send_response(200)
+            self.send_header("Content-Length", str(DRIP))
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for _ in range(DRIP):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                self.server.drip_done.set()
+            return
+        body = b"host " + (self.headers.get("Host") or "").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    srv = _Server(("127.0.0.1", 0), _Handler)
+    srv.drip_done = threading.Event()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_http_get_edges(misbehave: Path, tmp_path: Path, server: _Server) -> None:
+    from mcp_edge.board import Settings
+
+    port = server.server_address[1]
+    folder = write_wasm_plugin(tmp_path / "plugins", "misbehave", misbehave, f"""
+        deadline_ms = 500
+        host_functions = ["http_get"]
+        http_hosts = ["127.0.0.1:{port}"]
+    """)
+    env = {"MCP_EDGE_DATA_DIR": str(tmp_path / "data")}
+    reg = Registry([folder], entry_points=False, environ=env, settings=Settings.load(environ=env))
+
+    async def call(url: str) -> tuple[bool, str]:
+        res = await reg.call_tool("fetch", {"url": url}, NullRequestContext())
+        return res.isError, res.content[0].text if res.content else ""
+
+    async def main() -> None:
+        await reg.start()
+        try:
+            rec = reg.get("misbehave")
+            assert rec is not None and rec.state is PluginState.ACTIVE, rec.reason if rec else None
+            base = f"http://127.0.0.1:{port}"
+            assert await call(f"{base}/") == (False, f"200 host 127.0.0.1:{port}")
+            assert await call(f"http://evil@127.0.0.1:{port}/") == (True, "Invalid argument")
+            assert await call(f"http://127.0.0.1:{port}@evil.invalid/") == (True, "Invalid argument")
+            assert await call(f"http://u:p@127.0.0.1:{port}/") == (True, "Invalid argument")
+            assert await call(f"{base}/redirect") == (False, "302 moved")
+            failed, text = await call(f"{base}/drip")
+            assert failed and "deadline of 500 ms passed" in text, text
+            assert not server.drip_done.is_set(), "the call waited for the whole dripped body"
+            assert await call(f"{base}/") == (False, f"200 host 127.0.0.1:{port}")
+        finally:
+            await reg.stop()
+
+    asyncio.run(main())
