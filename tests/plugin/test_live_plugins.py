@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from plugin_helpers import write_plugin
+from plugin_helpers import ROOT, write_plugin
 
 from mcp_edge.board import Settings
 from mcp_edge.errors import PluginError, ToolNotFoundError
@@ -253,5 +253,60 @@ def test_the_watcher_adds_a_folder_moved_in_removes_one_moved_out_and_reloads_on
             await watcher.close()
             await reg.stop()
         assert changed.count("tools") >= 3
+
+    asyncio.run(go())
+
+
+def test_sighup_with_the_watcher_off_adds_and_removes_and_reloads_the_rest(tmp_path: Path) -> None:
+    from mcp_edge.server import Server
+
+    root = tmp_path / "plugins"
+    write_plugin(root, "alpha")
+    write_plugin(root, "beta")
+    data = tmp_path / "data"
+    s = Settings.load(environ={}, data_dir=data, plugin_dirs=(root,), entry_points=False, reload_watch=False)
+
+    async def go() -> None:
+        running = await Server.configure(s).start()
+        try:
+            installed = write_plugin(data / "plugins", "zeta")  # <data_dir>/plugins: absent at start
+            os.rename(root / "beta", tmp_path / "beta-away")
+            await running.reload(s)
+            reg = running.registry
+            zeta = reg.get("zeta")
+            assert zeta is not None and zeta.state is PluginState.ACTIVE, zeta
+            assert zeta.manifest is not None and zeta.manifest.folder == installed and zeta.reloads == 0
+            assert reg.get("beta") is None and reg.get("alpha").reloads == 1  # type: ignore[union-attr]
+            assert _text(await running.call_tool("zeta_tool")) == "zeta"
+            with pytest.raises(ToolNotFoundError):
+                await running.call_tool("beta_tool")
+            assert await running.reload_plugins() == ["alpha", "zeta"]  # nothing new: every plugin reloaded
+        finally:
+            await running.stop()
+
+    asyncio.run(go())
+
+
+def test_a_file_plugin_added_live_over_the_plugins_folder_is_refused(tmp_path: Path) -> None:
+    from mcp_edge.server import Server
+
+    root = tmp_path / "plugins"
+    write_plugin(root, "alpha")
+    data = tmp_path / "data"
+    s = Settings.load(environ={}, data_dir=data, plugin_dirs=(root,), entry_points=False, reload_watch=False,
+                      plugin_config={"fs": {"root": str(data)}})
+
+    async def go() -> None:
+        running = await Server.configure(s).start()
+        try:
+            shutil.copytree(ROOT / "plugins" / "fs", data / "plugins" / "fs")
+            added, _ = await running.registry.rescan()
+            assert [r.id for r in added] == ["fs"]
+            assert added[0].state is PluginState.FAILED
+            assert added[0].reason is not None and "a client could plant or change a plugin there" in added[0].reason
+            assert not any(t.name.startswith("fs_") for t in running.registry.tools())
+            assert _text(await running.call_tool("alpha_tool")) == "alpha"
+        finally:
+            await running.stop()
 
     asyncio.run(go())
