@@ -152,25 +152,50 @@ class HttpTransport:
         return b"".join(chunks)
 
     async def _events(self, resp: Any, call: int | None) -> None:
-        """Read an SSE stream: each event's data lines joined, one JSON-RPC message per event."""
+        """Read an SSE stream: each event's data lines joined, one JSON-RPC message per event. Lines end with
+        CRLF, LF or CR; comments and fields other than ``data`` are skipped. No line and no event may pass
+        ``bridge_max_message`` (the stream is read in chunks, never a whole line at a time: a server that sends
+        an endless line is lost, not buffered)."""
         limit = self.settings.bridge_max_message
-        data: list[str] = []
+        data: list[bytes] = []
         size = 0
-        async for line in resp.aiter_lines():
-            if not line:
-                if data:
-                    self._feed("\n".join(data).encode(), call)
-                data, size = [], 0
-                continue
-            if line.startswith("data:") and line[5:].strip():
-                piece = line[5:].removeprefix(" ")
-                size += len(piece)
+        pending = bytearray()
+        cr = False  # the last chunk ended with CR: an LF starting the next one ends nothing more
+
+        def event() -> None:
+            nonlocal size
+            body = b"\n".join(data)
+            data.clear()
+            size = 0
+            if body.strip():
+                self._feed(body, call)
+
+        async for chunk in resp.aiter_bytes():
+            if cr and chunk[:1] == b"\n":
+                chunk = chunk[1:]
+            cr = chunk[-1:] == b"\r"
+            pending += chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            *lines, rest = pending.split(b"\n")
+            if len(rest) > limit:
+                self._lost(f"sent an event stream line over bridge_max_message ({limit} bytes)")
+                return
+            pending = bytearray(rest)
+            for line in lines:
+                if not line:
+                    event()
+                    continue
+                field, colon, value = line.partition(b":")
+                if field != b"data":  # a comment (":..."), event, id, retry: nothing the bridge uses
+                    continue
+                if colon and value[:1] == b" ":
+                    value = value[1:]
+                size += len(value) + 1
                 if size > limit:
                     self._lost(f"sent a message over bridge_max_message ({limit} bytes)")
                     return
-                data.append(piece)
+                data.append(bytes(value))
         if data:
-            self._feed("\n".join(data).encode(), call)
+            event()
 
     def _feed(self, body: bytes, call: int | None) -> None:
         if self._deliver is None:
