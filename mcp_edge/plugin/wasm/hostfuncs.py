@@ -357,11 +357,11 @@ def _fetch(scope: CallScope, scheme: str, host: str, port: int, target: str) -> 
     conn = (http.client.HTTPSConnection(host, port, timeout=remaining, context=ssl.create_default_context())
             if scheme == "https" else http.client.HTTPConnection(host, port, timeout=remaining))
     cut = threading.Event()
+    held: list[socket.socket] = []  # conn.sock goes None once the response is read "Connection: close"
 
     def stop() -> None:
         cut.set()
-        sock = conn.sock
-        if sock is not None:
+        for sock in held:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
@@ -369,6 +369,10 @@ def _fetch(scope: CallScope, scheme: str, host: str, port: int, target: str) -> 
     timer.daemon = True
     timer.start()
     try:
+        conn.connect()  # bounded by its timeout (what is left of the call's time)
+        held.append(conn.sock)
+        if cut.is_set():
+            stop()
         conn.request("GET", target, headers={"Accept-Encoding": "identity", "Connection": "close"})
         resp = conn.getresponse()
         status, body = int(resp.status), resp.read(scope.policy.http_max_bytes + 1)
