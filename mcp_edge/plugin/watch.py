@@ -71,8 +71,9 @@ class PluginWatcher:
 
         try:
             (self._root_wds if into is None else into).add(_sys.inotify_add_watch(self._fd, folder, _sys.IN_CHANGES))
-        except OSError as exc:
-            log.warning("plugin folder %s: not watched for plugins added or removed: %s", folder, exc.strerror)
+        except OSError as exc:  # (a profile's folder that does not exist on this box: not worth a warning)
+            log.log(logging.DEBUG if isinstance(exc, FileNotFoundError) else logging.WARNING,
+                    "plugin folder %s: not watched for plugins added or removed: %s", folder, exc.strerror)
 
     def _watch(self, plugin_id: str, root: Path) -> None:
         from mcp_edge.native import _sys
