@@ -131,6 +131,7 @@ def _use_cache(config: Any, cache_dir: Path) -> None:
 
     try:
         cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _private(cache_dir)
         toml = cache_dir / "cache.toml"
         text = f"[cache]\ndirectory = {json.dumps(str(cache_dir / 'modules'))}\n"
         if not toml.is_file() or toml.read_text() != text:
@@ -139,6 +140,24 @@ def _use_cache(config: Any, cache_dir: Path) -> None:
     except (OSError, wasmtime.WasmtimeError) as exc:
         log.warning("WASM compile cache off: cannot use %s (%s); modules are compiled at every load", cache_dir,
                     _one_line(exc))
+
+
+def _private(folder: Path) -> None:
+    """OSError unless ``folder`` and the folder holding it are this user's (or root's) alone to change: what the
+    compile cache holds is native code the engine runs as it finds it. (The holding folder may be a shared one
+    with the sticky bit, like /tmp: there no one else can move ours away.)"""
+    import os
+    import stat
+
+    me = os.geteuid()
+    for path, own in ((folder, True), (folder.parent, False)):
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise OSError(f"{path} is not a folder")
+        if st.st_uid not in (me, 0):
+            raise OSError(f"{path} belongs to user {st.st_uid}")
+        if st.st_mode & 0o022 and (own or not st.st_mode & stat.S_ISVTX):
+            raise OSError(f"others may write in {path} (mode {stat.S_IMODE(st.st_mode):o})")
 
 
 _executor: concurrent.futures.ThreadPoolExecutor | None = None
