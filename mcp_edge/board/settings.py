@@ -106,6 +106,9 @@ class Settings:
     bridge_stderr_line_max: int = _s(2048, "plugins", "int",
                                      "A stdio server's stderr goes to the runtime's log line by line, each cut at "
                                      "this many bytes.", 80)
+    bridge_max_pending: int = _s(1024, "plugins", "int",
+                                 "Messages from one mounted server (progress, log lines, resource updates, its own "
+                                 "requests) on their way at once; past it more are dropped, and logged.", 1)
     # -- WASM plugins: defaults of a plugin's [wasm] table, and the box's ceilings over it ------------------
     wasm_memory_mb: int = _s(64, "plugins", "int",
                              "A WASM plugin's linear-memory cap in MiB when its [wasm] memory_mb says none.", 1)

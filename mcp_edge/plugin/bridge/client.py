@@ -108,12 +108,17 @@ class McpClient:
     """One session with one server (see the module docstring). ``on_notification(method, params)``: the
     server's notifications other than progress; ``on_lost(reason)``: the transport ended while not closing;
     ``notify_timeout``: how long sending one notification may take (a server that stops reading its stdin, or
-    never answers a POST, must not hold a call past its deadline)."""
+    never answers a POST, must not hold a call past its deadline); ``max_pending``: the server's messages that
+    may be on their way at once (progress, log lines, resource updates, its requests: each has a task while its
+    client takes it); past it more are dropped (a server flooding them must not grow the runtime)."""
 
     def __init__(self, transport: Transport, plugin_id: str, *, on_notification: Notify | None = None,
-                 on_lost: Callable[[str], None] | None = None, notify_timeout: float = 30.0) -> None:
+                 on_lost: Callable[[str], None] | None = None, notify_timeout: float = 30.0,
+                 max_pending: int = 1024) -> None:
         self.transport = transport
         self.notify_timeout = notify_timeout
+        self.max_pending = max_pending
+        self.dropped = 0  # the server's messages dropped past max_pending
         self.plugin_id = plugin_id
         self.on_notification = on_notification
         self.on_lost = on_lost
@@ -278,7 +283,7 @@ class McpClient:
         except (asyncio.CancelledError, TimeoutError):
             self.transport.abandon(call_id)
             if self.alive and method != "initialize":  # sent beside, never awaited: the deadline holds
-                self._spawn(self._cancel(call_id))
+                self._spawn(self._cancel(call_id), droppable=False)
             raise
         finally:
             self._calls.pop(call_id, None)
@@ -377,7 +382,17 @@ class McpClient:
         self._calls.clear()
         self._tokens.clear()
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any], *, droppable: bool = True) -> None:
+        if droppable and len(self._tasks) >= self.max_pending:
+            close = getattr(coro, "close", None)
+            if close is not None:
+                close()  # (never awaited: no warning about it)
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 10000 == 0:
+                log.warning("plugin %s: the server sends faster than its clients take it: %d message(s) dropped "
+                            "so far (bridge_max_pending %d)", self.plugin_id, self.dropped, self.max_pending)
+            return
+
         async def run() -> None:
             try:
                 await coro

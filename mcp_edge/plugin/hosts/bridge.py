@@ -136,7 +136,8 @@ class BridgeHost(PluginHost):
         from mcp_edge.plugin.bridge.client import McpClient
 
         client = McpClient(self._transport(), self.plugin_id, on_notification=self._notification,
-                           on_lost=self._lost, notify_timeout=self.settings.init_timeout_s)
+                           on_lost=self._lost, notify_timeout=self.settings.init_timeout_s,
+                           max_pending=self.settings.bridge_max_pending)
         self.client = client
         self._subscribed = set()
         self._listening = None
