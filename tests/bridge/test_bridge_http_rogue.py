@@ -14,6 +14,7 @@ import pytest
 from bridge_helpers import WAIT
 
 from mcp_edge.board import Settings
+from mcp_edge.errors import ProtocolError
 from mcp_edge.plugin.bridge.client import BridgeLost, McpClient
 from mcp_edge.plugin.bridge.http import HttpTransport
 
@@ -23,6 +24,19 @@ pytest.importorskip("httpx")
 ENDLESS = 4096  # 64 KiB chunks: 256 MiB, if the bridge read it all
 
 
+async def _endless(writer: asyncio.StreamWriter) -> int:
+    """Write x's until the other side hangs up (or ENDLESS chunks went): how many chunks went."""
+    sent = 0
+    try:
+        while sent < ENDLESS:
+            writer.write(b"x" * 65536)
+            await writer.drain()
+            sent += 1
+    except ConnectionError:
+        pass
+    return sent
+
+
 class RogueHttp:
     """One POST per connection (Connection: close); what each request gets is chosen by its method/tool."""
 
@@ -30,6 +44,7 @@ class RogueHttp:
         self.closed_calls: asyncio.Queue[str] = asyncio.Queue()
         self.notifications: list[str] = []
         self.endless_chunks = -1  # how much of the endless line went out before the bridge hung up
+        self.error_chunks = -1  # ... of the endless error page
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -82,15 +97,11 @@ class RogueHttp:
         name = (msg.get("params") or {}).get("name")
         if name == "endless":  # one line that never ends
             writer.write(start + b"data: ")
-            sent = 0
-            try:
-                while sent < ENDLESS:
-                    writer.write(b"x" * 65536)
-                    await writer.drain()
-                    sent += 1
-            except ConnectionError:
-                pass
-            self.endless_chunks = sent
+            self.endless_chunks = await _endless(writer)
+            return
+        if name == "error":  # an HTTP error whose page never ends
+            writer.write(b"HTTP/1.1 500 Oops\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
+            self.error_chunks = await _endless(writer)
             return
         if name == "hang":  # never answers; says when the bridge closes the connection
             writer.write(start + b": waiting\n\n")
@@ -131,6 +142,31 @@ def test_event_streams_are_read_right_and_bounded(tmp_path: Path) -> None:
                 await asyncio.sleep(0.01)
             assert rogue.endless_chunks < ENDLESS // 2, "the bridge read on past bridge_max_message"
             assert "notifications/cancelled" in rogue.notifications
+        finally:
+            await client.close(0.5)
+            server.close()
+
+    asyncio.run(asyncio.wait_for(main(), 2 * WAIT))
+
+
+def test_an_http_error_fails_its_call_and_its_page_is_not_read_whole(tmp_path: Path) -> None:
+    async def main() -> None:
+        rogue = RogueHttp()
+        server = await asyncio.start_server(rogue.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        settings = Settings.load(environ={}, data_dir=tmp_path)
+        transport = HttpTransport(f"http://127.0.0.1:{port}/mcp", {}, plugin_id="rogue", settings=settings)
+        client = McpClient(transport, "rogue", notify_timeout=WAIT)
+        try:
+            await client.connect("2025-11-25", WAIT)
+            with pytest.raises(ProtocolError) as failed:
+                await client.request("tools/call", {"name": "error"}, timeout=WAIT)
+            assert "HTTP 500" in failed.value.message and "xxx" in failed.value.message
+            while rogue.error_chunks < 0:
+                await asyncio.sleep(0.01)
+            assert rogue.error_chunks < ENDLESS // 2, "the bridge read the whole error page"
+            reply = json.loads(bytes(await client.request("tools/call", {"name": "echo"}, timeout=WAIT)))
+            assert reply["content"][0]["text"] == "ok"  # the session goes on
         finally:
             await client.close(0.5)
             server.close()

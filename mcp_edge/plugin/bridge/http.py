@@ -33,6 +33,17 @@ _ACCEPT = "application/json, text/event-stream"
 _batch = msgspec.json.Decoder(list[Incoming])
 
 
+async def _start_of(resp: Any, size: int) -> str:
+    """The first ``size`` bytes of a response's body, as text (the rest is never read: an error page may be
+    endless)."""
+    got = bytearray()
+    async for chunk in resp.aiter_bytes():
+        got += chunk
+        if len(got) >= size:
+            break
+    return bytes(got[:size]).decode(errors="replace")
+
+
 class HttpTransport:
     """One session with a Streamable HTTP server (see the module docstring)."""
 
@@ -112,7 +123,7 @@ class HttpTransport:
                     self._lost("ended our session (HTTP 404): it restarted or expired it")
                     return
                 if resp.status_code >= 400:
-                    body = (await resp.aread())[:300].decode(errors="replace")
+                    body = await _start_of(resp, 300)
                     if call is not None:
                         self._fail(call, f"HTTP {resp.status_code} from {self.url}: {body}")
                     else:
