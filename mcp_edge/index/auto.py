@@ -79,8 +79,21 @@ class AutoUpdater:
             rec = self.registry.get(change.id)
             running = rec is not None and rec.state is PluginState.ACTIVE and rec.manifest is not None and \
                 Path(rec.manifest.folder).resolve() == change.folder.resolve()
+            if rec is None or rec.state is PluginState.FAILED:
+                # new here (added live, as the watcher would), or failed (the new version may mend it)
+                try:
+                    if rec is not None:
+                        await self.registry.remove(change.id)
+                    added = await self.registry.add_folder(change.folder)
+                except McpEdgeError as exc:
+                    log.warning("plugin index: %s; not loaded: %s", change, exc)
+                    continue
+                if added.state is not PluginState.ACTIVE:
+                    log.warning("plugin index: %s; it failed to start: %s", change, added.reason)
+                continue
             if not running:
-                log.warning("plugin index: %s; it loads at the next start", change)
+                log.warning("plugin index: %s; plugin %s is %s: the new version loads at the next start",
+                            change, change.id, rec.state.value)
                 continue
             try:
                 await self.registry.reload(change.id)

@@ -1,9 +1,9 @@
-"""The start-up refusal that keeps clients from planting plugins: no plugin that serves files to clients may have
-its root over the folder the index installs plugins into (``<data_dir>/plugins``), nor inside it. A root that
-contains the folder would let a client write a ``plugin.toml`` and code that the next start runs; one inside it
-would let a client rewrite an installed plugin. The same holds for the two folders the index's trust rests on:
-the trusted keys (``trust_dir``: a client would add its own key) and ``<data_dir>/plugin-index`` (a client would
-reset the last trusted version and open the door to a rollback)."""
+"""The start-up refusal that keeps clients from planting plugins: no plugin that serves files to clients may have its
+root over the folder the index installs plugins into (``<data_dir>/plugins``), nor inside it. A root that contains
+the folder would let a client write a ``plugin.toml`` and code that the runtime then loads (live, or at its next
+start); one inside it would let a client rewrite an installed plugin. The same holds for the two folders the index's
+trust rests on: the trusted keys (``trust_dir``: a client would add its own key) and ``<data_dir>/plugin-index`` (a
+client would reset the last trusted version and open the door to a rollback)."""
 
 from __future__ import annotations
 

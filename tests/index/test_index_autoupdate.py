@@ -169,3 +169,40 @@ def test_timer_update_is_reloaded_by_the_folder_watcher(tmp_path: Path) -> None:
                     time.sleep(0.05)
                 assert answer() == text, server.stderr()
             client.close()
+
+
+def test_auto_update_mends_a_plugin_that_failed(tmp_path: Path) -> None:
+    """v1 installed but broken (it fails to load, the server serves on without it): the auto-update round
+    installs v2 and brings the plugin up in the running server, no restart."""
+    from index_helpers import write_plugin
+    from transport_helpers import HttpClient, request
+
+    from mcp_edge.index.build import build_index
+
+    pub = Publisher(tmp_path / "pub")
+    trust = pub.trust_into(tmp_path / "trust")
+    src = write_plugin(tmp_path / "pub" / "src-broken" / PLUGIN_ID, "1.0.0", "v1")
+    with (src / "plugin.py").open("a") as f:
+        f.write("\nraise RuntimeError('v1 is broken')\n")
+    build_index(src.parent, pub.out, pub.key)
+    with serve_folder(pub.out) as http:
+        index_url = base_url(http) + "index.json"
+        installer(tmp_path, index_url, trust).install(PLUGIN_ID)
+        settings = {"plugin_index": index_url, "trust_dir": str(trust), "plugin_update_interval_s": 0.2}
+        with running_server(tmp_path, "--http", "--host", "127.0.0.1", "--port", "0", settings=settings) as server:
+            client = HttpClient(server.port)
+            client.handshake()
+
+            def answer() -> str:
+                reply = client.post(request(2, "tools/call", {"name": TOOL, "arguments": {}}))
+                body = reply.events()[-1] if reply.headers["content-type"].startswith("text/event-stream") \
+                    else reply.json()
+                return str(body["result"]["content"][0]["text"]) if "result" in body else body["error"]["message"]
+
+            assert "v1" not in answer()  # failed at start: no such tool
+            pub.publish("2.0.0", "v2")
+            deadline = time.monotonic() + WAIT
+            while answer() != "v2" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert answer() == "v2", server.stderr()
+            client.close()
