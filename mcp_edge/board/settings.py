@@ -128,8 +128,8 @@ class Settings:
                                   "Idle instances kept per WASM plugin for the next calls (0: a fresh one each call).",
                                   0)
     wasm_threads: int = _s(8, "plugins", "int",
-                           "Threads that run WASM plugin calls, all plugins together (their own pool, so runaway "
-                           "calls up to their deadlines never take the runtime's other threads); more calls wait.", 1)
+                           "Threads that run one WASM plugin's calls (each plugin its own pool, so runaway calls "
+                           "up to their deadlines hold up only that plugin's later calls); more calls wait.", 1)
     wasm_compile_cache: bool = _s(False, "plugins", "bool",
                                   "Keep WASM plugins' compiled code in cache_dir/wasmtime, so a load skips compiling "
                                   "(faster start, less memory); the cache holds native code the runtime runs: keep "

@@ -8,7 +8,7 @@ The module is compiled once per load; instances come from an idle list (``settin
 are made fresh, each in its own store with the memory cap (``Store.set_limits``: ``memory.grow`` past it
 answers -1, which C's malloc turns into NULL). An instance that trapped, passed its deadline, or was refused a
 host function is thrown away, never reused: the next call gets a fresh one. Calls run on threads of their
-own (``settings.wasm_threads``), never on the event loop nor on the loop's default executor.
+own (``settings.wasm_threads`` per plugin), never on the event loop nor on the loop's default executor.
 """
 
 from __future__ import annotations
@@ -160,18 +160,6 @@ def _private(folder: Path) -> None:
             raise OSError(f"others may write in {path} (mode {stat.S_IMODE(st.st_mode):o})")
 
 
-_executor: concurrent.futures.ThreadPoolExecutor | None = None
-
-
-def executor(threads: int) -> concurrent.futures.ThreadPoolExecutor:
-    """The threads WASM calls run on (all plugins of this process; made on first use with ``threads``)."""
-    global _executor
-    with _engine_lock:
-        if _executor is None:
-            _executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mcp-edge-wasm")
-        return _executor
-
-
 class _ToolSpec(msgspec.Struct):
     name: str
     inputSchema: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object"})
@@ -307,8 +295,8 @@ class WasmToolHandler:
             raise InvalidArgumentsError(f"invalid arguments for tool '{self.name}': {where or '(arguments)'}: "
                                         f"{message}")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor(instance.policy.threads), instance.call_sync, self.name,
-                                          _encode(arguments), rctx, loop)
+        return await loop.run_in_executor(instance.executor, instance.call_sync, self.name, _encode(arguments),
+                                          rctx, loop)
 
 
 class WasmPlugin:
@@ -329,6 +317,10 @@ class WasmPlugin:
         self._idle: list[_Instance] = []
         self._lock = threading.Lock()
         self._closed = False
+        # this plugin's own threads (settings.wasm_threads; made as calls come): its runaway calls, each up to its
+        # deadline, hold up its own later calls only, never another plugin's nor the loop's default executor
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=policy.threads,
+                                                              thread_name_prefix=f"mcp-edge-wasm-{manifest.id}")
         self._pre = self._compile()
         self._read_catalog()
 
