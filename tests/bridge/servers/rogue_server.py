@@ -5,7 +5,9 @@ and ``flood``), then:
 
 - ``stall``: ``tools/call stall`` stops reading stdin for good (the pipe fills; the process stays);
 - ``orphan``: writes its pid to stderr, ignores SIGTERM and stdin's end (it must die with the runtime);
-- ``flood``: ``tools/call flood`` writes ``arguments.count`` progress and log notifications, then answers.
+- ``flood``: ``tools/call flood`` writes ``arguments.count`` progress and log notifications, then answers;
+- ``hollow``: ``tools/call echo`` is answered with ``arguments.result`` as its result (absent: neither a result
+  nor an error).
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ def main() -> None:
                 send({"jsonrpc": "2.0", "method": "notifications/message",
                       "params": {"level": "info", "data": f"line {i}"}})
             send({"jsonrpc": "2.0", "id": mid, "result": {"content": [{"type": "text", "text": "flooded"}]}})
+        elif method == "tools/call" and MODE == "hollow":
+            answer: dict[str, object] = {"jsonrpc": "2.0", "id": mid}
+            if "result" in params["arguments"]:
+                answer["result"] = params["arguments"]["result"]
+            send(answer)
         elif method == "tools/call":
             text = json.dumps(params.get("arguments"))
             send({"jsonrpc": "2.0", "id": mid, "result": {"content": [{"type": "text", "text": text[:100]}]}})
