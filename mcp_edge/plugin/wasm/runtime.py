@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import functools
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -409,9 +411,17 @@ class WasmPlugin:
         store = wasmtime.Store(self._engine)
         store.set_limits(memory_size=self.policy.memory_mb << 20)
         wasi = wasmtime.WasiConfig()
-        for pre in self.policy.preopens if config else ():  # (the catalog's instance, before start: none)
-            wasi.preopen_dir(str(self._preopen_source(pre.source)), pre.guest, fs_mutable=pre.writable)
-        store.set_wasi(wasi)
+        held: list[int] = []
+        try:
+            for pre in self.policy.preopens if config else ():  # (the catalog's instance, before start: none)
+                held.append(self._preopen_fd(pre.source))
+                # the folder opened just now, by its descriptor: a name the engine would look up again could
+                # have been swapped for a link meanwhile (a module can make links in a writable preopen)
+                wasi.preopen_dir(f"/proc/self/fd/{held[-1]}", pre.guest, fs_mutable=pre.writable)
+            store.set_wasi(wasi)
+        finally:
+            for fd in held:
+                os.close(fd)
         store.set_epoch_deadline(self._ticks())
         try:
             inst = _Instance(store, self._pre.instantiate(store))
@@ -429,20 +439,39 @@ class WasmPlugin:
                 raise _CallFailed(f"its mcp_init refused the config ({rc})")
         return inst
 
-    def _preopen_source(self, source: str) -> Path:
+    def _preopen_fd(self, source: str) -> int:
+        """A descriptor of the folder ``source`` names ("plugin[/sub]" or "data[/sub]", a missing data subfolder
+        made), opened component by component beneath its root without following a symbolic link: one on the way
+        is refused, whether it leads out or not."""
         first, _, rest = source.partition("/")
         if first == "plugin":
-            root = self.manifest.folder.resolve()
+            root = self.manifest.folder
         else:
             if self._data_dir is None:
                 raise _CallFailed("preopen of its data folder before it started")
-            root = self._data_dir.resolve()
-        path = (root / rest).resolve() if rest else root
-        if path != root and root not in path.parents:  # a symbolic link out of the folder
-            raise _CallFailed(f"preopen {source!r} leaves its folder ({path})")
-        if first == "data":
-            path.mkdir(parents=True, exist_ok=True)
-        return path
+            root = self._data_dir
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+        fd = -1
+        try:
+            fd = os.open(root, flags)
+            for part in (p for p in rest.split("/") if p):
+                try:
+                    nxt = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
+                except FileNotFoundError:
+                    if first != "data":
+                        raise
+                    os.mkdir(part, 0o700, dir_fd=fd)
+                    nxt = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = nxt
+        except OSError as exc:
+            if fd >= 0:
+                os.close(fd)
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise _CallFailed(f"preopen {source!r} leaves its folder (a symbolic link, or no folder, on its way "
+                                  f"in {root})") from None
+            raise _CallFailed(f"preopen {source!r} cannot be opened in {root}: {exc.strerror}") from None
+        return fd
 
     def _ticks(self) -> int:
         return math.ceil(self.policy.deadline_ms / 1000 / TICK_S) + 1
@@ -510,7 +539,7 @@ class WasmPlugin:
         self._data_dir = ctx.data_dir
         try:
             for pre in self.policy.preopens:
-                self._preopen_source(pre.source)
+                os.close(self._preopen_fd(pre.source))
         except _CallFailed as exc:
             raise PluginError(f"{self._where()}: {exc}") from None
 
