@@ -123,12 +123,12 @@ class HttpTransport:
                     self._lost("ended our session (HTTP 404): it restarted or expired it")
                     return
                 if resp.status_code >= 400:
-                    body = await _start_of(resp, 300)
+                    page = await _start_of(resp, 300)
                     if call is not None:
-                        self._fail(call, f"HTTP {resp.status_code} from {self.url}: {body}")
+                        self._fail(call, f"HTTP {resp.status_code} from {self.url}: {page}")
                     else:
                         log.warning("plugin %s: the server answered HTTP %d to a notification: %s", self.plugin_id,
-                                    resp.status_code, body)
+                                    resp.status_code, page)
                     return
                 kind = resp.headers.get("content-type", "").split(";")[0].strip().lower()
                 if kind == "text/event-stream":

@@ -367,7 +367,7 @@ class BridgeHost(PluginHost):
         raw = await client.request("tools/call", params, rctx=rctx, progress=_wants_progress(rctx))
         if client.stateless:
             return self._complete_result(raw, "tools/call")
-        if memoryview(raw)[:1] != b"{":  # (a value's raw JSON starts at its first byte: no blank before it)
+        if bytes(memoryview(raw)[:1]) != b"{":  # (a value's raw JSON starts at its first byte: no blank before it)
             from mcp_edge.errors import PluginError
 
             raise PluginError(f"plugin {self.plugin_id}: the server's tools/call result is not an object: "
