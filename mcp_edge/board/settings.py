@@ -124,6 +124,10 @@ class Settings:
                                               "gets those its [wasm] host_functions also names).")
     wasm_http_max_bytes: int = _s(1 << 20, "plugins", "int",
                                   "Largest response body (bytes) a WASM plugin's http_get may receive.", 0)
+    wasm_data_max_mb: int = _s(64, "plugins", "int",
+                               "Most a WASM plugin's data_write may fill its data folder to (MiB, each file and "
+                               "folder counted in 4 KiB blocks); past it -EDQUOT. Writable WASI preopens are not "
+                               "counted.", 1)
     wasm_idle_instances: int = _s(4, "plugins", "int",
                                   "Idle instances kept per WASM plugin for the next calls (0: a fresh one each call).",
                                   0)

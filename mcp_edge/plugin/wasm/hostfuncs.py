@@ -200,6 +200,27 @@ def _plain_file(fd: int) -> int:
     return st.st_size
 
 
+def _blocks(size: int) -> int:
+    """``size`` bytes as the 4 KiB blocks the data folder's quota counts (an empty file or a folder: one)."""
+    return max(1, -(-size // 4096)) * 4096
+
+
+def _usage(root: Path) -> int:
+    """What the data folder holds, as the quota counts it: every file and folder beneath it in 4 KiB blocks
+    (links are not followed; one is a block)."""
+    total, stack = 0, [str(root)]
+    while stack:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as it:
+            for entry in it:
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                        total += _blocks(0)
+                    else:
+                        total += _blocks(entry.stat(follow_symlinks=False).st_size)
+    return total
+
+
 def _granted(scope: CallScope | None, name: str) -> CallScope | None:
     """The call's scope when ``name`` is granted to it; else None, the call marked refused."""
     if scope is None:
@@ -284,11 +305,20 @@ def host_data_write(caller: Any, ptr: int, length: int, data_ptr: int, data_len:
         return wasi_errno(errno.EINVAL)
     if parts is None:
         return wasi_errno(errno.EACCES)
-    mode = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | (os.O_APPEND if flags & 1 else 0)
+    mode = os.O_WRONLY | os.O_NONBLOCK | (os.O_APPEND if flags & 1 else 0)
+    quota = scope.policy.data_max_bytes
     try:
-        fd = _open_beneath(scope.data_dir, parts, mode, True)
+        try:
+            fd = _open_beneath(scope.data_dir, parts, mode, False)
+        except FileNotFoundError:  # a new file: the quota is checked before anything is made
+            if _usage(scope.data_dir) + _blocks(len(data)) > quota:
+                return wasi_errno(errno.EDQUOT)
+            fd = _open_beneath(scope.data_dir, parts, mode | os.O_CREAT | os.O_EXCL, True)
         with os.fdopen(fd, "wb") as f:
-            _plain_file(fd)
+            size = _plain_file(fd)
+            kept = size if flags & 1 else 0
+            if _usage(scope.data_dir) - _blocks(size) + _blocks(kept + len(data)) > quota:
+                return wasi_errno(errno.EDQUOT)
             if not flags & 1:
                 os.ftruncate(fd, 0)  # only now: the checks come first
             f.write(data)
