@@ -35,7 +35,8 @@
  *
  * Each call runs under a wall-clock deadline and a memory cap ([wasm] deadline_ms, memory_mb): past either,
  * the call fails and the instance is thrown away; the next call gets a fresh one. Keep no state between calls
- * in memory that you cannot lose: the data folder is the place for it.
+ * in memory that you cannot lose: the data folder is the place for it. An instance serves calls of any client
+ * in turn: do not leave one client's data in memory (globals, buffers) past its call.
  */
 #ifndef MCP_EDGE_WASM_H
 #define MCP_EDGE_WASM_H
