@@ -102,8 +102,49 @@ class StdioTransport:
                 log.warning("plugin %s: the server's memory.max is not applied: %s", self.plugin_id, outcome.reason)
         self._closed = closed
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._read(deliver), name=f"bridge-{self.plugin_id}-stdout"),
-                       loop.create_task(self._stderr(), name=f"bridge-{self.plugin_id}-stderr")]
+        reader = loop.create_task(self._read(deliver), name=f"bridge-{self.plugin_id}-stdout")
+        self._tasks = [reader, loop.create_task(self._stderr(), name=f"bridge-{self.plugin_id}-stderr"),
+                       loop.create_task(self._exited(reader), name=f"bridge-{self.plugin_id}-exit")]
+
+    async def _exited(self, reader: asyncio.Task[None]) -> None:
+        """The server's process ended but its stdout did not (something it started holds it open): lost all
+        the same, and the rest of its group killed. (asyncio's ``wait()`` waits for the pipes too: the exit is
+        seen on a pidfd.)"""
+        proc = self._proc
+        assert proc is not None
+        try:
+            fd = os.pidfd_open(proc.pid)
+        except OSError:  # (gone already: the reader sees its end; or a kernel before 5.3)
+            return
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            await ended
+        except asyncio.CancelledError:
+            return
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+        with contextlib.suppress(asyncio.CancelledError):
+            done, _ = await asyncio.wait([reader], timeout=2.0)  # (its stdout ends with it, as a rule)
+            if done:
+                return
+            reader.cancel()
+            self._signal(signal.SIGKILL)
+            code = proc.returncode
+            reason = f"{_exit_reason(code) if code is not None else 'exited'}, and what it started kept its " \
+                     "stdout open (killed)"
+            tail = "; ".join(self.stderr_tail)
+            if tail:
+                reason += f" (stderr: {tail[-400:]})"
+            if self._closed is not None:
+                self._closed(reason)
 
     async def send(self, data: bytes, call: int | None = None, head: dict[str, str] | None = None) -> None:
         from mcp_edge.plugin.bridge.client import BridgeLost

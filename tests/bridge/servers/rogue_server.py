@@ -6,6 +6,8 @@ and ``flood``), then:
 - ``stall``: ``tools/call stall`` stops reading stdin for good (the pipe fills; the process stays);
 - ``orphan``: writes its pid to stderr, ignores SIGTERM and stdin's end (it must die with the runtime);
 - ``flood``: ``tools/call flood`` writes ``arguments.count`` progress and log notifications, then answers;
+- ``leave``: ``tools/call stall`` starts a process that keeps stdout open (writing its pid to stderr), then
+  exits without answering;
 - ``hollow``: ``tools/call echo`` is answered with ``arguments.result`` as its result (absent: neither a result
   nor an error).
 """
@@ -43,6 +45,13 @@ def main() -> None:
                 "serverInfo": {"name": "rogue", "version": "1"}}})
         elif method == "tools/list":
             send({"jsonrpc": "2.0", "id": mid, "result": {"tools": TOOLS}})
+        elif method == "tools/call" and params.get("name") == "stall" and MODE == "leave":
+            import subprocess
+
+            child = subprocess.Popen(["sleep", "3600"])  # inherits stdout
+            sys.stderr.write(f"left {child.pid}\n")
+            sys.stderr.flush()
+            os._exit(3)
         elif method == "tools/call" and params.get("name") == "stall":
             while True:  # never reads stdin again
                 time.sleep(3600)
