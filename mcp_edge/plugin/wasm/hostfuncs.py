@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import math
 import os
 import threading
 import time
@@ -257,8 +258,11 @@ def host_progress(caller: Any, done: float, total: float, ptr: int, length: int)
         message = _read(caller, ptr, length, 64 * 1024).decode("utf-8", "replace") if length else None
     except ValueError:
         message = None
+    if not math.isfinite(done):  # JSON has no NaN or infinity: the notification would carry null
+        return
     rctx = scope.rctx
-    _schedule(scope, lambda: rctx.report_progress(done, None if total < 0 else total, message))
+    _schedule(scope, lambda: rctx.report_progress(done, None if total < 0 or not math.isfinite(total) else total,
+                                                  message))
 
 
 def host_data_read(caller: Any, ptr: int, length: int) -> int:
