@@ -103,6 +103,10 @@ class RogueHttp:
             writer.write(b"HTTP/1.1 500 Oops\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
             self.error_chunks = await _endless(writer)
             return
+        if name == "moved":
+            writer.write(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://elsewhere.invalid/mcp\r\n"
+                         b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+            return
         if name == "hang":  # never answers; says when the bridge closes the connection
             writer.write(start + b": waiting\n\n")
             await writer.drain()
@@ -167,6 +171,10 @@ def test_an_http_error_fails_its_call_and_its_page_is_not_read_whole(tmp_path: P
             assert rogue.error_chunks < ENDLESS // 2, "the bridge read the whole error page"
             reply = json.loads(bytes(await client.request("tools/call", {"name": "echo"}, timeout=WAIT)))
             assert reply["content"][0]["text"] == "ok"  # the session goes on
+            with pytest.raises(ProtocolError) as moved:  # a redirect is not followed, and said so
+                await client.request("tools/call", {"name": "moved"}, timeout=WAIT)
+            assert "307" in moved.value.message and "http://elsewhere.invalid/mcp" in moved.value.message
+            assert "does not follow redirects" in moved.value.message
         finally:
             await client.close(0.5)
             server.close()

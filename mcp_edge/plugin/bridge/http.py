@@ -122,6 +122,15 @@ class HttpTransport:
                 if resp.status_code == 404 and self.session_id is not None:
                     self._lost("ended our session (HTTP 404): it restarted or expired it")
                     return
+                if 300 <= resp.status_code < 400:  # not followed: a Streamable HTTP endpoint does not move
+                    where = resp.headers.get("location", "")[:200] or "nowhere said"
+                    message = (f"the server redirected the request (HTTP {resp.status_code} to {where}); the bridge "
+                               "does not follow redirects: set url to the address of the server's MCP endpoint")
+                    if call is not None:
+                        self._fail(call, message)
+                    else:
+                        log.warning("plugin %s: %s", self.plugin_id, message)
+                    return
                 if resp.status_code >= 400:
                     page = await _start_of(resp, 300)
                     if call is not None:
