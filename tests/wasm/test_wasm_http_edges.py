@@ -97,6 +97,10 @@ def test_http_get_edges(misbehave: Path, tmp_path: Path, server: _Server) -> Non
             assert await call(f"http://evil@127.0.0.1:{port}/") == (True, "Invalid argument")
             assert await call(f"http://127.0.0.1:{port}@evil.invalid/") == (True, "Invalid argument")
             assert await call(f"http://u:p@127.0.0.1:{port}/") == (True, "Invalid argument")
+            for other in (f"http://127.1:{port}/", f"http://2130706433:{port}/", f"http://127.0.0.1.:{port}/",
+                          f"http://[::ffff:127.0.0.1]:{port}/", f"http://localhost:{port}/"):
+                assert await call(other) == (True, "Permission denied"), other  # other spellings: not listed
+            assert await call(f"HTTP://127.0.0.1:{port}/") == (False, f"200 host 127.0.0.1:{port}")
             assert await call(f"{base}/redirect") == (False, "302 moved")
             failed, text = await call(f"{base}/drip")
             sent = server.sent
