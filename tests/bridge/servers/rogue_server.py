@@ -8,6 +8,7 @@ and ``flood``), then:
 - ``flood``: ``tools/call flood`` writes ``arguments.count`` progress and log notifications, then answers;
 - ``leave``: ``tools/call stall`` starts a process that keeps stdout open (writing its pid to stderr), then
   exits without answering;
+- ``mute``: reads everything, answers nothing (not even ``initialize``), and ignores SIGTERM;
 - ``hollow``: ``tools/call echo`` is answered with ``arguments.result`` as its result (absent: neither a result
   nor an error).
 """
@@ -30,14 +31,14 @@ def send(msg: dict[str, object]) -> None:
 
 
 def main() -> None:
-    if MODE == "orphan":
+    if MODE in ("orphan", "mute"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         sys.stderr.write(f"pid {os.getpid()}\n")
         sys.stderr.flush()
     for line in sys.stdin:
         msg = json.loads(line)
         method, mid, params = msg.get("method"), msg.get("id"), msg.get("params") or {}
-        if mid is None:
+        if mid is None or MODE == "mute":
             continue
         if method == "initialize":
             send({"jsonrpc": "2.0", "id": mid, "result": {
