@@ -405,7 +405,7 @@ class WasmPlugin:
             check_schema(spec.inputSchema, f"{self._where()}: inputSchema of tool {spec.name!r}")
             self.tools[spec.name] = WasmToolHandler(spec)
 
-    def _new_instance(self, config: bool = True) -> _Instance:
+    def _new_instance(self, config: bool = True, until: float | None = None) -> _Instance:
         import wasmtime
 
         store = wasmtime.Store(self._engine)
@@ -422,7 +422,7 @@ class WasmPlugin:
         finally:
             for fd in held:
                 os.close(fd)
-        store.set_epoch_deadline(self._ticks())
+        store.set_epoch_deadline(self._ticks(until))
         try:
             inst = _Instance(store, self._pre.instantiate(store))
         except wasmtime.WasmtimeError as exc:  # Trap is one of these
@@ -473,8 +473,10 @@ class WasmPlugin:
             raise _CallFailed(f"preopen {source!r} cannot be opened in {root}: {exc.strerror}") from None
         return fd
 
-    def _ticks(self) -> int:
-        return math.ceil(self.policy.deadline_ms / 1000 / TICK_S) + 1
+    def _ticks(self, until: float | None = None) -> int:
+        """The epoch ticks of a whole deadline, or of what is left until ``until`` (time.monotonic())."""
+        seconds = self.policy.deadline_ms / 1000 if until is None else max(0.0, until - time.monotonic())
+        return math.ceil(seconds / TICK_S) + 1
 
     # -- memory transfers -----------------------------------------------------------------------------------
 
@@ -502,12 +504,12 @@ class WasmPlugin:
         inst.free(_s32(ptr))
         return data
 
-    def _with_deadline(self, inst: _Instance | None, fn: Any) -> Any:
+    def _with_deadline(self, inst: _Instance | None, fn: Any, until: float | None = None) -> Any:
         """Run ``fn`` (WASM code) with the ticker running; a trap becomes _CallFailed saying why."""
         import wasmtime
 
         if inst is not None:
-            inst.store.set_epoch_deadline(self._ticks())
+            inst.store.set_epoch_deadline(self._ticks(until))
         started = time.monotonic()
         self._ticker.enter()
         try:
@@ -519,11 +521,14 @@ class WasmPlugin:
         finally:
             self._ticker.leave()
 
+    def _past_deadline(self) -> str:
+        return f"stopped: its deadline of {self.policy.deadline_ms} ms passed ([wasm] deadline_ms)"
+
     def _trap_reason(self, exc: Any, inst: _Instance | None, elapsed: float) -> str:
         import wasmtime
 
         if exc.trap_code == wasmtime.TrapCode.INTERRUPT or elapsed * 1000 >= self.policy.deadline_ms:
-            return f"stopped: its deadline of {self.policy.deadline_ms} ms passed ([wasm] deadline_ms)"
+            return self._past_deadline()
         used = f"{inst.memory_mib():.1f}" if inst is not None else "?"
         code = exc.trap_code
         what = _TRAPS.get(code.name, code.name.lower().replace("_", " ")) if code is not None else _first_line(exc)
@@ -550,11 +555,12 @@ class WasmPlugin:
 
     # -- calls ----------------------------------------------------------------------------------------------
 
-    def _acquire(self) -> _Instance:
+    def _acquire(self, until: float | None = None) -> _Instance:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return self._with_deadline(None, self._new_instance)  # type: ignore[no-any-return]
+        return self._with_deadline(  # type: ignore[no-any-return]
+            None, lambda: self._new_instance(until=until))
 
     def _release(self, inst: _Instance) -> None:
         with self._lock:
@@ -573,7 +579,10 @@ class WasmPlugin:
         set_current(scope)
         inst: _Instance | None = None
         try:
-            inst = self._acquire()
+            # one deadline for the whole call: making an instance (its mcp_init) spends from it too
+            inst = self._acquire(scope.deadline)
+            if time.monotonic() >= scope.deadline:
+                raise _CallFailed(self._past_deadline())
             live = inst
 
             def run() -> bytes:  # name and arguments in one buffer: each crossing into WASM costs µs
@@ -583,7 +592,7 @@ class WasmPlugin:
                 live.free(_s32(ptr))
                 return out
 
-            out = self._with_deadline(live, run)
+            out = self._with_deadline(live, run, scope.deadline)
         except _CallFailed as exc:
             inst = None
             if scope.refused is not None:
