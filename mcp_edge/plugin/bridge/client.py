@@ -54,6 +54,19 @@ class Incoming(msgspec.Struct):
 
 
 _decoder = msgspec.json.Decoder(Incoming)
+_B64 = ("=?base64?", "?=")
+
+
+def routing_value(value: str) -> str:
+    """``value`` as an HTTP routing header (``Mcp-Name``) carries it: as it is when it is visible ASCII without
+    blanks at its ends, else in the 2026-07-28 ``=?base64?...?=`` form (a tool named in UTF-8, a URI with a
+    space; an HTTP header holds neither)."""
+    plain = value.isascii() and value.isprintable() and value == value.strip(" \t")
+    if plain and not (value.startswith(_B64[0]) and value.endswith(_B64[1])):
+        return value
+    import base64
+
+    return f"{_B64[0]}{base64.b64encode(value.encode()).decode()}{_B64[1]}"
 
 
 def decode(data: bytes | bytearray | memoryview | str) -> Incoming:
@@ -307,7 +320,7 @@ class McpClient:
         head = {"MCP-Protocol-Version": self.version or STATELESS_VERSIONS[0], "Mcp-Method": method}
         name = params.get("uri" if method == "resources/read" else "name")
         if method in ("tools/call", "prompts/get", "resources/read") and isinstance(name, str):
-            head["Mcp-Name"] = name
+            head["Mcp-Name"] = routing_value(name)
         return head
 
     async def _cancel(self, call_id: int) -> None:
