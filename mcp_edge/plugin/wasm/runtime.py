@@ -487,9 +487,11 @@ class WasmPlugin:
         if not ptr:
             raise _CallFailed(f"its mcp_alloc could not allocate {len(data)} bytes (memory cap "
                               f"{self.policy.memory_mb} MiB)")
-        if ptr + len(data) > inst.memory.data_len(inst.store):
-            raise _CallFailed(f"its mcp_alloc answered a buffer outside its memory ({ptr:#x}, {len(data)} bytes)")
-        inst.memory.write(inst.store, data, ptr)
+        try:
+            inst.memory.write(inst.store, data, ptr)  # (an address from 0 up: wasmtime-py checks the end)
+        except IndexError:
+            raise _CallFailed(f"its mcp_alloc answered a buffer outside its memory ({ptr:#x}, {len(data)} "
+                              "bytes)") from None
         return ptr
 
     def _take(self, inst: _Instance, packed: int) -> bytes:
