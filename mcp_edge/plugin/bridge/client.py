@@ -143,9 +143,10 @@ class McpClient:
         self._ids = itertools.count(1)
         self._calls: dict[int, _Call] = {}
         self._tokens: dict[int, _Call] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
         self._closing = False
         self._open = False
+        self.ready = False  # the handshake (or server/discover) is done
         self.stateless = False  # 2026-07-28 with the server: no handshake, _meta on every request
         self._meta: dict[str, Any] = {}
         self._listen: asyncio.Task[None] | None = None
@@ -195,6 +196,7 @@ class McpClient:
         except TimeoutError:
             raise PluginLoadError(f"plugin {self.plugin_id}: the server ({self.transport.describe()}) did not take "
                                   f"notifications/initialized within {self.notify_timeout:g} s") from None
+        self.ready = True
 
     async def _first(self, method: str, params: dict[str, Any], timeout: float) -> msgspec.Raw:
         try:
@@ -234,6 +236,7 @@ class McpClient:
         text = result.get("instructions")
         self.instructions = text if isinstance(text, str) else None
         self.transport.initialized(result, version)
+        self.ready = True
 
     def listen(self, uris: list[str]) -> None:
         """2026-07-28: (re)open the ``subscriptions/listen`` stream for the list changes and ``uris``' updates
@@ -406,12 +409,13 @@ class McpClient:
                             "so far (bridge_max_pending %d)", self.plugin_id, self.dropped, self.max_pending)
             return
 
-        async def run() -> None:
-            try:
-                await coro
-            except Exception:
-                log.debug("plugin %s: delivering a server message failed", self.plugin_id, exc_info=True)
-
-        task = asyncio.get_running_loop().create_task(run())
+        # the awaitable itself is the task (a wrapper cancelled before its first step would leave it never awaited)
+        task: asyncio.Future[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def done(t: asyncio.Future[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.debug("plugin %s: delivering a server message failed", self.plugin_id, exc_info=t.exception())
+
+        task.add_done_callback(done)

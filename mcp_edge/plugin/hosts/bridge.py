@@ -141,9 +141,17 @@ class BridgeHost(PluginHost):
         self.client = client
         self._subscribed = set()
         self._listening = None
+        limit = self.settings.init_timeout_s
         try:
-            await client.connect(self.table["protocol_version"], self.settings.init_timeout_s)
-            catalog = await self._list(client)
+            try:
+                async with asyncio.timeout(limit):  # the whole load: a server dripping pages must not hold it
+                    await client.connect(self.table["protocol_version"], limit)
+                    catalog = await self._list(client)
+            except TimeoutError:
+                what = "finish its listings" if client.ready else \
+                    f"answer {'server/discover' if client.stateless else 'initialize'}"
+                raise PluginLoadError(f"plugin {self.plugin_id}: the server ({client.transport.describe()}) did "
+                                      f"not {what} within {limit:g} s (init_timeout_s)") from None
         except BaseException:
             await client.close(0.5)
             self.client = None

@@ -9,6 +9,7 @@ and ``flood``), then:
 - ``leave``: ``tools/call stall`` starts a process that keeps stdout open (writing its pid to stderr), then
   exits without answering;
 - ``mute``: reads everything, answers nothing (not even ``initialize``), and ignores SIGTERM;
+- ``drip``: ``tools/list`` answers a page of one tool every 0.2 s, each with a next cursor, for ever;
 - ``hollow``: ``tools/call echo`` is answered with ``arguments.result`` as its result (absent: neither a result
   nor an error).
 """
@@ -44,6 +45,11 @@ def main() -> None:
             send({"jsonrpc": "2.0", "id": mid, "result": {
                 "protocolVersion": params.get("protocolVersion"), "capabilities": {"tools": {}},
                 "serverInfo": {"name": "rogue", "version": "1"}}})
+        elif method == "tools/list" and MODE == "drip":
+            time.sleep(0.2)
+            page = int(params.get("cursor") or 0)
+            send({"jsonrpc": "2.0", "id": mid, "result": {"tools": [
+                {"name": f"t{page}", "inputSchema": {"type": "object"}}], "nextCursor": str(page + 1)}})
         elif method == "tools/list":
             send({"jsonrpc": "2.0", "id": mid, "result": {"tools": TOOLS}})
         elif method == "tools/call" and params.get("name") == "stall" and MODE == "leave":
