@@ -124,6 +124,9 @@ class Settings:
                                               "gets those its [wasm] host_functions also names).")
     wasm_http_max_bytes: int = _s(1 << 20, "plugins", "int",
                                   "Largest response body (bytes) a WASM plugin's http_get may receive.", 0)
+    wasm_notes_per_call: int = _s(1000, "plugins", "int",
+                                  "Log lines and progress notifications one WASM plugin call may send together; "
+                                  "past it the rest are dropped (one warning says so).", 0)
     wasm_data_max_mb: int = _s(64, "plugins", "int",
                                "Most a WASM plugin's data_write may fill its data folder to (MiB, each file and "
                                "folder counted in 4 KiB blocks); past it -EDQUOT. Writable WASI preopens are not "

@@ -68,6 +68,7 @@ class WasmPolicy(NamedTuple):
     cache_dir: Path | None = None  # wasmtime's compile cache (settings.wasm_compile_cache), else None
     threads: int = 8  # settings.wasm_threads
     data_max_bytes: int = 64 << 20  # settings.wasm_data_max_mb: what data_write may fill the data folder to
+    notes_per_call: int = 1000  # settings.wasm_notes_per_call: log lines and progress notifications per call
 
 
 def _int(table: Mapping[str, Any], key: str, where: str, lo: int, hi: int) -> int | None:
@@ -178,4 +179,5 @@ def effective(table: Mapping[str, Any] | None, settings: Settings, plugin_id: st
         cache_dir=settings.cache_dir / "wasmtime" if settings.wasm_compile_cache else None,
         threads=settings.wasm_threads,
         data_max_bytes=settings.wasm_data_max_mb << 20,
+        notes_per_call=settings.wasm_notes_per_call,
     )

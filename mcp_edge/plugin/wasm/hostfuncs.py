@@ -72,6 +72,7 @@ class CallScope:
         self.deadline = deadline  # time.monotonic() when the call's time is up
         self.refused: str | None = None  # the first host function refused to this call
         self.failed: str | None = None  # the first host function that failed in the host (the call fails)
+        self.notes = 0  # log lines and progress notifications sent so far
 
 
 _local = threading.local()
@@ -236,9 +237,20 @@ def _granted(scope: CallScope | None, name: str) -> CallScope | None:
 # -- the functions ----------------------------------------------------------------------------------------
 
 
+def _note(scope: CallScope) -> bool:
+    """Whether one more log line or progress notification fits in the call's wasm_notes_per_call."""
+    scope.notes += 1
+    if scope.notes <= scope.policy.notes_per_call:
+        return True
+    if scope.notes == scope.policy.notes_per_call + 1:
+        scope.logger.warning("more than %d log lines and progress notifications in one call (wasm_notes_per_call): "
+                             "the rest of this call's are dropped", scope.policy.notes_per_call)
+    return False
+
+
 def host_log(caller: Any, level: int, ptr: int, length: int) -> None:
     scope = _granted(current(), "log")
-    if scope is None:
+    if scope is None or not _note(scope):
         return
     try:
         text = _read(caller, ptr, length, 64 * 1024).decode("utf-8", "replace")
@@ -252,7 +264,7 @@ def host_log(caller: Any, level: int, ptr: int, length: int) -> None:
 
 def host_progress(caller: Any, done: float, total: float, ptr: int, length: int) -> None:
     scope = _granted(current(), "progress")
-    if scope is None:
+    if scope is None or not _note(scope):
         return
     try:
         message = _read(caller, ptr, length, 64 * 1024).decode("utf-8", "replace") if length else None
