@@ -153,6 +153,8 @@ class StdioTransport:
         if proc is None or proc.stdin is None or proc.stdin.is_closing():
             raise BridgeLost(f"plugin {self.plugin_id}: its mounted server is not running", "is not running")
         try:
+            if proc.stdin.transport.get_write_buffer_size():  # room first: a server that stops reading holds
+                await proc.stdin.drain()  # one message of each caller in our memory, not one per call made since
             proc.stdin.write(data + b"\n")
             await proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
