@@ -165,8 +165,9 @@ def test_the_box_narrows_what_a_plugin_asks_for(misbehave: Path, tmp_path: Path)
 
 
 @pytest.mark.parametrize(("table", "message"), [
-    ("memory_mb = 0", "'memory_mb' must be an integer from 1 to 4096, got 0"),
-    ("memory_mb = \"64\"", "'memory_mb' must be an integer from 1 to 4096, got '64'"),
+    ("memory_mb = 0", "'memory_mb' must be an integer from 1 to 2048, got 0"),
+    ("memory_mb = 4096", "'memory_mb' must be an integer from 1 to 2048, got 4096"),
+    ("memory_mb = \"64\"", "'memory_mb' must be an integer from 1 to 2048, got '64'"),
     ("deadline_ms = -5", "'deadline_ms' must be an integer from 1 to"),
     ("deadline_ms = true", "'deadline_ms' must be an integer"),
     ("fuel = 100", "unknown key(s) fuel (known: memory_mb, deadline_ms, host_functions, http_hosts, preopens)"),

@@ -43,7 +43,9 @@ HOST_FUNCTIONS = ("log", "progress", "data_read", "data_write", "http_get")
 
 _KEYS = ("memory_mb", "deadline_ms", "host_functions", "http_hosts", "preopens")
 _HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$")
-_MAX_MEMORY_MB = 4096  # wasm32 addresses 4 GiB
+# wasm32 addresses 4 GiB, but the ABI's packed answers are signed i64s whose negative values are errors: a buffer
+# at 2 GiB or above would read as one. So 2 GiB, whatever the table or the box says.
+_MAX_MEMORY_MB = 2048
 log = logging.getLogger("mcp_edge.plugin")
 
 
@@ -159,6 +161,10 @@ def effective(table: Mapping[str, Any] | None, settings: Settings, plugin_id: st
         log.warning("plugin %s: [wasm] memory_mb %d narrowed to the box's wasm_memory_max_mb %d", plugin_id, memory,
                     settings.wasm_memory_max_mb)
         memory = settings.wasm_memory_max_mb
+    if memory > _MAX_MEMORY_MB:
+        log.warning("plugin %s: memory %d MiB narrowed to %d MiB, the most the WASM ABI can address", plugin_id,
+                    memory, _MAX_MEMORY_MB)
+        memory = _MAX_MEMORY_MB
     if deadline > settings.wasm_deadline_max_ms:
         log.warning("plugin %s: [wasm] deadline_ms %d narrowed to the box's wasm_deadline_max_ms %d", plugin_id,
                     deadline, settings.wasm_deadline_max_ms)
