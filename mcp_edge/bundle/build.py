@@ -7,7 +7,9 @@ The overlay tarball (``mcp-edge-<version>-<board>-<arch>.tar.gz``) holds, with p
   platform and ABI (pip ``--platform``, binary wheels only); ``lib/boot.py`` and the launcher
   ``bin/mcp-edge``, which runs the image's interpreter (``[firmware] interpreter``) and refuses, with the
   reason, one that is not the version, implementation or architecture the bundle was built for;
-  ``plugins/`` (the Python plugins, and the native ones compiled for the architecture); ``manifest.json``:
+  ``plugins/`` (the Python plugins, the native ones compiled for the architecture and, on a board whose profile
+  sets ``[firmware] wasm = true``, the WASM ones with their modules, and wasmtime's wheel for the architecture in
+  site-packages); ``manifest.json``:
   versions and the SHA-256, size and mode of every other file;
 - ``/etc/mcp-edge/board.toml``: the resolved profile (no ``extends``) with the bundle's plugin folders, which
   the runtime takes as its board; ``/etc/mcp-edge/boards/``: the shipped profiles (this one's chain among them),
@@ -105,7 +107,8 @@ def _runtime_requirements(wheel: Path, board: Board) -> list[str]:
 
 
 def _install(wheel: Path, site: Path, board: Board) -> None:
-    """mcp_edge's wheel and its dependencies' binary wheels for the board's platform, into ``site``."""
+    """mcp_edge's wheel and its dependencies' binary wheels for the board's platform, into ``site``; with
+    ``[firmware] wasm`` the wheel's ``wasm`` extra too (wasmtime, its version pinned there)."""
     abi = _abi(board.firmware.python)
     platforms = [f"manylinux{tag}_{board.arch}" for tag in ("2014", "_2_17", "_2_28", "_2_31", "_2_34", "_2_36")]
     platforms.append(f"linux_{board.arch}")  # a wheel not repaired by auditwheel (it needs the image's libraries)
@@ -114,8 +117,9 @@ def _install(wheel: Path, site: Path, board: Board) -> None:
            "--implementation", "cp", "--abi", abi]
     for plat in platforms:
         cmd += ["--platform", plat]
-    cmd.append(str(wheel))
-    _say(f"pip install --target .../site-packages {wheel.name} and its dependencies for {abi} {board.arch}")
+    cmd.append(f"{wheel}[wasm]" if board.firmware.wasm else str(wheel))
+    _say(f"pip install --target .../site-packages {wheel.name}{'[wasm]' if board.firmware.wasm else ''} and its "
+         f"dependencies for {abi} {board.arch}")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ConfigError(f"installing the wheels for {abi} on {board.arch} failed:\n{proc.stderr.strip()}")
@@ -131,15 +135,63 @@ def _packages(site: Path) -> dict[str, str]:
     return out
 
 
+# A WASM plugin's module, built from its C sources as setup.py builds it (WASM_CFLAGS there).
+_WASM_CFLAGS = ["--target=wasm32-wasi", "-O2", "-mexec-model=reactor", "-Wall", "-Wextra", "-Werror",
+                "-Wl,--strip-debug"]
+_WASI_DEBS = "clang lld wasi-libc libclang-rt-dev-wasm32"
+
+
+def _wasm_module(folder: Path, module: str, source: Path) -> Path:
+    """``folder/module``, built first with clang for wasm32-wasi when it is missing or older than its sources."""
+    out = folder / module
+    sources = sorted(folder.glob("*.c"))
+    inputs = [*sources, source / "include" / "mcp_edge_wasm.h"]
+    if out.is_file() and all(p.stat().st_mtime <= out.stat().st_mtime for p in inputs if p.is_file()):
+        return out
+    if not sources:
+        raise ConfigError(f"plugin {folder.name} is WASM: {out} is missing and there are no C sources to build it")
+    clang = shutil.which("clang")
+    if clang is None:
+        raise ConfigError(f"plugin {folder.name} is WASM: building {out.name} needs clang for wasm32-wasi "
+                          f"(Debian: {_WASI_DEBS}); or build it first (make build)")
+    cmd = [clang, *_WASM_CFLAGS, "-I", str(source / "include"), "-o", str(out), *map(str, sources)]
+    _say(f"building {out} with clang for wasm32-wasi")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ConfigError(f"building plugin {folder.name}'s {out.name} failed (the WASI toolchain is Debian's "
+                          f"{_WASI_DEBS}):\n{proc.stderr}")
+    return out
+
+
 def _plugins(dest: Path, board: Board, source: Path) -> list[str]:
-    """The checkout's plugins into ``dest``: Python ones copied, native ones compiled for the board's arch."""
+    """The checkout's plugins into ``dest``: Python ones copied, native ones compiled for the board's arch, WASM
+    ones (modules are the same on every arch) with their module where the profile sets ``[firmware] wasm``."""
+    from mcp_edge.errors import PluginLoadError
+    from mcp_edge.plugin.manifest import read_manifest as read_plugin_manifest
+
     made = []
     for folder in sorted(p for p in source.iterdir() if (p / "plugin.toml").is_file()):
+        try:
+            plugin = read_plugin_manifest(folder)
+        except PluginLoadError as exc:
+            raise ConfigError(f"plugin {folder.name} cannot be bundled: {exc}") from None
+        if plugin.kind == "wasm":
+            if not board.firmware.wasm:
+                continue
+            assert plugin.wasm is not None
+            module = _wasm_module(folder, plugin.wasm, source)
+            target = dest / folder.name
+            target.mkdir(parents=True)
+            shutil.copy2(folder / "plugin.toml", target / "plugin.toml")
+            (target / plugin.wasm).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(module, target / plugin.wasm)
+            made.append(folder.name)
+            continue
         target = dest / folder.name
         target.mkdir(parents=True)
         shutil.copy2(folder / "plugin.toml", target / "plugin.toml")
-        if (folder / "plugin.py").is_file():
-            shutil.copy2(folder / "plugin.py", target / "plugin.py")
+        for module in sorted(folder.glob("*.py")):  # plugin.py and the modules it imports beside it
+            shutil.copy2(module, target / module.name)
         sources = sorted(folder.glob("*.c"))
         if sources:
             cc = process_environ().get("CC", "cc") if board.arch == platform.machine() else _CC.get(board.arch, "")
@@ -280,6 +332,9 @@ def build_bundle(board_name: str, out_dir: Path, *, wheel: Path | None = None, w
         site.mkdir(parents=True)
         _install(wheel, site, board)
         packages = _packages(site)
+        if board.firmware.wasm and "wasmtime" not in packages:  # pip only warns of an extra the wheel lacks
+            raise ConfigError(f"{wheel.name} has no wasm extra (wasmtime) for board {board.id}'s [firmware] wasm: "
+                              "rebuild it (make wheels)")
         (opt / "lib" / "boot.py").write_text((Path(__file__).parent / "boot.py").read_text())
         bin_dir = opt / "bin"
         bin_dir.mkdir()

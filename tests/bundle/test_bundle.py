@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -17,6 +18,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from ci_honesty import require_or_skip
 
 from mcp_edge.board.profiles import load
 from mcp_edge.bundle.boot import mismatch
@@ -165,3 +167,93 @@ def test_launcher_through_a_symlink(unpacked: tuple[Path, Path], tmp_path: Path)
                          cwd="/")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["board"]["id"] == BOARD
+
+
+# --- WASM plugins: bundled on a board whose profile sets [firmware] wasm ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wasm_unpacked(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    boards = tmp_path_factory.mktemp("boards")
+    (boards / "wasm-box.toml").write_text(f'extends = "{BOARD}"\n[identity]\nid = "wasm-box"\nname = "WASM box"\n'
+                                          '[firmware]\nwasm = true\n')
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MCP_EDGE_BOARDS_DIR", str(boards))
+    try:
+        result = build_bundle("wasm-box", tmp_path_factory.mktemp("wasm-bundle"), wheel=wheel)
+    finally:
+        patch.undo()
+    root = tmp_path_factory.mktemp("wasm-root")
+    with tarfile.open(result.tarball) as tar:
+        tar.extractall(root, filter="tar")
+    return root
+
+
+def test_wasm_plugins_stay_out_unless_the_profile_asks(unpacked: tuple[Path, Path]) -> None:
+    _, root = unpacked
+    manifest = json.loads((root / "opt/mcp-edge/manifest.json").read_text())
+    assert "wasm_hello" not in manifest["plugins"] and "wasmtime" not in manifest["packages"]
+    assert not (root / "opt/mcp-edge/plugins/wasm_hello").exists()
+    # a WASM plugin's C source is not a native plugin's: nothing compiled from it for the host either
+    assert not [f for f in manifest["files"] if "wasm_hello" in f]
+
+
+def test_python_plugins_come_with_their_own_modules(unpacked: tuple[Path, Path]) -> None:
+    _, root = unpacked
+    for module in (ROOT / "plugins").glob("*/*.py"):
+        if (module.parent / "plugin.toml").is_file():
+            bundled = root / "opt/mcp-edge/plugins" / module.parent.name / module.name
+            assert bundled.read_bytes() == module.read_bytes(), module  # containers' shapes.py, say
+
+
+def test_a_wasm_board_carries_the_module_and_wasmtime_and_runs_it(wasm_unpacked: Path, tmp_path: Path) -> None:
+    root = wasm_unpacked
+    manifest = json.loads((root / "opt/mcp-edge/manifest.json").read_text())
+    assert "wasm_hello" in manifest["plugins"] and manifest["packages"]["wasmtime"].startswith("50.")
+    bundled = root / "opt/mcp-edge/plugins/wasm_hello"
+    assert sorted(p.name for p in bundled.iterdir()) == ["plugin.toml", "wasm_hello.wasm"]
+    assert (bundled / "wasm_hello.wasm").read_bytes() == (ROOT / "plugins/wasm_hello/wasm_hello.wasm").read_bytes()
+    assert (root / f"opt/mcp-edge/lib/python3.11/site-packages/wasmtime/linux-{ARCH}/_libwasmtime.so").is_file()
+    # The bundle's own wasmtime compiles and starts the module: the plugin's state and tools, from the launcher
+    # (the profile's plugin folder is /opt/mcp-edge/plugins, which this test's unpacked root is not).
+    out = launcher(root, "plugins", "list", "--json", "--plugin-dir", str(root / "opt/mcp-edge/plugins"),
+                   MCP_EDGE_DATA_DIR=str(tmp_path), MCP_EDGE_ENABLED_PLUGINS="wasm_hello")
+    assert out.returncode == 0, out.stderr
+    (plugin,) = [p for p in json.loads(out.stdout) if p["id"] == "wasm_hello"]
+    assert (plugin["kind"], plugin["state"]) == ("wasm", "active"), plugin
+
+
+def _wasm_source(tmp_path: Path) -> Path:
+    """A plugins folder with wasm_hello's manifest and C source but no module (a fresh checkout)."""
+    source = tmp_path / "plugins"
+    (source / "wasm_hello").mkdir(parents=True)
+    for name in ("plugin.toml", "wasm_hello.c"):
+        (source / "wasm_hello" / name).write_bytes((ROOT / "plugins/wasm_hello" / name).read_bytes())
+    (source / "include").mkdir()
+    (source / "include/mcp_edge_wasm.h").write_bytes((ROOT / "plugins/include/mcp_edge_wasm.h").read_bytes())
+    return source
+
+
+def test_a_missing_module_is_built_with_clang_or_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import msgspec
+
+    from mcp_edge.board.profiles import resolve
+    from mcp_edge.bundle.build import _plugins
+
+    board = resolve(BOARD)
+    board = dataclasses.replace(board, firmware=msgspec.structs.replace(board.firmware, wasm=True))
+    source = _wasm_source(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-compilers"))  # a build host without clang
+    with pytest.raises(ConfigError, match=r"wasm_hello is WASM: building wasm_hello.wasm needs clang for "
+                                          r"wasm32-wasi \(Debian: clang lld wasi-libc libclang-rt-dev-wasm32\)"):
+        _plugins(tmp_path / "out1", board, source)
+    assert not (source / "wasm_hello/wasm_hello.wasm").exists()
+    monkeypatch.undo()
+    if shutil.which("clang") is None:
+        require_or_skip("clang", "building a WASM module needs clang (apt-get install clang lld wasi-libc "
+                                 "libclang-rt-dev-wasm32)")
+    assert _plugins(tmp_path / "out2", board, source) == ["wasm_hello"]
+    module = (tmp_path / "out2/wasm_hello/wasm_hello.wasm").read_bytes()
+    assert module[:4] == b"\0asm" and module == (source / "wasm_hello/wasm_hello.wasm").read_bytes()

@@ -9,8 +9,10 @@
 #    unpacked afresh each run; the bundle's overlay unpacked into it;
 # 3. inside it, under emulation (chroot): `mcp-edge board check qemu-virt-aarch64`, `mcp-edge doctor` (the neon
 #    level), `mcp-edge serve`, and an MCP client session from outside the root (the host's SDK client:
-#    initialize, list tools, the fs and sysinfo tools); again with MCP_EDGE_ISA capped to the Pi 4's level
-#    (armv8crc), with `board check raspberry-pi-4`;
+#    initialize, list tools, the fs and sysinfo tools, and the WASM sample plugin's (wasm_hello, its module run by
+#    wasmtime's aarch64 build, Cranelift's code under qemu-user): text_stats checked against the same counts as
+#    tests/wasm's, a note written and read back); again with MCP_EDGE_ISA capped to the Pi 4's level (armv8crc),
+#    with `board check raspberry-pi-4`;
 # 4. the aarch64 wheel installed with pip in the root (which has no compiler) and imported there.
 # Needs root (apt-get, mounts, chroot). Prints each phase's duration; the doctor output is kept in
 # build/firmware/doctor-*.txt. It leaves binfmt_misc mounted with qemu-aarch64 registered (as qemu-user-static's
@@ -57,7 +59,8 @@ phase "host packages and binfmt_misc"
 # A run killed before its trap leaves the root's /proc, /sys and /dev mounted: unmount them first, and never
 # let rm cross into a mount (it would delete the host's device nodes).
 if [[ -d $WORK ]]; then
-    findmnt -rn -o TARGET | grep -F "$WORK/" | sort -r | while read -r m; do umount -l "$m"; done
+    # (grep finds nothing in the usual case: its exit status 1 must not end the script under pipefail)
+    findmnt -rn -o TARGET | { grep -F "$WORK/" || true; } | sort -r | while read -r m; do umount -l "$m"; done
     if findmnt -rn -o TARGET | grep -qF "$WORK/"; then die "$WORK still holds mounts; unmount them first"; fi
 fi
 rm -rf --one-file-system "$WORK" && mkdir -p "$WORK/out" "$WORK/keys" "$WORK/swupdate-tmp"
@@ -78,6 +81,13 @@ make_signing_key(Path(sys.argv[1]), "mcp-edge firmware test")' "$WORK/keys"
 KEY=$WORK/keys/signer-key.pem CERT=$WORK/keys/signer.pem CA=$WORK/keys/ca.pem
 "$MCP_EDGE" bundle --board "$BOARD" -o "$WORK/out" --wheel "$WHEEL" --sign-key "$KEY" --sign-cert "$CERT"
 OVERLAY=$(ls "$WORK"/out/mcp-edge-*-"$BOARD"-aarch64.tar.gz)
+# The profile sets [firmware] wasm: the overlay carries wasm_hello's module and wasmtime's aarch64 library.
+tar -tzf "$OVERLAY" >"$WORK/overlay-files.txt"
+grep -qx 'opt/mcp-edge/plugins/wasm_hello/wasm_hello.wasm' "$WORK/overlay-files.txt" \
+    || die "the overlay has no wasm_hello.wasm"
+grep -Eq '^opt/mcp-edge/lib/python3\.11/site-packages/wasmtime/linux-aarch64/_libwasmtime\.so$' "$WORK/overlay-files.txt" \
+    || die "the overlay has no wasmtime library for aarch64"
+say "overlay $(basename "$OVERLAY"): $(( $(stat -c %s "$OVERLAY") / 1024 )) KiB, with wasm_hello and wasmtime"
 SWU=$(ls "$WORK"/out/mcp-edge-*-"$BOARD"-aarch64.swu)
 # SWUpdate's own check: the CMS signature of sw-description (against the CA), the board section and the
 # payload's SHA-256; a copy with one payload byte flipped must be refused.
@@ -146,7 +156,7 @@ serve_and_talk() {  # $1: expected ISA level, $2: board id, rest: env for the se
     done
     grep -q 'serving MCP over Streamable HTTP' "$log" || { cat "$log"; die "mcp-edge serve did not start in 300 s"; }
     grep -q "board $board" "$log" || { cat "$log"; die "the server did not run with board $board"; }
-    "$PY" tools/firmware/client.py "http://127.0.0.1:$port/mcp" --isa "$isa" --board "$board" --arch aarch64 \
+    "$PY" tools/firmware/client.py "http://127.0.0.1:$port/mcp" --isa "$isa" --board "$board" --arch aarch64 --wasm \
         || { cat "$log"; die "the MCP session against the arm64 server failed"; }
     kill -TERM "$SERVER"
     wait "$SERVER" || { cat "$log"; die "mcp-edge serve did not stop cleanly on SIGTERM"; }
