@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 from bridge_helpers import WAIT
+from ci_honesty import importorskip
 
 from mcp_edge.board import Settings
 from mcp_edge.errors import ProtocolError
 from mcp_edge.plugin.bridge.client import BridgeLost, McpClient
 from mcp_edge.plugin.bridge.http import HttpTransport
 
-pytest.importorskip("httpx")
+importorskip("httpx", "bridge", "the HTTP bridge tests need httpx (pip install -e '.[test]')")
 
 
 ENDLESS = 4096  # 64 KiB chunks: 256 MiB, if the bridge read it all

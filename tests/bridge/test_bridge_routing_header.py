@@ -6,11 +6,12 @@ httpx refuse the request)."""
 from __future__ import annotations
 
 import pytest
+from ci_honesty import importorskip
 
 from mcp_edge.plugin.bridge.client import routing_value
 from mcp_edge.transport.http import _header_value
 
-httpx = pytest.importorskip("httpx")
+httpx = importorskip("httpx", "bridge", "the HTTP bridge tests need httpx (pip install -e '.[test]')")
 
 NAMES = ["echo", "ns.tool-2", "météo", "天気", " padded ", "tab\tin", "=?base64?x?=", "file:///a b.txt", ""]
 
