@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wasm_helpers import write_wasm_plugin
+from wasm_helpers import need_wasmtime, write_wasm_plugin
 
 from mcp_edge.plugin import NullRequestContext, Registry
 from mcp_edge.plugin.wasm import runtime
@@ -51,6 +51,7 @@ def _run(misbehave: Path, tmp_path: Path) -> tuple[list[tuple[bool, str]], set[b
 
 
 def test_the_direct_path_engages_only_on_the_major_it_was_written_for() -> None:
+    need_wasmtime()
     assert runtime._wasmtime_major() == runtime._DIRECT_MAJOR, (
         "wasmtime-py's major changed: check runtime._Direct against its private bindings, then move _DIRECT_MAJOR "
         "and the pin in pyproject.toml")

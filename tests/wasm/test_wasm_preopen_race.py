@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import wasmtime
 from wasm_helpers import write_wasm_plugin
 
 from mcp_edge.plugin import NullRequestContext, PluginState, Registry
@@ -37,6 +36,8 @@ def test_a_folder_swapped_for_a_link_after_the_check_is_not_what_the_module_sees
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "f.txt").write_text("secret")
+    import wasmtime  # (the misbehave fixture has checked it is there)
+
     real = wasmtime.WasiConfig.preopen_dir
     swapped: list[str] = []
 
