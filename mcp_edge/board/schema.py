@@ -87,7 +87,7 @@ class Firmware(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     python: Annotated[str, msgspec.Meta(pattern=r"^3\.(1[1-9]|[2-9][0-9])$")] = "3.11"  # mcp_edge needs >= 3.11
     # "": /usr/bin/python<python>; an absolute path of plain characters (the launcher's shell text names it)
     interpreter: Annotated[str, msgspec.Meta(pattern=r"^(/[A-Za-z0-9._+-]+)*$")] = ""
-    # WASM plugins (and wasmtime's wheel for the arch, about 8 MiB, 20 MiB unpacked) in the bundle: opt-in
+    # The WASM plugins and wasmtime's wheel for the arch in the bundle (about 8 MiB more, 25 MiB unpacked): opt-in
     wasm: bool = False
 
 
