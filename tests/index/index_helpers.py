@@ -118,18 +118,42 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 @contextmanager
-def serve_folder(root: Path) -> Iterator[_Server]:
-    """``root`` served over HTTP on a loopback port for the ``with`` block; ``.url`` is its base URL."""
-    root.mkdir(parents=True, exist_ok=True)
-    server = _Server(root)
+def _serving(server: http.server.ThreadingHTTPServer) -> Iterator[None]:
+    """``server`` answering in a thread for the ``with`` block, then shut down and closed."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield server
+        yield
     finally:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+@contextmanager
+def serve_folder(root: Path) -> Iterator[_Server]:
+    """``root`` served over HTTP on a loopback port for the ``with`` block; ``.url`` is its base URL."""
+    root.mkdir(parents=True, exist_ok=True)
+    server = _Server(root)
+    with _serving(server):
+        yield server
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """A folder's files over HTTP, without a log line per request: the base of a test's own handler."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def serve_with(root: Path, handler: type[QuietHandler]) -> Iterator[str]:
+    """``root`` served by ``handler`` (a QuietHandler of the test's own) on a loopback port for the ``with``
+    block; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: handler(*a, directory=str(root)))
+    server.daemon_threads = True
+    with _serving(server):
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
 
 
 def base_url(server: _Server) -> str:

@@ -4,16 +4,13 @@ the server fell silent for index_timeout_s)."""
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-from index_helpers import PLUGIN_ID, Publisher, box_settings
+from index_helpers import PLUGIN_ID, Publisher, QuietHandler, box_settings, serve_with
 
 from mcp_edge.errors import IndexRefused
 from mcp_edge.index.installer import Installer
@@ -24,10 +21,7 @@ BIG = 512 * 1024
 @contextmanager
 def _dripping(root: Path, name: str, sent: list[int]) -> Iterator[str]:
     """Serves ``root``; ``name`` is announced as BIG bytes, then 1 KiB every 0.05 s up to 64 KiB, then silence."""
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             if self.path.lstrip("/") != name:
                 return super().do_GET()
@@ -46,16 +40,8 @@ def _dripping(root: Path, name: str, sent: list[int]) -> Iterator[str]:
             self.close_connection = True
             return None
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: Handler(*a, directory=str(root)))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serve_with(root, Handler) as url:
+        yield url
 
 
 def test_a_dripping_artifact_is_cut_off_at_the_deadline(tmp_path: Path) -> None:

@@ -3,25 +3,19 @@ alone would follow) is refused with the reason; one to another http path of the 
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-from index_helpers import Publisher, installer
+from index_helpers import Publisher, QuietHandler, installer, serve_with
 
 from mcp_edge.errors import IndexRefused
 
 
 @contextmanager
 def _redirecting(root: Path, moves: dict[str, str]) -> Iterator[str]:
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             name = self.path.lstrip("/")
             if name in moves:
@@ -32,16 +26,8 @@ def _redirecting(root: Path, moves: dict[str, str]) -> Iterator[str]:
                 return
             super().do_GET()
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: Handler(*a, directory=str(root)))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serve_with(root, Handler) as url:
+        yield url
 
 
 def test_a_redirect_to_another_scheme_is_refused(tmp_path: Path) -> None:
