@@ -21,7 +21,7 @@ from mcp_edge.atomic import replace_file
 from mcp_edge.errors import ConfigError, McpEdgeError
 from mcp_edge.index.archive import pack, tree_digest
 from mcp_edge.index.format import INDEX_TYPE, SPEC, format_time, parse_document, this_arch
-from mcp_edge.index.signing import artifact_message, canonical, load_private_key, sign
+from mcp_edge.index.signing import artifact_message, canonical, file_digest, load_private_key, sign
 
 __all__ = ["build_index", "sign_artifact"]
 
@@ -94,16 +94,10 @@ def sign_artifact(artifact: Path, key_path: Path) -> Path:
     """Write ``<artifact>.sig``: a signature of its SHA-256 and size by the key in ``key_path`` (other keys'
     signatures already there are kept)."""
     key = load_private_key(key_path)
-    h = hashlib.sha256()
-    size = 0
     try:
-        with artifact.open("rb") as f:
-            while chunk := f.read(256 * 1024):
-                h.update(chunk)
-                size += len(chunk)
+        sha, size = file_digest(artifact)
     except OSError as exc:
         raise ConfigError(f"cannot read {artifact}: {exc.strerror or exc}") from None
-    sha = h.hexdigest()
     sig = sign(key, artifact_message(sha, size))
     path = artifact.with_name(artifact.name + ".sig")
     sigs = [sig]

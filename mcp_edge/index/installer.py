@@ -36,7 +36,7 @@ from mcp_edge.errors import ConfigError, IndexRefused, McpEdgeError
 from mcp_edge.index.archive import tree_digest, unpack
 from mcp_edge.index.fetch import download, read_bounded, resolve
 from mcp_edge.index.format import Entry, Index, comparable, format_time, newer, this_arch
-from mcp_edge.index.signing import TrustStore, artifact_message, verify_signatures
+from mcp_edge.index.signing import TrustStore, artifact_message, file_digest, verify_signatures
 from mcp_edge.index.state import IndexState, accept
 
 if TYPE_CHECKING:
@@ -328,18 +328,10 @@ class Installer:
     def verify_artifact(self, path: Path) -> dict[str, Any]:
         """Check artifact file ``path``: its ``.sig`` (if beside it) against the trusted keys, and whether the
         last trusted index lists its SHA-256. IndexRefused when neither vouches for it, or the signature is bad."""
-        import hashlib
-
-        h = hashlib.sha256()
-        size = 0
         try:
-            with path.open("rb") as f:
-                while chunk := f.read(256 * 1024):
-                    h.update(chunk)
-                    size += len(chunk)
+            sha, size = file_digest(path)
         except OSError as exc:
             raise IndexRefused(f"cannot read {path}: {exc.strerror or exc}") from None
-        sha = h.hexdigest()
         row: dict[str, Any] = {"path": str(path), "sha256": sha, "size": size}
         sig_path = path.with_name(path.name + ".sig")
         if sig_path.exists():

@@ -51,6 +51,17 @@ def artifact_message(sha256: str, size: int) -> bytes:
     return f"{ARTIFACT_TAG} sha256:{sha256} size:{size}".encode("ascii")
 
 
+def file_digest(path: Path) -> tuple[str, int]:
+    """The SHA-256 (hex) and size of file ``path``, read in pieces; OSError as it comes (the caller words it)."""
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(256 * 1024):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
 def key_id(raw_public: bytes) -> str:
     return hashlib.sha256(raw_public).hexdigest()
 
