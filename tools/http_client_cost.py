@@ -14,18 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
 import sys
 
-PROBE = r"""
-import json, sys, time
-def rss():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from fresh_runs import PROBE_HEAD, fresh_samples, median
+
+PROBE = PROBE_HEAD + r"""
 before = rss()
 t = time.perf_counter()
 try:
@@ -40,19 +33,15 @@ print(json.dumps({"import_ms": dt * 1e3, "rss_kib": rss() - before, "base_kib": 
 
 
 def measure(module: str, runs: int, python: str) -> dict[str, object]:
-    samples = []
-    for _ in range(runs):
-        out = subprocess.run([python, "-c", PROBE, module], capture_output=True, text=True, check=True).stdout
-        row = json.loads(out)
-        if "missing" in row:
-            return {"module": module, "missing": row["missing"]}
-        samples.append(row)
+    samples = fresh_samples(python, PROBE, [module], runs)
+    if isinstance(samples, str):
+        return {"module": module, "missing": samples}
     return {
         "module": module,
-        "import_ms": round(statistics.median(s["import_ms"] for s in samples), 1),
-        "rss_mib": round(statistics.median(s["rss_kib"] for s in samples) / 1024, 1),
-        "interpreter_mib": round(statistics.median(s["base_kib"] for s in samples) / 1024, 1),
-        "modules_loaded": int(statistics.median(s["modules"] for s in samples)),
+        "import_ms": round(median(samples, "import_ms"), 1),
+        "rss_mib": round(median(samples, "rss_kib") / 1024, 1),
+        "interpreter_mib": round(median(samples, "base_kib") / 1024, 1),
+        "modules_loaded": int(median(samples, "modules")),
         "runs": runs,
     }
 

@@ -30,11 +30,12 @@ import argparse
 import json
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from fresh_runs import PROBE_HEAD, fresh_samples, median
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,14 +99,7 @@ ME_EXPORT("add") int32_t add_export(void) {
 }
 """
 
-PROBE = r"""
-import json, sys, time
-def rss():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+PROBE = PROBE_HEAD + r"""
 engine, module, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
 base = rss()
 t = time.perf_counter()
@@ -201,19 +195,12 @@ def build(out: Path, source: str) -> Path:
 
 
 def measure(engine: str, module: Path, runs: int, calls: int, python: str) -> dict[str, object]:
-    samples = []
-    for _ in range(runs):
-        proc = subprocess.run([python, "-c", PROBE, engine, str(module), str(calls)], capture_output=True,
-                              text=True, cwd=ROOT)
-        if proc.returncode != 0:
-            raise SystemExit(f"{engine}: the probe failed:\n{proc.stderr}")
-        row = json.loads(proc.stdout)
-        if "missing" in row:
-            return {"engine": engine, "missing": row["missing"]}
-        samples.append(row)
+    samples = fresh_samples(python, PROBE, [engine, str(module), str(calls)], runs, cwd=ROOT, label=engine)
+    if isinstance(samples, str):
+        return {"engine": engine, "missing": samples}
 
     def med(key: str) -> float:
-        return float(statistics.median(s[key] for s in samples))
+        return median(samples, key)
 
     return {"engine": engine, "import_ms": round(med("import_ms"), 1), "import_mib": round(med("import_kib") / 1024, 1),
             "start_ms": round(med("start_ms"), 1), "rss_mib": round(med("rss_kib") / 1024, 1),
