@@ -24,6 +24,23 @@ CLIENTS = (("legacy", 3), ("2026-07-28", 3))  # (era, clients)
 CALLS_AFTER = 25  # calls each client makes once it has seen v2
 
 
+def _answer(client: Any) -> str:
+    """What the tool answers ``client`` (a transport_helpers.HttpClient): its text, or the error's message."""
+    from transport_helpers import request
+
+    reply = client.post(request(2, "tools/call", {"name": TOOL, "arguments": {}}))
+    body = reply.events()[-1] if reply.headers["content-type"].startswith("text/event-stream") else reply.json()
+    return str(body["result"]["content"][0]["text"]) if "result" in body else str(body["error"]["message"])
+
+
+def _await_answer(client: Any, text: str, server: Any) -> None:
+    """Asks until the tool answers ``text`` (WAIT seconds at most); fails with the server's stderr if not."""
+    deadline = time.monotonic() + WAIT
+    while _answer(client) != text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _answer(client) == text, server.stderr()
+
+
 def test_auto_update_under_load_fails_no_call(tmp_path: Path) -> None:
     pub = Publisher(tmp_path / "pub")
     trust = pub.trust_into(tmp_path / "trust")
@@ -118,15 +135,13 @@ def test_auto_update_skips_a_refused_index(tmp_path: Path) -> None:
             while "bad signature" not in server.stderr() and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert "plugin index: no update: index" in server.stderr() and "bad signature" in server.stderr()
-            from transport_helpers import HttpClient, request
+            from transport_helpers import HttpClient
 
             client = HttpClient(server.port)
             client.handshake()
-            answer = client.post(request(2, "tools/call", {"name": TOOL, "arguments": {}}))
+            said = _answer(client)
             client.close()
-            reply = answer.events()[-1] if answer.headers["content-type"].startswith("text/event-stream") \
-                else answer.json()
-            assert reply["result"]["content"][0]["text"] == "v1"
+            assert said == "v1"
 
 
 def test_timer_update_is_reloaded_by_the_folder_watcher(tmp_path: Path) -> None:
@@ -136,7 +151,7 @@ def test_timer_update_is_reloaded_by_the_folder_watcher(tmp_path: Path) -> None:
     import os
     import subprocess
 
-    from transport_helpers import ROOT, HttpClient, request
+    from transport_helpers import ROOT, HttpClient
 
     pub = Publisher(tmp_path / "pub")
     trust = pub.trust_into(tmp_path / "trust")
@@ -150,24 +165,14 @@ def test_timer_update_is_reloaded_by_the_folder_watcher(tmp_path: Path) -> None:
         with running_server(tmp_path, "--http", "--host", "127.0.0.1", "--port", "0") as server:
             client = HttpClient(server.port)
             client.handshake()
-
-            def answer() -> str:
-                reply = client.post(request(2, "tools/call", {"name": TOOL, "arguments": {}}))
-                body = reply.events()[-1] if reply.headers["content-type"].startswith("text/event-stream") \
-                    else reply.json()
-                return str(body["result"]["content"][0]["text"])
-
-            assert answer() == "v1"
+            assert _answer(client) == "v1"
             for version, text in (("2.0.0", "v2"), ("3.0.0", "v3")):
                 pub.publish(version, text)
                 timer = subprocess.run([sys.executable, "-m", "mcp_edge.cli", "plugin", "update", "--auto"],
                                        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
                 assert timer.returncode == 0, timer.stderr
                 assert f"{PLUGIN_ID}: " in timer.stdout and f"-> {version}" in timer.stdout
-                deadline = time.monotonic() + WAIT
-                while answer() != text and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                assert answer() == text, server.stderr()
+                _await_answer(client, text, server)
             client.close()
 
 
@@ -175,7 +180,7 @@ def test_auto_update_mends_a_plugin_that_failed(tmp_path: Path) -> None:
     """v1 installed but broken (it fails to load, the server serves on without it): the auto-update round
     installs v2 and brings the plugin up in the running server, no restart."""
     from index_helpers import write_plugin
-    from transport_helpers import HttpClient, request
+    from transport_helpers import HttpClient
 
     from mcp_edge.index.build import build_index
 
@@ -192,17 +197,7 @@ def test_auto_update_mends_a_plugin_that_failed(tmp_path: Path) -> None:
         with running_server(tmp_path, "--http", "--host", "127.0.0.1", "--port", "0", settings=settings) as server:
             client = HttpClient(server.port)
             client.handshake()
-
-            def answer() -> str:
-                reply = client.post(request(2, "tools/call", {"name": TOOL, "arguments": {}}))
-                body = reply.events()[-1] if reply.headers["content-type"].startswith("text/event-stream") \
-                    else reply.json()
-                return str(body["result"]["content"][0]["text"]) if "result" in body else body["error"]["message"]
-
-            assert "v1" not in answer()  # failed at start: no such tool
+            assert "v1" not in _answer(client)  # failed at start: no such tool
             pub.publish("2.0.0", "v2")
-            deadline = time.monotonic() + WAIT
-            while answer() != "v2" and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert answer() == "v2", server.stderr()
+            _await_answer(client, "v2", server)
             client.close()
