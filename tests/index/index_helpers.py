@@ -72,6 +72,15 @@ class Publisher:
         return trust_dir
 
 
+def published_v1(tmp: Path) -> tuple[Publisher, Path]:
+    """A publisher in ``tmp/pub`` with version 1.0.0 (answering 'v1') of the sample plugin published, and the
+    trust folder ``tmp/trust`` that trusts its key."""
+    pub = Publisher(tmp / "pub")
+    trust = pub.trust_into(tmp / "trust")
+    pub.publish("1.0.0", "v1")
+    return pub, trust
+
+
 class _Handler(http.server.SimpleHTTPRequestHandler):
     server: _Server
 

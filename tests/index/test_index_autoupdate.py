@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_honesty import importorskip
-from index_helpers import PLUGIN_ID, Publisher, base_url, installer, serve_folder
+from index_helpers import PLUGIN_ID, Publisher, base_url, installer, published_v1, serve_folder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "transport"))
 
@@ -42,9 +42,7 @@ def _await_answer(client: Any, text: str, server: Any) -> None:
 
 
 def test_auto_update_under_load_fails_no_call(tmp_path: Path) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     with serve_folder(pub.out) as http:
         index_url = base_url(http) + "index.json"
         assert installer(tmp_path, index_url, trust).install(PLUGIN_ID) is not None  # v1, before the server starts
@@ -119,9 +117,7 @@ def test_auto_update_skips_a_refused_index(tmp_path: Path) -> None:
     the plugin keeps answering v1."""
     import json
 
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     with serve_folder(pub.out) as http:
         index_url = base_url(http) + "index.json"
         installer(tmp_path, index_url, trust).install(PLUGIN_ID)
@@ -153,9 +149,7 @@ def test_timer_update_is_reloaded_by_the_folder_watcher(tmp_path: Path) -> None:
 
     from transport_helpers import ROOT, HttpClient
 
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     with serve_folder(pub.out) as http:
         index_url = base_url(http) + "index.json"
         installer(tmp_path, index_url, trust).install(PLUGIN_ID)

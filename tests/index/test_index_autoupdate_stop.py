@@ -7,15 +7,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from index_helpers import PLUGIN_ID, Publisher, base_url, box_settings, installer, serve_folder
+from index_helpers import PLUGIN_ID, base_url, box_settings, installer, published_v1, serve_folder
 
 from mcp_edge.server import Server
 
 
 def test_stop_during_an_update_download_leaves_nothing_running(tmp_path: Path) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     artifact = f"{PLUGIN_ID}-2.0.0.tar.gz"
     with serve_folder(pub.out) as http:
         url = base_url(http) + "index.json"

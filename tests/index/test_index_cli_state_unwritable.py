@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from index_helpers import Publisher
+from index_helpers import published_v1
 
 from mcp_edge.commands import cli
 
 
 @pytest.mark.parametrize("command", [["plugin", "search"], ["plugin", "info", "hello"], ["plugin", "update"]])
 def test_an_unusable_data_folder_is_a_clear_refusal(tmp_path: Path, command: list[str]) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     data = tmp_path / "data"
     data.write_text("a file where the data folder should be\n")
     env = {"MCP_EDGE_DATA_DIR": str(data), "MCP_EDGE_TRUST_DIR": str(trust),

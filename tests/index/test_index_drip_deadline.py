@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from index_helpers import PLUGIN_ID, Publisher, QuietHandler, box_settings, serve_with
+from index_helpers import PLUGIN_ID, QuietHandler, box_settings, published_v1, serve_with
 
 from mcp_edge.errors import IndexRefused
 from mcp_edge.index.installer import Installer
@@ -49,9 +49,7 @@ def test_a_dripping_artifact_is_cut_off_at_the_deadline(tmp_path: Path) -> None:
 
     from mcp_edge.index.signing import canonical, load_private_key, sign
 
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     index = pub.out / "index.json"
     doc = json.loads(index.read_text())
     entry = doc["signed"]["plugins"][0]

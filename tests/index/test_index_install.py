@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from index_helpers import PLUGIN_ID, Publisher, base_url, installer, serve_folder
+from index_helpers import PLUGIN_ID, Publisher, base_url, installer, published_v1, serve_folder
 
 from mcp_edge.errors import IndexRefused
 from mcp_edge.index.archive import tree_digest
@@ -18,9 +18,7 @@ def _answer(folder: Path) -> str:
 
 
 def test_install_update_remove_verify(tmp_path: Path) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     with serve_folder(pub.out) as http:
         url = base_url(http) + "index.json"
         box = installer(tmp_path, url, trust)
@@ -61,9 +59,7 @@ def test_install_update_remove_verify(tmp_path: Path) -> None:
 
 
 def test_interrupted_download_leaves_the_old_version(tmp_path: Path) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     with serve_folder(pub.out) as http:
         box = installer(tmp_path, base_url(http) + "index.json", trust)
         box.install(PLUGIN_ID)
@@ -88,9 +84,7 @@ def test_interrupted_download_leaves_the_old_version(tmp_path: Path) -> None:
 
 
 def test_tampered_artifact_is_refused(tmp_path: Path) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     with serve_folder(pub.out) as http:
         box = installer(tmp_path, base_url(http) + "index.json", trust)
         box.install(PLUGIN_ID)
@@ -159,9 +153,7 @@ def test_an_install_cut_short_after_its_swap_is_set_right(tmp_path: Path, monkey
     finds the folder holds an artifact of the trusted index and corrects the record instead of refusing."""
     from mcp_edge.index.state import IndexState
 
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     index = str(pub.out / "index.json")
     box = installer(tmp_path, index, trust)
     box.install(PLUGIN_ID)
@@ -187,9 +179,7 @@ def test_a_server_that_drips_is_cut_off_at_the_deadline(tmp_path: Path) -> None:
 
     from mcp_edge.index.installer import Installer
 
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     with serve_folder(pub.out) as http:
         box = Installer(box_settings(tmp_path, base_url(http) + "index.json", trust, index_deadline_s=0.5))
         box.refresh()

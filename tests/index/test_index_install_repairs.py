@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from index_helpers import PLUGIN_ID, Publisher, installer
+from index_helpers import PLUGIN_ID, installer, published_v1
 
 
 def test_install_repairs_a_changed_plugin(tmp_path: Path) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     box = installer(tmp_path, str(pub.out / "index.json"), trust)
     box.install(PLUGIN_ID)
     code = tmp_path / "data" / "plugins" / PLUGIN_ID / "plugin.py"

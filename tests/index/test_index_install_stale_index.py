@@ -7,15 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from index_helpers import PLUGIN_ID, Publisher, installer
+from index_helpers import PLUGIN_ID, installer, published_v1
 
 from mcp_edge.errors import IndexRefused
 
 
 def test_an_install_from_an_index_older_than_the_trusted_one_is_refused(tmp_path: Path) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     index = str(pub.out / "index.json")
     slow = installer(tmp_path, index, trust)
     old = slow.refresh()  # version 1 read ...

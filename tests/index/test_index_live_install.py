@@ -11,7 +11,7 @@ from typing import Any
 
 from ci_honesty import importorskip
 from click.testing import CliRunner
-from index_helpers import PLUGIN_ID, Publisher, base_url, serve_folder
+from index_helpers import PLUGIN_ID, base_url, published_v1, serve_folder
 
 from mcp_edge.commands import cli
 
@@ -32,9 +32,7 @@ def _cli(env: dict[str, str], *args: str) -> str:
 
 
 def test_install_and_remove_under_a_running_server_need_no_restart(tmp_path: Path) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     with serve_folder(pub.out) as http:
         index_url = base_url(http) + "index.json"
         env = {"MCP_EDGE_DATA_DIR": str(tmp_path / "data"), "MCP_EDGE_TRUST_DIR": str(trust),

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from index_helpers import Publisher, QuietHandler, installer, serve_with
+from index_helpers import QuietHandler, installer, published_v1, serve_with
 
 from mcp_edge.errors import IndexRefused
 
@@ -31,9 +31,7 @@ def _redirecting(root: Path, moves: dict[str, str]) -> Iterator[str]:
 
 
 def test_a_redirect_to_another_scheme_is_refused(tmp_path: Path) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     with _redirecting(pub.out, {"old.json": "/index.json", "ftp.json": "ftp://127.0.0.1:9/index.json"}) as url:
         assert installer(tmp_path, url + "old.json", trust).refresh().version == 1  # http -> http: followed
         with pytest.raises(IndexRefused, match=r"ftp.json redirects to ftp://127.0.0.1:9/index.json: only "

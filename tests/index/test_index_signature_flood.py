@@ -9,16 +9,14 @@ import json
 from pathlib import Path
 
 import pytest
-from index_helpers import Publisher, installer
+from index_helpers import installer, published_v1
 
 from mcp_edge.errors import IndexRefused
 from mcp_edge.index.signing import key_id
 
 
 def test_a_flood_of_signatures_is_refused_briefly(tmp_path: Path) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     path = pub.out / "index.json"
     doc = json.loads(path.read_text())
     good = doc["signatures"][0]

@@ -7,16 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from index_helpers import PLUGIN_ID, Publisher, installer
+from index_helpers import PLUGIN_ID, installer, published_v1
 
 from mcp_edge.errors import IndexRefused
 
 
 @pytest.mark.parametrize("content", ["null\n", '{"version": "x", "sha256": "0"}\n', '{"version": 2}\n', "[]\n"])
 def test_a_damaged_trusted_record_is_refused(tmp_path: Path, content: str) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     old = (pub.out / "index.json").read_bytes()
     pub.publish("2.0.0", "v2")
     box = installer(tmp_path, str(pub.out / "index.json"), trust)
@@ -32,9 +30,7 @@ def test_a_damaged_trusted_record_is_refused(tmp_path: Path, content: str) -> No
 
 
 def test_a_kept_index_that_disagrees_is_set_right_by_the_next_fetch(tmp_path: Path) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     old = (pub.out / "index.json").read_bytes()
     pub.publish("2.0.0", "v2")
     box = installer(tmp_path, str(pub.out / "index.json"), trust)

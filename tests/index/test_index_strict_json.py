@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from index_helpers import PLUGIN_ID, Publisher, installer
+from index_helpers import PLUGIN_ID, Publisher, installer, published_v1
 
 from mcp_edge.commands import cli
 from mcp_edge.errors import IndexRefused
@@ -20,9 +20,7 @@ from mcp_edge.index.signing import canonical, load_private_key, sign
 
 
 def _published(tmp_path: Path) -> tuple[Publisher, Path, dict[str, Any]]:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     return pub, trust, json.loads((pub.out / "index.json").read_text())
 
 

@@ -9,16 +9,14 @@ import json
 from pathlib import Path
 
 import pytest
-from index_helpers import PLUGIN_ID, Publisher, base_url, installer, serve_folder
+from index_helpers import PLUGIN_ID, Publisher, base_url, installer, published_v1, serve_folder
 
 from mcp_edge.errors import ConfigError, IndexRefused
 from mcp_edge.index.signing import TrustStore, canonical, key_id, load_private_key, sign
 
 
 def test_rollback_to_an_older_index_is_refused(tmp_path: Path) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     old_index = (pub.out / "index.json").read_bytes()  # version 1, validly signed
     pub.publish("2.0.0", "v2")
     with serve_folder(pub.out) as http:
@@ -35,9 +33,7 @@ def test_rollback_to_an_older_index_is_refused(tmp_path: Path) -> None:
 
 
 def test_same_version_with_other_content_is_refused(tmp_path: Path) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     box = installer(tmp_path, str(pub.out / "index.json"), trust)
     box.refresh()
     doc = json.loads((pub.out / "index.json").read_text())
@@ -72,9 +68,7 @@ def test_a_frozen_index_stops_being_trusted_at_its_expiry(tmp_path: Path) -> Non
 
 
 def test_unsigned_tampered_and_unknown_key_indexes_are_refused(tmp_path: Path) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     path = pub.out / "index.json"
     good = json.loads(path.read_text())
 

@@ -6,15 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from index_helpers import PLUGIN_ID, Publisher, installer
+from index_helpers import PLUGIN_ID, installer, published_v1
 
 from mcp_edge.errors import IndexRefused
 
 
 def test_update_of_a_plugin_not_installed_is_refused(tmp_path: Path) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     pub.publish("0.1.0", "o", plugin_id="other")
     box = installer(tmp_path, str(pub.out / "index.json"), trust)
     with pytest.raises(IndexRefused, match=f"{PLUGIN_ID}: not installed from the index \\(plugin install {PLUGIN_ID}"):

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from index_helpers import PLUGIN_ID, Publisher, installer
+from index_helpers import PLUGIN_ID, installer, published_v1
 
 from mcp_edge.index.signing import canonical, load_private_key, sign
 
@@ -17,9 +17,7 @@ LONG_ID = "a" * 250
 
 
 def test_an_os_error_of_one_plugin_does_not_stop_the_others(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    pub = Publisher(tmp_path / "pub")
-    trust = pub.trust_into(tmp_path / "trust")
-    pub.publish("1.0.0", "v1")
+    pub, trust = published_v1(tmp_path)
     index = pub.out / "index.json"
     box = installer(tmp_path, str(index), trust)
     box.install(PLUGIN_ID)
