@@ -123,6 +123,17 @@ def run(fn: Callable[[], Awaitable[None]]) -> None:
     anyio.run(bounded)
 
 
+def setting_events(events: dict[str, Any]) -> Callable[[Any], Awaitable[None]]:
+    """A client's message_handler that sets ``events[method]`` (an anyio.Event) when a notification of that
+    method comes in."""
+    async def on_message(message: Any) -> None:
+        event = events.get(getattr(getattr(message, "root", message), "method", None) or "")
+        if event is not None:
+            event.set()
+
+    return on_message
+
+
 async def plugins_status(c: Any) -> dict[str, dict[str, Any]]:
     """The runtime's plugin table (mcp-edge://plugins), by id."""
     status = await c.read_resource("mcp-edge://plugins")

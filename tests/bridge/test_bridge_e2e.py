@@ -23,6 +23,7 @@ from bridge_helpers import (
     run,
     sdk_http_server,
     serving,
+    setting_events,
     stdio_plugin,
     text_of,
 )
@@ -259,12 +260,7 @@ def test_list_changed_is_forwarded_and_the_catalog_follows(tmp_path: Path) -> No
 
     async def main(url: str) -> None:
         changed = anyio.Event()
-
-        async def on_message(message: Any) -> None:
-            note = getattr(message, "root", message)
-            if getattr(note, "method", None) == "notifications/tools/list_changed":
-                changed.set()
-
+        on_message = setting_events({"notifications/tools/list_changed": changed})
         async with client(url, "legacy", message_handler=on_message) as c:
             assert "sdk_extra" not in {t.name for t in (await c.list_tools()).tools}
             assert text_of(await c.call_tool("sdk_grow")) == "grown"
@@ -286,14 +282,8 @@ def test_a_server_spoken_to_in_the_stateless_revision(tmp_path: Path) -> None:
 
     async def main(url: str) -> None:
         changed, updated = anyio.Event(), anyio.Event()
-
-        async def on_message(message: Any) -> None:
-            method = getattr(getattr(message, "root", message), "method", None)
-            if method == "notifications/tools/list_changed":
-                changed.set()
-            elif method == "notifications/resources/updated":
-                updated.set()
-
+        on_message = setting_events({"notifications/tools/list_changed": changed,
+                                     "notifications/resources/updated": updated})
         async with client(url, "legacy", message_handler=on_message) as c:
             added = await c.call_tool("sdk_add", {"a": 20, "b": 22})
             assert added.structured_content == {"total": 42, "parts": [20, 22]}
@@ -442,12 +432,7 @@ def test_a_streamable_http_server_mounted_by_url(tmp_path: Path, server_era: str
 
     async def main(url: str) -> None:
         changed = anyio.Event()
-
-        async def on_message(message: Any) -> None:
-            note = getattr(message, "root", message)
-            if getattr(note, "method", None) == "notifications/tools/list_changed":
-                changed.set()
-
+        on_message = setting_events({"notifications/tools/list_changed": changed})
         async with client(url, "legacy", message_handler=on_message) as c:
             tools = {t.name for t in (await c.list_tools()).tools}
             assert {"w_echo", "w_add", "w_count"} <= tools
