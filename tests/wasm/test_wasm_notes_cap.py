@@ -10,19 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wasm_helpers import build_c, write_wasm_plugin
+from wasm_helpers import build_c, one_tool_module, registry_of, started, write_wasm_plugin
 
-from mcp_edge.plugin import NullRequestContext, PluginState, Registry
+from mcp_edge.plugin import NullRequestContext
 
-SOURCE = r"""
-#include "mcp_edge_wasm.h"
-MCP_EDGE_WASM_PLUGIN()
-static const char CATALOG[] = "{\"tools\":[{\"name\":\"chatty\",\"inputSchema\":{\"type\":\"object\"}}]}";
-ME_EXPORT("mcp_catalog") int64_t mcp_catalog(void) {
-    me_buf b = {0};
-    me_buf_put(&b, CATALOG, sizeof CATALOG - 1);
-    return me_buf_answer(&b);
-}
+SOURCE = one_tool_module("chatty") + r"""
 ME_EXPORT("mcp_call") int64_t mcp_call(const char *name, int32_t name_len, const char *a, int32_t n) {
     (void)name; (void)name_len; (void)a; (void)n;
     for (int i = 0; i < 20; i++) me_log(1, "line", 4);
@@ -45,24 +37,16 @@ class _Recording(NullRequestContext):
 
 
 def test_notes_stop_at_the_cap(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from mcp_edge.board import Settings
-
     folder = write_wasm_plugin(tmp_path / "plugins", "chatty", build_c(SOURCE, tmp_path / "chatty.wasm"),
                                'host_functions = ["log", "progress"]\n')
-    env = {"MCP_EDGE_DATA_DIR": str(tmp_path / "data"), "MCP_EDGE_WASM_NOTES_PER_CALL": "25"}
-    reg = Registry([folder], entry_points=False, environ=env, settings=Settings.load(environ=env))
+    reg = registry_of([folder], tmp_path, MCP_EDGE_WASM_NOTES_PER_CALL="25")
     first, second = _Recording(), _Recording()
 
     async def main() -> None:
-        await reg.start()
-        try:
-            rec = reg.get("chatty")
-            assert rec is not None and rec.state is PluginState.ACTIVE, rec.reason if rec else None
+        async with started(reg, "chatty"):
             for rctx in (first, second):
                 res = await reg.call_tool("chatty", {}, rctx)
                 assert (res.isError, res.content[0].text) == (False, "done"), res
-        finally:
-            await reg.stop()
 
     with caplog.at_level(logging.WARNING, logger="mcp_edge.plugin.chatty"):
         asyncio.run(main())

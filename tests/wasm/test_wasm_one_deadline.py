@@ -8,19 +8,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from wasm_helpers import build_c, write_wasm_plugin
+from wasm_helpers import build_c, one_tool_module, registry_of, started, write_wasm_plugin
 
-from mcp_edge.plugin import NullRequestContext, PluginState, Registry
+from mcp_edge.plugin import NullRequestContext
 
-SOURCE = r"""
-#include "mcp_edge_wasm.h"
-MCP_EDGE_WASM_PLUGIN()
-static const char CATALOG[] = "{\"tools\":[{\"name\":\"ok\",\"inputSchema\":{\"type\":\"object\"}}]}";
-ME_EXPORT("mcp_catalog") int64_t mcp_catalog(void) {
-    me_buf b = {0};
-    me_buf_put(&b, CATALOG, sizeof CATALOG - 1);
-    return me_buf_answer(&b);
-}
+SOURCE = one_tool_module("ok") + r"""
 ME_EXPORT("mcp_init") int32_t mcp_init(const char *cfg, int32_t len) {
     (void)cfg; (void)len;
     me_log(1, "starting", 8);  /* the host waits for the client's log notification to go out */
@@ -41,26 +33,18 @@ class _StuckLog(NullRequestContext):
 
 
 def test_mcp_init_spends_from_the_calls_deadline(tmp_path: Path) -> None:
-    from mcp_edge.board import Settings
-
     folder = write_wasm_plugin(tmp_path / "plugins", "slowinit", build_c(SOURCE, tmp_path / "slowinit.wasm"), """
         deadline_ms = 300
         host_functions = ["log"]
     """)
-    env = {"MCP_EDGE_DATA_DIR": str(tmp_path / "data")}
-    reg = Registry([folder], entry_points=False, environ=env, settings=Settings.load(environ=env))
+    reg = registry_of([folder], tmp_path)
 
     async def main() -> None:
-        await reg.start()
-        try:
-            rec = reg.get("slowinit")
-            assert rec is not None and rec.state is PluginState.ACTIVE, rec.reason if rec else None
+        async with started(reg, "slowinit"):
             res = await reg.call_tool("ok", {}, _StuckLog())
             assert res.isError and "tool ok stopped: its deadline of 300 ms passed" in res.content[0].text, res
             # a client whose notifications go out: the same plugin answers (the stuck instance was not kept)
             res = await reg.call_tool("ok", {}, NullRequestContext())
             assert (res.isError, res.content[0].text) == (False, "fine"), res
-        finally:
-            await reg.stop()
 
     asyncio.run(main())

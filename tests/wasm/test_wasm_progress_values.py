@@ -7,19 +7,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from wasm_helpers import build_c, write_wasm_plugin
+from wasm_helpers import build_c, one_tool_module, registry_of, started, write_wasm_plugin
 
-from mcp_edge.plugin import NullRequestContext, PluginState, Registry
+from mcp_edge.plugin import NullRequestContext
 
-SOURCE = r"""
-#include "mcp_edge_wasm.h"
-MCP_EDGE_WASM_PLUGIN()
-static const char CATALOG[] = "{\"tools\":[{\"name\":\"steps\",\"inputSchema\":{\"type\":\"object\"}}]}";
-ME_EXPORT("mcp_catalog") int64_t mcp_catalog(void) {
-    me_buf b = {0};
-    me_buf_put(&b, CATALOG, sizeof CATALOG - 1);
-    return me_buf_answer(&b);
-}
+SOURCE = one_tool_module("steps") + r"""
 ME_EXPORT("mcp_call") int64_t mcp_call(const char *name, int32_t name_len, const char *a, int32_t n) {
     (void)name; (void)name_len; (void)a; (void)n;
     me_progress(__builtin_nan(""), 2, "nan", 3);
@@ -42,23 +34,15 @@ class _Recording(NullRequestContext):
 
 
 def test_non_finite_progress_values(tmp_path: Path) -> None:
-    from mcp_edge.board import Settings
-
     folder = write_wasm_plugin(tmp_path / "plugins", "steps", build_c(SOURCE, tmp_path / "steps.wasm"),
                                'host_functions = ["progress"]\n')
-    env = {"MCP_EDGE_DATA_DIR": str(tmp_path / "data")}
-    reg = Registry([folder], entry_points=False, environ=env, settings=Settings.load(environ=env))
+    reg = registry_of([folder], tmp_path)
     rctx = _Recording()
 
     async def main() -> None:
-        await reg.start()
-        try:
-            rec = reg.get("steps")
-            assert rec is not None and rec.state is PluginState.ACTIVE, rec.reason if rec else None
+        async with started(reg, "steps"):
             res = await reg.call_tool("steps", {}, rctx)
             assert not res.isError and res.content[0].text == "ok", res
-        finally:
-            await reg.stop()
 
     asyncio.run(main())
     assert rctx.seen == [(1.0, None, "nan total"), (1.5, None, "minus inf total"), (2.0, 2.0, "done")]

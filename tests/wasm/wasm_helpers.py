@@ -3,12 +3,17 @@ and a registry or a real server running them."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import textwrap
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from ci_honesty import importorskip, require_or_skip
+
+from mcp_edge.plugin import NullRequestContext, PluginState, Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -54,3 +59,45 @@ def write_wasm_plugin(root: Path, plugin_id: str, module: Path, wasm_table: str 
         text += "[wasm]\n" + textwrap.dedent(wasm_table)
     (folder / "plugin.toml").write_text(text)
     return folder
+
+
+def one_tool_module(tool: str) -> str:
+    """The start of a test module's C text: the header, the plugin's boilerplate and ``mcp_catalog`` listing one
+    tool ``tool`` (any arguments); the test adds its ``mcp_call`` (and what else it needs)."""
+    return (
+        '#include "mcp_edge_wasm.h"\n'
+        "MCP_EDGE_WASM_PLUGIN()\n"
+        f'static const char CATALOG[] = "{{\\"tools\\":[{{\\"name\\":\\"{tool}\\",'
+        '\\"inputSchema\\":{\\"type\\":\\"object\\"}}]}";\n'
+        'ME_EXPORT("mcp_catalog") int64_t mcp_catalog(void) {\n'
+        "    me_buf b = {0};\n"
+        "    me_buf_put(&b, CATALOG, sizeof CATALOG - 1);\n"
+        "    return me_buf_answer(&b);\n"
+        "}\n")
+
+
+def registry_of(folders: list[Path], tmp: Path, **environ: str) -> Registry:
+    """A registry of the plugin ``folders`` only, its data folder ``tmp/data``, with ``environ``'s MCP_EDGE_*
+    settings."""
+    from mcp_edge.board import Settings
+
+    env = {"MCP_EDGE_DATA_DIR": str(tmp / "data"), **environ}
+    return Registry(folders, entry_points=False, environ=env, settings=Settings.load(environ=env))
+
+
+@contextlib.asynccontextmanager
+async def started(reg: Registry, plugin_id: str) -> AsyncIterator[Registry]:
+    """``reg`` started, its plugin ``plugin_id`` checked active, for the ``async with`` block; stopped after."""
+    await reg.start()
+    try:
+        rec = reg.get(plugin_id)
+        assert rec is not None and rec.state is PluginState.ACTIVE, rec.reason if rec else None
+        yield reg
+    finally:
+        await reg.stop()
+
+
+async def answer(reg: Registry, tool: str, args: dict[str, Any] | None = None) -> tuple[bool, str]:
+    """Tool ``tool`` called through ``reg``: whether it failed, and its first text ('' when it has none)."""
+    res = await reg.call_tool(tool, args or {}, NullRequestContext())
+    return res.isError, res.content[0].text if res.content else ""
