@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wasm_helpers import need_wasmtime, write_wasm_plugin
+from wasm_helpers import answer, need_wasmtime, registry_of, started, write_wasm_plugin
 
-from mcp_edge.plugin import NullRequestContext, Registry
 from mcp_edge.plugin.wasm import runtime
 
 CALLS: list[tuple[str, dict[str, Any]]] = [
@@ -22,30 +21,21 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
 
 
 def _run(misbehave: Path, tmp_path: Path) -> tuple[list[tuple[bool, str]], set[bool]]:
-    from mcp_edge.board import Settings
-
     folder = write_wasm_plugin(tmp_path / "plugins", "misbehave", misbehave, """
         memory_mb = 8
         deadline_ms = 300
         host_functions = ["log", "progress", "data_read", "data_write"]
     """)
-    env = {"MCP_EDGE_DATA_DIR": str(tmp_path / "data")}
-    reg = Registry([folder], entry_points=False, environ=env, settings=Settings.load(environ=env))
+    reg = registry_of([folder], tmp_path)
 
     async def main() -> tuple[list[tuple[bool, str]], set[bool]]:
-        await reg.start()
-        try:
-            out = []
-            for tool, args in CALLS:
-                res = await reg.call_tool(tool, args, NullRequestContext())
-                out.append((res.isError, res.content[0].text if res.content else ""))
+        async with started(reg, "misbehave"):
+            out = [await answer(reg, tool, args) for tool, args in CALLS]
             rec = reg.get("misbehave")
             assert rec is not None and rec.host is not None
             plugin = rec.host.plugin  # type: ignore[attr-defined]
             paths = {inst.call._ctx is not None for inst in plugin._idle}
             return out, paths
-        finally:
-            await reg.stop()
 
     return asyncio.run(main())
 

@@ -7,31 +7,22 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from wasm_helpers import write_wasm_plugin
-
-from mcp_edge.plugin import NullRequestContext, PluginState, Registry
+from wasm_helpers import answer, registry_of, started, write_wasm_plugin
 
 
 def test_data_write_stops_at_the_quota(misbehave: Path, tmp_path: Path) -> None:
-    from mcp_edge.board import Settings
-
     folder = write_wasm_plugin(tmp_path / "plugins", "misbehave", misbehave, """
         host_functions = ["data_read", "data_write"]
     """)
-    env = {"MCP_EDGE_DATA_DIR": str(tmp_path / "data"), "MCP_EDGE_WASM_DATA_MAX_MB": "1"}
-    reg = Registry([folder], entry_points=False, environ=env, settings=Settings.load(environ=env))
+    reg = registry_of([folder], tmp_path, MCP_EDGE_WASM_DATA_MAX_MB="1")
     data = tmp_path / "data" / "plugin-data" / "misbehave"
     chunk = "x" * 250_000
 
     async def call(tool: str, **args: str) -> tuple[bool, str]:
-        res = await reg.call_tool(tool, args, NullRequestContext())
-        return res.isError, res.content[0].text if res.content else ""
+        return await answer(reg, tool, args)
 
     async def main() -> None:
-        await reg.start()
-        try:
-            rec = reg.get("misbehave")
-            assert rec is not None and rec.state is PluginState.ACTIVE, rec.reason if rec else None
+        async with started(reg, "misbehave"):
             written = 0
             for i in range(20):  # 250 kB each: four fit in 1 MiB, the fifth does not
                 got = await call("write", path=f"f{i}", text=chunk)
@@ -52,7 +43,5 @@ def test_data_write_stops_at_the_quota(misbehave: Path, tmp_path: Path) -> None:
             assert 0 < many < 400, many
             (data / "f1").unlink()
             assert await call("write", path="again", text=chunk) == (False, "written")
-        finally:
-            await reg.stop()
 
     asyncio.run(main())

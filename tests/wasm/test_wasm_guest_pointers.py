@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wasm_helpers import build_c, write_wasm_plugin
+from wasm_helpers import answer, build_c, registry_of, started, write_wasm_plugin
 
-from mcp_edge.plugin import NullRequestContext, PluginState, Registry
 from mcp_edge.plugin.wasm import runtime
 
 SOURCE = r"""
@@ -70,23 +69,14 @@ EFAULT, EINVAL, ENAMETOOLONG = 21, 28, 37
 
 
 def _calls(folder: Path, tmp_path: Path, tools: list[str]) -> list[tuple[bool, str]]:
-    from mcp_edge.board import Settings
-
-    env = {"MCP_EDGE_DATA_DIR": str(tmp_path / "data")}
-    reg = Registry([folder], entry_points=False, environ=env, settings=Settings.load(environ=env))
+    reg = registry_of([folder], tmp_path)
 
     async def main() -> list[tuple[bool, str]]:
-        await reg.start()
-        try:
-            rec = reg.get(folder.name)
-            assert rec is not None and rec.state is PluginState.ACTIVE, rec.reason if rec else None
+        async with started(reg, folder.name):
             out = []
             for tool in tools:
-                res = await reg.call_tool(tool, {}, NullRequestContext())
-                out.append((res.isError, res.content[0].text if res.content else ""))
+                out.append(await answer(reg, tool))
             return out
-        finally:
-            await reg.stop()
 
     return asyncio.run(main())
 

@@ -8,9 +8,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from wasm_helpers import build_c, write_wasm_plugin
-
-from mcp_edge.plugin import NullRequestContext, PluginState, Registry
+from wasm_helpers import answer, build_c, registry_of, started, write_wasm_plugin
 
 SOURCE = r"""
 #include <stdio.h>
@@ -68,31 +66,22 @@ ME_EXPORT("mcp_call") int64_t mcp_call(const char *name, int32_t name_len, const
 
 def test_the_guest_world_and_results_that_are_not_results(tmp_path: Path, capfd: pytest.CaptureFixture[str],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from mcp_edge.board import Settings
-
     monkeypatch.setenv("SECRET_TOKEN", "do-not-leak")
     module = build_c(SOURCE, tmp_path / "world.wasm")
     folder = write_wasm_plugin(tmp_path / "plugins", "world", module)
-    env = {"MCP_EDGE_DATA_DIR": str(tmp_path / "data")}
-    reg = Registry([folder], entry_points=False, environ=env, settings=Settings.load(environ=env))
+    reg = registry_of([folder], tmp_path)
 
     async def call(tool: str) -> tuple[bool, str]:
-        res = await reg.call_tool(tool, {}, NullRequestContext())
-        return res.isError, res.content[0].text if res.content else ""
+        return await answer(reg, tool, {})
 
     async def main() -> None:
-        await reg.start()
-        try:
-            rec = reg.get("world")
-            assert rec is not None and rec.state is PluginState.ACTIVE, rec.reason if rec else None
+        async with started(reg, "world"):
             assert await call("world") == (False, "env=0 stdin=eof")
             for tool in ("utf8", "list", "number", "kind", "resource", "text", "garbage"):
                 failed, text = await call(tool)
                 assert failed and text.startswith(f"PluginError: wasm plugin world returned an invalid result for "
                                                   f"{tool}: "), (tool, text)
                 assert await call("ok") == (False, "fine")
-        finally:
-            await reg.stop()
 
     asyncio.run(main())
     out, err = capfd.readouterr()

@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wasm_helpers import write_wasm_plugin
-
-from mcp_edge.plugin import NullRequestContext, PluginState, Registry
+from wasm_helpers import answer, registry_of, started, write_wasm_plugin
 
 DRIP = 60  # bytes, one each 0.1 s: six seconds, far past the plugin's deadline
 
@@ -72,26 +70,19 @@ def server() -> Iterator[_Server]:
 
 
 def test_http_get_edges(misbehave: Path, tmp_path: Path, server: _Server) -> None:
-    from mcp_edge.board import Settings
-
     port = server.server_address[1]
     folder = write_wasm_plugin(tmp_path / "plugins", "misbehave", misbehave, f"""
         deadline_ms = 500
         host_functions = ["http_get"]
         http_hosts = ["127.0.0.1:{port}"]
     """)
-    env = {"MCP_EDGE_DATA_DIR": str(tmp_path / "data")}
-    reg = Registry([folder], entry_points=False, environ=env, settings=Settings.load(environ=env))
+    reg = registry_of([folder], tmp_path)
 
     async def call(url: str) -> tuple[bool, str]:
-        res = await reg.call_tool("fetch", {"url": url}, NullRequestContext())
-        return res.isError, res.content[0].text if res.content else ""
+        return await answer(reg, "fetch", {"url": url})
 
     async def main() -> None:
-        await reg.start()
-        try:
-            rec = reg.get("misbehave")
-            assert rec is not None and rec.state is PluginState.ACTIVE, rec.reason if rec else None
+        async with started(reg, "misbehave"):
             base = f"http://127.0.0.1:{port}"
             assert await call(f"{base}/") == (False, f"200 host 127.0.0.1:{port}")
             assert await call(f"http://evil@127.0.0.1:{port}/") == (True, "Invalid argument")
@@ -108,7 +99,5 @@ def test_http_get_edges(misbehave: Path, tmp_path: Path, server: _Server) -> Non
             assert failed and ("Operation timed out" in text or "deadline of 500 ms passed" in text), text
             assert sent < DRIP, "the call waited for the whole dripped body"
             assert await call(f"{base}/") == (False, f"200 host 127.0.0.1:{port}")
-        finally:
-            await reg.stop()
 
     asyncio.run(main())
