@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from mcp_edge.errors import (
     McpEdgeError,
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from mcp_edge.plugin.handlers import HandlerTable
     from mcp_edge.plugin.manifest import Manifest
 
-__all__ = ["InprocHost", "catalog_of", "instantiate"]
+__all__ = ["InprocHost", "ToolsHost", "catalog_of", "instantiate"]
 
 # (the plugin object, the package generation to purge at stop or None)
 Loader = Callable[[], tuple[Any, "str | None"]]
@@ -265,3 +265,21 @@ class InprocHost(PluginHost):
         if choices:
             return to_completion([c for c in choices if c.startswith(value)])
         return Completion(values=[], total=0, hasMore=False)
+
+
+class ToolsHost(InprocHost):
+    """An in-process host whose plugin object brings its own table of tools (``plugin.tools``), as a native or a
+    WASM plugin's loader makes it, instead of a PluginBase class's decorated methods."""
+
+    @classmethod
+    def of_loader(cls, manifest: Manifest, load: Loader, *, init_timeout: float = 30.0) -> Self:
+        host = cls(manifest.id, load, init_timeout=init_timeout)
+        host.version = manifest.version
+        return host
+
+    def _table(self, plugin: Any) -> HandlerTable:
+        from mcp_edge.plugin.handlers import HandlerTable
+
+        table = HandlerTable()
+        table.tools.update(plugin.tools)
+        return table

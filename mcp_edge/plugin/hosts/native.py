@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mcp_edge.plugin.hosts.inproc import InprocHost
+from mcp_edge.plugin.hosts.inproc import ToolsHost
 
 if TYPE_CHECKING:
-    from mcp_edge.plugin.handlers import HandlerTable
     from mcp_edge.plugin.manifest import Manifest
 
 __all__ = ["NativeHost"]
 
 
-class NativeHost(InprocHost):
+class NativeHost(ToolsHost):
     kind = "native"
 
     @classmethod
@@ -28,13 +27,4 @@ class NativeHost(InprocHost):
 
             return load_native(manifest), None
 
-        host = cls(manifest.id, load, init_timeout=init_timeout)
-        host.version = manifest.version
-        return host
-
-    def _table(self, plugin: Any) -> HandlerTable:
-        from mcp_edge.plugin.handlers import HandlerTable
-
-        table = HandlerTable()
-        table.tools.update(plugin.tools)
-        return table
+        return cls.of_loader(manifest, load, init_timeout=init_timeout)

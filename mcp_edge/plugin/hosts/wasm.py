@@ -11,17 +11,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mcp_edge.plugin.hosts.inproc import InprocHost
+from mcp_edge.plugin.hosts.inproc import ToolsHost
 
 if TYPE_CHECKING:
     from mcp_edge.board import Settings
-    from mcp_edge.plugin.handlers import HandlerTable
     from mcp_edge.plugin.manifest import Manifest
 
 __all__ = ["WasmHost"]
 
 
-class WasmHost(InprocHost):
+class WasmHost(ToolsHost):
     kind = "wasm"
 
     @classmethod
@@ -32,13 +31,4 @@ class WasmHost(InprocHost):
 
             return load_wasm(manifest, effective(manifest.wasm_policy, settings, manifest.id)), None
 
-        host = cls(manifest.id, load, init_timeout=init_timeout)
-        host.version = manifest.version
-        return host
-
-    def _table(self, plugin: Any) -> HandlerTable:
-        from mcp_edge.plugin.handlers import HandlerTable
-
-        table = HandlerTable()
-        table.tools.update(plugin.tools)
-        return table
+        return cls.of_loader(manifest, load, init_timeout=init_timeout)
