@@ -26,8 +26,8 @@ from mcp_edge.errors import ConfigError, IndexRefused
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-__all__ = ["ARTIFACT_TAG", "TrustStore", "artifact_message", "canonical", "generate_key", "key_id",
-           "load_private_key", "public_hex", "sign", "verify_signatures"]
+__all__ = ["ARTIFACT_TAG", "TrustStore", "artifact_message", "board_key", "canonical", "file_digest", "generate_key",
+           "key_id", "load_private_key", "public_hex", "sign", "verify_signatures"]
 
 ARTIFACT_TAG: Final = "mcp-edge-artifact-v1"
 _RAW_LEN: Final = 32
@@ -140,19 +140,26 @@ class TrustStore:
                 raw = _read_public(path)
                 keys[key_id(raw)] = (raw, str(path))
         for item in board_keys:
-            name, sep, value = item.partition("=")
-            try:
-                raw = bytes.fromhex(value.strip()) if sep else b""
-            except ValueError:
-                raw = b""
-            if len(raw) != _RAW_LEN:
-                raise ConfigError(f"trusted_keys: {item!r} is not NAME=HEX of a 32-byte Ed25519 public key")
-            keys[key_id(raw)] = (raw, f"board profile key {name.strip()}")
+            name, raw = board_key(item)
+            keys[key_id(raw)] = (raw, f"board profile key {name}")
         return cls(keys)
 
     @classmethod
     def of(cls, *raw_keys: bytes) -> TrustStore:
         return cls({key_id(raw): (raw, "given") for raw in raw_keys})
+
+
+def board_key(item: str) -> tuple[str, bytes]:
+    """A board profile's ``trusted_keys`` item ``NAME=HEX``: its name and raw Ed25519 public key; ConfigError (a
+    ValueError) when it is not one."""
+    name, sep, value = item.partition("=")
+    try:
+        raw = bytes.fromhex(value.strip()) if sep else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != _RAW_LEN:
+        raise ConfigError(f"trusted_keys: {item!r} is not NAME=HEX of a 32-byte Ed25519 public key")
+    return name.strip(), raw
 
 
 def _read_public(path: Path) -> bytes:

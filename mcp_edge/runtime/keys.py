@@ -127,15 +127,11 @@ def list_keys(data_dir: Path, trust_dir: Path = TRUST_DIR, board_keys: tuple[str
             if path.is_file():
                 out.append({"name": path.name, "path": str(path), "kind": "trusted", "exists": True,
                             "fingerprint": "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:32]})
+    from mcp_edge.index.signing import board_key
+
     for item in board_keys:
-        name, sep, value = item.partition("=")
-        try:
-            raw = bytes.fromhex(value.strip()) if sep else b""
-        except ValueError:
-            raw = b""
-        if len(raw) != 32:
-            raise ValueError(f"trusted_keys: {item!r} is not NAME=HEX of a 32-byte Ed25519 public key")
-        out.append({"name": name.strip(), "path": "board profile", "kind": "trusted", "exists": True,
+        name, raw = board_key(item)
+        out.append({"name": name, "path": "board profile", "kind": "trusted", "exists": True,
                     "fingerprint": "sha256:" + hashlib.sha256(raw).hexdigest()[:32]})
     return out
 
