@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SERVERS = HERE / "servers"
 sys.path.insert(0, str(ROOT / "tests" / "transport"))
-from transport_helpers import PROBE, ServerProcess  # noqa: E402
+from transport_helpers import PROBE, ServerProcess, end_process  # noqa: E402
 
 MODERN = "2026-07-28"
 # Only to end a broken test, never a timing assertion.
@@ -94,13 +94,7 @@ def sdk_http_server(port: int) -> Iterator[subprocess.Popen[bytes]]:
             time.sleep(0.05)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(WAIT)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        end_process(proc, WAIT)
 
 
 def gone(pid: int) -> bool:

@@ -55,6 +55,18 @@ def probe_command(*args: str) -> list[str]:
     return [sys.executable, str(PROBE), "serve", *args]
 
 
+def end_process(proc: subprocess.Popen[Any], wait: float = WAIT) -> int:
+    """Ends ``proc``: SIGTERM, up to ``wait`` seconds for it to exit, then SIGKILL if it has not; its status."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        return proc.wait(wait)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @dataclass
 class ServerProcess:
     """A running server; its stderr is collected in the background."""
@@ -105,14 +117,9 @@ class ServerProcess:
         self._reader.start()
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
         try:
-            return self.proc.wait(WAIT)
+            return end_process(self.proc)
         finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
             if self._reader is not None:
                 self._reader.join(WAIT)
 
