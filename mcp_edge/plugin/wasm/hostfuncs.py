@@ -277,12 +277,22 @@ def host_progress(caller: Any, done: float, total: float, ptr: int, length: int)
                                                   message))
 
 
-def host_data_read(caller: Any, ptr: int, length: int) -> int:
-    scope = _granted(current(), "data_read")
+def _data_scope(name: str) -> tuple[CallScope, Path] | int:
+    """The call's scope and its plugin's data folder when ``name`` (data_read, data_write) is granted; else the
+    error to answer: -EPERM (not granted), -ENOENT (the plugin has no data folder)."""
+    scope = _granted(current(), name)
     if scope is None:
         return wasi_errno(errno.EPERM)
     if scope.data_dir is None:
         return wasi_errno(errno.ENOENT)
+    return scope, scope.data_dir
+
+
+def host_data_read(caller: Any, ptr: int, length: int) -> int:
+    got = _data_scope("data_read")
+    if isinstance(got, int):
+        return got
+    scope, data_dir = got
     try:
         parts = _path_parts(_read(caller, ptr, length, _MAX_PATH))
     except _Fault:
@@ -293,7 +303,7 @@ def host_data_read(caller: Any, ptr: int, length: int) -> int:
         return wasi_errno(errno.EACCES)
     limit = scope.policy.memory_mb << 20
     try:
-        fd = _open_beneath(scope.data_dir, parts, os.O_RDONLY | os.O_NONBLOCK, False)  # a FIFO must not block
+        fd = _open_beneath(data_dir, parts, os.O_RDONLY | os.O_NONBLOCK, False)  # a FIFO must not block
         with os.fdopen(fd, "rb") as f:
             size = _plain_file(f.fileno())
             if size > limit:
@@ -307,11 +317,10 @@ def host_data_read(caller: Any, ptr: int, length: int) -> int:
 
 
 def host_data_write(caller: Any, ptr: int, length: int, data_ptr: int, data_len: int, flags: int) -> int:
-    scope = _granted(current(), "data_write")
-    if scope is None:
-        return wasi_errno(errno.EPERM)
-    if scope.data_dir is None:
-        return wasi_errno(errno.ENOENT)
+    got = _data_scope("data_write")
+    if isinstance(got, int):
+        return got
+    scope, data_dir = got
     try:
         parts = _path_parts(_read(caller, ptr, length, _MAX_PATH))
         data = _read(caller, data_ptr, data_len, scope.policy.memory_mb << 20)
@@ -325,15 +334,15 @@ def host_data_write(caller: Any, ptr: int, length: int, data_ptr: int, data_len:
     quota = scope.policy.data_max_bytes
     try:
         try:
-            fd = _open_beneath(scope.data_dir, parts, mode, False)
+            fd = _open_beneath(data_dir, parts, mode, False)
         except FileNotFoundError:  # a new file: the quota is checked before anything is made
-            if _usage(scope.data_dir) + _blocks(len(data)) > quota:
+            if _usage(data_dir) + _blocks(len(data)) > quota:
                 return wasi_errno(errno.EDQUOT)
-            fd = _open_beneath(scope.data_dir, parts, mode | os.O_CREAT | os.O_EXCL, True)
+            fd = _open_beneath(data_dir, parts, mode | os.O_CREAT | os.O_EXCL, True)
         with os.fdopen(fd, "wb") as f:
             size = _plain_file(fd)
             kept = size if flags & 1 else 0
-            if _usage(scope.data_dir) - _blocks(size) + _blocks(kept + len(data)) > quota:
+            if _usage(data_dir) - _blocks(size) + _blocks(kept + len(data)) > quota:
                 return wasi_errno(errno.EDQUOT)
             if not flags & 1:
                 os.ftruncate(fd, 0)  # only now: the checks come first
