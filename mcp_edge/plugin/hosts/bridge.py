@@ -368,9 +368,7 @@ class BridgeHost(PluginHost):
         own = self._tools.get(name)
         if own is None:
             raise ToolNotFoundError(f"unknown tool: {name}")
-        params: dict[str, Any] = {"name": own}
-        if arguments is not None:
-            params["arguments"] = dict(arguments)
+        params = _named(own, arguments)
         client = self._client()
         raw = await client.request("tools/call", params, rctx=rctx, progress=_wants_progress(rctx))
         if client.stateless:
@@ -404,9 +402,7 @@ class BridgeHost(PluginHost):
         own = self._prompts.get(name)
         if own is None:
             raise PromptNotFoundError(f"unknown prompt: {name}")
-        params: dict[str, Any] = {"name": own}
-        if arguments is not None:
-            params["arguments"] = dict(arguments)
+        params = _named(own, arguments)
         raw = await self._client().request("prompts/get", params, rctx=rctx)
         return self._complete_result(raw, "prompts/get")
 
@@ -454,6 +450,14 @@ class BridgeHost(PluginHost):
 
 
 _ENVELOPE = ("resultType", "ttlMs", "cacheScope")
+
+
+def _named(name: str, arguments: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The params of a tools/call or prompts/get to the server: its own name, and the arguments when given."""
+    params: dict[str, Any] = {"name": name}
+    if arguments is not None:
+        params["arguments"] = dict(arguments)
+    return params
 
 
 def _wants_progress(rctx: Any) -> bool:
