@@ -10,14 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from wasm_helpers import ROOT, build_c, write_wasm_plugin
+from wasm_helpers import ROOT, QuietHandler, build_c, serving, write_wasm_plugin
 
 from mcp_edge.errors import AbiMismatchError, InvalidArgumentsError, PluginLoadError
 from mcp_edge.plugin import NullRequestContext, PluginState, Registry, read_manifest
@@ -108,24 +107,13 @@ def test_arguments_are_checked_against_the_input_schema_before_wasm_runs(plugin:
         call(plugin, "read", {})
 
 
-class _Hello(http.server.BaseHTTPRequestHandler):
+class _Hello(QuietHandler):
     def do_GET(self) -> None:
-        body = b"x" * 5000 if self.path == "/big" else b"hello from " + self.path.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.reply(b"x" * 5000 if self.path == "/big" else b"hello from " + self.path.encode())
 
 
 def test_http_get_reaches_listed_hosts_only(misbehave: Path, tmp_path: Path) -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    port = server.server_address[1]
-    try:
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)) as port:
         folder = write_wasm_plugin(tmp_path / "plugins", "misbehave", misbehave, f"""
             deadline_ms = 5000
             host_functions = ["http_get"]
@@ -140,9 +128,6 @@ def test_http_get_reaches_listed_hosts_only(misbehave: Path, tmp_path: Path) -> 
             assert call(reg, "fetch", {"url": f"http://127.0.0.1:{port}/big"}) == (True, "File too large")
         finally:
             asyncio.run(reg.stop())
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_the_box_narrows_what_a_plugin_asks_for(misbehave: Path, tmp_path: Path) -> None:

@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.server
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from wasm_helpers import answer, registry_of, started, write_wasm_plugin
+from wasm_helpers import QuietHandler, answer, registry_of, serving, started, write_wasm_plugin
 
 DRIP = 60  # bytes, one each 0.1 s: six seconds, far past the plugin's deadline
 
@@ -25,7 +23,7 @@ class _Server(http.server.ThreadingHTTPServer):
     sent = 0  # bytes of the drip written so far (counted before each is written)
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
 
     def do_GET(self) -> None:
@@ -47,26 +45,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     self.wfile.flush()
                     time.sleep(0.1)
             return
-        body = b"host " + (self.headers.get("Host") or "").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.reply(b"host " + (self.headers.get("Host") or "").encode())
 
 
 @pytest.fixture
 def server() -> Iterator[_Server]:
     srv = _Server(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(srv):
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def test_http_get_edges(misbehave: Path, tmp_path: Path, server: _Server) -> None:

@@ -4,10 +4,12 @@ and a registry or a real server running them."""
 from __future__ import annotations
 
 import contextlib
+import http.server
 import shutil
 import subprocess
 import textwrap
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +103,29 @@ async def answer(reg: Registry, tool: str, args: dict[str, Any] | None = None) -
     """Tool ``tool`` called through ``reg``: whether it failed, and its first text ('' when it has none)."""
     res = await reg.call_tool(tool, args or {}, NullRequestContext())
     return res.isError, res.content[0].text if res.content else ""
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A test server's handler base: no log line per request, and ``reply`` for a whole answer."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def reply(self, body: bytes) -> None:
+        """200 with ``body`` (its Content-Length given)."""
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@contextlib.contextmanager
+def serving(server: http.server.ThreadingHTTPServer) -> Iterator[int]:
+    """``server`` answering in a thread for the ``with`` block, shut down and closed after; yields its port."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
