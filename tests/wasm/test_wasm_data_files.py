@@ -13,23 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wasm_helpers import write_wasm_plugin
+from wasm_helpers import answer, registry_of, write_wasm_plugin
 
-from mcp_edge.plugin import NullRequestContext, PluginState, Registry
+from mcp_edge.plugin import PluginState, Registry
 
 WAIT = 60.0  # only to end a broken test, never a timing assertion
 
 
 @pytest.fixture
 def reg(misbehave: Path, tmp_path: Path) -> Iterator[Registry]:
-    from mcp_edge.board import Settings
-
     folder = write_wasm_plugin(tmp_path / "plugins", "misbehave", misbehave, """
         deadline_ms = 2000
         host_functions = ["data_read", "data_write"]
     """)
-    env = {"MCP_EDGE_DATA_DIR": str(tmp_path / "data")}
-    registry = Registry([folder], entry_points=False, environ=env, settings=Settings.load(environ=env))
+    registry = registry_of([folder], tmp_path)
     asyncio.run(registry.start())
     rec = registry.get("misbehave")
     assert rec is not None and rec.state is PluginState.ACTIVE, rec.reason if rec else None
@@ -40,11 +37,10 @@ def reg(misbehave: Path, tmp_path: Path) -> Iterator[Registry]:
 
 
 def call(reg: Registry, tool: str, args: dict[str, Any]) -> tuple[bool, str]:
-    async def bounded() -> Any:
-        return await asyncio.wait_for(reg.call_tool(tool, args, NullRequestContext()), WAIT)
+    async def bounded() -> tuple[bool, str]:
+        return await asyncio.wait_for(answer(reg, tool, args), WAIT)
 
-    result = asyncio.run(bounded())
-    return result.isError, result.content[0].text if result.content else ""
+    return asyncio.run(bounded())
 
 
 def test_a_fifo_is_refused_without_waiting_for_a_writer(reg: Registry, tmp_path: Path) -> None:

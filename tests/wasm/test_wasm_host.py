@@ -16,27 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wasm_helpers import ROOT, QuietHandler, build_c, serving, write_wasm_plugin
+from wasm_helpers import ROOT, QuietHandler, answer, build_c, registry_of, serving, write_wasm_plugin
 
 from mcp_edge.errors import AbiMismatchError, InvalidArgumentsError, PluginLoadError
-from mcp_edge.plugin import NullRequestContext, PluginState, Registry, read_manifest
-
-RCTX = NullRequestContext()
+from mcp_edge.plugin import PluginState, Registry, read_manifest
 
 
 def start(dirs: list[Path], tmp_path: Path, environ: dict[str, str] | None = None) -> Registry:
-    from mcp_edge.board import Settings
-
-    env = {"MCP_EDGE_DATA_DIR": str(tmp_path / "data"), **(environ or {})}
-    settings = Settings.load(environ=env)
-    reg = Registry(dirs, entry_points=False, environ=env, settings=settings)
+    reg = registry_of(dirs, tmp_path, **(environ or {}))
     asyncio.run(reg.start())
     return reg
 
 
 def call(reg: Registry, tool: str, args: dict[str, Any] | None = None) -> tuple[bool, str]:
-    result = asyncio.run(reg.call_tool(tool, args or {}, RCTX))
-    return result.isError, result.content[0].text if result.content else ""
+    return asyncio.run(answer(reg, tool, args))
 
 
 @pytest.fixture
