@@ -11,16 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wasm_helpers import write_wasm_plugin
+from wasm_helpers import registry_of, write_wasm_plugin
 
-from mcp_edge.plugin import NullRequestContext, PluginState, Registry
-
-
-def _registry(folder: Path, tmp_path: Path) -> Registry:
-    from mcp_edge.board import Settings
-
-    env = {"MCP_EDGE_DATA_DIR": str(tmp_path / "data")}
-    return Registry([folder], entry_points=False, environ=env, settings=Settings.load(environ=env))
+from mcp_edge.plugin import NullRequestContext, PluginState
 
 
 def test_a_folder_swapped_for_a_link_after_the_check_is_not_what_the_module_sees(
@@ -48,7 +41,7 @@ def test_a_folder_swapped_for_a_link_after_the_check_is_not_what_the_module_sees
             swapped.append(path)
         real(self, path, guest, fs_mutable)
 
-    reg = _registry(folder, tmp_path)
+    reg = registry_of([folder], tmp_path)
 
     async def main() -> tuple[bool, str]:
         await reg.start()
@@ -74,7 +67,7 @@ def test_a_link_on_a_preopens_way_is_refused_even_leading_inside(misbehave: Path
     """)
     (folder / "real").mkdir()
     os.symlink("real", folder / "assets")
-    reg = _registry(folder, tmp_path)
+    reg = registry_of([folder], tmp_path)
     asyncio.run(reg.start())
     try:
         rec = reg.get("misbehave")
