@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SERVERS = HERE / "servers"
 sys.path.insert(0, str(ROOT / "tests" / "transport"))
-from transport_helpers import PROBE, ServerProcess, end_process  # noqa: E402
+from transport_helpers import PROBE, ServerProcess, end_process, http_serving  # noqa: E402
 
 MODERN = "2026-07-28"
 # Only to end a broken test, never a timing assertion.
@@ -67,17 +67,9 @@ def serving(plugin_dir: Path, data: Path, environ: dict[str, str] | None = None,
     env.update({"MCP_EDGE_DATA_DIR": str(data), "MCP_EDGE_PLUGIN_DIRS": str(plugin_dir),
                 "MCP_EDGE_TEST_SETTINGS": json.dumps(overrides), "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")})
-    proc = subprocess.Popen([sys.executable, str(PROBE), "serve", "--http", "--host", "127.0.0.1", "--port", "0"],
-                            env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    server = ServerProcess(proc)
-    try:
-        server.wait_ready("serving MCP over Streamable HTTP at ")
+    with http_serving([sys.executable, str(PROBE), "serve", "--http", "--host", "127.0.0.1", "--port", "0"],
+                      env) as server:
         yield server
-    finally:
-        server.stop()
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 @contextlib.contextmanager

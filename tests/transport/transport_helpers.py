@@ -144,6 +144,22 @@ def running_server(tmp_path: Path, *args: str, settings: Mapping[str, Any] | Non
             proc.stderr.close()
 
 
+@contextlib.contextmanager
+def http_serving(command: list[str], env: Mapping[str, str]) -> Iterator[ServerProcess]:
+    """``command`` (a ``serve --http`` on a loopback port) run with ``env`` from the repository root, for the
+    ``with`` block: the ServerProcess once it says where it serves (``.where``, its URL); stopped after."""
+    proc = subprocess.Popen(command, env=dict(env), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    server = ServerProcess(proc)
+    try:
+        server.wait_ready("serving MCP over Streamable HTTP at ")
+        yield server
+    finally:
+        server.stop()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
 # --- JSON-RPC helpers --------------------------------------------------------------------------------------
 
 HANDSHAKE = "2025-11-25"

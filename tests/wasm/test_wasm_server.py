@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from ci_honesty import importorskip
 from wasm_helpers import ROOT, TWIN, write_wasm_plugin
 
 sys.path.insert(0, str(ROOT / "tests" / "transport"))
-from transport_helpers import ServerProcess
+from transport_helpers import http_serving
 
 importorskip("mcp", "interop", "the WASM server tests need the mcp SDK (pip install -e '.[test]')")
 anyio = importorskip("anyio", "interop", "the WASM server tests need anyio (a dependency of the mcp SDK)")
@@ -39,16 +38,9 @@ def serving(tmp_path: Path, plugin_dirs: list[Path], enabled: str, **extra: str)
                 "MCP_EDGE_PLUGIN_DIRS": os.pathsep.join(map(str, plugin_dirs)),
                 "MCP_EDGE_ENABLED_PLUGINS": enabled, "MCP_EDGE_ENTRY_POINTS": "0", "PYTHONUNBUFFERED": "1",
                 **extra})
-    proc = subprocess.Popen([sys.executable, "-m", "mcp_edge.cli", "serve", "--http", "--host", "127.0.0.1",
-                             "--port", "0"], env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    server = ServerProcess(proc)
-    try:
-        yield server.wait_ready("serving MCP over Streamable HTTP at ")
-    finally:
-        server.stop()
-        if proc.stderr is not None:
-            proc.stderr.close()
+    with http_serving([sys.executable, "-m", "mcp_edge.cli", "serve", "--http", "--host", "127.0.0.1", "--port", "0"],
+                      env) as server:
+        yield server.where
 
 
 def run(fn: Callable[[], Awaitable[None]]) -> None:
