@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wasm_helpers import answer, registry_of, write_wasm_plugin
+from wasm_helpers import answer, registry_of, running, write_wasm_plugin
 
-from mcp_edge.plugin import PluginState, Registry
+from mcp_edge.plugin import Registry
 
 WAIT = 60.0  # only to end a broken test, never a timing assertion
 
@@ -26,14 +26,8 @@ def reg(misbehave: Path, tmp_path: Path) -> Iterator[Registry]:
         deadline_ms = 2000
         host_functions = ["data_read", "data_write"]
     """)
-    registry = registry_of([folder], tmp_path)
-    asyncio.run(registry.start())
-    rec = registry.get("misbehave")
-    assert rec is not None and rec.state is PluginState.ACTIVE, rec.reason if rec else None
-    try:
+    with running(registry_of([folder], tmp_path), "misbehave") as registry:
         yield registry
-    finally:
-        asyncio.run(registry.stop())
 
 
 def call(reg: Registry, tool: str, args: dict[str, Any]) -> tuple[bool, str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wasm_helpers import ROOT, QuietHandler, answer, build_c, registry_of, serving, write_wasm_plugin
+from wasm_helpers import ROOT, QuietHandler, answer, build_c, registry_of, running, serving, write_wasm_plugin
 
 from mcp_edge.errors import AbiMismatchError, InvalidArgumentsError, PluginLoadError
 from mcp_edge.plugin import PluginState, Registry, read_manifest
@@ -39,13 +39,8 @@ def plugin(misbehave: Path, tmp_path: Path) -> Iterator[Registry]:
         deadline_ms = 300
         host_functions = ["log", "progress", "data_read", "data_write"]
     """)
-    reg = start([folder], tmp_path)
-    rec = reg.get("misbehave")
-    assert rec is not None and rec.state is PluginState.ACTIVE, rec.reason if rec else None
-    try:
+    with running(registry_of([folder], tmp_path), "misbehave") as reg:
         yield reg
-    finally:
-        asyncio.run(reg.stop())
 
 
 def test_a_loop_that_never_ends_is_stopped_at_its_deadline_and_the_plugin_keeps_serving(plugin: Registry) -> None:

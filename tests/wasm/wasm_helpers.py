@@ -3,6 +3,7 @@ and a registry or a real server running them."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.server
 import shutil
@@ -97,6 +98,18 @@ async def started(reg: Registry, plugin_id: str) -> AsyncIterator[Registry]:
         yield reg
     finally:
         await reg.stop()
+
+
+@contextlib.contextmanager
+def running(reg: Registry, plugin_id: str) -> Iterator[Registry]:
+    """``started`` for a test without a loop of its own: each step in its own ``asyncio.run``."""
+    asyncio.run(reg.start())
+    try:
+        rec = reg.get(plugin_id)
+        assert rec is not None and rec.state is PluginState.ACTIVE, rec.reason if rec else None
+        yield reg
+    finally:
+        asyncio.run(reg.stop())
 
 
 async def answer(reg: Registry, tool: str, args: dict[str, Any] | None = None) -> tuple[bool, str]:
