@@ -200,11 +200,15 @@ class StdioTransport:
         except Exception as exc:  # never silent: the server is treated as lost, with the reason
             log.exception("plugin %s: reading the server's output failed", self.plugin_id)
             reason = f"could not be read ({type(exc).__name__}: {exc})"
-        if overrun:
+        if overrun:  # said before the kill: its exit (seen by the pidfd watch too) must not word the loss instead
+            tail = "; ".join(self.stderr_tail)
+            if self._closed is not None:
+                self._closed(reason + (f" (stderr: {tail[-400:]})" if tail else ""))
             self._signal(signal.SIGKILL)
+            return
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(proc.wait(), 2.0)
-        if proc.returncode is not None and not overrun:
+        if proc.returncode is not None:
             reason = _exit_reason(proc.returncode)
         tail = "; ".join(self.stderr_tail)
         if tail:
