@@ -154,7 +154,9 @@ class RunningServer:
         self._router = router
         self._stopped = False
         self._session = Session(ServerConnection(router.info), principal=EMBEDDED)
-        installed = Path(settings.data_dir).expanduser() / "plugins"  # where `plugin install` puts plugins
+        from mcp_edge.board.settings import installed_plugins_dir
+
+        installed = installed_plugins_dir(settings.data_dir)  # where `plugin install` puts plugins
         if all(d.expanduser().resolve() != installed.resolve() for d in registry.plugin_dirs):
             registry.plugin_dirs.append(installed)  # (absent at start: scanned once it is there)
         from mcp_edge.index.guard import check_file_roots

@@ -30,7 +30,7 @@ from mcp_edge.board.profiles import Board, detect
 from mcp_edge.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "FIELDS", "ISOLATION_MODES", "FieldInfo", "PluginSettings", "Settings", "env_setting",
-           "parse_value"]
+           "installed_plugins_dir", "parse_value"]
 
 ENV_PREFIX: Final = "MCP_EDGE_"
 KiB: Final = 1024
@@ -479,7 +479,7 @@ class Settings:
         if moved != board.data_dir:  # the profile's {data_dir}/... plugin folders follow a data_dir set later
             values["plugin_dirs"] = tuple(moved / p.relative_to(board.data_dir) if p.is_relative_to(board.data_dir)
                                           else p for p in values["plugin_dirs"])
-        installed = moved / "plugins"  # plugins installed from the index (mcp_edge.index), scanned last
+        installed = installed_plugins_dir(moved)  # scanned last
         if installed.is_dir():
             values["plugin_dirs"] = (*values["plugin_dirs"], installed)
         values["plugin_dirs"] = _unique_dirs(values["plugin_dirs"])
@@ -597,6 +597,12 @@ _NAMES: Final = frozenset(_BY_NAME)
 _NOT_FROM_ENV: Final = frozenset({"plugin_config", "environ", "plugin_dirs", "plugin_isolation"})
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+
+
+def installed_plugins_dir(data_dir: Path | str) -> Path:
+    """``<data_dir>/plugins``: where ``mcp-edge plugin install`` puts plugins (mcp_edge.index), scanned by the
+    runtime, guarded from file-serving plugins' roots."""
+    return Path(data_dir).expanduser() / "plugins"
 
 
 def _unique_dirs(dirs: Any) -> tuple[Path, ...]:

@@ -27,13 +27,14 @@ def check_file_roots(settings: Settings, registry: Registry,
                      config: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """ConfigError when an enabled file-serving plugin's root overlaps a guarded folder (above). ``config``: the
     plugin configuration to check (default: the registry's; SIGHUP passes the re-read one before it applies)."""
+    from mcp_edge.board.settings import installed_plugins_dir
     from mcp_edge.plugin.config import resolve_config
     from mcp_edge.plugin.lifecycle import PluginState
 
     plugin_config = registry.config if config is None else config
     data = Path(settings.data_dir).expanduser()
     guarded = [  # (folder, what it is, what a client that writes there could do)
-        ((data / "plugins").resolve(strict=False), "the folder plugins are installed into",  # installer.plugins_folder
+        (installed_plugins_dir(data).resolve(strict=False), "the folder plugins are installed into",
          "plant or change a plugin there"),
         ((data / "plugin-index").resolve(strict=False), "where the box keeps the plugin index it last trusted",
          "reset it and roll the index back"),

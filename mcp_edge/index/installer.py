@@ -51,7 +51,9 @@ STAGING: Final = ".staging"
 
 def plugins_folder(data_dir: Path) -> Path:
     """Where plugins installed from the index live."""
-    return Path(data_dir) / "plugins"
+    from mcp_edge.board.settings import installed_plugins_dir
+
+    return installed_plugins_dir(data_dir)
 
 
 @dataclass(frozen=True)
