@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from mcp_edge.errors import (
+    PluginError,
     PluginLoadError,
     PromptNotFoundError,
     ProtocolError,
@@ -374,8 +375,6 @@ class BridgeHost(PluginHost):
         if client.stateless:
             return self._complete_result(raw, "tools/call")
         if bytes(memoryview(raw)[:1]) != b"{":  # (a value's raw JSON starts at its first byte: no blank before it)
-            from mcp_edge.errors import PluginError
-
             raise PluginError(f"plugin {self.plugin_id}: the server's tools/call result is not an object: "
                               f"{bytes(memoryview(raw)[:100]).decode(errors='replace') or 'none'}")
         version = getattr(rctx, "protocol_version", None)
@@ -393,8 +392,6 @@ class BridgeHost(PluginHost):
         result = self._complete_result(raw, "resources/read")
         contents = result.get("contents")
         if not isinstance(contents, list):
-            from mcp_edge.errors import PluginError
-
             raise PluginError(f"plugin {self.plugin_id}: the server's resources/read result has no contents list")
         return contents
 
@@ -410,8 +407,6 @@ class BridgeHost(PluginHost):
         """The server's result as data; a 2026-07-28 result without its envelope (``resultType``, cache hints,
         the server's info in ``_meta``: the router adds the runtime's own for a client of that revision).
         PluginError for an input-required result (not passed on) or one that is not an object."""
-        from mcp_edge.errors import PluginError
-
         result = msgspec.json.decode(raw) if raw else None
         if not isinstance(result, dict):
             raise PluginError(f"plugin {self.plugin_id}: the server's {method} result is not an object")
